@@ -1,0 +1,146 @@
+"""NetSpec: a typed, JSON-serialisable description of one AnyNet (REFERENCE §1).
+
+stem → stages of blocks → head. One NetSpec is exactly one network: `build` turns it into a
+module and `complexity` counts it, both from the same layer description (anynet.layers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+StemType = Literal["cifar", "simple", "resnet", "convnext"]
+BlockType = Literal["vanilla", "res_basic", "res_bottleneck", "res_bottleneck_linear", "convnext"]
+
+STEM_TYPES: tuple[str, ...] = StemType.__args__
+BLOCK_TYPES: tuple[str, ...] = BlockType.__args__
+# Blocks whose transform has a grouped 3x3 (or depthwise) conv, so b and g matter.
+BOTTLENECK_BLOCKS = ("res_bottleneck", "res_bottleneck_linear")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StemSpec(_Frozen):
+    """The stem: `type` picks the layers (REFERENCE §1), `width` its output channels."""
+
+    type: StemType = "simple"
+    width: int = Field(32, ge=1)
+
+
+class StageSpec(_Frozen):
+    """One stage: `depth` blocks of output `width`; `stride` applies in its first block."""
+
+    depth: int = Field(ge=1)
+    width: int = Field(ge=1)
+    stride: Literal[1, 2] = 2
+    # pycls BOT_MUL / torchvision bottleneck_multiplier: inner width = width x multiplier.
+    bottleneck_multiplier: float = Field(1.0, gt=0)
+    group_width: int = Field(1, ge=1)
+
+    @property
+    def inner_width(self) -> int:
+        """Width of the block's middle convs: int(round(w x multiplier)) (pycls)."""
+        return int(round(self.width * self.bottleneck_multiplier))
+
+    @property
+    def groups(self) -> int:
+        """Number of groups of the 3x3 conv: inner width // group width (pycls)."""
+        return max(1, self.inner_width // self.group_width)
+
+
+class NetSpec(_Frozen):
+    """One AnyNet, exactly: stem, block family, stages, SE ratio, head, input and classes."""
+
+    stem: StemSpec = StemSpec()
+    block: BlockType = "res_bottleneck"
+    stages: tuple[StageSpec, ...] = Field(min_length=1)
+    se_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    head_width: int = Field(0, ge=0)
+    num_classes: int = Field(10, ge=1)
+    in_channels: int = Field(3, ge=1)
+    resolution: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> NetSpec:
+        if self.block in BOTTLENECK_BLOCKS:
+            for i, st in enumerate(self.stages):
+                wb = st.inner_width
+                if wb < 1:
+                    raise ValueError(
+                        f"stages[{i}]: inner width round({st.width} x "
+                        f"{st.bottleneck_multiplier}) is 0"
+                    )
+                if wb % st.groups:
+                    raise ValueError(
+                        f"stages[{i}]: inner width {wb} is not divisible into "
+                        f"{st.groups} groups of width {st.group_width}"
+                    )
+        if self.block == "convnext" and self.se_ratio:
+            raise ValueError("se_ratio: the convnext block has no SE; use 0")
+        return self
+
+    # --- convenient views, named as in the papers -------------------------------------
+    @property
+    def stage_depths(self) -> list[int]:
+        """Blocks per stage."""
+        return [s.depth for s in self.stages]
+
+    @property
+    def stage_widths(self) -> list[int]:
+        """Output width of each stage."""
+        return [s.width for s in self.stages]
+
+    @property
+    def group_widths(self) -> list[int]:
+        """Group width of each stage."""
+        return [s.group_width for s in self.stages]
+
+    @property
+    def bottleneck_multipliers(self) -> list[float]:
+        """Bottleneck multiplier (inner width / width) of each stage."""
+        return [s.bottleneck_multiplier for s in self.stages]
+
+    @property
+    def depth(self) -> int:
+        """Total number of blocks."""
+        return sum(self.stage_depths)
+
+    @property
+    def block_widths(self) -> list[int]:
+        """Output width of every block, in order (what fit_regnet takes)."""
+        return [s.width for s in self.stages for _ in range(s.depth)]
+
+    # --- JSON -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict with the contract keys."""
+        return self.model_dump(mode="json")
+
+    def to_json(self, **kw) -> str:
+        """JSON text of the spec."""
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NetSpec:
+        """Validate a dict (e.g. parsed JSON) into a NetSpec; raises pydantic.ValidationError."""
+        return cls.model_validate(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> NetSpec:
+        """Parse JSON text into a NetSpec."""
+        return cls.model_validate_json(text)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> NetSpec:
+        """Read a NetSpec from a JSON (or YAML) file."""
+        p = Path(path)
+        text = p.read_text()
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return cls.model_validate(yaml.safe_load(text))
+        return cls.model_validate_json(text)
