@@ -1,0 +1,223 @@
+"""`dse study create|list|show|wait|cancel` and `dse worker`, over one database URL."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from api.cli import CliError, emit_json
+
+COUNTS = ("waiting", "running", "done", "failed", "diverged", "cancelled")
+
+
+def register(subparsers) -> None:
+    """Add the `study` and `worker` subcommands."""
+    study = subparsers.add_parser("study", help="create, list, show, wait for or cancel studies")
+    verbs = study.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("create", help="create a study from a YAML or JSON spec; prints its id")
+    p.add_argument("file", help="study spec (.yaml, .yml or .json; - for stdin)")
+    _common(p, json_flag=True)
+    p.set_defaults(func=cmd_create)
+
+    p = verbs.add_parser("list", help="every study with its status")
+    _common(p, json_flag=True)
+    p.set_defaults(func=cmd_list)
+
+    p = verbs.add_parser("show", help="trial counts per space and fidelity level")
+    p.add_argument("id", type=int)
+    _common(p, json_flag=True)
+    p.set_defaults(func=cmd_show)
+
+    p = verbs.add_parser("wait", help="wait until a study is done or cancelled")
+    p.add_argument("id", type=int)
+    p.add_argument("--timeout", type=float, default=None, help="seconds; exit 1 on timeout")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
+    _common(p, json_flag=True)
+    p.set_defaults(func=cmd_wait)
+
+    p = verbs.add_parser("cancel", help="cancel a study (running trials stop at their next epoch)")
+    p.add_argument("id", type=int)
+    _common(p, json_flag=True)
+    p.set_defaults(func=cmd_cancel)
+
+    w = subparsers.add_parser("worker", help="claim and train trials of running studies")
+    _common(w, json_flag=False)
+    w.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best found)")
+    w.add_argument("--max-trials", type=int, default=None, help="exit after N trials")
+    w.add_argument("--exit-when-idle", action="store_true", help="exit when nothing is left")
+    w.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    w.add_argument("--study", type=int, action="append", default=None, help="only these studies")
+    w.add_argument("--poll", type=float, default=1.0, help="seconds between polls when idle")
+    w.set_defaults(func=cmd_worker)
+
+
+def _common(p, json_flag: bool) -> None:
+    p.add_argument("--db", default=None, help="database URL (default $DSE_DB or sqlite:///dse.db)")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def _store(args):
+    from search.store import Store
+
+    return Store(args.db)
+
+
+def _study(store, study_id: int):
+    from search.store import StudyNotFound
+
+    try:
+        return store.get_study(study_id)
+    except StudyNotFound as e:
+        raise CliError(str(e)) from None
+
+
+def cmd_create(args) -> int:
+    """Validate, sample and store a study; print its id."""
+    from search.spec import StudySpec
+
+    text = sys.stdin.read() if args.file == "-" else None
+    spec = StudySpec.from_text(text) if text is not None else StudySpec.from_file(args.file)
+    study_id = _store(args).create_study(spec)
+    if args.json:
+        emit_json({"id": study_id})
+    else:
+        print(study_id)
+    return 0
+
+
+def cmd_list(args) -> int:
+    """One line per study."""
+    studies = _store(args).list_studies()
+    rows = [
+        {
+            "id": s.id,
+            "name": s.name,
+            "status": s.status,
+            "created": s.created.isoformat(),
+            "spaces": s.spec.space_names(),
+            "samples": s.spec.samples,
+        }
+        for s in studies
+    ]
+    if args.json:
+        emit_json(rows)
+        return 0
+    for r in rows:
+        print(
+            f"{r['id']:>5}  {r['status']:<9}  {r['name']}  ({', '.join(r['spaces'])}; "
+            f"{r['samples']} samples each)"
+        )
+    return 0
+
+
+def cmd_show(args) -> int:
+    """Counts per space and fidelity: waiting, running, done, failed, diverged."""
+    store = _store(args)
+    study = _study(store, args.id)
+    progress = store.progress(args.id)
+    if args.json:
+        emit_json(
+            {
+                "id": study.id,
+                "name": study.name,
+                "created": study.created.isoformat(),
+                "spec": study.spec,
+                "sampling": study.sampling,
+                **progress,
+            }
+        )
+        return 0
+    print(f"study {study.id} {study.name!r}: {study.status}")
+    print(f"  {'space':<16} {'level':>5} {'epochs':>6} " + " ".join(f"{c:>9}" for c in COUNTS))
+    for space, levels in progress["spaces"].items():
+        for e in levels:
+            print(
+                f"  {space:<16} {e['level']:>5} {e['epochs']:>6} "
+                + " ".join(f"{e[c]:>9}" for c in COUNTS)
+            )
+    return 0
+
+
+def cmd_wait(args) -> int:
+    """Poll until done/cancelled (progress bar on a TTY); exit 1 on timeout."""
+    store = _store(args)
+    _study(store, args.id)
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    tty = sys.stderr.isatty()
+    while True:
+        progress = store.progress(args.id)
+        totals = progress["totals"]
+        finished = totals["total"] - totals["waiting"] - totals["running"]
+        if tty:
+            width = 30
+            filled = width * finished // max(1, totals["total"])
+            sys.stderr.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] "
+                f"{finished}/{totals['total']} trials, {totals['running']} running "
+            )
+            sys.stderr.flush()
+        if progress["status"] in ("done", "cancelled"):
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            if tty:
+                sys.stderr.write("\n")
+            print(
+                f"dse study wait: timeout after {args.timeout:g}s "
+                f"({finished}/{totals['total']} trials finished)",
+                file=sys.stderr,
+            )
+            if args.json:
+                emit_json(progress)
+            return 1
+        time.sleep(args.interval)
+    if tty:
+        sys.stderr.write("\n")
+    if args.json:
+        emit_json(progress)
+    else:
+        print(f"study {args.id}: {progress['status']}")
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    """Cancel a study."""
+    store = _store(args)
+    _study(store, args.id)
+    changed = store.cancel_study(args.id)
+    status = store.get_study(args.id).status
+    if args.json:
+        emit_json({"id": args.id, "status": status, "changed": changed})
+    else:
+        print(f"study {args.id}: {status}")
+    return 0
+
+
+def cmd_worker(args) -> int:
+    """Run one worker until stopped (or idle / max trials)."""
+    from worker.loop import run_worker
+
+    device = args.device or _best_device()
+    if args.max_trials is not None and args.max_trials < 1:
+        raise CliError("--max-trials: must be >= 1")
+    run_worker(
+        args.db,
+        device=device,
+        max_trials=args.max_trials,
+        exit_when_idle=args.exit_when_idle,
+        threads=args.threads,
+        poll_seconds=args.poll,
+        study_ids=args.study,
+    )
+    return 0
+
+
+def _best_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"

@@ -1,0 +1,1 @@
+"""Revisions of the dse tables, oldest first."""

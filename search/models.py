@@ -1,0 +1,103 @@
+"""Our tables, next to Optuna's in the same database: study specs and a queryable trial index.
+
+Optuna's RDB storage is the trial engine (DESIGN.md): it owns each trial's state machine
+(WAITING → RUNNING → COMPLETE/FAIL), values, intermediate values, heartbeats and attributes.
+It keeps attributes as JSON text in `trial_user_attributes.value_json`, which SQL cannot
+filter, group or aggregate portably. Progress per space and level, paged trial lists and the
+trial frame of a 10 000-trial study must be single GROUP BY / LIMIT queries, so the columns
+those reads need (space, sample, level, status, error, complexity, worker, attempts, timings)
+are mirrored in `dse_trials`, keyed by Optuna's trial id. Optuna stays the arbiter of state
+transitions; `dse_trials` is written right after each transition it won.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+STUDY_STATUSES = ("creating", "running", "cancelled", "done")
+TRIAL_STATUSES = ("waiting", "running", "done", "diverged", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC, with microseconds (versions compare these)."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the dse tables (alembic's target metadata)."""
+
+
+class StudyRow(Base):
+    """One study: its spec as given (validated JSON) and its life-cycle status."""
+
+    __tablename__ = "dse_studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    optuna_name: Mapped[str] = mapped_column(String(255), unique=True)
+    optuna_study_id: Mapped[int | None] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # per space: draws and acceptance rate of the rejection sampler (DESIGN.md: recorded)
+    sampling: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="creating", index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrialRow(Base):
+    """The queryable index of one Optuna trial: one network at one fidelity level, one attempt.
+
+    A retry after a lost worker is a new Optuna trial (a new row, attempt + 1); the lost one
+    keeps status failed with `retried_as` set and is left out of progress and results.
+    The unique key makes promotion and retries idempotent under concurrent workers.
+    """
+
+    __tablename__ = "dse_trials"
+    __table_args__ = (
+        UniqueConstraint("study_id", "space", "sample", "level", "attempt", name="uq_dse_trial"),
+        Index("ix_dse_trials_queue", "status", "study_id", "trial_id"),
+        Index("ix_dse_trials_study_space_level", "study_id", "space", "level"),
+    )
+
+    trial_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    study_id: Mapped[int] = mapped_column(ForeignKey("dse_studies.id", ondelete="CASCADE"))
+    space: Mapped[str] = mapped_column(String(200))
+    sample: Mapped[int] = mapped_column(Integer)
+    level: Mapped[int] = mapped_column(Integer)
+    epochs: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    error: Mapped[float | None] = mapped_column(Float)
+    test_error: Mapped[float | None] = mapped_column(Float)
+    last_val_error: Mapped[float | None] = mapped_column(Float)
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    flops: Mapped[int] = mapped_column(BigInteger)
+    params: Mapped[int] = mapped_column(BigInteger)
+    acts: Mapped[int] = mapped_column(BigInteger)
+    depth: Mapped[int] = mapped_column(Integer)
+    net: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sampled: Mapped[dict[str, Any]] = mapped_column(JSON)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    retried_as: Mapped[int | None] = mapped_column(Integer)
+    images_per_s: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

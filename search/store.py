@@ -1,0 +1,834 @@
+"""The study store: Optuna's RDB storage is the trial engine; our tables index it for queries.
+
+One database URL (`--db` / $DSE_DB, default sqlite:///dse.db) holds both. Every change of a
+trial's state is an Optuna state transition first (`set_trial_state_values` locks the trial
+row, so exactly one caller wins it) and a conditional update of our `dse_trials` row second:
+
+- claim: WAITING → RUNNING is won by one worker only (Optuna returns False to the others);
+- finish: only while our row says RUNNING and owned by this worker, and Optuna refuses to
+  complete a trial the reaper already failed, so a result from a lost worker whose trial was
+  retried is dropped, never counted twice;
+- reap: Optuna's `fail_stale_trials` fails RUNNING trials without a heartbeat for the grace
+  period; each is retried as a new WAITING trial (attempt + 1) up to `limits.max_attempts`,
+  then left failed with the reason.
+
+SQLite: WAL, a busy timeout and `BEGIN IMMEDIATE` on the writing engine (a deferred
+transaction that reads and then writes fails at once with "database is locked" when another
+process wrote in between; an immediate one waits its turn), and a separate plain engine for
+reads, which WAL never blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.storages import RDBStorage, fail_stale_trials
+from optuna.trial import TrialState, create_trial
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import sessionmaker
+
+from search import fidelity, migrations
+from search.models import StudyRow, TrialRow, utcnow
+from search.spec import DatasetSpec, Limits, Recipe, StudySpec
+
+DEFAULT_URL = "sqlite:///dse.db"
+DB_ENV = "DSE_DB"
+# Errors that mean "the database is unreachable or busy now": retry, don't crash.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, StorageInternalError, TimeoutError)
+SQLITE_BUSY_MS = 60_000
+log = logging.getLogger("dse.store")
+
+
+class StudyNotFound(LookupError):
+    """No study with this id."""
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study as the API and CLI see it."""
+
+    id: int
+    name: str
+    status: str
+    spec: StudySpec
+    created: datetime
+    updated: datetime
+    optuna_name: str
+    sampling: dict
+
+
+@dataclass
+class Claim:
+    """A trial a worker owns: what to train, for how long, and under which limits."""
+
+    trial_id: int
+    study_id: int
+    worker: str
+    space: str
+    sample: int
+    level: int
+    epochs: int
+    attempt: int
+    net: dict
+    dataset: DatasetSpec
+    recipe: Recipe
+    seed: int
+    limits: Limits
+    history: list[dict] = field(default_factory=list)
+
+
+def default_url() -> str:
+    """$DSE_DB, else sqlite:///dse.db."""
+    return os.environ.get(DB_ENV) or DEFAULT_URL
+
+
+def normalize_url(url: str) -> str:
+    """The URL with a PostgreSQL driver that is installed (psycopg 3, else psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        try:
+            import psycopg  # noqa: F401  (SQLAlchemy 2.1's default driver)
+        except ImportError:
+            return parsed.set(drivername="postgresql+psycopg2").render_as_string(
+                hide_password=False
+            )
+    return url
+
+
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_begin_deferred(connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+class Store:
+    """Studies and trials in one database: Optuna's storage plus the dse tables."""
+
+    def __init__(self, url: str | None = None, heartbeat_interval: int = 10) -> None:
+        self.url = normalize_url(url or default_url())
+        backend = make_url(self.url).get_backend_name()
+        self.sqlite = backend == "sqlite"
+        if self.sqlite and make_url(self.url).database in (None, "", ":memory:"):
+            raise ValueError("db: in-memory SQLite cannot be shared by workers; use a file URL")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.sqlite:
+            engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_MS / 1000}}
+        with migrations.schema_lock(self.url), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.optuna = RDBStorage(
+                self.url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval
+            )
+            engine = self.optuna.engine
+            if self.sqlite:  # from now on every connection gets the pragmas and BEGIN IMMEDIATE
+                engine.dispose()
+                event.listen(engine, "connect", _sqlite_connect)
+                event.listen(engine, "begin", _sqlite_begin_immediate)
+            migrations.upgrade(engine)
+        self._write = sessionmaker(engine, expire_on_commit=False)
+        self._read = sessionmaker(self._read_engine(engine), expire_on_commit=False)
+        self._specs: dict[int, StudySpec] = {}
+
+    def _read_engine(self, engine: Engine) -> Engine:
+        if not self.sqlite:
+            return engine
+        reader = create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+        event.listen(reader, "connect", _sqlite_connect)
+        event.listen(reader, "begin", _sqlite_begin_deferred)
+        return reader
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.optuna.remove_session()
+        self.optuna.engine.dispose()
+        self._read.kw["bind"].dispose()
+
+    # --- studies ----------------------------------------------------------------------
+
+    def create_study(self, spec: StudySpec | dict) -> int:
+        """Sample every network of every space, store the study, enqueue level 0; its id."""
+        from anynet.sampling import sample  # the sampler is only needed here
+
+        if not isinstance(spec, StudySpec):
+            spec = StudySpec.model_validate(spec)
+        per_space: dict[str, list] = {}
+        sampling: dict[str, dict] = {}
+        for i, (label, space_spec) in enumerate(zip(spec.space_names(), spec.spaces, strict=True)):
+            try:
+                result = sample(
+                    space_spec.resolve(),
+                    spec.samples,
+                    seed=spec.seed,
+                    bounds=spec.bounds(),
+                    resolution=spec.dataset.resolution,
+                    num_classes=spec.dataset.num_classes,
+                    in_channels=3,
+                )
+            except ValueError as e:
+                raise ValueError(f"spaces[{i}] ({label}): {e}") from e
+            per_space[label] = result.samples
+            sampling[label] = {"draws": result.draws, "acceptance": result.acceptance}
+        optuna_name = f"dse-{uuid.uuid4().hex}"
+        with self._write() as session, session.begin():
+            row = StudyRow(
+                name=spec.name,
+                optuna_name=optuna_name,
+                spec=spec.model_dump(mode="json"),
+                sampling=sampling,
+                status="creating",
+            )
+            session.add(row)
+        try:
+            oid = self.optuna.create_new_study([optuna.study.StudyDirection.MINIMIZE], optuna_name)
+            self.optuna.set_study_user_attr(oid, "dse_study_id", row.id)
+            rows = []
+            for space, index, s in fidelity.interleave(per_space):
+                net, cx = s.spec.to_dict(), dict(s.complexity)
+                values = _trial_values(row.id, space, index, 0, spec.fidelities[0], 1, net, cx)
+                values["sampled"] = dict(s.params)
+                values["trial_id"] = self._new_optuna_trial(oid, values)
+                rows.append(values)
+            with self._write() as session, session.begin():
+                session.execute(insert(TrialRow), rows)
+                session.execute(
+                    update(StudyRow)
+                    .where(StudyRow.id == row.id)
+                    .values(status="running", optuna_study_id=oid, updated_at=utcnow())
+                )
+        except BaseException:
+            self._drop_study(row.id, optuna_name)
+            raise
+        return row.id
+
+    def _drop_study(self, study_id: int, optuna_name: str) -> None:
+        try:
+            oid = self.optuna.get_study_id_from_name(optuna_name)
+            self.optuna.delete_study(oid)
+        except KeyError:
+            pass
+        with self._write() as session, session.begin():
+            session.execute(delete(TrialRow).where(TrialRow.study_id == study_id))
+            session.execute(delete(StudyRow).where(StudyRow.id == study_id))
+
+    def _new_optuna_trial(self, optuna_study_id: int, values: dict) -> int:
+        attrs = {k: values[k] for k in ("space", "sample", "level", "epochs", "attempt")}
+        attrs.update(
+            dse_study_id=values["study_id"],
+            net=values["net"],
+            sampled=values.get("sampled", {}),
+            complexity={k: values[k] for k in ("flops", "params", "acts")},
+        )
+        template = create_trial(state=TrialState.WAITING, user_attrs=attrs)
+        return self.optuna.create_new_trial(optuna_study_id, template_trial=template)
+
+    def list_studies(self) -> list[StudyRecord]:
+        """Every study, newest first."""
+        with self._read() as session:
+            rows = session.scalars(select(StudyRow).order_by(StudyRow.id.desc())).all()
+        return [self._record(r) for r in rows]
+
+    def get_study(self, study_id: int) -> StudyRecord:
+        """One study; StudyNotFound if there is none with this id."""
+        with self._read() as session:
+            row = session.get(StudyRow, study_id)
+        if row is None:
+            raise StudyNotFound(f"study {study_id}: no such study")
+        return self._record(row)
+
+    def _record(self, row: StudyRow) -> StudyRecord:
+        return StudyRecord(
+            id=row.id,
+            name=row.name,
+            status=row.status,
+            spec=self._spec_of(row.id, row.spec),
+            created=_aware(row.created_at),
+            updated=_aware(row.updated_at),
+            optuna_name=row.optuna_name,
+            sampling=row.sampling or {},
+        )
+
+    def _spec_of(self, study_id: int, data: dict | None = None) -> StudySpec:
+        if study_id not in self._specs:
+            if data is None:
+                with self._read() as session:
+                    data = session.scalar(select(StudyRow.spec).where(StudyRow.id == study_id))
+                if data is None:
+                    raise StudyNotFound(f"study {study_id}: no such study")
+            self._specs[study_id] = StudySpec.model_validate(data)
+        return self._specs[study_id]
+
+    def cancel_study(self, study_id: int) -> bool:
+        """Cancel a study: waiting trials are cancelled, running ones stop at their next epoch."""
+        self.get_study(study_id)
+        now = utcnow()
+        with self._write() as session, session.begin():
+            changed = session.execute(
+                update(StudyRow)
+                .where(StudyRow.id == study_id, StudyRow.status.in_(("creating", "running")))
+                .values(status="cancelled", updated_at=now)
+            ).rowcount
+            ids = session.scalars(
+                update(TrialRow)
+                .where(TrialRow.study_id == study_id, TrialRow.status == "waiting")
+                .values(
+                    status="cancelled", reason="study cancelled", finished_at=now, updated_at=now
+                )
+                .returning(TrialRow.trial_id)
+            ).all()
+        for trial_id in ids:  # a claimer that won WAITING → RUNNING meanwhile fails it too
+            self._fail_quietly(trial_id)
+        return bool(changed)
+
+    def _fail_quietly(self, trial_id: int) -> None:
+        try:
+            self.optuna.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            pass
+
+    # --- the trial life cycle (workers) -----------------------------------------------
+
+    def claim(self, worker: str, study_ids: list[int] | None = None) -> Claim | None:
+        """Pop one waiting trial of a running study for `worker` (atomic through Optuna)."""
+        query = (
+            select(TrialRow.trial_id)
+            .join(StudyRow, StudyRow.id == TrialRow.study_id)
+            .where(StudyRow.status == "running", TrialRow.status == "waiting")
+            .order_by(TrialRow.trial_id)
+            .limit(16)
+        )
+        if study_ids:
+            query = query.where(TrialRow.study_id.in_(study_ids))
+        with self._read() as session:
+            candidates = list(session.scalars(query))
+        # Try the oldest first, but not all workers the same one: fewer lost races.
+        head = candidates[:4]
+        random.shuffle(head)
+        for trial_id in head + candidates[4:]:
+            try:
+                if not self.optuna.set_trial_state_values(trial_id, TrialState.RUNNING):
+                    continue
+            except UpdateFinishedTrialError:
+                continue
+            self.optuna.record_heartbeat(trial_id)
+            now = utcnow()
+            with self._write() as session, session.begin():
+                won = session.execute(
+                    update(TrialRow)
+                    .where(TrialRow.trial_id == trial_id, TrialRow.status == "waiting")
+                    .values(status="running", worker=worker, started_at=now, updated_at=now)
+                ).rowcount
+            if not won:  # cancelled between our read and our transition
+                self._fail_quietly(trial_id)
+                continue
+            return self._claim_of(trial_id, worker)
+        return None
+
+    def _claim_of(self, trial_id: int, worker: str) -> Claim:
+        with self._read() as session:
+            row = session.get(TrialRow, trial_id)
+        spec = self._spec_of(row.study_id)
+        return Claim(
+            trial_id=row.trial_id,
+            study_id=row.study_id,
+            worker=worker,
+            space=row.space,
+            sample=row.sample,
+            level=row.level,
+            epochs=row.epochs,
+            attempt=row.attempt,
+            net=row.net,
+            dataset=spec.dataset,
+            recipe=spec.recipe,
+            seed=spec.seed + row.sample,
+            limits=spec.limits,
+        )
+
+    def heartbeat(self, claim: Claim) -> None:
+        """Record that the worker of `claim` is alive (Optuna's heartbeat table)."""
+        self.optuna.record_heartbeat(claim.trial_id)
+
+    def report_epoch(self, claim: Claim, metrics: dict) -> bool:
+        """Store one epoch's metrics; False when the trial should stop (cancelled or lost)."""
+        epoch = int(metrics.get("epoch", len(claim.history) + 1))
+        val = metrics.get("val_error")
+        val = float(val) if val is not None and math.isfinite(float(val)) else None
+        claim.history.append({k: _plain(v) for k, v in metrics.items()})
+        if val is not None:
+            try:
+                self.optuna.set_trial_intermediate_value(claim.trial_id, epoch, val)
+            except UpdateFinishedTrialError:
+                return False
+        with self._write() as session, session.begin():
+            owned = session.execute(
+                update(TrialRow)
+                .where(*_owned(claim))
+                .values(
+                    epochs_done=epoch,
+                    last_val_error=val,
+                    history=list(claim.history),
+                    updated_at=utcnow(),
+                )
+            ).rowcount
+            status = session.scalar(select(StudyRow.status).where(StudyRow.id == claim.study_id))
+        return bool(owned) and status == "running"
+
+    def finish(self, claim: Claim, result: Any) -> bool:
+        """Record a TrainResult, once: False if the trial is no longer this worker's."""
+        status, state, values, reason = _outcome(result)
+        with self._read() as session:
+            owned = session.scalar(select(func.count()).where(*_owned(claim)))
+        if not owned:
+            return False
+        try:
+            if reason:
+                self.optuna.set_trial_system_attr(claim.trial_id, "dse_reason", reason)
+            self.optuna.set_trial_state_values(claim.trial_id, state, values)
+        except UpdateFinishedTrialError:
+            return False  # reaped and retried meanwhile: the retry's result counts
+        now = utcnow()
+        with self._write() as session, session.begin():
+            session.execute(
+                update(TrialRow)
+                .where(*_owned(claim))
+                .values(
+                    status=status,
+                    error=values[0] if values else None,
+                    test_error=_finite(getattr(result, "test_error", None)),
+                    reason=reason,
+                    seconds=_finite(getattr(result, "seconds", None)),
+                    images_per_s=_finite(getattr(result, "images_per_s", None)),
+                    history=list(claim.history),
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+        self.settle(claim.study_id)
+        return True
+
+    def release(self, claim: Claim) -> bool:
+        """Hand a trial back untrained (worker stopping): it becomes WAITING again."""
+        with self._read() as session:
+            if not session.scalar(select(func.count()).where(*_owned(claim))):
+                return False
+        try:
+            self.optuna.set_trial_state_values(claim.trial_id, TrialState.WAITING)
+        except UpdateFinishedTrialError:
+            return False
+        with self._write() as session, session.begin():
+            session.execute(
+                update(TrialRow)
+                .where(*_owned(claim))
+                .values(
+                    status="waiting",
+                    worker=None,
+                    started_at=None,
+                    epochs_done=0,
+                    last_val_error=None,
+                    history=[],
+                    updated_at=utcnow(),
+                )
+            )
+        return True
+
+    def reap_stale(self) -> list[int]:
+        """Fail trials whose worker stopped heartbeating; retry each up to max_attempts."""
+        with self._read() as session:
+            studies = session.execute(
+                select(StudyRow.id, StudyRow.optuna_name).where(StudyRow.status == "running")
+            ).all()
+        lost: list[int] = []
+        for study_id, optuna_name in studies:
+            limits = self._spec_of(study_id).limits
+            stale: list[int] = []
+            view = _heartbeat_view(self.optuna, limits, stale)
+            fail_stale_trials(optuna.load_study(study_name=optuna_name, storage=view))
+            for trial_id in stale:
+                self._retry_lost(trial_id, limits)
+            lost += stale
+        return lost
+
+    def _retry_lost(self, trial_id: int, limits: Limits) -> None:
+        with self._read() as session:
+            row = session.get(TrialRow, trial_id)
+        if row is None or row.status not in ("waiting", "running"):
+            return
+        retry_id = None
+        if row.attempt < limits.max_attempts:
+            reason = f"worker {row.worker} lost (no heartbeat for {limits.grace_seconds} s)"
+            retry_id = self._enqueue(row, row.level, row.epochs, row.attempt + 1)
+        else:
+            reason = f"worker lost after {row.attempt} attempts"
+        now = utcnow()
+        with self._write() as session, session.begin():
+            session.execute(
+                update(TrialRow)
+                .where(TrialRow.trial_id == trial_id, TrialRow.status.in_(("waiting", "running")))
+                .values(
+                    status="failed",
+                    reason=reason,
+                    retried_as=retry_id,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+        if retry_id is None:
+            self.settle(row.study_id)
+
+    def _enqueue(self, source: TrialRow, level: int, epochs: int, attempt: int) -> int:
+        """Add one WAITING trial for source's network; an existing twin's id if one won."""
+        values = _trial_values(
+            source.study_id,
+            source.space,
+            source.sample,
+            level,
+            epochs,
+            attempt,
+            source.net,
+            {"flops": source.flops, "params": source.params, "acts": source.acts},
+        )
+        values["sampled"] = source.sampled
+        with self._read() as session:
+            oid = session.scalar(
+                select(StudyRow.optuna_study_id).where(StudyRow.id == source.study_id)
+            )
+        values["trial_id"] = self._new_optuna_trial(oid, values)
+        try:
+            with self._write() as session, session.begin():
+                session.execute(insert(TrialRow), [values])
+            return values["trial_id"]
+        except IntegrityError:  # another worker enqueued the same (sample, level, attempt)
+            self.optuna.set_trial_system_attr(values["trial_id"], "dse_duplicate", True)
+            self._fail_quietly(values["trial_id"])
+            with self._read() as session:
+                return session.scalar(
+                    select(TrialRow.trial_id).where(
+                        TrialRow.study_id == source.study_id,
+                        TrialRow.space == source.space,
+                        TrialRow.sample == source.sample,
+                        TrialRow.level == level,
+                        TrialRow.attempt == attempt,
+                    )
+                )
+
+    def settle(self, study_id: int) -> int:
+        """Promote every completed level (idempotent); mark the study done when nothing is left."""
+        spec = self._spec_of(study_id)
+        grid = self._status_grid(study_id)
+        with self._read() as session:
+            if session.scalar(select(StudyRow.status).where(StudyRow.id == study_id)) != "running":
+                return 0
+        added = 0
+        for space in spec.space_names():
+            for level in range(len(spec.fidelities) - 1):
+                counts = grid.get((space, level), {})
+                if not fidelity.level_complete(s for s, n in counts.items() for _ in range(n)):
+                    break
+                added += self._promote(study_id, space, level, spec)
+        unfinished = sum(n for c in grid.values() for s, n in c.items() if s in fidelity.UNFINISHED)
+        if not added and not unfinished:
+            with self._write() as session, session.begin():
+                session.execute(
+                    update(StudyRow)
+                    .where(StudyRow.id == study_id, StudyRow.status == "running")
+                    .values(status="done", updated_at=utcnow())
+                )
+        return added
+
+    def _promote(self, study_id: int, space: str, level: int, spec: StudySpec) -> int:
+        where = (
+            TrialRow.study_id == study_id,
+            TrialRow.space == space,
+            TrialRow.retried_as.is_(None),
+        )
+        with self._read() as session:
+            rows = session.scalars(select(TrialRow).where(*where, TrialRow.level == level)).all()
+            have = set(
+                session.scalars(select(TrialRow.sample).where(*where, TrialRow.level == level + 1))
+            )
+        trials = [fidelity.LevelTrial(r.sample, r.status, r.error) for r in rows]
+        chosen = fidelity.select_promoted(trials, spec.promote)
+        by_sample = {r.sample: r for r in rows}
+        added = 0
+        for sample_index in chosen:
+            if sample_index not in have:
+                self._enqueue(by_sample[sample_index], level + 1, spec.fidelities[level + 1], 1)
+                added += 1
+        return added
+
+    # --- reads (aggregated and paged in the database) ---------------------------------
+
+    def _status_grid(self, study_id: int) -> dict[tuple[str, int], dict[str, int]]:
+        query = (
+            select(TrialRow.space, TrialRow.level, TrialRow.status, func.count())
+            .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
+            .group_by(TrialRow.space, TrialRow.level, TrialRow.status)
+        )
+        grid: dict[tuple[str, int], dict[str, int]] = {}
+        with self._read() as session:
+            for space, level, status, n in session.execute(query):
+                grid.setdefault((space, level), {})[status] = n
+        return grid
+
+    def progress(self, study_id: int) -> dict:
+        """Trial counts per space and fidelity level (waiting, running, done, failed, …)."""
+        study = self.get_study(study_id)
+        grid = self._status_grid(study_id)
+        spaces: dict[str, list[dict]] = {}
+        totals = dict.fromkeys(TRIAL_COUNTS, 0)
+        for space in study.spec.space_names():
+            spaces[space] = []
+            for level, epochs in enumerate(study.spec.fidelities):
+                counts = grid.get((space, level), {})
+                entry = {"level": level, "epochs": epochs}
+                entry.update({s: counts.get(s, 0) for s in TRIAL_COUNTS})
+                entry["total"] = sum(counts.values())
+                for s in TRIAL_COUNTS:
+                    totals[s] += entry[s]
+                spaces[space].append(entry)
+        totals["total"] = sum(totals.values())
+        return {"study_id": study_id, "status": study.status, "spaces": spaces, "totals": totals}
+
+    def _filtered(self, study_id: int, space, level, status, include_retried: bool):
+        conds = [TrialRow.study_id == study_id]
+        if not include_retried:
+            conds.append(TrialRow.retried_as.is_(None))
+        if space is not None:
+            conds.append(TrialRow.space == space)
+        if level is not None:
+            conds.append(TrialRow.level == level)
+        if status is not None:
+            conds.append(TrialRow.status == status)
+        return conds
+
+    def trials(
+        self,
+        study_id: int,
+        offset: int = 0,
+        limit: int = 100,
+        space: str | None = None,
+        level: int | None = None,
+        status: str | None = None,
+        include_retried: bool = False,
+    ) -> list[dict]:
+        """One page of trials in enqueue order, as JSON-able dicts."""
+        conds = self._filtered(study_id, space, level, status, include_retried)
+        query = select(TrialRow).where(*conds).order_by(TrialRow.trial_id)
+        with self._read() as session:
+            rows = session.scalars(query.offset(max(0, offset)).limit(max(0, limit))).all()
+        return [_trial_dict(r) for r in rows]
+
+    def count(
+        self,
+        study_id: int,
+        space: str | None = None,
+        level: int | None = None,
+        status: str | None = None,
+        include_retried: bool = False,
+    ) -> int:
+        """How many trials match (the same filters as `trials`)."""
+        conds = self._filtered(study_id, space, level, status, include_retried)
+        with self._read() as session:
+            return int(session.scalar(select(func.count()).select_from(TrialRow).where(*conds)))
+
+    def trial_frame(self, study_id: int) -> pd.DataFrame:
+        """One row per trial (retried attempts left out): what the analysis reads."""
+        self.get_study(study_id)
+        columns = [getattr(TrialRow, c) for c in FRAME_COLUMNS]
+        query = (
+            select(*columns, TrialRow.net, TrialRow.sampled)
+            .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
+            .order_by(TrialRow.trial_id)
+        )
+        with self._read() as session:
+            rows = session.execute(query).all()
+        frame = pd.DataFrame([r[: len(FRAME_COLUMNS)] for r in rows], columns=list(FRAME_COLUMNS))
+        frame["error"] = pd.to_numeric(frame["error"], errors="coerce").astype(float)
+        frame["spec"] = [r[-2] for r in rows]
+        sampled = pd.DataFrame([r[-1] or {} for r in rows], index=frame.index)
+        for name in sampled.columns:
+            frame[f"p_{name}"] = sampled[name]
+        return frame
+
+    def version(self, study_id: int) -> str:
+        """A token that changes whenever any trial (or the study) changes."""
+        with self._read() as session:
+            n, last = session.execute(
+                select(func.count(), func.max(TrialRow.updated_at)).where(
+                    TrialRow.study_id == study_id
+                )
+            ).one()
+            updated = session.scalar(select(StudyRow.updated_at).where(StudyRow.id == study_id))
+        if updated is None:
+            raise StudyNotFound(f"study {study_id}: no such study")
+        return f"{n}-{_stamp(last)}-{_stamp(updated)}"
+
+    def idle(self, study_ids: list[int] | None = None) -> bool:
+        """True when no running study has a waiting or running trial (after settling them)."""
+        query = select(StudyRow.id).where(StudyRow.status == "running")
+        if study_ids:
+            query = query.where(StudyRow.id.in_(study_ids))
+        with self._read() as session:
+            running = list(session.scalars(query))
+        for study_id in running:
+            self.settle(study_id)
+        unfinished = (
+            select(func.count())
+            .select_from(TrialRow)
+            .join(StudyRow, StudyRow.id == TrialRow.study_id)
+            .where(StudyRow.status == "running", TrialRow.status.in_(fidelity.UNFINISHED))
+        )
+        if study_ids:
+            unfinished = unfinished.where(TrialRow.study_id.in_(study_ids))
+        with self._read() as session:
+            return not session.scalar(unfinished)
+
+
+TRIAL_COUNTS = ("waiting", "running", "done", "failed", "diverged", "cancelled")
+FRAME_COLUMNS = (
+    "trial_id",
+    "space",
+    "sample",
+    "level",
+    "epochs",
+    "status",
+    "error",
+    "flops",
+    "params",
+    "acts",
+    "depth",
+    "attempt",
+    "worker",
+    "test_error",
+    "seconds",
+    "images_per_s",
+    "reason",
+)
+
+
+def _trial_values(study_id, space, sample, level, epochs, attempt, net, complexity) -> dict:
+    """Column values of a new waiting trial row (trial_id and sampled are added by callers)."""
+    stages = net.get("stages", [])
+    return {
+        "study_id": study_id,
+        "space": space,
+        "sample": sample,
+        "level": level,
+        "epochs": epochs,
+        "attempt": attempt,
+        "status": "waiting",
+        "epochs_done": 0,
+        "flops": int(complexity["flops"]),
+        "params": int(complexity["params"]),
+        "acts": int(complexity["acts"]),
+        "depth": sum(int(s["depth"]) for s in stages),
+        "net": net,
+        "history": [],
+        "updated_at": utcnow(),
+    }
+
+
+def _owned(claim: Claim) -> tuple:
+    """WHERE clauses: the trial is still running and still this worker's."""
+    return (
+        TrialRow.trial_id == claim.trial_id,
+        TrialRow.status == "running",
+        TrialRow.worker == claim.worker,
+    )
+
+
+def _outcome(result: Any) -> tuple[str, TrialState, list[float] | None, str | None]:
+    """(our status, Optuna state, values, reason) of a TrainResult."""
+    status = getattr(result, "status", "failed")
+    message = getattr(result, "message", "") or ""
+    val = _finite(getattr(result, "val_error", None))
+    if status == "done" and val is not None:
+        return "done", TrialState.COMPLETE, [val], None
+    if status in ("done", "diverged"):
+        return "diverged", TrialState.FAIL, None, message or "training diverged"
+    if status == "cancelled":
+        return "cancelled", TrialState.FAIL, None, message or "study cancelled"
+    if status == "oom":
+        return "failed", TrialState.FAIL, None, f"out of memory: {message}".rstrip(": ")
+    return "failed", TrialState.FAIL, None, message or f"training ended with status {status}"
+
+
+def _heartbeat_view(storage: RDBStorage, limits: Limits, stale: list[int]) -> RDBStorage:
+    """The same storage (same engine and sessions) with a study's heartbeat limits.
+
+    Optuna reads the grace period from the storage object; studies differ in theirs, so each
+    gets a shallow view instead of one global setting. The callback collects what was failed.
+    """
+    view = RDBStorage.__new__(RDBStorage)
+    view.__dict__.update(storage.__dict__)
+    view.heartbeat_interval = limits.heartbeat_seconds
+    view.grace_period = limits.grace_seconds
+    view.heartbeat_stale_trial_callback = lambda _study, trial: stale.append(trial._trial_id)
+    view.failed_trial_callback = view.heartbeat_stale_trial_callback
+    return view
+
+
+def _trial_dict(row: TrialRow) -> dict:
+    out = {c: getattr(row, c) for c in FRAME_COLUMNS}
+    out.update(
+        spec=row.net,
+        params_sampled=row.sampled,
+        epochs_done=row.epochs_done,
+        last_val_error=row.last_val_error,
+        retried_as=row.retried_as,
+        started=_stamp(row.started_at),
+        finished=_stamp(row.finished_at),
+        history=row.history,
+    )
+    return out
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-able scalar (tensors and numpy numbers to float)."""
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _aware(t: datetime) -> datetime:
+    """SQLite hands timestamps back naive; they were written in UTC."""
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+def _stamp(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()

@@ -1,0 +1,88 @@
+"""StudySpec: the issue's example is accepted as written; bad input names the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from search.spec import StudySpec
+
+
+def test_issue_example_accepted_exactly(smoke_spec):
+    spec = StudySpec.model_validate(smoke_spec)
+    assert spec.space_names() == ["AnyNetX_A", "AnyNetX_E"]
+    assert spec.samples == 20
+    assert spec.bounds() == {"flops": (0.0, 2e7)}
+    assert spec.fidelities == [1]
+    assert spec.promote == pytest.approx(1 / 3)
+    assert spec.limits.max_attempts == 3
+    assert spec.recipe.batch_size == 64
+    # round trip through JSON text, as the store keeps it
+    again = StudySpec.from_text(spec.model_dump_json())
+    assert again == spec
+
+
+def test_yaml_and_json_files(tmp_path, smoke_spec):
+    import yaml
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(smoke_spec))
+    (tmp_path / "s.json").write_text(json.dumps(smoke_spec))
+    assert StudySpec.from_file(tmp_path / "s.yaml") == StudySpec.from_file(tmp_path / "s.json")
+    with pytest.raises(ValueError, match="spec"):
+        StudySpec.from_text("- just\n- a list\n")
+
+
+def _error(data) -> str:
+    with pytest.raises(ValidationError) as info:
+        StudySpec.model_validate(data)
+    return str(info.value)
+
+
+def test_unknown_keys_are_errors(smoke_spec):
+    smoke_spec["sampels"] = 3
+    assert "sampels" in _error(smoke_spec)
+
+
+def test_unknown_key_in_space_is_an_error(smoke_spec):
+    smoke_spec["spaces"][0]["widht"] = [8, 16]
+    assert "widht" in _error(smoke_spec)
+
+
+def test_unknown_preset_named(smoke_spec):
+    smoke_spec["spaces"][0]["preset"] = "AnyNetZ_Q"
+    assert "AnyNetZ_Q" in _error(smoke_spec)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("fidelities", [3, 1], "fidelities"),
+        ("fidelities", [1, 1], "fidelities"),
+        ("fidelities", [], "fidelities"),
+        ("promote", 0, "promote"),
+        ("promote", 1.5, "promote"),
+        ("samples", 0, "samples"),
+        ("complexity", {"flops": [5, 1]}, "complexity"),
+        ("complexity", {"macs": [0, 1]}, "complexity"),
+        ("spaces", [], "spaces"),
+        ("limits", {"heartbeat_seconds": 5, "grace_seconds": 5}, "grace_seconds"),
+        ("limits", {"max_attempts": 0}, "max_attempts"),
+    ],
+)
+def test_invalid_values_name_the_field(smoke_spec, field, value, needle):
+    smoke_spec[field] = value
+    assert needle in _error(smoke_spec)
+
+
+def test_duplicate_space_names(smoke_spec):
+    smoke_spec["spaces"][1] = dict(smoke_spec["spaces"][0])
+    assert "unique" in _error(smoke_spec)
+    smoke_spec["spaces"][1]["name"] = "A2"
+    assert StudySpec.model_validate(smoke_spec).space_names() == ["AnyNetX_A", "A2"]
+
+
+def test_one_space_allowed(smoke_spec):
+    smoke_spec["spaces"] = smoke_spec["spaces"][:1]
+    assert len(StudySpec.model_validate(smoke_spec).spaces) == 1

@@ -1,0 +1,230 @@
+"""Worker processes against a real database: exactly once, crashes, SIGTERM, cancel, SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
+
+from search.store import Store
+from worker import loop
+
+WAIT = 300  # seconds any group of workers may take before the test fails
+
+
+def _create(dse_bin, url, spec, tmp_path) -> int:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    out = subprocess.run(
+        [dse_bin, "study", "create", str(path), "--db", url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout)["id"]
+
+
+def _worker(dse_bin, url, *extra) -> subprocess.Popen:
+    cmd = [dse_bin, "worker", "--db", url, "--threads", "1", "--poll", "0.5", *extra]
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def _finish(procs) -> list[str]:
+    errs = []
+    for p in procs:
+        _, err = p.communicate(timeout=WAIT)
+        errs.append(err)
+    return errs
+
+
+def _assert_each_once(store, study_id, expected):
+    frame = store.trial_frame(study_id)
+    assert len(frame) == expected
+    assert (frame.status == "done").all(), frame[["trial_id", "status", "reason"]]
+    assert frame.groupby(["space", "sample", "level"]).size().max() == 1
+    assert frame["error"].between(0, 1).all()
+    study = store.get_study(study_id)
+    trials = optuna.load_study(study_name=study.optuna_name, storage=store.optuna).trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == expected
+    assert sorted(t._trial_id for t in complete) == sorted(frame.trial_id)
+    assert study.status == "done"
+    return frame
+
+
+def test_retrying_backs_off(monkeypatch, capsys):
+    delays, calls = [], []
+    monkeypatch.setattr(loop.time, "sleep", delays.append)
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 4:
+            raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+        return "ok"
+
+    assert loop.retrying(flaky, "claim") == "ok"
+    assert delays == [0.5, 1.0, 2.0]
+    assert "database unavailable" in capsys.readouterr().err
+
+    def down():
+        raise OperationalError("SELECT 1", {}, Exception("down"))
+
+    with pytest.raises(OperationalError):  # give_up bounds how long a report may wait
+        loop.retrying(down, "report", give_up=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.xdist_group("pg")
+def test_four_worker_processes_postgres(pg_url, smoke_spec, dse_bin, tmp_path):
+    study_id = _create(dse_bin, pg_url, smoke_spec, tmp_path)
+    procs = [_worker(dse_bin, pg_url, "--exit-when-idle") for _ in range(4)]
+    errs = _finish(procs)
+    assert [p.returncode for p in procs] == [0] * 4, errs
+    assert not any("Traceback" in e for e in errs), errs
+    store = Store(pg_url)
+    frame = _assert_each_once(store, study_id, 40)
+    assert frame.worker.nunique() >= 2  # the work was shared
+    assert (frame.attempt == 1).all()
+    shown = subprocess.run(
+        [dse_bin, "study", "show", str(study_id), "--db", pg_url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    progress = json.loads(shown.stdout)
+    for space in ("AnyNetX_A", "AnyNetX_E"):
+        assert progress["spaces"][space][0]["done"] == 20
+        assert progress["spaces"][space][0]["waiting"] == 0
+    assert progress["totals"]["failed"] == progress["totals"]["diverged"] == 0
+    waited = subprocess.run(
+        [dse_bin, "study", "wait", str(study_id), "--db", pg_url, "--timeout", "10"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert waited.returncode == 0
+
+
+def _wait_for(predicate, timeout=WAIT, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _running_after_an_epoch(store, study_id, proc):
+    rows = store.trials(study_id, status="running", limit=10)
+    return next((r for r in rows if r["epochs_done"] >= 1 and f":{proc.pid}:" in r["worker"]), None)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.xdist_group("pg")
+def test_kill9_trial_retried_nothing_lost(pg_url, smoke_spec, dse_bin, tmp_path):
+    smoke_spec.update(
+        samples=2,
+        fidelities=[6],
+        limits={"heartbeat_seconds": 1, "grace_seconds": 3, "max_attempts": 3},
+    )
+    study_id = _create(dse_bin, pg_url, smoke_spec, tmp_path)
+    store = Store(pg_url)
+    victim = _worker(dse_bin, pg_url)
+    row = _wait_for(lambda: _running_after_an_epoch(store, study_id, victim), what="an epoch")
+    victim.send_signal(signal.SIGKILL)  # mid-trial: epochs 2..6 were never reported
+    victim.communicate(timeout=30)
+    restarted = _worker(dse_bin, pg_url, "--exit-when-idle")
+    errs = _finish([restarted])
+    assert restarted.returncode == 0, errs
+    frame = _assert_each_once(store, study_id, 4)
+    lost = store.trials(study_id, include_retried=True, status="failed")
+    assert [r["trial_id"] for r in lost] == [row["trial_id"]]
+    assert "lost" in lost[0]["reason"]
+    retry = frame[frame.trial_id == lost[0]["retried_as"]].iloc[0]
+    assert (retry.space, retry.sample, retry.attempt) == (row["space"], row["sample"], 2)
+    assert f":{restarted.pid}:" in retry.worker
+    assert store.optuna.get_trial(row["trial_id"]).state == TrialState.FAIL
+
+
+@pytest.mark.slow
+def test_sqlite_two_workers_and_readers_never_locked(sqlite_url, smoke_spec, dse_bin, tmp_path):
+    smoke_spec["samples"] = 8
+    study_id = _create(dse_bin, sqlite_url, smoke_spec, tmp_path)
+    procs = [_worker(dse_bin, sqlite_url, "--exit-when-idle") for _ in range(2)]
+    failures: list[str] = []
+    reads = [0]
+
+    def read() -> None:
+        store = Store(sqlite_url)
+        while any(p.poll() is None for p in procs):
+            try:
+                store.progress(study_id)
+                store.trials(study_id, offset=2, limit=5)
+                store.trial_frame(study_id)
+                store.version(study_id)
+                reads[0] += 1
+            except Exception as e:  # any error from a reader fails the test
+                failures.append(repr(e))
+            time.sleep(0.05)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    errs = _finish(procs)
+    for t in readers:
+        t.join()
+    assert failures == []
+    assert reads[0] > 0
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert not any("locked" in e or "Traceback" in e for e in errs), errs
+    _assert_each_once(Store(sqlite_url), study_id, 16)
+
+
+@pytest.mark.slow
+def test_sigterm_hands_back_and_cancel_stops(sqlite_url, smoke_spec, dse_bin, tmp_path):
+    smoke_spec.update(samples=1, fidelities=[8])
+    study_id = _create(dse_bin, sqlite_url, smoke_spec, tmp_path)
+    store = Store(sqlite_url)
+    first = _worker(dse_bin, sqlite_url)
+    row = _wait_for(lambda: _running_after_an_epoch(store, study_id, first), what="an epoch")
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=WAIT)
+    assert first.returncode == 0, err
+    handed = next(r for r in store.trials(study_id) if r["trial_id"] == row["trial_id"])
+    assert handed["status"] in ("waiting", "done")  # handed back, or it was the last epoch
+    assert store.count(study_id, status="running") == 0
+    # a study cancelled while a trial trains: the trial stops at its next epoch
+    second = _worker(dse_bin, sqlite_url, "--exit-when-idle")
+    _wait_for(lambda: _running_after_an_epoch(store, study_id, second), what="an epoch")
+    out = subprocess.run(
+        [dse_bin, "study", "cancel", str(study_id), "--db", sqlite_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    _, err = second.communicate(timeout=WAIT)
+    assert second.returncode == 0, err
+    progress = store.progress(study_id)
+    assert progress["status"] == "cancelled"
+    assert progress["totals"]["running"] == progress["totals"]["waiting"] == 0
+    assert progress["totals"]["cancelled"] >= 1

@@ -1,0 +1,217 @@
+"""The worker loop: claim a trial, train it, report each epoch, heartbeat, finish; repeat.
+
+Any number of these run on any machines against one database URL. The store makes every
+step safe to race (see search/store.py); this loop adds what a process must do itself:
+- a heartbeat thread while a trial trains, so a crashed worker's trial is reaped and retried;
+- cancellation: each epoch's report says whether to go on (study cancelled → stop);
+- SIGTERM/SIGINT: stop at the next epoch boundary and hand the trial back untrained
+  (or finish it if it was already done), then exit 0; a second signal exits at once;
+- database outages: every store call is retried with exponential backoff (logged to
+  stderr), never a crash loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from search.store import TRANSIENT_ERRORS, Claim, Store
+
+log = logging.getLogger("dse.worker")
+T = TypeVar("T")
+BACKOFF_START = 0.5
+BACKOFF_MAX = 30.0
+
+
+def worker_id() -> str:
+    """host:pid:random — unique per process, readable in the trial table."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Stop:
+    """Set by SIGTERM/SIGINT: finish or hand back the current trial, then exit."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        """Route SIGTERM and SIGINT here (main thread only)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        if self.event.is_set():  # second signal: leave now, the reaper retries the trial
+            os._exit(128 + signum)
+        log.warning("signal %d: stopping after the current epoch", signum)
+        self.event.set()
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop was asked for."""
+        return self.event.is_set()
+
+
+def retrying(call: Callable[[], T], what: str, stop: Stop | None = None, give_up: float = 0) -> T:
+    """Run a store call, retrying database outages with exponential backoff.
+
+    give_up > 0 re-raises after that many seconds; 0 retries until the database is back
+    (or a stop is requested while waiting, which re-raises).
+    """
+    delay, start = BACKOFF_START, time.monotonic()
+    while True:
+        try:
+            return call()
+        except TRANSIENT_ERRORS as e:
+            waited = time.monotonic() - start
+            if (give_up and waited >= give_up) or (stop is not None and stop.requested):
+                raise
+            reason = " ".join(str(e).split())[:200]
+            print(
+                f"dse worker: {what}: database unavailable ({reason}); retry in {delay:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(delay)
+            delay = min(BACKOFF_MAX, delay * 2)
+
+
+class Heartbeat:
+    """A thread recording the claim's heartbeat every limits.heartbeat_seconds."""
+
+    def __init__(self, store: Store, claim: Claim) -> None:
+        self.store, self.claim = store, claim
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="dse-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.wait(self.claim.limits.heartbeat_seconds):
+            try:
+                self.store.heartbeat(self.claim)
+            except TRANSIENT_ERRORS as e:
+                print(
+                    f"dse worker: heartbeat failed ({type(e).__name__}); will retry",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+class DatasetCache:
+    """Each study's dataset loaded once per worker, kept on the device."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.cache: dict[str, object] = {}
+
+    def get(self, spec):
+        """The dataset of `spec` (a DatasetSpec) on this worker's device."""
+        from worker.data import load_dataset
+
+        key = spec.model_dump_json()
+        if key not in self.cache:
+            self.cache[key] = load_dataset(spec).to(self.device)
+        return self.cache[key]
+
+
+def fit_to_data(net: dict, data):
+    """The NetSpec, with classes, channels and resolution set to the dataset's."""
+    from anynet.spec import NetSpec
+
+    spec = NetSpec.from_dict(net)
+    wanted = {
+        "num_classes": data.num_classes,
+        "in_channels": data.in_channels,
+        "resolution": data.resolution,
+    }
+    changed = {k: v for k, v in wanted.items() if getattr(spec, k) != v}
+    return spec.model_copy(update=changed) if changed else spec
+
+
+def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, threads=None):
+    """Train one claimed trial and record it; returns 'finished', 'released' or 'lost'."""
+    from worker.train import TrainResult, train
+
+    def on_epoch(metrics: dict) -> bool:
+        try:
+            go_on = retrying(lambda: store.report_epoch(claim, metrics), "report", give_up=60)
+        except TRANSIENT_ERRORS:
+            go_on = True  # keep training; the heartbeat decides whether we still own it
+        return go_on and not stop.requested
+
+    with Heartbeat(store, claim):
+        try:
+            data = datasets.get(claim.dataset)
+            spec = fit_to_data(claim.net, data)
+            result = train(
+                spec,
+                data,
+                claim.recipe,
+                claim.epochs,
+                device=datasets.device,
+                seed=claim.seed,
+                on_epoch=on_epoch,
+                threads=threads,
+            )
+        except (ValueError, RuntimeError, MemoryError) as e:  # bad data or an unbuildable net
+            result = TrainResult("failed", None, None, [], 0.0, 0.0, f"{type(e).__name__}: {e}")
+        if result.status == "cancelled" and stop.requested:
+            released = retrying(lambda: store.release(claim), "release")
+            return "released" if released else "lost"
+        finished = retrying(lambda: store.finish(claim, result), "finish")
+    return "finished" if finished else "lost"
+
+
+def run_worker(
+    db_url: str | None = None,
+    device: str = "cpu",
+    max_trials: int | None = None,
+    exit_when_idle: bool = False,
+    threads: int | None = None,
+    poll_seconds: float = 1.0,
+    study_ids: list[int] | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Claim and train trials of running studies until stopped, idle or max_trials; count."""
+    stop = Stop()
+    if install_signals and threading.current_thread() is threading.main_thread():
+        stop.install()
+    me = worker_id()
+    store = retrying(lambda: Store(db_url), "connect", stop)
+    datasets = DatasetCache(device)
+    trained, last_reap = 0, 0.0
+    print(f"dse worker {me}: on {store.url.split('@')[-1]} ({device})", file=sys.stderr, flush=True)
+    while not stop.requested and (max_trials is None or trained < max_trials):
+        if time.monotonic() - last_reap >= poll_seconds:
+            retrying(store.reap_stale, "reap", stop)
+            last_reap = time.monotonic()
+        claim = retrying(lambda: store.claim(me, study_ids), "claim", stop)
+        if claim is None:
+            if exit_when_idle and retrying(lambda: store.idle(study_ids), "idle", stop):
+                break
+            stop.event.wait(poll_seconds)
+            continue
+        outcome = run_trial(store, claim, datasets, stop, threads)
+        trained += outcome == "finished"
+        print(
+            f"dse worker {me}: trial {claim.trial_id} ({claim.space} #{claim.sample}, "
+            f"level {claim.level}) {outcome}",
+            file=sys.stderr,
+            flush=True,
+        )
+    store.close()
+    return trained
