@@ -1,0 +1,297 @@
+"""search.analysis against scipy, hand-worked cases and simulations with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from search import analysis as A
+
+# --- EDF and summary -----------------------------------------------------------------------
+
+
+def test_edf_hand_worked():
+    x, f = A.edf([0.3, 0.1, 0.3, 0.2])
+    assert x.tolist() == [0.1, 0.2, 0.3]
+    assert f.tolist() == pytest.approx([0.25, 0.5, 1.0])
+
+
+def test_edf_weighted_hand_worked():
+    # weights 1, 1, 2 → normalised 1/4, 1/4, 1/2
+    x, f = A.edf([0.5, 0.2, 0.4], weights=[1, 1, 2])
+    assert x.tolist() == [0.2, 0.4, 0.5]
+    assert f.tolist() == pytest.approx([0.25, 0.75, 1.0])
+
+
+def test_edf_strict_inequality_convention():
+    # F(e) = Σ w 1[e_i < e]: at e = x[k] itself F is the previous step, after it F[k]
+    x, f = A.edf([0.1, 0.2])
+    at = np.r_[0.0, f][np.searchsorted(x, [0.1, 0.15, 0.2, 0.25], side="left")]
+    assert at.tolist() == [0.0, 0.5, 0.5, 1.0]
+
+
+def test_summary_hand_worked():
+    s = A.summary([0.4, 0.1, 0.3, 0.2])
+    assert s["n"] == 4 and s["n_diverged"] == 0
+    assert s["min"] == 0.1 and s["max"] == 0.4
+    assert s["mean"] == pytest.approx(0.25)
+    assert (s["q1"], s["median"], s["q3"]) == (0.1, 0.2, 0.3)  # inverted-CDF quartiles
+    unweighted = np.quantile([0.4, 0.1, 0.3, 0.2], [0.25, 0.5, 0.75], method="inverted_cdf")
+    assert [s["q1"], s["median"], s["q3"]] == unweighted.tolist()
+
+
+def test_summary_weighted_mean_is_area():
+    e, w = np.array([0.1, 0.5]), np.array([3.0, 1.0])
+    s = A.summary(e, w)
+    assert s["mean"] == pytest.approx(0.2)
+    assert s["median"] == 0.1
+    x, f = A.edf(e, w)  # area above the EDF on [0, 1] equals the weighted mean
+    area = x[0] + np.sum((1 - f[:-1]) * np.diff(x))
+    assert area == pytest.approx(s["mean"])
+
+
+def test_bad_inputs_give_defined_answers():
+    x, f = A.edf([])
+    assert x.size == 0 and f.size == 0
+    s = A.summary([])
+    assert s["n"] == 0 and math.isnan(s["mean"]) and math.isnan(s["min"])
+    one = A.summary([0.3])
+    assert one["min"] == one["mean"] == one["q3"] == 0.3
+    same = A.summary([0.2] * 5)
+    assert same["q1"] == same["max"] == 0.2
+    nan = A.summary([0.1, float("nan"), 0.3])
+    assert nan["n"] == 3 and nan["n_diverged"] == 1 and nan["max"] == 1.0
+    assert nan["mean"] == pytest.approx((0.1 + 1.0 + 0.3) / 3)
+    assert all(math.isnan(v) for v in A.ks_test([], [0.1, 0.2]))
+    assert math.isnan(A.ks_test([0.1], [])[0])
+    assert all(math.isnan(v) for v in A.rank_correlation([0.1], [0.2]))
+    assert all(math.isnan(v) for v in A.rank_correlation([0.2, 0.2], [0.1, 0.3]))
+    assert all(math.isnan(v) for v in A.bootstrap_best_range([], []))
+    assert np.isnan(A.random_search_efficiency([], m_values=(1, 2))).all()
+    assert A.normalized_weights([], 5).size == 0
+    assert A.fit_top_regnet([], [], 3) is None
+    assert A.dkw_band(0) == math.inf
+    assert A.refinement_suggestions({"A": {"errors": []}}) == []
+
+
+def test_bad_arguments_raise_naming_the_field():
+    with pytest.raises(ValueError, match="weights"):
+        A.edf([0.1, 0.2], weights=[1.0])
+    with pytest.raises(ValueError, match="weights"):
+        A.edf([0.1, 0.2], weights=[1.0, -1.0])
+    with pytest.raises(ValueError, match="bins"):
+        A.normalized_weights([1, 2], 0)
+    with pytest.raises(ValueError, match="frac"):
+        A.bootstrap_best_range([1, 2], [0.1, 0.2], frac=0)
+    with pytest.raises(ValueError, match="alpha"):
+        A.dkw_band(10, alpha=1.5)
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+
+def test_normalized_weights_hand_worked():
+    # range [0, 4], 2 bins: [0, 2) holds 3 networks, [2, 4] holds 1
+    w = A.normalized_weights([0.0, 1.0, 1.5, 4.0], bins=2)
+    assert w.tolist() == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 2])
+
+
+def test_normalized_weights_flatten_a_skewed_histogram():
+    rng = np.random.default_rng(1)
+    c = rng.lognormal(0.0, 0.6, 5000)  # heavily skewed complexity
+    c = c[c < 4.0]
+    bins = 10
+    w = A.normalized_weights(c, bins, c_range=(c.min(), c.max()))
+    assert w.sum() == pytest.approx(1.0)
+    raw, _ = np.histogram(c, bins=bins, range=(c.min(), c.max()))
+    flat, _ = np.histogram(c, bins=bins, range=(c.min(), c.max()), weights=w)
+    assert raw.max() / raw.min() > 10  # it really was skewed
+    assert flat == pytest.approx(np.full(bins, 1 / bins))
+
+
+def test_empty_bin_message_names_bin_range_and_remedy():
+    with pytest.raises(ValueError) as err:
+        A.normalized_weights([0.0, 0.1, 0.2, 10.0], bins=4)
+    msg = str(err.value)
+    assert "bin 1 of 4" in msg and "[2.5, 5)" in msg
+    assert "fewer bins" in msg and "at most 2" in msg and "narrower" in msg
+
+
+def test_normalized_weights_outside_range_and_single_value():
+    with pytest.raises(ValueError, match="outside c_range"):
+        A.normalized_weights([1.0, 5.0], 2, c_range=(0, 4))
+    assert A.normalized_weights([3.0, 3.0], 5).tolist() == [0.5, 0.5]
+
+
+# --- KS -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_ks_equals_scipy(seed):
+    rng = np.random.default_rng(seed)
+    n, m = rng.integers(1, 300, size=2)
+    a = np.round(rng.normal(0.3, 0.05, n), int(rng.integers(2, 6)))  # ties at low precision
+    b = np.round(rng.normal(0.3 + rng.uniform(-0.03, 0.03), 0.05, m), 3)
+    ref = stats.ks_2samp(a, b)
+    d, p = A.ks_test(a, b)
+    assert (d, p) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+    # the weighted code path with uniform weights finds the same D, asymptotic p
+    dw, pw = A.ks_test(a, b, np.ones(n), np.ones(m))
+    assert dw == pytest.approx(ref.statistic, abs=1e-12)
+    assert pw == pytest.approx(stats.kstwobign.sf(dw * math.sqrt(n * m / (n + m))))
+
+
+def test_weighted_ks_uses_effective_sizes():
+    a, b = np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.25, 0.35])
+    wa = np.array([1.0, 1.0, 1.0, 3.0])
+    d, p = A.ks_test(a, b, wa, None)
+    # F_a after 0.2 = 2/6, F_b = 0 there; after 0.3: 3/6 vs 1/2; after 0.25: 2/6 vs 1/2
+    assert d == pytest.approx(1 / 2 - 0)  # at e in (0.35, 0.4]: F_a = 1/2, F_b = 1
+    n_eff = 36 / 12
+    assert p == pytest.approx(stats.kstwobign.sf(0.5 * math.sqrt(n_eff * 2 / (n_eff + 2))))
+
+
+def test_ks_p_values_uniform_under_the_null_and_power_when_shifted():
+    equal, pvals, shifted = [], [], []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        equal.append(A.ks_test(rng.normal(0.3, 0.05, 100), rng.normal(0.3, 0.05, 100))[1])
+        pvals.append(A.ks_test(rng.normal(0.3, 0.05, 100), rng.normal(0.3, 0.05, 101))[1])
+        shifted.append(A.ks_test(rng.normal(0.3, 0.05, 100), rng.normal(0.33, 0.05, 100))[1])
+    assert 0.01 <= np.mean(np.array(equal) < 0.05) <= 0.1
+    assert 0.01 <= np.mean(np.array(pvals) < 0.05) <= 0.1
+    # With n = m, D is a multiple of 1/100 and p takes few, conservative values that a
+    # continuous uniformity test rejects; with n = 100, m = 101 the lattice is fine.
+    assert stats.kstest(pvals, "uniform").pvalue > 0.01
+    assert np.mean(np.array(shifted) < 0.05) > 0.9  # a 0.6σ shift is found at n = 100
+
+
+def test_weighted_ks_null_calibration():
+    rng = np.random.default_rng(7)
+    rejections = 0
+    for _ in range(200):
+        ca, cb = 4 * rng.beta(1, 3, 200), 4 * rng.beta(2, 2, 200)  # differing complexity
+        ea, eb = rng.normal(0.3, 0.05, 200), rng.normal(0.3, 0.05, 200)
+        rng_ = (0.0, 4.0)
+        b = A.max_bins([ca, cb], rng_, 10)
+        assert b >= 3
+        wa, wb = A.normalized_weights(ca, b, rng_), A.normalized_weights(cb, b, rng_)
+        rejections += A.ks_test(ea, eb, wa, wb)[1] < 0.05
+    assert 0.01 <= rejections / 200 <= 0.1
+
+
+# --- bootstrap ------------------------------------------------------------------------------
+
+
+def _bowl(seed, n=1000, best=20.0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(4, 60, n).astype(float)
+    err = 0.2 + 0.0004 * (x - best) ** 2 + rng.normal(0, 0.02, n)
+    return x, err
+
+
+def test_bootstrap_reproducible_and_contains_true_best():
+    x, err = _bowl(3)
+    r1 = A.bootstrap_best_range(x, err, seed=5)
+    assert r1 == A.bootstrap_best_range(x, err, seed=5)
+    d5, d6 = A.bootstrap_best_draws(err, seed=5), A.bootstrap_best_draws(err, seed=6)
+    assert np.array_equal(d5, A.bootstrap_best_draws(err, seed=5)) and not np.array_equal(d5, d6)
+    lo, med, hi = r1
+    assert lo <= 20.0 <= hi and lo < med < hi
+    assert hi - lo < 40  # informative, not the whole [4, 60)
+
+
+def test_bootstrap_law_matches_brute_force_resampling():
+    x, err = _bowl(4, n=200)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 200, size=(20_000, 50))
+    brute = x[idx[np.arange(20_000), np.argmin(err[idx], axis=1)]]
+    fast = x[A.bootstrap_best_draws(err, 0.25, 20_000, seed=1)]
+    for q in (2.5, 25, 50, 75, 97.5):
+        assert abs(np.percentile(brute, q) - np.percentile(fast, q)) <= 2.0
+    assert stats.ks_2samp(brute, fast).statistic < 0.03
+
+
+# --- rank correlation, random search, DKW --------------------------------------------------
+
+
+def test_rank_correlation_matches_scipy():
+    rng = np.random.default_rng(2)
+    lo = rng.random(50)
+    hi = lo + rng.normal(0, 0.2, 50)
+    s, k = A.rank_correlation(lo, hi)
+    assert s == pytest.approx(stats.spearmanr(lo, hi)[0])
+    assert k == pytest.approx(stats.kendalltau(lo, hi)[0])
+    assert A.rank_correlation([0.1, 0.2, 0.3], [0.3, 0.2, 0.1]) == pytest.approx((-1.0, -1.0))
+
+
+def test_random_search_efficiency_hand_worked_and_simulated():
+    # two values 0.1, 0.3 equally likely: E[min of m] = 0.1 + 0.2 · 0.5^m
+    got = A.random_search_efficiency([0.1, 0.3], m_values=(1, 2, 3))
+    assert got.tolist() == pytest.approx([0.2, 0.15, 0.125])
+    # weighted: P(0.1) = 0.25 → E[min of 2] = 0.1 + 0.2 · 0.75² = 0.2125
+    assert A.random_search_efficiency([0.1, 0.3], [1, 3], (2,))[0] == pytest.approx(0.2125)
+    rng = np.random.default_rng(0)
+    e = rng.random(30)
+    draws = rng.choice(e, size=(100_000, 4)).min(axis=1)
+    assert A.random_search_efficiency(e, m_values=(4,))[0] == pytest.approx(draws.mean(), abs=3e-3)
+    curve = A.random_search_efficiency(e)
+    assert np.all(np.diff(curve) <= 1e-15) and curve[0] == pytest.approx(e.mean())
+
+
+def test_dkw_band():
+    assert A.dkw_band(100) == pytest.approx(math.sqrt(math.log(40) / 200))
+    assert A.dkw_band(400, 0.05) == pytest.approx(A.dkw_band(100) / 2)
+
+
+# --- RegNet fit of winners and refinement --------------------------------------------------
+
+
+def test_fit_top_regnet_recovers_a_regnet_among_winners():
+    from anynet.regnet import quantized_block_widths
+
+    regnet = quantized_block_widths(13, 24, 36.44, 2.49)  # RegNetX-200MF's block widths
+    messy = [8, 64, 16, 200, 32, 48, 8, 512, 24, 24, 96, 256, 40]
+    fit = A.fit_top_regnet([messy, regnet, [16] * 13], [0.2, 0.25, 0.9], k=2)
+    assert fit["index"] == 1 and fit["e_fit"] == pytest.approx(0.0, abs=1e-9)
+    assert fit["depth"] == 13 and fit["w0"] == 24 and fit["k"] == 2
+    assert quantized_block_widths(13, fit["w0"], fit["wa"], fit["wm"]) == regnet
+    assert fit["mean_e_fit"] > 0  # the messy winner fits badly
+
+
+def test_refinement_between_spaces_and_within_one():
+    rng = np.random.default_rng(0)
+    base = ("res_bottleneck", False)
+    c_spaces = {
+        "C": {
+            "errors": rng.normal(0.35, 0.05, 300),
+            "constraints": {"shared_bottleneck", "shared_group_width"},
+            "base": base,
+        },
+        "D": {
+            "errors": rng.normal(0.30, 0.05, 300),
+            "constraints": {"shared_bottleneck", "shared_group_width", "increasing_width"},
+            "base": base,
+        },
+    }
+    rows = A.refinement_suggestions(c_spaces, reps=2000)
+    cd = [r for r in rows if r["space"] == "C" and r["constraint"] == "increasing_width"]
+    assert cd[0]["evidence"] == "spaces" and cd[0]["verdict"] == "better"
+    assert cd[0]["p"] < 1e-6 and "C → D" in cd[0]["text"] and "KS D=" in cd[0]["text"]
+    # within one space: networks meeting the constraint are better, depth has a known best
+    x, err = _bowl(1, n=600)
+    inc = rng.random(600) < 0.3
+    err = err - 0.05 * inc
+    rows = A.refinement_suggestions(
+        {"A": {"errors": err, "satisfies": {"increasing_width": inc}, "params": {"depth": x}}},
+        reps=2000,
+    )
+    sub = next(r for r in rows if r.get("constraint") == "increasing_width")
+    assert sub["evidence"] == "subset" and sub["verdict"] == "better"
+    assert sub["fraction"] == pytest.approx(inc.mean())
+    rng_row = next(r for r in rows if r["kind"] == "range")
+    assert rng_row["lo"] <= 20 <= rng_row["hi"] and "depth" in rng_row["text"]
+    assert rng_row["verdict"] == "better"  # inside the interval beats outside
