@@ -1,0 +1,510 @@
+"""Design spaces as data: distributions, constraints, presets and the study-spec format.
+
+A `DesignSpace` is plain JSON (DDS §3, NDS §3; REFERENCE §4): per-stage distributions of
+depth, width, bottleneck multiplier and group width (or, for RegNet spaces, of d, w0, wa,
+wm), a list of constraints, and the fixed parts of every network (stem, block, SE, strides,
+input, classes, group-compatibility rule). Presets are entries of one table (STYLE.md,
+"presets are data"); `SpaceSpec` is a preset plus overrides, as a study spec writes it.
+The paper's bottleneck *ratio* b is the inverse of our `bottleneck_multiplier`:
+b ∈ {1, 2, 4} is multiplier ∈ {1, 1/2, 1/4}.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from anynet.spec import BOTTLENECK_BLOCKS, BlockType, StemSpec
+
+Rounding = Literal["pycls", "torchvision", "clamp"]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- distributions ---------------------------------------------------------------------
+class _Range(_Data):
+    """A distribution over [lo, hi]; `with_range` keeps its kind and quantum."""
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.hi < self.lo:
+            raise ValueError(f"{self.kind}: hi {self.hi} < lo {self.lo}")
+        return self
+
+    def with_range(self, lo: float, hi: float):
+        """The same kind (and step or quantum) over [lo, hi]."""
+        return type(self).model_validate({**self.model_dump(), "lo": lo, "hi": hi})
+
+
+class UniformInt(_Range):
+    """Integers lo, lo+step, …, hi, each equally likely."""
+
+    kind: Literal["uniform_int"] = "uniform_int"
+    lo: int
+    hi: int
+    step: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _steps(self) -> UniformInt:
+        if (self.hi - self.lo) % self.step:
+            raise ValueError(f"uniform_int: hi - lo must be a multiple of step {self.step}")
+        return self
+
+    def draw(self, rng: np.random.Generator, size) -> np.ndarray:
+        """Vectorised draws."""
+        n = (self.hi - self.lo) // self.step + 1
+        return self.lo + self.step * rng.integers(0, n, size=size)
+
+
+class LogUniform(_Range):
+    """pycls log-uniform: exp(U[log(lo − min(q, lo/2)), log hi]) rounded up to q (§4)."""
+
+    kind: Literal["log_uniform"] = "log_uniform"
+    lo: float = Field(gt=0)
+    hi: float = Field(gt=0)
+    quantum: float = Field(gt=0)
+
+    def draw(self, rng: np.random.Generator, size) -> np.ndarray:
+        """Vectorised draws (pycls sweep/random.py log_uniform semantics)."""
+        q = self.quantum
+        lo = np.log(self.lo - min(q, self.lo / 2))
+        f = np.exp(rng.uniform(lo, np.log(self.hi), size=size))
+        # Quantise up to q; round away float noise (pycls uses Decimal for the same reason).
+        v = np.round(np.ceil(np.round(f / q, 9)) * q, 9)
+        if float(q).is_integer() and float(self.lo).is_integer():
+            return v.astype(np.int64)
+        return v
+
+
+class Choice(_Data):
+    """One of `values`, each equally likely."""
+
+    kind: Literal["choice"] = "choice"
+    values: tuple[int | float, ...] = Field(min_length=1)
+
+    def draw(self, rng: np.random.Generator, size) -> np.ndarray:
+        """Vectorised draws."""
+        vals = np.asarray(self.values)
+        if np.all(vals == np.round(vals)):
+            vals = vals.astype(np.int64)
+        return vals[rng.integers(0, len(vals), size=size)]
+
+    def with_range(self, lo: float, hi: float) -> Choice:
+        """The preset's values that lie in [lo, hi]."""
+        kept = tuple(v for v in self.values if lo <= v <= hi)
+        if not kept:
+            raise ValueError(f"choice: no value of {list(self.values)} lies in [{lo}, {hi}]")
+        return Choice(values=kept)
+
+
+def _power_of_two(dist, names) -> None:
+    for name in names:
+        if not float(np.log2(getattr(dist, name))).is_integer():
+            raise ValueError(f"{dist.kind}: {name} {getattr(dist, name)} is not 2^k")
+
+
+class PowerOfTwo(_Range):
+    """Powers of two in [lo, hi], each equally likely (pycls power2_uniform)."""
+
+    kind: Literal["power_of_two"] = "power_of_two"
+    lo: float = Field(gt=0)
+    hi: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _powers(self) -> PowerOfTwo:
+        _power_of_two(self, ("lo", "hi"))
+        return self
+
+    def draw(self, rng: np.random.Generator, size) -> np.ndarray:
+        """Vectorised draws."""
+        e = rng.integers(int(np.log2(self.lo)), int(np.log2(self.hi)) + 1, size=size)
+        v = np.power(2.0, e)
+        return v.astype(np.int64) if self.lo >= 1 else v
+
+
+class PowerOfTwoOrLogUniform(_Range):
+    """pycls power2_or_log_uniform: 2^k below `quantum`, log-uniform multiples of it above.
+
+    pycls sweep/random.py: draw a power of two in [lo, hi]; if it is ≥ q, redraw
+    log-uniformly in [max(lo, q), hi] with quantum min(hi, q). RegNet group widths use
+    (8, 128, 8) (pycls sweep config REGNET_SAMPLER.GROUP_W).
+    """
+
+    kind: Literal["power2_or_log_uniform"] = "power2_or_log_uniform"
+    lo: int = Field(ge=1)
+    hi: int = Field(ge=1)
+    quantum: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _powers(self) -> PowerOfTwoOrLogUniform:
+        _power_of_two(self, ("lo", "hi", "quantum"))  # as pycls validate_rand requires
+        return self
+
+    def draw(self, rng: np.random.Generator, size) -> np.ndarray:
+        """Vectorised draws."""
+        p2 = PowerOfTwo(lo=self.lo, hi=self.hi).draw(rng, size)
+        q = min(self.hi, self.quantum)
+        big = LogUniform(lo=max(self.lo, self.quantum), hi=self.hi, quantum=q)
+        return np.where(p2 >= self.quantum, big.draw(rng, size), p2).astype(np.int64)
+
+
+Distribution = Annotated[
+    UniformInt | LogUniform | Choice | PowerOfTwo | PowerOfTwoOrLogUniform,
+    Field(discriminator="kind"),
+]
+PerStage = Distribution | tuple[Distribution, ...]
+
+
+def support(dist) -> tuple[float, float]:
+    """Smallest and largest value a distribution can give."""
+    if isinstance(dist, Choice):
+        return min(dist.values), max(dist.values)
+    return dist.lo, dist.hi
+
+
+# --- constraints ---------------------------------------------------------------------
+# Named as in DDS §3.1: AnyNetX_B shares b, _C also g, _D has w_{i+1} ≥ w_i, _E d_{i+1} ≥ d_i.
+FLAG_CONSTRAINTS = (
+    "shared_bottleneck",
+    "shared_group_width",
+    "increasing_width",
+    "increasing_depth",
+)
+Constraint = str | dict[str, int]
+
+
+def _check_constraints(items) -> None:
+    for c in items:
+        if isinstance(c, str):
+            if c not in FLAG_CONSTRAINTS:
+                known = ", ".join([*FLAG_CONSTRAINTS, "{num_stages: k}"])
+                raise ValueError(f"constraints: unknown constraint {c!r}; known: {known}")
+        elif set(c) != {"num_stages"} or int(c["num_stages"]) < 1:
+            raise ValueError(f"constraints: {c!r} is not {{'num_stages': k}} with k >= 1")
+
+
+class DesignSpace(_Data):
+    """One design space, entirely as data (DDS §3; REFERENCE §4)."""
+
+    name: str
+    kind: Literal["anynet", "regnet"] = "anynet"
+    stem: StemSpec = StemSpec()
+    block: BlockType = "res_bottleneck"
+    se_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    head_width: int = Field(0, ge=0)
+    # anynet: number of stages; regnet: the stage count comes from (d, w0, wa, wm).
+    stages: int | None = Field(None, ge=1)
+    strides: tuple[Literal[1, 2], ...] | None = None
+    # Per-stage distributions (one for all stages, or a tuple with one per stage).
+    depth: PerStage = UniformInt(lo=1, hi=16)
+    width: PerStage | None = None
+    bottleneck_multiplier: PerStage = Choice(values=(1.0,))
+    group_width: PerStage | None = None
+    groups: PerStage | None = None  # NDS ResNeXt samples the number of groups instead
+    # RegNet parameters (kind == "regnet"); `depth` is then the total depth.
+    w0: Distribution | None = None
+    wa: Distribution | None = None
+    wm: Distribution | None = None
+    constraints: tuple[Constraint, ...] = ()
+    rounding: Rounding = "pycls"
+    resolution: int = Field(224, ge=1)
+    num_classes: int = Field(1000, ge=1)
+    in_channels: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DesignSpace:
+        _check_constraints(self.constraints)
+        if self.kind == "anynet":
+            if self.stages is None:
+                raise ValueError("stages: an anynet space needs its number of stages")
+            if self.width is None:
+                raise ValueError("width: an anynet space needs a width distribution")
+            if self.group_width is not None and self.groups is not None:
+                raise ValueError("group_width/groups: give one of the two, not both")
+            if self.block in BOTTLENECK_BLOCKS and self.group_width is self.groups is None:
+                raise ValueError(f"group_width: the {self.block} block needs group widths")
+            for field in ("w0", "wa", "wm"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"{field}: only regnet spaces have {field}")
+            if self.num_stages is not None and self.num_stages != self.stages:
+                raise ValueError(
+                    f"constraints: num_stages {self.num_stages} != stages {self.stages}"
+                )
+            for field in ("depth", "width", "bottleneck_multiplier", "group_width", "groups"):
+                v = getattr(self, field)
+                if isinstance(v, tuple) and len(v) != self.stages:
+                    raise ValueError(
+                        f"{field}: {len(v)} per-stage distributions for {self.stages} stages"
+                    )
+        else:
+            for field in ("w0", "wa", "wm", "group_width"):
+                if getattr(self, field) is None:
+                    raise ValueError(f"{field}: a regnet space needs a {field} distribution")
+            for field in ("width", "groups"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"{field}: regnet spaces derive {field} from w0, wa, wm")
+            for field in ("depth", "bottleneck_multiplier", "group_width"):
+                if isinstance(getattr(self, field), tuple):
+                    raise ValueError(f"{field}: a regnet space takes one distribution")
+            if self.rounding == "clamp":
+                raise ValueError("rounding: regnet spaces use 'pycls' or 'torchvision'")
+            if self.stages is not None and self.stages != self.num_stages:
+                raise ValueError("stages: for a regnet space set {'num_stages': k} instead")
+        n = self.stages if self.kind == "anynet" else self.num_stages
+        if self.strides is not None and n is not None and len(self.strides) != n:
+            raise ValueError(f"strides: {len(self.strides)} strides for {n} stages")
+        if self.strides is not None and n is None:
+            raise ValueError("strides: a regnet space without num_stages takes no strides")
+        for field in ("depth", "width", "group_width", "groups"):
+            for d in _as_tuple(getattr(self, field)):
+                if support(d)[0] < 1:
+                    raise ValueError(f"{field}: values must be >= 1, got range {support(d)}")
+        for d in _as_tuple(self.bottleneck_multiplier):
+            if support(d)[0] <= 0:
+                raise ValueError("bottleneck_multiplier: values must be > 0")
+        return self
+
+    def has(self, constraint: str) -> bool:
+        """Whether a flag constraint applies."""
+        return constraint in self.constraints
+
+    @property
+    def num_stages(self) -> int | None:
+        """The num_stages constraint's value, if any."""
+        for c in self.constraints:
+            if isinstance(c, dict):
+                return int(c["num_stages"])
+        return None
+
+    def stage_strides(self, n: int) -> list[int]:
+        """Strides of n stages: the space's, or 2 everywhere (DDS)."""
+        return list(self.strides) if self.strides is not None else [2] * n
+
+    def per_stage(self, field: str) -> list:
+        """The field's distribution for each stage (anynet spaces)."""
+        v = getattr(self, field)
+        return list(v) if isinstance(v, tuple) else [v] * int(self.stages)
+
+    def to_json(self, **kw) -> str:
+        """JSON text of the space."""
+        return self.model_dump_json(exclude_none=True, **kw)
+
+
+def _as_tuple(v) -> tuple:
+    if v is None:
+        return ()
+    return v if isinstance(v, tuple) else (v,)
+
+
+# --- presets: one base per family plus constraints (STYLE.md "presets are data") -------
+_ANYNET_X_A = {
+    # DDS §3.1: 4 stages; d_i ∈ [1, 16], w_i ∈ {8, 16, …, 1024}, b_i ∈ {1, 2, 4}
+    # (multiplier 1/b), g_i ∈ {1, 2, …, 32}; simple stem 32; X block; 224 px ImageNet.
+    "kind": "anynet",
+    "stem": {"type": "simple", "width": 32},
+    "block": "res_bottleneck",
+    "stages": 4,
+    "depth": {"kind": "uniform_int", "lo": 1, "hi": 16},
+    "width": {"kind": "uniform_int", "lo": 8, "hi": 1024, "step": 8},
+    "bottleneck_multiplier": {"kind": "choice", "values": [1.0, 0.5, 0.25]},
+    "group_width": {"kind": "choice", "values": [1, 2, 4, 8, 16, 32]},
+    "resolution": 224,
+    "num_classes": 1000,
+}
+_REGNET_X = {
+    # pycls sweep/config.py REGNET_SAMPLER defaults and sweep/samplers.py regnet_sampler:
+    # d uniform [12, 28]; w0 log-uniform [8, 256] q 8; wa log-uniform [8, 256] q 0.1;
+    # wm log-uniform [2, 3] q 0.001; group width power2_or_log_uniform [8, 128] q 8; b = 1;
+    # CONSTRAINTS.REGNET.NUM_STAGES = [4, 4] (and no skipped exponent, REFERENCE §3).
+    "kind": "regnet",
+    "stem": {"type": "simple", "width": 32},
+    "block": "res_bottleneck",
+    "depth": {"kind": "uniform_int", "lo": 12, "hi": 28},
+    "w0": {"kind": "log_uniform", "lo": 8, "hi": 256, "quantum": 8},
+    "wa": {"kind": "log_uniform", "lo": 8.0, "hi": 256.0, "quantum": 0.1},
+    "wm": {"kind": "log_uniform", "lo": 2.0, "hi": 3.0, "quantum": 0.001},
+    "group_width": {"kind": "power2_or_log_uniform", "lo": 8, "hi": 128, "quantum": 8},
+    "bottleneck_multiplier": {"kind": "choice", "values": [1.0]},
+    "constraints": [{"num_stages": 4}],
+    "resolution": 224,
+    "num_classes": 1000,
+}
+_NDS_CIFAR = {
+    # NDS §3 (REFERENCE §4): cifar stem width 16, three stages with strides 1, 2, 2,
+    # 32 px CIFAR-10. Ranges per NDS Table 1: Vanilla and ResNet d_i ∈ [1, 24],
+    # w_i ∈ [16, 256]; ResNeXt-A d_i ∈ [1, 16], w_i ∈ [16, 256], b_i ∈ {1, 2, 4},
+    # g_i (groups) ∈ {1, 2, 4}; ResNeXt-B d_i ∈ [1, 16], w_i ∈ [64, 1024],
+    # b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16}. Widths in steps of 16 (A) / 64 (B) so
+    # every inner width w/b divides into the groups.
+    "kind": "anynet",
+    "stem": {"type": "cifar", "width": 16},
+    "stages": 3,
+    "strides": [1, 2, 2],
+    "depth": {"kind": "uniform_int", "lo": 1, "hi": 24},
+    "width": {"kind": "uniform_int", "lo": 16, "hi": 256, "step": 16},
+    "resolution": 32,
+    "num_classes": 10,
+}
+_RESNEXT = {
+    "block": "res_bottleneck",
+    "depth": {"kind": "uniform_int", "lo": 1, "hi": 16},
+    "bottleneck_multiplier": {"kind": "choice", "values": [1.0, 0.5, 0.25]},
+    "group_width": None,
+}
+_DDS_STEPS = {  # DDS §3.2: each step adds one constraint to the previous space
+    "A": [],
+    "B": ["shared_bottleneck"],
+    "C": ["shared_bottleneck", "shared_group_width"],
+    "D": ["shared_bottleneck", "shared_group_width", "increasing_width"],
+    "E": ["shared_bottleneck", "shared_group_width", "increasing_width", "increasing_depth"],
+}
+_TABLE: dict[str, dict] = {
+    **{f"AnyNetX_{k}": {**_ANYNET_X_A, "constraints": c} for k, c in _DDS_STEPS.items()},
+    # AnyNetY: the same spaces with SE, ratio 1/4 (DDS §5).
+    **{
+        f"AnyNetY_{k}": {**_ANYNET_X_A, "constraints": c, "se_ratio": 0.25}
+        for k, c in _DDS_STEPS.items()
+    },
+    "RegNetX": _REGNET_X,
+    "RegNetY": {**_REGNET_X, "se_ratio": 0.25},
+    "Vanilla": {**_NDS_CIFAR, "block": "vanilla"},
+    "ResNet": {**_NDS_CIFAR, "block": "res_basic"},
+    "ResNeXt_A": {**_NDS_CIFAR, **_RESNEXT, "groups": {"kind": "choice", "values": [1, 2, 4]}},
+    "ResNeXt_B": {
+        **_NDS_CIFAR,
+        **_RESNEXT,
+        "width": {"kind": "uniform_int", "lo": 64, "hi": 1024, "step": 64},
+        "groups": {"kind": "choice", "values": [1, 2, 4, 8, 16]},
+    },
+}
+PRESETS: dict[str, DesignSpace] = {
+    name: DesignSpace.model_validate({"name": name, **data}) for name, data in _TABLE.items()
+}
+
+
+def get_space(name: str) -> DesignSpace:
+    """The preset design space called `name`."""
+    if name not in PRESETS:
+        raise ValueError(f"space: unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+# --- the study-spec format of one space ----------------------------------------------
+DIST_FIELDS = ("depth", "width", "bottleneck_multiplier", "group_width", "groups", "w0", "wa", "wm")
+
+
+def _distribution(field: str, value: Any, base) -> Any:
+    """Override shorthand → distribution: [lo, hi] keeps the preset's kind; dict; scalar."""
+    if isinstance(value, dict):
+        if set(value) == {"choice"}:
+            return Choice(values=tuple(value["choice"]))
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Choice(values=(value,))
+    if isinstance(value, (list, tuple)):
+        if len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            lo, hi = value
+            if lo > hi:
+                raise ValueError(f"{field}: range [{lo}, {hi}] has lo > hi")
+            if base is None:
+                raise ValueError(f"{field}: the preset has no {field} whose kind [lo, hi] keeps")
+            if isinstance(base, tuple):
+                return tuple(b.with_range(lo, hi) for b in base)
+            return base.with_range(lo, hi)
+        if value and all(isinstance(v, (list, tuple, dict)) for v in value):
+            return tuple(_distribution(field, v, _first(base)) for v in value)
+    raise ValueError(
+        f"{field}: expected [lo, hi], a number, {{'choice': [...]}}, a distribution "
+        f"object or a list of those per stage; got {value!r}"
+    )
+
+
+def _first(base):
+    return base[0] if isinstance(base, tuple) else base
+
+
+class SpaceSpec(_Data):
+    """One space of a study: a preset plus overrides, or a full definition (`space`)."""
+
+    preset: str | None = None
+    space: dict | None = None
+    name: str | None = None
+    stem: StemSpec | None = None
+    block: BlockType | None = None
+    se_ratio: float | None = Field(None, ge=0.0, lt=1.0)
+    head_width: int | None = Field(None, ge=0)
+    stages: int | None = Field(None, ge=1)
+    strides: tuple[Literal[1, 2], ...] | None = None
+    depth: Any = None
+    width: Any = None
+    bottleneck_multiplier: Any = None
+    group_width: Any = None
+    groups: Any = None
+    w0: Any = None
+    wa: Any = None
+    wm: Any = None
+    constraints: tuple[Constraint, ...] | None = None
+    rounding: Rounding | None = None
+    resolution: int | None = Field(None, ge=1)
+    num_classes: int | None = Field(None, ge=1)
+    in_channels: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> SpaceSpec:
+        if (self.preset is None) == (self.space is None):
+            raise ValueError("preset/space: give exactly one of a preset name or a full space")
+        if self.preset is not None:
+            get_space(self.preset)
+        self.resolve()  # every error surfaces at validation, naming its field
+        return self
+
+    def resolve(self) -> DesignSpace:
+        """The DesignSpace this entry describes."""
+        if self.space is not None:
+            base = DesignSpace.model_validate({"name": "custom", **self.space})
+        else:
+            base = get_space(self.preset)
+        data = base.model_dump(exclude_none=False)
+        data["name"] = self.name or base.name
+        for field in ("stem", "block", "se_ratio", "head_width", "rounding"):
+            if getattr(self, field) is not None:
+                data[field] = getattr(self, field)
+        for field in ("resolution", "num_classes", "in_channels", "constraints"):
+            if getattr(self, field) is not None:
+                data[field] = getattr(self, field)
+        if self.stages is not None:
+            _restage(base, data, self.stages)
+        if self.strides is not None:
+            data["strides"] = self.strides
+        for field in DIST_FIELDS:
+            value = getattr(self, field)
+            if value is not None:
+                try:
+                    data[field] = _distribution(field, value, getattr(base, field))
+                except ValueError as e:
+                    msg = str(e)
+                    raise ValueError(msg if msg.startswith(field) else f"{field}: {msg}") from None
+        if self.groups is not None and self.group_width is None:
+            data["group_width"] = None
+        if self.group_width is not None and self.groups is None:
+            data["groups"] = None
+        return DesignSpace.model_validate(data)
+
+
+def _restage(base: DesignSpace, data: dict, k: int) -> None:
+    """Change the stage count: strides keep their first entries, new stages stride 2."""
+    if base.kind == "regnet":
+        kept = [c for c in data["constraints"] if not isinstance(c, dict)]
+        data["constraints"] = [*kept, {"num_stages": k}]
+    else:
+        data["stages"] = k
+        for field in ("depth", "width", "bottleneck_multiplier", "group_width", "groups"):
+            v = getattr(base, field)
+            if isinstance(v, tuple):  # per-stage lists are cut or padded with their last
+                data[field] = tuple((list(v) + [v[-1]] * k)[:k])
+    if base.strides is not None:
+        data["strides"] = tuple((list(base.strides) + [2] * k)[:k])

@@ -1,0 +1,76 @@
+"""Sampler speed: candidate draws per second with exact complexity, and the DDS setting.
+
+    .venv/bin/python benchmarks/bench_sampler.py [--json] [--repeat N]
+
+Figures (issue 2 goals: ≥ 5,000 draws/s; 500 AnyNetX_A networks in 360–400 MF at 224 px
+in under 10 s on a 2-core machine):
+- exact: unbounded sampling, so every candidate gets its exact complexity (no prefilter);
+- window: 500 networks in the DDS window (REFERENCE §4), draws, acceptance, seconds,
+  candidate draws per second (the prefilter skips candidates clearly outside the window).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anynet.sampling import sample  # noqa: E402
+from anynet.spaces import get_space  # noqa: E402
+
+WINDOW = {"flops": (360e6, 400e6)}
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def bench_exact(name: str, n: int, seed: int) -> dict:
+    """Unbounded: every draw that meets the constraints is counted exactly."""
+    res, sec = _timed(lambda: sample(get_space(name), n, seed))
+    return {"space": name, "n": n, "draws": res.draws, "seconds": round(sec, 3),
+            "draws_per_s": round(res.draws / sec)}  # fmt: skip
+
+
+def bench_window(name: str, n: int, seed: int) -> dict:
+    """n networks in 360–400 MF at 224 px (DDS §3)."""
+    res, sec = _timed(lambda: sample(get_space(name), n, seed, bounds=WINDOW, resolution=224))
+    return {"space": name, "n": n, "draws": res.draws, "acceptance": res.acceptance,
+            "seconds": round(sec, 3), "draws_per_s": round(res.draws / sec)}  # fmt: skip
+
+
+def main(argv=None) -> int:
+    """Run the benchmarks; print a table or one JSON document."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--repeat", type=int, default=1, help="seeds per figure (best kept)")
+    args = ap.parse_args(argv)
+    rows = {"exact": [], "window": []}
+    for name in ("AnyNetX_A", "AnyNetX_E", "RegNetX", "ResNeXt_B"):
+        runs = [bench_exact(name, 5000, s) for s in range(args.repeat)]
+        rows["exact"].append(max(runs, key=lambda r: r["draws_per_s"]))
+    for name in ("AnyNetX_A", "AnyNetX_E", "RegNetX", "RegNetY"):
+        runs = [bench_window(name, 500, s) for s in range(args.repeat)]
+        rows["window"].append(min(runs, key=lambda r: r["seconds"]))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print("exact complexity for every candidate (unbounded):")
+    for r in rows["exact"]:
+        print(f"  {r['space']:<10} {r['draws']:>8} draws {r['seconds']:>7.2f} s "
+              f"{r['draws_per_s']:>9} draws/s")  # fmt: skip
+    print("500 networks in 360-400 MF at 224 px:")
+    for r in rows["window"]:
+        print(f"  {r['space']:<10} {r['draws']:>8} draws  acceptance {r['acceptance']:.2e} "
+              f"{r['seconds']:>7.2f} s {r['draws_per_s']:>9} draws/s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
