@@ -101,3 +101,25 @@ class TrialRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def new_trial_values(study_id, space, sample, level, epochs, attempt, net, complexity) -> dict:
+    """Column values of a new waiting trial row (callers add trial_id and sampled)."""
+    stages = net.get("stages", [])
+    return {
+        "study_id": study_id,
+        "space": space,
+        "sample": sample,
+        "level": level,
+        "epochs": epochs,
+        "attempt": attempt,
+        "status": "waiting",
+        "epochs_done": 0,
+        "flops": int(complexity["flops"]),
+        "params": int(complexity["params"]),
+        "acts": int(complexity["acts"]),
+        "depth": sum(int(s["depth"]) for s in stages),
+        "net": net,
+        "history": [],
+        "updated_at": utcnow(),
+    }

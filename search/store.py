@@ -31,18 +31,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import optuna
-import pandas as pd
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
-from optuna.storages import RDBStorage, fail_stale_trials
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState, create_trial
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from search import fidelity, migrations
-from search.models import StudyRow, TrialRow, utcnow
+from search.models import StudyRow, TrialRow, new_trial_values, utcnow
 from search.spec import DatasetSpec, Limits, Recipe, StudySpec
+from search.store_reads import Reads, StudyNotFound
+from search.store_recovery import Recovery
 
 DEFAULT_URL = "sqlite:///dse.db"
 DB_ENV = "DSE_DB"
@@ -50,10 +51,6 @@ DB_ENV = "DSE_DB"
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, StorageInternalError, TimeoutError)
 SQLITE_BUSY_MS = 60_000
 log = logging.getLogger("dse.store")
-
-
-class StudyNotFound(LookupError):
-    """No study with this id."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +123,7 @@ def _sqlite_begin_deferred(connection) -> None:
     connection.exec_driver_sql("BEGIN")
 
 
-class Store:
+class Store(Reads, Recovery):
     """Studies and trials in one database: Optuna's storage plus the dse tables."""
 
     def __init__(self, url: str | None = None, heartbeat_interval: int = 10) -> None:
@@ -209,7 +206,7 @@ class Store:
             rows = []
             for space, index, s in fidelity.interleave(per_space):
                 net, cx = s.spec.to_dict(), dict(s.complexity)
-                values = _trial_values(row.id, space, index, 0, spec.fidelities[0], 1, net, cx)
+                values = new_trial_values(row.id, space, index, 0, spec.fidelities[0], 1, net, cx)
                 values["sampled"] = dict(s.params)
                 values["trial_id"] = self._new_optuna_trial(oid, values)
                 rows.append(values)
@@ -329,12 +326,14 @@ class Store:
         head = candidates[:4]
         random.shuffle(head)
         for trial_id in head + candidates[4:]:
+            # Heartbeat first: a trial handed back earlier has an old one, and must not look
+            # stale to a reaper in the instant after it turns RUNNING (only RUNNING is reaped).
+            self.optuna.record_heartbeat(trial_id)
             try:
                 if not self.optuna.set_trial_state_values(trial_id, TrialState.RUNNING):
                     continue
             except UpdateFinishedTrialError:
                 continue
-            self.optuna.record_heartbeat(trial_id)
             now = utcnow()
             with self._write() as session, session.begin():
                 won = session.execute(
@@ -455,302 +454,6 @@ class Store:
             )
         return True
 
-    def reap_stale(self) -> list[int]:
-        """Fail trials whose worker stopped heartbeating; retry each up to max_attempts."""
-        with self._read() as session:
-            studies = session.execute(
-                select(StudyRow.id, StudyRow.optuna_name).where(StudyRow.status == "running")
-            ).all()
-        lost: list[int] = []
-        for study_id, optuna_name in studies:
-            limits = self._spec_of(study_id).limits
-            stale: list[int] = []
-            view = _heartbeat_view(self.optuna, limits, stale)
-            fail_stale_trials(optuna.load_study(study_name=optuna_name, storage=view))
-            for trial_id in stale:
-                self._retry_lost(trial_id, limits)
-            lost += stale
-        return lost
-
-    def _retry_lost(self, trial_id: int, limits: Limits) -> None:
-        with self._read() as session:
-            row = session.get(TrialRow, trial_id)
-        if row is None or row.status not in ("waiting", "running"):
-            return
-        retry_id = None
-        if row.attempt < limits.max_attempts:
-            reason = f"worker {row.worker} lost (no heartbeat for {limits.grace_seconds} s)"
-            retry_id = self._enqueue(row, row.level, row.epochs, row.attempt + 1)
-        else:
-            reason = f"worker lost after {row.attempt} attempts"
-        now = utcnow()
-        with self._write() as session, session.begin():
-            session.execute(
-                update(TrialRow)
-                .where(TrialRow.trial_id == trial_id, TrialRow.status.in_(("waiting", "running")))
-                .values(
-                    status="failed",
-                    reason=reason,
-                    retried_as=retry_id,
-                    finished_at=now,
-                    updated_at=now,
-                )
-            )
-        if retry_id is None:
-            self.settle(row.study_id)
-
-    def _enqueue(self, source: TrialRow, level: int, epochs: int, attempt: int) -> int:
-        """Add one WAITING trial for source's network; an existing twin's id if one won."""
-        values = _trial_values(
-            source.study_id,
-            source.space,
-            source.sample,
-            level,
-            epochs,
-            attempt,
-            source.net,
-            {"flops": source.flops, "params": source.params, "acts": source.acts},
-        )
-        values["sampled"] = source.sampled
-        with self._read() as session:
-            oid = session.scalar(
-                select(StudyRow.optuna_study_id).where(StudyRow.id == source.study_id)
-            )
-        values["trial_id"] = self._new_optuna_trial(oid, values)
-        try:
-            with self._write() as session, session.begin():
-                session.execute(insert(TrialRow), [values])
-            return values["trial_id"]
-        except IntegrityError:  # another worker enqueued the same (sample, level, attempt)
-            self.optuna.set_trial_system_attr(values["trial_id"], "dse_duplicate", True)
-            self._fail_quietly(values["trial_id"])
-            with self._read() as session:
-                return session.scalar(
-                    select(TrialRow.trial_id).where(
-                        TrialRow.study_id == source.study_id,
-                        TrialRow.space == source.space,
-                        TrialRow.sample == source.sample,
-                        TrialRow.level == level,
-                        TrialRow.attempt == attempt,
-                    )
-                )
-
-    def settle(self, study_id: int) -> int:
-        """Promote every completed level (idempotent); mark the study done when nothing is left."""
-        spec = self._spec_of(study_id)
-        grid = self._status_grid(study_id)
-        with self._read() as session:
-            if session.scalar(select(StudyRow.status).where(StudyRow.id == study_id)) != "running":
-                return 0
-        added = 0
-        for space in spec.space_names():
-            for level in range(len(spec.fidelities) - 1):
-                counts = grid.get((space, level), {})
-                if not fidelity.level_complete(s for s, n in counts.items() for _ in range(n)):
-                    break
-                added += self._promote(study_id, space, level, spec)
-        unfinished = sum(n for c in grid.values() for s, n in c.items() if s in fidelity.UNFINISHED)
-        if not added and not unfinished:
-            with self._write() as session, session.begin():
-                session.execute(
-                    update(StudyRow)
-                    .where(StudyRow.id == study_id, StudyRow.status == "running")
-                    .values(status="done", updated_at=utcnow())
-                )
-        return added
-
-    def _promote(self, study_id: int, space: str, level: int, spec: StudySpec) -> int:
-        where = (
-            TrialRow.study_id == study_id,
-            TrialRow.space == space,
-            TrialRow.retried_as.is_(None),
-        )
-        with self._read() as session:
-            rows = session.scalars(select(TrialRow).where(*where, TrialRow.level == level)).all()
-            have = set(
-                session.scalars(select(TrialRow.sample).where(*where, TrialRow.level == level + 1))
-            )
-        trials = [fidelity.LevelTrial(r.sample, r.status, r.error) for r in rows]
-        chosen = fidelity.select_promoted(trials, spec.promote)
-        by_sample = {r.sample: r for r in rows}
-        added = 0
-        for sample_index in chosen:
-            if sample_index not in have:
-                self._enqueue(by_sample[sample_index], level + 1, spec.fidelities[level + 1], 1)
-                added += 1
-        return added
-
-    # --- reads (aggregated and paged in the database) ---------------------------------
-
-    def _status_grid(self, study_id: int) -> dict[tuple[str, int], dict[str, int]]:
-        query = (
-            select(TrialRow.space, TrialRow.level, TrialRow.status, func.count())
-            .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
-            .group_by(TrialRow.space, TrialRow.level, TrialRow.status)
-        )
-        grid: dict[tuple[str, int], dict[str, int]] = {}
-        with self._read() as session:
-            for space, level, status, n in session.execute(query):
-                grid.setdefault((space, level), {})[status] = n
-        return grid
-
-    def progress(self, study_id: int) -> dict:
-        """Trial counts per space and fidelity level (waiting, running, done, failed, …)."""
-        study = self.get_study(study_id)
-        grid = self._status_grid(study_id)
-        spaces: dict[str, list[dict]] = {}
-        totals = dict.fromkeys(TRIAL_COUNTS, 0)
-        for space in study.spec.space_names():
-            spaces[space] = []
-            for level, epochs in enumerate(study.spec.fidelities):
-                counts = grid.get((space, level), {})
-                entry = {"level": level, "epochs": epochs}
-                entry.update({s: counts.get(s, 0) for s in TRIAL_COUNTS})
-                entry["total"] = sum(counts.values())
-                for s in TRIAL_COUNTS:
-                    totals[s] += entry[s]
-                spaces[space].append(entry)
-        totals["total"] = sum(totals.values())
-        return {"study_id": study_id, "status": study.status, "spaces": spaces, "totals": totals}
-
-    def _filtered(self, study_id: int, space, level, status, include_retried: bool):
-        conds = [TrialRow.study_id == study_id]
-        if not include_retried:
-            conds.append(TrialRow.retried_as.is_(None))
-        if space is not None:
-            conds.append(TrialRow.space == space)
-        if level is not None:
-            conds.append(TrialRow.level == level)
-        if status is not None:
-            conds.append(TrialRow.status == status)
-        return conds
-
-    def trials(
-        self,
-        study_id: int,
-        offset: int = 0,
-        limit: int = 100,
-        space: str | None = None,
-        level: int | None = None,
-        status: str | None = None,
-        include_retried: bool = False,
-    ) -> list[dict]:
-        """One page of trials in enqueue order, as JSON-able dicts."""
-        conds = self._filtered(study_id, space, level, status, include_retried)
-        query = select(TrialRow).where(*conds).order_by(TrialRow.trial_id)
-        with self._read() as session:
-            rows = session.scalars(query.offset(max(0, offset)).limit(max(0, limit))).all()
-        return [_trial_dict(r) for r in rows]
-
-    def count(
-        self,
-        study_id: int,
-        space: str | None = None,
-        level: int | None = None,
-        status: str | None = None,
-        include_retried: bool = False,
-    ) -> int:
-        """How many trials match (the same filters as `trials`)."""
-        conds = self._filtered(study_id, space, level, status, include_retried)
-        with self._read() as session:
-            return int(session.scalar(select(func.count()).select_from(TrialRow).where(*conds)))
-
-    def trial_frame(self, study_id: int) -> pd.DataFrame:
-        """One row per trial (retried attempts left out): what the analysis reads."""
-        self.get_study(study_id)
-        columns = [getattr(TrialRow, c) for c in FRAME_COLUMNS]
-        query = (
-            select(*columns, TrialRow.net, TrialRow.sampled)
-            .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
-            .order_by(TrialRow.trial_id)
-        )
-        with self._read() as session:
-            rows = session.execute(query).all()
-        frame = pd.DataFrame([r[: len(FRAME_COLUMNS)] for r in rows], columns=list(FRAME_COLUMNS))
-        frame["error"] = pd.to_numeric(frame["error"], errors="coerce").astype(float)
-        frame["spec"] = [r[-2] for r in rows]
-        sampled = pd.DataFrame([r[-1] or {} for r in rows], index=frame.index)
-        for name in sampled.columns:
-            frame[f"p_{name}"] = sampled[name]
-        return frame
-
-    def version(self, study_id: int) -> str:
-        """A token that changes whenever any trial (or the study) changes."""
-        with self._read() as session:
-            n, last = session.execute(
-                select(func.count(), func.max(TrialRow.updated_at)).where(
-                    TrialRow.study_id == study_id
-                )
-            ).one()
-            updated = session.scalar(select(StudyRow.updated_at).where(StudyRow.id == study_id))
-        if updated is None:
-            raise StudyNotFound(f"study {study_id}: no such study")
-        return f"{n}-{_stamp(last)}-{_stamp(updated)}"
-
-    def idle(self, study_ids: list[int] | None = None) -> bool:
-        """True when no running study has a waiting or running trial (after settling them)."""
-        query = select(StudyRow.id).where(StudyRow.status == "running")
-        if study_ids:
-            query = query.where(StudyRow.id.in_(study_ids))
-        with self._read() as session:
-            running = list(session.scalars(query))
-        for study_id in running:
-            self.settle(study_id)
-        unfinished = (
-            select(func.count())
-            .select_from(TrialRow)
-            .join(StudyRow, StudyRow.id == TrialRow.study_id)
-            .where(StudyRow.status == "running", TrialRow.status.in_(fidelity.UNFINISHED))
-        )
-        if study_ids:
-            unfinished = unfinished.where(TrialRow.study_id.in_(study_ids))
-        with self._read() as session:
-            return not session.scalar(unfinished)
-
-
-TRIAL_COUNTS = ("waiting", "running", "done", "failed", "diverged", "cancelled")
-FRAME_COLUMNS = (
-    "trial_id",
-    "space",
-    "sample",
-    "level",
-    "epochs",
-    "status",
-    "error",
-    "flops",
-    "params",
-    "acts",
-    "depth",
-    "attempt",
-    "worker",
-    "test_error",
-    "seconds",
-    "images_per_s",
-    "reason",
-)
-
-
-def _trial_values(study_id, space, sample, level, epochs, attempt, net, complexity) -> dict:
-    """Column values of a new waiting trial row (trial_id and sampled are added by callers)."""
-    stages = net.get("stages", [])
-    return {
-        "study_id": study_id,
-        "space": space,
-        "sample": sample,
-        "level": level,
-        "epochs": epochs,
-        "attempt": attempt,
-        "status": "waiting",
-        "epochs_done": 0,
-        "flops": int(complexity["flops"]),
-        "params": int(complexity["params"]),
-        "acts": int(complexity["acts"]),
-        "depth": sum(int(s["depth"]) for s in stages),
-        "net": net,
-        "history": [],
-        "updated_at": utcnow(),
-    }
-
 
 def _owned(claim: Claim) -> tuple:
     """WHERE clauses: the trial is still running and still this worker's."""
@@ -777,36 +480,6 @@ def _outcome(result: Any) -> tuple[str, TrialState, list[float] | None, str | No
     return "failed", TrialState.FAIL, None, message or f"training ended with status {status}"
 
 
-def _heartbeat_view(storage: RDBStorage, limits: Limits, stale: list[int]) -> RDBStorage:
-    """The same storage (same engine and sessions) with a study's heartbeat limits.
-
-    Optuna reads the grace period from the storage object; studies differ in theirs, so each
-    gets a shallow view instead of one global setting. The callback collects what was failed.
-    """
-    view = RDBStorage.__new__(RDBStorage)
-    view.__dict__.update(storage.__dict__)
-    view.heartbeat_interval = limits.heartbeat_seconds
-    view.grace_period = limits.grace_seconds
-    view.heartbeat_stale_trial_callback = lambda _study, trial: stale.append(trial._trial_id)
-    view.failed_trial_callback = view.heartbeat_stale_trial_callback
-    return view
-
-
-def _trial_dict(row: TrialRow) -> dict:
-    out = {c: getattr(row, c) for c in FRAME_COLUMNS}
-    out.update(
-        spec=row.net,
-        params_sampled=row.sampled,
-        epochs_done=row.epochs_done,
-        last_val_error=row.last_val_error,
-        retried_as=row.retried_as,
-        started=_stamp(row.started_at),
-        finished=_stamp(row.finished_at),
-        history=row.history,
-    )
-    return out
-
-
 def _finite(x: Any) -> float | None:
     try:
         x = float(x)
@@ -828,7 +501,3 @@ def _plain(v: Any) -> Any:
 def _aware(t: datetime) -> datetime:
     """SQLite hands timestamps back naive; they were written in UTC."""
     return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
-
-
-def _stamp(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat()

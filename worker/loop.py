@@ -151,7 +151,8 @@ def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, th
             go_on = retrying(lambda: store.report_epoch(claim, metrics), "report", give_up=60)
         except TRANSIENT_ERRORS:
             go_on = True  # keep training; the heartbeat decides whether we still own it
-        return go_on and not stop.requested
+        last = int(metrics.get("epoch", 0)) >= claim.epochs
+        return go_on and (last or not stop.requested)  # SIGTERM in the last epoch: finish it
 
     with Heartbeat(store, claim):
         try:

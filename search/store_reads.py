@@ -1,0 +1,190 @@
+"""Reads for the API, the CLI and the analysis, aggregated and paged in the database.
+
+A mixin of search.store.Store. Counts are GROUP BY queries and pages are LIMIT/OFFSET over
+`dse_trials` (see search/models.py for why that index exists next to Optuna's tables);
+retried attempts are left out unless asked for, so each network counts once per level.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from search import fidelity
+from search.models import StudyRow, TrialRow
+
+
+class StudyNotFound(LookupError):
+    """No study with this id."""
+
+
+TRIAL_COUNTS = ("waiting", "running", "done", "failed", "diverged", "cancelled")
+FRAME_COLUMNS = (
+    "trial_id",
+    "space",
+    "sample",
+    "level",
+    "epochs",
+    "status",
+    "error",
+    "flops",
+    "params",
+    "acts",
+    "depth",
+    "attempt",
+    "worker",
+    "test_error",
+    "seconds",
+    "images_per_s",
+    "reason",
+)
+
+
+class Reads:
+    """Progress, pages, counts, the trial frame and the version token (mixed into Store)."""
+
+    def _status_grid(self, study_id: int) -> dict[tuple[str, int], dict[str, int]]:
+        query = (
+            select(TrialRow.space, TrialRow.level, TrialRow.status, func.count())
+            .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
+            .group_by(TrialRow.space, TrialRow.level, TrialRow.status)
+        )
+        grid: dict[tuple[str, int], dict[str, int]] = {}
+        with self._read() as session:
+            for space, level, status, n in session.execute(query):
+                grid.setdefault((space, level), {})[status] = n
+        return grid
+
+    def progress(self, study_id: int) -> dict:
+        """Trial counts per space and fidelity level (waiting, running, done, failed, …)."""
+        study = self.get_study(study_id)
+        grid = self._status_grid(study_id)
+        spaces: dict[str, list[dict]] = {}
+        totals = dict.fromkeys(TRIAL_COUNTS, 0)
+        for space in study.spec.space_names():
+            spaces[space] = []
+            for level, epochs in enumerate(study.spec.fidelities):
+                counts = grid.get((space, level), {})
+                entry = {"level": level, "epochs": epochs}
+                entry.update({s: counts.get(s, 0) for s in TRIAL_COUNTS})
+                entry["total"] = sum(counts.values())
+                for s in TRIAL_COUNTS:
+                    totals[s] += entry[s]
+                spaces[space].append(entry)
+        totals["total"] = sum(totals.values())
+        return {"study_id": study_id, "status": study.status, "spaces": spaces, "totals": totals}
+
+    def _filtered(self, study_id: int, space, level, status, include_retried: bool):
+        conds = [TrialRow.study_id == study_id]
+        if not include_retried:
+            conds.append(TrialRow.retried_as.is_(None))
+        if space is not None:
+            conds.append(TrialRow.space == space)
+        if level is not None:
+            conds.append(TrialRow.level == level)
+        if status is not None:
+            conds.append(TrialRow.status == status)
+        return conds
+
+    def trials(
+        self,
+        study_id: int,
+        offset: int = 0,
+        limit: int = 100,
+        space: str | None = None,
+        level: int | None = None,
+        status: str | None = None,
+        include_retried: bool = False,
+    ) -> list[dict]:
+        """One page of trials in enqueue order, as JSON-able dicts."""
+        conds = self._filtered(study_id, space, level, status, include_retried)
+        query = select(TrialRow).where(*conds).order_by(TrialRow.trial_id)
+        with self._read() as session:
+            rows = session.scalars(query.offset(max(0, offset)).limit(max(0, limit))).all()
+        return [_trial_dict(r) for r in rows]
+
+    def count(
+        self,
+        study_id: int,
+        space: str | None = None,
+        level: int | None = None,
+        status: str | None = None,
+        include_retried: bool = False,
+    ) -> int:
+        """How many trials match (the same filters as `trials`)."""
+        conds = self._filtered(study_id, space, level, status, include_retried)
+        with self._read() as session:
+            return int(session.scalar(select(func.count()).select_from(TrialRow).where(*conds)))
+
+    def trial_frame(self, study_id: int) -> pd.DataFrame:
+        """One row per trial (retried attempts left out): what the analysis reads."""
+        self.get_study(study_id)
+        columns = [getattr(TrialRow, c) for c in FRAME_COLUMNS]
+        query = (
+            select(*columns, TrialRow.net, TrialRow.sampled)
+            .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
+            .order_by(TrialRow.trial_id)
+        )
+        with self._read() as session:
+            rows = session.execute(query).all()
+        frame = pd.DataFrame([r[: len(FRAME_COLUMNS)] for r in rows], columns=list(FRAME_COLUMNS))
+        frame["error"] = pd.to_numeric(frame["error"], errors="coerce").astype(float)
+        frame["spec"] = [r[-2] for r in rows]
+        sampled = pd.DataFrame([r[-1] or {} for r in rows], index=frame.index)
+        for name in sampled.columns:
+            frame[f"p_{name}"] = sampled[name]
+        return frame
+
+    def version(self, study_id: int) -> str:
+        """A token that changes whenever any trial (or the study) changes."""
+        with self._read() as session:
+            n, last = session.execute(
+                select(func.count(), func.max(TrialRow.updated_at)).where(
+                    TrialRow.study_id == study_id
+                )
+            ).one()
+            updated = session.scalar(select(StudyRow.updated_at).where(StudyRow.id == study_id))
+        if updated is None:
+            raise StudyNotFound(f"study {study_id}: no such study")
+        return f"{n}-{_stamp(last)}-{_stamp(updated)}"
+
+    def idle(self, study_ids: list[int] | None = None) -> bool:
+        """True when no running study has a waiting or running trial (after settling them)."""
+        query = select(StudyRow.id).where(StudyRow.status == "running")
+        if study_ids:
+            query = query.where(StudyRow.id.in_(study_ids))
+        with self._read() as session:
+            running = list(session.scalars(query))
+        for study_id in running:
+            self.settle(study_id)
+        unfinished = (
+            select(func.count())
+            .select_from(TrialRow)
+            .join(StudyRow, StudyRow.id == TrialRow.study_id)
+            .where(StudyRow.status == "running", TrialRow.status.in_(fidelity.UNFINISHED))
+        )
+        if study_ids:
+            unfinished = unfinished.where(TrialRow.study_id.in_(study_ids))
+        with self._read() as session:
+            return not session.scalar(unfinished)
+
+
+def _trial_dict(row: TrialRow) -> dict:
+    out = {c: getattr(row, c) for c in FRAME_COLUMNS}
+    out.update(
+        spec=row.net,
+        params_sampled=row.sampled,
+        epochs_done=row.epochs_done,
+        last_val_error=row.last_val_error,
+        retried_as=row.retried_as,
+        started=_stamp(row.started_at),
+        finished=_stamp(row.finished_at),
+        history=row.history,
+    )
+    return out
+
+
+def _stamp(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
