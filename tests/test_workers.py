@@ -228,3 +228,36 @@ def test_sigterm_hands_back_and_cancel_stops(sqlite_url, smoke_spec, dse_bin, tm
     assert progress["status"] == "cancelled"
     assert progress["totals"]["running"] == progress["totals"]["waiting"] == 0
     assert progress["totals"]["cancelled"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.xdist_group("pg")
+def test_worker_waits_out_a_database_outage(pg_url, smoke_spec, dse_bin, tmp_path):
+    from psycopg2 import sql
+
+    from tests.conftest import _admin_connection
+
+    later = pg_url.rsplit("/", 1)[0] + "/" + pg_url.rsplit("/", 1)[1] + "_later"
+    worker = _worker(dse_bin, later, "--exit-when-idle")
+    time.sleep(3)  # the database does not exist yet: the worker must wait, not crash
+    assert worker.poll() is None
+    conn, _ = _admin_connection()
+    name = later.rsplit("/", 1)[1]
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        smoke_spec["samples"] = 1
+        study_id = _create(dse_bin, later, smoke_spec, tmp_path)
+        _, err = worker.communicate(timeout=WAIT)
+        assert worker.returncode == 0, err
+        assert "database unavailable" in err and "Traceback" not in err
+        store = Store(later)
+        _assert_each_once(store, study_id, 2)
+        store.close()
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        conn.close()

@@ -79,7 +79,10 @@ def retrying(call: Callable[[], T], what: str, stop: Stop | None = None, give_up
                 file=sys.stderr,
                 flush=True,
             )
-            time.sleep(delay)
+            if stop is not None:
+                stop.event.wait(delay)  # a signal cuts the wait short
+            else:
+                time.sleep(delay)
             delay = min(BACKOFF_MAX, delay * 2)
 
 
@@ -192,10 +195,26 @@ def run_worker(
     if install_signals and threading.current_thread() is threading.main_thread():
         stop.install()
     me = worker_id()
-    store = retrying(lambda: Store(db_url), "connect", stop)
+    try:
+        store = retrying(lambda: Store(db_url), "connect", stop)
+    except TRANSIENT_ERRORS:  # stopped while the database was still down
+        return 0
+    where = store.url.split("@")[-1]
+    print(f"dse worker {me}: on {where} ({device})", file=sys.stderr, flush=True)
+    try:
+        return _loop(
+            store, me, stop, device, max_trials, exit_when_idle, threads, poll_seconds, study_ids
+        )
+    except TRANSIENT_ERRORS:  # re-raised by retrying only once a stop was requested
+        return 0
+    finally:
+        store.close()
+
+
+def _loop(store, me, stop, device, max_trials, exit_when_idle, threads, poll_seconds, study_ids):
+    """Claim → train → finish until stopped, idle or max_trials; trials finished."""
     datasets = DatasetCache(device)
     trained, last_reap = 0, 0.0
-    print(f"dse worker {me}: on {store.url.split('@')[-1]} ({device})", file=sys.stderr, flush=True)
     while not stop.requested and (max_trials is None or trained < max_trials):
         if time.monotonic() - last_reap >= poll_seconds:
             retrying(store.reap_stale, "reap", stop)
@@ -214,5 +233,4 @@ def run_worker(
             file=sys.stderr,
             flush=True,
         )
-    store.close()
     return trained
