@@ -1,0 +1,383 @@
+"""A study's results: the numbers REFERENCE §6 compares design spaces by, as one JSON-able dict.
+
+`study_results` is a pure function of the store's trial frame and the study spec;
+`results_for` reads both from a store and caches the answer until the study changes.
+
+Choices (documented here because the API and CLI inherit them):
+- `fidelity` is given in epochs (one of the spec's `fidelities`); None = the lowest level,
+  the only one whose EDF is an unbiased sample of each space (DESIGN.md, fidelity plan).
+- Trials counted: `done` (their error) and `diverged` (error 1.0, also counted apart as
+  n_diverged). `failed` and `cancelled` trials are left out and counted as n_failed /
+  n_cancelled; `waiting` and `running` ones as n_pending.
+- Normalisation (NDS): one complexity range shared by all spaces at this level; `bins` None
+  picks the most bins (<= 40) that leave no bin of any space empty, with a warning when
+  fewer than 5 are possible; explicit bins with an empty bin → ValueError naming it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter, OrderedDict
+
+import numpy as np
+import pandas as pd
+
+from search import analysis as A
+
+NORMALIZE = ("flops", "params", "acts")
+PLOT_POINTS = 500  # EDF step points sent per space; statistics always use every trial
+TOP_K = 1  # winners per space fitted (DDS §3.3); each fit costs ~0.1 s cold, see benchmark
+MIN_BINS = 5  # NDS uses 5…40 bins
+COMPLEXITY_COLUMNS = ("flops", "params", "acts", "depth")
+_STAGE = re.compile(r"^p_(d|w|bot_mul|g|groups)(\d+)$")
+
+
+class _Ready(list):
+    """A list already JSON-safe (built by _floats or from finite arrays): not walked again."""
+
+
+def _floats(values) -> list:
+    """A float list with NaN and infinities as None (JSON has neither)."""
+    a = np.asarray(values, dtype=np.float64)
+    if np.all(np.isfinite(a)):
+        return _Ready(a.tolist())
+    out = a.astype(object)
+    out[~np.isfinite(a)] = None
+    return _Ready(out.tolist())
+
+
+def _num(v):
+    """One JSON-safe number (None for NaN/inf/None)."""
+    if v is None:
+        return None
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def _jsonable(obj):
+    """Small nested results (summaries, suggestions) made JSON-safe."""
+    if isinstance(obj, _Ready):
+        return obj
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _floats(obj) if obj.dtype.kind == "f" else obj.tolist()
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _num(obj)
+    return obj
+
+
+def _level_of(spec, fidelity) -> int:
+    levels = list(spec.fidelities)
+    if fidelity is None:
+        return 0
+    if fidelity not in levels:
+        raise ValueError(f"fidelity: {fidelity} epochs is not a level of this study; {levels}")
+    return levels.index(fidelity)
+
+
+def _space_info(spec) -> dict[str, dict]:
+    """Per space name: its flag constraints and what must match to compare constraints."""
+    out = {}
+    for i, (name, s) in enumerate(zip(spec.space_names(), spec.spaces, strict=True)):
+        try:
+            ds = s.resolve()
+        except Exception:  # a spec that validated once always resolves; stay defined anyway
+            out[name] = {"constraints": set(), "base": ("unknown", i)}
+            continue
+        flags = {c for c in ds.constraints if isinstance(c, str)}
+        if ds.kind == "regnet":  # b shared (= 1), one g, w_{i+1} >= w_i (wm > 1): DDS §3.3
+            flags |= {"shared_bottleneck", "shared_group_width", "increasing_width", "regnet"}
+        stages = ds.stages or ds.num_stages
+        base = (ds.block, ds.se_ratio > 0, ds.stem.type, stages, ds.resolution)
+        out[name] = {"constraints": flags, "base": base}
+    return out
+
+
+def _satisfies(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Which networks meet each flag constraint, from their sampled per-stage values."""
+    per: dict[str, list[tuple[int, str]]] = {}
+    for col in rows.columns:
+        m = _STAGE.match(col)
+        if m and rows[col].notna().any():
+            per.setdefault(m.group(1), []).append((int(m.group(2)), col))
+    out = {}
+
+    def matrix(key):
+        cols = [c for _, c in sorted(per[key])]
+        return rows[cols].to_numpy(dtype=np.float64)
+
+    with np.errstate(invalid="ignore"):
+        if "bot_mul" in per:
+            v = matrix("bot_mul")
+            out["shared_bottleneck"] = np.nanmax(v, 1) == np.nanmin(v, 1)
+        g = "g" if "g" in per else "groups" if "groups" in per else None
+        if g:
+            v = matrix(g)
+            out["shared_group_width"] = np.nanmax(v, 1) == np.nanmin(v, 1)
+        for key, name in (("w", "increasing_width"), ("d", "increasing_depth")):
+            if key in per:
+                diff = np.diff(matrix(key), axis=1)
+                out[name] = ~np.any(diff < 0, axis=1)  # NaN (absent stage) never breaks it
+    return out
+
+
+def _param_columns(rows: pd.DataFrame) -> list[str]:
+    cols = [c for c in rows.columns if c.startswith("p_")] + list(COMPLEXITY_COLUMNS)
+    keep = []
+    for c in cols:
+        if c in rows and pd.api.types.is_numeric_dtype(rows[c]) and rows[c].notna().any():
+            keep.append(c)
+    return keep
+
+
+def _edf_payload(e: np.ndarray, w, n_eff: float) -> dict:
+    x, f = A.edf(e, w)
+    eps = A.dkw_band(n_eff)
+    subsampled = x.size > PLOT_POINTS
+    if subsampled:  # plotted points only; every statistic above used all trials
+        idx = np.unique(np.linspace(0, x.size - 1, PLOT_POINTS).round().astype(int))
+        x, f = x[idx], f[idx]
+    return {
+        "x": _floats(x),
+        "F": _floats(f),
+        "lower": _floats(np.clip(f - eps, 0, 1)),
+        "upper": _floats(np.clip(f + eps, 0, 1)),
+        "epsilon": _num(eps),
+        "alpha": A.ALPHA,
+        "subsampled": subsampled,
+    }
+
+
+def _regnet_params(row, fit: dict) -> dict:
+    """Export-ready RegNet params of a fitted network (g, b, se taken from the network)."""
+    from anynet.regnet import RegNetParams
+    from anynet.spec import NetSpec
+
+    out = {k: fit[k] for k in ("depth", "w0", "wa", "wm")}
+    net = NetSpec.from_dict(row) if isinstance(row, dict) else NetSpec.from_json(str(row))
+    out["group_width"] = int(Counter(net.group_widths).most_common(1)[0][0])
+    out["bottleneck_multiplier"] = float(Counter(net.bottleneck_multipliers).most_common(1)[0][0])
+    out["se_ratio"] = float(net.se_ratio or 0.0)
+    try:
+        depths, widths, _ = RegNetParams(**out).widths()
+        return {"params": out, "stage_depths": depths, "stage_widths": widths}
+    except ValueError as e:
+        return {"params": out, "invalid": " ".join(str(e).split())}
+
+
+def _fit_winners(spec_values: list, errors: np.ndarray, k: int) -> dict | None:
+    from anynet.spec import NetSpec
+
+    order = np.argsort(errors, kind="stable")[:k]
+    widths = []
+    for i in order:
+        v = spec_values[i]
+        net = NetSpec.from_dict(v) if isinstance(v, dict) else NetSpec.from_json(str(v))
+        widths.append(net.block_widths)
+    fit = A.fit_top_regnet(widths, errors[order], k)
+    if fit is None:
+        return None
+    j = int(order[fit["index"]])
+    return fit | {"index": j} | _regnet_params(spec_values[j], fit)
+
+
+def _pick_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (space, sample, level): the most final status wins (retries, repeats)."""
+    rank = {"done": 0, "diverged": 1, "failed": 2, "cancelled": 3, "running": 4, "waiting": 5}
+    f = frame.assign(_rank=frame["status"].map(rank).fillna(6))
+    f = f.sort_values(["_rank", "trial_id"], kind="stable")
+    return f.drop_duplicates(["space", "sample", "level"]).sort_values("trial_id", kind="stable")
+
+
+def _normalisation(counted, by_space, normalize, bins):
+    """NDS weights per space over one shared complexity range: (weights, range, bins, warnings)."""
+    weights, warnings = dict.fromkeys(by_space), []
+    if not normalize:
+        return weights, None, None, warnings
+    groups = {n: counted[normalize].to_numpy(np.float64)[i] for n, i in by_space.items()}
+    present = [g for g in groups.values() if g.size]
+    if not present:
+        return weights, None, None, warnings
+    crange = (min(g.min() for g in present), max(g.max() for g in present))
+    nbins = bins or A.max_bins(present, crange, 40)
+    if bins is None and nbins < MIN_BINS:
+        warnings.append(
+            f"normalize: only {nbins} equal {normalize} bins over [{crange[0]:.6g},"
+            f" {crange[1]:.6g}] leave no space with an empty bin (NDS uses 5-40);"
+            " the spaces' complexity ranges overlap too little, or too few trials"
+        )
+    for n, g in groups.items():
+        try:
+            weights[n] = A.normalized_weights(g, nbins, crange) if g.size else None
+        except ValueError as e:
+            raise ValueError(f"normalize: space {n}: {e}") from None
+    return weights, crange, nbins, warnings
+
+
+def _best(x, draws) -> dict:
+    lo, med, hi = A.best_range(x, draws)
+    return {"lo": _num(lo), "median": _num(med), "hi": _num(hi)}
+
+
+def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=TOP_K) -> dict:
+    """EDFs, statistics, KS table, parameter data, rank correlation, RegNet fits (issue 5)."""
+    if normalize not in (None, *NORMALIZE):
+        raise ValueError(f"normalize: {normalize!r} is not one of none, {', '.join(NORMALIZE)}")
+    level = _level_of(spec, fidelity)
+    names = list(spec.space_names())
+    frame = _pick_rows(frame) if len(frame) else frame
+    names += sorted(set(frame["space"]) - set(names)) if len(frame) else []
+    info = _space_info(spec)
+    here = frame[frame["level"] == level] if len(frame) else frame
+    counted = here[here["status"].isin(["done", "diverged"])] if len(here) else here
+    err_all = counted["error"].to_numpy(np.float64) if len(counted) else np.zeros(0)
+    err_all = np.where(counted["status"].to_numpy() == "diverged", np.nan, err_all)
+    by_space = {n: np.flatnonzero(counted["space"].to_numpy() == n) for n in names}
+    weights, crange, nbins, warnings = _normalisation(counted, by_space, normalize, bins)
+    spaces, params, refine_in, fits = [], {}, {}, {}
+    all_specs = counted["spec"].tolist() if "spec" in counted else None
+    for n in names:
+        idx = by_space[n]
+        e_raw, w = err_all[idx], weights[n]
+        e = A.as_errors(e_raw)
+        st = here[here["space"] == n]["status"].value_counts() if len(here) else {}
+        s = A.summary(e_raw, w)
+        n_eff = A.effective_n(w) if w is not None else float(e.size)
+        row = {"space": n, **s, "n_eff": n_eff}
+        row |= {
+            "n_done": int(st.get("done", 0)),
+            "n_failed": int(st.get("failed", 0)),
+            "n_cancelled": int(st.get("cancelled", 0)),
+            "n_pending": int(st.get("waiting", 0) + st.get("running", 0)),
+            "edf": _edf_payload(e, w, n_eff),
+            "random_search": {
+                "m": list(A.DEFAULT_M),
+                "expected_min": _floats(A.random_search_efficiency(e, w)),
+            },
+        }
+        rows = counted.iloc[idx]
+        cols = _param_columns(rows)
+        draws = A.bootstrap_best_draws(e) if e.size else np.zeros(0, dtype=np.int64)
+        xs = {c: rows[c].to_numpy(np.float64) for c in cols}
+        params[n] = {
+            "errors": _floats(e),
+            "columns": {
+                c: {
+                    "x": _floats(x),
+                    "best": _best(x, draws),
+                }
+                for c, x in xs.items()
+            },
+        }
+        refine_in[n] = info.get(n, {}) | {
+            "errors": e,
+            "weights": w,
+            "satisfies": _satisfies(rows),
+            "params": {c[2:] if c.startswith("p_") else c: x for c, x in xs.items()},
+        }
+        if all_specs is not None and e.size:
+            fits[n] = _fit_winners([all_specs[i] for i in idx], e, top_k)
+            row["regnet"] = fits[n]
+        spaces.append(row)
+    ks = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ea, eb = err_all[by_space[a]], err_all[by_space[b]]
+            d, p = A.ks_test(ea, eb, weights[a], weights[b])
+            ks.append({"a": a, "b": b, "D": d, "p": p})
+    overall = None
+    if all_specs is not None and err_all.size:
+        overall = _fit_winners(all_specs, A.as_errors(err_all), top_k)
+        if overall is not None:
+            overall["space"] = str(counted["space"].iloc[overall["index"]])
+    return _jsonable(
+        {
+            "study": spec.name,
+            "fidelity": {
+                "level": level,
+                "epochs": spec.fidelities[level],
+                "levels": list(spec.fidelities),
+            },
+            "normalize": normalize,
+            "bins": nbins,
+            "complexity_range": list(crange) if crange else None,
+            "warnings": warnings,
+            "spaces": spaces,
+            "ks": ks,
+            "params": params,
+            "rank_correlation": _rank_correlations(frame, spec, names),
+            "regnet": {"per_space": fits, "overall": overall, "top_k": top_k},
+            "refinement": A.refinement_suggestions(refine_in),
+            "progress": _progress(frame, spec, names),
+        }
+    )
+
+
+def _rank_correlations(frame: pd.DataFrame, spec, names: list[str]) -> list[dict]:
+    """Spearman and Kendall between consecutive levels, per space and pooled (DESIGN.md)."""
+    out = []
+    if not len(frame):
+        return out
+    f = frame[frame["status"].isin(["done", "diverged"])]
+    f = f.assign(e=np.where(f["status"] == "diverged", np.nan, f["error"]))
+    for lo in range(len(spec.fidelities) - 1):
+        a = f[f["level"] == lo][["space", "sample", "e"]]
+        b = f[f["level"] == lo + 1][["space", "sample", "e"]]
+        both = a.merge(b, on=["space", "sample"], suffixes=("_lo", "_hi"))
+        for n in [*names, None]:
+            sel = both if n is None else both[both["space"] == n]
+            rho, tau = A.rank_correlation(sel["e_lo"].to_numpy(), sel["e_hi"].to_numpy())
+            out.append(
+                {
+                    "space": n or "all",
+                    "from_epochs": spec.fidelities[lo],
+                    "to_epochs": spec.fidelities[lo + 1],
+                    "n": len(sel),
+                    "spearman": rho,
+                    "kendall": tau,
+                }
+            )
+    return out
+
+
+def _progress(frame: pd.DataFrame, spec, names: list[str]) -> dict:
+    """Trial counts per space and level by status."""
+    counts = frame.groupby(["space", "level", "status"]).size() if len(frame) else {}
+    statuses = ("waiting", "running", "done", "diverged", "failed", "cancelled")
+    out = {}
+    for n in names:
+        out[n] = []
+        for level, epochs in enumerate(spec.fidelities):
+            c = {s: int(counts.get((n, level, s), 0)) for s in statuses}
+            out[n].append({"level": level, "epochs": epochs, **c, "total": sum(c.values())})
+    return out
+
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 32
+_LOCK = threading.Lock()
+
+
+def results_for(store, study_id: int, fidelity=None, normalize=None) -> dict:
+    """study_results from a store, cached by (study, store.version, fidelity, normalize)."""
+    key = (getattr(store, "url", id(store)), study_id, store.version(study_id), fidelity, normalize)
+    with _LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    spec = store.get_study(study_id).spec
+    body = study_results(store.trial_frame(study_id), spec, fidelity, normalize)
+    body["study_id"] = study_id
+    with _LOCK:
+        _CACHE[key] = body
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return body

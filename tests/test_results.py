@@ -1,0 +1,229 @@
+"""search.results: a study's results from a trial frame (and from a store, cached)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search import analysis as A
+from search.results import results_for, study_results
+from search.spec import StudySpec
+
+
+def _net(depths, widths, b=1.0, g=8, se=0.0) -> dict:
+    return {
+        "stem": {"type": "simple", "width": 32},
+        "block": "res_bottleneck",
+        "stages": [
+            {
+                "depth": int(d),
+                "width": int(w),
+                "stride": 2,
+                "bottleneck_multiplier": b,
+                "group_width": g,
+            }
+            for d, w in zip(depths, widths, strict=True)
+        ],
+        "se_ratio": se,
+        "num_classes": 10,
+        "resolution": 32,
+    }
+
+
+def _frame(spaces=("AnyNetX_A", "AnyNetX_B"), n=40, seed=0, shift=0.03) -> pd.DataFrame:
+    """Level 0 for every sample, level 1 for every third; statuses of every kind."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s_i, space in enumerate(spaces):
+        for i in range(n):
+            d = rng.integers(1, 5, 4)
+            w = np.sort(rng.integers(1, 33, 4)) * 16 if i % 2 else rng.integers(1, 33, 4) * 16
+            err = 0.4 - shift * s_i - 0.05 * (i % 2) + rng.normal(0, 0.02)
+            status = "done"
+            if i == 1:
+                status = "diverged"
+            elif i == 2:
+                status = "failed"
+            elif i == 3:
+                status = "waiting"
+            for level in (0, 1) if i % 3 == 0 else (0,):
+                rows.append(
+                    {
+                        "trial_id": len(rows),
+                        "space": space,
+                        "sample": i,
+                        "level": level,
+                        "epochs": (1, 3)[level],
+                        "status": status if level == 0 else "done",
+                        "error": err - 0.05 * level if status == "done" or level else np.nan,
+                        "flops": int((d * w**2).sum()),
+                        "params": int((d * w).sum()),
+                        "acts": int(w.sum()),
+                        "depth": int(d.sum()),
+                        "spec": _net(d, w),
+                        "p_b": 1.0,
+                        "p_g": 8,
+                        **{f"p_d{j + 1}": int(d[j]) for j in range(4)},
+                        **{f"p_w{j + 1}": int(w[j]) for j in range(4)},
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _spec(spaces=("AnyNetX_A", "AnyNetX_B"), fidelities=(1, 3)) -> StudySpec:
+    return StudySpec(
+        name="t", spaces=[{"preset": s} for s in spaces], samples=40, fidelities=list(fidelities)
+    )
+
+
+def test_results_are_json_and_counts_are_right():
+    frame, spec = _frame(), _spec()
+    r = study_results(frame, spec)
+    json.dumps(r, allow_nan=False)  # no NaN or inf anywhere
+    assert r["fidelity"] == {"level": 0, "epochs": 1, "levels": [1, 3]}
+    a = r["spaces"][0]
+    assert a["space"] == "AnyNetX_A"
+    assert (a["n"], a["n_diverged"], a["n_failed"], a["n_pending"]) == (38, 1, 1, 1)
+    sel = frame[
+        (frame.space == "AnyNetX_A") & (frame.level == 0) & frame.status.isin(["done", "diverged"])
+    ]
+    ref = A.summary(sel.error.to_numpy())
+    assert a["mean"] == pytest.approx(ref["mean"]) and a["min"] == pytest.approx(ref["min"])
+    assert a["max"] == 1.0  # the diverged trial counts as error 1.0
+    assert a["edf"]["F"][-1] == pytest.approx(1.0) and not a["edf"]["subsampled"]
+    assert a["edf"]["epsilon"] == pytest.approx(A.dkw_band(38))
+    assert r["progress"]["AnyNetX_A"][0]["failed"] == 1
+    assert r["progress"]["AnyNetX_A"][1]["total"] == 14
+
+
+def test_ks_table_matches_analysis():
+    frame, spec = _frame(), _spec()
+    r = study_results(frame, spec)
+    lvl0 = frame[(frame.level == 0) & frame.status.isin(["done", "diverged"])]
+    ea, eb = (lvl0[lvl0.space == s].error.to_numpy() for s in ("AnyNetX_A", "AnyNetX_B"))
+    (row,) = r["ks"]
+    assert (row["D"], row["p"]) == pytest.approx(A.ks_test(ea, eb))
+
+
+def test_fidelity_is_epochs_and_rank_correlation_uses_both_levels():
+    frame, spec = _frame(), _spec()
+    r = study_results(frame, spec, fidelity=3)
+    assert r["fidelity"]["level"] == 1 and r["spaces"][0]["n"] == 14
+    rc = {x["space"]: x for x in r["rank_correlation"]}
+    # sample 3 is still waiting at level 0: only networks trained at both levels count
+    assert rc["AnyNetX_A"]["n"] == 13 and rc["all"]["n"] == 26
+    assert rc["all"]["from_epochs"] == 1 and rc["all"]["to_epochs"] == 3
+    with pytest.raises(ValueError, match=r"fidelity: 2 epochs .*\[1, 3\]"):
+        study_results(frame, spec, fidelity=2)
+    with pytest.raises(ValueError, match="normalize"):
+        study_results(frame, spec, normalize="latency")
+
+
+def test_normalised_results_share_one_range():
+    frame, spec = _frame(n=200), _spec()
+    r = study_results(frame, spec, normalize="flops")
+    json.dumps(r, allow_nan=False)
+    lvl0 = frame[(frame.level == 0) & frame.status.isin(["done", "diverged"])]
+    assert r["complexity_range"] == [lvl0.flops.min(), lvl0.flops.max()]
+    assert r["bins"] >= 1 and all(s["n_eff"] < s["n"] for s in r["spaces"])
+    with pytest.raises(ValueError, match=r"normalize: space AnyNetX_\w: bins: bin \d+ of 500"):
+        study_results(frame, spec, normalize="flops", bins=500)
+
+
+def test_normalisation_warns_when_spaces_do_not_overlap():
+    frame = _frame()
+    frame.loc[frame.space == "AnyNetX_B", "flops"] += 10**9
+    r = study_results(frame, _spec(), normalize="flops")
+    assert r["bins"] == 1 and "overlap too little" in r["warnings"][0]
+
+
+def test_bad_inputs_give_defined_results():
+    spec = _spec()
+    empty = _frame().iloc[:0]
+    r = study_results(empty, spec)
+    json.dumps(r, allow_nan=False)
+    assert r["spaces"][0]["n"] == 0 and r["spaces"][0]["mean"] is None
+    assert r["ks"][0]["D"] is None and r["regnet"]["overall"] is None
+    one = _frame().iloc[:1]
+    r = study_results(one, spec)
+    assert r["spaces"][0]["n"] == 1 and r["spaces"][0]["edf"]["F"] == [1.0]
+    flat = _frame()
+    flat["error"] = np.where(flat.status == "done", 0.25, np.nan)
+    r = study_results(flat, spec, normalize="params")
+    json.dumps(r, allow_nan=False)
+    assert r["spaces"][0]["q1"] == 0.25 and r["rank_correlation"][0]["spearman"] is None
+
+
+def test_regnet_fit_of_the_winner_is_export_ready():
+    from anynet.regnet import regnet_spec
+
+    frame = _frame()
+    winner = regnet_spec(13, 24, 36.44, 2.49, 8, resolution=32, num_classes=10).to_dict()
+    i = frame.index[(frame.space == "AnyNetX_B") & (frame["sample"] == 0) & (frame.level == 0)]
+    frame.loc[i[0], "error"] = 0.01
+    frame.at[i[0], "spec"] = winner
+    r = study_results(frame, _spec())
+    best = r["regnet"]["overall"]
+    assert best["space"] == "AnyNetX_B" and best["e_fit"] == pytest.approx(0.0, abs=1e-9)
+    assert set(best["params"]) == {
+        "depth",
+        "w0",
+        "wa",
+        "wm",
+        "group_width",
+        "bottleneck_multiplier",
+        "se_ratio",
+    }
+    assert best["params"]["group_width"] == 8 and best["stage_depths"] == [1, 1, 4, 7]
+    assert best["stage_widths"] == [24, 56, 152, 368]  # RegNetX-200MF (REFERENCE §3)
+
+
+def test_refinement_and_parameter_ranges_present():
+    r = study_results(_frame(n=120), _spec())
+    rows = r["refinement"]
+    ab = [
+        x for x in rows if x["space"] == "AnyNetX_A" and x.get("constraint") == "shared_bottleneck"
+    ]
+    assert ab and ab[0]["evidence"] == "spaces" and ab[0]["with"] == "AnyNetX_B"
+    inc = [
+        x for x in rows if x["space"] == "AnyNetX_A" and x.get("constraint") == "increasing_width"
+    ]
+    assert inc[0]["evidence"] == "subset" and inc[0]["verdict"] == "better"
+    cols = r["params"]["AnyNetX_A"]["columns"]
+    assert {"p_d1", "p_w4", "flops", "depth"} <= set(cols)
+    assert len(cols["depth"]["x"]) == len(r["params"]["AnyNetX_A"]["errors"]) == 118
+    lo, hi = cols["depth"]["best"]["lo"], cols["depth"]["best"]["hi"]
+    assert lo <= cols["depth"]["best"]["median"] <= hi
+
+
+class _FakeStore:
+    url = "fake://"
+
+    def __init__(self, frame, spec):
+        self.frame, self.spec, self.v, self.reads = frame, spec, 0, 0
+
+    def version(self, study_id):
+        return f"v{self.v}"
+
+    def get_study(self, study_id):
+        return type("Rec", (), {"spec": self.spec})()
+
+    def trial_frame(self, study_id):
+        self.reads += 1
+        return self.frame
+
+
+def test_results_for_caches_until_the_version_changes():
+    store = _FakeStore(_frame(), _spec())
+    a = results_for(store, 1)
+    b = results_for(store, 1)
+    assert a is b and store.reads == 1 and a["study_id"] == 1
+    results_for(store, 1, normalize="flops")
+    assert store.reads == 2
+    store.v += 1
+    results_for(store, 1)
+    assert store.reads == 3 and not math.isnan(a["spaces"][0]["mean"])
