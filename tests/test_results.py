@@ -227,3 +227,63 @@ def test_results_for_caches_until_the_version_changes():
     store.v += 1
     results_for(store, 1)
     assert store.reads == 3 and not math.isnan(a["spaces"][0]["mean"])
+
+
+# --- a real SQLite store and the `dse edf` command -----------------------------------------
+
+
+def _finished_study(url, smoke_spec, samples=8):
+    """A study whose trials were all reported: errors by a known law, one diverged."""
+    from types import SimpleNamespace
+
+    from search.store import Store
+
+    smoke_spec["samples"] = samples
+    store = Store(url)
+    study_id = store.create_study(smoke_spec)
+    k = 0
+    while (claim := store.claim("w")) is not None:
+        status = "diverged" if k == 3 else "done"
+        err = 0.3 + 0.01 * claim.sample + (0.05 if claim.space == "AnyNetX_A" else 0.0)
+        result = SimpleNamespace(
+            status=status,
+            val_error=err if status == "done" else None,
+            test_error=None,
+            seconds=1.0,
+            images_per_s=1.0,
+            message="",
+        )
+        assert store.finish(claim, result)
+        k += 1
+    return store, study_id
+
+
+def test_results_from_a_real_store(sqlite_url, smoke_spec):
+    store, study_id = _finished_study(sqlite_url, smoke_spec)
+    r = results_for(store, study_id)
+    json.dumps(r, allow_nan=False)
+    assert [s["space"] for s in r["spaces"]] == ["AnyNetX_A", "AnyNetX_E"]
+    assert sum(s["n"] for s in r["spaces"]) == 16 and sum(s["n_diverged"] for s in r["spaces"]) == 1
+    assert r["regnet"]["overall"]["params"]["depth"] >= 2
+    assert results_for(store, study_id) is r  # unchanged study: cached
+    store.close()
+
+
+def test_cli_edf_table_json_png(sqlite_url, smoke_spec, capsys, tmp_path):
+    from api.cli import main
+
+    store, study_id = _finished_study(sqlite_url, smoke_spec)
+    store.close()
+    assert main(["edf", str(study_id), "--db", sqlite_url]) == 0
+    out = capsys.readouterr().out
+    assert "AnyNetX_A" in out and "KS tests" in out and "as a RegNet" in out
+    assert main(["edf", "smoke", "--db", sqlite_url, "--json", "--normalize", "flops"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["study_id"] == study_id and doc["normalize"] == "flops"
+    png = tmp_path / "edf.png"
+    assert main(["edf", str(study_id), "--db", sqlite_url, "--png", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["edf", "999", "--db", sqlite_url]) == 2
+    assert main(["edf", str(study_id), "--db", sqlite_url, "--fidelity", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "study 999" in err and "fidelity: 7 epochs" in err

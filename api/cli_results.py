@@ -1,0 +1,147 @@
+"""`dse edf STUDY`: a study's error EDFs per space, as a table, JSON or a PNG (REFERENCE §6)."""
+
+from __future__ import annotations
+
+from api.cli import CliError, emit_json
+
+NORMALIZE = ("flops", "params", "acts")
+
+
+def register(subparsers) -> None:
+    """Add the `edf` subcommand."""
+    p = subparsers.add_parser(
+        "edf", help="compare a study's design spaces: EDFs, min/mean error, KS tests"
+    )
+    p.add_argument("study", help="study id (or its name: the newest study of that name)")
+    p.add_argument("--db", default=None, help="database URL (default $DSE_DB or sqlite:///dse.db)")
+    p.add_argument(
+        "--fidelity", type=int, default=None, help="epochs of the level to show (default lowest)"
+    )
+    p.add_argument(
+        "--normalize", choices=NORMALIZE, default=None, help="NDS complexity-normalised EDFs"
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="the full results as one JSON document")
+    out.add_argument("--png", metavar="FILE", default=None, help="draw the EDFs to a PNG file")
+    p.set_defaults(func=cmd_edf)
+
+
+def _study_id(store, study: str) -> int:
+    """An id from the STUDY argument: a number, else the newest study of that name."""
+    from search.store import StudyNotFound
+
+    if study.isdigit():
+        try:
+            return store.get_study(int(study)).id
+        except StudyNotFound as e:
+            raise CliError(str(e)) from None
+    for record in store.list_studies():  # newest first
+        if record.name == study:
+            return record.id
+    raise CliError(f"study: no study with id or name {study!r}")
+
+
+def _fmt(v, spec: str = ".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(results: dict) -> str:
+    """The results as plain text: one row per space, the KS table, warnings, the RegNet fit."""
+    fid = results["fidelity"]
+    norm = results["normalize"]
+    head = f"study {results.get('study_id', '')} {results['study']!r}: {fid['epochs']} epochs"
+    head += f" (level {fid['level']} of {fid['levels']})"
+    if norm:
+        head += f", normalised by {norm} ({results['bins']} bins)"
+    lines = [head, ""]
+    cols = ("space", "n", "diverged", "failed", "pending", "min", "mean", "median", "DKW ±")
+    rows = [
+        (
+            s["space"],
+            str(s["n"]),
+            str(s["n_diverged"]),
+            str(s["n_failed"]),
+            str(s["n_pending"]),
+            _fmt(s["min"]),
+            _fmt(s["mean"]),
+            _fmt(s["median"]),
+            _fmt(s["edf"]["epsilon"], ".3f"),
+        )
+        for s in results["spaces"]
+    ]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    for r in (cols, *rows):
+        lines.append(
+            "  ".join(
+                v.ljust(w) if i == 0 else v.rjust(w)
+                for i, (v, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+    if results["ks"]:
+        lines += ["", "KS tests (D, p):"]
+        for k in results["ks"]:
+            lines.append(f"  {k['a']} vs {k['b']}: D={_fmt(k['D'], '.3f')} p={_fmt(k['p'], '.3g')}")
+    best = results["regnet"]["overall"]
+    if best:
+        p = best["params"]
+        lines += [
+            "",
+            f"best network ({best['space']}, error {best['error']:.4f}) as a RegNet: "
+            f"depth={p['depth']} w0={p['w0']} wa={p['wa']:g} wm={p['wm']:g} "
+            f"group_width={p['group_width']} b={p['bottleneck_multiplier']:g} "
+            f"se={p['se_ratio']:g}, e_fit={best['e_fit']:.3f}",
+        ]
+    lines += [f"warning: {w}" for w in results["warnings"]]
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: str) -> None:
+    """Draw each space's EDF with its DKW 95% band to a PNG (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for s in results["spaces"]:
+        e = s["edf"]
+        if not e["x"]:
+            continue
+        x = [e["x"][0], *e["x"]]
+        label = f"{s['space']} (n={s['n']}, min {s['min']:.3f}, mean {s['mean']:.3f})"
+        (line,) = ax.step(x, [0.0, *e["F"]], where="post", label=label)
+        lo, hi = [0.0, *e["lower"]], [e["epsilon"] or 0.0, *e["upper"]]
+        ax.fill_between(x, lo, hi, step="post", alpha=0.15, color=line.get_color(), lw=0)
+    norm = results["normalize"]
+    ax.set_xlabel("error")
+    ax.set_ylabel(f"cumulative prob. ({'normalised by ' + norm if norm else 'unnormalised'})")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{results['study']}: {results['fidelity']['epochs']} epochs")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+
+
+def cmd_edf(args) -> int:
+    """Print, dump or plot a study's results."""
+    from search.results import results_for
+    from search.store import Store
+
+    store = Store(args.db)
+    try:
+        study_id = _study_id(store, args.study)
+        results = results_for(store, study_id, args.fidelity, args.normalize)
+    finally:
+        store.close()
+    if args.json:
+        emit_json(results)
+    elif args.png:
+        plot(results, args.png)
+        print(f"wrote {args.png}")
+    else:
+        print(table(results))
+    return 0
