@@ -49,7 +49,8 @@ def table(results: dict) -> str:
     """The results as plain text: one row per space, the KS table, warnings, the RegNet fit."""
     fid = results["fidelity"]
     norm = results["normalize"]
-    head = f"study {results.get('study_id', '')} {results['study']!r}: {fid['epochs']} epochs"
+    sid = results.get("study_id")
+    head = f"study {'' if sid is None else f'{sid} '}{results['study']!r}: {fid['epochs']} epochs"
     head += f" (level {fid['level']} of {fid['levels']})"
     if norm:
         head += f", normalised by {norm} ({results['bins']} bins)"
@@ -103,15 +104,20 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    trained = [x for s in results["spaces"] for x in s["edf"]["x"] if x < 1.0]
     for s in results["spaces"]:
         e = s["edf"]
         if not e["x"]:
             continue
         x = [e["x"][0], *e["x"]]
-        label = f"{s['space']} (n={s['n']}, min {s['min']:.3f}, mean {s['mean']:.3f})"
+        label = f"{s['space']} (n={s['n']}, min {s['min']:.3f}, mean {s['mean']:.3f}"
+        label += f", {s['n_diverged']} diverged)" if s["n_diverged"] else ")"
         (line,) = ax.step(x, [0.0, *e["F"]], where="post", label=label)
         lo, hi = [0.0, *e["lower"]], [e["epsilon"] or 0.0, *e["upper"]]
-        ax.fill_between(x, lo, hi, step="post", alpha=0.15, color=line.get_color(), lw=0)
+        ax.fill_between(x, lo, hi, step="post", alpha=0.1, color=line.get_color(), lw=0)
+    if trained:  # diverged trials sit at error 1.0; keep the axis on the trained ones
+        pad = 0.05 * (max(trained) - min(trained) or 1.0)
+        ax.set_xlim(min(trained) - pad, max(trained) + pad)
     norm = results["normalize"]
     ax.set_xlabel("error")
     ax.set_ylabel(f"cumulative prob. ({'normalised by ' + norm if norm else 'unnormalised'})")

@@ -219,7 +219,8 @@ def best_range(x, draws: np.ndarray) -> tuple[float, float, float]:
     v = v[np.isfinite(v)]
     if v.size == 0:
         return math.nan, math.nan, math.nan
-    lo, med, hi = np.percentile(v, [2.5, 50.0, 97.5])
+    # inverted-CDF percentiles: the interval's ends are values that were actually sampled
+    lo, med, hi = np.percentile(v, [2.5, 50.0, 97.5], method="inverted_cdf")
     return float(lo), float(med), float(hi)
 
 
