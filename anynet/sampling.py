@@ -27,7 +27,7 @@ BOUND_KEYS = ("flops", "params", "acts")
 BATCH = 8192  # candidates per vectorised batch (fixed, so a seed reproduces its draws)
 # The estimate only skips candidates more than SLACK (relative) outside a bound, so a
 # small disagreement with the exact counter can never reject a network that fits.
-SLACK = 0.05
+SLACK = 0.02
 REASONS = (
     "",
     "increasing_width",
@@ -125,7 +125,8 @@ def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
             codes[bad & (codes == 0)] = CODE["increasing_width"]
     else:
         wa, ga = w, g
-    est = anynet_estimate(net, strides, d, wa, m, ga)
+    ok = codes == 0  # estimate only the candidates that met the constraints
+    est = _scatter(anynet_estimate(net, strides, d[ok], wa[ok], m[ok], ga[ok]), ok)
 
     def build(i: int):
         di, wi, mi = [int(x) for x in d[i]], [int(x) for x in w[i]], [float(x) for x in m[i]]
@@ -202,7 +203,11 @@ def _regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
         broke = (num_stages != max_s + 1) | (num_stages != want)
         codes[broke & (codes == 0)] = CODE["num_stages"]
     strides = None if space.strides is None else list(space.strides)
-    est = regnet_estimate(net, space.rounding, strides, q, valid, starts, bm, gw)
+    ok = codes == 0
+    est = regnet_estimate(
+        net, space.rounding, strides, q[ok], valid[ok], starts[ok], bm[ok], gw[ok]
+    )
+    est = _scatter(est, ok)
 
     def build(i: int):
         params = {
@@ -240,6 +245,17 @@ def _regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
         return spec, params
 
     return codes, est, build
+
+
+def _scatter(est, ok):
+    """Estimates of the rows in `ok` → full-length arrays (NaN elsewhere)."""
+    if est is None:
+        return None
+    full = {}
+    for key, v in est.items():
+        full[key] = np.full(ok.shape, np.nan)
+        full[key][ok] = v
+    return full
 
 
 # --- vectorised estimate (prefilter only; tests hold it to anynet.complexity) -----------
@@ -320,7 +336,7 @@ def _head(w_last, net):
 def anynet_estimate(net, strides, d, w, m, g):
     """Estimated {flops, params, acts} arrays of a batch of AnyNet candidates."""
     sh = _stem_head(net)
-    if sh is None or net["block"] not in ("vanilla", "res_basic", "res_bottleneck"):
+    if sh is None or net["block"] not in ("vanilla", "res_basic", *BOTTLENECK_BLOCKS):
         return None
     f, p, a, h = (np.full(len(d), float(x)) for x in sh)
     h = h.astype(np.int64)
@@ -383,7 +399,7 @@ def sample(
         raise ValueError(f"n: need an integer >= 1, got {n!r}")
     n = int(n)
     limits = check_bounds(bounds)
-    max_draws = int(max_draws) if max_draws is not None else max(1_000_000, 2_000 * n)
+    max_draws = int(max_draws) if max_draws is not None else max(1_000_000, 20_000 * n)
     if max_draws < 1:
         raise ValueError(f"max_draws: need >= 1, got {max_draws}")
     net = {
@@ -474,4 +490,6 @@ def _explain(space, n, got, draws, limits, broke, missed, seen) -> str:
         parts.append(f"the {key} bound [{lo:.4g}, {hi:.4g}] rejected most ({missed[key]} draws)")
     cover = ", ".join(f"{k} {seen[k][0]:.3g}–{seen[k][1]:.3g}" for k in BOUND_KEYS)
     parts.append(f"this space covers {cover}")
+    if got:  # feasible but rare: say how many draws n would take at this acceptance
+        parts.append(f"raise max_draws to about {n * draws / got:.2g} to get {n}")
     return "; ".join(parts)

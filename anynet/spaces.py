@@ -335,7 +335,9 @@ _REGNET_X = {
 }
 _NDS_CIFAR = {
     # NDS §3 (REFERENCE §4): cifar stem width 16, three stages with strides 1, 2, 2,
-    # 32 px CIFAR-10. Ranges per NDS Table 1: Vanilla and ResNet d_i ∈ [1, 24],
+    # 32 px CIFAR-10. Ranges as NDS (arXiv 1905.13214) Table 1 gives them, from the paper
+    # (its table could not be re-read here: check before relying on the exact edges):
+    # Vanilla and ResNet d_i ∈ [1, 24],
     # w_i ∈ [16, 256]; ResNeXt-A d_i ∈ [1, 16], w_i ∈ [16, 256], b_i ∈ {1, 2, 4},
     # g_i (groups) ∈ {1, 2, 4}; ResNeXt-B d_i ∈ [1, 16], w_i ∈ [64, 1024],
     # b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16}. Widths in steps of 16 (A) / 64 (B) so

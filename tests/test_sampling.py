@@ -1,0 +1,285 @@
+"""The sampler: constraints and bounds hold, seeds reproduce, infeasibility is explained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from anynet.complexity import complexity
+from anynet.regnet import adjust_widths_groups, regnet_spec
+from anynet.sampling import (
+    BATCH,
+    InfeasibleError,
+    _anynet_batch,
+    _regnet_batch,
+    group_rule,
+    sample,
+)
+from anynet.spaces import PRESETS, SpaceSpec, get_space, support
+from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
+
+NAMES = list(PRESETS)
+FAST = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _in(dist, x) -> bool:
+    lo, hi = support(dist)
+    return lo - 1e-9 <= x <= hi + 1e-9
+
+
+def check_sample(space, s) -> None:
+    """Every property a sample of `space` must have."""
+    spec, p = s.spec, s.params
+    assert NetSpec.model_validate(spec.to_dict()) == spec  # valid and buildable
+    assert s.complexity == complexity(spec)
+    assert p["depth"] == spec.depth
+    assert spec.stem == space.stem and spec.block == space.block
+    assert spec.se_ratio == space.se_ratio
+    for st_ in spec.stages:
+        if spec.block in BOTTLENECK_BLOCKS:
+            assert st_.group_width <= st_.inner_width  # clamped (REFERENCE §3)
+            assert st_.inner_width % st_.group_width == 0
+    k = len(spec.stages)
+    if space.kind == "regnet":
+        assert k == space.num_stages
+        for name in ("depth", "w0", "wa", "wm"):
+            assert _in(getattr(space, name), p[name])
+        assert _in(space.group_width, p["g"])
+        again = regnet_spec(
+            p["depth"], p["w0"], p["wa"], p["wm"], p["g"], p["bot_mul"], space.se_ratio,
+            space.rounding, space.stem.width, spec.resolution, spec.num_classes,
+            space.stem.type, spec.in_channels,
+        )  # fmt: skip
+        assert again == spec
+        return
+    assert k == space.stages
+    assert [st_.stride for st_ in spec.stages] == space.stage_strides(k)
+    d = [p[f"d{j + 1}"] for j in range(k)]
+    w = [p[f"w{j + 1}"] for j in range(k)]
+    b = [p[f"bot_mul{j + 1}"] for j in range(k)]
+    assert d == spec.stage_depths
+    for j in range(k):
+        assert _in(space.per_stage("depth")[j], d[j])
+        assert _in(space.per_stage("width")[j], w[j])
+        assert _in(space.per_stage("bottleneck_multiplier")[j], b[j])
+    assert spec.bottleneck_multipliers == b
+    g = [p.get(f"g{j + 1}", p.get(f"groups{j + 1}")) for j in range(k)]
+    if space.has("shared_bottleneck"):
+        assert len(set(b)) == 1
+    if space.has("shared_group_width"):
+        assert len(set(g)) == 1
+    if space.has("increasing_width"):
+        assert w == sorted(w) and spec.stage_widths == sorted(spec.stage_widths)
+    if space.has("increasing_depth"):
+        assert d == sorted(d)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FAST
+@given(seed=st.integers(0, 2**32 - 1))
+def test_samples_satisfy_their_space(name, seed):
+    space = get_space(name)
+    res = sample(space, 3, seed)
+    assert len(res.samples) == 3 and res.draws >= 3
+    assert res.acceptance == pytest.approx(3 / res.draws)
+    for s in res.samples:
+        check_sample(space, s)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bounds_hold_and_seed_reproduces(name):
+    space = get_space(name)
+    free = sample(space, 40, 7)
+    flops = sorted(s.complexity["flops"] for s in free.samples)
+    params = sorted(s.complexity["params"] for s in free.samples)
+    bounds = {"flops": (flops[5], flops[30]), "params": (0, params[35])}
+    res = sample(space, 8, 11, bounds=bounds)
+    for s in res.samples:
+        check_sample(space, s)
+        assert bounds["flops"][0] <= s.complexity["flops"] <= bounds["flops"][1]
+        assert s.complexity["params"] <= bounds["params"][1]
+    again = sample(space, 8, 11, bounds=bounds)
+    assert [s.spec for s in again.samples] == [s.spec for s in res.samples]
+    assert [s.params for s in again.samples] == [s.params for s in res.samples]
+    assert again.draws == res.draws
+    prefix = sample(space, 3, 11, bounds=bounds)
+    assert [s.spec for s in prefix.samples] == [s.spec for s in res.samples[:3]]
+    other = sample(space, 8, 12, bounds=bounds)
+    assert [s.params for s in other.samples] != [s.params for s in res.samples]
+
+
+def test_issue_example_samples():
+    for preset in ("AnyNetX_A", "AnyNetX_E"):
+        spec = SpaceSpec.model_validate(
+            {
+                "preset": preset,
+                "stem": {"type": "cifar", "width": 16},
+                "stages": 2,
+                "depth": [1, 2],
+                "width": [8, 32],
+            }
+        )
+        space = spec.resolve()
+        res = sample(space, 20, 0, bounds={"flops": (0, 2e7)}, resolution=16, num_classes=4)
+        for s in res.samples:
+            assert (s.spec.resolution, s.spec.num_classes, len(s.spec.stages)) == (16, 4, 2)
+            assert s.complexity["flops"] <= 2e7
+            assert all(1 <= d <= 2 for d in s.spec.stage_depths)
+            check_sample(space.model_copy(update={"resolution": 16, "num_classes": 4}), s)
+
+
+OVERRIDES = [
+    {"preset": "AnyNetX_B", "block": "res_bottleneck_linear",
+     "bottleneck_multiplier": {"choice": [1, 2, 4]}},
+    {"preset": "AnyNetY_A", "rounding": "clamp"},
+    {"preset": "AnyNetX_A", "rounding": "torchvision", "stem": {"type": "resnet", "width": 24}},
+    {"preset": "RegNetY", "rounding": "torchvision", "stages": 3, "resolution": 64},
+    {"preset": "ResNet", "stages": 4, "resolution": 48, "num_classes": 7},
+]  # fmt: skip
+SPACES = [*NAMES, *(f"override{i}" for i in range(len(OVERRIDES)))]
+
+
+def _space(name):
+    if name.startswith("override"):
+        return SpaceSpec.model_validate(OVERRIDES[int(name[8:])]).resolve()
+    return get_space(name)
+
+
+@pytest.mark.parametrize("name", [f"override{i}" for i in range(len(OVERRIDES))])
+def test_overridden_spaces_sample(name):
+    space = _space(name)
+    res = sample(space, 4, 0, bounds={"flops": (0, 4e9)})
+    for s in res.samples:
+        check_sample(space, s)
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_estimate_agrees_with_exact_complexity(name):
+    # The vectorised estimate only prefilters, but it is held to the exact counter.
+    space = _space(name)
+    rng = np.random.default_rng(3)
+    net = {
+        "stem": space.stem,
+        "block": space.block,
+        "se_ratio": space.se_ratio,
+        "head_width": space.head_width,
+        "num_classes": space.num_classes,
+        "in_channels": space.in_channels,
+        "resolution": space.resolution,
+    }
+    make = _anynet_batch if space.kind == "anynet" else _regnet_batch
+    codes, est, build = make(space, rng, BATCH, net)
+    assert est is not None
+    checked = 0
+    for i in np.flatnonzero(codes == 0)[:150]:
+        spec, _ = build(int(i))
+        if isinstance(spec, str):
+            continue
+        cx = complexity(spec)
+        for key in ("flops", "params", "acts"):
+            # exact today; SLACK is only the margin that keeps a future drift harmless
+            assert est[key][i] == cx[key], (key, spec)
+        checked += 1
+    assert checked >= 10
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    w=st.lists(st.integers(1, 1100), min_size=1, max_size=4),
+    m=st.sampled_from([0.25, 0.5, 1.0, 2.0, 4.0]),
+    g=st.sampled_from([1, 2, 3, 8, 16, 24, 32, 64, 128]),
+    rounding=st.sampled_from(["pycls", "torchvision"]),
+)
+def test_vectorised_group_rule_equals_regnet(w, m, g, rounding):
+    if rounding == "torchvision" and min(int(x * m) for x in w) < 1:
+        return  # the torchvision rule refuses an inner width of 0; the sampler rejects it
+    ws, gs = adjust_widths_groups(w, [m] * len(w), [g] * len(w), rounding)
+    vw, vg, ok = group_rule(np.array(w), np.full(len(w), m), np.full(len(w), g), rounding)
+    assert ok.all() and vw.tolist() == ws and vg.tolist() == gs
+
+
+def test_regnet_stage_count_check_matches_regnet_spec():
+    space = get_space("RegNetX").model_copy(update={"constraints": ()})
+    codes, _, build = _regnet_batch(space, np.random.default_rng(5), 2000, _net(space))
+    four = get_space("RegNetX")
+    codes4, _, _ = _regnet_batch(four, np.random.default_rng(5), 2000, _net(four))
+    for i in range(300):
+        spec, p = build(i)
+        from anynet.regnet import quantized_block_widths
+
+        ws = quantized_block_widths(p["depth"], p["w0"], p["wa"], p["wm"])
+        u = p["w0"] + p["wa"] * np.arange(p["depth"])
+        max_s = int(np.round(np.log(u / p["w0"]) / np.log(p["wm"])).max())
+        ok = len(spec.stages) == 4 and len(set(ws)) == max_s + 1
+        assert (codes4[i] == 0) == ok
+    # DDS §4 / REFERENCE §4: about 23% of pycls draws give exactly 4 stages
+    assert 0.15 < np.mean(codes4 == 0) < 0.35
+
+
+def _net(space):
+    return {
+        "stem": space.stem,
+        "block": space.block,
+        "se_ratio": space.se_ratio,
+        "head_width": space.head_width,
+        "num_classes": space.num_classes,
+        "in_channels": space.in_channels,
+        "resolution": space.resolution,
+    }
+
+
+def test_infeasible_bounds_say_which_and_what_the_space_covers():
+    with pytest.raises(InfeasibleError) as info:
+        sample(get_space("AnyNetX_A"), 5, 0, bounds={"flops": (1e13, 2e13)}, max_draws=20_000)
+    msg = str(info.value)
+    assert "flops bound [1e+13, 2e+13]" in msg and "rejected most" in msg
+    assert "20000 draws" in msg and "this space covers flops" in msg
+    assert isinstance(info.value, ValueError)
+    lo, hi = msg.split("covers flops ")[1].split(",")[0].split("–")
+    assert 0 < float(lo) < float(hi) < 1e13
+
+
+def test_constraints_no_draw_can_meet_are_explained():
+    space = SpaceSpec.model_validate(
+        {
+            "preset": "AnyNetX_D",
+            "stages": 2,
+            "width": [{"choice": [512, 1024]}, {"choice": [8, 16]}],
+        }
+    ).resolve()
+    with pytest.raises(InfeasibleError, match="increasing_width") as info:
+        sample(space, 2, 0, max_draws=5000)
+    assert "broke constraints" in str(info.value) and "5000 draws" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"n": 0}, "n:"),
+        ({"n": 2, "bounds": {"memory": (0, 1)}}, "memory"),
+        ({"n": 2, "bounds": {"flops": (5, 1)}}, "bounds.flops"),
+        ({"n": 2, "bounds": {"flops": "big"}}, "bounds.flops"),
+        ({"n": 2, "max_draws": 0}, "max_draws"),
+    ],
+)
+def test_bad_arguments_name_the_field(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        sample(get_space("ResNet"), seed=0, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["AnyNetX_C", "AnyNetY_A", "RegNetY", "ResNeXt_B", "Vanilla"])
+def test_built_model_has_the_counted_params(name):
+    torch = pytest.importorskip("torch")
+    from anynet.build import build
+
+    torch.set_num_threads(1)
+    space = get_space(name)
+    bounds = {"params": (0, 3e6)}
+    for s in sample(space, 2, 1, bounds=bounds, resolution=32, num_classes=10).samples:
+        model = build(s.spec)
+        assert sum(p.numel() for p in model.parameters()) == s.complexity["params"]
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, 3, 32, 32))
+        assert out.shape == (2, 10)
