@@ -58,7 +58,7 @@ def table(results: dict) -> str:
     cols = ("space", "n", "diverged", "failed", "pending", "min", "mean", "median", "DKW ±")
     rows = [
         (
-            s["space"],
+            s["name"],
             str(s["n"]),
             str(s["n_diverged"]),
             str(s["n_failed"]),
@@ -66,9 +66,9 @@ def table(results: dict) -> str:
             _fmt(s["min"]),
             _fmt(s["mean"]),
             _fmt(s["median"]),
-            _fmt(s["edf"]["epsilon"], ".3f"),
+            _fmt(s["edf"]["band"]["epsilon"], ".3f"),
         )
-        for s in results["spaces"]
+        for s in results["spaces"].values()
     ]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     for r in (cols, *rows):
@@ -104,16 +104,17 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    trained = [x for s in results["spaces"] for x in s["edf"]["x"] if x < 1.0]
-    for s in results["spaces"]:
+    trained = [x for s in results["spaces"].values() for x in s["edf"]["x"] if x < 1.0]
+    for s in results["spaces"].values():
         e = s["edf"]
         if not e["x"]:
             continue
         x = [e["x"][0], *e["x"]]
-        label = f"{s['space']} (n={s['n']}, min {s['min']:.3f}, mean {s['mean']:.3f}"
+        label = f"{s['name']} (n={s['n']}, min {s['min']:.3f}, mean {s['mean']:.3f}"
         label += f", {s['n_diverged']} diverged)" if s["n_diverged"] else ")"
         (line,) = ax.step(x, [0.0, *e["F"]], where="post", label=label)
-        lo, hi = [0.0, *e["lower"]], [e["epsilon"] or 0.0, *e["upper"]]
+        band = e["band"]
+        lo, hi = [0.0, *band["lo"]], [band["epsilon"] or 0.0, *band["hi"]]
         ax.fill_between(x, lo, hi, step="post", alpha=0.1, color=line.get_color(), lw=0)
     if trained:  # diverged trials sit at error 1.0; keep the axis on the trained ones
         pad = 0.05 * (max(trained) - min(trained) or 1.0)

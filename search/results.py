@@ -12,6 +12,17 @@ Choices (documented here because the API and CLI inherit them):
 - Normalisation (NDS): one complexity range shared by all spaces at this level; `bins` None
   picks the most bins (<= 40) that leave no bin of any space empty, with a warning when
   fewer than 5 are possible; explicit bins with an empty bin → ValueError naming it.
+
+Shape (every number finite or null): study, fidelity {level, epochs, levels}, normalize,
+bins, complexity_range, warnings [str]; spaces {name: {name, n, n_diverged, n_done,
+n_failed, n_cancelled, n_pending, n_eff, min, q1, median, q3, mean, max, edf {x, F (= y),
+band {lo, hi, epsilon, alpha}, subsampled}, random_search {m, expected_min}, regnet}};
+ks [{a, b, D, p}]; params {column: {log, spaces {name: {x, error, best {lo, median, hi}}}}};
+rank_correlation [{space | "all", from_epochs, to_epochs, n, spearman, kendall}];
+regnet {name | "overall": {index, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params
+{depth, w0, wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths,
+stage_widths}}, regnet_top_k; refinement [{space, kind, ..., text}]; progress {name:
+[{level, epochs, waiting, running, done, diverged, failed, cancelled, total}]}.
 """
 
 from __future__ import annotations
@@ -147,11 +158,14 @@ def _edf_payload(e: np.ndarray, w, n_eff: float) -> dict:
         x, f = x[idx], f[idx]
     return {
         "x": _floats(x),
-        "F": _floats(f),
-        "lower": _floats(np.clip(f - eps, 0, 1)),
-        "upper": _floats(np.clip(f + eps, 0, 1)),
-        "epsilon": _num(eps),
-        "alpha": A.ALPHA,
+        "F": (y := _floats(f)),
+        "y": y,  # the same list under the name plotting code expects
+        "band": {
+            "lo": _floats(np.clip(f - eps, 0, 1)),
+            "hi": _floats(np.clip(f + eps, 0, 1)),
+            "epsilon": _num(eps),
+            "alpha": A.ALPHA,
+        },
         "subsampled": subsampled,
     }
 
@@ -242,7 +256,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
     err_all = np.where(counted["status"].to_numpy() == "diverged", np.nan, err_all)
     by_space = {n: np.flatnonzero(counted["space"].to_numpy() == n) for n in names}
     weights, crange, nbins, warnings = _normalisation(counted, by_space, normalize, bins)
-    spaces, params, refine_in, fits = [], {}, {}, {}
+    spaces, params, refine_in, fits = {}, {}, {}, {}
     all_specs = counted["spec"].tolist() if "spec" in counted else None
     for n in names:
         idx = by_space[n]
@@ -251,7 +265,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
         st = here[here["space"] == n]["status"].value_counts() if len(here) else {}
         s = A.summary(e_raw, w)
         n_eff = A.effective_n(w) if w is not None else float(e.size)
-        row = {"space": n, **s, "n_eff": n_eff}
+        row = {"name": n, **s, "n_eff": n_eff}
         row |= {
             "n_done": int(st.get("done", 0)),
             "n_failed": int(st.get("failed", 0)),
@@ -267,16 +281,11 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
         cols = _param_columns(rows)
         draws = A.bootstrap_best_draws(e) if e.size else np.zeros(0, dtype=np.int64)
         xs = {c: rows[c].to_numpy(np.float64) for c in cols}
-        params[n] = {
-            "errors": _floats(e),
-            "columns": {
-                c: {
-                    "x": _floats(x),
-                    "best": _best(x, draws),
-                }
-                for c, x in xs.items()
-            },
-        }
+        errors = _floats(e)
+        for c, x in xs.items():
+            entry = params.setdefault(c, {"log": True, "spaces": {}})
+            entry["log"] &= bool(np.nanmin(x) > 0 and np.nanmax(x) >= 20 * np.nanmin(x))
+            entry["spaces"][n] = {"x": _floats(x), "error": errors, "best": _best(x, draws)}
         refine_in[n] = info.get(n, {}) | {
             "errors": e,
             "weights": w,
@@ -286,7 +295,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
         if all_specs is not None and e.size:
             fits[n] = _fit_winners([all_specs[i] for i in idx], e, top_k)
             row["regnet"] = fits[n]
-        spaces.append(row)
+        spaces[n] = row
     ks = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -314,7 +323,8 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
             "ks": ks,
             "params": params,
             "rank_correlation": _rank_correlations(frame, spec, names),
-            "regnet": {"per_space": fits, "overall": overall, "top_k": top_k},
+            "regnet": {**fits, "overall": overall},
+            "regnet_top_k": top_k,
             "refinement": A.refinement_suggestions(refine_in),
             "progress": _progress(frame, spec, names),
         }

@@ -85,8 +85,9 @@ def test_results_are_json_and_counts_are_right():
     r = study_results(frame, spec)
     json.dumps(r, allow_nan=False)  # no NaN or inf anywhere
     assert r["fidelity"] == {"level": 0, "epochs": 1, "levels": [1, 3]}
-    a = r["spaces"][0]
-    assert a["space"] == "AnyNetX_A"
+    assert list(r["spaces"]) == ["AnyNetX_A", "AnyNetX_B"]  # spec order
+    a = r["spaces"]["AnyNetX_A"]
+    assert a["name"] == "AnyNetX_A"
     assert (a["n"], a["n_diverged"], a["n_failed"], a["n_pending"]) == (38, 1, 1, 1)
     sel = frame[
         (frame.space == "AnyNetX_A") & (frame.level == 0) & frame.status.isin(["done", "diverged"])
@@ -95,7 +96,10 @@ def test_results_are_json_and_counts_are_right():
     assert a["mean"] == pytest.approx(ref["mean"]) and a["min"] == pytest.approx(ref["min"])
     assert a["max"] == 1.0  # the diverged trial counts as error 1.0
     assert a["edf"]["F"][-1] == pytest.approx(1.0) and not a["edf"]["subsampled"]
-    assert a["edf"]["epsilon"] == pytest.approx(A.dkw_band(38))
+    assert a["edf"]["y"] == a["edf"]["F"]
+    band = a["edf"]["band"]
+    assert band["epsilon"] == pytest.approx(A.dkw_band(38))
+    assert band["hi"][0] == pytest.approx(min(1.0, a["edf"]["F"][0] + band["epsilon"]))
     assert r["progress"]["AnyNetX_A"][0]["failed"] == 1
     assert r["progress"]["AnyNetX_A"][1]["total"] == 14
 
@@ -112,7 +116,7 @@ def test_ks_table_matches_analysis():
 def test_fidelity_is_epochs_and_rank_correlation_uses_both_levels():
     frame, spec = _frame(), _spec()
     r = study_results(frame, spec, fidelity=3)
-    assert r["fidelity"]["level"] == 1 and r["spaces"][0]["n"] == 14
+    assert r["fidelity"]["level"] == 1 and r["spaces"]["AnyNetX_A"]["n"] == 14
     rc = {x["space"]: x for x in r["rank_correlation"]}
     # sample 3 is still waiting at level 0: only networks trained at both levels count
     assert rc["AnyNetX_A"]["n"] == 13 and rc["all"]["n"] == 26
@@ -129,7 +133,7 @@ def test_normalised_results_share_one_range():
     json.dumps(r, allow_nan=False)
     lvl0 = frame[(frame.level == 0) & frame.status.isin(["done", "diverged"])]
     assert r["complexity_range"] == [lvl0.flops.min(), lvl0.flops.max()]
-    assert r["bins"] >= 1 and all(s["n_eff"] < s["n"] for s in r["spaces"])
+    assert r["bins"] >= 1 and all(s["n_eff"] < s["n"] for s in r["spaces"].values())
     with pytest.raises(ValueError, match=r"normalize: space AnyNetX_\w: bins: bin \d+ of 500"):
         study_results(frame, spec, normalize="flops", bins=500)
 
@@ -146,16 +150,16 @@ def test_bad_inputs_give_defined_results():
     empty = _frame().iloc[:0]
     r = study_results(empty, spec)
     json.dumps(r, allow_nan=False)
-    assert r["spaces"][0]["n"] == 0 and r["spaces"][0]["mean"] is None
+    assert r["spaces"]["AnyNetX_A"]["n"] == 0 and r["spaces"]["AnyNetX_A"]["mean"] is None
     assert r["ks"][0]["D"] is None and r["regnet"]["overall"] is None
     one = _frame().iloc[:1]
     r = study_results(one, spec)
-    assert r["spaces"][0]["n"] == 1 and r["spaces"][0]["edf"]["F"] == [1.0]
+    assert r["spaces"]["AnyNetX_A"]["n"] == 1 and r["spaces"]["AnyNetX_A"]["edf"]["F"] == [1.0]
     flat = _frame()
     flat["error"] = np.where(flat.status == "done", 0.25, np.nan)
     r = study_results(flat, spec, normalize="params")
     json.dumps(r, allow_nan=False)
-    assert r["spaces"][0]["q1"] == 0.25 and r["rank_correlation"][0]["spearman"] is None
+    assert r["spaces"]["AnyNetX_A"]["q1"] == 0.25 and r["rank_correlation"][0]["spearman"] is None
 
 
 def test_regnet_fit_of_the_winner_is_export_ready():
@@ -193,11 +197,13 @@ def test_refinement_and_parameter_ranges_present():
         x for x in rows if x["space"] == "AnyNetX_A" and x.get("constraint") == "increasing_width"
     ]
     assert inc[0]["evidence"] == "subset" and inc[0]["verdict"] == "better"
-    cols = r["params"]["AnyNetX_A"]["columns"]
-    assert {"p_d1", "p_w4", "flops", "depth"} <= set(cols)
-    assert len(cols["depth"]["x"]) == len(r["params"]["AnyNetX_A"]["errors"]) == 118
-    lo, hi = cols["depth"]["best"]["lo"], cols["depth"]["best"]["hi"]
-    assert lo <= cols["depth"]["best"]["median"] <= hi
+    params = r["params"]
+    assert {"p_d1", "p_w4", "flops", "depth"} <= set(params)
+    assert params["p_w1"]["log"] and not params["p_d1"]["log"]  # widths span 16-512
+    depth = params["depth"]["spaces"]["AnyNetX_A"]
+    assert len(depth["x"]) == len(depth["error"]) == 118
+    lo, hi = depth["best"]["lo"], depth["best"]["hi"]
+    assert lo <= depth["best"]["median"] <= hi
 
 
 class _FakeStore:
@@ -226,7 +232,7 @@ def test_results_for_caches_until_the_version_changes():
     assert store.reads == 2
     store.v += 1
     results_for(store, 1)
-    assert store.reads == 3 and not math.isnan(a["spaces"][0]["mean"])
+    assert store.reads == 3 and not math.isnan(a["spaces"]["AnyNetX_A"]["mean"])
 
 
 # --- a real SQLite store and the `dse edf` command -----------------------------------------
@@ -262,8 +268,9 @@ def test_results_from_a_real_store(sqlite_url, smoke_spec):
     store, study_id = _finished_study(sqlite_url, smoke_spec)
     r = results_for(store, study_id)
     json.dumps(r, allow_nan=False)
-    assert [s["space"] for s in r["spaces"]] == ["AnyNetX_A", "AnyNetX_E"]
-    assert sum(s["n"] for s in r["spaces"]) == 16 and sum(s["n_diverged"] for s in r["spaces"]) == 1
+    assert list(r["spaces"]) == ["AnyNetX_A", "AnyNetX_E"]
+    spaces = r["spaces"].values()
+    assert sum(s["n"] for s in spaces) == 16 and sum(s["n_diverged"] for s in spaces) == 1
     assert r["regnet"]["overall"]["params"]["depth"] >= 2
     assert results_for(store, study_id) is r  # unchanged study: cached
     store.close()
