@@ -1,0 +1,229 @@
+"""complexity(spec) against the built network: params, FLOP counter, activation hooks."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from anynet import layers as L
+from anynet.build import build
+from anynet.complexity import bias_flops, complexity, layer_counts
+from anynet.spec import NetSpec
+
+torch.set_num_threads(1)
+
+
+def net(block, stages, stem="simple", stem_width=8, resolution=17, **kw) -> NetSpec:
+    """A NetSpec from (depth, width, stride, b, g) tuples."""
+    return NetSpec(
+        stem={"type": stem, "width": stem_width},
+        block=block,
+        stages=[
+            dict(depth=d, width=w, stride=s, bottleneck_multiplier=b, group_width=g)
+            for d, w, s, b, g in stages
+        ],
+        resolution=resolution,
+        **kw,
+    )
+
+
+CASES = {
+    "vanilla_cifar": net(
+        "vanilla", [(2, 8, 1, 1, 1), (1, 16, 2, 1, 1)], stem="cifar", resolution=15
+    ),
+    "res_basic_resnet_stem": net(
+        "res_basic", [(1, 8, 1, 1, 1), (2, 16, 2, 1, 1)], stem="resnet", resolution=33
+    ),
+    "res_basic_head": net("res_basic", [(2, 12, 2, 1, 1)], head_width=20, resolution=17),
+    "bottleneck_groups": net("res_bottleneck", [(1, 16, 1, 1, 4), (2, 32, 2, 0.5, 8)]),
+    "bottleneck_se": net(
+        "res_bottleneck", [(2, 16, 2, 1, 8), (1, 24, 2, 1, 8)], se_ratio=0.25, resolution=33
+    ),
+    "bottleneck_depthwise": net("res_bottleneck", [(2, 16, 1, 1, 1), (1, 32, 2, 2, 1)]),
+    "linear_depthwise_se": net(
+        "res_bottleneck_linear",
+        [(2, 8, 1, 4, 1), (2, 16, 2, 2, 1)],
+        se_ratio=0.5,
+        head_width=32,
+        in_channels=1,
+        resolution=15,
+    ),
+    "linear_groups": net("res_bottleneck_linear", [(1, 8, 1, 1, 8), (1, 8, 2, 2, 4)]),
+    "convnext": net(
+        "convnext",
+        [(1, 8, 1, 1, 1), (2, 16, 2, 1, 1), (1, 24, 1, 0.5, 1)],
+        stem="convnext",
+        resolution=33,
+    ),
+    "convnext_same_width_stride": net(
+        "convnext", [(1, 8, 1, 1, 1), (1, 8, 2, 1, 1)], stem="convnext", resolution=17
+    ),
+}
+
+
+def _count_with_torch(model: nn.Module, spec: NetSpec) -> dict[str, int]:
+    """Multiply-adds seen by FlopCounterMode and output elements of conv/pool/linear modules."""
+    acts = [0]
+
+    def hook(_m, _inp, out):
+        acts[0] += out.numel()
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.Linear)
+    ]
+    x = torch.zeros(1, spec.in_channels, spec.resolution, spec.resolution)
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(x)
+    for h in handles:
+        h.remove()
+    assert out.shape == (1, spec.num_classes)
+    total = counter.get_total_flops()
+    assert total % 2 == 0  # conv and mm count 2 per multiply-add
+    return {
+        "macs": total // 2,
+        "params": sum(p.numel() for p in model.parameters()),
+        "acts": acts[0],
+    }
+
+
+def _check(spec: NetSpec) -> None:
+    c = complexity(spec)
+    seen = _count_with_torch(build(spec), spec)
+    assert c["params"] == seen["params"]
+    # FlopCounterMode leaves out bias additions; our convention counts them (REFERENCE §2)
+    assert c["flops"] - bias_flops(spec) == seen["macs"]
+    assert c["acts"] == seen["acts"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_complexity_equals_built_network(name):
+    _check(CASES[name])
+
+
+def test_random_specs_equal_built_network():
+    rng = random.Random(0)
+    for _ in range(12):
+        block = rng.choice(sorted(L.BLOCKS))
+        stem = "convnext" if block == "convnext" else rng.choice(["cifar", "simple", "resnet"])
+        stages = []
+        for _ in range(rng.randint(1, 3)):
+            g = rng.choice([1, 2, 4, 8])
+            b = rng.choice([0.5, 1, 2]) if block != "convnext" else 1
+            w = rng.choice([8, 16, 24])
+            stages.append((rng.randint(1, 2), w, rng.choice([1, 2]), b, min(g, int(w * b))))
+        se = rng.choice([0.0, 0.25]) if block in ("res_bottleneck", "res_bottleneck_linear") else 0
+        spec = net(
+            block,
+            stages,
+            stem=stem,
+            resolution=rng.choice([33, 64] if block == "convnext" else [15, 17, 32, 33]),
+            se_ratio=se,
+            head_width=rng.choice([0, 16]),
+        )
+        _check(spec)
+
+
+def test_bias_flops_are_the_bias_adds():
+    spec = CASES["linear_depthwise_se"]
+    # head: Linear(32 -> 10) has 10 bias adds; SE convs have c_se + c each
+    expected = 0
+    for layer in L.describe(spec).layers:
+        if isinstance(layer, L.Conv) and layer.bias:
+            expected += layer.c_out * layer.h_out**2
+        elif isinstance(layer, L.SE):
+            expected += layer.c + layer.c_se
+        elif isinstance(layer, L.Linear):
+            expected += layer.c_out
+    assert bias_flops(spec) == expected > 10
+
+
+def test_layer_counts_by_hand():
+    # 3x3 conv 4->6 groups 2 stride 2 on 9x9 with bias: h' = 5
+    conv = L.Conv(4, 6, 3, 2, 2, True, 9)
+    assert layer_counts(conv) == (9 * 4 * 6 // 2 * 25 + 6 * 25, 9 * 4 * 6 // 2 + 6, 6 * 25, 150)
+    assert layer_counts(L.Linear(5, 3)) == (18, 18, 3, 3)
+    assert layer_counts(L.SE(8, 2)) == (2 * 16 + 10, 2 * 16 + 10, 10, 10)
+    assert layer_counts(L.BN(7)) == (0, 14, 0, 0)
+    assert layer_counts(L.LayerNorm(7)) == (0, 14, 0, 0)
+    assert layer_counts(L.MaxPool(4, 3, 2, 8)) == (0, 0, 4 * 16, 0)
+
+
+RESNET50 = dict(
+    stem={"type": "resnet", "width": 64},
+    block="res_bottleneck",
+    stages=[
+        dict(depth=d, width=w, stride=s, bottleneck_multiplier=0.25, group_width=w // 4)
+        for d, w, s in zip([3, 4, 6, 3], [256, 512, 1024, 2048], [1, 2, 2, 2], strict=True)
+    ],
+    num_classes=1000,
+    resolution=224,
+)
+
+
+def test_resnet50_matches_torchvision():
+    import torchvision
+
+    spec = NetSpec.model_validate(RESNET50)
+    c = complexity(spec)
+    reference = torchvision.models.resnet50()
+    assert c["params"] == 25_557_032 == sum(p.numel() for p in reference.parameters())
+    # torchvision's FLOP count on meta tensors (no compute): bias adds are only the fc's 1000
+    x = torch.empty(1, 3, 224, 224, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        reference.to("meta")(x)
+    assert c["flops"] - bias_flops(spec) == counter.get_total_flops() // 2
+    assert bias_flops(spec) == 1000
+
+
+def test_resnet56_cifar_hand_count():
+    spec = net(
+        "res_basic",
+        [(9, 16, 1, 1, 1), (9, 32, 2, 1, 1), (9, 64, 2, 1, 1)],
+        stem="cifar",
+        stem_width=16,
+        resolution=32,
+    )
+    # stem 3·9·16 + 32; stage1 9·(2·2304 + 64); stage2 first 4608 + 9216 + 128 + proj 512 + 64,
+    # then 8·(2·9216 + 128); stage3 first 18432 + 36864 + 256 + proj 2048 + 128, then
+    # 8·(2·36864 + 256); fc 64·10 + 10. pycls-style projection shortcuts give 855,770 (the
+    # paper's option-A ResNet-56 without projections has 853,018).
+    hand = 464 + 9 * 4672 + (14528 + 8 * 18560) + (57728 + 8 * 73984) + 650
+    assert complexity(spec)["params"] == hand == 855_770
+    assert complexity(spec)["flops"] == pytest.approx(0.126e9, rel=0.01)
+
+
+def test_bad_specs_raise_value_error_naming_the_field():
+    with pytest.raises(ValueError, match="se_ratio"):
+        complexity(net("vanilla", [(1, 8, 2, 1, 1)], se_ratio=0.25))
+    with pytest.raises(ValueError, match="se_ratio"):
+        complexity(net("res_basic", [(1, 8, 2, 1, 1)], se_ratio=0.25))
+    with pytest.raises(ValueError, match="resolution"):
+        complexity(net("convnext", [(1, 8, 2, 1, 1)], stem="convnext", resolution=3))
+    with pytest.raises(ValueError, match="resolution"):
+        complexity(net("convnext", [(1, 8, 2, 1, 1)], stem="convnext", resolution=7))
+
+
+def test_stride_one_first_stage_keeps_resolution():
+    spec = net("res_bottleneck", [(1, 8, 1, 1, 1)], stem="cifar", resolution=15)
+    (first,) = L.describe(spec).stages[0]
+    assert first.h_out == 15
+    assert first.shortcut is None  # stem width 8 == stage width 8 at stride 1: identity skip
+
+
+def test_complexity_does_not_import_torch():
+    code = (
+        "import sys; import anynet.complexity, anynet.layers; "
+        "from anynet.complexity import complexity; from anynet.spec import NetSpec; "
+        "complexity(NetSpec(stages=[{'depth': 1, 'width': 8}])); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
