@@ -24,6 +24,7 @@ from anynet.spaces import DesignSpace
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec, StageSpec
 
 BOUND_KEYS = ("flops", "params", "acts")
+EARLY = 1_000_000  # draws after which a hopeless default budget is given up
 BATCH = 8192  # candidates per vectorised batch (fixed, so a seed reproduces its draws)
 # The estimate only skips candidates more than SLACK (relative) outside a bound, so a
 # small disagreement with the exact counter can never reject a network that fits.
@@ -399,7 +400,10 @@ def sample(
         raise ValueError(f"n: need an integer >= 1, got {n!r}")
     n = int(n)
     limits = check_bounds(bounds)
-    max_draws = int(max_draws) if max_draws is not None else max(1_000_000, 20_000 * n)
+    # Default budget: pycls' 1e6 attempts, more for large n; without an explicit budget the
+    # sampler also stops once 1e6 draws show the budget cannot be enough (see below).
+    projected = max_draws is None
+    max_draws = int(max_draws) if max_draws is not None else max(EARLY, 20_000 * n)
     if max_draws < 1:
         raise ValueError(f"max_draws: need >= 1, got {max_draws}")
     net = {
@@ -457,6 +461,9 @@ def sample(
                 lo, hi = limits[key]
                 missed[key] += int(np.count_nonzero((v < lo) | (v > hi)))
         draws += stop
+        got = len(samples)
+        if projected and got < n and draws >= EARLY and (not got or draws * n / got > max_draws):
+            break  # deterministic early stop: at this acceptance the budget cannot suffice
     broke_named = {REASONS[i]: int(c) for i, c in enumerate(broke) if i and c}
     if len(samples) < n:
         raise InfeasibleError(
