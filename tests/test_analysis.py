@@ -295,3 +295,25 @@ def test_refinement_between_spaces_and_within_one():
     rng_row = next(r for r in rows if r["kind"] == "range")
     assert rng_row["lo"] <= 20 <= rng_row["hi"] and "depth" in rng_row["text"]
     assert rng_row["verdict"] == "better"  # inside the interval beats outside
+
+
+def test_benjamini_hochberg_matches_scipy_and_hand_worked():
+    q = A.benjamini_hochberg([0.01, 0.04, 0.03, 0.5])
+    assert q.tolist() == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.5])
+    p = np.random.default_rng(0).random(50) ** 2
+    assert A.benjamini_hochberg(p) == pytest.approx(stats.false_discovery_control(p))
+    assert np.isnan(A.benjamini_hochberg([0.1, float("nan")])[1])
+
+
+def test_refinement_claims_nothing_when_nothing_matters():
+    rng = np.random.default_rng(11)
+    n = 800
+    params = {f"p{j}": rng.integers(1, 17, n).astype(float) for j in range(12)}
+    masks = {c: rng.random(n) < 0.4 for c in A.CONSTRAINTS[:4]}
+    rows = A.refinement_suggestions(
+        {"A": {"errors": rng.normal(0.3, 0.05, n), "params": params, "satisfies": masks}},
+        reps=2000,
+    )
+    verdicts = [r["verdict"] for r in rows if "verdict" in r]
+    assert len(verdicts) >= 4 and set(verdicts) == {"no detectable difference"}
+    assert all("q=" in r["text"] for r in rows if "verdict" in r)
