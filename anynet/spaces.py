@@ -7,6 +7,21 @@ input, classes, group-compatibility rule). Presets are entries of one table (STY
 "presets are data"); `SpaceSpec` is a preset plus overrides, as a study spec writes it.
 The paper's bottleneck *ratio* b is the inverse of our `bottleneck_multiplier`:
 b ∈ {1, 2, 4} is multiplier ∈ {1, 1/2, 1/4}.
+
+Preset ranges and their sources:
+- AnyNetX_A…E (DDS §3.1–3.2): 4 stages, d_i ∈ [1, 16], w_i ∈ {8, 16, …, 1024},
+  b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16, 32}, simple stem 32, 224 px, 1000 classes;
+  B shares b, C also g, D adds w_{i+1} ≥ w_i, E adds d_{i+1} ≥ d_i. AnyNetY_*: SE 1/4.
+- RegNetX / RegNetY (pycls sweep/config.py REGNET_SAMPLER, sweep/samplers.py, REFERENCE §4):
+  d ∈ [12, 28], w0 log-uniform [8, 256] q 8, wa log-uniform [8, 256] q 0.1, wm log-uniform
+  [2, 3] q 0.001, group width power2_or_log_uniform [8, 128] q 8, b = 1, exactly 4 stages.
+- NDS CIFAR (Radosavovic et al., ICCV 2019, "On Network Design Spaces for Visual
+  Recognition", Table 1 as we read it; the table text could not be retrieved again while
+  writing this, so re-check the edges): cifar stem 16, 3 stages, strides 1, 2, 2, 32 px,
+  10 classes. Vanilla, ResNet: d_i ∈ [1, 24], w_i ∈ [16, 256]. ResNeXt-A: d_i ∈ [1, 16],
+  w_i ∈ [16, 256], b_i ∈ {1, 2, 4}, groups g_i ∈ {1, 2, 4}. ResNeXt-B: d_i ∈ [1, 16],
+  w_i ∈ [64, 1024], b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16}. NDS samples the *number* of
+  groups; widths go in steps of 16 (64 for B) so every inner width divides into them.
 """
 
 from __future__ import annotations
@@ -334,14 +349,7 @@ _REGNET_X = {
     "num_classes": 1000,
 }
 _NDS_CIFAR = {
-    # NDS §3 (REFERENCE §4): cifar stem width 16, three stages with strides 1, 2, 2,
-    # 32 px CIFAR-10. Ranges as NDS (arXiv 1905.13214) Table 1 gives them, from the paper
-    # (its table could not be re-read here: check before relying on the exact edges):
-    # Vanilla and ResNet d_i ∈ [1, 24],
-    # w_i ∈ [16, 256]; ResNeXt-A d_i ∈ [1, 16], w_i ∈ [16, 256], b_i ∈ {1, 2, 4},
-    # g_i (groups) ∈ {1, 2, 4}; ResNeXt-B d_i ∈ [1, 16], w_i ∈ [64, 1024],
-    # b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16}. Widths in steps of 16 (A) / 64 (B) so
-    # every inner width w/b divides into the groups.
+    # NDS §3, Table 1 (see the module docstring for the ranges and their caveat).
     "kind": "anynet",
     "stem": {"type": "cifar", "width": 16},
     "stages": 3,

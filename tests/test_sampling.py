@@ -283,3 +283,37 @@ def test_built_model_has_the_counted_params(name):
         with torch.no_grad():
             out = model.eval()(torch.zeros(2, 3, 32, 32))
         assert out.shape == (2, 10)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    preset=st.sampled_from([n for n in NAMES if PRESETS[n].kind == "anynet"]),
+    stages=st.integers(1, 4),
+    depth=st.tuples(st.integers(1, 4), st.integers(0, 6)),
+    width=st.tuples(st.integers(1, 16), st.integers(0, 40)),
+    resolution=st.sampled_from([8, 16, 32, 64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_overrides_sample_within_their_ranges(preset, stages, depth, width, resolution, seed):
+    step = get_space(preset).per_stage("width")[0].step
+    spec = SpaceSpec.model_validate(
+        {
+            "preset": preset,
+            "stages": stages,
+            "depth": [depth[0], depth[0] + depth[1]],
+            "width": [width[0] * step, (width[0] + width[1]) * step],
+            "resolution": resolution,
+        }
+    )
+    space = spec.resolve()
+    res = sample(space, 2, seed, max_draws=300_000)
+    for s in res.samples:
+        check_sample(space, s)
+        assert s.spec.resolution == resolution and len(s.spec.stages) == stages
+
+
+def test_default_budget_stops_early_when_hopeless():
+    with pytest.raises(InfeasibleError, match="flops bound") as info:
+        sample(get_space("ResNet"), 50, 0, bounds={"flops": (1e12, 2e12)})
+    draws = int(str(info.value).split(" draws")[0].split(" in ")[-1])
+    assert 1_000_000 <= draws < 1_000_000 + 8192  # not the full 20,000 x n budget
