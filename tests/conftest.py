@@ -74,23 +74,52 @@ def _admin_connection():
     )
 
 
-@pytest.fixture
-def pg_url():
-    """URL of a fresh, empty PostgreSQL database, dropped after the test."""
-    from psycopg2 import sql
+class PgServer:
+    """Creates and drops databases on the test server (names are quoted, never spliced)."""
 
-    conn, user = _admin_connection()
-    name = f"dse_test_{uuid.uuid4().hex[:12]}"
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    def __init__(self) -> None:
+        self.conn, self.user = _admin_connection()
+        self.created: list[str] = []
+
+    def url(self, name: str) -> str:
+        """The URL of database `name` (which may not exist yet)."""
+        return f"postgresql://{self.user}@{PG_HOST}:{PG_PORT}/{name}"
+
+    def create(self, name: str) -> str:
+        """Create database `name`; its URL."""
+        from psycopg2 import sql
+
+        with self.conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.created.append(name)
+        return self.url(name)
+
+    def drop_all(self) -> None:
+        """Drop every database this object created (connections are closed by force)."""
+        from psycopg2 import sql
+
+        with self.conn.cursor() as cur:
+            for name in self.created:
+                cur.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+        self.conn.close()
+
+
+@pytest.fixture
+def pg_server():
+    """The PostgreSQL test server; databases made through it are dropped after the test."""
+    server = PgServer()
     try:
-        yield f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{name}"
+        yield server
     finally:
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-        conn.close()
+        server.drop_all()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    return pg_server.create(f"dse_test_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ def test_kill9_trial_retried_nothing_lost(pg_url, smoke_spec, dse_bin, tmp_path)
     assert [r["trial_id"] for r in lost] == [row["trial_id"]]
     assert "lost" in lost[0]["reason"]
     retry = frame[frame.trial_id == lost[0]["retried_as"]].iloc[0]
-    assert (retry.space, retry.sample, retry.attempt) == (row["space"], row["sample"], 2)
+    assert (retry["space"], retry["sample"], retry["attempt"]) == (row["space"], row["sample"], 2)
     assert f":{restarted.pid}:" in retry.worker
     assert store.optuna.get_trial(row["trial_id"]).state == TrialState.FAIL
 
@@ -233,31 +233,18 @@ def test_sigterm_hands_back_and_cancel_stops(sqlite_url, smoke_spec, dse_bin, tm
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.xdist_group("pg")
-def test_worker_waits_out_a_database_outage(pg_url, smoke_spec, dse_bin, tmp_path):
-    from psycopg2 import sql
-
-    from tests.conftest import _admin_connection
-
-    later = pg_url.rsplit("/", 1)[0] + "/" + pg_url.rsplit("/", 1)[1] + "_later"
-    worker = _worker(dse_bin, later, "--exit-when-idle")
+def test_worker_waits_out_a_database_outage(pg_server, smoke_spec, dse_bin, tmp_path):
+    name = f"dse_test_later_{os.getpid()}_{int(time.time())}"
+    later = pg_server.url(name)
+    worker = _worker(dse_bin, later, "--max-trials", "2")
     time.sleep(3)  # the database does not exist yet: the worker must wait, not crash
     assert worker.poll() is None
-    conn, _ = _admin_connection()
-    name = later.rsplit("/", 1)[1]
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        smoke_spec["samples"] = 1
-        study_id = _create(dse_bin, later, smoke_spec, tmp_path)
-        _, err = worker.communicate(timeout=WAIT)
-        assert worker.returncode == 0, err
-        assert "database unavailable" in err and "Traceback" not in err
-        store = Store(later)
-        _assert_each_once(store, study_id, 2)
-        store.close()
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-        conn.close()
+    pg_server.create(name)
+    smoke_spec["samples"] = 1
+    study_id = _create(dse_bin, later, smoke_spec, tmp_path)
+    _, err = worker.communicate(timeout=WAIT)
+    assert worker.returncode == 0, err
+    assert "database unavailable" in err and "Traceback" not in err
+    store = Store(later)
+    _assert_each_once(store, study_id, 2)
+    store.close()
