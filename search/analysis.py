@@ -213,14 +213,22 @@ def bootstrap_best_draws(errors, frac: float = 0.25, reps: int = 10_000, seed: i
     return order[pos]
 
 
-def best_range(x, draws: np.ndarray) -> tuple[float, float, float]:
-    """(2.5%, 50%, 97.5%) of x over bootstrap winners `draws`; NaN x are skipped."""
-    v = np.asarray(x, dtype=np.float64).ravel()[draws] if len(draws) else np.zeros(0)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
+def best_range(x, draws) -> tuple[float, float, float]:
+    """(2.5%, 50%, 97.5%) of x over bootstrap winners `draws` (indices); NaN x are skipped.
+
+    Inverted-CDF percentiles (the ends are values that were sampled), computed from how often
+    each network won: equal to np.percentile(x[draws], method="inverted_cdf"), but O(n).
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    wins = np.bincount(np.asarray(draws, dtype=np.int64), minlength=x.size)[: x.size]
+    ok = np.isfinite(x) & (wins > 0)
+    if not ok.any():
         return math.nan, math.nan, math.nan
-    # inverted-CDF percentiles: the interval's ends are values that were actually sampled
-    lo, med, hi = np.percentile(v, [2.5, 50.0, 97.5], method="inverted_cdf")
+    v, c = x[ok], wins[ok]
+    order = np.argsort(v, kind="stable")
+    v, cw = v[order], np.cumsum(c[order])
+    pos = np.searchsorted(cw, np.array([0.025, 0.5, 0.975]) * cw[-1], side="left")
+    lo, med, hi = v[np.minimum(pos, v.size - 1)]
     return float(lo), float(med), float(hi)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from collections import Counter, OrderedDict
 
 import numpy as np
@@ -112,20 +113,20 @@ def _space_info(spec) -> dict[str, dict]:
     return out
 
 
-def _satisfies(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+def _satisfies(xs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Which networks meet each flag constraint, from their sampled per-stage values."""
-    per: dict[str, list[tuple[int, str]]] = {}
-    for col in rows.columns:
+    per: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for col, x in xs.items():
         m = _STAGE.match(col)
-        if m and rows[col].notna().any():
-            per.setdefault(m.group(1), []).append((int(m.group(2)), col))
-    out = {}
+        if m:
+            per.setdefault(m.group(1), []).append((int(m.group(2)), x))
 
     def matrix(key):
-        cols = [c for _, c in sorted(per[key])]
-        return rows[cols].to_numpy(dtype=np.float64)
+        return np.column_stack([x for _, x in sorted(per[key], key=lambda t: t[0])])
 
-    with np.errstate(invalid="ignore"):
+    out = {}
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no stage recorded
         if "bot_mul" in per:
             v = matrix("bot_mul")
             out["shared_bottleneck"] = np.nanmax(v, 1) == np.nanmin(v, 1)
@@ -140,13 +141,15 @@ def _satisfies(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
-def _param_columns(rows: pd.DataFrame) -> list[str]:
-    cols = [c for c in rows.columns if c.startswith("p_")] + list(COMPLEXITY_COLUMNS)
-    keep = []
-    for c in cols:
-        if c in rows and pd.api.types.is_numeric_dtype(rows[c]) and rows[c].notna().any():
-            keep.append(c)
-    return keep
+def _numeric_columns(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every sampled parameter (p_*) and complexity column as float arrays, converted once."""
+    out = {}
+    for c in [c for c in rows.columns if c.startswith("p_")] + list(COMPLEXITY_COLUMNS):
+        if c in rows and rows[c].dtype != bool:
+            x = pd.to_numeric(rows[c], errors="coerce").to_numpy(np.float64)
+            if np.isfinite(x).any():
+                out[c] = x
+    return out
 
 
 def _edf_payload(e: np.ndarray, w, n_eff: float) -> dict:
@@ -213,17 +216,17 @@ def _pick_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _normalisation(counted, by_space, normalize, bins):
     """NDS weights per space over one shared complexity range: (weights, range, bins, warnings)."""
-    weights, warnings = dict.fromkeys(by_space), []
+    weights, notes = dict.fromkeys(by_space), []
     if not normalize:
-        return weights, None, None, warnings
+        return weights, None, None, notes
     groups = {n: counted[normalize].to_numpy(np.float64)[i] for n, i in by_space.items()}
     present = [g for g in groups.values() if g.size]
     if not present:
-        return weights, None, None, warnings
+        return weights, None, None, notes
     crange = (min(g.min() for g in present), max(g.max() for g in present))
     nbins = bins or A.max_bins(present, crange, 40)
     if bins is None and nbins < MIN_BINS:
-        warnings.append(
+        notes.append(
             f"normalize: only {nbins} equal {normalize} bins over [{crange[0]:.6g},"
             f" {crange[1]:.6g}] leave no space with an empty bin (NDS uses 5-40);"
             " the spaces' complexity ranges overlap too little, or too few trials"
@@ -233,7 +236,7 @@ def _normalisation(counted, by_space, normalize, bins):
             weights[n] = A.normalized_weights(g, nbins, crange) if g.size else None
         except ValueError as e:
             raise ValueError(f"normalize: space {n}: {e}") from None
-    return weights, crange, nbins, warnings
+    return weights, crange, nbins, notes
 
 
 def _best(x, draws) -> dict:
@@ -255,8 +258,9 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
     err_all = counted["error"].to_numpy(np.float64) if len(counted) else np.zeros(0)
     err_all = np.where(counted["status"].to_numpy() == "diverged", np.nan, err_all)
     by_space = {n: np.flatnonzero(counted["space"].to_numpy() == n) for n in names}
-    weights, crange, nbins, warnings = _normalisation(counted, by_space, normalize, bins)
+    weights, crange, nbins, notes = _normalisation(counted, by_space, normalize, bins)
     spaces, params, refine_in, fits = {}, {}, {}, {}
+    numeric = _numeric_columns(counted)
     all_specs = counted["spec"].tolist() if "spec" in counted else None
     for n in names:
         idx = by_space[n]
@@ -277,10 +281,8 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
                 "expected_min": _floats(A.random_search_efficiency(e, w)),
             },
         }
-        rows = counted.iloc[idx]
-        cols = _param_columns(rows)
         draws = A.bootstrap_best_draws(e) if e.size else np.zeros(0, dtype=np.int64)
-        xs = {c: rows[c].to_numpy(np.float64) for c in cols}
+        xs = {c: x[idx] for c, x in numeric.items() if np.isfinite(x[idx]).any()}
         errors = _floats(e)
         for c, x in xs.items():
             entry = params.setdefault(c, {"log": True, "spaces": {}})
@@ -289,7 +291,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
         refine_in[n] = info.get(n, {}) | {
             "errors": e,
             "weights": w,
-            "satisfies": _satisfies(rows),
+            "satisfies": _satisfies(xs),
             "params": {c[2:] if c.startswith("p_") else c: x for c, x in xs.items()},
         }
         if all_specs is not None and e.size:
@@ -318,7 +320,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
             "normalize": normalize,
             "bins": nbins,
             "complexity_range": list(crange) if crange else None,
-            "warnings": warnings,
+            "warnings": notes,
             "spaces": spaces,
             "ks": ks,
             "params": params,

@@ -317,3 +317,13 @@ def test_refinement_claims_nothing_when_nothing_matters():
     verdicts = [r["verdict"] for r in rows if "verdict" in r]
     assert len(verdicts) >= 4 and set(verdicts) == {"no detectable difference"}
     assert all("q=" in r["text"] for r in rows if "verdict" in r)
+
+
+def test_best_range_equals_percentiles_of_the_winners():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=300).round(1)
+    x[::17] = np.nan
+    draws = rng.integers(0, 300, 10_001)
+    v = x[draws]
+    ref = np.percentile(v[np.isfinite(v)], [2.5, 50, 97.5], method="inverted_cdf")
+    assert A.best_range(x, draws) == tuple(ref.tolist())
