@@ -223,7 +223,10 @@ def _bottleneck_transform(w_in, w_out, stride, inner, groups, se_ratio, h):
     a = Conv(w_in, inner, 1, 1, 1, False, h)
     b = Conv(inner, inner, 3, stride, groups, False, h)
     # w_se uses the block's *input* width (REFERENCE §1, pycls)
-    se = (SE(inner, int(round(w_in * se_ratio))),) if se_ratio else ()
+    w_se = int(round(w_in * se_ratio))
+    if se_ratio and w_se < 1:
+        raise ValueError(f"se_ratio: SE width round({w_in} x {se_ratio}) is 0; raise se_ratio")
+    se = (SE(inner, w_se),) if se_ratio else ()
     c = Conv(inner, w_out, 1, 1, 1, False, b.h_out)
     return (a, BN(inner), RELU, b, BN(inner), RELU, *se, c, BN(w_out)), b.h_out
 

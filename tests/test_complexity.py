@@ -206,6 +206,8 @@ def test_bad_specs_raise_value_error_naming_the_field():
         complexity(net("vanilla", [(1, 8, 2, 1, 1)], se_ratio=0.25))
     with pytest.raises(ValueError, match="se_ratio"):
         complexity(net("res_basic", [(1, 8, 2, 1, 1)], se_ratio=0.25))
+    with pytest.raises(ValueError, match="se_ratio"):  # w_se = round(1 x 0.25) = 0
+        complexity(net("res_bottleneck", [(1, 8, 2, 1, 1)], stem_width=1, se_ratio=0.25))
     with pytest.raises(ValueError, match="resolution"):
         complexity(net("convnext", [(1, 8, 2, 1, 1)], stem="convnext", resolution=3))
     with pytest.raises(ValueError, match="resolution"):
@@ -227,3 +229,72 @@ def test_complexity_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _spec_of_torchvision_regnet(model, se_ratio: float) -> NetSpec:
+    """Read stage depths, widths, strides and group widths off a torchvision RegNet."""
+    stages = []
+    for stage in model.trunk_output:
+        f = stage[0].f
+        inner, groups = f.b[0].out_channels, f.b[0].groups
+        width = f.c[0].out_channels
+        stages.append(
+            dict(
+                depth=len(stage),
+                width=width,
+                stride=f.b[0].stride[0],
+                bottleneck_multiplier=inner / width,
+                group_width=inner // groups,
+            )
+        )
+    return NetSpec(
+        stem={"type": "simple", "width": model.stem[0].out_channels},
+        block="res_bottleneck",
+        stages=stages,
+        se_ratio=se_ratio,
+        num_classes=1000,
+        resolution=224,
+    )
+
+
+@pytest.mark.parametrize(
+    "name,se_ratio", [("regnet_x_400mf", 0.0), ("regnet_y_400mf", 0.25), ("regnet_y_800mf", 0.25)]
+)
+def test_torchvision_regnets_counted_exactly(name, se_ratio):
+    import torchvision
+
+    reference = getattr(torchvision.models, name)()
+    spec = _spec_of_torchvision_regnet(reference, se_ratio)
+    c = complexity(spec)
+    assert c["params"] == sum(p.numel() for p in reference.parameters())
+    x = torch.empty(1, 3, 224, 224, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        reference.to("meta")(x)
+    assert c["flops"] - bias_flops(spec) == counter.get_total_flops() // 2
+
+
+def test_regnet_y_forward_equals_torchvision():
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.regnet_y_400mf().eval()
+    spec = _spec_of_torchvision_regnet(reference, 0.25)
+    ours = build(spec).eval()
+    names = {"a.0": "0", "a.1": "1", "b.0": "3", "b.1": "4", "c.0": "7", "c.1": "8"}
+    names |= {"se.fc1": "6.reduce", "se.fc2": "6.expand"}
+    mapped = {}
+    for key, value in reference.state_dict().items():
+        if key.startswith("stem."):
+            mapped[key] = value
+        elif key.startswith("fc."):
+            mapped["head.1." + key[3:]] = value
+        else:  # trunk_output.block{i}.block{i}-{j}.{f|proj}.{layer}.{tensor}
+            _, stage, block, part, *rest = key.split(".")
+            i, j = int(stage[5:]) - 1, int(block.split("-")[1])
+            layer, tensor = ".".join(rest[:-1]), rest[-1]
+            layer = names[layer] if part == "f" else layer
+            mapped[f"stages.{i}.{j}.{part}.{layer}.{tensor}"] = value
+    ours.load_state_dict(mapped)  # strict: every tensor has its counterpart
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-5)
