@@ -16,7 +16,7 @@ Choices (documented here because the API and CLI inherit them):
 Shape (every number finite or null): study, fidelity {level, epochs, levels}, normalize,
 bins, complexity_range, warnings [str]; spaces {name: {name, n, n_diverged, n_done,
 n_failed, n_cancelled, n_pending, n_eff, min, q1, median, q3, mean, max, edf {x, F (= y),
-band {lo, hi, epsilon, alpha}, subsampled}, random_search {m, expected_min}, regnet}};
+band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled}, random_search {m, expected_min}, regnet}};
 ks [{a, b, D, p}]; params {column: {log, spaces {name: {x, error, best {lo, median, hi}}}}};
 rank_correlation [{space | "all", from_epochs, to_epochs, n, spearman, kendall}];
 regnet {name | "overall": {index, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params
@@ -176,10 +176,9 @@ def _edf_payload(e: np.ndarray, w, n_eff: float) -> dict:
 def _regnet_params(row, fit: dict) -> dict:
     """Export-ready RegNet params of a fitted network (g, b, se taken from the network)."""
     from anynet.regnet import RegNetParams
-    from anynet.spec import NetSpec
 
     out = {k: fit[k] for k in ("depth", "w0", "wa", "wm")}
-    net = NetSpec.from_dict(row) if isinstance(row, dict) else NetSpec.from_json(str(row))
+    net = _net(row)
     out["group_width"] = int(Counter(net.group_widths).most_common(1)[0][0])
     out["bottleneck_multiplier"] = float(Counter(net.bottleneck_multipliers).most_common(1)[0][0])
     out["se_ratio"] = float(net.se_ratio or 0.0)
@@ -190,15 +189,28 @@ def _regnet_params(row, fit: dict) -> dict:
         return {"params": out, "invalid": " ".join(str(e).split())}
 
 
-def _fit_winners(spec_values: list, errors: np.ndarray, k: int) -> dict | None:
+def _net(value):
+    """The NetSpec of a frame's `spec` cell (dict or JSON text), or None if it is not one."""
     from anynet.spec import NetSpec
 
-    order = np.argsort(errors, kind="stable")[:k]
-    widths = []
-    for i in order:
-        v = spec_values[i]
-        net = NetSpec.from_dict(v) if isinstance(v, dict) else NetSpec.from_json(str(v))
-        widths.append(net.block_widths)
+    try:
+        return (
+            NetSpec.from_dict(value) if isinstance(value, dict) else NetSpec.from_json(str(value))
+        )
+    except ValueError:
+        return None
+
+
+def _fit_winners(spec_values: list, errors: np.ndarray, k: int) -> dict | None:
+    """The RegNet fit of the k lowest-error networks that have a readable NetSpec."""
+    order, widths = [], []
+    for i in np.argsort(errors, kind="stable"):
+        if len(order) == k:
+            break
+        net = _net(spec_values[i])
+        if net is not None:
+            order.append(int(i))
+            widths.append(net.block_widths)
     fit = A.fit_top_regnet(widths, errors[order], k)
     if fit is None:
         return None
@@ -294,9 +306,10 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
             "satisfies": _satisfies(xs),
             "params": {c[2:] if c.startswith("p_") else c: x for c, x in xs.items()},
         }
+        fits[n] = None
         if all_specs is not None and e.size:
             fits[n] = _fit_winners([all_specs[i] for i in idx], e, top_k)
-            row["regnet"] = fits[n]
+        row["regnet"] = fits[n]
         spaces[n] = row
     ks = []
     for i, a in enumerate(names):
@@ -379,7 +392,10 @@ _LOCK = threading.Lock()
 
 
 def results_for(store, study_id: int, fidelity=None, normalize=None) -> dict:
-    """study_results from a store, cached by (study, store.version, fidelity, normalize)."""
+    """study_results from a store, cached by (study, store.version, fidelity, normalize).
+
+    The cached dict is shared between callers: treat it as read-only.
+    """
     key = (getattr(store, "url", id(store)), study_id, store.version(study_id), fidelity, normalize)
     with _LOCK:
         if key in _CACHE:

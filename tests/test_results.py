@@ -294,3 +294,13 @@ def test_cli_edf_table_json_png(sqlite_url, smoke_spec, capsys, tmp_path):
     assert main(["edf", str(study_id), "--db", sqlite_url, "--fidelity", "7"]) == 2
     err = capsys.readouterr().err
     assert "study 999" in err and "fidelity: 7 epochs" in err
+
+
+def test_unreadable_spec_cells_are_skipped_by_the_fit():
+    frame = _frame()
+    best = frame.index[(frame.level == 0) & (frame.status == "done")][0]
+    frame.loc[best, "error"] = 0.0
+    frame.at[best, "spec"] = "not a network"
+    r = study_results(frame, _spec())
+    fit = r["regnet"][frame.loc[best, "space"]]
+    assert fit is not None and fit["error"] > 0.0  # the next-best readable network
