@@ -39,6 +39,7 @@ from search import analysis as A
 
 NORMALIZE = ("flops", "params", "acts")
 PLOT_POINTS = 500  # EDF step points sent per space; statistics always use every trial
+PLOT_DECIMALS = 6  # plotted values are rounded (halves the JSON); statistics are not
 TOP_K = 1  # winners per space fitted (DDS §3.3); each fit costs ~0.1 s cold, see benchmark
 MIN_BINS = 5  # NDS uses 5…40 bins
 COMPLEXITY_COLUMNS = ("flops", "params", "acts", "depth")
@@ -49,9 +50,11 @@ class _Ready(list):
     """A list already JSON-safe (built by _floats or from finite arrays): not walked again."""
 
 
-def _floats(values) -> list:
-    """A float list with NaN and infinities as None (JSON has neither)."""
+def _floats(values, decimals: int | None = None) -> list:
+    """A float list with NaN and infinities as None (JSON has neither), optionally rounded."""
     a = np.asarray(values, dtype=np.float64)
+    if decimals is not None:
+        a = np.round(a, decimals)
     if np.all(np.isfinite(a)):
         return _Ready(a.tolist())
     out = a.astype(object)
@@ -160,12 +163,12 @@ def _edf_payload(e: np.ndarray, w, n_eff: float) -> dict:
         idx = np.unique(np.linspace(0, x.size - 1, PLOT_POINTS).round().astype(int))
         x, f = x[idx], f[idx]
     return {
-        "x": _floats(x),
-        "F": (y := _floats(f)),
+        "x": _floats(x, PLOT_DECIMALS),
+        "F": (y := _floats(f, PLOT_DECIMALS)),
         "y": y,  # the same list under the name plotting code expects
         "band": {
-            "lo": _floats(np.clip(f - eps, 0, 1)),
-            "hi": _floats(np.clip(f + eps, 0, 1)),
+            "lo": _floats(np.clip(f - eps, 0, 1), PLOT_DECIMALS),
+            "hi": _floats(np.clip(f + eps, 0, 1), PLOT_DECIMALS),
             "epsilon": _num(eps),
             "alpha": A.ALPHA,
         },
@@ -295,11 +298,15 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
         }
         draws = A.bootstrap_best_draws(e) if e.size else np.zeros(0, dtype=np.int64)
         xs = {c: x[idx] for c, x in numeric.items() if np.isfinite(x[idx]).any()}
-        errors = _floats(e)
+        errors = _floats(e, PLOT_DECIMALS)
         for c, x in xs.items():
             entry = params.setdefault(c, {"log": True, "spaces": {}})
             entry["log"] &= bool(np.nanmin(x) > 0 and np.nanmax(x) >= 20 * np.nanmin(x))
-            entry["spaces"][n] = {"x": _floats(x), "error": errors, "best": _best(x, draws)}
+            entry["spaces"][n] = {
+                "x": _floats(x, PLOT_DECIMALS),
+                "error": errors,
+                "best": _best(x, draws),
+            }
         refine_in[n] = info.get(n, {}) | {
             "errors": e,
             "weights": w,
