@@ -20,20 +20,14 @@ from scipy import stats
 
 DIVERGED_ERROR = 1.0  # a diverged network is as bad as a network can be (issue 5)
 DEFAULT_M = tuple(2**k for k in range(11))  # 1, 2, 4, ..., 1024 draws
-CONSTRAINTS = (
-    "shared_bottleneck",
-    "shared_group_width",
-    "increasing_width",
-    "increasing_depth",
-    "regnet",
-)
-_CONSTRAINT_WORDS = {
+_CONSTRAINT_WORDS = {  # the constraints a user could add next (DDS §3.2), in plain words
     "shared_bottleneck": "a shared bottleneck multiplier",
     "shared_group_width": "a shared group width",
     "increasing_width": "increasing widths",
     "increasing_depth": "increasing depths",
     "regnet": "the RegNet (linear, quantised widths) parametrisation",
 }
+CONSTRAINTS = tuple(_CONSTRAINT_WORDS)
 ALPHA = 0.05
 
 

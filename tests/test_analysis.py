@@ -327,3 +327,26 @@ def test_best_range_equals_percentiles_of_the_winners():
     v = x[draws]
     ref = np.percentile(v[np.isfinite(v)], [2.5, 50, 97.5], method="inverted_cdf")
     assert A.best_range(x, draws) == tuple(ref.tolist())
+
+
+def test_weighted_edf_matches_its_definition_at_random_points():
+    rng = np.random.default_rng(9)
+    e = rng.integers(0, 20, 60) / 20  # many ties
+    w = rng.random(60)
+    x, f = A.edf(e, w)
+    for t in rng.uniform(-0.1, 1.1, 200):
+        direct = w[e < t].sum() / w.sum()
+        stepped = np.r_[0.0, f][np.searchsorted(x, t, side="left")]
+        assert stepped == pytest.approx(direct)
+
+
+def test_dkw_band_covers_the_true_cdf():
+    rng = np.random.default_rng(3)
+    n, covered = 100, 0
+    eps = A.dkw_band(n)
+    for _ in range(400):
+        x, f = A.edf(rng.random(n))
+        # sup |F_n − F| for uniform F: check both sides of every step
+        dev = max(np.max(np.abs(f - x)), np.max(np.abs(np.r_[0.0, f[:-1]] - x)))
+        covered += dev <= eps
+    assert covered / 400 >= 0.95
