@@ -36,6 +36,7 @@ REASONS = (
     "group_compatibility",
     "num_stages",
     "regnet_valid",
+    "invalid_network",
 )
 CODE = {r: i for i, r in enumerate(REASONS)}
 
@@ -140,6 +141,11 @@ def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
             params.update({f"groups{j + 1}": int(dr["groups"][i, j]) for j in range(k)})
         elif "group_width" in dr:
             params.update({f"g{j + 1}": gi[j] for j in range(k)})
+        if shared["bottleneck_multiplier"]:  # one drawn value: also under its plain name
+            params["bot_mul"] = mi[0]
+        if shared["group_width"]:
+            name = "groups" if "groups" in dr else "g"
+            params[name] = params.get(f"{name}1", 1)
         if bottleneck:
             wi, gi = _compatible(wi, mi, gi, space.rounding)
             if wi is None:
@@ -435,11 +441,14 @@ def sample(
         exact = {key: np.full(take, np.nan) for key in BOUND_KEYS}
         stop = take
         for i in np.flatnonzero(near):
-            spec, params = build(int(i))
+            try:
+                spec, params = build(int(i))
+                cx = None if isinstance(spec, str) else complexity(spec)
+            except ValueError:  # e.g. an SE width of 0: not a network of this space
+                spec = "invalid_network"
             if isinstance(spec, str):
                 codes[i] = CODE[spec]
                 continue
-            cx = complexity(spec)
             for key in BOUND_KEYS:
                 exact[key][i] = cx[key]
             if all(lo <= cx[key] <= hi for key, (lo, hi) in limits.items()):

@@ -88,8 +88,8 @@ class LogUniform(_Range):
         q = self.quantum
         lo = np.log(self.lo - min(q, self.lo / 2))
         f = np.exp(rng.uniform(lo, np.log(self.hi), size=size))
-        # Quantise up to q; round away float noise (pycls uses Decimal for the same reason).
-        v = np.round(np.ceil(np.round(f / q, 9)) * q, 9)
+        # Quantise up to q, then round away float noise (pycls uses Decimal for that).
+        v = np.round(np.ceil(f / q) * q, 9)
         if float(q).is_integer() and float(self.lo).is_integer():
             return v.astype(np.int64)
         return v

@@ -67,9 +67,9 @@ def check_sample(space, s) -> None:
     assert spec.bottleneck_multipliers == b
     g = [p.get(f"g{j + 1}", p.get(f"groups{j + 1}")) for j in range(k)]
     if space.has("shared_bottleneck"):
-        assert len(set(b)) == 1
+        assert set(b) == {p["bot_mul"]}
     if space.has("shared_group_width"):
-        assert len(set(g)) == 1
+        assert set(g) == {p.get("g", p.get("groups"))}
     if space.has("increasing_width"):
         assert w == sorted(w) and spec.stage_widths == sorted(spec.stage_widths)
     if space.has("increasing_depth"):
@@ -317,3 +317,15 @@ def test_default_budget_stops_early_when_hopeless():
         sample(get_space("ResNet"), 50, 0, bounds={"flops": (1e12, 2e12)})
     draws = int(str(info.value).split(" draws")[0].split(" in ")[-1])
     assert 1_000_000 <= draws < 1_000_000 + 8192  # not the full 20,000 x n budget
+
+
+def test_networks_the_builder_refuses_are_rejected_not_raised():
+    # SE width round(w_in x 0.1) is 0 for a block input of width 4: not a network.
+    space = SpaceSpec.model_validate(
+        {"preset": "AnyNetY_A", "stem": {"type": "cifar", "width": 16}, "se_ratio": 0.1,
+         "stages": 2, "width": {"choice": [4, 16]}, "resolution": 16}
+    ).resolve()  # fmt: skip
+    res = sample(space, 5, 0)
+    assert res.constraint_rejects.get("invalid_network", 0) > 0
+    for s in res.samples:
+        check_sample(space, s)
