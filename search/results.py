@@ -17,9 +17,9 @@ Shape (every number finite or null): study, fidelity {level, epochs, levels}, no
 bins, complexity_range, warnings [str]; spaces {name: {name, n, n_diverged, n_done,
 n_failed, n_cancelled, n_pending, n_eff, min, q1, median, q3, mean, max, edf {x, F (= y),
 band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled}, random_search {m, expected_min}, regnet}};
-ks [{a, b, D, p}]; params {column: {log, spaces {name: {x, error, best {lo, median, hi}}}}};
+ks [{a, b, D, p, q (Benjamini–Hochberg)}]; params {column: {log, spaces {name: {x, error, best {lo, median, hi}}}}};
 rank_correlation [{space | "all", from_epochs, to_epochs, n, spearman, kendall}];
-regnet {name | "overall": {index, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params
+regnet {name | "overall": {space, sample, trial_id, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params
 {depth, w0, wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths,
 stage_widths}}, regnet_top_k; refinement [{space, kind, ..., text}]; progress {name:
 [{level, epochs, waiting, running, done, diverged, failed, cancelled, total}]}.
@@ -221,6 +221,14 @@ def _fit_winners(spec_values: list, errors: np.ndarray, k: int) -> dict | None:
     return fit | {"index": j} | _regnet_params(spec_values[j], fit)
 
 
+def _identify(fit: dict | None, counted: pd.DataFrame, idx: np.ndarray) -> None:
+    """Name the fitted network by space, sample and trial_id (its `index` is positional)."""
+    if fit is not None:
+        row = counted.iloc[int(idx[fit.pop("index")])]
+        fit |= {"space": str(row["space"]), "sample": int(row["sample"])}
+        fit["trial_id"] = int(row["trial_id"])
+
+
 def _pick_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (space, sample, level): the most final status wins (retries, repeats)."""
     rank = {"done": 0, "diverged": 1, "failed": 2, "cancelled": 3, "running": 4, "waiting": 5}
@@ -316,6 +324,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
         fits[n] = None
         if all_specs is not None and e.size:
             fits[n] = _fit_winners([all_specs[i] for i in idx], e, top_k)
+            _identify(fits[n], counted, idx)
         row["regnet"] = fits[n]
         spaces[n] = row
     ks = []
@@ -324,11 +333,12 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
             ea, eb = err_all[by_space[a]], err_all[by_space[b]]
             d, p = A.ks_test(ea, eb, weights[a], weights[b])
             ks.append({"a": a, "b": b, "D": d, "p": p})
+    for row, q in zip(ks, A.benjamini_hochberg([k["p"] for k in ks]), strict=True):
+        row["q"] = q  # pairwise tests are many: Benjamini–Hochberg adjusted
     overall = None
     if all_specs is not None and err_all.size:
         overall = _fit_winners(all_specs, A.as_errors(err_all), top_k)
-        if overall is not None:
-            overall["space"] = str(counted["space"].iloc[overall["index"]])
+        _identify(overall, counted, np.arange(len(counted)))
     return _jsonable(
         {
             "study": spec.name,

@@ -111,6 +111,7 @@ def test_ks_table_matches_analysis():
     ea, eb = (lvl0[lvl0.space == s].error.to_numpy() for s in ("AnyNetX_A", "AnyNetX_B"))
     (row,) = r["ks"]
     assert (row["D"], row["p"]) == pytest.approx(A.ks_test(ea, eb))
+    assert row["q"] == pytest.approx(row["p"])  # one pair: nothing to adjust
 
 
 def test_fidelity_is_epochs_and_rank_correlation_uses_both_levels():
@@ -173,6 +174,8 @@ def test_regnet_fit_of_the_winner_is_export_ready():
     r = study_results(frame, _spec())
     best = r["regnet"]["overall"]
     assert best["space"] == "AnyNetX_B" and best["e_fit"] == pytest.approx(0.0, abs=1e-9)
+    assert best["sample"] == 0 and best["trial_id"] == frame.loc[i[0], "trial_id"]
+    assert r["regnet"]["AnyNetX_B"]["trial_id"] == best["trial_id"]
     assert set(best["params"]) == {
         "depth",
         "w0",
