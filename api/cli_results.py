@@ -79,9 +79,20 @@ def table(results: dict) -> str:
             )
         )
     if results["ks"]:
-        lines += ["", "KS tests (D, p):"]
+        lines += ["", "KS tests (D, p, Benjamini–Hochberg q):"]
         for k in results["ks"]:
-            lines.append(f"  {k['a']} vs {k['b']}: D={_fmt(k['D'], '.3f')} p={_fmt(k['p'], '.3g')}")
+            lines.append(
+                f"  {k['a']} vs {k['b']}: D={_fmt(k['D'], '.3f')} p={_fmt(k['p'], '.3g')}"
+                f" q={_fmt(k.get('q'), '.3g')}"
+            )
+    rank = [r for r in results["rank_correlation"] if r["space"] == "all" and r["n"]]
+    if rank:
+        lines += ["", "rank correlation between levels (networks trained at both):"]
+        for r in rank:
+            lines.append(
+                f"  {r['from_epochs']} → {r['to_epochs']} epochs: n={r['n']}"
+                f" Spearman {_fmt(r['spearman'], '.3f')} Kendall {_fmt(r['kendall'], '.3f')}"
+            )
     best = results["regnet"]["overall"]
     if best:
         p = best["params"]
@@ -92,6 +103,10 @@ def table(results: dict) -> str:
             f"group_width={p['group_width']} b={p['bottleneck_multiplier']:g} "
             f"se={p['se_ratio']:g}, e_fit={best['e_fit']:.3f}",
         ]
+    found = [r["text"] for r in results["refinement"] if r.get("verdict") in ("better", "worse")]
+    if found:
+        lines += ["", f"what the data say (q < 0.05; {len(found)} findings, --json for all):"]
+        lines += [f"  - {t}" for t in found]
     lines += [f"warning: {w}" for w in results["warnings"]]
     return "\n".join(lines)
 
