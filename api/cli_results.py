@@ -139,7 +139,10 @@ def plot(results: dict, path: str) -> None:
     ax.set_ylabel(f"cumulative prob. ({'normalised by ' + norm if norm else 'unnormalised'})")
     ax.set_ylim(0, 1)
     ax.set_title(f"{results['study']}: {results['fidelity']['epochs']} epochs")
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no finished trials yet", ha="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     try:

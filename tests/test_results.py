@@ -307,3 +307,16 @@ def test_unreadable_spec_cells_are_skipped_by_the_fit():
     r = study_results(frame, _spec())
     fit = r["regnet"][frame.loc[best, "space"]]
     assert fit is not None and fit["error"] > 0.0  # the next-best readable network
+
+
+def test_cli_edf_before_any_trial_finished(sqlite_url, smoke_spec, capsys, tmp_path):
+    from api.cli import main
+    from search.store import Store
+
+    smoke_spec["samples"] = 2
+    study_id = Store(sqlite_url).create_study(smoke_spec)
+    assert main(["edf", str(study_id), "--db", sqlite_url]) == 0
+    assert "pending" in capsys.readouterr().out
+    png = tmp_path / "empty.png"
+    assert main(["edf", str(study_id), "--db", sqlite_url, "--png", str(png)]) == 0
+    assert png.stat().st_size > 0
