@@ -174,7 +174,9 @@ def ks_test(a, b, weights_a=None, weights_b=None) -> tuple[float, float]:
     if ea.size == 0 or eb.size == 0:
         return math.nan, math.nan
     if weights_a is None and weights_b is None:
-        res = stats.ks_2samp(ea, eb)
+        with warnings.catch_warnings():  # "exact calculation unsuccessful → asymp" notices
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = stats.ks_2samp(ea, eb)
         return float(res.statistic), float(res.pvalue)
     wa, wb = _weights(weights_a, ea.size, "weights_a"), _weights(weights_b, eb.size, "weights_b")
     d = ks_statistic(ea, eb, wa, wb)

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from search import analysis as A
@@ -350,3 +352,28 @@ def test_dkw_band_covers_the_true_cdf():
         dev = max(np.max(np.abs(f - x)), np.max(np.abs(np.r_[0.0, f[:-1]] - x)))
         covered += dev <= eps
     assert covered / 400 >= 0.95
+
+
+# --- invariants on arbitrary data (hypothesis) ------------------------------------------------
+_errors = st.lists(st.one_of(st.floats(0, 1), st.just(float("nan"))), min_size=0, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_errors, _errors, st.integers(0, 2**16))
+def test_invariants(a, b, seed):
+    w = np.random.default_rng(seed).random(len(a)) + 0.01
+    for weights in (None, w):
+        x, f = A.edf(a, weights)
+        assert np.all(np.diff(x) > 0) and np.all(np.diff(f) >= -1e-12)
+        assert (f[-1] == pytest.approx(1.0)) if len(a) else f.size == 0
+        s = A.summary(a, weights)
+        if len(a):
+            assert s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+            assert s["min"] - 1e-12 <= s["mean"] <= s["max"] + 1e-12
+            curve = A.random_search_efficiency(a, weights)
+            assert curve[0] == pytest.approx(s["mean"]) and np.all(np.diff(curve) <= 1e-12)
+    d, p = A.ks_test(a, b)
+    if len(a) and len(b):
+        assert 0 <= d <= 1 and 0 <= p <= 1
+        assert (d, p) == pytest.approx(A.ks_test(b, a))
+        assert A.ks_statistic(a, b) == pytest.approx(d)
