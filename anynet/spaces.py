@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from anynet.spec import BOTTLENECK_BLOCKS, BlockType, StemSpec
 
@@ -462,6 +462,11 @@ class SpaceSpec(_Data):
     resolution: int | None = Field(None, ge=1)
     num_classes: int | None = Field(None, ge=1)
     in_channels: int | None = Field(None, ge=1)
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space_as_data(cls, v):
+        return v.model_dump(exclude_none=True) if isinstance(v, DesignSpace) else v
 
     @model_validator(mode="after")
     def _valid(self) -> SpaceSpec:

@@ -47,6 +47,9 @@ def test_json_round_trip(name):
     space = get_space(name)
     assert DesignSpace.model_validate_json(space.to_json()) == space
     assert SpaceSpec.model_validate({"space": space.model_dump()}).resolve() == space
+    assert SpaceSpec(space=space).resolve() == space
+    as_json = SpaceSpec(space=space).model_dump_json()
+    assert SpaceSpec.model_validate_json(as_json).resolve() == space
 
 
 def test_unknown_preset_lists_the_known_ones():
