@@ -8,6 +8,9 @@ stages). Draws are vectorised with numpy in fixed-size batches from one seeded G
 so a seed gives the same networks and the first k of n samples are the k a smaller request
 gives. The exact complexity (anynet.complexity) decides every bound; a vectorised estimate
 (REFERENCE §2 counted over whole batches) only skips candidates clearly outside them.
+`Sample.params` holds the values as drawn (d1.., w1.., bot_mul1.., g1.. or groups1..; for
+RegNets depth, w0, wa, wm, g, bot_mul and the resulting d1.., w1..); the spec holds the
+network after the space's group-compatibility rule.
 """
 
 from __future__ import annotations
@@ -405,6 +408,8 @@ def sample(
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"n: need an integer >= 1, got {n!r}")
     n = int(n)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: need an integer >= 0, got {seed!r}")
     limits = check_bounds(bounds)
     # Default budget: pycls' 1e6 attempts, more for large n; without an explicit budget the
     # sampler also stops once 1e6 draws show the budget cannot be enough (see below).

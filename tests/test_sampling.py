@@ -262,11 +262,13 @@ def test_constraints_no_draw_can_meet_are_explained():
         ({"n": 2, "bounds": {"flops": (5, 1)}}, "bounds.flops"),
         ({"n": 2, "bounds": {"flops": "big"}}, "bounds.flops"),
         ({"n": 2, "max_draws": 0}, "max_draws"),
+        ({"n": 2, "seed": -1}, "seed"),
+        ({"n": 2, "seed": None}, "seed"),
     ],
 )
 def test_bad_arguments_name_the_field(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
-        sample(get_space("ResNet"), seed=0, **kwargs)
+        sample(get_space("ResNet"), **{"seed": 0, **kwargs})
 
 
 @pytest.mark.parametrize("name", ["AnyNetX_C", "AnyNetY_A", "RegNetY", "ResNeXt_B", "Vanilla"])
