@@ -190,7 +190,9 @@ def bootstrap_best_draws(errors, frac: float = 0.25, reps: int = 10_000, seed: i
     A draw picks m = round(frac·n) networks with replacement and keeps the best. The best of
     such a draw is the network of sorted position k with the exact probability
     ((n−k)/n)^m − ((n−k−1)/n)^m, so the draws are sampled from that law directly: the same
-    distribution as resampling, in O(reps) instead of O(reps·m). Ties go to the lower index.
+    distribution as resampling, in O(reps) instead of O(reps·m). Ties (common: validation
+    errors are multiples of 1/n_val) go to a uniformly random member of the tied group, as
+    the first-drawn of them would in resampling.
     """
     e = as_errors(errors)
     n = e.size
@@ -202,11 +204,15 @@ def bootstrap_best_draws(errors, frac: float = 0.25, reps: int = 10_000, seed: i
         return np.zeros(0, dtype=np.int64)
     m = max(1, round(frac * n))
     order = np.argsort(e, kind="stable")
+    e_sorted = e[order]
     survive = ((n - np.arange(n + 1)) / n) ** m  # P(best sorted position >= k)
     cdf = 1.0 - survive[1:]
-    u = np.random.default_rng(seed).random(reps)
+    rng = np.random.default_rng(seed)
+    u, v = rng.random(reps), rng.random(reps)
     pos = np.minimum(np.searchsorted(cdf, u, side="right"), n - 1)
-    return order[pos]
+    start = np.searchsorted(e_sorted, e_sorted[pos], side="left")
+    end = np.searchsorted(e_sorted, e_sorted[pos], side="right")
+    return order[start + (v * (end - start)).astype(np.int64)]
 
 
 def best_range(x, draws) -> tuple[float, float, float]:
