@@ -26,6 +26,7 @@ Preset ranges and their sources:
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -73,6 +74,14 @@ class UniformInt(_Range):
         """Vectorised draws."""
         n = (self.hi - self.lo) // self.step + 1
         return self.lo + self.step * rng.integers(0, n, size=size)
+
+    def with_range(self, lo: float, hi: float) -> UniformInt:
+        """The values of this grid (same step and offset) that lie in [lo, hi]."""
+        first = self.lo + math.ceil((lo - self.lo) / self.step) * self.step
+        last = self.lo + math.floor((hi - self.lo) / self.step) * self.step
+        if first > last:
+            raise ValueError(f"uniform_int: no multiple of step {self.step} in [{lo}, {hi}]")
+        return UniformInt(lo=first, hi=last, step=self.step)
 
 
 class LogUniform(_Range):

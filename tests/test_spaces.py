@@ -107,6 +107,8 @@ def test_issue_space_resolves():
     assert space.stem.type == "cifar" and space.stem.width == 16
     assert space.depth == UniformInt(lo=1, hi=2)
     assert space.width == UniformInt(lo=8, hi=32, step=8)  # the preset's step is kept
+    snapped = SpaceSpec.model_validate({**ISSUE_SPACE, "width": [10, 30]}).resolve()
+    assert snapped.width == UniformInt(lo=16, hi=24, step=8)  # values of the preset's grid
     e = SpaceSpec.model_validate({**ISSUE_SPACE, "preset": "AnyNetX_E", "name": "e"}).resolve()
     assert e.name == "e" and "increasing_depth" in e.constraints
 
@@ -151,6 +153,7 @@ def test_overrides_field_by_field():
         ({"depth": [0, 2]}, "depth"),
         ({"width": "wide"}, "width"),
         ({"width": {"kind": "uniform_int", "lo": 8, "hi": 20, "step": 8}}, "step"),
+        ({"width": [9, 15]}, "width"),
         ({"constraints": ["sorted_widths"]}, "sorted_widths"),
         ({"stages": 0}, "stages"),
         ({"rounding": "floor"}, "rounding"),
