@@ -331,3 +331,17 @@ def test_networks_the_builder_refuses_are_rejected_not_raised():
     assert res.constraint_rejects.get("invalid_network", 0) > 0
     for s in res.samples:
         check_sample(space, s)
+
+
+def test_increasing_widths_by_rejection_not_sorting():
+    # Rejection keeps iid draws conditioned on w1 <= w2: the 10 ordered pairs of 4 widths
+    # are equally likely, so P(w1 == w2) = 4/10. Sorting two draws would give 4/16.
+    space = SpaceSpec.model_validate(
+        {"preset": "AnyNetX_D", "stages": 2, "width": {"choice": [8, 16, 24, 32]},
+         "depth": 1, "resolution": 8}
+    ).resolve()  # fmt: skip
+    res = sample(space, 4000, 0)
+    equal = np.mean([s.params["w1"] == s.params["w2"] for s in res.samples])
+    assert equal == pytest.approx(0.4, abs=0.03)
+    assert res.acceptance == pytest.approx(10 / 16, abs=0.03)
+    assert all(s.params["w1"] <= s.params["w2"] for s in res.samples)
