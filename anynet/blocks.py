@@ -16,7 +16,9 @@ class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW tensor (works for channels_last too)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise each pixel's channel vector."""
+        """Normalise each pixel's channel vector ((N, C) input: each row)."""
+        if x.ndim == 2:  # pooled features in the convnext head
+            return super().forward(x)
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)

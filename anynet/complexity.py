@@ -124,8 +124,8 @@ def _stage(*key) -> tuple[Counts, int]:
 
 
 @lru_cache(maxsize=4096)
-def _head(w_in: int, head_width: int, num_classes: int, h: int) -> Counts:
-    return sum_counts(L.head_layers(w_in, head_width, num_classes, h))
+def _head(w_in: int, head_width: int, num_classes: int, h: int, final_norm: bool) -> Counts:
+    return sum_counts(L.head_layers(w_in, head_width, num_classes, h, final_norm))
 
 
 def counts(spec: NetSpec) -> Counts:
@@ -140,7 +140,7 @@ def counts(spec: NetSpec) -> Counts:
         a += c[2]
         b += c[3]
         w_in = st.width
-    c = _head(w_in, spec.head_width, spec.num_classes, h)
+    c = _head(w_in, spec.head_width, spec.num_classes, h, kind == "convnext")
     return f + c[0], p + c[1], a + c[2], b + c[3]
 
 

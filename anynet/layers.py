@@ -8,7 +8,8 @@ Inputs are square (NetSpec has one `resolution`), so a spatial size is one numbe
 
 Conventions chosen where the references leave a choice:
 - Head (pycls AnyHead): [1x1 conv → BN → ReLU at the last resolution, iff head_width > 0]
-  → global average pool → Linear (bias).
+  → global average pool → [LayerNorm, convnext block only: ConvNeXt's final norm] → Linear
+  (bias).
 - SE exists only in the bottleneck blocks (RegNetY); se_ratio > 0 with vanilla, res_basic
   or convnext is a ValueError, never silently ignored.
 - ConvNeXt block: 7x7 depthwise conv (bias) → LayerNorm → 1x1 (bias) to 4 x inner width →
@@ -16,7 +17,8 @@ Conventions chosen where the references leave a choice:
   default b = 1 gives ConvNeXt's MLP ratio 4; g is ignored (always depthwise). No layer
   scale, no drop path. Entering a stage whose width or stride differs, the first block
   starts with a downsample: LayerNorm → 2x2 conv stride 2 (bias), or 1x1 conv (bias) when
-  only the width changes.
+  only the width changes. With this, the convnext family equals timm's ConvNeXt with
+  ls_init_value=None (tested against convnext_atto's configuration).
 """
 
 from __future__ import annotations
@@ -317,13 +319,16 @@ def stage_key(kind: str, w_in: int, st: StageSpec, se_ratio: float, h: int) -> t
     return (kind, w_in, st.depth, st.width, st.stride, st.inner_width, st.groups, se_ratio, h)
 
 
-def head_layers(w_in: int, head_width: int, num_classes: int, h: int) -> tuple[Layer, ...]:
-    """pycls AnyHead: [1x1 conv → BN → ReLU iff head_width > 0] → avg-pool → Linear."""
+def head_layers(
+    w_in: int, head_width: int, num_classes: int, h: int, final_norm: bool = False
+) -> tuple[Layer, ...]:
+    """pycls AnyHead: [1x1 conv → BN → ReLU iff head_width > 0] → avg-pool → [LN] → Linear."""
     conv: tuple[Layer, ...] = ()
     if head_width > 0:
         conv = (Conv(w_in, head_width, 1, 1, 1, False, h), BN(head_width), RELU)
         w_in = head_width
-    return (*conv, GlobalAvgPool(w_in), Linear(w_in, num_classes))
+    norm = (LayerNorm(w_in),) if final_norm else ()  # ConvNeXt normalises pooled features
+    return (*conv, GlobalAvgPool(w_in), *norm, Linear(w_in, num_classes))
 
 
 def describe(spec: NetSpec) -> Net:
@@ -335,5 +340,5 @@ def describe(spec: NetSpec) -> Net:
         blocks = stage_blocks(*stage_key(spec.block, w_in, st, spec.se_ratio, h))
         stages.append(blocks)
         h, w_in = blocks[-1].h_out, st.width
-    head = head_layers(w_in, spec.head_width, spec.num_classes, h)
+    head = head_layers(w_in, spec.head_width, spec.num_classes, h, spec.block == "convnext")
     return Net(stem, tuple(stages), head)

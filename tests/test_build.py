@@ -175,3 +175,38 @@ def test_odd_resolution_feature_sizes():
     model(torch.zeros(1, 3, 15, 15))
     described = [blocks[-1].h_out for blocks in L.describe(spec).stages]
     assert sizes == described == [2, 1]  # 15 → 8 (conv) → 4 (pool) → 2 → 1
+
+
+def test_convnext_equals_timm_convnext_without_layer_scale():
+    from timm.models.convnext import ConvNeXt
+
+    torch.manual_seed(0)
+    depths, dims = (2, 2, 6, 2), (40, 80, 160, 320)  # convnext_atto
+    reference = ConvNeXt(depths=depths, dims=dims, ls_init_value=None, conv_mlp=True).eval()
+    spec = NetSpec(
+        stem={"type": "convnext", "width": dims[0]},
+        block="convnext",
+        stages=[
+            dict(depth=d, width=w, stride=1 if i == 0 else 2)
+            for i, (d, w) in enumerate(zip(depths, dims, strict=True))
+        ],
+        num_classes=1000,
+        resolution=224,
+    )
+    ours = build(spec).eval()
+    names = {"conv_dw": "f.0", "norm": "f.1", "mlp.fc1": "f.2", "mlp.fc2": "f.4"}
+    mapped = {}
+    for key, value in reference.state_dict().items():
+        *path, tensor = key.split(".")
+        if path[0] == "stem":
+            mapped[key] = value
+        elif path[0] == "head":
+            mapped[f"head.{ {'norm': 1, 'fc': 2}[path[1]] }.{tensor}"] = value
+        elif path[2] == "downsample":  # stages.{i}.downsample.{0|1}: first block of stage i
+            mapped[f"stages.{path[1]}.0.downsample.{path[3]}.{tensor}"] = value
+        else:  # stages.{i}.blocks.{j}.{layer}
+            mapped[f"stages.{path[1]}.{path[3]}.{names['.'.join(path[4:])]}.{tensor}"] = value
+    ours.load_state_dict(mapped)  # strict: every tensor has its counterpart
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-4)

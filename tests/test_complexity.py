@@ -298,3 +298,27 @@ def test_regnet_y_forward_equals_torchvision():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_convnext_counted_like_timm():
+    from timm.models.convnext import ConvNeXt
+
+    depths, dims = (2, 2, 6, 2), (40, 80, 160, 320)  # convnext_atto without layer scale
+    reference = ConvNeXt(depths=depths, dims=dims, ls_init_value=None)
+    spec = NetSpec(
+        stem={"type": "convnext", "width": 40},
+        block="convnext",
+        stages=[
+            dict(depth=d, width=w, stride=1 if w == 40 else 2)
+            for d, w in zip(depths, dims, strict=True)
+        ],
+        num_classes=1000,
+        resolution=224,
+    )
+    c = complexity(spec)
+    assert c["params"] == sum(p.numel() for p in reference.parameters())
+    x = torch.empty(1, 3, 224, 224, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        reference.to("meta")(x)
+    # timm's MLP runs as Linear here (mm, bias not counted), like our 1x1 convs with bias
+    assert c["flops"] - bias_flops(spec) == counter.get_total_flops() // 2
