@@ -1,0 +1,280 @@
+"""`dse serve` (the API plus local workers in one command) and `dse demo` (AnyNetX_A…E on digits)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+DEFAULT_DB = "sqlite:///dse.db"
+TERMINAL = ("done", "failed", "diverged", "cancelled")
+
+
+def register(subparsers) -> None:
+    """Add `serve` and `demo` to the dse parser."""
+    p = subparsers.add_parser("serve", help="run the HTTP API and N local workers")
+    _common(p)
+    p.add_argument(
+        "--port", type=int, default=_env_port(), help="default $DSE_PORT or 8000; 0 = any free"
+    )
+    p.set_defaults(func=cmd_serve)
+
+    d = subparsers.add_parser("demo", help="compare AnyNetX_A…E on the embedded digits data")
+    _common(d)
+    d.add_argument("--port", type=int, default=_env_port())
+    d.add_argument("--samples", type=int, default=16, help="networks per space")
+    d.add_argument("--epochs", type=int, default=2, help="training epochs per network")
+    d.add_argument("--no-serve", action="store_true", help="train and report, no HTTP server")
+    d.set_defaults(func=cmd_demo)
+
+
+def _env_port() -> int:
+    raw = os.environ.get("DSE_PORT", "8000")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"DSE_PORT: expected a port number, got {raw!r}") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=os.environ.get("DSE_DB", DEFAULT_DB), help="database URL")
+    p.add_argument(
+        "--workers", type=int, default=None, help="local worker processes (default: per GPU/core)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def gpu_count() -> int:
+    """How many CUDA devices this machine has (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def worker_plan(workers: int | None, device: str) -> list[tuple[str, dict[str, str]]]:
+    """(device, extra env) per local worker: one per GPU, else one single-threaded one per core."""
+    gpus = gpu_count() if device in ("auto", "cuda") else 0
+    if device == "cuda" and gpus == 0:
+        raise ValueError("--device: cuda requested but no CUDA device is visible")
+    if gpus:
+        n = gpus if workers is None else workers
+        return [("cuda", {"CUDA_VISIBLE_DEVICES": str(i % gpus)}) for i in range(n)]
+    # On CPU one process per core with one thread each beats one many-threaded process
+    # (small networks do not fill a core's worth of parallel work; `dse bench` measured it).
+    n = (os.cpu_count() or 1) if workers is None else workers
+    single = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DSE_TORCH_THREADS": "1"}
+    return [("cpu", dict(single)) for _ in range(n)]
+
+
+def _die_with_parent() -> None:
+    """In the child: receive SIGTERM when the serving process dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def start_workers(db_url: str, plan: list[tuple[str, dict[str, str]]]) -> list[subprocess.Popen]:
+    """Start `dse worker --db URL --device D` once per plan entry."""
+    procs = []
+    for device, extra in plan:
+        cmd = [sys.executable, "-m", "api.cli", "worker", "--db", db_url, "--device", device]
+        if device == "cpu":
+            cmd += ["--threads", "1"]
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                env={**os.environ, **extra},
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        )
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
+    """SIGTERM every worker, wait up to `grace` seconds, then SIGKILL what is left."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0 = any free port), so the URL is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ValueError(f"--port: cannot listen on {host}:{port} ({e.strerror})") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(host: str, sock: socket.socket) -> str:
+    """The URL a browser on this machine opens for a bound socket."""
+    port = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def serve(args, on_ready=None) -> int:
+    """Run uvicorn on args.host:args.port with the planned local workers until interrupted."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.deps import SpecLimits
+
+    app = create_app(
+        args.db, token=os.environ.get("DSE_TOKEN") or None, limits=SpecLimits.from_env()
+    )
+    sock = bind(args.host, args.port)
+    plan = worker_plan(args.workers, args.device)
+    url = url_of(args.host, sock)
+    procs = start_workers(args.db, plan)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    devices = ", ".join(sorted({d for d, _ in plan})) or "none"
+    print(f"dse: serving {url}  ({len(procs)} local workers on {devices})", flush=True)
+    if on_ready is not None:
+        on_ready(url, server)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        stop_workers(procs)
+        sock.close()
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """`dse serve`: the API and the local workers in one process tree."""
+    return serve(args)
+
+
+def demo_spec(samples: int, epochs: int) -> dict:
+    """AnyNetX_A…E scaled to digits: cifar stem 16, 3 stages, 16 px, 10 classes, small nets."""
+    if samples < 2:
+        raise ValueError(f"--samples: need at least 2 per space, got {samples}")
+    if epochs < 1:
+        raise ValueError(f"--epochs: need at least 1, got {epochs}")
+    space = {
+        "stem": {"type": "cifar", "width": 16},
+        "stages": 3,
+        "depth": [1, 3],
+        "width": [8, 64],
+        "resolution": 16,
+        "num_classes": 10,
+    }
+    return {
+        "name": f"demo: AnyNetX A-E on digits ({samples} x {epochs} ep)",
+        "dataset": {"name": "digits", "resolution": 16},
+        "spaces": [{"preset": f"AnyNetX_{x}", **space} for x in "ABCDE"],
+        "samples": samples,
+        # DDS compares spaces at matched complexity: a small flops window keeps every
+        # space's networks comparable and each training a few seconds on one core
+        "complexity": {"flops": [1_000_000, 12_000_000]},
+        "fidelities": [epochs],
+        "recipe": {"lr": 0.1, "batch_size": 128, "weight_decay": 5e-4},
+        "seed": 0,
+    }
+
+
+def progress_counts(progress) -> dict[str, int]:
+    """Sum trial counts by status over whatever nesting store.progress() returns."""
+    totals = {k: 0 for k in ("waiting", "running", *TERMINAL)}
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in totals and isinstance(v, int | float):
+                    totals[k] += int(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list | tuple):
+            for v in node:
+                walk(v)
+
+    if isinstance(progress, dict) and isinstance(progress.get("totals"), dict):
+        progress = progress["totals"]  # the store's own sums over spaces and levels
+    walk(progress)
+    return totals
+
+
+def progress_bar(counts: dict[str, int], width: int = 30) -> str:
+    """`[#####.....] 12/40 done, 2 running, 1 failed`."""
+    total = sum(counts.values())
+    finished = sum(counts[k] for k in TERMINAL)
+    filled = int(width * finished / total) if total else 0
+    extra = ", ".join(f"{counts[k]} {k}" for k in ("running", "failed", "diverged") if counts[k])
+    return f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{total} trials" + (
+        f", {extra}" if extra else ""
+    )
+
+
+def watch(store, study_id: int, stop: threading.Event, stream=sys.stderr) -> bool:
+    """Draw the progress bar until the study has no waiting or running trial (True) or stop."""
+    while not stop.is_set():
+        counts = progress_counts(store.progress(study_id))
+        line = progress_bar(counts)
+        stream.write("\r" + line if stream.isatty() else line + "\n")
+        stream.flush()
+        if sum(counts.values()) and not counts["waiting"] and not counts["running"]:
+            stream.write("\n" if stream.isatty() else "")
+            return True
+        stop.wait(1.0 if stream.isatty() else 10.0)
+    return False
+
+
+def cmd_demo(args) -> int:
+    """`dse demo`: create the AnyNetX_A…E study on digits, train it, serve its page."""
+    from search.spec import StudySpec
+    from search.store import Store
+
+    store = Store(args.db)
+    study_id = store.create_study(StudySpec.model_validate(demo_spec(args.samples, args.epochs)))
+    print(f"dse demo: study {study_id} created in {args.db}", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    if args.no_serve:
+        procs = start_workers(args.db, worker_plan(args.workers, args.device))
+        try:
+            watch(store, study_id, stop)
+        finally:
+            stop_workers(procs)
+        from search.results import results_for
+
+        summary = results_for(store, study_id, None, None)
+        print(_demo_summary(summary))
+        return 0
+
+    def on_ready(url, server):
+        print(f"dse demo: open {url}/studies/{study_id}", flush=True)
+        threading.Thread(target=watch, args=(store, study_id, stop), daemon=True).start()
+
+    try:
+        return serve(args, on_ready=on_ready)
+    finally:
+        stop.set()
+
+
+def _demo_summary(results: dict) -> str:
+    """One line per space: n, min and mean error, from the study results."""
+    lines = []
+    for name, s in (results.get("spaces") or {}).items():
+        lines.append(f"{name}: n={s.get('n')} min={s.get('min')} mean={s.get('mean')}")
+    return "\n".join(lines) or "no finished trials"

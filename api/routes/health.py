@@ -1,0 +1,30 @@
+"""GET /healthz: the process is up and its database answers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.deps import get_store
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    """Liveness and database reachability."""
+
+    status: str
+    database: str
+    studies: int | None = None
+
+
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+def healthz(store=Depends(get_store)):
+    """200 when the database answers a listing, 503 with the reason otherwise."""
+    try:
+        count = len(store.list_studies())
+    except Exception as e:  # any database failure is the answer, not a crash
+        body = Health(status="unavailable", database=f"{type(e).__name__}: {e}"[:300])
+        return JSONResponse(body.model_dump(), status_code=503)
+    return Health(status="ok", database="ok", studies=count)

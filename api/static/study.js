@@ -1,0 +1,232 @@
+// The live page of one study: polls the results with ETag/If-None-Match (304 when nothing
+// changed) every second and the progress every two, and redraws only what changed.
+"use strict";
+const STUDY = Number(location.pathname.split("/").filter(Boolean).pop());
+const state = { fidelity: null, normalize: "none", etag: null, results: null, study: null };
+const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
+  "#db2777", "#4b5563", "#65a30d", "#7c3aed", "#0d9488"];
+const PLOT_CFG = { displaylogo: false, responsive: true,
+  toImageButtonOptions: { format: "svg", filename: `study-${STUDY}` } };
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+function fmt(v, digits = 4) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v)) return v.toLocaleString();
+  return Math.abs(v) >= 1000 ? v.toExponential(3) : v.toFixed(digits);
+}
+function pct(v) { return v === null || v === undefined ? "–" : `${(100 * v).toFixed(2)}%`; }
+function colorOf(name) { const i = state.spaceOrder.indexOf(name); return COLORS[(i < 0 ? 0 : i) % COLORS.length]; }
+state.spaceOrder = [];
+
+// ---- progress (GET /api/studies/{id}) ----
+function statusCounts(node, out) {
+  out = out || { waiting: 0, running: 0, done: 0, failed: 0, diverged: 0, cancelled: 0 };
+  if (Array.isArray(node)) node.forEach((v) => statusCounts(v, out));
+  else if (node && typeof node === "object") {
+    for (const [k, v] of Object.entries(node)) {
+      if (k in out && typeof v === "number") out[k] += v; else statusCounts(v, out);
+    }
+  }
+  return out;
+}
+function perSpace(progress) {
+  // progress is {space: {...}} or a list of rows with a `space` key; both reduce to counts
+  const out = {};
+  if (Array.isArray(progress)) {
+    for (const row of progress) { const s = row.space; out[s] = statusCounts(row, out[s]); }
+  } else if (progress && typeof progress === "object") {
+    const spaces = progress.spaces || progress;
+    for (const [s, v] of Object.entries(spaces)) if (v && typeof v === "object") out[s] = statusCounts(v);
+  }
+  return out;
+}
+function renderProgress(study) {
+  document.getElementById("title").textContent = `${study.id}: ${study.name}`;
+  document.title = `dse — ${study.name}`;
+  const st = document.getElementById("status");
+  st.textContent = study.status; st.className = `status ${study.status}`;
+  const box = document.getElementById("progress");
+  box.replaceChildren();
+  const counts = perSpace(study.progress);
+  for (const name of study.spaces) {
+    const c = counts[name] || statusCounts({});
+    const total = Object.values(c).reduce((a, b) => a + b, 0) || 1;
+    const row = el("div", null, "progress-row");
+    row.dataset.space = name;
+    const bar = el("div", null, "bar");
+    let left = 0;
+    for (const k of ["done", "running", "failed"]) {
+      const n = k === "failed" ? c.failed + c.diverged : c[k];
+      const span = el("span", null, k);
+      span.style.left = `${(100 * left) / total}%`; span.style.width = `${(100 * n) / total}%`;
+      left += n; bar.append(span);
+    }
+    row.append(el("span", name, "label"), bar,
+      el("span", `${c.done} done · ${c.running} running · ${c.waiting} waiting` +
+        (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : ""), "count"));
+    box.append(row);
+  }
+  const sel = document.getElementById("fidelity");
+  if (sel.options.length !== study.fidelities.length) {
+    sel.replaceChildren(...study.fidelities.map((e, i) => { const o = el("option", `level ${i} · ${e} epochs`); o.value = e; return o; }));
+    if (state.fidelity === null) state.fidelity = study.fidelities[0];
+    sel.value = state.fidelity;
+  }
+  renderExports(study);
+}
+function renderExports(study) {
+  const box = document.getElementById("exports");
+  if (box.dataset.spaces === study.spaces.join("|")) return;
+  box.dataset.spaces = study.spaces.join("|");
+  box.replaceChildren();
+  for (const s of study.spaces) {
+    const line = el("div"); line.append(el("span", `${s}: `));
+    for (const f of ["pycls", "timm", "torchvision", "json"]) {
+      const a = el("a", f); a.href = `/api/studies/${STUDY}/export?space=${encodeURIComponent(s)}&format=${f}`;
+      a.target = "_blank"; line.append(a);
+    }
+    box.append(line);
+  }
+  const csv = el("a", "trials.csv"); csv.href = `/api/studies/${STUDY}/trials?format=csv&limit=1000`;
+  box.append(csv);
+}
+
+// ---- results (GET /api/studies/{id}/edf) ----
+function spacesOf(r) {
+  const s = r.spaces || {};
+  return Array.isArray(s) ? s : Object.entries(s).map(([name, v]) => ({ name, ...v }));
+}
+function renderEdf(r) {
+  const spaces = spacesOf(r);
+  const traces = [];
+  for (const s of spaces) {
+    const edf = s.edf || {};
+    const x = edf.x || s.x || [], y = edf.y || edf.F || s.F || [];
+    const color = colorOf(s.name);
+    const band = s.band || edf.band;
+    if (band && band.lo && band.hi && x.length) {
+      traces.push({ x, y: band.lo, mode: "lines", line: { width: 0, shape: "hv", color }, hoverinfo: "skip", showlegend: false, meta: "band" });
+      traces.push({ x, y: band.hi, mode: "lines", line: { width: 0, shape: "hv", color }, fill: "tonexty", opacity: 0.15, hoverinfo: "skip", showlegend: false, meta: "band" });
+    }
+    traces.push({ x, y, mode: "lines+markers", marker: { size: 4 }, line: { shape: "hv", color, width: 2 },
+      name: `${s.name} (n=${s.n}, min ${pct(s.min)}, mean ${pct(s.mean)})`, meta: "edf" });
+  }
+  const norm = state.normalize === "none" ? "" : ` (normalised by ${state.normalize})`;
+  Plotly.react("edf", traces, {
+    margin: { t: 30, r: 10, b: 45, l: 55 }, title: { text: `error EDF${norm}`, font: { size: 14 } },
+    xaxis: { title: { text: "validation error" }, tickformat: ".0%" },
+    yaxis: { title: { text: "cumulative prob." }, range: [0, 1.02] },
+    legend: { orientation: "h", y: -0.2 }, uirevision: "edf",
+  }, PLOT_CFG);
+  const body = document.querySelector("#legend tbody");
+  body.replaceChildren(...spaces.map((s) => {
+    const tr = el("tr"); const sw = el("td", `■ ${s.name}`); sw.style.color = colorOf(s.name);
+    tr.append(sw, el("td", fmt(s.n)), el("td", pct(s.min)), el("td", pct(s.mean)),
+      el("td", s.acceptance === undefined ? "–" : pct(s.acceptance)));
+    return tr;
+  }));
+}
+function renderKs(r) {
+  const rows = r.ks || [];
+  const list = Array.isArray(rows) ? rows : Object.values(rows);
+  document.querySelector("#ks tbody").replaceChildren(...list.map((k) => {
+    const tr = el("tr");
+    tr.append(el("td", k.a ?? k.space_a), el("td", k.b ?? k.space_b), el("td", fmt(k.D ?? k.statistic, 3)), el("td", fmt(k.p ?? k.pvalue, 4)));
+    return tr;
+  }));
+}
+function renderParams(r) {
+  const params = r.params || r.parameters || {};
+  const box = document.getElementById("params");
+  const names = Object.keys(params);
+  for (const child of [...box.children]) if (!names.includes(child.dataset.param)) child.remove();
+  for (const p of names) {
+    let div = box.querySelector(`[data-param="${CSS.escape(p)}"]`);
+    if (!div) { div = el("div", null, "small-plot"); div.dataset.param = p; box.append(div); }
+    const traces = [], shapes = [];
+    const bySpace = params[p].spaces || params[p];
+    for (const [space, d] of Object.entries(bySpace)) {
+      const color = colorOf(space);
+      traces.push({ x: d.x, y: d.error || d.y, mode: "markers", type: "scattergl", name: space,
+        marker: { size: 5, color, opacity: 0.6 } });
+      const best = d.best || d.best_range;
+      if (best && best.lo !== undefined && best.lo !== null) {
+        shapes.push({ type: "rect", xref: "x", yref: "paper", x0: best.lo, x1: best.hi, y0: 0, y1: 1, fillcolor: color, opacity: 0.12, line: { width: 0 } });
+        if (best.median !== undefined) shapes.push({ type: "line", xref: "x", yref: "paper", x0: best.median, x1: best.median, y0: 0, y1: 1, line: { color, width: 1, dash: "dot" } });
+      }
+    }
+    Plotly.react(div, traces, {
+      margin: { t: 28, r: 10, b: 40, l: 50 }, title: { text: p, font: { size: 13 } }, shapes,
+      xaxis: { type: params[p].log ? "log" : "linear", title: { text: p } }, yaxis: { title: { text: "error" }, tickformat: ".0%" },
+      showlegend: false, uirevision: p,
+    }, PLOT_CFG);
+  }
+}
+function renderRank(r) {
+  const box = document.getElementById("rank");
+  const rc = r.rank_correlation;
+  if (!rc || (Array.isArray(rc) && !rc.length)) { box.replaceChildren(el("p", "Needs trials finished at two fidelity levels.", "muted")); return; }
+  const rows = Array.isArray(rc) ? rc : Object.entries(rc).map(([k, v]) => ({ pair: k, ...(typeof v === "object" ? v : { rho: v }) }));
+  const t = el("table"); const h = el("tr");
+  const keys = [...new Set(rows.flatMap((x) => Object.keys(x)))];
+  keys.forEach((k) => h.append(el("th", k))); t.append(h);
+  rows.forEach((x) => { const tr = el("tr"); keys.forEach((k) => tr.append(el("td", fmt(x[k], 3)))); t.append(tr); });
+  box.replaceChildren(t);
+}
+function renderFit(r) {
+  const box = document.getElementById("fit");
+  const fits = r.fit || r.fits || r.regnet || {};
+  const entries = Object.entries(fits).filter(([, v]) => v && typeof v === "object");
+  if (!entries.length) box.replaceChildren(el("p", "No fit yet (needs finished trials).", "muted"));
+  else {
+    const t = el("table"); const keys = [...new Set(entries.flatMap(([, v]) => Object.keys(v).filter((k) => typeof v[k] !== "object")))];
+    const h = el("tr"); h.append(el("th", "space")); keys.forEach((k) => h.append(el("th", k))); t.append(h);
+    for (const [s, v] of entries) { const tr = el("tr"); tr.append(el("td", s)); keys.forEach((k) => tr.append(el("td", fmt(v[k], 3)))); t.append(tr); }
+    box.replaceChildren(t);
+  }
+  const sug = r.suggestions || r.refinement || [];
+  const list = Array.isArray(sug) ? sug : Object.entries(sug).flatMap(([s, v]) => (Array.isArray(v) ? v : [v]).map((x) => ({ space: s, ...(typeof x === "object" ? x : { text: x }) })));
+  document.getElementById("suggestions").replaceChildren(...list.map((x) => el("li", typeof x === "string" ? x : (x.text || x.message || JSON.stringify(x)))));
+}
+function render(r) {
+  state.results = r;
+  for (const s of spacesOf(r)) if (!state.spaceOrder.includes(s.name)) state.spaceOrder.push(s.name);
+  renderEdf(r); renderKs(r); renderParams(r); renderRank(r); renderFit(r);
+  document.getElementById("note").textContent = r.note || "";
+  document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  document.body.dataset.rendered = `${state.fidelity}|${state.normalize}|${state.etag}`;
+}
+
+// ---- polling ----
+let inFlight = false;
+async function pollResults() {
+  if (inFlight || state.fidelity === null) return;
+  inFlight = true;
+  try {
+    const q = `fidelity=${state.fidelity}&normalize=${state.normalize}`;
+    const headers = state.etag ? { "If-None-Match": state.etag } : {};
+    const res = await fetch(`/api/studies/${STUDY}/edf?${q}`, { headers, cache: "no-store" });
+    if (res.status === 200) { state.etag = res.headers.get("ETag"); render(await res.json()); }
+    else if (res.status !== 304) document.getElementById("note").textContent = `results: ${res.status}`;
+  } catch (e) { document.getElementById("note").textContent = `offline? ${e}`; }
+  finally { inFlight = false; }
+}
+async function pollStudy() {
+  try {
+    const res = await fetch(`/api/studies/${STUDY}`, { cache: "no-store" });
+    if (res.ok) { state.study = await res.json(); state.spaceOrder = [...state.study.spaces]; renderProgress(state.study); }
+  } catch (e) { /* the next poll retries */ }
+}
+document.getElementById("fidelity").addEventListener("change", (ev) => { state.fidelity = Number(ev.target.value); state.etag = null; pollResults(); });
+document.querySelectorAll("#normalize button").forEach((b) => b.addEventListener("click", () => {
+  state.normalize = b.dataset.v; state.etag = null;
+  document.querySelectorAll("#normalize button").forEach((x) => x.classList.toggle("on", x === b));
+  pollResults();
+}));
+(async () => { await pollStudy(); await pollResults(); setInterval(pollResults, 1000); setInterval(pollStudy, 2000); })();
