@@ -211,6 +211,13 @@ def _check_constraints(items) -> None:
             raise ValueError(f"constraints: {c!r} is not {{'num_stages': k}} with k >= 1")
 
 
+PER_STAGE = ("depth", "width", "bottleneck_multiplier", "group_width", "groups")
+# fields each kind needs; the other kind's own fields are errors (regnet: set the stage
+# count with the {"num_stages": k} constraint, not `stages`)
+_NEEDS = {"anynet": ("stages", "width"), "regnet": ("w0", "wa", "wm", "group_width")}
+_OWN = {"anynet": ("stages", "width", "groups"), "regnet": ("w0", "wa", "wm")}
+
+
 class DesignSpace(_Data):
     """One design space, entirely as data (DDS §3; REFERENCE §4)."""
 
@@ -242,54 +249,35 @@ class DesignSpace(_Data):
     @model_validator(mode="after")
     def _consistent(self) -> DesignSpace:
         _check_constraints(self.constraints)
-        if self.kind == "anynet":
-            if self.stages is None:
-                raise ValueError("stages: an anynet space needs its number of stages")
-            if self.width is None:
-                raise ValueError("width: an anynet space needs a width distribution")
-            if self.group_width is not None and self.groups is not None:
-                raise ValueError("group_width/groups: give one of the two, not both")
-            if self.block in BOTTLENECK_BLOCKS and self.group_width is self.groups is None:
-                raise ValueError(f"group_width: the {self.block} block needs group widths")
-            for field in ("w0", "wa", "wm"):
-                if getattr(self, field) is not None:
-                    raise ValueError(f"{field}: only regnet spaces have {field}")
-            if self.num_stages is not None and self.num_stages != self.stages:
-                raise ValueError(
-                    f"constraints: num_stages {self.num_stages} != stages {self.stages}"
-                )
-            for field in ("depth", "width", "bottleneck_multiplier", "group_width", "groups"):
-                v = getattr(self, field)
-                if isinstance(v, tuple) and len(v) != self.stages:
-                    raise ValueError(
-                        f"{field}: {len(v)} per-stage distributions for {self.stages} stages"
-                    )
-        else:
-            for field in ("w0", "wa", "wm", "group_width"):
-                if getattr(self, field) is None:
-                    raise ValueError(f"{field}: a regnet space needs a {field} distribution")
-            for field in ("width", "groups"):
-                if getattr(self, field) is not None:
-                    raise ValueError(f"{field}: regnet spaces derive {field} from w0, wa, wm")
-            for field in ("depth", "bottleneck_multiplier", "group_width"):
-                if isinstance(getattr(self, field), tuple):
-                    raise ValueError(f"{field}: a regnet space takes one distribution")
-            if self.rounding == "clamp":
-                raise ValueError("rounding: regnet spaces use 'pycls' or 'torchvision'")
-            if self.stages is not None and self.stages != self.num_stages:
-                raise ValueError("stages: for a regnet space set {'num_stages': k} instead")
-        n = self.stages if self.kind == "anynet" else self.num_stages
-        if self.strides is not None and n is not None and len(self.strides) != n:
-            raise ValueError(f"strides: {len(self.strides)} strides for {n} stages")
+        regnet = self.kind == "regnet"
+        for field in _NEEDS[self.kind]:
+            if getattr(self, field) is None:
+                raise ValueError(f"{field}: a {self.kind} space needs {field}")
+        other = "anynet" if regnet else "regnet"
+        for field in _OWN[other]:
+            if getattr(self, field) is not None:
+                raise ValueError(f"{field}: only {other} spaces have {field}")
+        n = self.num_stages if regnet else self.stages
+        for field in PER_STAGE:
+            v = getattr(self, field)
+            if isinstance(v, tuple) and (regnet or len(v) != n):
+                raise ValueError(f"{field}: {len(v)} per-stage distributions for {n} stages")
+        if regnet and self.rounding == "clamp":
+            raise ValueError("rounding: regnet spaces use 'pycls' or 'torchvision'")
+        if not regnet and self.group_width is not None and self.groups is not None:
+            raise ValueError("group_width/groups: give one of the two, not both")
+        if self.block in BOTTLENECK_BLOCKS and self.group_width is self.groups is None:
+            raise ValueError(f"group_width: the {self.block} block needs group widths")
+        if not regnet and self.num_stages not in (None, self.stages):
+            raise ValueError(f"constraints: num_stages {self.num_stages} != stages {n}")
         if self.strides is not None and n is None:
             raise ValueError("strides: a regnet space without num_stages takes no strides")
-        for field in ("depth", "width", "group_width", "groups"):
+        if self.strides is not None and len(self.strides) != n:
+            raise ValueError(f"strides: {len(self.strides)} strides for {n} stages")
+        for field in PER_STAGE:
             for d in _as_tuple(getattr(self, field)):
-                if support(d)[0] < 1:
-                    raise ValueError(f"{field}: values must be >= 1, got range {support(d)}")
-        for d in _as_tuple(self.bottleneck_multiplier):
-            if support(d)[0] <= 0:
-                raise ValueError("bottleneck_multiplier: values must be > 0")
+                if support(d)[0] < (1 if field != "bottleneck_multiplier" else 1e-9):
+                    raise ValueError(f"{field}: values must be positive, got range {support(d)}")
         return self
 
     def has(self, constraint: str) -> bool:
@@ -512,10 +500,11 @@ class SpaceSpec(_Data):
                 except ValueError as e:
                     msg = str(e)
                     raise ValueError(msg if msg.startswith(field) else f"{field}: {msg}") from None
-        if self.groups is not None and self.group_width is None:
-            data["group_width"] = None
-        if self.group_width is not None and self.groups is None:
-            data["groups"] = None
+        if base.kind == "anynet":  # giving one of group_width / groups replaces the other
+            if self.groups is not None and self.group_width is None:
+                data["group_width"] = None
+            if self.group_width is not None and self.groups is None:
+                data["groups"] = None
         return DesignSpace.model_validate(data)
 
 

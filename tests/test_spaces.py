@@ -168,6 +168,22 @@ def test_bad_overrides_name_the_field(patch, needle):
         SpaceSpec.model_validate({**ISSUE_SPACE, **patch})
 
 
+@pytest.mark.parametrize(
+    ("patch", "needle"),
+    [
+        ({"width": [8, 16]}, "width"),
+        ({"rounding": "clamp"}, "rounding"),
+        ({"depth": [[12, 14], [14, 16]]}, "depth"),
+        ({"groups": {"choice": [1, 2]}}, "groups"),
+        ({"strides": [2, 2, 2]}, "strides"),
+        ({"constraints": [], "strides": [2, 2, 2, 2]}, "strides"),
+    ],
+)
+def test_bad_regnet_overrides_name_the_field(patch, needle):
+    with pytest.raises(ValueError, match=needle):
+        SpaceSpec.model_validate({"preset": "RegNetX", **patch})
+
+
 def test_exactly_one_of_preset_and_space():
     with pytest.raises(ValueError, match="preset"):
         SpaceSpec.model_validate({"depth": [1, 2]})
