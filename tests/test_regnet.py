@@ -1,0 +1,217 @@
+"""RegNet generation, both rounding rules, validation and the DDS §3.3 fit (REFERENCE §3)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from anynet.regnet import (
+    FIT_WM_RANGE,
+    RegNetParams,
+    adjust_widths_groups,
+    fit_regnet,
+    quantized_block_widths,
+    regnet_spec,
+    regnet_widths,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_BUILD = (ROOT / "anynet" / "build.py").exists()
+HAVE_COMPLEXITY = (ROOT / "anynet" / "complexity.py").exists()
+
+# (depth, w0, wa, wm, group_width, se_ratio) as in torchvision.models.regnet (0.29.1 source).
+TORCHVISION_REGNETS = {
+    "regnet_x_400mf": (22, 24, 24.48, 2.54, 16, 0.0),
+    "regnet_y_800mf": (14, 56, 38.84, 2.4, 16, 0.25),
+    "regnet_y_8gf": (17, 192, 76.82, 2.19, 56, 0.25),
+}
+
+
+# --- generation ----------------------------------------------------------------------
+def test_regnetx_200mf_stages():
+    depths, widths, groups = regnet_widths(13, 24, 36.44, 2.49, 8)
+    assert depths == [1, 1, 4, 7]
+    assert widths == [24, 56, 152, 368]
+    assert groups == [8, 8, 8, 8]
+
+
+def test_regnetx_400mf_rules_differ_in_last_stage():
+    _, pycls, _ = regnet_widths(22, 24, 24.48, 2.54, 16, rounding="pycls")
+    _, tv, _ = regnet_widths(22, 24, 24.48, 2.54, 16, rounding="torchvision")
+    assert pycls[-1] == 384 and tv[-1] == 400
+    assert pycls[:-1] == tv[:-1]
+
+
+def test_regnety_800mf_rules():
+    args = (14, 56, 38.84, 2.4, 16)
+    assert regnet_widths(*args, rounding="pycls")[1] == [64, 128, 320, 768]
+    assert regnet_widths(*args, rounding="torchvision")[1] == [64, 144, 320, 784]
+
+
+def test_block_widths_are_runs_of_stage_widths():
+    blocks = quantized_block_widths(13, 24, 36.44, 2.49)
+    assert blocks == [24, 56, 152, 152, 152, 152] + [368] * 7
+    spec = regnet_spec(13, 24, 36.44, 2.49, 8)
+    assert spec.block_widths == blocks
+    assert spec.block == "res_bottleneck"
+    assert all(s.stride == 2 for s in spec.stages)
+    assert spec.stem.type == "simple" and spec.stem.width == 32
+    assert spec.resolution == 224 and spec.num_classes == 1000
+
+
+def test_pycls_rule_lcm_for_integer_multiplier():
+    # v = int(100·2) = 200, g = 24, m = lcm(24, 2) = 24 → 192; w = 96.
+    assert adjust_widths_groups([100], [2.0], [24], "pycls") == ([96], [24])
+    # b = 4, g = 6: m = lcm(6, 4) = 12, v = 4·50 = 200 → round(200/12)=17 → 204 → w = 51.
+    assert adjust_widths_groups([50], [4.0], [6], "pycls") == ([51], [6])
+
+
+def test_group_width_clamped_to_inner_width():
+    # g = min(g, v): a group wider than the inner width becomes the inner width (§3).
+    assert adjust_widths_groups([24], [0.5], [64], "pycls") == ([24], [12])
+    assert adjust_widths_groups([24], [0.5], [64], "torchvision") == ([24], [12])
+
+
+def test_torchvision_rule_never_drops_more_than_ten_percent():
+    widths, _ = adjust_widths_groups([40], [1.0], [24], "torchvision")
+    assert widths == [48]  # int(40+12)//24·24 = 48
+    widths, _ = adjust_widths_groups([40], [1.0], [24], "pycls")
+    assert widths == [48]  # round(40/24)=2 → 48
+    widths, _ = adjust_widths_groups([36], [1.0], [24], "pycls")
+    assert widths == [48]  # 1.5 rounds half to even → 2
+    widths, _ = adjust_widths_groups([60], [1.0], [24], "pycls")
+    assert widths == [48]  # 2.5 rounds half to even → 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"wa": -1.0}, "wa"),
+        ({"w0": 0}, "w0"),
+        ({"w0": -8}, "w0"),
+        ({"wm": 1.0}, "wm"),
+        ({"wm": 0.5}, "wm"),
+        ({"w0": 20}, "w0"),
+        ({"depth": 0}, "depth"),
+        ({"group_width": 0}, "group_width"),
+        ({"rounding": "timm"}, "rounding"),
+    ],
+)
+def test_invalid_parameters_name_the_field(kwargs, field):
+    args = {"depth": 13, "w0": 24, "wa": 36.44, "wm": 2.49, "group_width": 8} | kwargs
+    with pytest.raises(ValueError, match=rf"^{field}: "):
+        regnet_spec(**args)
+    with pytest.raises(ValueError, match=field):
+        RegNetParams(**args)
+
+
+def test_regnet_params_spec_matches_function():
+    p = RegNetParams(depth=14, w0=56, wa=38.84, wm=2.4, group_width=16, se_ratio=0.25)
+    assert p.spec() == regnet_spec(14, 56, 38.84, 2.4, 16, se_ratio=0.25)
+    assert p.spec(num_classes=10, resolution=32).num_classes == 10
+    tv = p.model_copy(update={"rounding": "torchvision"})
+    assert tv.widths()[1] == [64, 144, 320, 784]
+
+
+def test_single_block_regnet():
+    spec = regnet_spec(1, 64, 10.0, 2.5, 8)
+    assert spec.stage_depths == [1] and spec.stage_widths == [64]
+
+
+# --- fit (DDS §3.3) --------------------------------------------------------------------
+def test_fit_regnetx_200mf_exact():
+    blocks = quantized_block_widths(13, 24, 36.44, 2.49)
+    w0, wa, wm, e = fit_regnet(blocks)
+    assert e == 0.0
+    assert w0 == 24
+    assert quantized_block_widths(13, w0, wa, wm) == blocks
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_REGNETS))
+def test_fit_torchvision_regnets_exact(name):
+    d, w0, wa, wm, _, _ = TORCHVISION_REGNETS[name]
+    blocks = quantized_block_widths(d, w0, wa, wm)
+    fw0, fwa, fwm, e = fit_regnet(blocks)
+    assert e == 0.0
+    assert quantized_block_widths(d, fw0, fwa, fwm) == blocks
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    depth=st.integers(1, 40),
+    w0=st.integers(1, 32).map(lambda q: 8 * q),
+    wa=st.integers(0, 25600).map(lambda c: c / 100),
+    wm=st.integers(math.ceil(FIT_WM_RANGE[0] * 1000) + 1, math.floor(FIT_WM_RANGE[1] * 1000)).map(
+        lambda m: m / 1000
+    ),
+)
+def test_fit_round_trip(depth, w0, wa, wm):
+    # generate → block widths → fit → regenerate: the very same per-block widths.
+    blocks = quantized_block_widths(depth, w0, wa, wm)
+    fw0, fwa, fwm, e = fit_regnet(blocks)
+    assert e == 0.0
+    assert quantized_block_widths(depth, fw0, fwa, fwm) == blocks
+    g = 8
+    assert regnet_widths(depth, fw0, fwa, fwm, g) == regnet_widths(depth, w0, wa, wm, g)
+
+
+def test_fit_non_regnet_is_near():
+    # ResNet-50 stage widths/depths are not exactly a RegNet: e_fit > 0 but small.
+    blocks = [256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3
+    w0, wa, wm, e = fit_regnet(blocks)
+    assert 0.0 < e < 0.2
+    pred = quantized_block_widths(len(blocks), w0, wa, wm)
+    got = sum(abs(math.log(p / o)) for p, o in zip(pred, blocks, strict=True)) / len(blocks)
+    assert got == pytest.approx(e)
+    assert w0 % 8 == 0 and wa >= 0 and wm > 1
+
+
+def test_fit_off_grid_widths():
+    # widths not multiples of 8 can never be matched exactly.
+    w0, wa, wm, e = fit_regnet([20, 44, 100, 100, 230])
+    assert e > 0.0
+    assert quantized_block_widths(5, w0, wa, wm)[0] in (16, 24)
+
+
+def test_fit_constant_widths():
+    assert fit_regnet([64] * 5)[::3] == (64, 0.0)
+    assert fit_regnet([64] * 5)[1] == 0.0
+
+
+@pytest.mark.parametrize("bad", [[], [0, 8], [-8, 16], [float("nan")]])
+def test_fit_rejects_bad_widths(bad):
+    with pytest.raises(ValueError, match="block_widths"):
+        fit_regnet(bad)
+
+
+# --- with the other parts of anynet -------------------------------------------------------
+@pytest.mark.skipif(not HAVE_COMPLEXITY, reason="anynet/complexity.py not written yet")
+def test_pycls_regnetx_400mf_params():
+    from anynet.complexity import complexity
+
+    assert complexity(regnet_spec(22, 24, 24.48, 2.54, 16))["params"] == 5_157_512
+    tv = regnet_spec(22, 24, 24.48, 2.54, 16, rounding="torchvision")
+    assert complexity(tv)["params"] == 5_495_976
+
+
+@pytest.mark.skipif(not HAVE_BUILD, reason="anynet/build.py not written yet")
+@pytest.mark.parametrize("name", sorted(TORCHVISION_REGNETS))
+def test_torchvision_regnets_to_the_parameter(name):
+    import torch
+    import torchvision
+
+    from anynet.build import build
+
+    torch.set_num_threads(1)
+    d, w0, wa, wm, g, se = TORCHVISION_REGNETS[name]
+    theirs = getattr(torchvision.models, name)(weights=None)
+    ours = build(regnet_spec(d, w0, wa, wm, g, se_ratio=se, rounding="torchvision"))
+    n_theirs = sum(p.numel() for p in theirs.parameters())
+    n_ours = sum(p.numel() for p in ours.parameters())
+    assert n_ours == n_theirs
+    if name == "regnet_x_400mf":
+        assert n_ours == 5_495_976
