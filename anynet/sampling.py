@@ -496,19 +496,22 @@ def _explain(space, n, got, draws, limits, broke, missed, seen) -> str:
     """The InfeasibleError message: which bound rejected most, what the space covers."""
     n_broke = sum(broke.values())
     met = draws - n_broke
-    parts = [f"space {space.name!r}: {got} of {n} networks met the constraints and bounds"]
-    parts[0] += f" in {draws} draws"
-    if broke:
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(broke.items(), key=lambda kv: -kv[1]))
-        parts.append(f"{n_broke} draws broke constraints ({detail})")
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(broke.items(), key=lambda kv: -kv[1]))
+    broke_text = f"{n_broke} draws broke constraints ({detail})" if broke else ""
+    head = f"space {space.name!r}: "
     if met == 0:
-        parts.append("no draw met the constraints, so the complexity it covers is unknown")
-        return "; ".join(parts)
-    parts.append(f"{met - got} of the {met} draws that met them fell outside the bounds")
-    if any(missed.values()):
-        key = max(missed, key=missed.get)
-        lo, hi = limits[key]
-        parts.append(f"the {key} bound [{lo:.4g}, {hi:.4g}] rejected most ({missed[key]} draws)")
+        return head + f"no draw in {draws} met the constraints; {broke_text}"
+    key = max(missed, key=missed.get) if any(missed.values()) else None
+    bound = f"{key} bound [{limits[key][0]:.4g}, {limits[key][1]:.4g}]" if key else "bounds"
+    found = f"only {got} of {n} networks" if got else "no network"
+    parts = [head + f"{found} met the bounds in {draws} draws"]
+    if key:
+        valid = f"{missed[key]} of the {met} draws that met the constraints"
+        parts.append(f"the {bound} rejected most ({valid})")
+        if len(limits) > 1:
+            parts.append("rejected per bound: " + ", ".join(f"{k} {missed[k]}" for k in limits))
+    if broke_text:
+        parts.append(broke_text)
     cover = ", ".join(f"{k} {seen[k][0]:.3g}–{seen[k][1]:.3g}" for k in BOUND_KEYS)
     parts.append(f"this space covers {cover}")
     if got:  # feasible but rare: say how many draws n would take at this acceptance
