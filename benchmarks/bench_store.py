@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -64,10 +64,10 @@ class Result:
     status, val_error, test_error, images_per_s, seconds, message = "done", 0.5, None, 1e4, 1.0, ""
 
 
-def drain(url: str, study_id: int, worker: str, times: list[float]) -> int:
-    """Claim, report one epoch and finish until nothing is left; per-trial seconds to times."""
+def drain(url: str, study_id: int, worker: str, out) -> None:
+    """Claim, report one epoch and finish until nothing is left; per-trial seconds to out."""
     store = Store(url)
-    n = 0
+    times = []
     while True:
         t0 = time.perf_counter()
         claim = store.claim(worker, [study_id])
@@ -77,26 +77,26 @@ def drain(url: str, study_id: int, worker: str, times: list[float]) -> int:
         store.report_epoch(claim, {"epoch": 1, "val_error": 0.5, "train_loss": 1.2})
         store.finish(claim, Result())
         times.append(time.perf_counter() - t0)
-        n += 1
     store.close()
-    return n
+    out.put(times)
 
 
 def overhead(url: str, trials: int, workers: int) -> dict:
-    """Median/p90 per-trial store time and aggregate trials/hour with `workers` threads."""
+    """Median/p90 per-trial store time and aggregate trials/hour with `workers` processes."""
     spec = dict(SPEC, samples=max(1, trials // 2), name=f"bench-{workers}")
-    study_id = Store(url).create_study(spec)
-    times: list[float] = []
-    threads = [
-        threading.Thread(target=drain, args=(url, study_id, f"b{k}", times)) for k in range(workers)
-    ]
+    store = Store(url)
+    study_id = store.create_study(spec)
+    store.close()
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=drain, args=(url, study_id, f"b{k}", out)) for k in range(workers)]
     t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    times.sort()
+    for p in procs:
+        p.start()
+    times = sorted(t for _ in procs for t in out.get())
+    wall = time.perf_counter() - t0  # includes each process's start and Store init
+    for p in procs:
+        p.join()
     return {
         "workers": workers,
         "trials": len(times),

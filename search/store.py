@@ -336,20 +336,19 @@ class Store(Reads, Recovery):
                 continue
             now = utcnow()
             with self._write() as session, session.begin():
-                won = session.execute(
+                row = session.scalars(
                     update(TrialRow)
                     .where(TrialRow.trial_id == trial_id, TrialRow.status == "waiting")
                     .values(status="running", worker=worker, started_at=now, updated_at=now)
-                ).rowcount
-            if not won:  # cancelled between our read and our transition
+                    .returning(TrialRow)
+                ).one_or_none()
+            if row is None:  # cancelled between our read and our transition
                 self._fail_quietly(trial_id)
                 continue
-            return self._claim_of(trial_id, worker)
+            return self._claim_of(row, worker)
         return None
 
-    def _claim_of(self, trial_id: int, worker: str) -> Claim:
-        with self._read() as session:
-            row = session.get(TrialRow, trial_id)
+    def _claim_of(self, row: TrialRow, worker: str) -> Claim:
         spec = self._spec_of(row.study_id)
         return Claim(
             trial_id=row.trial_id,

@@ -236,3 +236,45 @@ def test_concurrent_first_starts_migrate_once(request, db):
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
     assert Store(url).list_studies() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda s: s.update(fidelities=[3, 1]), "fidelities"),
+        (lambda s: s["spaces"][1].update(preset="AnyNetQ"), "AnyNetQ"),
+        (lambda s: s.update(complexity={"params": [1, 2]}), "params"),
+    ],
+)
+def test_cli_create_rejects_with_reason(sqlite_url, smoke_spec, tmp_path, capsys, change, needle):
+    import yaml
+
+    from api.cli import main
+
+    change(smoke_spec)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(smoke_spec))
+    assert main(["study", "create", str(path), "--db", sqlite_url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dse study: error:") and needle in err and "\n" not in err
+    assert main(["study", "list", "--db", sqlite_url, "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
+
+
+def test_cli_create_show_cancel(sqlite_url, smoke_spec, tmp_path, capsys):
+    import json
+
+    from api.cli import main
+
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(_tiny(smoke_spec, samples=2)))
+    assert main(["study", "create", str(path), "--db", sqlite_url]) == 0
+    study_id = int(capsys.readouterr().out.strip())
+    assert main(["study", "show", str(study_id), "--db", sqlite_url, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["spaces"]["AnyNetX_E"][0]["waiting"] == 2 and shown["totals"]["total"] == 4
+    assert main(["study", "wait", str(study_id), "--db", sqlite_url, "--timeout", "0"]) == 1
+    assert main(["study", "cancel", str(study_id), "--db", sqlite_url]) == 0
+    assert "cancelled" in capsys.readouterr().out
+    assert main(["study", "wait", str(study_id), "--db", sqlite_url, "--timeout", "5"]) == 0
+    assert main(["study", "show", "999", "--db", sqlite_url]) == 2
