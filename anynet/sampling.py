@@ -24,7 +24,7 @@ import numpy as np
 from anynet.complexity import complexity
 from anynet.regnet import QUANTUM, adjust_widths_groups, regnet_spec
 from anynet.spaces import DesignSpace
-from anynet.spec import BOTTLENECK_BLOCKS, NetSpec, StageSpec
+from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 BOUND_KEYS = ("flops", "params", "acts")
 EARLY = 1_000_000  # draws after which a hopeless default budget is given up
@@ -42,6 +42,7 @@ REASONS = (
     "invalid_network",
 )
 CODE = {r: i for i, r in enumerate(REASONS)}
+STAGE_KEYS = ("depth", "width", "stride", "bottleneck_multiplier", "group_width")
 
 
 class InfeasibleError(ValueError):
@@ -134,8 +135,7 @@ def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
     est = _scatter(anynet_estimate(net, strides, d[ok], wa[ok], m[ok], ga[ok]), ok)
 
     def build(i: int):
-        di, wi, mi = [int(x) for x in d[i]], [int(x) for x in w[i]], [float(x) for x in m[i]]
-        gi = [int(x) for x in g[i]]
+        di, wi, mi, gi = d[i].tolist(), w[i].tolist(), m[i].tolist(), g[i].tolist()
         params: dict = {"depth": sum(di)}
         params.update({f"d{j + 1}": di[j] for j in range(k)})
         params.update({f"w{j + 1}": wi[j] for j in range(k)})
@@ -155,17 +155,9 @@ def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
                 return "group_compatibility", params
             if space.has("increasing_width") and any(b < a for a, b in pairwise(wi)):
                 return "increasing_width", params  # the rounding rule broke the order
-        stages = tuple(
-            StageSpec(
-                depth=di[j],
-                width=wi[j],
-                stride=strides[j],
-                bottleneck_multiplier=mi[j],
-                group_width=gi[j],
-            )
-            for j in range(k)
-        )
-        return NetSpec(stages=stages, **net), params
+        rows = zip(di, wi, strides, mi, gi, strict=True)
+        stages = [dict(zip(STAGE_KEYS, row, strict=True)) for row in rows]
+        return NetSpec.model_validate({**net, "stages": stages}), params
 
     return codes, est, build
 
