@@ -123,14 +123,15 @@ def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
             codes[bad & (codes == 0)] = CODE[constraint]
     strides = space.stage_strides(k)
     bottleneck = space.block in BOTTLENECK_BLOCKS
-    if bottleneck:
-        wa, ga, ok = group_rule(w, m, g, space.rounding)
-        codes[~ok.all(axis=1) & (codes == 0)] = CODE["group_compatibility"]
+    wa, ga = w, g
+    if bottleneck:  # the group rule, on the candidates still alive only
+        alive = np.flatnonzero(codes == 0)
+        wa, ga = w.copy(), np.array(g, copy=True)
+        wa[alive], ga[alive], ok = group_rule(w[alive], m[alive], g[alive], space.rounding)
+        codes[alive[~ok.all(axis=1)]] = CODE["group_compatibility"]
         if space.has("increasing_width"):
-            bad = np.any(np.diff(wa, axis=1) < 0, axis=1)
-            codes[bad & (codes == 0)] = CODE["increasing_width"]
-    else:
-        wa, ga = w, g
+            bad = np.any(np.diff(wa[alive], axis=1) < 0, axis=1)
+            codes[alive[bad & (codes[alive] == 0)]] = CODE["increasing_width"]
     ok = codes == 0  # estimate only the candidates that met the constraints
     est = _scatter(anynet_estimate(net, strides, d[ok], wa[ok], m[ok], ga[ok]), ok)
 
@@ -403,10 +404,11 @@ def sample(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: need an integer >= 0, got {seed!r}")
     limits = check_bounds(bounds)
-    # Default budget: pycls' 1e6 attempts, more for large n; without an explicit budget the
-    # sampler also stops once 1e6 draws show the budget cannot be enough (see below).
+    # Default budget: at least pycls' 1e6 attempts, 1e5 per network (DDS' AnyNetX_E in
+    # 360-400 MF needs ~3e7 for 500), at most 1e8; without an explicit budget the sampler
+    # also stops once 1e6 draws show that the budget cannot be enough (see below).
     projected = max_draws is None
-    max_draws = int(max_draws) if max_draws is not None else max(EARLY, 20_000 * n)
+    max_draws = int(max_draws) if max_draws is not None else min(10**8, max(EARLY, 10**5 * n))
     if max_draws < 1:
         raise ValueError(f"max_draws: need >= 1, got {max_draws}")
     net = {

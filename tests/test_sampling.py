@@ -318,7 +318,7 @@ def test_default_budget_stops_early_when_hopeless():
     with pytest.raises(InfeasibleError, match="flops bound") as info:
         sample(get_space("ResNet"), 50, 0, bounds={"flops": (1e12, 2e12)})
     draws = int(str(info.value).split(" draws")[0].split(" in ")[-1])
-    assert 1_000_000 <= draws < 1_000_000 + 8192  # not the full 20,000 x n budget
+    assert 1_000_000 <= draws < 1_000_000 + 8192  # not the full 100,000 x n budget
 
 
 def test_networks_the_builder_refuses_are_rejected_not_raised():
