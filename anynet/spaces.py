@@ -262,6 +262,12 @@ class DesignSpace(_Data):
             v = getattr(self, field)
             if isinstance(v, tuple) and (regnet or len(v) != n):
                 raise ValueError(f"{field}: {len(v)} per-stage distributions for {n} stages")
+        flags = [c for c in self.constraints if isinstance(c, str)]
+        if regnet and flags:  # RegNet widths and depths are shared / increasing by design
+            raise ValueError(f"constraints: {flags[0]} is for anynet spaces; regnet spaces "
+                             "take only {'num_stages': k}")  # fmt: skip
+        if len(self.constraints) - len(flags) > 1:
+            raise ValueError("constraints: give {'num_stages': k} at most once")
         if regnet and self.rounding == "clamp":
             raise ValueError("rounding: regnet spaces use 'pycls' or 'torchvision'")
         if not regnet and self.group_width is not None and self.groups is not None:

@@ -177,6 +177,8 @@ def test_bad_overrides_name_the_field(patch, needle):
         ({"groups": {"choice": [1, 2]}}, "groups"),
         ({"strides": [2, 2, 2]}, "strides"),
         ({"constraints": [], "strides": [2, 2, 2, 2]}, "strides"),
+        ({"constraints": ["increasing_width", {"num_stages": 4}]}, "increasing_width"),
+        ({"constraints": [{"num_stages": 4}, {"num_stages": 3}]}, "at most once"),
     ],
 )
 def test_bad_regnet_overrides_name_the_field(patch, needle):
