@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anynet.complexity import complexity
-from anynet.regnet import adjust_widths_groups, regnet_spec
+from anynet.regnet import adjust_widths_groups, quantized_block_widths, regnet_spec
 from anynet.sampling import (
     BATCH,
     InfeasibleError,
@@ -22,6 +22,18 @@ from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 NAMES = list(PRESETS)
 FAST = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _net(space):
+    return {
+        "stem": space.stem,
+        "block": space.block,
+        "se_ratio": space.se_ratio,
+        "head_width": space.head_width,
+        "num_classes": space.num_classes,
+        "in_channels": space.in_channels,
+        "resolution": space.resolution,
+    }
 
 
 def _in(dist, x) -> bool:
@@ -159,18 +171,8 @@ def test_overridden_spaces_sample(name):
 def test_estimate_agrees_with_exact_complexity(name):
     # The vectorised estimate only prefilters, but it is held to the exact counter.
     space = _space(name)
-    rng = np.random.default_rng(3)
-    net = {
-        "stem": space.stem,
-        "block": space.block,
-        "se_ratio": space.se_ratio,
-        "head_width": space.head_width,
-        "num_classes": space.num_classes,
-        "in_channels": space.in_channels,
-        "resolution": space.resolution,
-    }
     make = _anynet_batch if space.kind == "anynet" else _regnet_batch
-    codes, est, build = make(space, rng, BATCH, net)
+    codes, est, build = make(space, np.random.default_rng(3), BATCH, _net(space))
     assert est is not None
     checked = 0
     for i in np.flatnonzero(codes == 0)[:150]:
@@ -193,10 +195,14 @@ def test_estimate_agrees_with_exact_complexity(name):
     rounding=st.sampled_from(["pycls", "torchvision"]),
 )
 def test_vectorised_group_rule_equals_regnet(w, m, g, rounding):
-    if rounding == "torchvision" and min(int(x * m) for x in w) < 1:
-        return  # the torchvision rule refuses an inner width of 0; the sampler rejects it
-    ws, gs = adjust_widths_groups(w, [m] * len(w), [g] * len(w), rounding)
     vw, vg, ok = group_rule(np.array(w), np.full(len(w), m), np.full(len(w), g), rounding)
+    if rounding == "torchvision" and min(int(x * m) for x in w) < 1:
+        # the torchvision rule refuses an inner width of 0; the sampler rejects the draw
+        with pytest.raises(ValueError, match="bottleneck_multiplier"):
+            adjust_widths_groups(w, [m] * len(w), [g] * len(w), rounding)
+        assert not ok.all()
+        return
+    ws, gs = adjust_widths_groups(w, [m] * len(w), [g] * len(w), rounding)
     assert ok.all() and vw.tolist() == ws and vg.tolist() == gs
 
 
@@ -207,8 +213,6 @@ def test_regnet_stage_count_check_matches_regnet_spec():
     codes4, _, _ = _regnet_batch(four, np.random.default_rng(5), 2000, _net(four))
     for i in range(300):
         spec, p = build(i)
-        from anynet.regnet import quantized_block_widths
-
         ws = quantized_block_widths(p["depth"], p["w0"], p["wa"], p["wm"])
         u = p["w0"] + p["wa"] * np.arange(p["depth"])
         max_s = int(np.round(np.log(u / p["w0"]) / np.log(p["wm"])).max())
@@ -216,18 +220,6 @@ def test_regnet_stage_count_check_matches_regnet_spec():
         assert (codes4[i] == 0) == ok
     # DDS §4 / REFERENCE §4: about 23% of pycls draws give exactly 4 stages
     assert 0.15 < np.mean(codes4 == 0) < 0.35
-
-
-def _net(space):
-    return {
-        "stem": space.stem,
-        "block": space.block,
-        "se_ratio": space.se_ratio,
-        "head_width": space.head_width,
-        "num_classes": space.num_classes,
-        "in_channels": space.in_channels,
-        "resolution": space.resolution,
-    }
 
 
 def test_infeasible_bounds_say_which_and_what_the_space_covers():
