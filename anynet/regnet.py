@@ -226,7 +226,16 @@ _FIT_INTERVAL_BUDGET = 1200  # at most this many interval samples in all
 _EPS = 1e-9
 
 
-def _best_wa(w0: int, wms: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, ...]:
+def _errors(levels: np.ndarray, obs: np.ndarray, runs: list) -> np.ndarray:
+    """|log(level / observed)| per (wm, block, level); 0 where a run allows that level."""
+    err = np.abs(np.log(levels[:, None, :] / obs[None, :, None]))  # (M, d, K+1)
+    for first, last, allowed in runs:
+        if allowed.size > 1:
+            err[:, first:last, :] *= ~np.isin(levels, allowed)[:, None, :]
+    return err
+
+
+def _best_wa(w0: int, wms: np.ndarray, obs: np.ndarray, runs: list) -> tuple[np.ndarray, ...]:
     """For each wm: the least e_fit over wa and its wa interval [lo, hi)."""
     d = obs.size
     lw = np.log(wms)
@@ -234,7 +243,7 @@ def _best_wa(w0: int, wms: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, ...
     ks = np.arange(k_max + 1, dtype=np.float64)
     levels = np.round(w0 * np.power(wms[:, None], ks[None, :]) / QUANTUM) * QUANTUM
     levels = np.maximum(levels, 1.0)  # a level of 0 can only be far from any width
-    err = np.abs(np.log(levels[:, None, :] / obs[None, :, None]))  # (M, d, K+1)
+    err = _errors(levels, obs, runs)
     e0 = err[:, :, 0].sum(axis=1)
     if d == 1:
         inf = np.full(wms.shape, np.inf)
@@ -281,17 +290,20 @@ def _level_intervals(w0: int, width: float, k_min: int) -> list[tuple[float, flo
     return out
 
 
-def _wm_candidates(w0: int, obs: np.ndarray) -> np.ndarray:
-    """wm grid ∪ samples of the wm intervals where every observed width is a level w0·wm^k."""
+def _wm_candidates(w0: int, runs: list) -> np.ndarray:
+    """wm grid ∪ samples of the wm intervals where every stage's width is a level w0·wm^k."""
     lo_wm, hi_wm = FIT_WM_RANGE
     parts = [np.geomspace(lo_wm, hi_wm, _FIT_GRID)]
-    widths = [float(w) for w in np.unique(obs) if w > w0]
-    # Stage i of a RegNet has exponent k >= i, so width number i needs k >= i (DDS §3.3).
-    feasible = _level_intervals(w0, widths[0], 1) if widths else []
-    for i, w in enumerate(widths[1:], start=2):
+    stages = [[float(c) for c in allowed if c > w0] for _, _, allowed in runs]
+    while stages and not stages[0]:
+        stages.pop(0)
+    # Stage i of a RegNet has exponent k >= i, so stage i's width needs k >= i (DDS §3.3).
+    feasible = [iv for c in stages[0] for iv in _level_intervals(w0, c, 1)] if stages else []
+    for i, cands in enumerate(stages[1:], start=2):
         nxt = [
             (max(a, c), min(b, e))
             for a, b in feasible
+            for w in cands
             for c, e in _level_intervals(w0, w, i)
             if max(a, c) < min(b, e)
         ]
@@ -306,15 +318,15 @@ def _wm_candidates(w0: int, obs: np.ndarray) -> np.ndarray:
     return wms[(wms > 1.0 + 1e-6) & (wms <= hi_wm)]
 
 
-def _fit_w0(w0: int, obs: np.ndarray) -> tuple[float, float, float]:
+def _fit_w0(w0: int, obs: np.ndarray, runs: list) -> tuple[float, float, float]:
     """Best (e_fit, wa, wm) for one w0: candidate wm, then two rounds of local refinement."""
-    wms = _wm_candidates(w0, obs)
-    e, lo, hi = _best_wa(w0, wms, obs)
+    wms = _wm_candidates(w0, runs)
+    e, lo, hi = _best_wa(w0, wms, obs, runs)
     for width in (0.01, 0.001):
         top = wms[np.argsort(e, kind="stable")[:4]]
         fine = np.unique(np.concatenate([m * (1 + np.linspace(-width, width, 41)) for m in top]))
         fine = fine[fine > 1.0 + 1e-6]
-        fe, flo, fhi = _best_wa(w0, fine, obs)
+        fe, flo, fhi = _best_wa(w0, fine, obs, runs)
         wms, e = np.concatenate([wms, fine]), np.concatenate([e, fe])
         lo, hi = np.concatenate([lo, flo]), np.concatenate([hi, fhi])
     # Among equally good wm prefer the one nearest the paper's typical 2.5 (DDS §4).
@@ -325,28 +337,51 @@ def _fit_w0(w0: int, obs: np.ndarray) -> tuple[float, float, float]:
     for p in (2, 3, 4):
         r = np.array([round(wm, p)])
         if r[0] > 1.0:
-            re, rlo, rhi = _best_wa(w0, r, obs)
+            re, rlo, rhi = _best_wa(w0, r, obs, runs)
             if re[0] <= e[i] + 1e-12:
                 return float(re[0]), _roundest(float(rlo[0]), float(rhi[0])), float(r[0])
     return float(e[i]), _roundest(float(lo[i]), float(hi[i])), wm
 
 
-def fit_regnet(block_widths: list[int]) -> tuple[int, float, float, float]:
-    """Nearest RegNet to per-block widths: (w0, wa, wm, e_fit) minimising e_fit (DDS §3.3)."""
+def fit_regnet(
+    block_widths: list[int], allowed: list[list[int]] | None = None
+) -> tuple[int, float, float, float]:
+    """Nearest RegNet to per-block widths: (w0, wa, wm, e_fit) minimising e_fit (DDS §3.3).
+
+    `allowed` (optional, per block): widths that count as exact for that block, e.g. every
+    width the group rule maps onto the observed one (used to recognise a RegNet after it).
+    """
     obs = np.asarray(list(block_widths), dtype=np.float64)
     if obs.size == 0:
         raise ValueError("block_widths: need at least one block")
     if not np.all(np.isfinite(obs)) or np.any(obs <= 0):
         raise ValueError("block_widths: every width must be a positive number")
+    if allowed is not None and len(allowed) != obs.size:
+        raise ValueError(f"allowed: need one set per block ({obs.size}), got {len(allowed)}")
+    sets = [
+        np.unique(np.asarray([w, *(allowed[j] if allowed else ())], dtype=np.float64))
+        for j, w in enumerate(obs)
+    ]
+    runs: list = []  # (first block, end block, allowed widths) per run of equal widths
+    for j, a in enumerate(sets):
+        if runs and obs[j] == obs[runs[-1][0]] and np.array_equal(a, runs[-1][2]):
+            runs[-1][1] = j + 1
+        else:
+            runs.append([j, j + 1, a])
     first = max(QUANTUM, int(round(obs[0] / QUANTUM)) * QUANTUM)
-    # w0 over multiples of 8 near the first width, nearest first; stop at an exact fit.
+    # w0 over the allowed first widths, then multiples of 8 near the first width, nearest
+    # first; stop at an exact fit.
     steps = [0, -1, 1, -2, 2, -3, 3]
-    w0s = [first + s * QUANTUM for s in steps if first + s * QUANTUM >= QUANTUM]
+    near = [first + s * QUANTUM for s in steps if first + s * QUANTUM >= QUANTUM]
+    exact = sorted((int(c) for c in sets[0] if c % QUANTUM == 0), key=lambda c: abs(c - obs[0]))
+    w0s = list(dict.fromkeys(exact + near))
     best: tuple[float, int, float, float] | None = None
     for w0 in w0s:
-        e, wa, wm = _fit_w0(w0, obs)
+        e, wa, wm = _fit_w0(w0, obs, runs)
         pred = np.asarray(quantized_block_widths(obs.size, w0, wa, wm), dtype=np.float64)
-        e = float(np.mean(np.abs(np.log(pred / obs))))  # report the real prediction's error
+        err = np.abs(np.log(pred / obs))  # report the real prediction's error
+        err[[p in a for p, a in zip(pred, sets, strict=True)]] = 0.0
+        e = float(np.mean(err))
         if best is None or e < best[0] - 1e-12:
             best = (e, w0, wa, wm)
         if best[0] == 0.0:

@@ -1,0 +1,203 @@
+"""Exports build the same network in their target (REFERENCE §3): built and compared here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from anynet.complexity import complexity
+from anynet.export import FORMATS, as_regnet, export, export_dict, spec_from_pycls
+from anynet.regnet import RegNetParams, regnet_spec
+from anynet.spec import NetSpec
+
+torch.set_num_threads(1)
+
+# (depth, w0, wa, wm, group_width, se_ratio): RegNetX-200MF/400MF, RegNetY-800MF, a 4-stage
+# RegNet whose rules agree, one with b = 0.5, and a small SE one.
+REGNETS = [
+    (13, 24, 36.44, 2.49, 8, 0.0),
+    (22, 24, 24.48, 2.54, 16, 0.0),
+    (14, 56, 38.84, 2.4, 16, 0.25),
+    (16, 48, 27.89, 2.09, 8, 0.25),
+    (18, 80, 34.01, 2.25, 24, 0.0),
+]
+ROUNDINGS = ("pycls", "torchvision")
+
+
+def _params(args, rounding, b=1.0) -> RegNetParams:
+    d, w0, wa, wm, g, se = args
+    return RegNetParams(
+        depth=d,
+        w0=w0,
+        wa=wa,
+        wm=wm,
+        group_width=g,
+        bottleneck_multiplier=b,
+        se_ratio=se,
+        rounding=rounding,
+    )
+
+
+def _run(text: str) -> dict:
+    """Execute an exported Python snippet; its namespace holds what the target built."""
+    ns: dict = {}
+    exec(compile(text, "<export>", "exec"), ns)
+    return ns
+
+
+def _n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("args", REGNETS)
+def test_torchvision_builds_the_same_network(args, rounding):
+    p = _params(args, rounding)
+    spec = p.spec(num_classes=100)
+    out = export_dict(p, "torchvision", num_classes=100)
+    assert out["same_network"] and out["rule"] == "torchvision"
+    ns = _run(export(p, "torchvision", num_classes=100))
+    bp = ns["block_params"]
+    assert list(bp.depths) == spec.stage_depths
+    assert list(bp.widths) == spec.stage_widths
+    assert list(bp.group_widths) == spec.group_widths
+    assert _n_params(ns["model"]) == complexity(spec)["params"]
+    if rounding == "torchvision":
+        assert "from_init_params" in out["config"] and out["rule_agrees"]
+
+
+def test_torchvision_says_when_its_rule_differs():
+    # RegNetX-400MF under pycls: torchvision's rule would widen the last stage 384 → 400.
+    p = _params(REGNETS[1], "pycls")
+    out = export_dict(p, "torchvision")
+    assert not out["rule_agrees"] and "block_params" in out["config"]
+    assert "[32, 64, 160, 400]" in out["note"] and "explicit BlockParams" in out["note"]
+    assert out["note"] in export(p, "torchvision")
+
+
+def test_torchvision_ours_built_equals_theirs():
+    from anynet.build import build
+
+    p = _params(REGNETS[2], "pycls")
+    spec = p.spec()
+    theirs = _run(export(p, "torchvision"))["model"]
+    assert _n_params(theirs) == _n_params(build(spec)) == complexity(spec)["params"]
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("args", REGNETS)
+def test_timm_builds_the_same_network(args, rounding):
+    p = _params(args, rounding)
+    spec = p.spec(num_classes=10)
+    out = export_dict(p, "timm", num_classes=10)
+    assert out["config"]["cfg"]["group_min_ratio"] == (0.0 if rounding == "pycls" else 0.9)
+    model = _run(export(p, "timm", num_classes=10))["model"]
+    stages = [getattr(model, f"s{i}") for i in range(1, 5)]
+    widths = [list(stage.children())[-1].conv3.conv.out_channels for stage in stages]
+    depths = [len(list(stage.children())) for stage in stages]
+    groups = [list(stage.children())[-1].conv2.conv.groups for stage in stages]
+    assert groups == [s.groups for s in spec.stages]
+    assert widths == spec.stage_widths and depths == spec.stage_depths
+    assert _n_params(model) == complexity(spec)["params"]
+
+
+def test_timm_bottleneck_multiplier_and_stem_width():
+    p = _params(REGNETS[3], "pycls", b=0.5)
+    spec = p.spec(stem_width=24)
+    model = _run(export(p, "timm", stem_width=24))["model"]
+    assert _n_params(model) == complexity(spec)["params"]
+
+
+def test_timm_refuses_other_than_four_stages():
+    for d in (6, 30):  # 3 and 5 stages
+        p = RegNetParams(depth=d, w0=24, wa=36.44, wm=2.49, group_width=8)
+        with pytest.raises(ValueError, match="exactly 4 stages"):
+            export(p, "timm")
+
+
+def test_timm_refuses_a_network_that_is_not_a_regnet():
+    spec = regnet_spec(13, 24, 36.44, 2.49, 8)
+    stages = [s.model_dump() for s in spec.stages]
+    stages[2]["depth"] = 1  # widths 24, 56, 152, 368·7: no (w0, wa, wm) gives this
+    odd = NetSpec.from_dict(spec.to_dict() | {"stages": stages})
+    with pytest.raises(ValueError, match="timm builds only RegNets"):
+        export(odd, "timm")
+
+
+def test_netspec_of_a_regnet_is_recognised():
+    for rounding in ROUNDINGS:
+        spec = regnet_spec(22, 24, 24.48, 2.54, 16, rounding=rounding)
+        p = as_regnet(spec, rounding)
+        assert p is not None and p.spec() == spec
+        model = _run(export(spec, "timm"))["model"]
+        assert _n_params(model) == complexity(spec)["params"]
+    tv = regnet_spec(22, 24, 24.48, 2.54, 16, rounding="torchvision")
+    assert "from_init_params" in export_dict(tv, "torchvision")["config"]
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("args", REGNETS)
+def test_pycls_yaml_reads_back_to_the_same_spec(args, rounding):
+    p = _params(args, rounding)
+    spec = p.spec(num_classes=10, resolution=64)
+    text = export(p, "pycls", num_classes=10, resolution=64)
+    assert spec_from_pycls(text) == spec
+    kind = export_dict(p, "pycls", num_classes=10, resolution=64)["config"]["MODEL"]["TYPE"]
+    # A torchvision-rounded RegNet that the pycls rule would change is written as ANYNET.
+    if rounding == "pycls" or p.model_copy(update={"rounding": "pycls"}).spec() == p.spec():
+        assert kind == "regnet"
+    else:
+        assert kind == "anynet"
+
+
+def test_pycls_anynet_of_a_cifar_resnet():
+    stages = [{"depth": 9, "width": w, "stride": s} for w, s in ((16, 1), (32, 2), (64, 2))]
+    spec = NetSpec.from_dict(
+        {"stem": {"type": "cifar", "width": 16}, "block": "res_basic", "stages": stages}
+    )
+    out = export_dict(spec, "pycls")
+    assert out["config"]["ANYNET"]["BLOCK_TYPE"] == "res_basic_block"
+    assert out["config"]["ANYNET"]["STEM_TYPE"] == "res_stem_cifar"
+    assert spec_from_pycls(export(spec, "pycls")) == spec
+    with pytest.raises(ValueError, match="^block: torchvision"):
+        export(spec, "torchvision")
+    with pytest.raises(ValueError, match="^block: timm"):
+        export(spec, "timm")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_refusals_name_the_reason(fmt):
+    convnext = NetSpec.from_dict(
+        {
+            "stem": {"type": "convnext", "width": 32},
+            "block": "convnext",
+            "stages": [{"depth": 1, "width": 32, "stride": 2}] * 4,
+        }
+    )
+    if fmt == "json":
+        assert NetSpec.from_dict(json.loads(export(convnext, fmt))["spec"]) == convnext
+        return
+    with pytest.raises(ValueError, match="convnext"):
+        export(convnext, fmt)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_json_round_trip(rounding):
+    p = _params(REGNETS[2], rounding)
+    data = json.loads(export(p, "json", num_classes=10))
+    spec = NetSpec.from_dict(data["spec"])
+    assert spec == p.spec(num_classes=10)
+    assert RegNetParams(**data["regnet"]) == p and data["rule"] == rounding
+    assert RegNetParams(**data["regnet"]).spec(num_classes=10) == spec
+
+
+def test_bad_format_and_options():
+    p = _params(REGNETS[0], "pycls")
+    with pytest.raises(ValueError, match="^format: "):
+        export(p, "onnx")
+    with pytest.raises(ValueError, match="^depth_multiplier: "):
+        export(p, "json", depth_multiplier=2)
+    with pytest.raises(ValueError, match="^num_classes: a NetSpec export"):
+        export(p.spec(), "json", num_classes=10)
