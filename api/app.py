@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import DEFAULT_MAX_BODY, SpecLimits, error_items
-from api.routes import health, pages, studies
+from api.routes import exports, health, pages, studies
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -163,6 +163,7 @@ def create_app(
     _install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(studies.router)
+    app.include_router(exports.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _offline_openapi(app)

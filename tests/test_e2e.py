@@ -183,12 +183,14 @@ def test_serve_sqlite_end_to_end(tmp_path, processes):
     assert status == 200, export
     from torchvision.models.regnet import BlockParams, RegNet
 
-    args = export["structured"]
-    model = RegNet(
-        BlockParams.from_init_params(**args["block_params"]), num_classes=args["num_classes"]
-    )
+    config = export["structured"]["config"]
+    if "from_init_params" in config:
+        block_params = BlockParams.from_init_params(**config["from_init_params"])
+    else:
+        block_params = BlockParams(**config["block_params"])
+    model = RegNet(block_params, num_classes=config["num_classes"], stem_width=config["stem_width"])
     built = sum(p.numel() for p in model.parameters())
-    assert built == args["params"], (built, args["params"])
+    assert built == export["complexity"]["params"], (built, export["complexity"])
     assert export["recipe"]["epochs"] == 100 and export["recipe"]["warmup_epochs"] == 5
 
 

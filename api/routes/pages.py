@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, HTMLResponse
 
 from api.deps import get_store
-from api.routes.studies import study_or_404
+from api.routes.studies import StudyId, study_or_404
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,7 +48,7 @@ def index_page():
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
-def study_page(study_id: int, store=Depends(get_store)):
+def study_page(study_id: StudyId, store=Depends(get_store)):
     """The live page of one study (404 for an unknown id)."""
     study_or_404(store, study_id)
     return _page("study.html")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -25,7 +25,8 @@ from api.deps import (
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
 Normalize = Literal["none", "flops", "params", "acts"]
-ExportFormat = Literal["pycls", "timm", "torchvision", "json"]
+# ids are database integers: bounded here so an absurd id is a 422, not a driver overflow
+StudyId = Annotated[int, Path(ge=1, le=2_147_483_647, description="study id")]
 
 
 class StudyCreated(BaseModel):
@@ -51,6 +52,9 @@ class StudyDetail(StudySummary):
 
     spec: dict[str, Any]
     progress: Any = Field(description="per space and fidelity level: waiting, running, done, …")
+    sampling: dict[str, Any] = Field(
+        default_factory=dict, description="per space: rejection-sampler draws and acceptance"
+    )
     version: str
 
 
@@ -62,18 +66,6 @@ class TrialsPage(BaseModel):
     offset: int
     limit: int
     trials: list[dict[str, Any]]
-
-
-class ExportOut(BaseModel):
-    """A network ready for a full run in another code base."""
-
-    study_id: int
-    space: str
-    format: ExportFormat
-    source: str = Field(description="fitted RegNet of the winners, or the best trial")
-    text: str = Field(description="the export itself (YAML, Python or JSON text)")
-    structured: dict[str, Any] | None = None
-    recipe: dict[str, Any] = Field(description="training recipe of the full run (DDS §5)")
 
 
 ERRORS = {
@@ -159,13 +151,14 @@ def list_studies(store=Depends(get_store)):
 
 
 @router.get("/{study_id}", response_model=StudyDetail, responses=ERRORS)
-def show_study(study_id: int, store=Depends(get_store)):
+def show_study(study_id: StudyId, store=Depends(get_store)):
     """One study with its progress per space and fidelity level."""
     study = study_or_404(store, study_id)
     return {
         **_summary(study),
         "spec": study.spec.model_dump(mode="json"),
         "progress": store.progress(study_id),
+        "sampling": getattr(study, "sampling", None) or {},
         "version": str(store.version(study_id)),
     }
 
@@ -176,7 +169,7 @@ def show_study(study_id: int, store=Depends(get_store)):
     dependencies=[Depends(require_token)],
     responses={**ERRORS, **MUTATING},
 )
-def cancel_study(study_id: int, store=Depends(get_store)):
+def cancel_study(study_id: StudyId, store=Depends(get_store)):
     """Cancel a study: waiting trials are dropped, running ones stop at their next epoch."""
     study_or_404(store, study_id)
     store.cancel_study(study_id)
@@ -189,7 +182,7 @@ def cancel_study(study_id: int, store=Depends(get_store)):
     responses={**ERRORS, 200: {"content": {"text/csv": {}}}},
 )
 def list_trials(
-    study_id: int,
+    study_id: StudyId,
     offset: int = Query(0, ge=0, le=10_000_000),
     limit: int = Query(100, ge=1, le=1000),
     format: Literal["json", "csv"] = "json",
@@ -199,7 +192,8 @@ def list_trials(
     study_or_404(store, study_id)
     if format == "csv":
         frame = store.trial_frame(study_id).iloc[offset : offset + limit].copy()
-        for column in frame.select_dtypes(include="object").columns:  # nested specs as JSON
+        nested = frame.map(lambda v: isinstance(v, dict | list))
+        for column in frame.columns[nested.any()]:  # nested specs as JSON, not Python repr
             frame[column] = [
                 json.dumps(v) if isinstance(v, dict | list) else v for v in frame[column]
             ]
@@ -216,7 +210,7 @@ def list_trials(
 
 @router.get("/{study_id}/edf", responses={**ERRORS, 304: {"description": "unchanged"}})
 def study_edf(
-    study_id: int,
+    study_id: StudyId,
     request: Request,
     fidelity: int | None = Query(None, ge=1, le=100_000, description="epochs; None = lowest"),
     normalize: Normalize = "none",

@@ -32,6 +32,7 @@ async function refresh() {
 }
 
 document.getElementById("spec").value = EXAMPLE;
+document.querySelectorAll(".origin").forEach((e) => { e.textContent = location.origin; });
 document.getElementById("create").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const msg = document.getElementById("msg");

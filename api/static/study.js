@@ -2,7 +2,10 @@
 // changed) every second and the progress every two, and redraws only what changed.
 "use strict";
 const STUDY = Number(location.pathname.split("/").filter(Boolean).pop());
-const state = { fidelity: null, normalize: "none", etag: null, results: null, study: null };
+const state = { fidelity: null, normalize: "none", etag: null, results: null, study: null,
+  bands: false, shown: null };
+// Error-vs-parameter plots drawn at once: SVG scatter (WebGL contexts run out past ~16 plots).
+const DEFAULT_PARAMS = ["flops", "params", "acts", "depth", "p_bot_mul", "p_g", "p_wm", "p_w0", "p_wa"];
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
   "#db2777", "#4b5563", "#65a30d", "#7c3aed", "#0d9488"];
 const PLOT_CFG = { displaylogo: false, responsive: true,
@@ -21,6 +24,7 @@ function fmt(v, digits = 4) {
   return Math.abs(v) >= 1000 ? v.toExponential(3) : v.toFixed(digits);
 }
 function pct(v) { return v === null || v === undefined ? "–" : `${(100 * v).toFixed(2)}%`; }
+function rgba(hex, a) { const n = parseInt(hex.slice(1), 16); return `rgba(${n >> 16},${(n >> 8) & 255},${n & 255},${a})`; }
 function colorOf(name) { const i = state.spaceOrder.indexOf(name); return COLORS[(i < 0 ? 0 : i) % COLORS.length]; }
 state.spaceOrder = [];
 
@@ -110,9 +114,9 @@ function renderEdf(r) {
     const x = edf.x || s.x || [], y = edf.y || edf.F || s.F || [];
     const color = colorOf(s.name);
     const band = s.band || edf.band;
-    if (band && band.lo && band.hi && x.length) {
-      traces.push({ x, y: band.lo, mode: "lines", line: { width: 0, shape: "hv", color }, hoverinfo: "skip", showlegend: false, meta: "band" });
-      traces.push({ x, y: band.hi, mode: "lines", line: { width: 0, shape: "hv", color }, fill: "tonexty", opacity: 0.15, hoverinfo: "skip", showlegend: false, meta: "band" });
+    if (state.bands && band && band.lo && band.hi && x.length) {
+      traces.push({ x, y: band.lo, mode: "lines", line: { width: 0, shape: "hv" }, hoverinfo: "skip", showlegend: false, meta: "band" });
+      traces.push({ x, y: band.hi, mode: "lines", line: { width: 0, shape: "hv" }, fill: "tonexty", fillcolor: rgba(color, 0.1), hoverinfo: "skip", showlegend: false, meta: "band" });
     }
     traces.push({ x, y, mode: "lines+markers", marker: { size: 4 }, line: { shape: "hv", color, width: 2 },
       name: `${s.name} (n=${s.n}, min ${pct(s.min)}, mean ${pct(s.mean)})`, meta: "edf" });
@@ -128,9 +132,13 @@ function renderEdf(r) {
   body.replaceChildren(...spaces.map((s) => {
     const tr = el("tr"); const sw = el("td", `■ ${s.name}`); sw.style.color = colorOf(s.name);
     tr.append(sw, el("td", fmt(s.n)), el("td", pct(s.min)), el("td", pct(s.mean)),
-      el("td", s.acceptance === undefined ? "–" : pct(s.acceptance)));
+      el("td", acceptanceOf(s.name)));
     return tr;
   }));
+}
+function acceptanceOf(name) {
+  const rec = state.study && state.study.sampling && state.study.sampling[name];
+  return rec && rec.acceptance !== undefined ? `${pct(rec.acceptance)} of ${fmt(rec.draws)} draws` : "–";
 }
 function renderKs(r) {
   const rows = r.ks || [];
@@ -142,28 +150,41 @@ function renderKs(r) {
   }));
 }
 function renderParams(r) {
-  const params = r.params || r.parameters || {};
-  const box = document.getElementById("params");
+  const params = r.params || {};
   const names = Object.keys(params);
-  for (const child of [...box.children]) if (!names.includes(child.dataset.param)) child.remove();
-  for (const p of names) {
+  if (state.shown === null && names.length) state.shown = names.filter((p) => DEFAULT_PARAMS.includes(p)).slice(0, 6);
+  const chips = document.getElementById("param-chips");
+  if (chips.dataset.names !== names.join("|")) {
+    chips.dataset.names = names.join("|");
+    chips.replaceChildren(...names.map((p) => {
+      const b = el("button", p); b.dataset.v = p; b.className = state.shown.includes(p) ? "on" : "";
+      b.addEventListener("click", () => {
+        state.shown = state.shown.includes(p) ? state.shown.filter((x) => x !== p) : [...state.shown, p];
+        b.classList.toggle("on"); renderParams(state.results);
+      });
+      return b;
+    }));
+  }
+  const box = document.getElementById("params");
+  const shown = (state.shown || []).filter((p) => p in params);
+  for (const child of [...box.children]) if (!shown.includes(child.dataset.param)) { Plotly.purge(child); child.remove(); }
+  for (const p of shown) {
     let div = box.querySelector(`[data-param="${CSS.escape(p)}"]`);
     if (!div) { div = el("div", null, "small-plot"); div.dataset.param = p; box.append(div); }
     const traces = [], shapes = [];
-    const bySpace = params[p].spaces || params[p];
-    for (const [space, d] of Object.entries(bySpace)) {
+    for (const [space, d] of Object.entries(params[p].spaces || {})) {
       const color = colorOf(space);
-      traces.push({ x: d.x, y: d.error || d.y, mode: "markers", type: "scattergl", name: space,
-        marker: { size: 5, color, opacity: 0.6 } });
-      const best = d.best || d.best_range;
-      if (best && best.lo !== undefined && best.lo !== null) {
-        shapes.push({ type: "rect", xref: "x", yref: "paper", x0: best.lo, x1: best.hi, y0: 0, y1: 1, fillcolor: color, opacity: 0.12, line: { width: 0 } });
-        if (best.median !== undefined) shapes.push({ type: "line", xref: "x", yref: "paper", x0: best.median, x1: best.median, y0: 0, y1: 1, line: { color, width: 1, dash: "dot" } });
+      traces.push({ x: d.x, y: d.error, mode: "markers", type: "scatter", name: space,
+        marker: { size: 5, color, opacity: 0.6 }, meta: "param" });
+      const best = d.best;
+      if (best && best.lo !== null && best.lo !== undefined) {
+        shapes.push({ type: "rect", xref: "x", yref: "paper", x0: best.lo, x1: best.hi, y0: 0, y1: 1, fillcolor: rgba(color, 0.12), line: { width: 0 } });
+        if (best.median !== null && best.median !== undefined) shapes.push({ type: "line", xref: "x", yref: "paper", x0: best.median, x1: best.median, y0: 0, y1: 1, line: { color, width: 1.5, dash: "dot" } });
       }
     }
     Plotly.react(div, traces, {
-      margin: { t: 28, r: 10, b: 40, l: 50 }, title: { text: p, font: { size: 13 } }, shapes,
-      xaxis: { type: params[p].log ? "log" : "linear", title: { text: p } }, yaxis: { title: { text: "error" }, tickformat: ".0%" },
+      margin: { t: 28, r: 10, b: 40, l: 50 }, title: { text: p.replace(/^p_/, ""), font: { size: 13 } }, shapes,
+      xaxis: { type: params[p].log ? "log" : "linear" }, yaxis: { title: { text: "error" }, tickformat: ".0%" },
       showlegend: false, uirevision: p,
     }, PLOT_CFG);
   }
@@ -181,7 +202,7 @@ function renderRank(r) {
 }
 function renderFit(r) {
   const box = document.getElementById("fit");
-  const fits = r.fit || r.fits || r.regnet || {};
+  const fits = r.regnet || {};
   const entries = Object.entries(fits).filter(([, v]) => v && typeof v === "object");
   if (!entries.length) box.replaceChildren(el("p", "No fit yet (needs finished trials).", "muted"));
   else {
@@ -190,15 +211,23 @@ function renderFit(r) {
     for (const [s, v] of entries) { const tr = el("tr"); tr.append(el("td", s)); keys.forEach((k) => tr.append(el("td", fmt(v[k], 3)))); t.append(tr); }
     box.replaceChildren(t);
   }
-  const sug = r.suggestions || r.refinement || [];
-  const list = Array.isArray(sug) ? sug : Object.entries(sug).flatMap(([s, v]) => (Array.isArray(v) ? v : [v]).map((x) => ({ space: s, ...(typeof x === "object" ? x : { text: x }) })));
-  document.getElementById("suggestions").replaceChildren(...list.map((x) => el("li", typeof x === "string" ? x : (x.text || x.message || JSON.stringify(x)))));
+  const list = (r.refinement || []).map((x) => (typeof x === "string" ? { text: x } : x));
+  const judged = list.filter((x) => x.evidence && x.evidence !== "none");
+  const rest = list.filter((x) => !(x.evidence && x.evidence !== "none"));
+  const ul = document.getElementById("suggestions");
+  ul.replaceChildren(...judged.map((x) => el("li", x.text || JSON.stringify(x))));
+  const more = document.getElementById("more-suggestions");
+  more.hidden = rest.length === 0;
+  more.querySelector("summary").textContent = `${rest.length} more (too little evidence to judge)`;
+  more.querySelector("ul").replaceChildren(...rest.map((x) => el("li", x.text || JSON.stringify(x))));
 }
 function render(r) {
   state.results = r;
   for (const s of spacesOf(r)) if (!state.spaceOrder.includes(s.name)) state.spaceOrder.push(s.name);
   renderEdf(r); renderKs(r); renderParams(r); renderRank(r); renderFit(r);
-  document.getElementById("note").textContent = r.note || "";
+  const notes = [...(r.warnings || [])];
+  if (r.bins) notes.unshift(`${r.bins} equal ${r.normalize} bins`);
+  document.getElementById("note").textContent = notes.join(" · ");
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   document.body.dataset.rendered = `${state.fidelity}|${state.normalize}|${state.etag}`;
 }
@@ -223,6 +252,7 @@ async function pollStudy() {
     if (res.ok) { state.study = await res.json(); state.spaceOrder = [...state.study.spaces]; renderProgress(state.study); }
   } catch (e) { /* the next poll retries */ }
 }
+document.getElementById("bands").addEventListener("change", (ev) => { state.bands = ev.target.checked; if (state.results) renderEdf(state.results); });
 document.getElementById("fidelity").addEventListener("change", (ev) => { state.fidelity = Number(ev.target.value); state.etag = null; pollResults(); });
 document.querySelectorAll("#normalize button").forEach((b) => b.addEventListener("click", () => {
   state.normalize = b.dataset.v; state.etag = null;

@@ -1,0 +1,240 @@
+"""The HTTP API in-process: routes, error bodies, ETags, limits, token, body size, pages."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.deps import SpecLimits
+from search.store import Store
+
+SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
+SPEC = {
+    "name": "api test",
+    "dataset": {"name": "synthetic", "resolution": 8, "num_classes": 4, "train_size": 128},
+    "spaces": [{"preset": "AnyNetX_A", **SPACE}, {"preset": "AnyNetX_E", **SPACE}],
+    "samples": 5,
+    "fidelities": [1, 2],
+}
+
+
+def finish_all(store: Store, error=lambda claim: 0.1 + 0.01 * claim.sample, limit=None) -> int:
+    """Finish waiting trials through the worker's Store API, without training."""
+    n = 0
+    while limit is None or n < limit:
+        claim = store.claim("test-filler")
+        if claim is None:
+            return n
+        result = SimpleNamespace(
+            status="done", val_error=error(claim), test_error=None, seconds=1.0,
+            images_per_s=1.0, message="",
+        )  # fmt: skip
+        assert store.finish(claim, result)
+        n += 1
+    return n
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'api.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(store):
+    with TestClient(create_app(store=store)) as c:
+        yield c
+
+
+def created(client, spec=SPEC, **kw) -> int:
+    r = client.post("/api/studies", json=spec, **kw)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def test_create_list_show_cancel(client):
+    sid = created(client)
+    r = client.post(
+        "/api/studies",
+        content=yaml.safe_dump({**SPEC, "name": "from yaml"}),
+        headers={"Content-Type": "application/x-yaml"},
+    )
+    assert r.status_code == 201, r.text
+    listing = client.get("/api/studies").json()
+    assert [s["name"] for s in listing] == ["from yaml", "api test"]
+    assert listing[1]["spaces"] == ["AnyNetX_A", "AnyNetX_E"] and listing[1]["fidelities"] == [1, 2]
+    detail = client.get(f"/api/studies/{sid}").json()
+    assert detail["spec"]["samples"] == 5
+    level0 = [row for row in detail["progress"]["spaces"]["AnyNetX_A"] if row["level"] == 0][0]
+    assert level0["waiting"] == 5 and level0["done"] == 0
+    r = client.post(f"/api/studies/{sid}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+
+
+def test_unknown_ids_are_404_with_a_reason(client):
+    for method, path in [
+        ("get", "/api/studies/77"),
+        ("post", "/api/studies/77/cancel"),
+        ("get", "/api/studies/77/trials"),
+        ("get", "/api/studies/77/edf"),
+        ("get", "/api/studies/77/export"),
+        ("get", "/studies/77"),
+    ]:
+        r = getattr(client, method)(path)
+        assert r.status_code == 404, (path, r.text)
+        assert "77" in r.json()["detail"]
+
+
+def test_bad_input_names_the_field(client):
+    r = client.post("/api/studies", json={**SPEC, "samples": 0})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "samples"
+    r = client.post("/api/studies", json={**SPEC, "bogus": 1})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "bogus"
+    r = client.post(
+        "/api/studies", content="{not json", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 422 and "invalid JSON" in r.json()["detail"]
+    r = client.post("/api/studies", content="[1, 2]", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "mapping" in r.json()["detail"]
+    r = client.post("/api/studies", content="name: x", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and r.json()["errors"][0]["field"] == "content-type"
+    sid = created(client)
+    r = client.get(f"/api/studies/{sid}/edf?normalize=volume")
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "normalize"
+    r = client.get(f"/api/studies/{sid}/trials?limit=0")
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "limit"
+    r = client.get(f"/api/studies/{sid}/edf?fidelity=7")
+    assert r.status_code == 422 and "fidelity" in r.json()["detail"]
+
+
+def test_yaml_is_data_only(client, tmp_path):
+    marker = tmp_path / "executed"
+    evil = f"!!python/object/apply:os.system ['touch {marker}']\n"
+    r = client.post("/api/studies", content=evil, headers={"Content-Type": "application/x-yaml"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body"
+    assert not marker.exists()
+
+
+def test_trials_pages_and_csv(client, store):
+    sid = created(client)
+    finish_all(store, limit=3)
+    page = client.get(f"/api/studies/{sid}/trials?offset=2&limit=4").json()
+    assert page["total"] == 10 and page["offset"] == 2 and len(page["trials"]) == 4
+    all_ids = [t["trial_id"] for t in client.get(f"/api/studies/{sid}/trials").json()["trials"]]
+    assert [t["trial_id"] for t in page["trials"]] == all_ids[2:6]
+    r = client.get(f"/api/studies/{sid}/trials?format=csv&limit=1000")
+    assert r.headers["content-type"].startswith("text/csv")
+    lines = r.text.strip().splitlines()
+    assert len(lines) == 11 and lines[0].startswith("trial_id,space")
+    assert sum(",done," in line for line in lines) == 3
+
+
+def test_edf_results_and_etag(client, store):
+    sid = created(client)
+    r = client.get(f"/api/studies/{sid}/edf")
+    assert r.status_code == 200 and r.json()["spaces"]["AnyNetX_A"]["n"] == 0
+    etag = r.headers["etag"]
+    assert client.get(f"/api/studies/{sid}/edf", headers={"If-None-Match": etag}).status_code == 304
+    # level 0 (10), then the best third of each space promoted to level 1 (2 + 2)
+    assert finish_all(store) == 14
+    r = client.get(f"/api/studies/{sid}/edf", headers={"If-None-Match": etag})
+    assert r.status_code == 200 and r.headers["etag"] != etag
+    spaces = r.json()["spaces"]
+    assert spaces["AnyNetX_A"]["n"] == 5
+    assert spaces["AnyNetX_A"]["min"] == pytest.approx(0.1)
+    assert spaces["AnyNetX_A"]["mean"] == pytest.approx(0.12)
+    assert spaces["AnyNetX_A"]["edf"]["y"][-1] == pytest.approx(1.0)
+    flops = client.get(f"/api/studies/{sid}/edf?normalize=flops&fidelity=1")
+    assert flops.status_code == 200 and flops.json()["normalize"] == "flops"
+    assert flops.headers["etag"] != r.headers["etag"]
+    json.dumps(flops.json(), allow_nan=False)  # browsers refuse NaN in JSON
+
+
+def test_token_guards_mutations(store):
+    with TestClient(create_app(store=store, token="s3cret")) as c:
+        assert c.post("/api/studies", json=SPEC).status_code == 401
+        bad = {"Authorization": "Bearer nope"}
+        assert c.post("/api/studies", json=SPEC, headers=bad).status_code == 401
+        good = {"Authorization": "Bearer s3cret"}
+        sid = created(c, headers=good)
+        assert c.post(f"/api/studies/{sid}/cancel").status_code == 401
+        assert c.post(f"/api/studies/{sid}/cancel", headers=good).status_code == 200
+        assert c.get(f"/api/studies/{sid}").status_code == 200  # reads stay open
+        assert c.get("/healthz").status_code == 200
+
+
+def test_body_size_limit(store):
+    with TestClient(create_app(store=store, max_body=2048)) as c:
+        big = {**SPEC, "name": "x" * 4000}
+        r = c.post("/api/studies", json=big)
+        assert r.status_code == 413 and r.json()["errors"][0]["field"] == "body"
+
+        def chunks():  # no Content-Length: the streamed bytes are counted
+            for _ in range(8):
+                yield b" " * 1024
+
+        r = c.post("/api/studies", content=chunks(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413
+        assert c.get("/api/studies").json() == []
+
+
+def test_spec_limits_and_data_dirs(store, tmp_path):
+    data = tmp_path / "data"
+    (data / "cifar").mkdir(parents=True)
+    limits = SpecLimits(max_samples=4, max_epochs=3, max_spaces=1, data_dirs=(str(data),))
+    with TestClient(create_app(store=store, limits=limits)) as c:
+        one = {**SPEC, "spaces": SPEC["spaces"][:1], "samples": 4, "fidelities": [1, 3]}
+        cases = [
+            ({**one, "samples": 5}, "samples"),
+            ({**SPEC, "samples": 4, "fidelities": [1]}, "spaces"),
+            ({**one, "fidelities": [1, 4]}, "fidelities.1"),
+            (
+                {**one, "dataset": {"name": "cifar10", "root": str(data / ".." / "x")}},
+                "dataset.root",
+            ),
+            ({**one, "dataset": {"name": "cifar10", "root": "/etc"}}, "dataset.root"),
+        ]
+        for spec, field in cases:
+            r = c.post("/api/studies", json=spec)
+            assert r.status_code == 422, (field, r.text)
+            assert r.json()["errors"][0]["field"] == field
+        inside = {**one, "dataset": {"name": "cifar10", "root": str(data / "cifar")}}
+        assert c.post("/api/studies", json=inside).status_code == 201
+    with TestClient(create_app(store=store)) as c:  # default: no dataset roots at all
+        r = c.post("/api/studies", json={**SPEC, "dataset": {"name": "cifar10", "root": "/tmp"}})
+        assert r.status_code == 422 and "DSE_DATA_DIRS" in r.json()["detail"]
+
+
+def test_limits_from_env():
+    env = {"DSE_MAX_SAMPLES": "9", "DSE_DATA_DIRS": "/a:/b"}
+    limits = SpecLimits.from_env(env)
+    assert limits.max_samples == 9 and limits.data_dirs == ("/a", "/b")
+    assert limits.max_epochs == SpecLimits().max_epochs
+    with pytest.raises(ValueError, match="DSE_MAX_EPOCHS"):
+        SpecLimits.from_env({"DSE_MAX_EPOCHS": "lots"})
+
+
+def test_pages_work_offline(client):
+    sid = created(client)
+    for path in ("/", f"/studies/{sid}", "/docs"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert not re.search(r"(src|href)=[\"']?(https?:)?//", r.text), path  # no CDN
+    page = client.get(f"/studies/{sid}").text
+    assert '<script src="/vendor/plotly.min.js">' in page
+    js = client.get("/vendor/plotly.min.js")
+    assert js.status_code == 200 and len(js.content) > 1_000_000 and b"plotly" in js.content[:2000]
+    for asset in ("study.js", "index.js", "docs.js", "dse.css"):
+        assert client.get(f"/static/{asset}").status_code == 200
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/api/studies"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"]["$ref"] == "#/components/schemas/StudySpec"
+    assert "StudySpec" in schema["components"]["schemas"]
+    assert client.get("/healthz").json()["status"] == "ok"

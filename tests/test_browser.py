@@ -1,0 +1,184 @@
+"""A real browser (Debian's chromium via Playwright) on the study page: plots, toggles, screenshot.
+
+The study's trials are finished through the Store's worker API with errors drawn from a
+seeded model (no training), so the page has a known number of points to find.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from api.app import create_app
+from search.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SPACE = {"stem": {"type": "cifar", "width": 16}, "stages": 3, "depth": [1, 3], "width": [8, 64]}
+SPEC = {
+    "name": "browser test: AnyNetX A/C/E (seeded synthetic errors, no training)",
+    "dataset": {"name": "digits", "resolution": 16},
+    "spaces": [{"preset": f"AnyNetX_{x}", **SPACE} for x in "ACE"],
+    "samples": 40,
+    "complexity": {"flops": [300_000, 1_500_000]},  # overlapping ranges: flops bins fill
+    "fidelities": [1, 3],
+    "seed": 3,
+}
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+
+def modelled_error(claim, rng: random.Random) -> float:
+    """Error falls with log of total width x depth, E beats C beats A, longer training helps (seeded noise)."""
+    size = sum(s["width"] * s["depth"] for s in claim.net["stages"])
+    offset = {"AnyNetX_A": 0.06, "AnyNetX_C": 0.04, "AnyNetX_E": 0.0}[claim.space]
+    err = 0.55 - 0.07 * math.log(size) + offset - 0.04 * claim.level + rng.gauss(0, 0.025)
+    return min(0.95, max(0.02, err))
+
+
+def fill(store: Store) -> tuple[int, int]:
+    """Create the study and finish every trial at every level; (study id, level-0 trials)."""
+    study_id = store.create_study(SPEC)
+    rng = random.Random(0)
+    while (claim := store.claim("browser-test")) is not None:
+        result = SimpleNamespace(
+            status="done", val_error=modelled_error(claim, rng), test_error=None,
+            seconds=1.0, images_per_s=1.0, message="",
+        )  # fmt: skip
+        store.finish(claim, result)
+    return study_id, store.count(study_id, level=0, status="done")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """uvicorn in a thread on a free loopback port: (base URL, store)."""
+    import uvicorn
+
+    store = Store(f"sqlite:///{tmp_path / 'browser.db'}")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(create_app(store=store), log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", store
+    srv.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+    store.close()
+
+
+def launch(playwright):
+    """Debian's chromium; a missing browser FAILS the test with the way to install it."""
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.fail(f"{CHROMIUM} not found: run `make browser` (apt-get install chromium)")
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+        headless=True,
+        args=CHROMIUM_ARGS,
+    )
+
+
+POINTS = """() => {
+  const g = document.getElementById('edf');
+  return (g.data || []).filter(t => t.meta === 'edf').reduce((n, t) => n + t.x.length, 0);
+}"""
+LAST_F = """() => document.getElementById('edf').data.filter(t => t.meta === 'edf')
+  .map(t => t.y.slice(0, 3))"""
+
+
+def test_study_page_in_chromium(server):
+    from playwright.sync_api import sync_playwright
+
+    url, store = server
+    study_id, level0 = fill(store)
+    assert level0 == 3 * 40
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
+            page.wait_for_function(f"({POINTS})() === {level0}", timeout=30_000)
+            assert page.locator("#legend tbody tr").count() == 3
+            assert page.locator("#ks tbody tr").count() == 3  # A-C, A-E, C-E
+            assert page.locator("#progress .progress-row").count() == 3
+            scatter = page.evaluate(
+                "() => [...document.querySelectorAll('#params [data-param]')].length"
+            )
+            assert scatter >= 1
+            plain = page.evaluate(LAST_F)
+
+            page.click("#normalize button[data-v=flops]")
+            page.wait_for_function(
+                "() => (document.body.dataset.rendered || '').includes('|flops|')", timeout=15_000
+            )
+            title = page.evaluate("() => document.getElementById('edf').layout.title.text")
+            assert "flops" in title
+            assert page.evaluate(POINTS) == level0
+            assert page.evaluate(LAST_F) != plain  # weights changed the curves
+
+            page.select_option("#fidelity", "3")
+            page.wait_for_function(
+                "() => (document.body.dataset.rendered || '').startsWith('3|')", timeout=15_000
+            )
+            page.select_option("#fidelity", "1")
+            page.click("#normalize button[data-v=none]")
+            page.wait_for_function(
+                "() => (document.body.dataset.rendered || '').startsWith('1|none|')",
+                timeout=15_000,
+            )
+            assert not errors, errors
+            for out in (ROOT / "docs" / "screenshot.png", ROOT / "artifacts" / "screenshot.png"):
+                out.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(out), full_page=True)
+                assert out.stat().st_size > 20_000
+        finally:
+            browser.close()
+
+
+def test_page_updates_without_reload(server):
+    from playwright.sync_api import sync_playwright
+
+    url, store = server
+    spec = {**SPEC, "name": "live", "samples": 6, "fidelities": [1]}
+    study_id = store.create_study(spec)
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
+            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=30_000)
+            assert page.evaluate(POINTS) == 0
+            page.evaluate("() => { window.notReloaded = true; }")
+            claim = store.claim("browser-test")
+            store.finish(claim, SimpleNamespace(status="done", val_error=0.25, message=""))
+            t0 = time.monotonic()
+            page.wait_for_function(f"({POINTS})() === 1", timeout=10_000)
+            seen_after = time.monotonic() - t0
+            assert page.evaluate("() => window.notReloaded === true")
+            print(f"result visible on the page {seen_after:.2f} s after it was stored")
+        finally:
+            browser.close()
