@@ -33,14 +33,19 @@ def _create(dse_bin, url, spec, tmp_path) -> int:
     return json.loads(out.stdout)["id"]
 
 
-def _worker(dse_bin, url, *extra) -> subprocess.Popen:
-    cmd = [dse_bin, "worker", "--db", url, "--threads", "1", "--poll", "0.5", *extra]
+def _worker(dse_bin, url, *extra, cwd=None) -> subprocess.Popen:
+    """A `dse worker` process; url None = the default database (no --db, no $DSE_DB)."""
+    cmd = [dse_bin, "worker", "--threads", "1", "--poll", "0.5", *extra]
+    env = {k: v for k, v in os.environ.items() if k != "DSE_DB"}
+    if url is not None:
+        cmd[2:2] = ["--db", url]
     return subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=cwd,
+        env={**env, "OMP_NUM_THREADS": "1"},
     )
 
 
@@ -174,7 +179,9 @@ def test_kill9_trial_retried_nothing_lost(pg_url, smoke_spec, dse_bin, tmp_path)
 def test_sqlite_two_workers_and_readers_never_locked(sqlite_url, smoke_spec, dse_bin, tmp_path):
     smoke_spec["samples"] = 8
     study_id = _create(dse_bin, sqlite_url, smoke_spec, tmp_path)
-    procs = [_worker(dse_bin, sqlite_url, "--exit-when-idle") for _ in range(2)]
+    # the default database: sqlite:///dse.db in the working directory
+    assert sqlite_url == f"sqlite:///{tmp_path / 'dse.db'}"
+    procs = [_worker(dse_bin, None, "--exit-when-idle", cwd=tmp_path) for _ in range(2)]
     failures: list[str] = []
     reads = [0]
 
