@@ -213,8 +213,8 @@ class Store(Reads, Recovery):
             with self._write() as session, session.begin():
                 session.execute(insert(TrialRow), rows)
                 session.execute(
-                    update(StudyRow)
-                    .where(StudyRow.id == row.id)
+                    update(StudyRow)  # not if it was cancelled while being created
+                    .where(StudyRow.id == row.id, StudyRow.status == "creating")
                     .values(status="running", optuna_study_id=oid, updated_at=utcnow())
                 )
         except BaseException:
@@ -403,8 +403,9 @@ class Store(Reads, Recovery):
         if not owned:
             return False
         try:
-            if reason:
-                self.optuna.set_trial_system_attr(claim.trial_id, "dse_reason", reason)
+            if state == TrialState.FAIL:  # kept for crash repair (Recovery._reconcile)
+                outcome = {"status": status, "reason": reason}
+                self.optuna.set_trial_system_attr(claim.trial_id, "dse_outcome", outcome)
             self.optuna.set_trial_state_values(claim.trial_id, state, values)
         except UpdateFinishedTrialError:
             return False  # reaped and retried meanwhile: the retry's result counts

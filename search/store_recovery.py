@@ -49,8 +49,9 @@ class Recovery:
         """Repair rows a crash left behind Optuna (between its transition and our update).
 
         A row still 'running' without an update for the grace period is compared with its
-        Optuna trial: COMPLETE → done with Optuna's value; FAIL → lost (retried); WAITING
-        (handed back) → waiting again. A live worker updates its row every epoch and is
+        Optuna trial: COMPLETE → done with Optuna's value; FAIL with the outcome `finish`
+        recorded → that outcome; FAIL without one → lost (retried); WAITING (handed back) →
+        waiting again. A live worker updates its row every epoch and is
         still RUNNING in Optuna, so it is left alone.
         """
         cutoff = utcnow() - timedelta(seconds=limits.grace_seconds)
@@ -64,11 +65,15 @@ class Recovery:
             ).all()
         for trial_id in ids:
             trial = self.optuna.get_trial(trial_id)
-            if trial.state == TrialState.FAIL:
-                self._retry_lost(trial_id, limits)
-                continue
+            outcome = trial.system_attrs.get("dse_outcome")
             values: dict[str, Any] = {"updated_at": utcnow()}
-            if trial.state == TrialState.COMPLETE:
+            if trial.state == TrialState.FAIL and outcome is None:
+                self._retry_lost(trial_id, limits)  # reaped: the worker was lost
+                continue
+            if trial.state == TrialState.FAIL:  # a worker died while recording its outcome
+                values.update(status=outcome["status"], reason=outcome["reason"])
+                values.update(finished_at=utcnow())
+            elif trial.state == TrialState.COMPLETE:
                 values.update(status="done", error=trial.value, finished_at=utcnow())
             elif trial.state == TrialState.WAITING:
                 values.update(status="waiting", worker=None, started_at=None)

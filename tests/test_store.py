@@ -278,3 +278,24 @@ def test_cli_create_show_cancel(sqlite_url, smoke_spec, tmp_path, capsys):
     assert "cancelled" in capsys.readouterr().out
     assert main(["study", "wait", str(study_id), "--db", sqlite_url, "--timeout", "5"]) == 0
     assert main(["study", "show", "999", "--db", sqlite_url]) == 2
+
+
+def test_crash_windows_repaired(sqlite_url, smoke_spec):
+    """A worker dying between Optuna's transition and our row update leaves no zombie."""
+    store = Store(sqlite_url)
+    spec = _tiny(smoke_spec, samples=1, heartbeat_seconds=1, grace_seconds=2)
+    study_id = store.create_study(spec)
+    completed, diverged = store.claim("w1"), store.claim("w1")
+    # finish() got as far as Optuna, then the process died
+    store.optuna.set_trial_state_values(completed.trial_id, TrialState.COMPLETE, [0.3])
+    outcome = {"status": "diverged", "reason": "loss became nan in epoch 1"}
+    store.optuna.set_trial_system_attr(diverged.trial_id, "dse_outcome", outcome)
+    store.optuna.set_trial_state_values(diverged.trial_id, TrialState.FAIL)
+    assert store.count(study_id, status="running") == 2
+    time.sleep(3)
+    assert store.reap_stale() == []  # nothing was RUNNING in Optuna: nothing to retry
+    rows = {r["trial_id"]: r for r in store.trials(study_id)}
+    assert (rows[completed.trial_id]["status"], rows[completed.trial_id]["error"]) == ("done", 0.3)
+    assert rows[diverged.trial_id]["status"] == "diverged"
+    assert store.count(study_id, include_retried=True) == 2
+    assert store.get_study(study_id).status == "done"
