@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, fit_regnet, regnet_widths
+from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, fit_regnet, stages_of
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 FORMATS = ("pycls", "timm", "torchvision", "json")
@@ -32,23 +32,19 @@ _PYCLS_BLOCK = {
 _SPEC_KW = ("stem_width", "resolution", "num_classes", "stem_type", "in_channels")
 
 
+_STAGE_KEYS = ("stage_depths", "stage_widths", "group_widths")
+
+
 def _stages(spec: NetSpec) -> dict:
-    return {
-        "stage_depths": spec.stage_depths,
-        "stage_widths": spec.stage_widths,
-        "group_widths": spec.group_widths,
-    }
+    return dict(
+        zip(_STAGE_KEYS, (spec.stage_depths, spec.stage_widths, spec.group_widths), strict=True)
+    )
 
 
-def _regnet_kw(spec: NetSpec) -> dict:
+def regnet_kw(spec: NetSpec) -> dict:
     """regnet_spec keyword arguments that reproduce the non-RegNet parts of `spec`."""
-    return {
-        "stem_width": spec.stem.width,
-        "resolution": spec.resolution,
-        "num_classes": spec.num_classes,
-        "stem_type": spec.stem.type,
-        "in_channels": spec.in_channels,
-    }
+    values = (spec.stem.width, spec.resolution, spec.num_classes, spec.stem.type)
+    return dict(zip(_SPEC_KW, (*values, spec.in_channels), strict=True))
 
 
 def _pre_rule_widths(w: int, b: float, g: int, g_out: int, rounding: str) -> list[int]:
@@ -86,16 +82,10 @@ def as_regnet(spec: NetSpec, rounding: str) -> RegNetParams | None:
     if e > 0:
         return None
     p = RegNetParams(
-        depth=spec.depth,
-        w0=w0,
-        wa=wa,
-        wm=wm,
-        group_width=g,
-        bottleneck_multiplier=b,
-        se_ratio=spec.se_ratio,
-        rounding=rounding,
-    )
-    return p if p.spec(**_regnet_kw(spec)) == spec else None
+        depth=spec.depth, w0=w0, wa=wa, wm=wm, group_width=g, bottleneck_multiplier=b,
+        se_ratio=spec.se_ratio, rounding=rounding,
+    )  # fmt: skip
+    return p if p.spec(**regnet_kw(spec)) == spec else None
 
 
 def _resolve(target: RegNetParams | NetSpec, spec_kw: dict) -> tuple[RegNetParams | None, NetSpec]:
@@ -119,20 +109,13 @@ def torchvision_stages(p: RegNetParams) -> tuple[dict, str]:
     try:
         from torchvision.models.regnet import BlockParams
     except ImportError:
-        d, w, g = regnet_widths(
-            p.depth, p.w0, p.wa, p.wm, p.group_width, p.bottleneck_multiplier, "torchvision"
-        )
-        return {
-            "stage_depths": d,
-            "stage_widths": w,
-            "group_widths": g,
-        }, "dse's copy of the torchvision rule"
+        tv = p.model_copy(update={"rounding": "torchvision"})
+        return dict(
+            zip(_STAGE_KEYS, tv.widths(), strict=True)
+        ), "dse's copy of the torchvision rule"
     bp = BlockParams.from_init_params(**_tv_init_args(p))
-    return {
-        "stage_depths": list(bp.depths),
-        "stage_widths": list(bp.widths),
-        "group_widths": list(bp.group_widths),
-    }, "torchvision's BlockParams"
+    got = (list(bp.depths), list(bp.widths), list(bp.group_widths))
+    return dict(zip(_STAGE_KEYS, got, strict=True)), "torchvision's BlockParams"
 
 
 def timm_stages(p: RegNetParams) -> tuple[dict, str]:
@@ -141,28 +124,13 @@ def timm_stages(p: RegNetParams) -> tuple[dict, str]:
     try:
         from timm.models.regnet import adjust_widths_groups_comp, generate_regnet
     except ImportError:
-        d, w, g = regnet_widths(
-            p.depth, p.w0, p.wa, p.wm, p.group_width, p.bottleneck_multiplier, p.rounding
-        )
-        return {
-            "stage_depths": d,
-            "stage_widths": w,
-            "group_widths": g,
-        }, f"dse's copy of the {p.rounding} rule"
+        return dict(
+            zip(_STAGE_KEYS, p.widths(), strict=True)
+        ), f"dse's copy of the {p.rounding} rule"
     widths, n, groups = generate_regnet(p.wa, p.w0, p.wm, p.depth, p.group_width)
-    depths, stage_widths = [], []
-    for w in widths:  # timm: torch.unique(widths, return_counts=True); widths never decrease
-        if stage_widths and stage_widths[-1] == w:
-            depths[-1] += 1
-        else:
-            stage_widths.append(w)
-            depths.append(1)
+    depths, stage_widths = stages_of(widths)  # timm: torch.unique; widths never decrease
     ws, gs = adjust_widths_groups_comp(stage_widths, [p.bottleneck_multiplier] * n, groups, ratio)
-    return {
-        "stage_depths": depths,
-        "stage_widths": ws,
-        "group_widths": gs,
-    }, "timm's regnet functions"
+    return dict(zip(_STAGE_KEYS, (depths, ws, gs), strict=True)), "timm's regnet functions"
 
 
 def _timm_min_ratio(rounding: str) -> float:
@@ -197,13 +165,13 @@ def _pycls(regnet: RegNetParams | None, spec: NetSpec) -> dict:
         regnet = as_regnet(spec, "pycls")
     elif regnet.rounding != "pycls":
         same = regnet.model_copy(update={"rounding": "pycls"})
-        regnet = same if same.spec(**_regnet_kw(spec)) == spec else None
+        regnet = same if same.spec(**regnet_kw(spec)) == spec else None
     se = {"SE_ON": bool(spec.se_ratio), "SE_R": float(spec.se_ratio or 0.25)}
     common = {"TRAIN": {"IM_SIZE": spec.resolution}, "TEST": {"IM_SIZE": spec.resolution}}
-    if regnet is not None and spec.stem.type == "simple":
+    if regnet is not None:
         model = {"TYPE": "regnet", "NUM_CLASSES": spec.num_classes}
         cfg = {
-            "STEM_TYPE": "simple_stem_in",
+            "STEM_TYPE": _PYCLS_STEM[spec.stem.type],
             "STEM_W": spec.stem.width,
             "BLOCK_TYPE": "res_bottleneck_block",
             "STRIDE": 2,
@@ -301,7 +269,7 @@ def _torchvision(regnet: RegNetParams | None, spec: NetSpec) -> dict:
         got, checked = torchvision_stages(regnet)
         if got == _stages(spec):
             config = {"from_init_params": _tv_init_args(regnet)}
-            note = f"torchvision applies the torchvision rule: the same network, checked with {checked}"
+            note = f"torchvision applies the torchvision rule: the same network ({checked})"
             return _tv_result(config, spec, True, note)
         note = (
             f"torchvision's rule would build stage widths {got['stage_widths']} from these "
@@ -361,8 +329,8 @@ def export(target: RegNetParams | NetSpec, fmt: str, **spec_kw: Any) -> str:
 
 
 # --- text ------------------------------------------------------------------------------------
-def _call(name: str, kw: dict) -> str:
-    return f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in kw.items()) + ")"
+def _kwargs(kw: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kw.items())
 
 
 def render(out: dict) -> str:
@@ -379,23 +347,22 @@ def render(out: dict) -> str:
 
         return head + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     if fmt == "timm":
-        cfg = _call("RegNetCfg", config["cfg"])
         kw = {"num_classes": config["num_classes"], "in_chans": config["in_chans"]}
         return (
             head
             + "from timm.models.regnet import RegNet, RegNetCfg\n\n"
-            + f"cfg = {cfg}\nmodel = {_call('RegNet', {'cfg': None, **kw}).replace('cfg=None', 'cfg')}\n"
+            + f"cfg = RegNetCfg({_kwargs(config['cfg'])})\nmodel = RegNet(cfg, {_kwargs(kw)})\n"
         )
     kw = {"num_classes": config["num_classes"], "stem_width": config["stem_width"]}
     if "from_init_params" in config:
-        params = _call("BlockParams.from_init_params", config["from_init_params"])
+        params = f"BlockParams.from_init_params({_kwargs(config['from_init_params'])})"
     else:
-        params = _call("BlockParams", config["block_params"])
+        params = f"BlockParams({_kwargs(config['block_params'])})"
     return (
         head
         + "from torchvision.models.regnet import BlockParams, RegNet\n\n"
         + f"block_params = {params}\n"
-        + f"model = RegNet(block_params, {', '.join(f'{k}={v!r}' for k, v in kw.items())})\n"
+        + f"model = RegNet(block_params, {_kwargs(kw)})\n"
     )
 
 

@@ -49,8 +49,8 @@ def quantized_block_widths(depth: int, w0: float, wa: float, wm: float) -> list[
     return [int(x) for x in w]
 
 
-def _stages(block_widths: list[int]) -> tuple[list[int], list[int]]:
-    """Runs of equal widths → (stage_depths, stage_widths)."""
+def stages_of(block_widths: list[int]) -> tuple[list[int], list[int]]:
+    """Runs of equal per-block widths → (stage_depths, stage_widths) (REFERENCE §3)."""
     depths: list[int] = []
     widths: list[int] = []
     for w in block_widths:
@@ -123,7 +123,7 @@ def regnet_widths(
     check_regnet_params(depth, w0, wa, wm, group_width, rounding)
     if not bottleneck_multiplier > 0:
         raise ValueError(f"bottleneck_multiplier: must be > 0, got {bottleneck_multiplier}")
-    depths, widths = _stages(quantized_block_widths(depth, w0, wa, wm))
+    depths, widths = stages_of(quantized_block_widths(depth, w0, wa, wm))
     n = len(widths)
     widths, groups = adjust_widths_groups(
         widths, [bottleneck_multiplier] * n, [int(group_width)] * n, rounding

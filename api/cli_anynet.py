@@ -133,6 +133,7 @@ def read_data(path: str, name: str):
 
 def network(args):
     """(RegNetParams | None, NetSpec) asked for by --regnet/--spec and the options."""
+    from anynet.export import regnet_kw
     from anynet.regnet import RegNetParams
     from anynet.spec import NetSpec
 
@@ -155,19 +156,9 @@ def network(args):
     spec = NetSpec.from_dict(data)
     if kw:
         spec = NetSpec.from_dict(spec.to_dict() | kw)
-        if regnet is not None and regnet.spec(**_regnet_kw(spec)) != spec:
+        if regnet is not None and regnet.spec(**regnet_kw(spec)) != spec:
             regnet = None
     return regnet, spec
-
-
-def _regnet_kw(spec) -> dict:
-    return {
-        "stem_width": spec.stem.width,
-        "resolution": spec.resolution,
-        "num_classes": spec.num_classes,
-        "stem_type": spec.stem.type,
-        "in_channels": spec.in_channels,
-    }
 
 
 def _space(text: str):
@@ -277,13 +268,13 @@ def cmd_sample(args) -> int:
 
 def cmd_export(args) -> int:
     """Print a network in a target's format (text), or the structured export (--json)."""
-    from anynet.export import export_dict, render
+    from anynet.export import export_dict, regnet_kw, render
 
     regnet, spec = network(args)
     out = export_dict(
         regnet if regnet is not None else spec,
         args.format,
-        **(_regnet_kw(spec) if regnet is not None else {}),
+        **(regnet_kw(spec) if regnet is not None else {}),
     )
     if args.json:
         emit_json(out)

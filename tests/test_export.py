@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anynet.complexity import complexity
 from anynet.export import FORMATS, as_regnet, export, export_dict, spec_from_pycls
@@ -201,3 +203,74 @@ def test_bad_format_and_options():
         export(p, "json", depth_multiplier=2)
     with pytest.raises(ValueError, match="^num_classes: a NetSpec export"):
         export(p.spec(), "json", num_classes=10)
+
+
+@pytest.mark.parametrize("space", ["RegNetX", "RegNetY"])
+def test_sampled_regnets_export_to_every_target(space):
+    from anynet.sampling import sample
+    from anynet.spaces import get_space
+
+    bounds = {"flops": (150e6, 250e6)}
+    for s in sample(get_space(space), 2, seed=11, bounds=bounds, num_classes=10).samples:
+        spec = s.spec
+        p = as_regnet(spec, "pycls")
+        assert p is not None and p.spec(num_classes=10) == spec
+        assert spec_from_pycls(export(spec, "pycls")) == spec
+        n = complexity(spec)["params"]
+        tv = _run(export(spec, "torchvision"))
+        assert [list(tv["block_params"].widths), list(tv["block_params"].depths)] == [
+            spec.stage_widths,
+            spec.stage_depths,
+        ]
+        assert _n_params(tv["model"]) == n
+        if len(spec.stages) == 4:
+            assert _n_params(_run(export(spec, "timm"))["model"]) == n
+
+
+def test_pycls_regnet_with_a_cifar_stem():
+    p = _params(REGNETS[0], "pycls")
+    text = export(p, "pycls", stem_type="cifar", stem_width=16, resolution=32)
+    assert "res_stem_cifar" in text and "TYPE: regnet" in text
+    assert spec_from_pycls(text) == p.spec(stem_type="cifar", stem_width=16, resolution=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    depth=st.integers(8, 28),
+    w0=st.integers(1, 32).map(lambda q: 8 * q),
+    wa=st.integers(800, 25600).map(lambda c: c / 100),
+    wm=st.integers(1500, 3000).map(lambda m: m / 1000),
+    g=st.sampled_from([1, 2, 4, 8, 16, 24, 32, 48, 64, 128]),
+    b=st.sampled_from([0.25, 0.5, 1.0, 2.0]),
+    rounding=st.sampled_from(ROUNDINGS),
+)
+def test_exported_parameters_give_our_stages_in_the_target(depth, w0, wa, wm, g, b, rounding):
+    from timm.models.regnet import RegNet as TimmRegNet
+    from timm.models.regnet import RegNetCfg
+    from torchvision.models.regnet import BlockParams
+
+    p = RegNetParams(
+        depth=depth, w0=w0, wa=wa, wm=wm, group_width=g, bottleneck_multiplier=b,
+        rounding=rounding,
+    )  # fmt: skip
+    try:
+        spec = p.spec()
+    except ValueError:
+        return  # e.g. b·w rounds to a width that no group divides: not a network
+    stages = [spec.stage_depths, spec.stage_widths, spec.group_widths]
+    cfg = export_dict(p, "torchvision")["config"]
+    if "from_init_params" in cfg:
+        bp = BlockParams.from_init_params(**cfg["from_init_params"])
+    else:
+        bp = BlockParams(**cfg["block_params"])
+    assert [list(bp.depths), list(bp.widths), list(bp.group_widths)] == stages
+    if len(spec.stages) != 4:
+        return
+    try:
+        timm_cfg = RegNetCfg(**export_dict(p, "timm")["config"]["cfg"])
+    except ValueError as e:  # timm's pycls variant has no lcm step: refused, never wrong
+        assert str(e).startswith("rounding: timm would build")
+        assert rounding == "pycls" and b > 1
+        return
+    args, _ = TimmRegNet._get_stage_args(None, timm_cfg)
+    assert [[a[k] for a in args] for k in ("depth", "out_chs", "group_size")] == stages

@@ -215,3 +215,21 @@ def test_torchvision_regnets_to_the_parameter(name):
     assert n_ours == n_theirs
     if name == "regnet_x_400mf":
         assert n_ours == 5_495_976
+
+
+def test_fit_with_allowed_widths_sees_through_the_group_rule():
+    # RegNetX-400MF (pycls): the group rule moved 24 → 32 and 392 → 384, so the widths
+    # after it are matched exactly only when the widths the rule maps onto them count.
+    spec = regnet_spec(22, 24, 24.48, 2.54, 16)
+    rule = {
+        w: [
+            c for c in range(8, 800, 8) if adjust_widths_groups([c], [1.0], [16], "pycls")[0] == [w]
+        ]
+        for w in spec.stage_widths
+    }
+    allowed = [rule[w] for w in spec.block_widths]
+    w0, wa, wm, e = fit_regnet(spec.block_widths, allowed=allowed)
+    assert e == 0.0
+    assert regnet_spec(22, w0, wa, wm, 16) == spec
+    with pytest.raises(ValueError, match="allowed"):
+        fit_regnet(spec.block_widths, allowed=allowed[:-1])
