@@ -162,6 +162,7 @@ def postgres_db() -> tuple[str, callable]:
         cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
     def drop() -> None:
+        """Drop the benchmark database."""
         with conn.cursor() as cur:
             cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 

@@ -12,6 +12,7 @@ transitions; `dse_trials` is written right after each transition it won.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from search.spec import DatasetSpec, Limits, Recipe, StudySpec
 
 STUDY_STATUSES = ("creating", "running", "cancelled", "done")
 TRIAL_STATUSES = ("waiting", "running", "done", "diverged", "failed", "cancelled")
@@ -123,3 +126,40 @@ def new_trial_values(study_id, space, sample, level, epochs, attempt, net, compl
         "history": [],
         "updated_at": utcnow(),
     }
+
+
+# --- what the store hands out ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study as the API and CLI see it."""
+
+    id: int
+    name: str
+    status: str
+    spec: StudySpec
+    created: datetime
+    updated: datetime
+    optuna_name: str
+    sampling: dict
+
+
+@dataclass
+class Claim:
+    """A trial a worker owns: what to train, for how long, and under which limits."""
+
+    trial_id: int
+    study_id: int
+    worker: str
+    space: str
+    sample: int
+    level: int
+    epochs: int
+    attempt: int
+    net: dict
+    dataset: DatasetSpec
+    recipe: Recipe
+    seed: int
+    limits: Limits
+    history: list[dict] = field(default_factory=list)

@@ -26,7 +26,6 @@ import os
 import random
 import uuid
 import warnings
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,8 +39,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from search import fidelity, migrations
-from search.models import StudyRow, TrialRow, new_trial_values, utcnow
-from search.spec import DatasetSpec, Limits, Recipe, StudySpec
+from search.models import Claim, StudyRecord, StudyRow, TrialRow, new_trial_values, utcnow
+from search.spec import StudySpec
 from search.store_reads import Reads, StudyNotFound
 from search.store_recovery import Recovery
 
@@ -51,40 +50,6 @@ DB_ENV = "DSE_DB"
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, StorageInternalError, TimeoutError)
 SQLITE_BUSY_MS = 60_000
 log = logging.getLogger("dse.store")
-
-
-@dataclass(frozen=True)
-class StudyRecord:
-    """A study as the API and CLI see it."""
-
-    id: int
-    name: str
-    status: str
-    spec: StudySpec
-    created: datetime
-    updated: datetime
-    optuna_name: str
-    sampling: dict
-
-
-@dataclass
-class Claim:
-    """A trial a worker owns: what to train, for how long, and under which limits."""
-
-    trial_id: int
-    study_id: int
-    worker: str
-    space: str
-    sample: int
-    level: int
-    epochs: int
-    attempt: int
-    net: dict
-    dataset: DatasetSpec
-    recipe: Recipe
-    seed: int
-    limits: Limits
-    history: list[dict] = field(default_factory=list)
 
 
 def default_url() -> str:

@@ -150,6 +150,7 @@ def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, th
     from worker.train import TrainResult, train
 
     def on_epoch(metrics: dict) -> bool:
+        """Report the epoch; go on unless the study was cancelled, the trial lost or a stop asked."""
         try:
             go_on = retrying(lambda: store.report_epoch(claim, metrics), "report", give_up=60)
         except TRANSIENT_ERRORS:
