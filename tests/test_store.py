@@ -299,3 +299,15 @@ def test_crash_windows_repaired(sqlite_url, smoke_spec):
     assert rows[diverged.trial_id]["status"] == "diverged"
     assert store.count(study_id, include_retried=True) == 2
     assert store.get_study(study_id).status == "done"
+
+
+def test_url_from_environment(sqlite_url, monkeypatch):
+    from search.store import DEFAULT_URL, default_url, normalize_url
+
+    monkeypatch.delenv("DSE_DB", raising=False)
+    assert default_url() == DEFAULT_URL == "sqlite:///dse.db"
+    monkeypatch.setenv("DSE_DB", sqlite_url)
+    assert Store().url == sqlite_url
+    assert normalize_url("postgresql://u@h/db").startswith("postgresql")
+    with pytest.raises(ValueError, match="db"):
+        Store("sqlite://")
