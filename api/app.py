@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import DEFAULT_MAX_BODY, SpecLimits, error_items
+from api.deps import DEFAULT_MAX_BODY, ResultsCache, SpecLimits, error_items
 from api.routes import exports, health, pages, studies
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -160,6 +160,7 @@ def create_app(
     app.state.store = store
     app.state.token = token or None
     app.state.limits = limits or SpecLimits()
+    app.state.results = ResultsCache()
     _install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(studies.router)

@@ -59,6 +59,10 @@ def gpu_count() -> int:
 
 def worker_plan(workers: int | None, device: str) -> list[tuple[str, dict[str, str]]]:
     """(device, extra env) per local worker: one per GPU, else one single-threaded one per core."""
+    if workers == 0:
+        return []  # API only (the compose api service): no torch import, no device probe
+    if workers is not None and workers < 0:
+        raise ValueError(f"--workers: must be >= 0, got {workers}")
     gpus = gpu_count() if device in ("auto", "cuda") else 0
     if device == "cuda" and gpus == 0:
         raise ValueError("--device: cuda requested but no CUDA device is visible")
@@ -263,7 +267,7 @@ def cmd_demo(args) -> int:
         return 0
 
     def on_ready(url, server):
-        print(f"dse demo: open {url}/studies/{study_id}", flush=True)
+        print(f"dse demo: open {url}/studies/{study_id}  (Ctrl-C stops)", flush=True)
         threading.Thread(target=watch, args=(store, study_id, stop), daemon=True).start()
 
     try:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
+import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +205,94 @@ class UnsupportedMediaType(ValueError):
         super().__init__(f"content-type: {kind!r} is not supported; use JSON or YAML")
         self.field = "content-type"
         self.reason = f"{kind!r} is not supported; use application/json or application/x-yaml"
+
+
+def json_safe(obj):
+    """JSON-safe copy: NaN and infinities become null (browsers' JSON.parse refuses them)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if hasattr(obj, "model_dump"):
+        return json_safe(obj.model_dump(mode="json"))
+    if hasattr(obj, "item") and not isinstance(obj, str | bytes):
+        return json_safe(obj.item())
+    return obj
+
+
+class ResultsCache:
+    """Serialised study results per (study, fidelity, normalize), refreshed in the background.
+
+    The analysis of a large study takes about a second (bootstraps, KS tests); a page polls
+    every second. So: the first request computes and waits; once a version is cached, a newer
+    store version is computed by one background thread while requests keep getting the last
+    answer (with its own ETag) for up to `wait` seconds; the page picks the new one up at its
+    next poll. Polls never queue behind the analysis and never run it twice at once.
+    """
+
+    def __init__(self, compute=None, wait: float = 0.1, size: int = 64):
+        self._compute = compute
+        self.wait = wait
+        self.size = size
+        self._entries: dict[tuple, tuple[str, str, bytes]] = {}  # key -> (version, etag, body)
+        self._running: dict[tuple, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def _results(self, store, study_id, fidelity, normalize) -> bytes:
+        compute = self._compute
+        if compute is None:
+            from search.results import results_for as compute
+        body = compute(store, study_id, fidelity, normalize)
+        return json.dumps(json_safe(body), separators=(",", ":"), allow_nan=False).encode()
+
+    def _refresh(self, key, store, version: str) -> None:
+        study_id, fidelity, normalize = key
+        try:
+            body = self._results(store, study_id, fidelity, normalize)
+            etag = f'"{version}-{fidelity}-{normalize}"'
+            with self._lock:
+                self._entries[key] = (version, etag, body)
+                while len(self._entries) > self.size:
+                    self._entries.pop(next(iter(self._entries)))
+        finally:
+            with self._lock:
+                self._running.pop(key).set()
+
+    def get(self, store, study_id: int, fidelity, normalize) -> tuple[str, bytes]:
+        """(ETag, JSON bytes) of the newest results available within `wait` seconds."""
+        key = (study_id, fidelity, normalize)
+        version = str(store.version(study_id))
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == version:
+                return entry[1], entry[2]
+            done = self._running.get(key)
+            owner = done is None
+            if owner:
+                done = self._running[key] = threading.Event()
+        if entry is None:  # nothing to show yet: compute (or wait for the one computing)
+            if owner:
+                self._refresh(key, store, version)  # errors reach the caller
+            else:
+                done.wait()
+                if key not in self._entries:  # that computation failed: try it here
+                    return self.get(store, study_id, fidelity, normalize)
+        else:
+            if owner:
+                threading.Thread(
+                    target=self._refresh_quietly, args=(key, store, version), daemon=True
+                ).start()
+            done.wait(self.wait)
+        with self._lock:
+            latest = self._entries.get(key, entry)
+        return latest[1], latest[2]
+
+    def _refresh_quietly(self, key, store, version: str) -> None:
+        try:
+            self._refresh(key, store, version)
+        except Exception:  # a failed background refresh keeps the last answer; next poll retries
+            pass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +13,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.deps import SpecLimits
+from api.deps import ResultsCache, SpecLimits
 from search.store import Store
 
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
@@ -144,8 +146,7 @@ def test_edf_results_and_etag(client, store):
     assert client.get(f"/api/studies/{sid}/edf", headers={"If-None-Match": etag}).status_code == 304
     # level 0 (10), then the best third of each space promoted to level 1 (2 + 2)
     assert finish_all(store) == 14
-    r = client.get(f"/api/studies/{sid}/edf", headers={"If-None-Match": etag})
-    assert r.status_code == 200 and r.headers["etag"] != etag
+    r = until_changed(client, f"/api/studies/{sid}/edf", etag)
     spaces = r.json()["spaces"]
     assert spaces["AnyNetX_A"]["n"] == 5
     assert spaces["AnyNetX_A"]["min"] == pytest.approx(0.1)
@@ -155,6 +156,52 @@ def test_edf_results_and_etag(client, store):
     assert flops.status_code == 200 and flops.json()["normalize"] == "flops"
     assert flops.headers["etag"] != r.headers["etag"]
     json.dumps(flops.json(), allow_nan=False)  # browsers refuse NaN in JSON
+
+
+def until_changed(client, path: str, etag: str, timeout: float = 20.0):
+    """The first 200 with a new ETag (a new version is analysed in the background)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(path, headers={"If-None-Match": etag})
+        if r.status_code == 200 and r.headers["etag"] != etag:
+            return r
+        time.sleep(0.05)
+    raise AssertionError(f"{path}: still {etag} after {timeout} s")
+
+
+class Versioned:
+    """A store whose version the test sets."""
+
+    def __init__(self, version: str):
+        self.v = version
+
+    def version(self, study_id: int) -> str:
+        return self.v
+
+
+def test_results_cache_serves_the_last_answer_while_recomputing():
+    gate, calls = threading.Event(), []
+
+    def compute(store, study_id, fidelity, normalize):
+        calls.append(store.v)
+        if store.v == "2":
+            assert gate.wait(10)
+        return {"v": store.v, "x": float("nan")}
+
+    store = Versioned("1")
+    cache = ResultsCache(compute, wait=0.01)
+    etag1, body = cache.get(store, 1, None, "flops")
+    assert json.loads(body) == {"v": "1", "x": None} and "flops" in etag1
+    store.v = "2"
+    for _ in range(3):  # the analysis of version 2 is running: version 1 is answered, once
+        assert cache.get(store, 1, None, "flops") == (etag1, body)
+    assert calls == ["1", "2"]
+    gate.set()
+    deadline = time.monotonic() + 10
+    while cache.get(store, 1, None, "flops")[0] == etag1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    etag2, body2 = cache.get(store, 1, None, "flops")
+    assert etag2 != etag1 and json.loads(body2)["v"] == "2" and calls == ["1", "2"]
 
 
 def test_token_guards_mutations(store):
@@ -228,7 +275,8 @@ def test_pages_work_offline(client):
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
         assert not re.search(r"(src|href)=[\"']?(https?:)?//", r.text), path  # no CDN
     page = client.get(f"/studies/{sid}").text
-    assert '<script src="/vendor/plotly.min.js">' in page
+    assert '<script src="/static/study.js">' in page  # which loads Plotly from the app:
+    assert '"/vendor/plotly.min.js"' in client.get("/static/study.js").text
     js = client.get("/vendor/plotly.min.js")
     assert js.status_code == 200 and len(js.content) > 1_000_000 and b"plotly" in js.content[:2000]
     for asset in ("study.js", "index.js", "docs.js", "dse.css"):

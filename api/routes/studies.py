@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from api.deps import (
@@ -17,6 +16,7 @@ from api.deps import (
     UnsupportedMediaType,
     get_limits,
     get_store,
+    json_safe,
     not_found,
     parse_spec_body,
     require_token,
@@ -204,7 +204,7 @@ def list_trials(
         "total": store.count(study_id),
         "offset": offset,
         "limit": limit,
-        "trials": [_plain(r) for r in rows],
+        "trials": [json_safe(r) for r in rows],
     }
 
 
@@ -217,28 +217,12 @@ def study_edf(
     store=Depends(get_store),
 ) -> dict[str, Any]:
     """The study's results: EDFs per space, KS table, parameter plots, rank correlation, fit."""
-    from search.results import results_for
-
-    study_or_404(store, study_id)
-    etag = f'"{store.version(study_id)}-{fidelity}-{normalize}"'
+    study = study_or_404(store, study_id)
+    if fidelity is None:  # one cache entry and ETag for "the lowest level" however it is asked
+        fidelity = study.spec.fidelities[0]
+    norm = None if normalize == "none" else normalize
+    etag, body = request.app.state.results.get(store, study_id, fidelity, norm)
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers={"ETag": etag})
-    body = results_for(store, study_id, fidelity, None if normalize == "none" else normalize)
-    return JSONResponse(_plain(body), headers={"ETag": etag, "Cache-Control": "no-cache"})
-
-
-def _plain(obj):
-    """JSON-safe copy: NaN and infinities become null (browsers' JSON.parse refuses them)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        return _plain(obj.item())
-    if hasattr(obj, "model_dump"):
-        return _plain(obj.model_dump(mode="json"))
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    return obj
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    return Response(body, media_type="application/json", headers=headers)

@@ -4,7 +4,7 @@
 const STUDY = Number(location.pathname.split("/").filter(Boolean).pop());
 const state = { fidelity: null, normalize: "none", etag: null, results: null, study: null,
   bands: false, shown: null };
-// Error-vs-parameter plots drawn at once: SVG scatter (WebGL contexts run out past ~16 plots).
+// Error-vs-parameter plots shown at first (more are a click away on the chips).
 const DEFAULT_PARAMS = ["flops", "params", "acts", "depth", "p_bot_mul", "p_g", "p_wm", "p_w0", "p_wa"];
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
   "#db2777", "#4b5563", "#65a30d", "#7c3aed", "#0d9488"];
@@ -172,9 +172,13 @@ function renderParams(r) {
     let div = box.querySelector(`[data-param="${CSS.escape(p)}"]`);
     if (!div) { div = el("div", null, "small-plot"); div.dataset.param = p; box.append(div); }
     const traces = [], shapes = [];
-    for (const [space, d] of Object.entries(params[p].spaces || {})) {
+    const bySpace = Object.entries(params[p].spaces || {});
+    // thousands of SVG markers per plot stall the page; WebGL draws them at once (a few plots
+    // only: browsers keep ~16 WebGL contexts, which is why plots are chosen with the chips)
+    const many = bySpace.reduce((n, [, d]) => n + (d.x || []).length, 0) > 1500;
+    for (const [space, d] of bySpace) {
       const color = colorOf(space);
-      traces.push({ x: d.x, y: d.error, mode: "markers", type: "scatter", name: space,
+      traces.push({ x: d.x, y: d.error, mode: "markers", type: many ? "scattergl" : "scatter", name: space,
         marker: { size: 5, color, opacity: 0.6 }, meta: "param" });
       const best = d.best;
       if (best && best.lo !== null && best.lo !== undefined) {
@@ -212,22 +216,43 @@ function renderFit(r) {
     box.replaceChildren(t);
   }
   const list = (r.refinement || []).map((x) => (typeof x === "string" ? { text: x } : x));
-  const judged = list.filter((x) => x.evidence && x.evidence !== "none");
-  const rest = list.filter((x) => !(x.evidence && x.evidence !== "none"));
+  // tested suggestions carry a verdict (Benjamini–Hochberg q < 0.05: better/worse); the
+  // untested ones (range too wide, too few networks on one side) are folded away
+  const rank = { better: 0, worse: 1, "no detectable difference": 2 };
+  const judged = list.filter((x) => x.verdict).sort((a, b) => rank[a.verdict] - rank[b.verdict]);
+  const rest = list.filter((x) => !x.verdict);
   const ul = document.getElementById("suggestions");
-  ul.replaceChildren(...judged.map((x) => el("li", x.text || JSON.stringify(x))));
+  if (!judged.length) ul.replaceChildren(el("li", "No tested suggestion yet.", "muted"));
+  else ul.replaceChildren(...judged.map((x) => el("li", x.text || JSON.stringify(x), x.verdict in rank && rank[x.verdict] < 2 ? "strong" : "")));
   const more = document.getElementById("more-suggestions");
   more.hidden = rest.length === 0;
-  more.querySelector("summary").textContent = `${rest.length} more (too little evidence to judge)`;
+  more.querySelector("summary").textContent = `${rest.length} more: best-value ranges and untested constraints`;
   more.querySelector("ul").replaceChildren(...rest.map((x) => el("li", x.text || JSON.stringify(x))));
 }
-function render(r) {
+// Plotly (4.6 MB) downloads and parses while the first results are fetched
+const plotlyReady = new Promise((resolve, reject) => {
+  const script = document.createElement("script");
+  script.src = "/vendor/plotly.min.js";
+  script.onload = () => { performance.mark("plotly-ready"); resolve(); };
+  script.onerror = () => reject(new Error("plotly.min.js failed to load"));
+  document.head.append(script);
+});
+const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+async function render(r) {
   state.results = r;
+  await plotlyReady;
+  if (state.results !== r) return;
   for (const s of spacesOf(r)) if (!state.spaceOrder.includes(s.name)) state.spaceOrder.push(s.name);
-  renderEdf(r); renderKs(r); renderParams(r); renderRank(r); renderFit(r);
+  // the EDFs first: they are what the page is for; the rest follows a frame later
+  renderEdf(r); renderKs(r);
+  if (!performance.getEntriesByName("edf-plotted").length) performance.mark("edf-plotted");
   const notes = [...(r.warnings || [])];
   if (r.bins) notes.unshift(`${r.bins} equal ${r.normalize} bins`);
   document.getElementById("note").textContent = notes.join(" · ");
+  document.body.dataset.edfN = spacesOf(r).reduce((n, s) => n + (s.n || 0), 0);
+  await nextFrame();
+  if (state.results !== r) return; // a newer answer arrived meanwhile
+  renderParams(r); renderRank(r); renderFit(r);
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   document.body.dataset.rendered = `${state.fidelity}|${state.normalize}|${state.etag}`;
 }
@@ -235,13 +260,19 @@ function render(r) {
 // ---- polling ----
 let inFlight = false;
 async function pollResults() {
-  if (inFlight || state.fidelity === null) return;
+  if (inFlight) return;
   inFlight = true;
   try {
-    const q = `fidelity=${state.fidelity}&normalize=${state.normalize}`;
+    // before the study's levels are known, the server's default level (the lowest) is asked for
+    const q = `${state.fidelity === null ? "" : `fidelity=${state.fidelity}&`}normalize=${state.normalize}`;
     const headers = state.etag ? { "If-None-Match": state.etag } : {};
     const res = await fetch(`/api/studies/${STUDY}/edf?${q}`, { headers, cache: "no-store" });
-    if (res.status === 200) { state.etag = res.headers.get("ETag"); render(await res.json()); }
+    if (res.status === 200) {
+      state.etag = res.headers.get("ETag");
+      const body = await res.json();
+      if (!performance.getEntriesByName("results-parsed").length) performance.mark("results-parsed");
+      await render(body);
+    }
     else if (res.status !== 304) document.getElementById("note").textContent = `results: ${res.status}`;
   } catch (e) { document.getElementById("note").textContent = `offline? ${e}`; }
   finally { inFlight = false; }
@@ -259,4 +290,7 @@ document.querySelectorAll("#normalize button").forEach((b) => b.addEventListener
   document.querySelectorAll("#normalize button").forEach((x) => x.classList.toggle("on", x === b));
   pollResults();
 }));
-(async () => { await pollStudy(); await pollResults(); setInterval(pollResults, 1000); setInterval(pollStudy, 2000); })();
+(async () => {
+  await Promise.all([pollStudy(), pollResults()]); // in parallel: the first plot needs only results
+  setInterval(pollResults, 1000); setInterval(pollStudy, 2000);
+})();
