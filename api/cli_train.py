@@ -107,7 +107,8 @@ def cmd_train(args) -> int:
             "test_error": result.test_error, "epochs": result.epochs,
             "images_per_s": result.images_per_s, "seconds": result.seconds,
             "flops": counts["flops"], "params": counts["params"], "acts": counts["acts"],
-            "message": result.message, "spec": spec.to_dict(), "recipe": recipe,
+            "message": result.message, "precision": result.precision,
+            "spec": spec.to_dict(), "recipe": recipe,
         })  # fmt: skip
     else:
         err = "n/a" if result.val_error is None else f"{result.val_error:.4f}"

@@ -63,10 +63,14 @@ def test_bench_report_states_ratio_and_peak_fraction():
         "baseline": {"images_per_s": 1000.0, "flop_per_s": 4e10},
         "speedup": 3.0,
         "peak": {"bf16_flop_per_s": 4e11, "fp32_flop_per_s": 1.7e11},
+        "engine_precision": "fp32",
+        "engine_fraction_of_peak": 0.7,
         "engine_fraction_of_bf16_peak": 0.3,
         "workers": {"one_worker_all_cores": 2000.0, "one_worker_per_core": 2600.0,
                     "cores": 2, "default": "one_worker_per_core"},
         "networks": [],
     }  # fmt: skip
     text = format_report(report)
-    assert "3.00x" in text and "30.0% of bf16" in text and "one_worker_per_core" in text
+    assert (
+        "3.00x" in text and "fp32 at 70.0% of that peak" in text and "one_worker_per_core" in text
+    )

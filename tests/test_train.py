@@ -50,13 +50,15 @@ def test_small_regnet_learns_digits_in_five_epochs(digits):
 
 
 @pytest.mark.slow
-def test_same_seed_same_val_error_with_the_default_bf16_path(digits):
-    recipe = Recipe(batch_size=64, lr=0.1, crop_padding=2)  # auto: bf16 + channels_last on CPU
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_same_seed_same_val_error(digits, precision):
+    recipe = Recipe(batch_size=64, lr=0.1, crop_padding=2, precision=precision)
     small = digits_subset(digits, 256)
     a = train(small_regnet(2), small, recipe, epochs=2, seed=7)
     b = train(small_regnet(2), small, recipe, epochs=2, seed=7)
     assert a.status == b.status == "done"
     assert a.val_error == b.val_error
+    assert a.precision == ("bf16, channels_last" if precision == "bf16" else a.precision)
     assert [e["train_loss"] for e in a.epochs] == [e["train_loss"] for e in b.epochs]
     c = train(small_regnet(2), small, recipe, epochs=2, seed=8)
     assert [e["train_loss"] for e in c.epochs] != [e["train_loss"] for e in a.epochs]
@@ -122,3 +124,40 @@ def test_bad_arguments_name_the_field(digits, monkeypatch):
     assert set_threads() == 1
     with pytest.raises(ValueError, match="threads"):
         set_threads(0)
+
+
+@pytest.mark.parametrize("gains", [True, False])
+def test_auto_precision_on_cpu_follows_the_measured_bf16_gain(monkeypatch, gains):
+    import torch
+
+    from worker import train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_bf16_gains", lambda: gains)
+    cpu = torch.device("cpu")
+    engine = train_module.Engine(torch.nn.Linear(2, 2), Recipe(), cpu)
+    assert engine.describe() == ("bf16, channels_last" if gains else "fp32, channels_last")
+    forced = train_module.Engine(
+        torch.nn.Linear(2, 2), Recipe(precision="fp32", channels_last=False), cpu
+    )
+    assert forced.describe() == "fp32, NCHW"
+
+
+def test_bf16_gain_probe_agrees_with_a_timed_matmul():
+    """The cached probe answers as a fresh, larger timing does (bf16 2x faster, or not)."""
+    import time
+
+    import torch
+
+    from worker.train import cpu_bf16_gains
+
+    def seconds(dtype):
+        a = torch.randn(384, 384, dtype=dtype)
+        a @ a
+        t = time.perf_counter()
+        a @ a
+        return time.perf_counter() - t
+
+    ratio = seconds(torch.bfloat16) / seconds(torch.float32)
+    if 0.5 < ratio < 2:  # too close to call on a loaded machine
+        pytest.skip(f"bf16/fp32 matmul time ratio {ratio:.2f} is not decisive here")
+    assert cpu_bf16_gains() == (ratio < 1)

@@ -1,7 +1,8 @@
 """How fast the engine trains sampled networks here, against the loop most sweep scripts use.
 
 Everything is measured in one run on the same networks and data: the engine
-(worker.train: data on the device, batch augmentation, bf16 + channels_last where it gains),
+(worker.train: data on the device, batch augmentation, bf16 where the CPU has it natively,
+channels_last),
 a naive baseline (DataLoader over PIL images with per-sample torchvision transforms, fp32,
 NCHW), this machine's matmul peak (bf16 and fp32), and one worker with all cores against
 one worker per core (subprocesses, aggregate images/s).
@@ -139,6 +140,7 @@ def workers_images_per_s(spec, processes: int, threads: int, train_size: int, ba
 def run_bench(quick: bool = False, log=print) -> dict:
     """Measure everything above; a dict of figures (JSON-able)."""
     from anynet.complexity import complexity
+    from worker.train import auto_precision
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
@@ -161,6 +163,8 @@ def run_bench(quick: bool = False, log=print) -> dict:
                      "speedup": eng / base, "engine_flop_per_s": 6 * flops * eng})  # fmt: skip
         log(f"bench:   engine {eng:.0f} img/s, baseline {base:.0f} img/s, {eng / base:.2f}x")
     # Totals over the same networks: time per image summed, i.e. a sweep's throughput.
+    precision = auto_precision(torch.device("cpu"))
+    peak_used = peak["bf16_flop_per_s" if precision == "bf16" else "fp32_flop_per_s"]
     eng_total = len(rows) / sum(1 / r["engine_images_per_s"] for r in rows)
     base_total = len(rows) / sum(1 / r["baseline_images_per_s"] for r in rows)
     mean_flops = sum(r["flops"] for r in rows) / len(rows)
@@ -175,6 +179,8 @@ def run_bench(quick: bool = False, log=print) -> dict:
         "baseline": {"images_per_s": base_total, "flop_per_s": 6 * mean_flops * base_total},
         "speedup": eng_total / base_total,
         "peak": peak,
+        "engine_precision": precision,
+        "engine_fraction_of_peak": engine_fps / peak_used,  # of the precision it trains in
         "engine_fraction_of_bf16_peak": engine_fps / peak["bf16_flop_per_s"],
         "engine_fraction_of_fp32_peak": engine_fps / peak["fp32_flop_per_s"],
         "workers": {
@@ -205,8 +211,9 @@ def format_report(r: dict) -> str:
         f"{r['baseline']['flop_per_s'] / 1e9:6.1f} GFLOP/s effective",
         f"speedup  {r['speedup']:.2f}x (engine / naive DataLoader loop, same networks)",
         f"peak     bf16 matmul {r['peak']['bf16_flop_per_s'] / 1e9:.0f} GFLOP/s, "
-        f"fp32 {r['peak']['fp32_flop_per_s'] / 1e9:.0f} GFLOP/s; engine at "
-        f"{100 * r['engine_fraction_of_bf16_peak']:.1f}% of bf16 peak",
+        f"fp32 {r['peak']['fp32_flop_per_s'] / 1e9:.0f} GFLOP/s; engine trains in "
+        f"{r['engine_precision']} at {100 * r['engine_fraction_of_peak']:.1f}% of that peak "
+        f"({100 * r['engine_fraction_of_bf16_peak']:.1f}% of bf16 peak)",
         f"workers  1 x {w['cores']} threads: {w['one_worker_all_cores']:.0f} images/s; "
         f"{w['cores']} x 1 thread: {w['one_worker_per_core']:.0f} images/s "
         f"-> default {w['default']}",
