@@ -117,7 +117,7 @@ def test_study_page_in_chromium(server):
     with sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 600})
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{url}/studies/{study_id}", timeout=30_000)
@@ -125,10 +125,15 @@ def test_study_page_in_chromium(server):
             assert page.locator("#legend tbody tr").count() == 3
             assert page.locator("#ks tbody tr").count() == 3  # A-C, A-E, C-E
             assert page.locator("#progress .progress-row").count() == 3
-            scatter = page.evaluate(
-                "() => [...document.querySelectorAll('#params [data-param]')].length"
+            params = "() => [...document.querySelectorAll('#params [data-param]')].length"
+            far = page.evaluate(
+                "() => document.getElementById('params').parentElement"
+                ".getBoundingClientRect().top > innerHeight + 100"
             )
-            assert scatter >= 1
+            assert far and page.evaluate(params) == 0  # off the first screen: drawn when near
+            page.locator("#params").scroll_into_view_if_needed()
+            page.wait_for_function(f"({params})() >= 1", timeout=15_000)
+            page.evaluate("() => window.scrollTo(0, 0)")
             plain = page.evaluate(LAST_F)
 
             page.click("#normalize button[data-v=flops]")
@@ -151,10 +156,12 @@ def test_study_page_in_chromium(server):
                 timeout=15_000,
             )
             assert not errors, errors
-            for out in (ROOT / "docs" / "screenshot.png", ROOT / "artifacts" / "screenshot.png"):
-                out.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(out), full_page=True)
-                assert out.stat().st_size > 20_000
+            # CI keeps it as an artifact; the README's picture is of a real demo
+            # (docs/screenshot.py), so running the tests leaves the work tree clean
+            out = ROOT / "artifacts" / "screenshot.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out), full_page=True)
+            assert out.stat().st_size > 20_000
         finally:
             browser.close()
 

@@ -118,7 +118,9 @@ function renderEdf(r) {
       traces.push({ x, y: band.lo, mode: "lines", line: { width: 0, shape: "hv" }, hoverinfo: "skip", showlegend: false, meta: "band" });
       traces.push({ x, y: band.hi, mode: "lines", line: { width: 0, shape: "hv" }, fill: "tonexty", fillcolor: rgba(color, 0.1), hoverinfo: "skip", showlegend: false, meta: "band" });
     }
-    traces.push({ x, y, mode: "lines+markers", marker: { size: 4 }, line: { shape: "hv", color, width: 2 },
+    // a marker per network while they can be told apart; past that, thousands of SVG markers
+    // only cost paint time (the step line shows the same points)
+    traces.push({ x, y, mode: x.length <= 300 ? "lines+markers" : "lines", marker: { size: 4 }, line: { shape: "hv", color, width: 2 },
       name: `${s.name} (n=${s.n}, min ${pct(s.min)}, mean ${pct(s.mean)})`, meta: "edf" });
   }
   const norm = state.normalize === "none" ? "" : ` (normalised by ${state.normalize})`;
@@ -229,6 +231,16 @@ function renderFit(r) {
   more.querySelector("summary").textContent = `${rest.length} more: best-value ranges and untested constraints`;
   more.querySelector("ul").replaceChildren(...rest.map((x) => el("li", x.text || JSON.stringify(x))));
 }
+// The error-vs-parameter plots (thousands of points each) are drawn once their section is
+// near the viewport (watched once the EDF above them has its size), and kept up to date from
+// then on: the first screen does not wait for them.
+let paramsInView = false;
+const paramsObserver = new IntersectionObserver((entries) => {
+  if (!entries.some((e) => e.isIntersecting)) return;
+  paramsInView = true;
+  paramsObserver.disconnect();
+  if (state.results) plotlyReady.then(() => renderParams(state.results));
+}, { rootMargin: "100px" });
 // Plotly (4.6 MB) downloads and parses while the first results are fetched
 const plotlyReady = new Promise((resolve, reject) => {
   const script = document.createElement("script");
@@ -245,6 +257,7 @@ async function render(r) {
   for (const s of spacesOf(r)) if (!state.spaceOrder.includes(s.name)) state.spaceOrder.push(s.name);
   // the EDFs first: they are what the page is for; the rest follows a frame later
   renderEdf(r); renderKs(r);
+  if (!paramsInView) paramsObserver.observe(document.getElementById("params").parentElement);
   if (!performance.getEntriesByName("edf-plotted").length) performance.mark("edf-plotted");
   const notes = [...(r.warnings || [])];
   if (r.bins) notes.unshift(`${r.bins} equal ${r.normalize} bins`);
@@ -252,8 +265,10 @@ async function render(r) {
   document.body.dataset.edfN = spacesOf(r).reduce((n, s) => n + (s.n || 0), 0);
   await nextFrame();
   if (state.results !== r) return; // a newer answer arrived meanwhile
-  renderParams(r); renderRank(r); renderFit(r);
+  renderRank(r); renderFit(r);
+  if (paramsInView) renderParams(r);
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  if (!performance.getEntriesByName("first-screen").length) performance.mark("first-screen");
   document.body.dataset.rendered = `${state.fidelity}|${state.normalize}|${state.etag}`;
 }
 
