@@ -62,6 +62,13 @@ def shoot(url: str, out: Path) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
             page.wait_for_function("() => !!document.body.dataset.rendered", timeout=60_000)
+            page.locator("#params").scroll_into_view_if_needed()  # drawn when scrolled near
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#params [data-param]')]"
+                ".some(d => d.data && d.data.length)",
+                timeout=60_000,
+            )
+            page.evaluate("() => window.scrollTo(0, 0)")
             page.wait_for_timeout(1500)  # Plotly's responsive relayout
             page.screenshot(path=str(out), full_page=True)
         finally:
@@ -72,7 +79,7 @@ def main(argv=None) -> int:
     """Run the demo, take the picture, stop the demo."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     args = ap.parse_args(argv)

@@ -229,3 +229,30 @@ def test_compose_commands_on_postgres(pg_url, processes, tmp_path):
     assert status == 201, created
     wait_finished(url, created["id"])
     check_results(url, created["id"], samples=6)
+
+
+def test_demo_prints_the_study_url_and_trains_it(tmp_path, processes):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("DSE_TOKEN", None)
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    cmd = [*DSE, "demo", "--db", db, "--port", "0", "--samples", "2", "--epochs", "1"]
+    demo = processes.start(cmd, env)
+    deadline, lines, page = time.monotonic() + 60, [], None
+    while page is None and time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        lines.append(line)
+        if m := re.search(r"open (http://\S+/studies/(\d+))", line):
+            page, study_id = m.group(1), int(m.group(2))
+        elif not line and demo.poll() is not None:
+            break
+    assert page, "dse demo printed no study URL:\n" + "".join(lines)
+    url = page.rsplit("/studies/", 1)[0]
+    status, html = http("GET", page)
+    assert status == 200 and "study.js" in html
+    detail = wait_finished(url, study_id)
+    assert detail["spaces"] == [f"AnyNetX_{x}" for x in "ABCDE"]
+    status, results = http("GET", f"{url}/api/studies/{study_id}/edf")
+    assert status == 200, results
+    assert {name: s["n"] for name, s in results["spaces"].items()} == {
+        f"AnyNetX_{x}": 2 for x in "ABCDE"
+    }
