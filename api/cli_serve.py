@@ -203,7 +203,7 @@ def demo_spec(samples: int, epochs: int) -> dict:
             "weight_decay": 5e-4,
             "crop_padding": 1,
             "flip": False,
-        },  # fmt: skip
+        },
         "seed": 0,
     }
 
