@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from netspecs import net
 from torch import nn
 
 from anynet import layers as L
@@ -14,20 +15,6 @@ from anynet.build import build
 from anynet.spec import NetSpec
 
 torch.set_num_threads(1)
-
-
-def net(block, stages, stem="simple", stem_width=8, resolution=17, **kw) -> NetSpec:
-    """A NetSpec from (depth, width, stride, b, g) tuples."""
-    return NetSpec(
-        stem={"type": stem, "width": stem_width},
-        block=block,
-        stages=[
-            dict(depth=d, width=w, stride=s, bottleneck_multiplier=b, group_width=g)
-            for d, w, s, b, g in stages
-        ],
-        resolution=resolution,
-        **kw,
-    )
 
 
 FAMILIES = {

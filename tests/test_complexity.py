@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from netspecs import net
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -17,20 +18,6 @@ from anynet.complexity import bias_flops, complexity, layer_counts
 from anynet.spec import NetSpec
 
 torch.set_num_threads(1)
-
-
-def net(block, stages, stem="simple", stem_width=8, resolution=17, **kw) -> NetSpec:
-    """A NetSpec from (depth, width, stride, b, g) tuples."""
-    return NetSpec(
-        stem={"type": stem, "width": stem_width},
-        block=block,
-        stages=[
-            dict(depth=d, width=w, stride=s, bottleneck_multiplier=b, group_width=g)
-            for d, w, s, b, g in stages
-        ],
-        resolution=resolution,
-        **kw,
-    )
 
 
 CASES = {
