@@ -17,6 +17,10 @@ COMMAND_MODULES = (
     "api.cli_serve",
 )
 
+# Commands that train in their own process: they start with glibc malloc settings that keep
+# activations mapped between steps (worker.allocator).
+TRAINING_COMMANDS = frozenset({"train", "bench", "worker"})
+
 
 class CliError(Exception):
     """Bad input: printed as one line on stderr, exit code 2."""
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dse` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and args.command in TRAINING_COMMANDS:  # the process's own entry point
+        from worker.allocator import reexec_with_tuned_malloc
+
+        reexec_with_tuned_malloc()
     try:
         code = args.func(args)
     except KeyboardInterrupt:

@@ -88,6 +88,8 @@ def _die_with_parent() -> None:
 
 def start_workers(db_url: str, plan: list[tuple[str, dict[str, str]]]) -> list[subprocess.Popen]:
     """Start `dse worker --db URL --device D` once per plan entry."""
+    from worker.allocator import tuned_env
+
     procs = []
     for device, extra in plan:
         cmd = [sys.executable, "-m", "api.cli", "worker", "--db", db_url, "--device", device]
@@ -96,7 +98,7 @@ def start_workers(db_url: str, plan: list[tuple[str, dict[str, str]]]) -> list[s
         procs.append(
             subprocess.Popen(
                 cmd,
-                env={**os.environ, **extra},
+                env=tuned_env({**os.environ, **extra}),
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         )

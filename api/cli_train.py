@@ -78,6 +78,7 @@ def cmd_train(args) -> int:
     """Load the dataset, build the network, train it and report."""
     from anynet.complexity import complexity
     from search.spec import DatasetSpec, Recipe
+    from worker.allocator import malloc_tuned
     from worker.data import load_dataset
     from worker.train import train
 
@@ -108,6 +109,7 @@ def cmd_train(args) -> int:
             "images_per_s": result.images_per_s, "seconds": result.seconds,
             "flops": counts["flops"], "params": counts["params"], "acts": counts["acts"],
             "message": result.message, "precision": result.precision,
+            "malloc": "tuned" if malloc_tuned() else "default",
             "spec": spec.to_dict(), "recipe": recipe,
         })  # fmt: skip
     else:

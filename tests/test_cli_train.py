@@ -57,20 +57,34 @@ def test_bad_regnet_argument_names_the_flag():
     assert main(["train", "--regnet", "a,b,c,d,e", "--dataset", "digits", "--epochs", "1"]) == 2
 
 
-def test_bench_report_states_ratio_and_peak_fraction():
+def test_bench_report_states_ratios_and_peak_fraction():
     report = {
         "engine": {"images_per_s": 3000.0, "flop_per_s": 1.2e11},
-        "baseline": {"images_per_s": 1000.0, "flop_per_s": 4e10},
+        "baseline": {"images_per_s": 1000.0, "flop_per_s": 4e10,
+                     "tuned_malloc_images_per_s": 1500.0},
         "speedup": 3.0,
+        "service": {"images_per_s": 4000.0, "flop_per_s": 1.6e11},
+        "service_speedup": 4.0,
         "peak": {"bf16_flop_per_s": 4e11, "fp32_flop_per_s": 1.7e11},
         "engine_precision": "fp32",
         "engine_fraction_of_peak": 0.7,
+        "service_fraction_of_peak": 0.94,
         "engine_fraction_of_bf16_peak": 0.3,
-        "workers": {"one_worker_all_cores": 2000.0, "one_worker_per_core": 2600.0,
+        "workers": {"one_worker_all_cores": 3000.0, "one_worker_per_core": 4000.0,
                     "cores": 2, "default": "one_worker_per_core"},
         "networks": [],
     }  # fmt: skip
     text = format_report(report)
-    assert (
-        "3.00x" in text and "fp32 at 70.0% of that peak" in text and "one_worker_per_core" in text
-    )
+    assert "3.00x" in text and "4.00x the naive loop" in text and "1500 images/s" in text
+    assert "fp32 at 70.0% of that peak" in text and "one_worker_per_core" in text
+
+
+def test_bench_runs_each_way_in_fresh_processes_with_the_right_malloc():
+    from worker.bench import in_processes, networks
+
+    spec = networks(1)[0].spec
+    job = {"specs": [spec.to_json()], "threads": 1, "train_size": 64, "batch_size": 32}
+    # in_processes raises if a child did not start with the malloc settings it was given
+    engine = in_processes({**job, "way": "engine"}, 2, tuned_malloc=True)
+    baseline = in_processes({**job, "way": "baseline"}, 1, tuned_malloc=False)
+    assert len(engine) == len(baseline) == 1 and engine[0] > 0 and baseline[0] > 0

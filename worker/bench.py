@@ -1,11 +1,15 @@
 """How fast the engine trains sampled networks here, against the loop most sweep scripts use.
 
-Everything is measured in one run on the same networks and data: the engine
-(worker.train: data on the device, batch augmentation, bf16 where the CPU has it natively,
-channels_last),
-a naive baseline (DataLoader over PIL images with per-sample torchvision transforms, fp32,
-NCHW), this machine's matmul peak (bf16 and fp32), and one worker with all cores against
-one worker per core (subprocesses, aggregate images/s).
+Everything is measured in one run on the same networks, data and batch size, each way in a
+fresh subprocess: the engine as a worker runs it (worker.train: data on the device, batch
+augmentation, bf16 where the CPU has it natively, channels_last, the worker's malloc
+settings), a naive baseline as a user's script runs (DataLoader over PIL images with
+per-sample torchvision transforms, fp32, NCHW, glibc's defaults), the baseline again with the
+worker's malloc settings (to attribute the gap), this machine's matmul peak (bf16 and fp32),
+and the service's layout: one single-threaded worker per core, images/s summed.
+Speedups: `speedup` is one process against one process, both with all cores;
+`service_speedup` is what the service gets from the machine (a worker per core) against one
+sweep script using all cores. Totals over networks add the time per image (a sweep's view).
 Effective training FLOP/s = 3 x forward multiply-adds x 2 x images/s (forward + 2x backward).
 """
 
@@ -19,13 +23,13 @@ import time
 
 import torch
 
-# glibc keeps freed activations mapped instead of returning them to the OS on every step
-# (measured +8-21% on this machine); it must be set before the process starts.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+from worker.allocator import MALLOC_ENV, OPT_OUT, applies, tuned_env
+
 SPACE, BOUNDS, RESOLUTION = "ResNeXt_A", (30e6, 80e6), 32  # NDS CIFAR sweeps (REFERENCE §4)
+BATCH_SIZE = 128  # both ways (the CIFAR recipe of NDS and of most sweep scripts)
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 1.5) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
     """Best FLOP/s of a square matmul in `dtype` (up to n x n) over ~`seconds` (2 n^3 each).
 
     The size grows from 256 while one product takes under 50 ms, so a dtype the CPU only
@@ -78,8 +82,11 @@ def engine_images_per_s(spec, data, batch_size: int, epochs: int = 2) -> float:
     return result.epochs[-1]["images_per_s"]
 
 
-def baseline_images_per_s(spec, data, batch_size: int, max_batches: int) -> float:
-    """images/s of the usual sweep script: DataLoader, per-sample transforms, fp32, NCHW."""
+def baseline_images_per_s(spec, data, batch_size: int, warmup: int, timed: int) -> float:
+    """images/s of the usual sweep script: DataLoader, per-sample transforms, fp32, NCHW.
+
+    `warmup` batches untimed (as the engine's first epoch), then `timed` batches timed.
+    """
     import numpy as np
     from PIL import Image
     from torch.utils.data import DataLoader
@@ -109,42 +116,64 @@ def baseline_images_per_s(spec, data, batch_size: int, max_batches: int) -> floa
     model = build(spec)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     criterion = torch.nn.CrossEntropyLoss()
-    images, start = 0, None
-    for i, (x, y) in enumerate(loader):
-        if i == 1:  # the first batch pays for allocation; time from the second
-            start = time.perf_counter()
-        loss = criterion(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        images += len(y) if i >= 1 else 0
-        if i >= max_batches:
-            break
-    return images / (time.perf_counter() - start)
+    done, start = 0, 0.0
+    while True:  # epochs until warmup + timed batches
+        for x, y in loader:
+            loss = criterion(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            done += 1
+            if done == warmup:
+                start = time.perf_counter()
+            elif done == warmup + timed:
+                return timed * batch_size / (time.perf_counter() - start)
 
 
-def worker_child(spec_json: str, threads: int, train_size: int, batch_size: int) -> float:
-    """Run inside a worker subprocess: steady engine images/s with `threads` torch threads."""
+def child_main(job: dict) -> dict:
+    """Inside a bench subprocess: images/s of each network of `job` in one way of training."""
     from anynet.spec import NetSpec
+    from worker.allocator import malloc_tuned
 
-    torch.set_num_threads(threads)
-    return engine_images_per_s(NetSpec.from_json(spec_json), bench_data(train_size), batch_size)
+    torch.set_num_threads(job["threads"])
+    data = bench_data(job["train_size"])
+    specs = [NetSpec.from_json(s) for s in job["specs"]]
+    if job["way"] == "engine":
+        rates = [engine_images_per_s(s, data, job["batch_size"]) for s in specs]
+    else:
+        steps = job["train_size"] // job["batch_size"]  # the engine's epoch: warm-up, timed
+        rates = [baseline_images_per_s(s, data, job["batch_size"], steps, steps) for s in specs]
+    return {"images_per_s": rates, "malloc_tuned": malloc_tuned()}
 
 
-def workers_images_per_s(spec, processes: int, threads: int, train_size: int, batch_size: int):
-    """Aggregate steady images/s of `processes` concurrent workers of `threads` threads each."""
-    env = {**os.environ, **MALLOC_ENV, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "worker.bench", "--child", spec.to_json(), str(threads),
-           str(train_size), str(batch_size)]  # fmt: skip
+def in_processes(job: dict, processes: int, tuned_malloc: bool) -> list[float]:
+    """Run `job` in `processes` concurrent subprocesses; aggregate images/s per network.
+
+    Each starts fresh (glibc reads its malloc settings only at start-up): with the worker's
+    settings (worker.allocator) or with glibc's defaults, as a user's own script runs.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV and k != OPT_OUT}
+    env = {**(tuned_env(env) if tuned_malloc else env), "OMP_NUM_THREADS": str(job["threads"])}
+    cmd = [sys.executable, "-m", "worker.bench", "--child", json.dumps(job)]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
              for _ in range(processes)]  # fmt: skip
-    rates = []
+    totals = None
     for p in procs:
-        out, _ = p.communicate(timeout=600)
+        out, _ = p.communicate(timeout=1800)
         if p.returncode != 0:
-            raise RuntimeError(f"bench worker exited with {p.returncode}")
-        rates.append(float(out.strip().splitlines()[-1]))
-    return sum(rates)
+            raise RuntimeError(f"bench subprocess ({job['way']}) exited with {p.returncode}")
+        reply = json.loads(out.strip().splitlines()[-1])
+        if reply["malloc_tuned"] != tuned_malloc and applies():
+            raise RuntimeError(f"bench subprocess: malloc settings {reply['malloc_tuned']}, "
+                               f"expected {tuned_malloc}")  # fmt: skip
+        rates = reply["images_per_s"]
+        totals = rates if totals is None else [a + b for a, b in zip(totals, rates, strict=True)]
+    return totals
+
+
+def harmonic(rates: list[float]) -> float:
+    """Images/s over a sweep of the networks: the time per image summed, not the rates."""
+    return len(rates) / sum(1 / r for r in rates)
 
 
 def run_bench(quick: bool = False, log=print) -> dict:
@@ -154,58 +183,77 @@ def run_bench(quick: bool = False, log=print) -> dict:
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
-    n_nets, train_size, batch_size = (1, 1024, 256) if quick else (3, 2048, 256)
-    data = bench_data(train_size)
+    n_nets, train_size = (1, 512) if quick else (3, 1536)
     log(f"bench: peak matmul with {cores} threads")
     peak = {
         "bf16_flop_per_s": matmul_peak(torch.bfloat16),
         "fp32_flop_per_s": matmul_peak(torch.float32),
     }
-    rows = []
-    for s in networks(n_nets):
-        flops = complexity(s.spec)["flops"]
-        log(f"bench: {s.spec.stage_depths} x {s.spec.stage_widths}, {flops / 1e6:.1f} MF")
-        eng = engine_images_per_s(s.spec, data, batch_size)
-        base = baseline_images_per_s(s.spec, data, 128, max_batches=6 if quick else 10)
-        rows.append({"stage_depths": s.spec.stage_depths, "stage_widths": s.spec.stage_widths,
-                     "group_widths": s.spec.group_widths, "flops": flops,
-                     "engine_images_per_s": eng, "baseline_images_per_s": base,
-                     "speedup": eng / base, "engine_flop_per_s": 6 * flops * eng})  # fmt: skip
-        log(f"bench:   engine {eng:.0f} img/s, baseline {base:.0f} img/s, {eng / base:.2f}x")
-    # Totals over the same networks: time per image summed, i.e. a sweep's throughput.
+    specs = [s.spec for s in networks(n_nets)]
+    flops = [complexity(s)["flops"] for s in specs]
+    job = {"specs": [s.to_json() for s in specs], "threads": cores, "train_size": train_size,
+           "batch_size": BATCH_SIZE}  # fmt: skip
+    log(f"bench: {n_nets} networks of {SPACE}, {', '.join(f'{f / 1e6:.0f}' for f in flops)} MF")
+    log("bench: engine, one worker with all cores")
+    engine = in_processes({**job, "way": "engine"}, 1, tuned_malloc=True)
+    log("bench: naive loop, one process with all cores, glibc's malloc defaults")
+    baseline = in_processes({**job, "way": "baseline"}, 1, tuned_malloc=False)
+    log("bench: naive loop with the worker's malloc settings (how much of the gap they are)")
+    baseline_tuned = in_processes({**job, "way": "baseline"}, 1, tuned_malloc=True)
+    log(f"bench: engine, {cores} workers x 1 thread (how the service runs)")
+    per_core = in_processes({**job, "way": "engine", "threads": 1}, cores, tuned_malloc=True)
+    log("bench: peak matmul again (a shared machine's speed drifts: the best of both counts)")
+    peak["fp32_flop_per_s"] = max(peak["fp32_flop_per_s"], matmul_peak(torch.float32))
+    if auto_precision(torch.device("cpu")) == "bf16":
+        peak["bf16_flop_per_s"] = max(peak["bf16_flop_per_s"], matmul_peak(torch.bfloat16))
+    rows = [{"stage_depths": s.stage_depths, "stage_widths": s.stage_widths,
+             "group_widths": s.group_widths, "flops": f,
+             "engine_images_per_s": e, "baseline_images_per_s": b,
+             "baseline_tuned_malloc_images_per_s": bt, "per_core_images_per_s": pc,
+             "speedup": e / b, "service_speedup": pc / b, "engine_flop_per_s": 6 * f * e}
+            for s, f, e, b, bt, pc in zip(specs, flops, engine, baseline, baseline_tuned,
+                                          per_core, strict=True)]  # fmt: skip
+    for r in rows:
+        log(f"bench:   {r['flops'] / 1e6:.0f} MF: engine {r['engine_images_per_s']:.0f}, "
+            f"baseline {r['baseline_images_per_s']:.0f} img/s ({r['speedup']:.2f}x); "
+            f"{cores} workers {r['per_core_images_per_s']:.0f} img/s")  # fmt: skip
     precision = auto_precision(torch.device("cpu"))
     peak_used = peak["bf16_flop_per_s" if precision == "bf16" else "fp32_flop_per_s"]
-    eng_total = len(rows) / sum(1 / r["engine_images_per_s"] for r in rows)
-    base_total = len(rows) / sum(1 / r["baseline_images_per_s"] for r in rows)
-    mean_flops = sum(r["flops"] for r in rows) / len(rows)
+    # effective FLOP/s: each network's own multiply-adds at its own rate, averaged
     engine_fps = sum(r["engine_flop_per_s"] for r in rows) / len(rows)
-    log(f"bench: 1 worker x {cores} threads vs {cores} workers x 1 thread")
-    spec0 = networks(1)[0].spec
-    all_cores = workers_images_per_s(spec0, 1, cores, train_size // 2, batch_size)
-    per_core = workers_images_per_s(spec0, cores, 1, train_size // 2, batch_size)
+    per_core_fps = sum(6 * r["flops"] * r["per_core_images_per_s"] for r in rows) / len(rows)
+    base_total = harmonic(baseline)
     return {
         "networks": rows,
-        "engine": {"images_per_s": eng_total, "flop_per_s": engine_fps},
-        "baseline": {"images_per_s": base_total, "flop_per_s": 6 * mean_flops * base_total},
-        "speedup": eng_total / base_total,
+        "engine": {"images_per_s": harmonic(engine), "flop_per_s": engine_fps},
+        "baseline": {
+            "images_per_s": base_total,
+            "flop_per_s": sum(6 * f * b for f, b in zip(flops, baseline, strict=True)) / len(rows),
+            "tuned_malloc_images_per_s": harmonic(baseline_tuned),
+        },
+        "speedup": harmonic(engine) / base_total,
+        "service": {"images_per_s": harmonic(per_core), "flop_per_s": per_core_fps},
+        "service_speedup": harmonic(per_core) / base_total,
         "peak": peak,
         "engine_precision": precision,
         "engine_fraction_of_peak": engine_fps / peak_used,  # of the precision it trains in
+        "service_fraction_of_peak": per_core_fps / peak_used,
         "engine_fraction_of_bf16_peak": engine_fps / peak["bf16_flop_per_s"],
         "engine_fraction_of_fp32_peak": engine_fps / peak["fp32_flop_per_s"],
         "workers": {
             "cores": cores,
-            "one_worker_all_cores": all_cores,
-            "one_worker_per_core": per_core,
-            "default": "one_worker_per_core" if per_core >= all_cores else "one_worker_all_cores",
+            "one_worker_all_cores": harmonic(engine),
+            "one_worker_per_core": harmonic(per_core),
+            "default": "one_worker_per_core"
+            if harmonic(per_core) >= harmonic(engine)
+            else "one_worker_all_cores",
         },
         "settings": {
             "space": SPACE,
             "flops_bounds": BOUNDS,
             "resolution": RESOLUTION,
             "train_size": train_size,
-            "engine_batch_size": batch_size,
-            "baseline_batch_size": 128,
+            "batch_size": BATCH_SIZE,
             "torch_threads": cores,
         },  # fmt: skip
     }
@@ -213,17 +261,21 @@ def run_bench(quick: bool = False, log=print) -> dict:
 
 def format_report(r: dict) -> str:
     """The figures as a few human-readable lines."""
-    w = r["workers"]
+    w, b = r["workers"], r["baseline"]
     lines = [
         f"engine   {r['engine']['images_per_s']:8.0f} images/s   "
-        f"{r['engine']['flop_per_s'] / 1e9:6.1f} GFLOP/s effective",
-        f"baseline {r['baseline']['images_per_s']:8.0f} images/s   "
-        f"{r['baseline']['flop_per_s'] / 1e9:6.1f} GFLOP/s effective",
+        f"{r['engine']['flop_per_s'] / 1e9:6.1f} GFLOP/s effective (one worker, all cores)",
+        f"baseline {b['images_per_s']:8.0f} images/s   "
+        f"{b['flop_per_s'] / 1e9:6.1f} GFLOP/s effective "
+        f"({b['tuned_malloc_images_per_s']:.0f} images/s with the worker's malloc settings)",
         f"speedup  {r['speedup']:.2f}x (engine / naive DataLoader loop, same networks)",
+        f"service  {r['service']['images_per_s']:8.0f} images/s with {w['cores']} workers x 1 "
+        f"thread: {r['service_speedup']:.2f}x the naive loop",
         f"peak     bf16 matmul {r['peak']['bf16_flop_per_s'] / 1e9:.0f} GFLOP/s, "
         f"fp32 {r['peak']['fp32_flop_per_s'] / 1e9:.0f} GFLOP/s; engine trains in "
         f"{r['engine_precision']} at {100 * r['engine_fraction_of_peak']:.1f}% of that peak "
-        f"({100 * r['engine_fraction_of_bf16_peak']:.1f}% of bf16 peak)",
+        f"({100 * r['service_fraction_of_peak']:.1f}% as the service; "
+        f"{100 * r['engine_fraction_of_bf16_peak']:.1f}% of bf16 peak)",
         f"workers  1 x {w['cores']} threads: {w['one_worker_all_cores']:.0f} images/s; "
         f"{w['cores']} x 1 thread: {w['one_worker_per_core']:.0f} images/s "
         f"-> default {w['default']}",
@@ -231,8 +283,8 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # the worker subprocess of workers_images_per_s
-    if len(sys.argv) == 6 and sys.argv[1] == "--child":
-        print(worker_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
+if __name__ == "__main__":  # the subprocesses of in_processes
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        print(json.dumps(child_main(json.loads(sys.argv[2]))))
     else:
         print(json.dumps(run_bench()))

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from search.store import TRANSIENT_ERRORS, Claim, Store
+from worker.allocator import malloc_tuned
 
 log = logging.getLogger("dse.worker")
 T = TypeVar("T")
@@ -201,7 +202,8 @@ def run_worker(
     except TRANSIENT_ERRORS:  # stopped while the database was still down
         return 0
     where = store.url.split("@")[-1]
-    print(f"dse worker {me}: on {where} ({device})", file=sys.stderr, flush=True)
+    malloc = "tuned malloc" if malloc_tuned() else "default malloc"
+    print(f"dse worker {me}: on {where} ({device}, {malloc})", file=sys.stderr, flush=True)
     try:
         return _loop(
             store, me, stop, device, max_trials, exit_when_idle, threads, poll_seconds, study_ids
