@@ -214,7 +214,8 @@ def test_sqlite_two_workers_and_readers_never_locked(sqlite_url, smoke_spec, dse
 
 @pytest.mark.slow
 def test_sigterm_hands_back_and_cancel_stops(sqlite_url, smoke_spec, dse_bin, tmp_path):
-    smoke_spec.update(samples=1, fidelities=[8])
+    # 40 epochs: long enough that the trial is still training when `dse study cancel` lands
+    smoke_spec.update(samples=1, fidelities=[40])
     study_id = _create(dse_bin, sqlite_url, smoke_spec, tmp_path)
     store = Store(sqlite_url)
     first = _worker(dse_bin, sqlite_url)
