@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from search import analysis as A
+from search.refinement import benjamini_hochberg, refinement_suggestions
 
 NORMALIZE = ("flops", "params", "acts")
 PLOT_POINTS = 500  # EDF step points sent per space; statistics always use every trial
@@ -333,7 +334,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
             ea, eb = err_all[by_space[a]], err_all[by_space[b]]
             d, p = A.ks_test(ea, eb, weights[a], weights[b])
             ks.append({"a": a, "b": b, "D": d, "p": p})
-    for row, q in zip(ks, A.benjamini_hochberg([k["p"] for k in ks]), strict=True):
+    for row, q in zip(ks, benjamini_hochberg([k["p"] for k in ks]), strict=True):
         row["q"] = q  # pairwise tests are many: Benjamini–Hochberg adjusted
     overall = None
     if all_specs is not None and err_all.size:
@@ -357,7 +358,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
             "rank_correlation": _rank_correlations(frame, spec, names),
             "regnet": {**fits, "overall": overall},
             "regnet_top_k": top_k,
-            "refinement": A.refinement_suggestions(refine_in),
+            "refinement": refinement_suggestions(refine_in),
             "progress": _progress(frame, spec, names),
         }
     )
