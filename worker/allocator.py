@@ -60,9 +60,8 @@ def reexec_with_tuned_malloc() -> None:
     """
     if not applies() or os.environ.get(OPT_OUT) == "1" or malloc_tuned():
         return
-    env = tuned_env()
     if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
-        return  # already set in os.environ but not at start: do not loop
+        return  # set in os.environ after start (where glibc cannot see it): do not loop
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, sys.orig_argv, env)
+    os.execve(sys.executable, sys.orig_argv, tuned_env())
