@@ -22,23 +22,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from test_browser import CHROMIUM_ARGS  # noqa: E402  (the browser test's launch, one copy)
 
 from api.app import create_app  # noqa: E402
 from api.deps import ResultsCache  # noqa: E402
 from search.store import Store  # noqa: E402
 
 SPACES = "ABCDE"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def bench_spec(trials: int) -> dict:
