@@ -29,7 +29,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
     b = subparsers.add_parser("bench", help="training engine vs a naive loop on this machine")
-    b.add_argument("--quick", action="store_true", help="fewer, shorter measurements (~1 min)")
+    b.add_argument(
+        "--quick", action="store_true", help="one network, short runs (~1.5 min; full: ~12 min)"
+    )
     b.add_argument("--json", action="store_true", help="one JSON document on stdout")
     b.set_defaults(func=cmd_bench)
 
