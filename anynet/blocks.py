@@ -1,4 +1,4 @@
-"""torch modules for the layer descriptions of anynet.layers (REFERENCE §1, pycls)."""
+"""torch modules for the layer descriptions of anynet.layers (docs/method.md §1, pycls)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class ChannelLayerNorm(nn.LayerNorm):
 
 
 class SqueezeExcite(nn.Module):
-    """avg-pool → 1x1 (bias) → ReLU → 1x1 (bias) → sigmoid, times the input (REFERENCE §1)."""
+    """avg-pool → 1x1 (bias) → ReLU → 1x1 (bias) → sigmoid, times the input (docs/method.md §1)."""
 
     def __init__(self, c: int, c_se: int):
         super().__init__()

@@ -13,7 +13,7 @@ from anynet.spec import NetSpec
 
 
 class AnyNet(nn.Module):
-    """stem → stages → head (REFERENCE §1); `spec` keeps the NetSpec it was built from."""
+    """stem → stages → head (docs/method.md §1); `spec` keeps the NetSpec it was built from."""
 
     def __init__(self, spec: NetSpec):
         super().__init__()
@@ -31,7 +31,7 @@ class AnyNet(nn.Module):
 
 
 def init_weights(model: nn.Module, zero_init_final_bn: bool = False) -> None:
-    """pycls init (REFERENCE §1): conv N(0, sqrt(2/fan_out)), fan_out = k·k·out; norms γ=1,
+    """pycls init (docs/method.md §1): conv N(0, sqrt(2/fan_out)), fan_out = k·k·out; norms γ=1,
     β=0; Linear N(0, 0.01), bias 0. Conv biases (SE, ConvNeXt) start at 0.
 
     zero_init_final_bn (pycls ZERO_INIT_FINAL_BN): γ=0 on the last BN of every residual

@@ -1,11 +1,11 @@
-"""Analytic complexity of a NetSpec: flops (multiply-adds), params, acts (REFERENCE §2).
+"""Analytic complexity of a NetSpec: flops (multiply-adds), params, acts (docs/method.md §2).
 
 Counts are sums over the layer descriptions of anynet.layers, the same ones `build` turns into
 modules, so they equal the built network exactly. No torch. Fast: stems, stages and heads are
 memoised on their plain parameters, and a stage counts its first block plus (depth-1) x its
 repeated block, so a cached network costs a handful of dictionary look-ups.
 
-Conventions (REFERENCE §2): conv flops k²·c_in·c_out·h'²/groups (+ c_out·h'² with bias);
+Conventions (docs/method.md §2): conv flops k²·c_in·c_out·h'²/groups (+ c_out·h'² with bias);
 BN and LayerNorm have 2·C params and no flops (normalisation, activations, pools, adds and
 the SE multiply are not multiply-adds); SE is counted at 1x1; Linear flops = params =
 in·out + out. acts = output elements of every conv, max-pool and linear.
@@ -34,7 +34,7 @@ def _conv(c: L.Conv) -> Counts:
 
 
 def _se(s: L.SE) -> Counts:
-    # two 1x1 convs with bias on the pooled 1x1 map (REFERENCE §2)
+    # two 1x1 convs with bias on the pooled 1x1 map (docs/method.md §2)
     w = 2 * s.c * s.c_se
     return w + s.c_se + s.c, w + s.c_se + s.c, s.c_se + s.c, s.c_se + s.c
 
@@ -145,7 +145,7 @@ def counts(spec: NetSpec) -> Counts:
 
 
 def complexity(spec: NetSpec) -> dict[str, int]:
-    """{"flops", "params", "acts"} of a NetSpec, exactly as the built network (REFERENCE §2)."""
+    """{"flops", "params", "acts"} of a NetSpec, exactly as the built network (docs/method.md §2)."""
     f, p, a, _ = counts(spec)
     return {"flops": f, "params": p, "acts": a}
 

@@ -1,4 +1,4 @@
-"""Export a RegNet or a NetSpec to pycls YAML, timm, torchvision or our JSON (REFERENCE §3).
+"""Export a RegNet or a NetSpec to pycls YAML, timm, torchvision or our JSON (docs/method.md §3).
 
 An export is honest only if the target builds *the same network*. Each target applies its own
 group-compatibility rule to RegNet parameters, so every export names the rule the target
@@ -69,7 +69,7 @@ def as_regnet(spec: NetSpec, rounding: str) -> RegNetParams | None:
     ):
         return None
     b = spec.stages[0].bottleneck_multiplier
-    # The group rule may have moved widths (REFERENCE §3): fit the widths it maps onto ours.
+    # The group rule may have moved widths (docs/method.md §3): fit the widths it maps onto ours.
     g = max(spec.group_widths)  # the requested g; smaller ones were clamped to inner widths
     allowed = [
         _pre_rule_widths(s.width, b, g, s.group_width, rounding)

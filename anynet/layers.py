@@ -1,7 +1,7 @@
 """Layer descriptions: a NetSpec walked once into the layers `build` and `complexity` share.
 
-STYLE "one source of truth": `build` turns these frozen descriptions into modules and
-`complexity` sums them, so the two cannot disagree. No torch here (REFERENCE §1).
+One description per network (docs/design.md): `build` turns these frozen descriptions into
+modules and `complexity` sums them, so the two cannot disagree. No torch here (docs/method.md §1).
 
 Inputs are square (NetSpec has one `resolution`), so a spatial size is one number `h_in`;
 `w_*` always means channel width, as in pycls.
@@ -168,7 +168,7 @@ def _check_size(h: int, where: str) -> int:
     return h
 
 
-# --- stems (REFERENCE §1) ---------------------------------------------------------------
+# --- stems (docs/method.md §1) ---------------------------------------------------------------
 def stem_layers(kind: str, width: int, in_channels: int, h: int) -> tuple[tuple[Layer, ...], int]:
     """Layers of a stem and its output size."""
     if kind == "cifar":
@@ -187,9 +187,9 @@ def stem_layers(kind: str, width: int, in_channels: int, h: int) -> tuple[tuple[
     raise ValueError(f"stem.type: unknown stem {kind!r}")
 
 
-# --- blocks (REFERENCE §1, pycls conventions) -------------------------------------------
+# --- blocks (docs/method.md §1, pycls conventions) -------------------------------------------
 def _projection(w_in: int, w_out: int, stride: int, h: int) -> tuple[Layer, ...] | None:
-    """1x1 conv(stride) → BN iff width or stride changes (REFERENCE §1)."""
+    """1x1 conv(stride) → BN iff width or stride changes (docs/method.md §1)."""
     if w_in == w_out and stride == 1:
         return None
     return (Conv(w_in, w_out, 1, stride, 1, False, h), BN(w_out))
@@ -224,7 +224,7 @@ def _bottleneck_transform(w_in, w_out, stride, inner, groups, se_ratio, h):
     """1x1 → BN → ReLU → 3x3 grouped(stride) → BN → ReLU → [SE] → 1x1 → BN."""
     a = Conv(w_in, inner, 1, 1, 1, False, h)
     b = Conv(inner, inner, 3, stride, groups, False, h)
-    # w_se uses the block's *input* width (REFERENCE §1, pycls)
+    # w_se uses the block's *input* width (docs/method.md §1, pycls)
     w_se = int(round(w_in * se_ratio))
     if se_ratio and w_se < 1:
         raise ValueError(f"se_ratio: SE width round({w_in} x {se_ratio}) is 0; raise se_ratio")
@@ -302,7 +302,7 @@ def stage_blocks(
     h: int,
     make: Callable = block_layers,
 ) -> tuple:
-    """A stage: its first block takes w_in and the stride, the rest repeat (REFERENCE §1).
+    """A stage: its first block takes w_in and the stride, the rest repeat (docs/method.md §1).
 
     `make` describes one block (default `block_layers`; complexity passes a memoised
     counter with the same arguments whose result has `.h_out`). The repeated blocks are the

@@ -1,6 +1,6 @@
 """RegNet: from (d, w0, wa, wm, g, b, se) to stages, both rounding rules, and the DDS fit.
 
-REFERENCE §3. Widths are generated in float64 with numpy's round-half-to-even; stages are the
+docs/method.md §3. Widths are generated in float64 with numpy's round-half-to-even; stages are the
 runs of equal quantised widths; then a group-compatibility rule (pycls or torchvision) makes
 every inner width divisible by its group width.
 """
@@ -23,7 +23,7 @@ QUANTUM = 8  # DDS: per-block widths are quantised to multiples of 8
 def check_regnet_params(
     depth: int, w0: float, wa: float, wm: float, group_width: int = 1, rounding: str = "pycls"
 ) -> None:
-    """Raise ValueError naming the RegNet parameter that is invalid and why (REFERENCE §3)."""
+    """Raise ValueError naming the RegNet parameter that is invalid and why (docs/method.md §3)."""
     if int(depth) != depth or depth < 1:
         raise ValueError(f"depth: must be an integer >= 1, got {depth}")
     if not w0 > 0:
@@ -41,7 +41,7 @@ def check_regnet_params(
 
 
 def quantized_block_widths(depth: int, w0: float, wa: float, wm: float) -> list[int]:
-    """Per-block widths before the group rule: w_j = round(w0·wm^s_j / 8)·8 (REFERENCE §3)."""
+    """Per-block widths before the group rule: w_j = round(w0·wm^s_j / 8)·8 (docs/method.md §3)."""
     check_regnet_params(depth, w0, wa, wm)
     u = np.arange(int(depth), dtype=np.float64) * float(wa) + float(w0)
     s = np.round(np.log(u / float(w0)) / np.log(float(wm)))
@@ -50,7 +50,7 @@ def quantized_block_widths(depth: int, w0: float, wa: float, wm: float) -> list[
 
 
 def stages_of(block_widths: list[int]) -> tuple[list[int], list[int]]:
-    """Runs of equal per-block widths → (stage_depths, stage_widths) (REFERENCE §3)."""
+    """Runs of equal per-block widths → (stage_depths, stage_widths) (docs/method.md §3)."""
     depths: list[int] = []
     widths: list[int] = []
     for w in block_widths:
@@ -64,7 +64,7 @@ def stages_of(block_widths: list[int]) -> tuple[list[int], list[int]]:
 
 def _pycls_rule(w: int, b: float, g: int) -> tuple[int, int]:
     # pycls adjust_block_compatibility: v = int(w·b); g = min(g, v); m = lcm(g, b) if b > 1;
-    # v = max(m, round(v/m)·m) with round half to even; w = int(v/b). (REFERENCE §3)
+    # v = max(m, round(v/m)·m) with round half to even; w = int(v/b). (docs/method.md §3)
     v = int(max(1, w * b))
     g = int(min(g, v))
     m = math.lcm(g, int(b)) if b > 1 and float(b).is_integer() else g
@@ -119,7 +119,7 @@ def regnet_widths(
     bottleneck_multiplier: float = 1.0,
     rounding: str = "pycls",
 ) -> tuple[list[int], list[int], list[int]]:
-    """RegNet parameters → (stage_depths, stage_widths, stage_group_widths) (REFERENCE §3)."""
+    """RegNet parameters → (stage_depths, stage_widths, stage_group_widths) (docs/method.md §3)."""
     check_regnet_params(depth, w0, wa, wm, group_width, rounding)
     if not bottleneck_multiplier > 0:
         raise ValueError(f"bottleneck_multiplier: must be > 0, got {bottleneck_multiplier}")

@@ -1,4 +1,4 @@
-"""Joint rejection sampling of whole networks from a design space (DDS §3, REFERENCE §4).
+"""Joint rejection sampling of whole networks from a design space (DDS §3, docs/method.md §4).
 
 Every free value of a network is drawn from its distribution; a candidate that breaks a
 constraint or whose complexity falls outside the bounds is rejected, and drawing goes on.
@@ -7,7 +7,7 @@ constraints. "Shared" values are drawn once per network (DDS §3.2: one b, one g
 stages). Draws are vectorised with numpy in fixed-size batches from one seeded Generator,
 so a seed gives the same networks and the first k of n samples are the k a smaller request
 gives. The exact complexity (anynet.complexity) decides every bound; a vectorised estimate
-(REFERENCE §2 counted over whole batches) only skips candidates clearly outside them.
+(docs/method.md §2 counted over whole batches) only skips candidates clearly outside them.
 `Sample.params` holds the values as drawn (d1.., w1.., bot_mul1.., g1.. or groups1..; for
 RegNets depth, w0, wa, wm, g, bot_mul and the resulting d1.., w1..); the spec holds the
 network after the space's group-compatibility rule.
@@ -164,7 +164,7 @@ def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
 
 
 def _compatible(w, m, g, rounding):
-    """Group compatibility (REFERENCE §3): clamp g to the inner width; divisible widths."""
+    """Group compatibility (docs/method.md §3): clamp g to the inner width; divisible widths."""
     inner = [int(round(wj * mj)) for wj, mj in zip(w, m, strict=True)]
     if rounding == "clamp":
         if min(inner) < 1:
@@ -190,7 +190,7 @@ def _regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
     w0f = np.asarray(w0, np.float64)
     bad = (wm <= 1) | (wa < 0) | (w0f <= 0) | (w0f % QUANTUM != 0)
     codes[bad] = CODE["regnet_valid"]
-    # Per-block quantised widths, REFERENCE §3 (regnet.quantized_block_widths, vectorised).
+    # Per-block quantised widths, docs/method.md §3 (regnet.quantized_block_widths, vectorised).
     j = np.arange(int(np.max(dep)), dtype=np.float64)[None, :]
     valid = j < dep[:, None]
     with np.errstate(all="ignore"):
@@ -263,7 +263,7 @@ def _scatter(est, ok):
 
 # --- vectorised estimate (prefilter only; tests hold it to anynet.complexity) -----------
 def group_rule(w, m, g, rounding):
-    """adjust_widths_groups over arrays: (widths, group widths, ok) (REFERENCE §3)."""
+    """adjust_widths_groups over arrays: (widths, group widths, ok) (docs/method.md §3)."""
     w = np.asarray(w, np.int64)
     g = np.asarray(g, np.int64)
     m = np.asarray(m, np.float64)
@@ -288,13 +288,13 @@ def group_rule(w, m, g, rounding):
 
 
 def _conv(c_in, c_out, k, h, groups=1, bias=False):
-    """(flops, params, acts) of a k×k conv with output side h (REFERENCE §2)."""
+    """(flops, params, acts) of a k×k conv with output side h (docs/method.md §2)."""
     p = k * k * c_in * c_out // groups + (c_out if bias else 0)
     return p * h * h, p, c_out * h * h
 
 
 def _block(block, w_in, w, m, g, stride, h, se):
-    """(flops, params, acts, h_out) of one block over arrays (REFERENCE §1-2)."""
+    """(flops, params, acts, h_out) of one block over arrays (docs/method.md §1-2)."""
     ho = (h - 1) // stride + 1
     parts = []
     if block in ("vanilla", "res_basic"):

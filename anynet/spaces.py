@@ -1,9 +1,9 @@
 """Design spaces as data: distributions, constraints, presets and the study-spec format.
 
-A `DesignSpace` is plain JSON (DDS §3, NDS §3; REFERENCE §4): per-stage distributions of
+A `DesignSpace` is plain JSON (DDS §3, NDS §3; docs/method.md §4): per-stage distributions of
 depth, width, bottleneck multiplier and group width (or, for RegNet spaces, of d, w0, wa,
 wm), a list of constraints, and the fixed parts of every network (stem, block, SE, strides,
-input, classes, group-compatibility rule). Presets are entries of one table (STYLE.md,
+input, classes, group-compatibility rule). Presets are entries of one table (docs/design.md,
 "presets are data"); `SpaceSpec` is a preset plus overrides, as a study spec writes it.
 The paper's bottleneck *ratio* b is the inverse of our `bottleneck_multiplier`:
 b ∈ {1, 2, 4} is multiplier ∈ {1, 1/2, 1/4}.
@@ -12,7 +12,7 @@ Preset ranges and their sources:
 - AnyNetX_A…E (DDS §3.1–3.2): 4 stages, d_i ∈ [1, 16], w_i ∈ {8, 16, …, 1024},
   b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16, 32}, simple stem 32, 224 px, 1000 classes;
   B shares b, C also g, D adds w_{i+1} ≥ w_i, E adds d_{i+1} ≥ d_i. AnyNetY_*: SE 1/4.
-- RegNetX / RegNetY (pycls sweep/config.py REGNET_SAMPLER, sweep/samplers.py, REFERENCE §4):
+- RegNetX / RegNetY (pycls sweep/config.py REGNET_SAMPLER, sweep/samplers.py, docs/method.md §4):
   d ∈ [12, 28], w0 log-uniform [8, 256] q 8, wa log-uniform [8, 256] q 0.1, wm log-uniform
   [2, 3] q 0.001, group width power2_or_log_uniform [8, 128] q 8, b = 1, exactly 4 stages.
 - NDS CIFAR (Radosavovic et al., ICCV 2019, "On Network Design Spaces for Visual
@@ -219,7 +219,7 @@ _OWN = {"anynet": ("stages", "width", "groups"), "regnet": ("w0", "wa", "wm")}
 
 
 class DesignSpace(_Data):
-    """One design space, entirely as data (DDS §3; REFERENCE §4)."""
+    """One design space, entirely as data (DDS §3; docs/method.md §4)."""
 
     name: str
     kind: Literal["anynet", "regnet"] = "anynet"
@@ -318,7 +318,7 @@ def _as_tuple(v) -> tuple:
     return v if isinstance(v, tuple) else (v,)
 
 
-# --- presets: one base per family plus constraints (STYLE.md "presets are data") -------
+# --- presets: one base per family plus constraints (docs/design.md "presets are data") -------
 _ANYNET_X_A = {
     # DDS §3.1: 4 stages; d_i ∈ [1, 16], w_i ∈ {8, 16, …, 1024}, b_i ∈ {1, 2, 4}
     # (multiplier 1/b), g_i ∈ {1, 2, …, 32}; simple stem 32; X block; 224 px ImageNet.
@@ -337,7 +337,7 @@ _REGNET_X = {
     # pycls sweep/config.py REGNET_SAMPLER defaults and sweep/samplers.py regnet_sampler:
     # d uniform [12, 28]; w0 log-uniform [8, 256] q 8; wa log-uniform [8, 256] q 0.1;
     # wm log-uniform [2, 3] q 0.001; group width power2_or_log_uniform [8, 128] q 8; b = 1;
-    # CONSTRAINTS.REGNET.NUM_STAGES = [4, 4] (and no skipped exponent, REFERENCE §3).
+    # CONSTRAINTS.REGNET.NUM_STAGES = [4, 4] (and no skipped exponent, docs/method.md §3).
     "kind": "regnet",
     "stem": {"type": "simple", "width": 32},
     "block": "res_bottleneck",

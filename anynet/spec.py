@@ -1,4 +1,4 @@
-"""NetSpec: a typed, JSON-serialisable description of one AnyNet (REFERENCE §1).
+"""NetSpec: a typed, JSON-serialisable description of one AnyNet (docs/method.md §1).
 
 stem → stages of blocks → head. One NetSpec is exactly one network: `build` turns it into a
 module and `complexity` counts it, both from the same layer description (anynet.layers).
@@ -26,7 +26,7 @@ class _Frozen(BaseModel):
 
 
 class StemSpec(_Frozen):
-    """The stem: `type` picks the layers (REFERENCE §1), `width` its output channels."""
+    """The stem: `type` picks the layers (docs/method.md §1), `width` its output channels."""
 
     type: StemType = "simple"
     width: int = Field(32, ge=1)

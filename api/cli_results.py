@@ -1,4 +1,4 @@
-"""`dse edf STUDY`: a study's error EDFs per space, as a table, JSON or a PNG (REFERENCE §6)."""
+"""`dse edf STUDY`: a study's error EDFs per space, as a table, JSON or a PNG (docs/method.md §6)."""
 
 from __future__ import annotations
 

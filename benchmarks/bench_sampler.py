@@ -8,7 +8,7 @@ in under 10 s on a 2-core machine):
 - exact: unbounded sampling, so every candidate that meets the constraints is built as a
   NetSpec and counted by anynet.complexity (no prefilter; mostly unseen configurations, so
   little memoisation): draws/s and counted/s (complexity() calls per second);
-- window: 500 networks in the DDS window (REFERENCE §4), draws, acceptance, seconds,
+- window: 500 networks in the DDS window (docs/method.md §4), draws, acceptance, seconds,
   candidate draws per second (every candidate's complexity comes from the vectorised count,
   which tests hold equal to anynet.complexity; only those near the window are built).
 """

@@ -1,4 +1,4 @@
-"""Comparing design spaces by their error distributions (REFERENCE §6): pure functions on arrays.
+"""Comparing design spaces by their error distributions (docs/method.md §6): pure functions on arrays.
 
 Conventions shared by every function here:
 - A NaN error is a diverged trial; it counts as error 1.0 (the worst possible) and summaries

@@ -1,6 +1,6 @@
 """The fidelity plan: every sample at the lowest level, the best fraction promoted upwards.
 
-Levels are complete short schedules (DESIGN.md: e.g. 1, 3, 9 epochs, each with its own full
+Levels are complete short schedules (docs/design.md: e.g. 1, 3, 9 epochs, each with its own full
 cosine schedule), so a promoted network is retrained from scratch at the next level with the
 same NetSpec; nothing is resumed.
 

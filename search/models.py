@@ -1,6 +1,6 @@
 """Our tables, next to Optuna's in the same database: study specs and a queryable trial index.
 
-Optuna's RDB storage is the trial engine (DESIGN.md): it owns each trial's state machine
+Optuna's RDB storage is the trial engine (docs/design.md): it owns each trial's state machine
 (WAITING → RUNNING → COMPLETE/FAIL), values, intermediate values, heartbeats and attributes.
 It keeps attributes as JSON text in `trial_user_attributes.value_json`, which SQL cannot
 filter, group or aggregate portably. Progress per space and level, paged trial lists and the
@@ -55,7 +55,7 @@ class StudyRow(Base):
     optuna_name: Mapped[str] = mapped_column(String(255), unique=True)
     optuna_study_id: Mapped[int | None] = mapped_column(Integer)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # per space: draws and acceptance rate of the rejection sampler (DESIGN.md: recorded)
+    # per space: draws and acceptance rate of the rejection sampler (docs/design.md: recorded)
     sampling: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="creating", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,11 +1,11 @@
-"""A study's results: the numbers REFERENCE §6 compares design spaces by, as one JSON-able dict.
+"""A study's results: the numbers docs/method.md §6 compares design spaces by, as one JSON-able dict.
 
 `study_results` is a pure function of the store's trial frame and the study spec;
 `results_for` reads both from a store and caches the answer until the study changes.
 
 Choices (documented here because the API and CLI inherit them):
 - `fidelity` is given in epochs (one of the spec's `fidelities`); None = the lowest level,
-  the only one whose EDF is an unbiased sample of each space (DESIGN.md, fidelity plan).
+  the only one whose EDF is an unbiased sample of each space (docs/design.md, fidelity plan).
 - Trials counted: `done` (their error) and `diverged` (error 1.0, also counted apart as
   n_diverged). `failed` and `cancelled` trials are left out and counted as n_failed /
   n_cancelled; `waiting` and `running` ones as n_pending.
@@ -365,7 +365,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
 
 
 def _rank_correlations(frame: pd.DataFrame, spec, names: list[str]) -> list[dict]:
-    """Spearman and Kendall between consecutive levels, per space and pooled (DESIGN.md)."""
+    """Spearman and Kendall between consecutive levels, per space and pooled (docs/design.md)."""
     out = []
     if not len(frame):
         return out

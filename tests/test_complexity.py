@@ -86,7 +86,7 @@ def _check(spec: NetSpec) -> None:
     c = complexity(spec)
     seen = _count_with_torch(build(spec), spec)
     assert c["params"] == seen["params"]
-    # FlopCounterMode leaves out bias additions; our convention counts them (REFERENCE §2)
+    # FlopCounterMode leaves out bias additions; our convention counts them (docs/method.md §2)
     assert c["flops"] - bias_flops(spec) == seen["macs"]
     assert c["acts"] == seen["acts"]
 

@@ -1,4 +1,4 @@
-"""Exports build the same network in their target (REFERENCE §3): built and compared here."""
+"""Exports build the same network in their target (docs/method.md §3): built and compared here."""
 
 from __future__ import annotations
 

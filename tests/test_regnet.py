@@ -1,4 +1,4 @@
-"""RegNet generation, both rounding rules, validation and the DDS §3.3 fit (REFERENCE §3)."""
+"""RegNet generation, both rounding rules, validation and the DDS §3.3 fit (docs/method.md §3)."""
 
 from __future__ import annotations
 

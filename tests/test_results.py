@@ -186,7 +186,7 @@ def test_regnet_fit_of_the_winner_is_export_ready():
         "se_ratio",
     }
     assert best["params"]["group_width"] == 8 and best["stage_depths"] == [1, 1, 4, 7]
-    assert best["stage_widths"] == [24, 56, 152, 368]  # RegNetX-200MF (REFERENCE §3)
+    assert best["stage_widths"] == [24, 56, 152, 368]  # RegNetX-200MF (docs/method.md §3)
 
 
 def test_refinement_and_parameter_ranges_present():

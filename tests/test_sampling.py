@@ -51,7 +51,7 @@ def check_sample(space, s) -> None:
     assert spec.se_ratio == space.se_ratio
     for st_ in spec.stages:
         if spec.block in BOTTLENECK_BLOCKS:
-            assert st_.group_width <= st_.inner_width  # clamped (REFERENCE §3)
+            assert st_.group_width <= st_.inner_width  # clamped (docs/method.md §3)
             assert st_.inner_width % st_.group_width == 0
     k = len(spec.stages)
     if space.kind == "regnet":
@@ -218,7 +218,7 @@ def test_regnet_stage_count_check_matches_regnet_spec():
         max_s = int(np.round(np.log(u / p["w0"]) / np.log(p["wm"])).max())
         ok = len(spec.stages) == 4 and len(set(ws)) == max_s + 1
         assert (codes4[i] == 0) == ok
-    # DDS §4 / REFERENCE §4: about 23% of pycls draws give exactly 4 stages
+    # DDS §4 / docs/method.md §4: about 23% of pycls draws give exactly 4 stages
     assert 0.15 < np.mean(codes4 == 0) < 0.35
 
 

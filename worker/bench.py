@@ -25,7 +25,7 @@ import torch
 
 from worker.allocator import MALLOC_ENV, OPT_OUT, applies, tuned_env
 
-SPACE, BOUNDS, RESOLUTION = "ResNeXt_A", (30e6, 80e6), 32  # NDS CIFAR sweeps (REFERENCE §4)
+SPACE, BOUNDS, RESOLUTION = "ResNeXt_A", (30e6, 80e6), 32  # NDS CIFAR sweeps (docs/method.md §4)
 BATCH_SIZE = 128  # both ways (the CIFAR recipe of NDS and of most sweep scripts)
 
 

@@ -4,7 +4,7 @@ Every source reads its files into numpy arrays (its official train / test split,
 resolution); `load_dataset` then does the same for all of them: grey → 3 channels, resize once
 to the requested resolution, carve validation (and test, where there is none) from train with
 a seeded permutation, subsample to the requested sizes and compute per-channel mean / std.
-No download happens unless `DatasetSpec.download` is true (DESIGN.md: offline first).
+No download happens unless `DatasetSpec.download` is true (docs/design.md: offline first).
 """
 
 from __future__ import annotations
@@ -402,7 +402,7 @@ def _size(requested: int | None, fraction: float, n: int, field: str) -> int:
 def _to_tensor(x: np.ndarray, res: int, chunk: int = 4096) -> torch.Tensor:
     """uint8 NHWC (C = 1 or 3) → uint8 NCHW with 3 channels at res x res (bilinear, once)."""
     t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
-    if t.shape[1] == 1:  # grey is repeated to 3 channels (REFERENCE §1)
+    if t.shape[1] == 1:  # grey is repeated to 3 channels (docs/method.md §1)
         t = t.expand(-1, 3, -1, -1)
     if t.shape[-2:] == (res, res):
         return t.contiguous()

@@ -14,8 +14,8 @@ the speed tricks are chosen once in `Engine` and named there:
 - outside this module, set when the process starts: glibc keeps activations mapped between
   steps (worker.allocator: no page faults per step, 1.2-2x here) and, on CPUs, one
   single-threaded worker per core (`dse bench` measures both).
-Each call is a full schedule: linear warm-up then half-period cosine, per step (DESIGN.md:
-fidelities are complete short schedules; REFERENCE §5).
+Each call is a full schedule: linear warm-up then half-period cosine, per step (docs/design.md:
+fidelities are complete short schedules; docs/method.md §5).
 Weight decay applies to every parameter, BN and biases included, as pycls does by default
 (the DDS/NDS sweeps were run that way).
 """
