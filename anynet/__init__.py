@@ -21,7 +21,6 @@ _LAZY = {
     "fit_regnet": "anynet.regnet",
     "RegNetParams": "anynet.regnet",
     "DesignSpace": "anynet.spaces",
-    "SpaceSpec": "anynet.spaces",
     "get_space": "anynet.spaces",
     "PRESETS": "anynet.spaces",
     "sample": "anynet.sampling",

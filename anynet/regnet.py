@@ -8,15 +8,14 @@ every inner width divisible by its group width.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from anynet.rounding import REGNET_ROUNDINGS, Rounding, group_rule
 from anynet.spec import NetSpec, StageSpec, StemSpec
 
-Rounding = Literal["pycls", "torchvision"]
-ROUNDINGS: tuple[str, ...] = Rounding.__args__
+ROUNDINGS = REGNET_ROUNDINGS  # the RegNet rules; clamp is for design spaces only
 QUANTUM = 8  # DDS: per-block widths are quantised to multiples of 8
 
 
@@ -40,13 +39,30 @@ def check_regnet_params(
         raise ValueError(f"rounding: must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
 
 
+def quantized_widths(depth, w0, wa, wm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-block widths of RegNets given as arrays: (widths, exponents, present), each (n, d).
+
+    docs/method.md §3: u_j = w0 + wa·j, s_j = round(log(u_j / w0) / log wm),
+    w_j = round(w0·wm^s_j / 8)·8 in float64, half to even; d = max(depth), and `present`
+    marks j < depth. Invalid parameters give NaN or garbage rows (the caller rejects them).
+    """
+    depth = np.atleast_1d(np.asarray(depth, np.int64))
+    w0 = np.atleast_1d(np.asarray(w0, np.float64))[:, None]
+    wa = np.atleast_1d(np.asarray(wa, np.float64))[:, None]
+    wm = np.atleast_1d(np.asarray(wm, np.float64))[:, None]
+    j = np.arange(int(depth.max()), dtype=np.float64)[None, :]
+    with np.errstate(all="ignore"):
+        u = w0 + wa * j
+        s = np.round(np.log(u / w0) / np.log(wm))
+        w = np.round(w0 * np.power(wm, s) / QUANTUM) * QUANTUM
+    return w, s, j < depth[:, None]
+
+
 def quantized_block_widths(depth: int, w0: float, wa: float, wm: float) -> list[int]:
     """Per-block widths before the group rule: w_j = round(w0·wm^s_j / 8)·8 (docs/method.md §3)."""
     check_regnet_params(depth, w0, wa, wm)
-    u = np.arange(int(depth), dtype=np.float64) * float(wa) + float(w0)
-    s = np.round(np.log(u / float(w0)) / np.log(float(wm)))
-    w = np.round(float(w0) * np.power(float(wm), s) / QUANTUM) * QUANTUM
-    return [int(x) for x in w]
+    w, _, _ = quantized_widths(depth, w0, wa, wm)
+    return [int(x) for x in w[0]]
 
 
 def stages_of(block_widths: list[int]) -> tuple[list[int], list[int]]:
@@ -62,41 +78,14 @@ def stages_of(block_widths: list[int]) -> tuple[list[int], list[int]]:
     return depths, widths
 
 
-def _pycls_rule(w: int, b: float, g: int) -> tuple[int, int]:
-    # pycls adjust_block_compatibility: v = int(w·b); g = min(g, v); m = lcm(g, b) if b > 1;
-    # v = max(m, round(v/m)·m) with round half to even; w = int(v/b). (docs/method.md §3)
-    v = int(max(1, w * b))
-    g = int(min(g, v))
-    m = math.lcm(g, int(b)) if b > 1 and float(b).is_integer() else g
-    v = max(m, int(round(v / m) * m))
-    return int(v / b), g
-
-
-def _torchvision_rule(w: int, b: float, g: int) -> tuple[int, int]:
-    # torchvision _make_divisible(v, g): v' = max(g, int(v + g/2)//g·g); +g if v' < 0.9·v.
-    v = int(w * b)
-    g = int(min(g, v))
-    if g < 1:
-        raise ValueError(f"bottleneck_multiplier: inner width int({w} x {b}) is 0")
-    nv = max(g, int(v + g / 2) // g * g)
-    if nv < 0.9 * v:
-        nv += g
-    return int(nv / b), g
-
-
-_RULES = {"pycls": _pycls_rule, "torchvision": _torchvision_rule}
-
-
 def adjust_widths_groups(
     widths: list[int], bottleneck_multipliers: list[float], group_widths: list[int], rounding: str
 ) -> tuple[list[int], list[int]]:
     """Group compatibility: make each inner width w·b divisible by its group width (§3)."""
-    if rounding not in _RULES:
+    if rounding not in ROUNDINGS:
         raise ValueError(f"rounding: must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
     if not len(widths) == len(bottleneck_multipliers) == len(group_widths):
         raise ValueError("widths, bottleneck_multipliers and group_widths differ in length")
-    out_w: list[int] = []
-    out_g: list[int] = []
     for i, (w, b, g) in enumerate(zip(widths, bottleneck_multipliers, group_widths, strict=True)):
         if w < 1:
             raise ValueError(f"widths[{i}]: must be >= 1, got {w}")
@@ -104,10 +93,11 @@ def adjust_widths_groups(
             raise ValueError(f"bottleneck_multipliers[{i}]: must be > 0, got {b}")
         if g < 1:
             raise ValueError(f"group_widths[{i}]: must be >= 1, got {g}")
-        nw, ng = _RULES[rounding](int(w), float(b), int(g))
-        out_w.append(nw)
-        out_g.append(ng)
-    return out_w, out_g
+    out_w, out_g, ok = group_rule(widths, bottleneck_multipliers, group_widths, rounding)
+    for w, b, fine in zip(widths, bottleneck_multipliers, ok.tolist(), strict=True):
+        if not fine:  # the torchvision rule refuses an inner width of 0
+            raise ValueError(f"bottleneck_multiplier: inner width int({w} x {b}) is 0")
+    return out_w.tolist(), out_g.tolist()
 
 
 def regnet_widths(
@@ -179,7 +169,7 @@ class RegNetParams(BaseModel):
     group_width: int = Field(ge=1)
     bottleneck_multiplier: float = Field(1.0, gt=0)
     se_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    rounding: Rounding = "pycls"
+    rounding: Rounding = Rounding.PYCLS
 
     @model_validator(mode="after")
     def _valid(self) -> RegNetParams:

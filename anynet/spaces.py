@@ -4,7 +4,8 @@ A `DesignSpace` is plain JSON (DDS §3, NDS §3; docs/method.md §4): per-stage 
 depth, width, bottleneck multiplier and group width (or, for RegNet spaces, of d, w0, wa,
 wm), a list of constraints, and the fixed parts of every network (stem, block, SE, strides,
 input, classes, group-compatibility rule). Presets are entries of one table (docs/design.md,
-"presets are data"); `SpaceSpec` is a preset plus overrides, as a study spec writes it.
+"presets are data"); search.space_spec.SpaceSpec is a preset plus overrides, as a study
+spec writes it.
 The paper's bottleneck *ratio* b is the inverse of our `bottleneck_multiplier`:
 b ∈ {1, 2, 4} is multiplier ∈ {1, 1/2, 1/4}.
 
@@ -27,14 +28,13 @@ Preset ranges and their sources:
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from anynet.rounding import Rounding
 from anynet.spec import BOTTLENECK_BLOCKS, BlockType, StemSpec
-
-Rounding = Literal["pycls", "torchvision", "clamp"]
 
 
 class _Data(BaseModel):
@@ -241,7 +241,7 @@ class DesignSpace(_Data):
     wa: Distribution | None = None
     wm: Distribution | None = None
     constraints: tuple[Constraint, ...] = ()
-    rounding: Rounding = "pycls"
+    rounding: Rounding = Rounding.PYCLS
     resolution: int = Field(224, ge=1)
     num_classes: int = Field(1000, ge=1)
     in_channels: int = Field(3, ge=1)
@@ -404,126 +404,3 @@ def get_space(name: str) -> DesignSpace:
     if name not in PRESETS:
         raise ValueError(f"space: unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-# --- the study-spec format of one space ----------------------------------------------
-DIST_FIELDS = ("depth", "width", "bottleneck_multiplier", "group_width", "groups", "w0", "wa", "wm")
-
-
-def _distribution(field: str, value: Any, base) -> Any:
-    """Override shorthand → distribution: [lo, hi] keeps the preset's kind; dict; scalar."""
-    if isinstance(value, dict):
-        if set(value) == {"choice"}:
-            return Choice(values=tuple(value["choice"]))
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Choice(values=(value,))
-    if isinstance(value, (list, tuple)):
-        if len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
-            lo, hi = value
-            if lo > hi:
-                raise ValueError(f"{field}: range [{lo}, {hi}] has lo > hi")
-            if base is None:
-                raise ValueError(f"{field}: the preset has no {field} whose kind [lo, hi] keeps")
-            if isinstance(base, tuple):
-                return tuple(b.with_range(lo, hi) for b in base)
-            return base.with_range(lo, hi)
-        if value and all(isinstance(v, (list, tuple, dict)) for v in value):
-            return tuple(_distribution(field, v, _first(base)) for v in value)
-    raise ValueError(
-        f"{field}: expected [lo, hi], a number, {{'choice': [...]}}, a distribution "
-        f"object or a list of those per stage; got {value!r}"
-    )
-
-
-def _first(base):
-    return base[0] if isinstance(base, tuple) else base
-
-
-class SpaceSpec(_Data):
-    """One space of a study: a preset plus overrides, or a full definition (`space`)."""
-
-    preset: str | None = None
-    space: dict | None = None
-    name: str | None = None
-    stem: StemSpec | None = None
-    block: BlockType | None = None
-    se_ratio: float | None = Field(None, ge=0.0, lt=1.0)
-    head_width: int | None = Field(None, ge=0)
-    stages: int | None = Field(None, ge=1)
-    strides: tuple[Literal[1, 2], ...] | None = None
-    depth: Any = None
-    width: Any = None
-    bottleneck_multiplier: Any = None
-    group_width: Any = None
-    groups: Any = None
-    w0: Any = None
-    wa: Any = None
-    wm: Any = None
-    constraints: tuple[Constraint, ...] | None = None
-    rounding: Rounding | None = None
-    resolution: int | None = Field(None, ge=1)
-    num_classes: int | None = Field(None, ge=1)
-    in_channels: int | None = Field(None, ge=1)
-
-    @field_validator("space", mode="before")
-    @classmethod
-    def _space_as_data(cls, v):
-        return v.model_dump(exclude_none=True) if isinstance(v, DesignSpace) else v
-
-    @model_validator(mode="after")
-    def _valid(self) -> SpaceSpec:
-        if (self.preset is None) == (self.space is None):
-            raise ValueError("preset/space: give exactly one of a preset name or a full space")
-        if self.preset is not None:
-            get_space(self.preset)
-        self.resolve()  # every error surfaces at validation, naming its field
-        return self
-
-    def resolve(self) -> DesignSpace:
-        """The DesignSpace this entry describes."""
-        if self.space is not None:
-            base = DesignSpace.model_validate({"name": "custom", **self.space})
-        else:
-            base = get_space(self.preset)
-        data = base.model_dump(exclude_none=False)
-        data["name"] = self.name or base.name
-        for field in ("stem", "block", "se_ratio", "head_width", "rounding"):
-            if getattr(self, field) is not None:
-                data[field] = getattr(self, field)
-        for field in ("resolution", "num_classes", "in_channels", "constraints"):
-            if getattr(self, field) is not None:
-                data[field] = getattr(self, field)
-        if self.stages is not None:
-            _restage(base, data, self.stages)
-        if self.strides is not None:
-            data["strides"] = self.strides
-        for field in DIST_FIELDS:
-            value = getattr(self, field)
-            if value is not None:
-                try:
-                    data[field] = _distribution(field, value, getattr(base, field))
-                except ValueError as e:
-                    msg = str(e)
-                    raise ValueError(msg if msg.startswith(field) else f"{field}: {msg}") from None
-        if base.kind == "anynet":  # giving one of group_width / groups replaces the other
-            if self.groups is not None and self.group_width is None:
-                data["group_width"] = None
-            if self.group_width is not None and self.groups is None:
-                data["groups"] = None
-        return DesignSpace.model_validate(data)
-
-
-def _restage(base: DesignSpace, data: dict, k: int) -> None:
-    """Change the stage count: strides keep their first entries, new stages stride 2."""
-    if base.kind == "regnet":
-        kept = [c for c in data["constraints"] if not isinstance(c, dict)]
-        data["constraints"] = [*kept, {"num_stages": k}]
-    else:
-        data["stages"] = k
-        for field in ("depth", "width", "bottleneck_multiplier", "group_width", "groups"):
-            v = getattr(base, field)
-            if isinstance(v, tuple):  # per-stage lists are cut or padded with their last
-                data[field] = tuple((list(v) + [v[-1]] * k)[:k])
-    if base.strides is not None:
-        data["strides"] = tuple((list(base.strides) + [2] * k)[:k])

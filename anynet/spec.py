@@ -1,7 +1,8 @@
 """NetSpec: a typed, JSON-serialisable description of one AnyNet (docs/method.md §1).
 
 stem → stages of blocks → head. One NetSpec is exactly one network: `build` turns it into a
-module and `complexity` counts it, both from the same layer description (anynet.layers).
+module and `complexity` counts it, both from the same layer description (anynet.families
+walks it into the layers of anynet.layers).
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from anynet.rounding import groups_of, inner_width
+
 StemType = Literal["cifar", "simple", "resnet", "convnext"]
 BlockType = Literal["vanilla", "res_basic", "res_bottleneck", "res_bottleneck_linear", "convnext"]
-
-STEM_TYPES: tuple[str, ...] = StemType.__args__
-BLOCK_TYPES: tuple[str, ...] = BlockType.__args__
 # Blocks whose transform has a grouped 3x3 (or depthwise) conv, so b and g matter.
 BOTTLENECK_BLOCKS = ("res_bottleneck", "res_bottleneck_linear")
 
@@ -45,12 +45,12 @@ class StageSpec(_Frozen):
     @property
     def inner_width(self) -> int:
         """Width of the block's middle convs: int(round(w x multiplier)) (pycls)."""
-        return int(round(self.width * self.bottleneck_multiplier))
+        return inner_width(self.width, self.bottleneck_multiplier)
 
     @property
     def groups(self) -> int:
         """Number of groups of the 3x3 conv: inner width // group width (pycls)."""
-        return max(1, self.inner_width // self.group_width)
+        return groups_of(self.inner_width, self.group_width)
 
 
 class NetSpec(_Frozen):

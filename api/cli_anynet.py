@@ -162,7 +162,8 @@ def network(args):
 
 
 def _space(text: str):
-    from anynet.spaces import DesignSpace, SpaceSpec, get_space
+    from anynet.spaces import DesignSpace, get_space
+    from search.space_spec import SpaceSpec
 
     if not (Path(text).suffix in (".json", ".yaml", ".yml") or "/" in text):
         return get_space(text)

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from anynet.spaces import SpaceSpec
+from search.space_spec import SpaceSpec
 
 
 class _Strict(BaseModel):

@@ -17,8 +17,9 @@ from anynet.sampling import (
     group_rule,
     sample,
 )
-from anynet.spaces import PRESETS, SpaceSpec, get_space, support
+from anynet.spaces import PRESETS, get_space, support
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
+from search.space_spec import SpaceSpec
 
 NAMES = list(PRESETS)
 FAST = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])

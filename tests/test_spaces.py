@@ -14,10 +14,10 @@ from anynet.spaces import (
     LogUniform,
     PowerOfTwo,
     PowerOfTwoOrLogUniform,
-    SpaceSpec,
     UniformInt,
     get_space,
 )
+from search.space_spec import SpaceSpec
 
 ISSUE_SPACE = {
     "preset": "AnyNetX_A",
