@@ -1,15 +1,14 @@
-"""torch modules for the layer descriptions of anynet.layers (docs/method.md §1, pycls)."""
+"""torch modules for the layer descriptions of anynet.layers (docs/method.md §1, pycls init)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from anynet import layers as L
-
-BN_EPS = 1e-5  # pycls / torchvision BatchNorm defaults
-LN_EPS = 1e-6  # ConvNeXt
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -25,17 +24,18 @@ class ChannelLayerNorm(nn.LayerNorm):
 
 
 class SqueezeExcite(nn.Module):
-    """avg-pool → 1x1 (bias) → ReLU → 1x1 (bias) → sigmoid, times the input (docs/method.md §1)."""
+    """avg-pool → 1x1 (bias) → act → 1x1 (bias) → sigmoid, times the input (docs/method.md §1)."""
 
-    def __init__(self, c: int, c_se: int):
+    def __init__(self, c: int, c_se: int, act: L.Act = L.RELU):
         super().__init__()
         self.reduce = nn.Conv2d(c, c_se, 1, bias=True)
         self.expand = nn.Conv2d(c_se, c, 1, bias=True)
+        self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Rescale the channels of x."""
         s = F.adaptive_avg_pool2d(x, 1)
-        s = self.expand(F.relu(self.reduce(s), inplace=True))
+        s = self.expand(self.act(self.reduce(s)))
         return x * torch.sigmoid(s)
 
 
@@ -47,39 +47,103 @@ class GlobalAvgPool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+class DropPath(nn.Module):
+    """Stochastic depth per sample (torchvision StochasticDepth 'row'); identity at eval."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero whole samples of x with probability p while training, rescaling the rest."""
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep) if keep > 0 else x * mask
+
+    def extra_repr(self) -> str:
+        """Show p."""
+        return f"p={self.p}"
+
+
+class LayerScale(nn.Module):
+    """x · γ with one learned γ per channel, shaped (C, 1, 1) as torchvision's ConvNeXt."""
+
+    def __init__(self, c: int, init: float):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((c, 1, 1), float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale the channels of x."""
+        return x * self.gamma
+
+
+_ACTIVATIONS = {
+    "relu": lambda inplace: nn.ReLU(inplace=inplace),
+    "gelu": lambda inplace: nn.GELU(),
+    "sigmoid": lambda inplace: nn.Sigmoid(),
+    "tanh": lambda inplace: nn.Tanh(),
+    "relu6": lambda inplace: nn.ReLU6(inplace=inplace),
+    "silu": lambda inplace: nn.SiLU(inplace=inplace),
+    "hardswish": lambda inplace: nn.Hardswish(inplace=inplace),
+}
+
+
+def activation(a: L.Act, inplace: bool = True) -> nn.Module:
+    """The module of an activation (in place unless it would overwrite a shared input)."""
+    return _ACTIVATIONS[a.kind](inplace)
+
+
 def _conv(c: L.Conv) -> nn.Module:
     return nn.Conv2d(c.c_in, c.c_out, c.k, c.stride, c.padding, groups=c.groups, bias=c.bias)
 
 
-def _act(a: L.Act) -> nn.Module:
-    if a.kind == "relu":
-        return nn.ReLU(inplace=True)
-    if a.kind == "gelu":
-        return nn.GELU()
-    raise ValueError(f"activation: unknown kind {a.kind!r}")
-
-
-# layer description type -> module factory
+# layer description type -> module factory; a new layer type must be added here
 MODULES = {
     L.Conv: _conv,
-    L.BN: lambda b: nn.BatchNorm2d(b.c, eps=BN_EPS),
-    L.LayerNorm: lambda n: ChannelLayerNorm(n.c, eps=LN_EPS),
-    L.Act: _act,
-    L.MaxPool: lambda p: nn.MaxPool2d(p.k, p.stride, (p.k - 1) // 2),
-    L.SE: lambda s: SqueezeExcite(s.c, s.c_se),
+    L.BN: lambda b: nn.BatchNorm2d(b.c, eps=b.eps, momentum=b.momentum),
+    L.LayerNorm: lambda n: ChannelLayerNorm(n.c, eps=n.eps),
+    L.Act: activation,
+    L.MaxPool: lambda p: nn.MaxPool2d(p.k, p.stride, p.padding, ceil_mode=p.ceil_mode),
+    L.AvgPool: lambda p: nn.AvgPool2d(
+        p.k, p.stride, p.padding, ceil_mode=p.ceil_mode, count_include_pad=p.count_include_pad
+    ),
+    L.AdaptiveAvgPool: lambda p: nn.AdaptiveAvgPool2d(p.size),
     L.GlobalAvgPool: lambda g: GlobalAvgPool(),
-    L.Linear: lambda f: nn.Linear(f.c_in, f.c_out, bias=True),
+    L.SE: lambda s: SqueezeExcite(s.c, s.c_se, s.act),
+    L.Linear: lambda f: nn.Linear(f.c_in, f.c_out, bias=f.bias),
+    L.Flatten: lambda f: nn.Flatten(1),
+    L.Dropout: lambda d: nn.Dropout(d.p),
+    L.DropPath: lambda d: DropPath(d.p),
+    L.LayerScale: lambda s: LayerScale(s.c, s.init),
 }
 
 
-def layer_module(layer: L.Layer) -> nn.Module:
-    """The module for one layer description."""
-    return MODULES[type(layer)](layer)
+def module(node) -> nn.Module:
+    """The module of one node: a layer, a residual Block or a Concat."""
+    if isinstance(node, L.Block):
+        return AnyBlock(node)
+    if isinstance(node, L.Concat):
+        return ConcatBlock(node)
+    return MODULES[type(node)](node)
 
 
-def sequential(layers: tuple[L.Layer, ...]) -> nn.Sequential:
-    """nn.Sequential of the modules for some layer descriptions."""
-    return nn.Sequential(*(layer_module(layer) for layer in layers))
+def sequential(nodes: tuple, shares_input: bool = False) -> nn.Sequential:
+    """nn.Sequential of the modules of some nodes (a Repeat's nodes `times` times).
+
+    shares_input: the input is also used elsewhere (a skip, a sibling branch), so a leading
+    activation must not work in place.
+    """
+    mods = []
+    for node in nodes:
+        if isinstance(node, L.Repeat):
+            mods += [module(n) for _ in range(int(node.times)) for n in node.nodes]
+        elif isinstance(node, L.Act) and shares_input and not mods:
+            mods.append(activation(node, inplace=False))
+        else:
+            mods.append(module(node))
+    return nn.Sequential(*mods)
 
 
 class AnyBlock(nn.Module):
@@ -88,11 +152,12 @@ class AnyBlock(nn.Module):
     def __init__(self, block: L.Block):
         super().__init__()
         self.kind = block.kind
-        self.residual = block.residual
+        self.residual = bool(block.residual)
         self.downsample = sequential(block.downsample) if block.downsample else None
-        self.f = sequential(block.transform)
-        self.proj = sequential(block.shortcut) if block.shortcut else None
-        self.activation = _act(block.activation) if block.activation else None
+        skip = self.residual or bool(block.shortcut)
+        self.f = sequential(block.transform, shares_input=skip)
+        self.proj = sequential(block.shortcut, shares_input=True) if block.shortcut else None
+        self.activation = activation(block.activation) if block.activation else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block."""
@@ -110,3 +175,57 @@ class AnyBlock(nn.Module):
     def extra_repr(self) -> str:
         """Show the block family."""
         return f"kind={self.kind!r}, residual={self.residual}"
+
+
+class ConcatBlock(nn.Module):
+    """Branches on one input, concatenated along channels; an empty branch passes x."""
+
+    def __init__(self, concat: L.Concat):
+        super().__init__()
+        self.branches = nn.ModuleList(sequential(b, shares_input=True) for b in concat.branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """cat([branch(x) for each branch], channels)."""
+        return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+
+class AnyNet(nn.Module):
+    """stem → stages → head (docs/method.md §1); `spec` keeps the NetSpec it was built from."""
+
+    def __init__(self, net: L.Net, spec=None):
+        super().__init__()
+        self.spec = spec
+        self.net = net
+        self.stem = sequential(net.stem)
+        self.stages = nn.Sequential(*(sequential(stage) for stage in net.stages))
+        self.head = sequential(net.head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of images x (N, in_channels, H, W)."""
+        return self.head(self.stages(self.stem(x)))
+
+
+def init_weights(model: nn.Module, zero_init_final_bn: bool = False) -> None:
+    """pycls init (docs/method.md §1): conv N(0, sqrt(2/fan_out)), fan_out = k·k·out; norms γ=1,
+    β=0; Linear N(0, 0.01), bias 0. Conv biases (SE, ConvNeXt) start at 0.
+
+    zero_init_final_bn (pycls ZERO_INIT_FINAL_BN): γ=0 on the last BN of every residual
+    transform, so each residual block starts as its shortcut.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    if zero_init_final_bn:
+        for m in model.modules():
+            if isinstance(m, AnyBlock) and m.residual and isinstance(m.f[-1], nn.BatchNorm2d):
+                nn.init.zeros_(m.f[-1].weight)

@@ -1,46 +1,73 @@
-"""Layer descriptions: a NetSpec walked once into the layers `build` and `complexity` share.
+"""The layer language: layer descriptions, the nodes that combine them, and whole networks.
 
-One description per network (docs/design.md): `build` turns these frozen descriptions into
-modules and `complexity` sums them, so the two cannot disagree. No torch here (docs/method.md §1).
+A network is described once, as frozen data (docs/design.md "one description per network"):
+`build` turns each description into a torch module (anynet.blocks) and `complexity` counts
+it (docs/method.md §2), so the two cannot disagree. No torch here.
 
-Inputs are square (NetSpec has one `resolution`), so a spatial size is one number `h_in`;
-`w_*` always means channel width, as in pycls.
-
-Conventions chosen where the references leave a choice:
-- Head (pycls AnyHead): [1x1 conv → BN → ReLU at the last resolution, iff head_width > 0]
-  → global average pool → [LayerNorm, convnext block only: ConvNeXt's final norm] → Linear
-  (bias).
-- SE exists only in the bottleneck blocks (RegNetY); se_ratio > 0 with vanilla, res_basic
-  or convnext is a ValueError, never silently ignored.
-- ConvNeXt block: 7x7 depthwise conv (bias) → LayerNorm → 1x1 (bias) to 4 x inner width →
-  GELU → 1x1 (bias) back → + x. inner width = int(round(w x b)) as for every block, so the
-  default b = 1 gives ConvNeXt's MLP ratio 4; g is ignored (always depthwise). No layer
-  scale, no drop path. Entering a stage whose width or stride differs, the first block
-  starts with a downsample: LayerNorm → 2x2 conv stride 2 (bias), or 1x1 conv (bias) when
-  only the width changes. With this, the convnext family equals timm's ConvNeXt with
-  ls_init_value=None (tested against convnext_atto's configuration).
+A value in a description is a Python int for one network, or a numpy array with one value
+per candidate when the sampler describes a whole batch at once (anynet.families are written
+for both). Structure that depends on the values is written with three helpers:
+- `when(on, nodes)`: the nodes exist where `on` (a projection shortcut, an expand conv);
+- `repeat(n, node)`: the node n times (a stage's repeated block; n = depth - 1);
+- `need(ok, message)`: for one network, ValueError(message) unless ok; a batch never raises
+  and its invalid candidates are those with a size below 1 (complexity.node_counts' ok).
+Inputs are square, so a spatial size is one number `h`; `c` and `w` are channel widths.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from anynet.spec import BOTTLENECK_BLOCKS, NetSpec, StageSpec
+import numpy as np
 
-CONVNEXT_MLP_RATIO = 4  # ConvNeXt's inverted-bottleneck MLP ratio
+ACTIVATIONS = ("relu", "gelu", "sigmoid", "tanh", "relu6", "silu", "hardswish")
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # torch / pycls BatchNorm defaults
+LN_EPS = 1e-6  # ConvNeXt
 
 
-def out_size(h: int, k: int, stride: int) -> int:
-    """Output size of a conv/pool: padding (k-1)//2 for odd k, none for patchify (k even)."""
-    pad = (k - 1) // 2 if k % 2 else 0
-    return (h + 2 * pad - k) // stride + 1
+def need(ok, message: str) -> None:
+    """One network: raise ValueError(message) unless ok. Arrays (a batch): no-op."""
+    if not isinstance(ok, np.ndarray) and not ok:
+        raise ValueError(message)
+
+
+def auto_padding(k):
+    """'same' padding (k-1)/2 for odd k; 0 for even k (patchify convs, 2x2 pools)."""
+    return (k - 1) // 2 * (k % 2)
+
+
+def out_size(h, k, stride, padding, ceil_mode=False):
+    """Output size of a conv or pool, as torch computes it (ceil_mode: pools only)."""
+    span = h + 2 * padding - k
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    # torch drops a last window that would start in the right padding
+    return out - ((out - 1) * stride >= h + padding)
+
+
+def _set(obj, **values) -> None:
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+
+
+def _spatial(layer, what: str) -> None:
+    """Resolve a conv's or pool's padding and output size; one network: refuse a size < 1."""
+    pad = auto_padding(layer.k) if layer.padding is None else layer.padding
+    h = out_size(layer.h_in, layer.k, layer.stride, pad, getattr(layer, "ceil_mode", False))
+    _set(layer, padding=pad, h_out=h)
+    if not isinstance(h, np.ndarray) and h < 1:
+        raise ValueError(
+            f"resolution: too small, the feature map vanishes at a {layer.k}x{layer.k} "
+            f"stride-{layer.stride} {what} ({layer.h_in} px in)"
+        )
 
 
 # --- layers -----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Conv:
-    """k x k conv2d on an h_in x h_in input; padding (k-1)//2 for odd k, 0 for patchify."""
+    """k x k conv2d on an h_in x h_in input; padding None: (k-1)/2 for odd k, 0 for even."""
 
     c_in: int
     c_out: int
@@ -49,23 +76,20 @@ class Conv:
     groups: int
     bias: bool
     h_in: int
+    padding: int | None = None
+    h_out: int = field(init=False)
 
-    @property
-    def padding(self) -> int:
-        """Zero padding on each side."""
-        return (self.k - 1) // 2 if self.k % 2 else 0
-
-    @property
-    def h_out(self) -> int:
-        """Output size."""
-        return out_size(self.h_in, self.k, self.stride)
+    def __post_init__(self):
+        _spatial(self, "conv")
 
 
 @dataclass(frozen=True, slots=True)
 class BN:
-    """BatchNorm2d over c channels."""
+    """BatchNorm2d over c channels (eps and momentum per network: GoogLeNet uses 1e-3)."""
 
     c: int
+    eps: float = BN_EPS
+    momentum: float = BN_MOMENTUM
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,272 +97,214 @@ class LayerNorm:
     """LayerNorm over the channels of an NCHW tensor (ConvNeXt)."""
 
     c: int
+    eps: float = LN_EPS
 
 
 @dataclass(frozen=True, slots=True)
 class Act:
-    """Activation: "relu" or "gelu"."""
+    """Activation, one of ACTIVATIONS."""
 
     kind: str
+
+    def __post_init__(self):
+        if self.kind not in ACTIVATIONS:
+            raise ValueError(f"activation: unknown kind {self.kind!r}; known: {ACTIVATIONS}")
 
 
 @dataclass(frozen=True, slots=True)
 class MaxPool:
-    """k x k max-pool, padding (k-1)//2 (the resnet stem's 3x3 stride 2)."""
+    """k x k max-pool; padding None: (k-1)/2 for odd k (the resnet stem's 3x3/2), else 0."""
 
     c: int
     k: int
     stride: int
     h_in: int
+    padding: int | None = None
+    ceil_mode: bool = False
+    h_out: int = field(init=False)
+
+    def __post_init__(self):
+        _spatial(self, "max-pool")
+
+
+@dataclass(frozen=True, slots=True)
+class AvgPool:
+    """k x k average pool (LeNet, DenseNet transitions); padding None as for MaxPool."""
+
+    c: int
+    k: int
+    stride: int
+    h_in: int
+    padding: int | None = None
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    h_out: int = field(init=False)
+
+    def __post_init__(self):
+        _spatial(self, "avg-pool")
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveAvgPool:
+    """Average pool to a fixed size x size map (AlexNet, VGG: 6, 7)."""
+
+    c: int
+    size: int
+    h_in: int
 
     @property
     def h_out(self) -> int:
         """Output size."""
-        return out_size(self.h_in, self.k, self.stride)
-
-
-@dataclass(frozen=True, slots=True)
-class SE:
-    """Squeeze-excite: avg-pool → 1x1 (bias) c→c_se → ReLU → 1x1 (bias) c_se→c → sigmoid, x."""
-
-    c: int
-    c_se: int
+        return self.size
 
 
 @dataclass(frozen=True, slots=True)
 class GlobalAvgPool:
-    """Global average pool to an (N, c) tensor."""
+    """Global average pool to an (N, c) tensor (pycls head; counted as pycls does)."""
 
     c: int
 
 
 @dataclass(frozen=True, slots=True)
+class SE:
+    """Squeeze-excite: avg-pool → 1x1 (bias) c→c_se → act → 1x1 (bias) c_se→c → sigmoid, x."""
+
+    c: int
+    c_se: int
+    act: Act = Act("relu")
+
+
+@dataclass(frozen=True, slots=True)
 class Linear:
-    """Fully connected layer with bias."""
+    """Fully connected layer, with bias unless said otherwise."""
 
     c_in: int
     c_out: int
+    bias: bool = True
 
 
-Layer = Conv | BN | LayerNorm | Act | MaxPool | SE | GlobalAvgPool | Linear
+@dataclass(frozen=True, slots=True)
+class Flatten:
+    """(N, C, H, W) → (N, C·H·W) before a Linear head."""
 
 
-# --- structure --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Dropout:
+    """Dropout with probability p (identity at eval)."""
+
+    p: float
+
+
+@dataclass(frozen=True, slots=True)
+class DropPath:
+    """Stochastic depth on a residual branch (per sample; identity at eval, no parameters)."""
+
+    p: float
+
+
+@dataclass(frozen=True, slots=True)
+class LayerScale:
+    """Learned per-channel scale of a residual branch (ConvNeXt), starting at `init`."""
+
+    c: int
+    init: float = 1e-6
+
+
+Layer = (
+    Conv | BN | LayerNorm | Act | MaxPool | AvgPool | AdaptiveAvgPool | GlobalAvgPool | SE
+    | Linear | Flatten | Dropout | DropPath | LayerScale
+)  # fmt: skip
+RELU, GELU, SILU, SIGMOID = Act("relu"), Act("gelu"), Act("silu"), Act("sigmoid")
+
+
+# --- nodes: how layers combine ------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Block:
-    """One block: x = downsample(x); y = transform(x) [+ shortcut(x) or x]; activation(y)."""
+    """A residual block: x = downsample(x); y = transform(x) [+ shortcut(x) or x]; act(y)."""
 
     kind: str
-    transform: tuple[Layer, ...]
-    shortcut: tuple[Layer, ...] | None  # projection; None with residual = identity skip
-    residual: bool
+    transform: tuple
+    shortcut: tuple | None  # a projection; None with residual = identity skip
+    residual: Any  # bool (an array of them for a batch)
     activation: Act | None  # after the add (ReLU for res_basic / res_bottleneck)
-    downsample: tuple[Layer, ...]  # convnext stage entry, else ()
+    downsample: tuple  # convnext stage entry, else ()
     h_out: int
 
     @property
-    def layers(self) -> tuple[Layer, ...]:
-        """Every layer of the block, in order."""
+    def layers(self) -> tuple:
+        """Every node of the block, in order."""
         act = (self.activation,) if self.activation else ()
         return self.downsample + self.transform + (self.shortcut or ()) + act
 
 
 @dataclass(frozen=True, slots=True)
-class Net:
-    """A whole network: stem layers, stages of blocks, head layers."""
+class Concat:
+    """Branches on the same input, concatenated along channels; an empty branch is x itself.
 
-    stem: tuple[Layer, ...]
-    stages: tuple[tuple[Block, ...], ...]
-    head: tuple[Layer, ...]
+    Inception is four branches; a DenseNet layer is ((), H): cat(x, H(x)).
+    """
+
+    branches: tuple[tuple, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """`nodes` `times` times; a batch's per-candidate count (0 = absent). See repeat/when."""
+
+    times: Any
+    nodes: tuple
+
+
+Node = Layer | Block | Concat | Repeat
+
+
+def repeat(n, node) -> tuple:
+    """The node n times: n copies for one network, one Repeat node for a batch."""
+    if isinstance(n, np.ndarray):
+        return (Repeat(n, (node,)),)
+    return (node,) * n
+
+
+def when(on, nodes: tuple) -> tuple:
+    """The nodes where `on` holds: the nodes or () for one network, a Repeat for a batch."""
+    if isinstance(on, np.ndarray):
+        return (Repeat(on, nodes),)
+    return nodes if on else ()
+
+
+def flatten(nodes) -> tuple:
+    """Every layer under some nodes, in order (a Repeat's layers once)."""
+    out: list = []
+    for node in nodes:
+        if isinstance(node, Block):
+            out += flatten(node.layers)
+        elif isinstance(node, Concat):
+            for branch in node.branches:
+                out += flatten(branch)
+        elif isinstance(node, Repeat):
+            out += flatten(node.nodes)
+        else:
+            out.append(node)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Net:
+    """A whole network: stem nodes, stages of nodes, head nodes, and the input it takes."""
+
+    stem: tuple
+    stages: tuple[tuple, ...]
+    head: tuple
+    in_channels: int
+    resolution: int
+    num_classes: int
 
     @property
-    def layers(self) -> tuple[Layer, ...]:
+    def nodes(self) -> tuple:
+        """Every top-level node, in order."""
+        return self.stem + tuple(node for stage in self.stages for node in stage) + self.head
+
+    @property
+    def layers(self) -> tuple:
         """Every layer of the network, in order."""
-        inner = tuple(lay for stage in self.stages for blk in stage for lay in blk.layers)
-        return self.stem + inner + self.head
-
-
-RELU = Act("relu")
-GELU = Act("gelu")
-
-
-def _check_size(h: int, where: str) -> int:
-    if h < 1:
-        raise ValueError(f"resolution: too small, the feature map vanishes at {where}")
-    return h
-
-
-# --- stems (docs/method.md §1) ---------------------------------------------------------------
-def stem_layers(kind: str, width: int, in_channels: int, h: int) -> tuple[tuple[Layer, ...], int]:
-    """Layers of a stem and its output size."""
-    if kind == "cifar":
-        conv = Conv(in_channels, width, 3, 1, 1, False, h)
-        return (conv, BN(width), RELU), conv.h_out
-    if kind == "simple":
-        conv = Conv(in_channels, width, 3, 2, 1, False, h)
-        return (conv, BN(width), RELU), conv.h_out
-    if kind == "resnet":
-        conv = Conv(in_channels, width, 7, 2, 1, False, h)
-        pool = MaxPool(width, 3, 2, conv.h_out)
-        return (conv, BN(width), RELU, pool), pool.h_out
-    if kind == "convnext":
-        conv = Conv(in_channels, width, 4, 4, 1, True, h)  # patchify
-        return (conv, LayerNorm(width)), _check_size(conv.h_out, "the convnext stem")
-    raise ValueError(f"stem.type: unknown stem {kind!r}")
-
-
-# --- blocks (docs/method.md §1, pycls conventions) -------------------------------------------
-def _projection(w_in: int, w_out: int, stride: int, h: int) -> tuple[Layer, ...] | None:
-    """1x1 conv(stride) → BN iff width or stride changes (docs/method.md §1)."""
-    if w_in == w_out and stride == 1:
-        return None
-    return (Conv(w_in, w_out, 1, stride, 1, False, h), BN(w_out))
-
-
-def _no_se(kind: str, se_ratio: float) -> None:
-    if se_ratio:
-        raise ValueError(
-            f"se_ratio: block {kind!r} has no SE (only {', '.join(BOTTLENECK_BLOCKS)}); use 0"
-        )
-
-
-def _vanilla(w_in, w_out, stride, inner, groups, se_ratio, h) -> Block:
-    """[3x3 conv(stride) → BN → ReLU] x2, no residual; ignores b and g."""
-    _no_se("vanilla", se_ratio)
-    a = Conv(w_in, w_out, 3, stride, 1, False, h)
-    b = Conv(w_out, w_out, 3, 1, 1, False, a.h_out)
-    layers = (a, BN(w_out), RELU, b, BN(w_out), RELU)
-    return Block("vanilla", layers, None, False, None, (), b.h_out)
-
-
-def _res_basic(w_in, w_out, stride, inner, groups, se_ratio, h) -> Block:
-    """relu(proj(x) + [3x3(stride) → BN → ReLU → 3x3 → BN](x)); ignores b and g."""
-    _no_se("res_basic", se_ratio)
-    a = Conv(w_in, w_out, 3, stride, 1, False, h)
-    b = Conv(w_out, w_out, 3, 1, 1, False, a.h_out)
-    layers = (a, BN(w_out), RELU, b, BN(w_out))
-    return Block("res_basic", layers, _projection(w_in, w_out, stride, h), True, RELU, (), b.h_out)
-
-
-def _bottleneck_transform(w_in, w_out, stride, inner, groups, se_ratio, h):
-    """1x1 → BN → ReLU → 3x3 grouped(stride) → BN → ReLU → [SE] → 1x1 → BN."""
-    a = Conv(w_in, inner, 1, 1, 1, False, h)
-    b = Conv(inner, inner, 3, stride, groups, False, h)
-    # w_se uses the block's *input* width (docs/method.md §1, pycls)
-    w_se = int(round(w_in * se_ratio))
-    if se_ratio and w_se < 1:
-        raise ValueError(f"se_ratio: SE width round({w_in} x {se_ratio}) is 0; raise se_ratio")
-    se = (SE(inner, w_se),) if se_ratio else ()
-    c = Conv(inner, w_out, 1, 1, 1, False, b.h_out)
-    return (a, BN(inner), RELU, b, BN(inner), RELU, *se, c, BN(w_out)), b.h_out
-
-
-def _res_bottleneck(w_in, w_out, stride, inner, groups, se_ratio, h) -> Block:
-    """relu(proj(x) + bottleneck(x)) (ResNeXt / AnyNetX / AnyNetY)."""
-    f, h_out = _bottleneck_transform(w_in, w_out, stride, inner, groups, se_ratio, h)
-    proj = _projection(w_in, w_out, stride, h)
-    return Block("res_bottleneck", f, proj, True, RELU, (), h_out)
-
-
-def _res_bottleneck_linear(w_in, w_out, stride, inner, groups, se_ratio, h) -> Block:
-    """x + bottleneck(x) only when w_in == w and stride 1; no activation after the add."""
-    f, h_out = _bottleneck_transform(w_in, w_out, stride, inner, groups, se_ratio, h)
-    skip = w_in == w_out and stride == 1
-    return Block("res_bottleneck_linear", f, None, skip, None, (), h_out)
-
-
-def _convnext(w_in, w_out, stride, inner, groups, se_ratio, h) -> Block:
-    """[downsample] then x + pw(GELU(pw(LN(dw7x7(x))))); see the module docstring."""
-    _no_se("convnext", se_ratio)
-    down: tuple[Layer, ...] = ()
-    if w_in != w_out or stride != 1:
-        k = 2 if stride == 2 else 1
-        conv = Conv(w_in, w_out, k, stride, 1, True, h)
-        down = (LayerNorm(w_in), conv)
-        h = _check_size(conv.h_out, "a convnext downsample")
-    mlp = CONVNEXT_MLP_RATIO * inner
-    if mlp < 1:
-        raise ValueError("stages: convnext inner width round(w x b) is 0")
-    layers = (
-        Conv(w_out, w_out, 7, 1, w_out, True, h),
-        LayerNorm(w_out),
-        Conv(w_out, mlp, 1, 1, 1, True, h),
-        GELU,
-        Conv(mlp, w_out, 1, 1, 1, True, h),
-    )
-    return Block("convnext", layers, None, True, None, down, h)
-
-
-# block family -> (w_in, w_out, stride, inner width, groups, se_ratio, h_in) -> Block
-BLOCKS: dict[str, Callable[..., Block]] = {
-    "vanilla": _vanilla,
-    "res_basic": _res_basic,
-    "res_bottleneck": _res_bottleneck,
-    "res_bottleneck_linear": _res_bottleneck_linear,
-    "convnext": _convnext,
-}
-
-
-def block_layers(
-    kind: str, w_in: int, w_out: int, stride: int, inner: int, groups: int, se_ratio: float, h: int
-) -> Block:
-    """Describe one block of family `kind` on an h x h input."""
-    try:
-        make = BLOCKS[kind]
-    except KeyError:
-        raise ValueError(f"block: unknown block family {kind!r}") from None
-    return make(w_in, w_out, stride, inner, groups, se_ratio, h)
-
-
-def stage_blocks(
-    kind: str,
-    w_in: int,
-    depth: int,
-    width: int,
-    stride: int,
-    inner: int,
-    groups: int,
-    se_ratio: float,
-    h: int,
-    make: Callable = block_layers,
-) -> tuple:
-    """A stage: its first block takes w_in and the stride, the rest repeat (docs/method.md §1).
-
-    `make` describes one block (default `block_layers`; complexity passes a memoised
-    counter with the same arguments whose result has `.h_out`). The repeated blocks are the
-    same object, so callers may count one and multiply.
-    """
-    first = make(kind, w_in, width, stride, inner, groups, se_ratio, h)
-    h = _check_size(first.h_out, "a stage")
-    rest = make(kind, width, width, 1, inner, groups, se_ratio, h)
-    return (first,) + (rest,) * (depth - 1)
-
-
-def stage_key(kind: str, w_in: int, st: StageSpec, se_ratio: float, h: int) -> tuple:
-    """The plain arguments of `stage_blocks` for a StageSpec (hashable, for memoising)."""
-    return (kind, w_in, st.depth, st.width, st.stride, st.inner_width, st.groups, se_ratio, h)
-
-
-def head_layers(
-    w_in: int, head_width: int, num_classes: int, h: int, final_norm: bool = False
-) -> tuple[Layer, ...]:
-    """pycls AnyHead: [1x1 conv → BN → ReLU iff head_width > 0] → avg-pool → [LN] → Linear."""
-    conv: tuple[Layer, ...] = ()
-    if head_width > 0:
-        conv = (Conv(w_in, head_width, 1, 1, 1, False, h), BN(head_width), RELU)
-        w_in = head_width
-    norm = (LayerNorm(w_in),) if final_norm else ()  # ConvNeXt normalises pooled features
-    return (*conv, GlobalAvgPool(w_in), *norm, Linear(w_in, num_classes))
-
-
-def describe(spec: NetSpec) -> Net:
-    """Walk a NetSpec once into its layers: stem, stages of blocks, head."""
-    stem, h = stem_layers(spec.stem.type, spec.stem.width, spec.in_channels, spec.resolution)
-    w_in = spec.stem.width
-    stages = []
-    for st in spec.stages:
-        blocks = stage_blocks(*stage_key(spec.block, w_in, st, spec.se_ratio, h))
-        stages.append(blocks)
-        h, w_in = blocks[-1].h_out, st.width
-    head = head_layers(w_in, spec.head_width, spec.num_classes, h, spec.block == "convnext")
-    return Net(stem, tuple(stages), head)
+        return flatten(self.nodes)

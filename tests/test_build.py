@@ -9,7 +9,7 @@ import torch
 from netspecs import net
 from torch import nn
 
-from anynet import layers as L
+from anynet import families as F
 from anynet.blocks import AnyBlock, ChannelLayerNorm, SqueezeExcite
 from anynet.build import build
 from anynet.spec import NetSpec
@@ -160,7 +160,7 @@ def test_odd_resolution_feature_sizes():
     for stage in model.stages:
         stage.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
     model(torch.zeros(1, 3, 15, 15))
-    described = [blocks[-1].h_out for blocks in L.describe(spec).stages]
+    described = [blocks[-1].h_out for blocks in F.describe(spec).stages]
     assert sizes == described == [2, 1]  # 15 → 8 (conv) → 4 (pool) → 2 → 1
 
 

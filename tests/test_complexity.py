@@ -12,6 +12,7 @@ from netspecs import net
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from anynet import families as F
 from anynet import layers as L
 from anynet.build import build
 from anynet.complexity import bias_flops, complexity, layer_counts
@@ -99,7 +100,7 @@ def test_complexity_equals_built_network(name):
 def test_random_specs_equal_built_network():
     rng = random.Random(0)
     for _ in range(12):
-        block = rng.choice(sorted(L.BLOCKS))
+        block = rng.choice(sorted(F.BLOCKS))
         stem = "convnext" if block == "convnext" else rng.choice(["cifar", "simple", "resnet"])
         stages = []
         for _ in range(rng.randint(1, 3)):
@@ -123,7 +124,7 @@ def test_bias_flops_are_the_bias_adds():
     spec = CASES["linear_depthwise_se"]
     # head: Linear(32 -> 10) has 10 bias adds; SE convs have c_se + c each
     expected = 0
-    for layer in L.describe(spec).layers:
+    for layer in F.describe(spec).layers:
         if isinstance(layer, L.Conv) and layer.bias:
             expected += layer.c_out * layer.h_out**2
         elif isinstance(layer, L.SE):
@@ -203,7 +204,7 @@ def test_bad_specs_raise_value_error_naming_the_field():
 
 def test_stride_one_first_stage_keeps_resolution():
     spec = net("res_bottleneck", [(1, 8, 1, 1, 1)], stem="cifar", resolution=15)
-    (first,) = L.describe(spec).stages[0]
+    (first,) = F.describe(spec).stages[0]
     assert first.h_out == 15
     assert first.shortcut is None  # stem width 8 == stage width 8 at stride 1: identity skip
 

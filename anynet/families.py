@@ -1,0 +1,368 @@
+"""Stems, block families, heads and stages, described once; a NetSpec walked into a Net.
+
+Every function takes ints (one network) or numpy arrays (a sampler batch) and returns the
+nodes of anynet.layers, so `build`, `complexity` and the sampler's vectorised counts all
+walk these functions (docs/method.md §1–§2). No torch here.
+
+Conventions chosen where the references leave a choice:
+- Head (pycls AnyHead): [1x1 conv → BN → ReLU at the last resolution, iff head_width > 0]
+  → global average pool → [LayerNorm, convnext block only: ConvNeXt's final norm] → Linear.
+- SE exists only in the bottleneck blocks (RegNetY); se_ratio > 0 with vanilla, res_basic
+  or convnext is a ValueError, never silently ignored.
+- ConvNeXt block: 7x7 depthwise conv (bias) → LayerNorm → 1x1 (bias) to 4 x inner width →
+  GELU → 1x1 (bias) back → + x. inner width = int(round(w x b)) as for every block, so the
+  default b = 1 gives ConvNeXt's MLP ratio 4; g is ignored (always depthwise). No layer
+  scale, no drop path. Entering a stage whose width or stride differs, the first block
+  starts with a downsample: LayerNorm → 2x2 conv stride 2 (bias), or 1x1 conv (bias) when
+  only the width changes. With this, the convnext family equals timm's ConvNeXt with
+  ls_init_value=None (tested against convnext_atto's configuration).
+- The classic pieces below (conv_norm_act, mbconv_block, dense_stage, transition,
+  inception_block) follow torchvision's modules layer for layer, so reference networks
+  written with them load torchvision's weights (anynet.reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from anynet.layers import (
+    BN,
+    GELU,
+    RELU,
+    SE,
+    SILU,
+    Act,
+    AvgPool,
+    Block,
+    Concat,
+    Conv,
+    Dropout,
+    DropPath,
+    GlobalAvgPool,
+    LayerNorm,
+    Linear,
+    MaxPool,
+    Net,
+    need,
+    repeat,
+    when,
+)
+from anynet.spec import BOTTLENECK_BLOCKS, NetSpec, StageSpec
+
+CONVNEXT_MLP_RATIO = 4  # ConvNeXt's inverted-bottleneck MLP ratio
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One stage's values as the block families read them: ints, or arrays over a batch.
+
+    `inner` is the inner width round(w·b) and `groups` the groups of the grouped conv
+    (docs/method.md §1). A family that needs more per-stage values adds a field here.
+    """
+
+    depth: Any
+    width: Any
+    stride: Any
+    inner: Any = 1
+    groups: Any = 1
+
+
+def stage_of(st: StageSpec) -> Stage:
+    """The Stage values of a StageSpec."""
+    return Stage(st.depth, st.width, st.stride, st.inner_width, st.groups)
+
+
+# --- stems (docs/method.md §1) ---------------------------------------------------------------
+def stem_layers(kind: str, width, in_channels, h) -> tuple[tuple, Any]:
+    """Layers of a stem and its output size."""
+    if kind in ("cifar", "simple"):
+        conv = Conv(in_channels, width, 3, 1 if kind == "cifar" else 2, 1, False, h)
+        return (conv, BN(width), RELU), conv.h_out
+    if kind == "resnet":
+        conv = Conv(in_channels, width, 7, 2, 1, False, h)
+        pool = MaxPool(width, 3, 2, conv.h_out)
+        return (conv, BN(width), RELU, pool), pool.h_out
+    if kind == "convnext":
+        conv = Conv(in_channels, width, 4, 4, 1, True, h)  # patchify
+        return (conv, LayerNorm(width)), conv.h_out
+    raise ValueError(f"stem.type: unknown stem {kind!r}")
+
+
+# --- AnyNet block families (docs/method.md §1, pycls conventions) ----------------------------
+def projection(w_in, w_out, stride, h) -> tuple | None:
+    """1x1 conv(stride) → BN where width or stride changes (docs/method.md §1), else None."""
+    conv = Conv(w_in, w_out, 1, stride, 1, False, h)
+    return when((w_in != w_out) | (stride != 1), (conv, BN(w_out))) or None
+
+
+def _no_se(kind: str, se_ratio: float) -> None:
+    need(
+        not se_ratio,
+        f"se_ratio: block {kind!r} has no SE (only {', '.join(BOTTLENECK_BLOCKS)}); use 0",
+    )
+
+
+def _vanilla(w_in, stride, st: Stage, se_ratio, h) -> Block:
+    """[3x3 conv(stride) → BN → ReLU] x2, no residual; ignores b and g."""
+    _no_se("vanilla", se_ratio)
+    w = st.width
+    a = Conv(w_in, w, 3, stride, 1, False, h)
+    b = Conv(w, w, 3, 1, 1, False, a.h_out)
+    return Block("vanilla", (a, BN(w), RELU, b, BN(w), RELU), None, False, None, (), b.h_out)
+
+
+def _res_basic(w_in, stride, st: Stage, se_ratio, h) -> Block:
+    """relu(proj(x) + [3x3(stride) → BN → ReLU → 3x3 → BN](x)); ignores b and g."""
+    _no_se("res_basic", se_ratio)
+    w = st.width
+    a = Conv(w_in, w, 3, stride, 1, False, h)
+    b = Conv(w, w, 3, 1, 1, False, a.h_out)
+    f = (a, BN(w), RELU, b, BN(w))
+    return Block("res_basic", f, projection(w_in, w, stride, h), True, RELU, (), b.h_out)
+
+
+def _bottleneck_transform(w_in, stride, st: Stage, se_ratio, h) -> tuple[tuple, Any]:
+    """1x1 → BN → ReLU → 3x3 grouped(stride) → BN → ReLU → [SE] → 1x1 → BN."""
+    inner = st.inner
+    a = Conv(w_in, inner, 1, 1, 1, False, h)
+    b = Conv(inner, inner, 3, stride, st.groups, False, h)
+    se: tuple = ()
+    if se_ratio:
+        # w_se uses the block's *input* width (docs/method.md §1, pycls)
+        w_se = _round(w_in * se_ratio)
+        need(w_se >= 1, f"se_ratio: SE width round({w_in} x {se_ratio}) is 0; raise se_ratio")
+        se = (SE(inner, w_se),)
+    c = Conv(inner, st.width, 1, 1, 1, False, b.h_out)
+    return (a, BN(inner), RELU, b, BN(inner), RELU, *se, c, BN(st.width)), b.h_out
+
+
+def _res_bottleneck(w_in, stride, st: Stage, se_ratio, h) -> Block:
+    """relu(proj(x) + bottleneck(x)) (ResNeXt / AnyNetX / AnyNetY)."""
+    f, h_out = _bottleneck_transform(w_in, stride, st, se_ratio, h)
+    return Block("res_bottleneck", f, projection(w_in, st.width, stride, h), True, RELU, (), h_out)
+
+
+def _res_bottleneck_linear(w_in, stride, st: Stage, se_ratio, h) -> Block:
+    """x + bottleneck(x) only when w_in == w and stride 1; no activation after the add."""
+    f, h_out = _bottleneck_transform(w_in, stride, st, se_ratio, h)
+    skip = (w_in == st.width) & (stride == 1)
+    return Block("res_bottleneck_linear", f, None, skip, None, (), h_out)
+
+
+def _convnext(w_in, stride, st: Stage, se_ratio, h) -> Block:
+    """[downsample] then x + pw(GELU(pw(LN(dw7x7(x))))); see the module docstring."""
+    _no_se("convnext", se_ratio)
+    w = st.width
+    conv = Conv(w_in, w, 2 if stride == 2 else 1, stride, 1, True, h)
+    down = when((w_in != w) | (stride != 1), (LayerNorm(w_in), conv))
+    h = conv.h_out  # a 1x1 stride-1 conv keeps the size where there is no downsample
+    mlp = CONVNEXT_MLP_RATIO * st.inner
+    need(mlp >= 1, "stages: convnext inner width round(w x b) is 0")
+    f = (
+        Conv(w, w, 7, 1, w, True, h),
+        LayerNorm(w),
+        Conv(w, mlp, 1, 1, 1, True, h),
+        GELU,
+        Conv(mlp, w, 1, 1, 1, True, h),
+    )
+    return Block("convnext", f, None, True, None, down, h)
+
+
+# block family -> (w_in, stride, Stage, se_ratio, h_in) -> Block
+BLOCKS: dict[str, Callable[..., Block]] = {
+    "vanilla": _vanilla,
+    "res_basic": _res_basic,
+    "res_bottleneck": _res_bottleneck,
+    "res_bottleneck_linear": _res_bottleneck_linear,
+    "convnext": _convnext,
+}
+
+
+def block_layers(kind: str, w_in, stride, st: Stage, se_ratio: float, h) -> Block:
+    """Describe one block of family `kind` with the stage's values on an h x h input."""
+    try:
+        make = BLOCKS[kind]
+    except KeyError:
+        raise ValueError(f"block: unknown block family {kind!r}") from None
+    return make(w_in, stride, st, se_ratio, h)
+
+
+def stage_blocks(
+    kind: str, w_in, st: Stage, se_ratio: float, h, make: Callable = block_layers
+) -> tuple:
+    """A stage: its first block takes w_in and the stride, the rest repeat (docs/method.md §1).
+
+    `make` describes one block (default `block_layers`; complexity passes a memoised
+    counter with the same arguments whose result has `.h_out`). For one network the
+    repeated blocks are one object, so callers may count one and multiply.
+    """
+    first = make(kind, w_in, st.stride, st, se_ratio, h)
+    rest = make(kind, st.width, 1, st, se_ratio, first.h_out)
+    return (first, *repeat(st.depth - 1, rest))
+
+
+def stage_key(kind: str, w_in: int, st: StageSpec, se_ratio: float, h: int) -> tuple:
+    """The plain arguments of `stage_blocks` for a StageSpec (hashable, for memoising)."""
+    return (kind, w_in, stage_of(st), se_ratio, h)
+
+
+def head_layers(w_in, head_width: int, num_classes: int, h, final_norm: bool = False) -> tuple:
+    """pycls AnyHead: [1x1 conv → BN → ReLU iff head_width > 0] → avg-pool → [LN] → Linear."""
+    conv: tuple = ()
+    if head_width > 0:
+        conv = (Conv(w_in, head_width, 1, 1, 1, False, h), BN(head_width), RELU)
+        w_in = head_width
+    norm = (LayerNorm(w_in),) if final_norm else ()  # ConvNeXt normalises pooled features
+    return (*conv, GlobalAvgPool(w_in), *norm, Linear(w_in, num_classes))
+
+
+def describe_anynet(
+    stem: str,
+    stem_width,
+    in_channels,
+    resolution,
+    block: str,
+    se_ratio: float,
+    stages: Sequence[Stage],
+    head_width: int,
+    num_classes: int,
+) -> Net:
+    """An AnyNet from its parts: stem → stages of one block family → head (docs/method.md §1)."""
+    nodes, h = stem_layers(stem, stem_width, in_channels, resolution)
+    w_in, out = stem_width, []
+    for st in stages:
+        blocks = stage_blocks(block, w_in, st, se_ratio, h)
+        out.append(blocks)
+        h, w_in = blocks[0].h_out, st.width  # repeated blocks keep the first's size
+    head = head_layers(w_in, head_width, num_classes, h, block == "convnext")
+    return Net(nodes, tuple(out), head, in_channels, resolution, num_classes)
+
+
+def describe(spec: NetSpec) -> Net:
+    """Walk a NetSpec once into its layers: stem, stages of blocks, head."""
+    return describe_anynet(
+        spec.stem.type,
+        spec.stem.width,
+        spec.in_channels,
+        spec.resolution,
+        spec.block,
+        spec.se_ratio,
+        [stage_of(st) for st in spec.stages],
+        spec.head_width,
+        spec.num_classes,
+    )
+
+
+# --- classic pieces (torchvision's modules, layer for layer) -------------------------------
+def _round(x):
+    """round(x) half to even, for ints or arrays (Python's round, numpy's round)."""
+    return np.round(x).astype(np.int64) if isinstance(x, np.ndarray) else int(round(x))
+
+
+def _floor(x):
+    """int(x) for x >= 0, for ints or arrays."""
+    return np.floor(x).astype(np.int64) if isinstance(x, np.ndarray) else int(x)
+
+
+def conv_norm_act(
+    c_in, c_out, k, stride, h, act: Act | None = RELU, groups=1, norm: Callable = BN, padding=None
+) -> tuple[tuple, Any]:
+    """conv (no bias) → norm → [act]: torchvision's Conv2dNormActivation, GoogLeNet's BasicConv2d."""
+    conv = Conv(c_in, c_out, k, stride, groups, False, h, padding)
+    return (conv, norm(c_out), *((act,) if act else ())), conv.h_out
+
+
+def mbconv_block(
+    w_in,
+    w_out,
+    expanded,
+    k,
+    stride,
+    h,
+    c_se=0,
+    act: Act = SILU,
+    norm: Callable = BN,
+    drop_path: float = 0.0,
+) -> Block:
+    """Inverted residual (MobileNetV2, EfficientNet MBConv as torchvision builds it).
+
+    [1x1 expand to `expanded` → norm → act, iff expanded != w_in] → k x k depthwise(stride)
+    → norm → act → [SE on the expanded width with `act` inside, c_se > 0] → 1x1 linear
+    projection → norm; + x when stride 1 and w_in == w_out, through stochastic depth
+    (identity at eval). The caller rounds `expanded` and `c_se` as its network does.
+    """
+    expand = when(expanded != w_in, conv_norm_act(w_in, expanded, 1, 1, h, act, norm=norm)[0])
+    dw, h_out = conv_norm_act(expanded, expanded, k, stride, h, act, groups=expanded, norm=norm)
+    se = (SE(expanded, c_se, act),) if (isinstance(c_se, np.ndarray) or c_se) else ()
+    project, _ = conv_norm_act(expanded, w_out, 1, 1, h_out, None, norm=norm)
+    residual = (stride == 1) & (w_in == w_out)
+    drop = when(residual, (DropPath(drop_path),)) if drop_path else ()
+    return Block("mbconv", (*expand, *dw, *se, *project, *drop), None, residual, None, (), h_out)
+
+
+def dense_layer(c_in, growth, bn_size, h, norm: Callable = BN, act: Act = RELU) -> Concat:
+    """DenseNet-BC layer: cat(x, conv3x3(act(norm(conv1x1(act(norm(x))))))), pre-activation.
+
+    torchvision _DenseLayer: bottleneck width bn_size·growth, `growth` new channels.
+    """
+    inner = bn_size * growth
+    f = (
+        norm(c_in),
+        act,
+        Conv(c_in, inner, 1, 1, 1, False, h),
+        norm(inner),
+        act,
+        Conv(inner, growth, 3, 1, 1, False, h),
+    )
+    return Concat(((), f))
+
+
+def dense_stage(c_in, depth, growth, bn_size, h, norm: Callable = BN, act: Act = RELU):
+    """`depth` dense layers; (nodes, output width c_in + depth·growth).
+
+    A batch's per-candidate depths loop to the largest, each layer present where l < depth.
+    """
+    n = int(np.max(depth)) if isinstance(depth, np.ndarray) else depth
+    nodes: tuple = ()
+    for i in range(n):
+        layer = dense_layer(c_in + i * growth, growth, bn_size, h, norm, act)
+        nodes += when(depth > i, (layer,)) if isinstance(depth, np.ndarray) else (layer,)
+    return nodes, c_in + depth * growth
+
+
+def transition(c_in, c_out, h, norm: Callable = BN, act: Act = RELU) -> tuple[tuple, Any]:
+    """DenseNet transition: norm → act → 1x1 conv → 2x2 average pool stride 2."""
+    pool = AvgPool(c_out, 2, 2, h)
+    return (norm(c_in), act, Conv(c_in, c_out, 1, 1, 1, False, h), pool), pool.h_out
+
+
+def inception_block(
+    c_in, c1, c3_reduce, c3, c5_reduce, c5, pool_proj, h, k5=5, norm: Callable = BN, act=RELU
+) -> tuple[Concat, Any]:
+    """GoogLeNet inception: cat(1x1, 1x1→3x3, 1x1→k5 x k5, 3x3 max-pool→1x1); (node, width).
+
+    Each conv is conv → norm → act. torchvision's GoogLeNet uses k5 = 3 (its known
+    deviation from the paper's 5x5, pytorch/vision#906).
+    """
+
+    def cna(a, b, k):
+        return conv_norm_act(a, b, k, 1, h, act, norm=norm)[0]
+
+    pool = MaxPool(c_in, 3, 1, h, padding=1, ceil_mode=True)
+    branches = (
+        cna(c_in, c1, 1),
+        cna(c_in, c3_reduce, 1) + cna(c3_reduce, c3, 3),
+        cna(c_in, c5_reduce, 1) + cna(c5_reduce, c5, k5),
+        (pool, *cna(c_in, pool_proj, 1)),
+    )
+    return Concat(branches), c1 + c3 + c5 + pool_proj
+
+
+def classifier(c_in, num_classes, dropout: float = 0.0) -> tuple:
+    """Global average pool → [dropout] → Linear (torchvision's ImageNet heads)."""
+    drop = (Dropout(dropout),) if dropout else ()
+    return (GlobalAvgPool(c_in), *drop, Linear(c_in, num_classes))
