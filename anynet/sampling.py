@@ -6,8 +6,10 @@ Rejection (never sorting or repairing) keeps the paper's distribution conditione
 constraints. "Shared" values are drawn once per network (DDS §3.2: one b, one g for all
 stages). Draws are vectorised with numpy in fixed-size batches from one seeded Generator,
 so a seed gives the same networks and the first k of n samples are the k a smaller request
-gives. The exact complexity (anynet.complexity) decides every bound; a vectorised estimate
-(docs/method.md §2 counted over whole batches) only skips candidates clearly outside them.
+gives. Every bound is decided on exact complexity: each batch is counted by the network
+descriptions themselves (complexity.anynet_counts walks anynet.families with one value per
+candidate; the group rule and RegNet widths come from anynet.rounding and anynet.regnet),
+so this module holds no network rule of its own.
 `Sample.params` holds the values as drawn (d1.., w1.., bot_mul1.., g1.. or groups1..; for
 RegNets depth, w0, wa, wm, g, bot_mul and the resulting d1.., w1..); the spec holds the
 network after the space's group-compatibility rule.
@@ -16,22 +18,22 @@ network after the space's group-compatibility rule.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from itertools import pairwise
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from anynet.complexity import complexity
-from anynet.regnet import QUANTUM, adjust_widths_groups, regnet_spec
+from anynet.complexity import anynet_counts
+from anynet.families import Stage
+from anynet.regnet import QUANTUM, quantized_widths
+from anynet.rounding import group_rule, groups_of, inner_width
 from anynet.spaces import DesignSpace
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 BOUND_KEYS = ("flops", "params", "acts")
 EARLY = 1_000_000  # draws after which a hopeless default budget is given up
 BATCH = 8192  # candidates per vectorised batch (fixed, so a seed reproduces its draws)
-# The estimate only skips candidates more than SLACK (relative) outside a bound, so a
-# small disagreement with the exact counter can never reject a network that fits.
-SLACK = 0.02
+AHEAD = 16  # at most this many batches counted together (drawn in order: same networks)
 REASONS = (
     "",
     "increasing_width",
@@ -90,12 +92,71 @@ def _py(x):
     return int(x) if isinstance(x, (np.integer, int)) else float(x)
 
 
-# --- candidates: (codes, estimate | None, build) per batch -------------------------------
-# codes[i] = 0 if candidate i met the vectorised constraints, else its REASONS index;
-# build(i) → (NetSpec | reason, params) makes the exact network with the regnet module.
+# --- candidates ----------------------------------------------------------------------------
+@dataclass
+class _Batch:
+    """One batch of candidates: why each was rejected, and the exact counts of the rest.
+
+    codes[i] = 0 if candidate i met every constraint and is a network, else its REASONS
+    index; `rows` are the candidates that met the constraints (ascending), `parts` their
+    stage values (a row mask and families.Stage arrays per stage count); `_count` then
+    keeps in `rows` only the networks and puts their exact flops, params and acts in
+    `counts`. spec(i) → (NetSpec, params drawn).
+    """
+
+    codes: np.ndarray
+    rows: np.ndarray
+    parts: list[tuple[np.ndarray, list[Stage]]]
+    spec: Callable[[int], tuple[NetSpec, dict]]
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict):
+def _joined(values: list):
+    """One Stage field over several batches: arrays concatenated, a shared scalar kept."""
+    if isinstance(values[0], np.ndarray):
+        return np.concatenate(values)
+    return values[0]
+
+
+def _count(net: dict, batches: list[_Batch]) -> None:
+    """Count the rows of several batches at once (complexity.anynet_counts over arrays).
+
+    One call per stage layout amortises describing the network over many batches (AnyNetX_E
+    keeps ~20 of 8192 candidates per batch); a vanishing size makes a row invalid_network.
+    """
+    layouts: dict[tuple, list] = {}
+    oks = [np.ones(batch.rows.size, bool) for batch in batches]
+    for batch, ok in zip(batches, oks, strict=True):
+        batch.counts = {key: np.zeros(batch.rows.size, np.int64) for key in BOUND_KEYS}
+        for mask, stages in batch.parts:
+            key = (len(stages), tuple(st.stride for st in stages))
+            layouts.setdefault(key, []).append((batch, ok, mask, stages))
+    names = [f.name for f in fields(Stage)]
+    for items in layouts.values():
+        stages = [
+            Stage(**{name: _joined([getattr(it[3][j], name) for it in items]) for name in names})
+            for j in range(len(items[0][3]))
+        ]
+        f, p, a, _, ok = anynet_counts(
+            net["stem"].type, net["stem"].width, net["in_channels"], net["resolution"],
+            net["block"], net["se_ratio"], stages, net["head_width"], net["num_classes"],
+        )  # fmt: skip
+        size = sum(int(np.count_nonzero(it[2])) for it in items)
+        f, p, a, ok = (np.broadcast_to(v, (size,)) for v in (f, p, a, ok))
+        start = 0
+        for batch, fine, mask, _ in items:
+            end = start + int(np.count_nonzero(mask))
+            for key, v in zip(BOUND_KEYS, (f, p, a), strict=True):
+                batch.counts[key][mask] = v[start:end]
+            fine[mask] = ok[start:end]
+            start = end
+    for batch, ok in zip(batches, oks, strict=True):
+        batch.codes[batch.rows[~ok]] = CODE["invalid_network"]
+        batch.rows = batch.rows[ok]
+        batch.counts = {key: v[ok] for key, v in batch.counts.items()}
+
+
+def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict) -> _Batch:
     k = int(space.stages)
     shared = {
         "bottleneck_multiplier": space.has("shared_bottleneck"),
@@ -113,7 +174,7 @@ def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
             dr[name] = np.stack([d.draw(rng, size) for d in dists], axis=1)
     d, w, m = dr["depth"], dr["width"], dr["bottleneck_multiplier"].astype(np.float64)
     if "groups" in dr:  # NDS ResNeXt: number of groups → group width of the inner conv
-        g = np.maximum(1, np.round(w * m).astype(np.int64) // dr["groups"])
+        g = groups_of(inner_width(w, m), dr["groups"])
     else:
         g = dr.get("group_width", np.ones_like(w))
     codes = np.zeros(size, dtype=np.int64)
@@ -129,13 +190,18 @@ def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
         wa, ga = w.copy(), np.array(g, copy=True)
         wa[alive], ga[alive], ok = group_rule(w[alive], m[alive], g[alive], space.rounding)
         codes[alive[~ok.all(axis=1)]] = CODE["group_compatibility"]
-        if space.has("increasing_width"):
+        if space.has("increasing_width"):  # the rounding rule may break the order
             bad = np.any(np.diff(wa[alive], axis=1) < 0, axis=1)
             codes[alive[bad & (codes[alive] == 0)]] = CODE["increasing_width"]
-    ok = codes == 0  # estimate only the candidates that met the constraints
-    est = _scatter(anynet_estimate(net, strides, d[ok], wa[ok], m[ok], ga[ok]), ok)
+    rows = np.flatnonzero(codes == 0)
+    stages = []
+    for j in range(k):
+        inner = inner_width(wa[rows, j], m[rows, j])
+        stages.append(
+            Stage(d[rows, j], wa[rows, j], strides[j], inner, groups_of(inner, ga[rows, j]))
+        )
 
-    def build(i: int):
+    def spec(i: int):
         di, wi, mi, gi = d[i].tolist(), w[i].tolist(), m[i].tolist(), g[i].tolist()
         params: dict = {"depth": sum(di)}
         params.update({f"d{j + 1}": di[j] for j in range(k)})
@@ -150,36 +216,14 @@ def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
         if shared["group_width"]:
             name = "groups" if "groups" in dr else "g"
             params[name] = params.get(f"{name}1", 1)
-        if bottleneck:
-            wi, gi = _compatible(wi, mi, gi, space.rounding)
-            if wi is None:
-                return "group_compatibility", params
-            if space.has("increasing_width") and any(b < a for a, b in pairwise(wi)):
-                return "increasing_width", params  # the rounding rule broke the order
-        rows = zip(di, wi, strides, mi, gi, strict=True)
-        stages = [dict(zip(STAGE_KEYS, row, strict=True)) for row in rows]
+        rows_ = zip(di, wa[i].tolist(), strides, mi, ga[i].tolist(), strict=True)
+        stages = [dict(zip(STAGE_KEYS, row, strict=True)) for row in rows_]
         return NetSpec.model_validate({**net, "stages": stages}), params
 
-    return codes, est, build
+    return _Batch(codes, rows, [(np.ones(rows.size, bool), stages)], spec)
 
 
-def _compatible(w, m, g, rounding):
-    """Group compatibility (docs/method.md §3): clamp g to the inner width; divisible widths."""
-    inner = [int(round(wj * mj)) for wj, mj in zip(w, m, strict=True)]
-    if rounding == "clamp":
-        if min(inner) < 1:
-            return None, None
-        g = [min(gj, vj) for gj, vj in zip(g, inner, strict=True)]
-        if any(vj % gj for vj, gj in zip(inner, g, strict=True)):
-            return None, None
-        return w, g
-    try:
-        return adjust_widths_groups(w, m, g, rounding)
-    except ValueError:  # the torchvision rule refuses an inner width of 0
-        return None, None
-
-
-def _regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict):
+def _regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict) -> _Batch:
     dep = space.depth.draw(rng, size)
     w0 = space.w0.draw(rng, size)
     wa = space.wa.draw(rng, size)
@@ -190,29 +234,51 @@ def _regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
     w0f = np.asarray(w0, np.float64)
     bad = (wm <= 1) | (wa < 0) | (w0f <= 0) | (w0f % QUANTUM != 0)
     codes[bad] = CODE["regnet_valid"]
-    # Per-block quantised widths, docs/method.md §3 (regnet.quantized_block_widths, vectorised).
-    j = np.arange(int(np.max(dep)), dtype=np.float64)[None, :]
-    valid = j < dep[:, None]
-    with np.errstate(all="ignore"):
-        u = w0f[:, None] + np.asarray(wa, np.float64)[:, None] * j
-        s = np.round(np.log(u / w0f[:, None]) / np.log(wm[:, None]))
-        q = np.round(w0f[:, None] * np.power(wm[:, None], s) / QUANTUM) * QUANTUM
-    starts = np.concatenate([np.ones((size, 1), bool), np.diff(q, axis=1) != 0], axis=1) & valid
+    q, s, present = quantized_widths(dep, w0, wa, wm)
+    starts = np.concatenate([np.ones((size, 1), bool), np.diff(q, axis=1) != 0], axis=1) & present
     num_stages = starts.sum(axis=1)
     want = space.num_stages
     if want is not None:
         # pycls check_regnet_constraints: stage count = max exponent + 1 (none skipped) = k.
-        max_s = np.where(valid, s, -1).max(axis=1)
+        max_s = np.where(present, s, -1).max(axis=1)
         broke = (num_stages != max_s + 1) | (num_stages != want)
         codes[broke & (codes == 0)] = CODE["num_stages"]
-    strides = None if space.strides is None else list(space.strides)
-    ok = codes == 0
-    est = regnet_estimate(
-        net, space.rounding, strides, q[ok], valid[ok], starts[ok], bm[ok], gw[ok]
+    # stage j of a candidate = its j-th run of equal widths (docs/method.md §3)
+    rows = np.flatnonzero(codes == 0)
+    n, ns = rows.size, num_stages[rows]
+    top = int(ns.max()) if n else 1
+    stage = np.cumsum(starts[rows], axis=1) - 1
+    at = (np.arange(n)[:, None] * top + stage)[present[rows]]
+    depths = np.bincount(at, minlength=n * top).reshape(n, top)
+    widths = np.full((n, top), QUANTUM, np.int64)  # absent stages: any valid width
+    r, c = np.nonzero(starts[rows])
+    widths[r, stage[r, c]] = q[rows[r], c]
+    b = bm[rows][:, None]
+    widths, groups, ok = group_rule(
+        widths, b, np.broadcast_to(gw[rows][:, None], b.shape), space.rounding
     )
-    est = _scatter(est, ok)
+    ok = (ok | (depths == 0)).all(axis=1)  # torchvision refuses an inner width of 0
+    codes[rows[~ok]] = CODE["invalid_network"]
+    strides = list(space.strides) if space.strides is not None else [2] * top
+    parts = []
+    for k in np.unique(ns[ok]):
+        sel = ok & (ns == k)
+        stages = []
+        for j in range(k):
+            inner = inner_width(widths[sel, j], bm[rows[sel]])
+            stages.append(
+                Stage(
+                    depths[sel, j],
+                    widths[sel, j],
+                    strides[j],
+                    inner,
+                    groups_of(inner, groups[sel, j]),
+                )
+            )
+        parts.append((sel[ok], stages))
+    at_row = {int(row): i for i, row in enumerate(rows)}
 
-    def build(i: int):
+    def spec(i: int):
         params = {
             "depth": int(dep[i]),
             "w0": _py(w0[i]),
@@ -221,167 +287,18 @@ def _regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: 
             "g": int(gw[i]),
             "bot_mul": float(bm[i]),
         }
-        spec = regnet_spec(
-            int(dep[i]),
-            _py(w0[i]),
-            float(wa[i]),
-            float(wm[i]),
-            int(gw[i]),
-            float(bm[i]),
-            se_ratio=net["se_ratio"],
-            rounding=space.rounding,
-            stem_width=net["stem"].width,
-            resolution=net["resolution"],
-            num_classes=net["num_classes"],
-            stem_type=net["stem"].type,
-            in_channels=net["in_channels"],
-        )
-        if strides is not None or net["block"] != spec.block or net["head_width"]:
-            stages = tuple(
-                st.model_copy(update={"stride": strides[j]}) if strides else st
-                for j, st in enumerate(spec.stages)
-            )
-            spec = NetSpec(stages=stages, **net)
-        for j, st in enumerate(spec.stages):
-            params[f"d{j + 1}"] = st.depth
-            params[f"w{j + 1}"] = st.width
-        return spec, params
+        r = at_row[i]
+        stages = [
+            {"depth": int(depths[r, j]), "width": int(widths[r, j]), "stride": strides[j],
+             "bottleneck_multiplier": float(bm[i]), "group_width": int(groups[r, j])}
+            for j in range(int(ns[r]))
+        ]  # fmt: skip
+        for j, st in enumerate(stages):
+            params[f"d{j + 1}"] = st["depth"]
+            params[f"w{j + 1}"] = st["width"]
+        return NetSpec.model_validate({**net, "stages": stages}), params
 
-    return codes, est, build
-
-
-def _scatter(est, ok):
-    """Estimates of the rows in `ok` → full-length arrays (NaN elsewhere)."""
-    if est is None:
-        return None
-    full = {}
-    for key, v in est.items():
-        full[key] = np.full(ok.shape, np.nan)
-        full[key][ok] = v
-    return full
-
-
-# --- vectorised estimate (prefilter only; tests hold it to anynet.complexity) -----------
-def group_rule(w, m, g, rounding):
-    """adjust_widths_groups over arrays: (widths, group widths, ok) (docs/method.md §3)."""
-    w = np.asarray(w, np.int64)
-    g = np.asarray(g, np.int64)
-    m = np.asarray(m, np.float64)
-    with np.errstate(all="ignore"):
-        if rounding == "clamp":
-            v = np.round(w * m).astype(np.int64)
-            g = np.minimum(g, np.maximum(v, 1))
-            return w, g, (v >= 1) & (v % g == 0)
-        if rounding == "pycls":
-            v = np.floor(np.maximum(1.0, w * m)).astype(np.int64)
-            g = np.minimum(g, v)
-            whole = (m > 1) & (m == np.floor(m))
-            q = np.where(whole, np.lcm(g, np.floor(m).astype(np.int64)), g)
-            v = np.maximum(q, (np.round(v / q) * q).astype(np.int64))
-            return np.floor(v / m).astype(np.int64), g, np.ones(w.shape, bool)
-        v = np.floor(w * m).astype(np.int64)  # torchvision _make_divisible
-        ok = v >= 1
-        g = np.minimum(g, np.maximum(v, 1))
-        nv = np.maximum(g, np.floor(v + g / 2).astype(np.int64) // g * g)
-        nv = np.where(nv < 0.9 * v, nv + g, nv)
-        return np.floor(nv / m).astype(np.int64), g, ok
-
-
-def _conv(c_in, c_out, k, h, groups=1, bias=False):
-    """(flops, params, acts) of a k×k conv with output side h (docs/method.md §2)."""
-    p = k * k * c_in * c_out // groups + (c_out if bias else 0)
-    return p * h * h, p, c_out * h * h
-
-
-def _block(block, w_in, w, m, g, stride, h, se):
-    """(flops, params, acts, h_out) of one block over arrays (docs/method.md §1-2)."""
-    ho = (h - 1) // stride + 1
-    parts = []
-    if block in ("vanilla", "res_basic"):
-        parts += [_conv(w_in, w, 3, ho), _conv(w, w, 3, ho)]
-        bn = 4 * w
-    else:
-        wb = np.round(w * m).astype(np.int64)
-        groups = np.maximum(1, wb // g)
-        parts += [_conv(w_in, wb, 1, h), _conv(wb, wb, 3, ho, groups), _conv(wb, w, 1, ho)]
-        bn = 4 * wb + 2 * w
-        if se:
-            w_se = np.round(w_in * se).astype(np.int64)
-            parts += [_conv(wb, w_se, 1, 1, bias=True), _conv(w_se, wb, 1, 1, bias=True)]
-    f, p, a = (sum(x[i] for x in parts) for i in range(3))
-    if block in ("res_basic", "res_bottleneck"):
-        proj = (w_in != w) | (stride != 1)
-        pf, pp, pa = _conv(w_in, w, 1, ho)
-        f, p, a = f + proj * pf, p + proj * (pp + 2 * w), a + proj * pa
-    return f, p + bn, a, ho
-
-
-def _stem_head(net):
-    """(flops, params, acts, side after the stem) of the stem; None if not estimated."""
-    stem, h, c = net["stem"], net["resolution"], net["in_channels"]
-    if stem.type not in ("cifar", "simple", "resnet") or net["head_width"]:
-        return None
-    k, s = (3, 1) if stem.type == "cifar" else (3, 2) if stem.type == "simple" else (7, 2)
-    h = (h - 1) // s + 1
-    f, p, a = _conv(c, stem.width, k, h)
-    p += 2 * stem.width
-    if stem.type == "resnet":
-        h = (h - 1) // 2 + 1
-        a += stem.width * h * h
-    return f, p, a, h
-
-
-def _head(w_last, net):
-    nc = net["num_classes"]
-    return w_last * nc + nc, w_last * nc + nc, nc
-
-
-def anynet_estimate(net, strides, d, w, m, g):
-    """Estimated {flops, params, acts} arrays of a batch of AnyNet candidates."""
-    sh = _stem_head(net)
-    if sh is None or net["block"] not in ("vanilla", "res_basic", *BOTTLENECK_BLOCKS):
-        return None
-    f, p, a, h = (np.full(len(d), float(x)) for x in sh)
-    h = h.astype(np.int64)
-    w_in = np.full(len(d), net["stem"].width, np.int64)
-    for j, s in enumerate(strides):
-        args = (m[:, j], g[:, j])
-        f1, p1, a1, h = _block(net["block"], w_in, w[:, j], *args, s, h, net["se_ratio"])
-        f2, p2, a2, _ = _block(net["block"], w[:, j], w[:, j], *args, 1, h, net["se_ratio"])
-        rest = d[:, j] - 1
-        f, p, a = f + f1 + rest * f2, p + p1 + rest * p2, a + a1 + rest * a2
-        w_in = w[:, j]
-    hf, hp, ha = _head(w_in, net)
-    return {"flops": f + hf, "params": p + hp, "acts": a + ha}
-
-
-def regnet_estimate(net, rounding, strides, q, valid, starts, m, g):
-    """Estimated {flops, params, acts} of a batch of RegNets from per-block widths q."""
-    sh = _stem_head(net)
-    if sh is None or net["block"] != "res_bottleneck" or rounding == "clamp":
-        return None
-    size = q.shape[0]
-    f, p, a, h = (np.full(size, float(x)) for x in sh)
-    h = h.astype(np.int64)
-    qi = np.where(valid, q, 8).astype(np.int64)
-    w, gg, _ = group_rule(qi, m[:, None], np.broadcast_to(g[:, None], qi.shape), rounding)
-    stage = np.cumsum(starts, axis=1) - 1
-    w_in = np.full(size, net["stem"].width, np.int64)
-    last = w_in
-    for j in range(q.shape[1]):
-        s = np.where(starts[:, j], 2, 1)
-        if strides is not None:
-            s = np.where(
-                starts[:, j], np.asarray(strides)[np.minimum(stage[:, j], len(strides) - 1)], 1
-            )
-        bf, bp, ba, ho = _block("res_bottleneck", w_in, w[:, j], m, gg[:, j], s, h, net["se_ratio"])
-        on = valid[:, j]
-        f, p, a = f + on * bf, p + on * bp, a + on * ba
-        h = np.where(on, ho, h)
-        last = np.where(on, w[:, j], last)
-        w_in = last
-    hf, hp, ha = _head(last, net)
-    return {"flops": f + hf, "params": p + hp, "acts": a + ha}
+    return _Batch(codes, rows[ok], parts, spec)
 
 
 # --- the sampler ------------------------------------------------------------------------
@@ -426,43 +343,32 @@ def sample(
     broke = np.zeros(len(REASONS), dtype=np.int64)
     missed = dict.fromkeys(BOUND_KEYS, 0)
     seen = {key: [math.inf, -math.inf] for key in BOUND_KEYS}
-    draws = 0
+    draws, ahead, pending, used = 0, 1, [], 0
     while len(samples) < n and draws < max_draws:
-        codes, est, build = make(space, rng, BATCH, net)
+        if not pending:  # draw `ahead` batches in order and count them together
+            ahead = _ahead(ahead, n - len(samples), len(samples), used) if used else 1
+            left = -(-(max_draws - draws) // BATCH)
+            pending = [make(space, rng, BATCH, net) for _ in range(min(ahead, left))]
+            _count(net, pending)
+        batch = pending.pop(0)
+        used += 1
         take = min(BATCH, max_draws - draws)
-        codes = codes[:take]
-        near = codes == 0
-        if est is not None:
-            for key, (lo, hi) in limits.items():
-                near &= (est[key][:take] >= lo * (1 - SLACK)) & (
-                    est[key][:take] <= hi * (1 + SLACK)
-                )
-        exact = {key: np.full(take, np.nan) for key in BOUND_KEYS}
+        inside = batch.rows < take
+        rows, values = batch.rows[inside], {k: v[inside] for k, v in batch.counts.items()}
+        fit = np.ones(rows.size, bool)
+        for key, (lo, hi) in limits.items():
+            fit &= (values[key] >= lo) & (values[key] <= hi)
         stop = take
-        for i in np.flatnonzero(near):
-            try:
-                spec, params = build(int(i))
-                cx = None if isinstance(spec, str) else complexity(spec)
-            except ValueError:  # e.g. an SE width of 0: not a network of this space
-                spec = "invalid_network"
-            if isinstance(spec, str):
-                codes[i] = CODE[spec]
-                continue
-            for key in BOUND_KEYS:
-                exact[key][i] = cx[key]
-            if all(lo <= cx[key] <= hi for key, (lo, hi) in limits.items()):
-                samples.append(Sample(spec=spec, complexity=dict(cx), params=params))
-                if len(samples) == n:
-                    stop = int(i) + 1
-                    break
-        codes = codes[:stop]
-        broke += np.bincount(codes, minlength=len(REASONS))
-        met = codes == 0
+        for at in np.flatnonzero(fit)[: n - len(samples)].tolist():
+            spec, params = batch.spec(int(rows[at]))
+            cx = {key: int(values[key][at]) for key in BOUND_KEYS}
+            samples.append(Sample(spec=spec, complexity=cx, params=params))
+            if len(samples) == n:
+                stop = int(rows[at]) + 1
+        broke += np.bincount(batch.codes[:stop], minlength=len(REASONS))
+        met = rows < stop
         for key in BOUND_KEYS:
-            v = exact[key][:stop]
-            if est is not None:
-                v = np.where(np.isnan(v), est[key][:stop], v)
-            v = v[met]
+            v = values[key][met]
             if v.size:
                 seen[key] = [min(seen[key][0], float(v.min())), max(seen[key][1], float(v.max()))]
             if key in limits:
@@ -484,6 +390,13 @@ def sample(
         constraint_rejects=broke_named,
         bound_rejects={k: v for k, v in missed.items() if v},
     )
+
+
+def _ahead(ahead: int, wanted: int, got: int, used: int) -> int:
+    """Batches to draw next: what the acceptance so far needs (doubling until a network)."""
+    if not got:
+        return min(AHEAD, 2 * ahead)
+    return int(min(AHEAD, max(1, math.ceil(wanted * used / got))))
 
 
 def _explain(space, n, got, draws, limits, broke, missed, seen) -> str:

@@ -8,15 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anynet.complexity import complexity
-from anynet.regnet import adjust_widths_groups, quantized_block_widths, regnet_spec
-from anynet.sampling import (
-    BATCH,
-    InfeasibleError,
-    _anynet_batch,
-    _regnet_batch,
-    group_rule,
-    sample,
-)
+from anynet.regnet import quantized_block_widths, regnet_spec
+from anynet.sampling import BATCH, InfeasibleError, _anynet_batch, _count, _regnet_batch, sample
 from anynet.spaces import PRESETS, get_space, support
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 from search.space_spec import SpaceSpec
@@ -168,52 +161,45 @@ def test_overridden_spaces_sample(name):
         check_sample(space, s)
 
 
-@pytest.mark.parametrize("name", SPACES)
-def test_estimate_agrees_with_exact_complexity(name):
-    # The vectorised estimate only prefilters, but it is held to the exact counter.
-    space = _space(name)
+def _batch(space, seed, size=BATCH):
     make = _anynet_batch if space.kind == "anynet" else _regnet_batch
-    codes, est, build = make(space, np.random.default_rng(3), BATCH, _net(space))
-    assert est is not None
-    checked = 0
-    for i in np.flatnonzero(codes == 0)[:150]:
-        spec, _ = build(int(i))
-        if isinstance(spec, str):
-            continue
-        cx = complexity(spec)
-        for key in ("flops", "params", "acts"):
-            # exact today; SLACK is only the margin that keeps a future drift harmless
-            assert est[key][i] == cx[key], (key, spec)
-        checked += 1
-    assert checked >= 10
+    batch = make(space, np.random.default_rng(seed), size, _net(space))
+    _count(_net(space), [batch])
+    return batch
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    w=st.lists(st.integers(1, 1100), min_size=1, max_size=4),
-    m=st.sampled_from([0.25, 0.5, 1.0, 2.0, 4.0]),
-    g=st.sampled_from([1, 2, 3, 8, 16, 24, 32, 64, 128]),
-    rounding=st.sampled_from(["pycls", "torchvision"]),
-)
-def test_vectorised_group_rule_equals_regnet(w, m, g, rounding):
-    vw, vg, ok = group_rule(np.array(w), np.full(len(w), m), np.full(len(w), g), rounding)
-    if rounding == "torchvision" and min(int(x * m) for x in w) < 1:
-        # the torchvision rule refuses an inner width of 0; the sampler rejects the draw
-        with pytest.raises(ValueError, match="bottleneck_multiplier"):
-            adjust_widths_groups(w, [m] * len(w), [g] * len(w), rounding)
-        assert not ok.all()
-        return
-    ws, gs = adjust_widths_groups(w, [m] * len(w), [g] * len(w), rounding)
-    assert ok.all() and vw.tolist() == ws and vg.tolist() == gs
+@pytest.mark.parametrize("name", SPACES)
+def test_batch_counts_equal_exact_complexity(name):
+    # The sampler's vectorised counts walk the same descriptions: equal, not an estimate.
+    space = _space(name)
+    batch = _batch(space, 3)
+    assert batch.rows.size >= 10 and np.all(batch.codes[batch.rows] == 0)
+    for at, i in enumerate(batch.rows[:150].tolist()):
+        spec, _ = batch.spec(i)
+        assert complexity(spec) == {k: int(v[at]) for k, v in batch.counts.items()}, spec
+
+
+def test_counting_batches_together_changes_nothing():
+    space = get_space("AnyNetY_A")
+    rng = np.random.default_rng(4)
+    together = [_anynet_batch(space, rng, 500, _net(space)) for _ in range(3)]
+    _count(_net(space), together)
+    rng = np.random.default_rng(4)
+    for batch in together:
+        alone = _anynet_batch(space, rng, 500, _net(space))
+        _count(_net(space), [alone])
+        assert np.array_equal(alone.rows, batch.rows)
+        assert all(np.array_equal(alone.counts[k], batch.counts[k]) for k in alone.counts)
 
 
 def test_regnet_stage_count_check_matches_regnet_spec():
     space = get_space("RegNetX").model_copy(update={"constraints": ()})
-    codes, _, build = _regnet_batch(space, np.random.default_rng(5), 2000, _net(space))
+    batch = _batch(space, 5, 2000)
     four = get_space("RegNetX")
-    codes4, _, _ = _regnet_batch(four, np.random.default_rng(5), 2000, _net(four))
+    codes4 = _batch(four, 5, 2000).codes
+    assert np.all(batch.codes == 0)  # any stage count is a network without the constraint
     for i in range(300):
-        spec, p = build(i)
+        spec, p = batch.spec(i)
         ws = quantized_block_widths(p["depth"], p["w0"], p["wa"], p["wm"])
         u = p["w0"] + p["wa"] * np.arange(p["depth"])
         max_s = int(np.round(np.log(u / p["w0"]) / np.log(p["wm"])).max())
