@@ -203,7 +203,7 @@ def _pycls(regnet: RegNetParams | None, spec: NetSpec) -> dict:
         note = "pycls builds the explicit stages as given: the same network"
         if given:
             note += " (the pycls rule would give a different network from the RegNet parameters)"
-    return {"rule": "pycls", "same_network": True, "note": note, "config": config}
+    return {"rule": "pycls", "note": note, "config": config}
 
 
 def _timm(regnet: RegNetParams | None, spec: NetSpec) -> dict:
@@ -245,7 +245,7 @@ def _timm(regnet: RegNetParams | None, spec: NetSpec) -> dict:
         f"same network, checked with {checked}"
     )
     config = {"cfg": cfg, "num_classes": spec.num_classes, "in_chans": spec.in_channels}
-    return {"rule": regnet.rounding, "same_network": True, "note": note, "config": config}
+    return {"rule": regnet.rounding, "note": note, "config": config}
 
 
 def _torchvision(regnet: RegNetParams | None, spec: NetSpec) -> dict:
@@ -293,7 +293,6 @@ def _tv_result(config: dict, spec: NetSpec, rule_agrees: bool, note: str) -> dic
     config = {**config, "num_classes": spec.num_classes, "stem_width": spec.stem.width}
     return {
         "rule": "torchvision",
-        "same_network": True,
         "rule_agrees": rule_agrees,
         "note": note,
         "config": config,
@@ -308,14 +307,18 @@ def _json(regnet: RegNetParams | None, spec: NetSpec) -> dict:
         "regnet": regnet.model_dump() if regnet else None,
         "rule": rule,
     }
-    return {"rule": rule, "same_network": True, "note": note, "config": config}
+    return {"rule": rule, "note": note, "config": config}
 
 
 _FORMATS = {"pycls": _pycls, "timm": _timm, "torchvision": _torchvision, "json": _json}
 
 
 def export_dict(target: RegNetParams | NetSpec, fmt: str, **spec_kw: Any) -> dict:
-    """Structured export: format, rule the target applies, same_network, note, config, stages."""
+    """Structured export: format, rule the target applies, note, config, stages.
+
+    Every export builds the same network (the module docstring says how), so the result
+    does not say so per export.
+    """
     if fmt not in _FORMATS:
         raise ValueError(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
     regnet, spec = _resolve(target, spec_kw)

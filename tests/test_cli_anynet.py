@@ -195,7 +195,7 @@ def test_export_json_then_model_and_export_of_it(capsys, tmp_path):
         == RegNetParams(depth=22, w0=24, wa=24.48, wm=2.54, group_width=16).model_dump()
     )
     out = run_json(capsys, "export", "--spec", str(path), "--format", "timm")
-    assert out["config"]["cfg"]["group_min_ratio"] == 0.0 and out["same_network"]
+    assert out["config"]["cfg"]["group_min_ratio"] == 0.0
 
 
 def test_export_structured_torchvision(capsys):
