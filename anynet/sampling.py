@@ -6,10 +6,9 @@ Rejection (never sorting or repairing) keeps the paper's distribution conditione
 constraints. "Shared" values are drawn once per network (DDS §3.2: one b, one g for all
 stages). Draws are vectorised with numpy in fixed-size batches from one seeded Generator,
 so a seed gives the same networks and the first k of n samples are the k a smaller request
-gives. Every bound is decided on exact complexity: each batch is counted by the network
-descriptions themselves (complexity.anynet_counts walks anynet.families with one value per
-candidate; the group rule and RegNet widths come from anynet.rounding and anynet.regnet),
-so this module holds no network rule of its own.
+gives. Every bound is decided on exact complexity: anynet.candidates counts each batch by
+the network descriptions themselves (one value per candidate), so neither module holds a
+network rule of its own.
 `Sample.params` holds the values as drawn (d1.., w1.., bot_mul1.., g1.. or groups1..; for
 RegNets depth, w0, wa, wm, g, bot_mul and the resulting d1.., w1..); the spec holds the
 network after the space's group-compatibility rule.
@@ -18,33 +17,17 @@ network after the space's group-compatibility rule.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from anynet.complexity import anynet_counts
-from anynet.families import Stage
-from anynet.regnet import QUANTUM, quantized_widths
-from anynet.rounding import group_rule, groups_of, inner_width
+from anynet.candidates import BOUND_KEYS, REASONS, anynet_batch, count_batches, regnet_batch
 from anynet.spaces import DesignSpace
-from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
+from anynet.spec import NetSpec
 
-BOUND_KEYS = ("flops", "params", "acts")
 EARLY = 1_000_000  # draws after which a hopeless default budget is given up
 BATCH = 8192  # candidates per vectorised batch (fixed, so a seed reproduces its draws)
 AHEAD = 16  # at most this many batches counted together (drawn in order: same networks)
-REASONS = (
-    "",
-    "increasing_width",
-    "increasing_depth",
-    "group_compatibility",
-    "num_stages",
-    "regnet_valid",
-    "invalid_network",
-)
-CODE = {r: i for i, r in enumerate(REASONS)}
-STAGE_KEYS = ("depth", "width", "stride", "bottleneck_multiplier", "group_width")
 
 
 class InfeasibleError(ValueError):
@@ -87,220 +70,6 @@ def check_bounds(bounds) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _py(x):
-    """numpy scalar → int or float."""
-    return int(x) if isinstance(x, (np.integer, int)) else float(x)
-
-
-# --- candidates ----------------------------------------------------------------------------
-@dataclass
-class _Batch:
-    """One batch of candidates: why each was rejected, and the exact counts of the rest.
-
-    codes[i] = 0 if candidate i met every constraint and is a network, else its REASONS
-    index; `rows` are the candidates that met the constraints (ascending), `parts` their
-    stage values (a row mask and families.Stage arrays per stage count); `_count` then
-    keeps in `rows` only the networks and puts their exact flops, params and acts in
-    `counts`. spec(i) → (NetSpec, params drawn).
-    """
-
-    codes: np.ndarray
-    rows: np.ndarray
-    parts: list[tuple[np.ndarray, list[Stage]]]
-    spec: Callable[[int], tuple[NetSpec, dict]]
-    counts: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def _joined(values: list):
-    """One Stage field over several batches: arrays concatenated, a shared scalar kept."""
-    if isinstance(values[0], np.ndarray):
-        return np.concatenate(values)
-    return values[0]
-
-
-def _count(net: dict, batches: list[_Batch]) -> None:
-    """Count the rows of several batches at once (complexity.anynet_counts over arrays).
-
-    One call per stage layout amortises describing the network over many batches (AnyNetX_E
-    keeps ~20 of 8192 candidates per batch); a vanishing size makes a row invalid_network.
-    """
-    layouts: dict[tuple, list] = {}
-    oks = [np.ones(batch.rows.size, bool) for batch in batches]
-    for batch, ok in zip(batches, oks, strict=True):
-        batch.counts = {key: np.zeros(batch.rows.size, np.int64) for key in BOUND_KEYS}
-        for mask, stages in batch.parts:
-            key = (len(stages), tuple(st.stride for st in stages))
-            layouts.setdefault(key, []).append((batch, ok, mask, stages))
-    names = [f.name for f in fields(Stage)]
-    for items in layouts.values():
-        stages = [
-            Stage(**{name: _joined([getattr(it[3][j], name) for it in items]) for name in names})
-            for j in range(len(items[0][3]))
-        ]
-        f, p, a, _, ok = anynet_counts(
-            net["stem"].type, net["stem"].width, net["in_channels"], net["resolution"],
-            net["block"], net["se_ratio"], stages, net["head_width"], net["num_classes"],
-        )  # fmt: skip
-        size = sum(int(np.count_nonzero(it[2])) for it in items)
-        f, p, a, ok = (np.broadcast_to(v, (size,)) for v in (f, p, a, ok))
-        start = 0
-        for batch, fine, mask, _ in items:
-            end = start + int(np.count_nonzero(mask))
-            for key, v in zip(BOUND_KEYS, (f, p, a), strict=True):
-                batch.counts[key][mask] = v[start:end]
-            fine[mask] = ok[start:end]
-            start = end
-    for batch, ok in zip(batches, oks, strict=True):
-        batch.codes[batch.rows[~ok]] = CODE["invalid_network"]
-        batch.rows = batch.rows[ok]
-        batch.counts = {key: v[ok] for key, v in batch.counts.items()}
-
-
-def _anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict) -> _Batch:
-    k = int(space.stages)
-    shared = {
-        "bottleneck_multiplier": space.has("shared_bottleneck"),
-        "group_width": space.has("shared_group_width"),
-        "groups": space.has("shared_group_width"),
-    }
-    dr: dict[str, np.ndarray] = {}
-    for name in ("depth", "width", "bottleneck_multiplier", "group_width", "groups"):
-        if getattr(space, name) is None:
-            continue
-        dists = space.per_stage(name)
-        if shared.get(name):  # DDS §3.2: one value for all stages
-            dr[name] = np.repeat(dists[0].draw(rng, (size, 1)), k, axis=1)
-        else:
-            dr[name] = np.stack([d.draw(rng, size) for d in dists], axis=1)
-    d, w, m = dr["depth"], dr["width"], dr["bottleneck_multiplier"].astype(np.float64)
-    if "groups" in dr:  # NDS ResNeXt: number of groups → group width of the inner conv
-        g = groups_of(inner_width(w, m), dr["groups"])
-    else:
-        g = dr.get("group_width", np.ones_like(w))
-    codes = np.zeros(size, dtype=np.int64)
-    for constraint, arr in (("increasing_width", w), ("increasing_depth", d)):
-        if space.has(constraint):
-            bad = np.any(np.diff(arr, axis=1) < 0, axis=1)
-            codes[bad & (codes == 0)] = CODE[constraint]
-    strides = space.stage_strides(k)
-    bottleneck = space.block in BOTTLENECK_BLOCKS
-    wa, ga = w, g
-    if bottleneck:  # the group rule, on the candidates still alive only
-        alive = np.flatnonzero(codes == 0)
-        wa, ga = w.copy(), np.array(g, copy=True)
-        wa[alive], ga[alive], ok = group_rule(w[alive], m[alive], g[alive], space.rounding)
-        codes[alive[~ok.all(axis=1)]] = CODE["group_compatibility"]
-        if space.has("increasing_width"):  # the rounding rule may break the order
-            bad = np.any(np.diff(wa[alive], axis=1) < 0, axis=1)
-            codes[alive[bad & (codes[alive] == 0)]] = CODE["increasing_width"]
-    rows = np.flatnonzero(codes == 0)
-    stages = []
-    for j in range(k):
-        inner = inner_width(wa[rows, j], m[rows, j])
-        stages.append(
-            Stage(d[rows, j], wa[rows, j], strides[j], inner, groups_of(inner, ga[rows, j]))
-        )
-
-    def spec(i: int):
-        di, wi, mi, gi = d[i].tolist(), w[i].tolist(), m[i].tolist(), g[i].tolist()
-        params: dict = {"depth": sum(di)}
-        params.update({f"d{j + 1}": di[j] for j in range(k)})
-        params.update({f"w{j + 1}": wi[j] for j in range(k)})
-        params.update({f"bot_mul{j + 1}": mi[j] for j in range(k)})
-        if "groups" in dr:
-            params.update({f"groups{j + 1}": int(dr["groups"][i, j]) for j in range(k)})
-        elif "group_width" in dr:
-            params.update({f"g{j + 1}": gi[j] for j in range(k)})
-        if shared["bottleneck_multiplier"]:  # one drawn value: also under its plain name
-            params["bot_mul"] = mi[0]
-        if shared["group_width"]:
-            name = "groups" if "groups" in dr else "g"
-            params[name] = params.get(f"{name}1", 1)
-        rows_ = zip(di, wa[i].tolist(), strides, mi, ga[i].tolist(), strict=True)
-        stages = [dict(zip(STAGE_KEYS, row, strict=True)) for row in rows_]
-        return NetSpec.model_validate({**net, "stages": stages}), params
-
-    return _Batch(codes, rows, [(np.ones(rows.size, bool), stages)], spec)
-
-
-def _regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict) -> _Batch:
-    dep = space.depth.draw(rng, size)
-    w0 = space.w0.draw(rng, size)
-    wa = space.wa.draw(rng, size)
-    wm = space.wm.draw(rng, size)
-    gw = space.group_width.draw(rng, size)
-    bm = space.bottleneck_multiplier.draw(rng, size).astype(np.float64)
-    codes = np.zeros(size, dtype=np.int64)
-    w0f = np.asarray(w0, np.float64)
-    bad = (wm <= 1) | (wa < 0) | (w0f <= 0) | (w0f % QUANTUM != 0)
-    codes[bad] = CODE["regnet_valid"]
-    q, s, present = quantized_widths(dep, w0, wa, wm)
-    starts = np.concatenate([np.ones((size, 1), bool), np.diff(q, axis=1) != 0], axis=1) & present
-    num_stages = starts.sum(axis=1)
-    want = space.num_stages
-    if want is not None:
-        # pycls check_regnet_constraints: stage count = max exponent + 1 (none skipped) = k.
-        max_s = np.where(present, s, -1).max(axis=1)
-        broke = (num_stages != max_s + 1) | (num_stages != want)
-        codes[broke & (codes == 0)] = CODE["num_stages"]
-    # stage j of a candidate = its j-th run of equal widths (docs/method.md §3)
-    rows = np.flatnonzero(codes == 0)
-    n, ns = rows.size, num_stages[rows]
-    top = int(ns.max()) if n else 1
-    stage = np.cumsum(starts[rows], axis=1) - 1
-    at = (np.arange(n)[:, None] * top + stage)[present[rows]]
-    depths = np.bincount(at, minlength=n * top).reshape(n, top)
-    widths = np.full((n, top), QUANTUM, np.int64)  # absent stages: any valid width
-    r, c = np.nonzero(starts[rows])
-    widths[r, stage[r, c]] = q[rows[r], c]
-    b = bm[rows][:, None]
-    widths, groups, ok = group_rule(
-        widths, b, np.broadcast_to(gw[rows][:, None], b.shape), space.rounding
-    )
-    ok = (ok | (depths == 0)).all(axis=1)  # torchvision refuses an inner width of 0
-    codes[rows[~ok]] = CODE["invalid_network"]
-    strides = list(space.strides) if space.strides is not None else [2] * top
-    parts = []
-    for k in np.unique(ns[ok]):
-        sel = ok & (ns == k)
-        stages = []
-        for j in range(k):
-            inner = inner_width(widths[sel, j], bm[rows[sel]])
-            stages.append(
-                Stage(
-                    depths[sel, j],
-                    widths[sel, j],
-                    strides[j],
-                    inner,
-                    groups_of(inner, groups[sel, j]),
-                )
-            )
-        parts.append((sel[ok], stages))
-    at_row = {int(row): i for i, row in enumerate(rows)}
-
-    def spec(i: int):
-        params = {
-            "depth": int(dep[i]),
-            "w0": _py(w0[i]),
-            "wa": _py(wa[i]),
-            "wm": _py(wm[i]),
-            "g": int(gw[i]),
-            "bot_mul": float(bm[i]),
-        }
-        r = at_row[i]
-        stages = [
-            {"depth": int(depths[r, j]), "width": int(widths[r, j]), "stride": strides[j],
-             "bottleneck_multiplier": float(bm[i]), "group_width": int(groups[r, j])}
-            for j in range(int(ns[r]))
-        ]  # fmt: skip
-        for j, st in enumerate(stages):
-            params[f"d{j + 1}"] = st["depth"]
-            params[f"w{j + 1}"] = st["width"]
-        return NetSpec.model_validate({**net, "stages": stages}), params
-
-    return _Batch(codes, rows[ok], parts, spec)
-
-
 # --- the sampler ------------------------------------------------------------------------
 def sample(
     space: DesignSpace,
@@ -337,7 +106,7 @@ def sample(
         "in_channels": int(in_channels or space.in_channels),
         "resolution": int(resolution or space.resolution),
     }
-    make = _anynet_batch if space.kind == "anynet" else _regnet_batch
+    make = anynet_batch if space.kind == "anynet" else regnet_batch
     rng = np.random.default_rng(seed)
     samples: list[Sample] = []
     broke = np.zeros(len(REASONS), dtype=np.int64)
@@ -349,7 +118,7 @@ def sample(
             ahead = _ahead(ahead, n - len(samples), len(samples), used) if used else 1
             left = -(-(max_draws - draws) // BATCH)
             pending = [make(space, rng, BATCH, net) for _ in range(min(ahead, left))]
-            _count(net, pending)
+            count_batches(net, pending)
         batch = pending.pop(0)
         used += 1
         take = min(BATCH, max_draws - draws)

@@ -7,9 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from anynet.candidates import anynet_batch, count_batches, regnet_batch
 from anynet.complexity import complexity
 from anynet.regnet import quantized_block_widths, regnet_spec
-from anynet.sampling import BATCH, InfeasibleError, _anynet_batch, _count, _regnet_batch, sample
+from anynet.sampling import BATCH, InfeasibleError, sample
 from anynet.spaces import PRESETS, get_space, support
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 from search.space_spec import SpaceSpec
@@ -162,9 +163,9 @@ def test_overridden_spaces_sample(name):
 
 
 def _batch(space, seed, size=BATCH):
-    make = _anynet_batch if space.kind == "anynet" else _regnet_batch
+    make = anynet_batch if space.kind == "anynet" else regnet_batch
     batch = make(space, np.random.default_rng(seed), size, _net(space))
-    _count(_net(space), [batch])
+    count_batches(_net(space), [batch])
     return batch
 
 
@@ -182,12 +183,12 @@ def test_batch_counts_equal_exact_complexity(name):
 def test_counting_batches_together_changes_nothing():
     space = get_space("AnyNetY_A")
     rng = np.random.default_rng(4)
-    together = [_anynet_batch(space, rng, 500, _net(space)) for _ in range(3)]
-    _count(_net(space), together)
+    together = [anynet_batch(space, rng, 500, _net(space)) for _ in range(3)]
+    count_batches(_net(space), together)
     rng = np.random.default_rng(4)
     for batch in together:
-        alone = _anynet_batch(space, rng, 500, _net(space))
-        _count(_net(space), [alone])
+        alone = anynet_batch(space, rng, 500, _net(space))
+        count_batches(_net(space), [alone])
         assert np.array_equal(alone.rows, batch.rows)
         assert all(np.array_equal(alone.counts[k], batch.counts[k]) for k in alone.counts)
 
