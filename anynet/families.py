@@ -201,6 +201,8 @@ def stage_blocks(
     repeated blocks are one object, so callers may count one and multiply.
     """
     first = make(kind, w_in, st.stride, st, se_ratio, h)
+    if not isinstance(st.depth, np.ndarray) and st.depth == 1:
+        return (first,)  # no repeated block to describe (its SE width may be 0)
     rest = make(kind, st.width, 1, st, se_ratio, first.h_out)
     return (first, *repeat(st.depth - 1, rest))
 
