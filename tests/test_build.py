@@ -10,6 +10,7 @@ from netspecs import net
 from torch import nn
 
 from anynet import families as F
+from anynet import layers as L
 from anynet.blocks import AnyBlock, ChannelLayerNorm, SqueezeExcite
 from anynet.build import build
 from anynet.spec import NetSpec
@@ -197,3 +198,40 @@ def test_convnext_equals_timm_convnext_without_layer_scale():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-4)
+
+
+def test_new_layers_build_the_modules_they_describe():
+    from anynet.blocks import DropPath, LayerScale, module
+
+    bn = module(L.BN(4, eps=1e-3, momentum=0.01))
+    assert (bn.eps, bn.momentum) == (1e-3, 0.01)
+    kinds = {"relu6": nn.ReLU6, "silu": nn.SiLU, "hardswish": nn.Hardswish, "tanh": nn.Tanh,
+             "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "relu": nn.ReLU}  # fmt: skip
+    assert set(kinds) == set(L.ACTIVATIONS)
+    for kind, cls in kinds.items():
+        assert type(module(L.Act(kind))) is cls
+    with pytest.raises(ValueError, match="activation"):
+        L.Act("swish")
+    pool = module(L.MaxPool(3, 3, 2, 8, padding=0, ceil_mode=True))
+    assert pool.ceil_mode and pool.padding == 0
+    scale = module(L.LayerScale(5, 0.25))
+    assert isinstance(scale, LayerScale) and scale.gamma.shape == (5, 1, 1)  # torchvision's
+    x = torch.randn(2, 5, 3, 3)
+    torch.testing.assert_close(scale(x), x * 0.25)
+    drop = module(L.DropPath(0.5))
+    assert isinstance(drop, DropPath) and not list(drop.parameters())
+    assert drop.eval()(x) is x  # identity at eval
+    torch.manual_seed(0)
+    y = drop.train()(torch.ones(4000, 1, 1, 1))
+    assert set(y.unique().tolist()) == {0.0, 2.0}  # whole samples dropped, the rest x / (1 - p)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_branch_starting_with_an_activation_leaves_the_shared_input_alone():
+    # cat(x, relu(x)): an in-place ReLU on the first branch would change the identity branch
+    net = L.Net((), ((L.Concat(((), (L.RELU,))),),), (), 1, 4, 2)
+    x = torch.randn(1, 1, 4, 4)
+    with torch.no_grad():
+        y = build(net)(x.clone())
+    torch.testing.assert_close(y[:, :1], x)
+    torch.testing.assert_close(y[:, 1:], x.relu())

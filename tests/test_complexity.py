@@ -8,6 +8,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from netspecs import net
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -310,3 +312,70 @@ def test_convnext_counted_like_timm():
         reference.to("meta")(x)
     # timm's MLP runs as Linear here (mm, bias not counted), like our 1x1 convs with bias
     assert c["flops"] - bias_flops(spec) == counter.get_total_flops() // 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    h=st.integers(1, 24),
+    k=st.integers(1, 7),
+    stride=st.integers(1, 3),
+    pad=st.integers(0, 3),
+    ceil=st.booleans(),
+)
+def test_out_size_is_torchs(h, k, stride, pad, ceil):
+    assume(2 * pad <= k)  # torch: padding at most half the kernel
+    x = torch.zeros(1, 1, h, h)
+    try:
+        torch_h = nn.MaxPool2d(k, stride, pad, ceil_mode=ceil)(x).shape[-1]
+    except RuntimeError:  # output too small
+        torch_h = 0
+    assert max(0, L.out_size(h, k, stride, pad, ceil)) == torch_h
+    try:
+        conv_h = nn.Conv2d(1, 1, k, stride, pad)(x).shape[-1]
+    except RuntimeError:
+        conv_h = 0
+    assert max(0, L.out_size(h, k, stride, pad)) == conv_h
+
+
+def test_new_layers_counted_by_hand():
+    assert layer_counts(L.AvgPool(4, 2, 2, 9)) == (0, 0, 4 * 16, 0)
+    assert layer_counts(L.AdaptiveAvgPool(5, 6, 13)) == (0, 0, 5 * 36, 0)
+    assert layer_counts(L.LayerScale(7)) == (0, 7, 0, 0)
+    assert layer_counts(L.Linear(5, 3, bias=False)) == (15, 15, 3, 0)
+    assert layer_counts(L.SE(8, 2, L.SILU)) == layer_counts(L.SE(8, 2))
+    for nothing in (L.Flatten(), L.Dropout(0.5), L.DropPath(0.1), L.GlobalAvgPool(9), L.SILU):
+        assert layer_counts(nothing) == (0, 0, 0, 0)
+    assert L.MaxPool(3, 3, 2, 8, padding=0, ceil_mode=True).h_out == 4  # GoogLeNet's pools
+    assert L.Conv(1, 6, 5, 1, 1, True, 28, padding=0).h_out == 24
+
+
+def _every_node_net() -> L.Net:
+    """A small Net that uses every layer and node type (shapes consistent by hand)."""
+    c1 = L.Conv(2, 8, 3, 1, 1, True, 12)
+    stem = (c1, L.BN(8, eps=1e-3, momentum=0.01), L.Act("relu6"), L.AvgPool(8, 2, 2, 12))
+    dense, c = F.dense_stage(8, 2, 4, 2, 6, act=L.Act("hardswish"))  # 8 -> 16 channels
+    incept, c = F.inception_block(c, 4, 4, 8, 2, 4, 4, 6, k5=5, act=L.Act("tanh"))  # 20
+    mb = F.mbconv_block(c, c, 40, 5, 1, 6, c_se=5, drop_path=0.2)
+    ln = L.Block("scaled", (L.Conv(c, c, 3, 1, c, True, 6), L.LayerNorm(c), L.GELU,
+                            L.LayerScale(c, 0.5)), None, True, None, (), 6)  # fmt: skip
+    stage = (*dense, incept, mb, L.Repeat(2, (ln,)), L.MaxPool(c, 3, 2, 6, ceil_mode=True))
+    head = (L.AdaptiveAvgPool(c, 2, 3), L.Flatten(), L.Dropout(0.1), L.Linear(4 * c, 6, bias=False),
+            L.SIGMOID, L.Linear(6, 5))  # fmt: skip
+    return L.Net(stem, (stage,), head, 2, 12, 5)
+
+
+def test_every_layer_and_node_counts_as_built():
+    net = _every_node_net()
+    model = build(net).eval()
+    c = complexity(net)
+    assert c["params"] == sum(p.numel() for p in model.parameters())
+    acts = [0]
+    kinds = nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d | nn.Linear
+    for m in model.modules():
+        if isinstance(m, kinds):
+            m.register_forward_hook(lambda _m, _i, out: acts.__setitem__(0, acts[0] + out.numel()))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(torch.randn(1, 2, 12, 12))
+    assert out.shape == (1, 5)
+    assert c["flops"] - bias_flops(net) == counter.get_total_flops() // 2
+    assert c["acts"] == acts[0]
