@@ -99,6 +99,11 @@ def projection(w_in, w_out, stride, h) -> tuple | None:
     return when((w_in != w_out) | (stride != 1), (conv, BN(w_out))) or None
 
 
+def _round(x):
+    """round(x) half to even, for ints or arrays (Python's round, numpy's round)."""
+    return np.round(x).astype(np.int64) if isinstance(x, np.ndarray) else int(round(x))
+
+
 def _no_se(kind: str, se_ratio: float) -> None:
     need(
         not se_ratio,
@@ -260,16 +265,6 @@ def describe(spec: NetSpec) -> Net:
 
 
 # --- classic pieces (torchvision's modules, layer for layer) -------------------------------
-def _round(x):
-    """round(x) half to even, for ints or arrays (Python's round, numpy's round)."""
-    return np.round(x).astype(np.int64) if isinstance(x, np.ndarray) else int(round(x))
-
-
-def _floor(x):
-    """int(x) for x >= 0, for ints or arrays."""
-    return np.floor(x).astype(np.int64) if isinstance(x, np.ndarray) else int(x)
-
-
 def conv_norm_act(
     c_in, c_out, k, stride, h, act: Act | None = RELU, groups=1, norm: Callable = BN, padding=None
 ) -> tuple[tuple, Any]:

@@ -112,8 +112,8 @@ class Act:
 
 
 @dataclass(frozen=True, slots=True)
-class MaxPool:
-    """k x k max-pool; padding None: (k-1)/2 for odd k (the resnet stem's 3x3/2), else 0."""
+class _Pool:
+    """k x k pool; padding None: (k-1)/2 for odd k (the resnet stem's 3x3/2), else 0."""
 
     c: int
     k: int
@@ -124,24 +124,19 @@ class MaxPool:
     h_out: int = field(init=False)
 
     def __post_init__(self):
-        _spatial(self, "max-pool")
+        _spatial(self, type(self).__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class AvgPool:
-    """k x k average pool (LeNet, DenseNet transitions); padding None as for MaxPool."""
+class MaxPool(_Pool):
+    """k x k max-pool (the resnet stem, GoogLeNet's ceil-mode pools)."""
 
-    c: int
-    k: int
-    stride: int
-    h_in: int
-    padding: int | None = None
-    ceil_mode: bool = False
+
+@dataclass(frozen=True, slots=True)
+class AvgPool(_Pool):
+    """k x k average pool (LeNet, DenseNet transitions)."""
+
     count_include_pad: bool = True
-    h_out: int = field(init=False)
-
-    def __post_init__(self):
-        _spatial(self, "avg-pool")
 
 
 @dataclass(frozen=True, slots=True)
