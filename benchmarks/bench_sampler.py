@@ -5,12 +5,12 @@
 Rates are per CPU second (the machine is shared; wall seconds are printed too).
 Figures (issue 2 goals: ≥ 5,000 draws/s; 500 AnyNetX_A networks in 360–400 MF at 224 px
 in under 10 s on a 2-core machine):
-- exact: unbounded sampling, so every candidate that meets the constraints is built as a
-  NetSpec and counted by anynet.complexity (no prefilter; mostly unseen configurations, so
-  little memoisation): draws/s and counted/s (complexity() calls per second);
+- exact: unbounded sampling, so every candidate that meets the constraints is a sample:
+  counted exactly over its batch (anynet.candidates, the layer descriptions over arrays)
+  and built as a NetSpec: draws/s and counted/s (samples per second);
 - window: 500 networks in the DDS window (docs/method.md §4), draws, acceptance, seconds,
-  candidate draws per second (every candidate's complexity comes from the vectorised count,
-  which tests hold equal to anynet.complexity; only those near the window are built).
+  candidate draws per second (every candidate is counted exactly over its batch; only the
+  accepted ones are built as NetSpecs).
 """
 
 from __future__ import annotations
