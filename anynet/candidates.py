@@ -107,6 +107,7 @@ def count_batches(net: dict, batches: list[Batch]) -> None:
 
 
 def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict) -> Batch:
+    """`size` AnyNet candidates: per-stage values drawn, constraints and group rule applied."""
     k = int(space.stages)
     shared = {
         "bottleneck_multiplier": space.has("shared_bottleneck"),
@@ -152,6 +153,7 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
         )
 
     def spec(i: int):
+        """Candidate i's NetSpec (widths after the group rule) and the values drawn."""
         di, wi, mi, gi = d[i].tolist(), w[i].tolist(), m[i].tolist(), g[i].tolist()
         params: dict = {"depth": sum(di)}
         params.update({f"d{j + 1}": di[j] for j in range(k)})
@@ -174,6 +176,7 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
 
 
 def regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict) -> Batch:
+    """`size` RegNet candidates: (d, w0, wa, wm, g, b) drawn, quantised into stages (§3)."""
     dep = space.depth.draw(rng, size)
     w0 = space.w0.draw(rng, size)
     wa = space.wa.draw(rng, size)
@@ -226,9 +229,9 @@ def regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
                 )
             )
         parts.append((sel[ok], stages))
-    at_row = {int(row): i for i, row in enumerate(rows)}
 
     def spec(i: int):
+        """Candidate i's NetSpec and its RegNet parameters with the stages they give."""
         params = {
             "depth": int(dep[i]),
             "w0": _py(w0[i]),
@@ -237,7 +240,7 @@ def regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
             "g": int(gw[i]),
             "bot_mul": float(bm[i]),
         }
-        r = at_row[i]
+        r = int(np.searchsorted(rows, i))  # candidate i's row of depths, widths, groups
         stages = [
             {"depth": int(depths[r, j]), "width": int(widths[r, j]), "stride": strides[j],
              "bottleneck_multiplier": float(bm[i]), "group_width": int(groups[r, j])}
