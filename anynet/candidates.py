@@ -36,6 +36,16 @@ REASONS = (
 )
 CODE = {r: i for i, r in enumerate(REASONS)}
 STAGE_KEYS = ("depth", "width", "stride", "bottleneck_multiplier", "group_width")
+FAMILY = ("kernel", "expansion", "branches")  # per-stage values of some families only
+PARAM = {"kernel": "kernel", "expansion": "exp"}  # their names in Sample.params (+ stage)
+BRANCHES = ("1x1", "3x3", "5x5", "pool")  # inception's branches, in order
+
+
+def _family_value(name: str, column: np.ndarray):
+    """A family field of families.Stage over a batch: branches as a tuple of four arrays."""
+    if name == "branches":
+        return tuple(column[:, b] for b in range(len(BRANCHES)))
+    return column.astype(np.float64) if name == "expansion" else column
 
 
 def _py(x):
@@ -65,6 +75,8 @@ def _joined(values: list):
     """One Stage field over several batches: arrays concatenated, a shared scalar kept."""
     if isinstance(values[0], np.ndarray):
         return np.concatenate(values)
+    if isinstance(values[0], tuple) and isinstance(values[0][0], np.ndarray):
+        return tuple(_joined([v[i] for v in values]) for i in range(len(values[0])))
     return values[0]
 
 
@@ -115,12 +127,14 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
         "groups": space.has("shared_group_width"),
     }
     dr: dict[str, np.ndarray] = {}
-    for name in ("depth", "width", "bottleneck_multiplier", "group_width", "groups"):
+    for name in ("depth", "width", "bottleneck_multiplier", "group_width", "groups", *FAMILY):
         if getattr(space, name) is None:
             continue
         dists = space.per_stage(name)
         if shared.get(name):  # DDS §3.2: one value for all stages
             dr[name] = np.repeat(dists[0].draw(rng, (size, 1)), k, axis=1)
+        elif name == "branches":  # one weight per inception branch: (size, k, 4)
+            dr[name] = np.stack([d.draw(rng, (size, len(BRANCHES))) for d in dists], axis=1)
         else:
             dr[name] = np.stack([d.draw(rng, size) for d in dists], axis=1)
     d, w, m = dr["depth"], dr["width"], dr["bottleneck_multiplier"].astype(np.float64)
@@ -148,9 +162,11 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
     stages = []
     for j in range(k):
         inner = inner_width(wa[rows, j], m[rows, j])
+        family = {name: _family_value(name, dr[name][rows, j]) for name in FAMILY if name in dr}
         stages.append(
-            Stage(d[rows, j], wa[rows, j], strides[j], inner, groups_of(inner, ga[rows, j]))
-        )
+            Stage(d[rows, j], wa[rows, j], strides[j], inner, groups_of(inner, ga[rows, j]),
+                  **family)
+        )  # fmt: skip
 
     def spec(i: int):
         """Candidate i's NetSpec (widths after the group rule) and the values drawn."""
@@ -170,6 +186,15 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
             params[name] = params.get(f"{name}1", 1)
         rows_ = zip(di, wa[i].tolist(), strides, mi, ga[i].tolist(), strict=True)
         stages = [dict(zip(STAGE_KEYS, row, strict=True)) for row in rows_]
+        for name in (n for n in FAMILY if n in dr):
+            for j, (st, value) in enumerate(zip(stages, dr[name][i].tolist(), strict=True)):
+                st[name] = value
+                if name == "branches":
+                    params.update(
+                        {f"br{j + 1}_{b}": a for b, a in zip(BRANCHES, value, strict=True)}
+                    )
+                else:
+                    params[f"{PARAM[name]}{j + 1}"] = value
         return NetSpec.model_validate({**net, "stages": stages}), params
 
     return Batch(codes, rows, [(np.ones(rows.size, bool), stages)], spec)

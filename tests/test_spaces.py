@@ -35,6 +35,10 @@ EXPECTED = [
     "ResNet",
     "ResNeXt_A",
     "ResNeXt_B",
+    "EfficientNet",
+    "DenseNet",
+    "Inception",
+    "VGG",
 ]
 
 
