@@ -91,15 +91,12 @@ def time_edf(url: str, app, study_id: int, repeats: int) -> dict:
     """Latency of /edf over HTTP: first analysis of a version, cached answer, 304 (ETag)."""
     import httpx
 
-    from search import results
-
     out = {}
     with httpx.Client(timeout=60) as client:
         for normalize in ("none", "flops"):
             cold = []
             for _ in range(3):
                 # a version never analysed: the analysis runs inside the request (first visit)
-                results._CACHE.clear()
                 app.state.results = ResultsCache()
                 t0 = time.perf_counter()
                 r = client.get(f"{url}/api/studies/{study_id}/edf?normalize={normalize}")
