@@ -27,7 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from test_browser import CHROMIUM_ARGS  # noqa: E402  (the browser test's launch, one copy)
 
 from api.app import create_app  # noqa: E402
-from api.deps import ResultsCache  # noqa: E402
+from api.results_cache import ResultsCache  # noqa: E402
 from search.store import Store  # noqa: E402
 
 SPACES = "ABCDE"
