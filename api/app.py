@@ -9,10 +9,11 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from api.deps import DEFAULT_MAX_BODY, SpecLimits
 from api.errors import error_items
@@ -48,6 +49,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         head, sep, tail = detail.partition(": ")
         item = {"field": head, "reason": tail} if sep else {"field": "request", "reason": detail}
         return _error_response(exc.status_code, [item], headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect):
+        # the client left (or was timed out) mid-body: nobody reads the answer, nothing failed
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def _server_error(request: Request, exc: Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from typing import get_args
 
 import pytest
 import yaml
@@ -21,7 +22,7 @@ from fastapi.testclient import TestClient
 from anynet.spaces import PRESETS
 from api.app import create_app
 from api.limits import SpecLimits
-from search.spec import DatasetSpec, StudySpec
+from search.spec import DatasetName, DatasetSpec, StudySpec
 from search.spec_text import MAX_NODES, load_text
 from search.store import Store
 
@@ -138,6 +139,12 @@ def test_rejections_name_the_field_on_both_backends(client):
     assert client.get("/api/studies").json() == []  # nothing stored
     r = client.post("/api/studies", json=SPEC)  # and the server still serves
     assert r.status_code == 201, r.text
+
+
+def test_dataset_names_are_the_workers():
+    from worker.data import SOURCES
+
+    assert set(get_args(DatasetName)) == set(SOURCES)
 
 
 def test_yaml_aliases_count_expanded():
