@@ -42,7 +42,7 @@ class ResultsCache:
         study_id, fidelity, normalize = key
         try:
             typed = self._results(store, study_id, fidelity, normalize)
-            body = typed.model_dump_json(by_alias=True).encode()
+            body = typed.model_dump_json(by_alias=True, exclude_unset=True).encode()
             etag = f'"{version}-{fidelity}-{normalize}"'
             with self._lock:
                 self._entries[key] = (version, etag, body, typed)
