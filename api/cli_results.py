@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.cli import CliError, emit_json
+from api.cli import CliError, db_option, emit_json
 
 NORMALIZE = ("flops", "params", "acts")
 
@@ -13,7 +13,7 @@ def register(subparsers) -> None:
         "edf", help="compare a study's design spaces: EDFs, min/mean error, KS tests"
     )
     p.add_argument("study", help="study id (or its name: the newest study of that name)")
-    p.add_argument("--db", default=None, help="database URL (default $DSE_DB or sqlite:///dse.db)")
+    db_option(p)
     p.add_argument(
         "--fidelity", type=int, default=None, help="epochs of the level to show (default lowest)"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from api.cli import CliError, emit_json
+from api.cli import CliError, db_option, emit_json
 
 COUNTS = ("waiting", "running", "done", "failed", "diverged", "cancelled")
 
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 
 
 def _common(p, json_flag: bool) -> None:
-    p.add_argument("--db", default=None, help="database URL (default $DSE_DB or sqlite:///dse.db)")
+    db_option(p)
     if json_flag:
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 

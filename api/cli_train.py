@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from api.cli import CliError, emit_json
+from api.cli_kit import network
 
 
 def register(subparsers) -> None:
@@ -36,46 +37,6 @@ def register(subparsers) -> None:
     b.set_defaults(func=cmd_bench)
 
 
-def parse_regnet(text: str) -> tuple[int, float, float, float, int]:
-    """'D,W0,WA,WM,G' → (depth, w0, wa, wm, group_width)."""
-    parts = text.split(",")
-    if len(parts) != 5:
-        raise CliError(f"--regnet: expected D,W0,WA,WM,G (5 numbers), got {text!r}")
-    try:
-        d, w0, wa, wm, g = (
-            int(parts[0]),
-            float(parts[1]),
-            float(parts[2]),
-            float(parts[3]),
-            int(parts[4]),
-        )
-    except ValueError:
-        raise CliError(
-            f"--regnet: D and G must be integers, W0, WA, WM numbers: {text!r}"
-        ) from None
-    return d, w0, wa, wm, g
-
-
-def network(args, resolution: int, num_classes: int):
-    """The NetSpec asked for on the command line, at the dataset's resolution and classes."""
-    from anynet.regnet import regnet_spec
-    from anynet.sampling import sample
-    from anynet.spaces import get_space
-    from anynet.spec import NetSpec
-
-    stem = "cifar" if resolution <= 64 else "simple"  # small images: no stride-2 stem (NDS)
-    if args.regnet:
-        d, w0, wa, wm, g = parse_regnet(args.regnet)
-        return regnet_spec(d, w0, wa, wm, g, resolution=resolution, num_classes=num_classes,
-                           stem_type=stem)  # fmt: skip
-    if args.spec:
-        spec = NetSpec.from_file(args.spec)
-        return spec.model_copy(update={"resolution": resolution, "num_classes": num_classes})
-    result = sample(get_space(args.space), 1, args.seed, resolution=resolution,
-                    num_classes=num_classes)  # fmt: skip
-    return result.samples[0].spec
-
-
 def cmd_train(args) -> int:
     """Load the dataset, build the network, train it and report."""
     from anynet.complexity import complexity
@@ -87,12 +48,13 @@ def cmd_train(args) -> int:
     if args.epochs < 1:
         raise CliError(f"--epochs: must be >= 1, got {args.epochs}")
     if args.spec and args.resolution is None:
-        from anynet.spec import NetSpec
-
-        args.resolution = NetSpec.from_file(args.spec).resolution
+        args.resolution = network(spec=args.spec)[1].resolution
     data = load_dataset(DatasetSpec(name=args.dataset, root=args.data_root,
                                     resolution=args.resolution, download=args.download))  # fmt: skip
-    spec = network(args, data.resolution, data.num_classes)
+    # the network at the dataset's size; small images take the cifar stem (no stride 2, NDS)
+    _, spec = network(regnet=args.regnet, spec=args.spec, space=args.space, seed=args.seed,
+                      resolution=data.resolution, num_classes=data.num_classes,
+                      stem_type="cifar" if data.resolution <= 64 else "simple")  # fmt: skip
     overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
                                    ("precision", args.precision)) if v is not None}  # fmt: skip
     recipe = Recipe(**overrides)

@@ -1,7 +1,7 @@
 """A study's results: the numbers docs/method.md §6 compares design spaces by, as one JSON-able dict.
 
 `study_results` is a pure function of the store's trial frame and the study spec;
-`results_for` reads both from a store and caches the answer until the study changes.
+`results_for` reads both from a store.
 
 Choices (documented here because the API and CLI inherit them):
 - `fidelity` is given in epochs (one of the spec's `fidelities`); None = the lowest level,
@@ -28,14 +28,15 @@ stage_widths}}, regnet_top_k; refinement [{space, kind, ..., text}]; progress {n
 from __future__ import annotations
 
 import re
-import threading
 import warnings
-from collections import Counter, OrderedDict
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from search import analysis as A
+from search.jsonable import Ready as _Ready
+from search.jsonable import json_safe as _jsonable
 from search.refinement import benjamini_hochberg, refinement_suggestions
 
 NORMALIZE = ("flops", "params", "acts")
@@ -45,10 +46,6 @@ TOP_K = 1  # winners per space fitted (DDS §3.3); each fit costs ~0.1 s cold, s
 MIN_BINS = 5  # NDS uses 5…40 bins
 COMPLEXITY_COLUMNS = ("flops", "params", "acts", "depth")
 _STAGE = re.compile(r"^p_(d|w|bot_mul|g|groups)(\d+)$")
-
-
-class _Ready(list):
-    """A list already JSON-safe (built by _floats or from finite arrays): not walked again."""
 
 
 def _floats(values, decimals: int | None = None) -> list:
@@ -69,25 +66,6 @@ def _num(v):
         return None
     v = float(v)
     return v if np.isfinite(v) else None
-
-
-def _jsonable(obj):
-    """Small nested results (summaries, suggestions) made JSON-safe."""
-    if isinstance(obj, _Ready):
-        return obj
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _floats(obj) if obj.dtype.kind == "f" else obj.tolist()
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return _num(obj)
-    return obj
 
 
 def _level_of(spec, fidelity) -> int:
@@ -404,26 +382,9 @@ def _progress(frame: pd.DataFrame, spec, names: list[str]) -> dict:
     return out
 
 
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 32
-_LOCK = threading.Lock()
-
-
 def results_for(store, study_id: int, fidelity=None, normalize=None) -> dict:
-    """study_results from a store, cached by (study, store.version, fidelity, normalize).
-
-    The cached dict is shared between callers: treat it as read-only.
-    """
-    key = (getattr(store, "url", id(store)), study_id, store.version(study_id), fidelity, normalize)
-    with _LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
+    """study_results of a study in a store (the API caches them: api/results_cache.py)."""
     spec = store.get_study(study_id).spec
     body = study_results(store.trial_frame(study_id), spec, fidelity, normalize)
     body["study_id"] = study_id
-    with _LOCK:
-        _CACHE[key] = body
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
     return body

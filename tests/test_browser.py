@@ -189,3 +189,32 @@ def test_page_updates_without_reload(server):
             print(f"result visible on the page {seen_after:.2f} s after it was stored")
         finally:
             browser.close()
+
+
+def test_space_names_are_text_in_the_plots(server):
+    """Plotly renders an HTML subset in trace names: a space name must stay plain text."""
+    from playwright.sync_api import sync_playwright
+
+    url, store = server
+    name = '<a href="http://evil.example">link</a><b>bold</b>'
+    spec = {**SPEC, "name": "names", "samples": 3, "fidelities": [1]}
+    spec["spaces"] = [{**spec["spaces"][0], "name": name}, spec["spaces"][1]]
+    study_id = store.create_study(spec)
+    while (claim := store.claim("browser-test")) is not None:
+        store.finish(claim, SimpleNamespace(status="done", val_error=0.2 + 0.01 * claim.sample,
+                                            message=""))  # fmt: skip
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
+            page.wait_for_function(f"({POINTS})() === 6", timeout=30_000)
+            legend = page.evaluate(
+                """() => { const g = document.querySelector('#edf .legend');
+                  return { links: g.querySelectorAll('a').length, text: g.textContent,
+                           bold: g.querySelectorAll('tspan[style*="bold"]').length }; }"""
+            )
+            assert legend["links"] == 0 and legend["bold"] == 0, legend  # no link, no markup
+            assert name in legend["text"], legend  # shown as written
+        finally:
+            browser.close()

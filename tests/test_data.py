@@ -57,10 +57,16 @@ def test_synthetic_is_seeded_and_class_dependent():
 
 
 def test_unknown_name_and_num_classes_misuse_name_the_field():
+    # the study spec refuses both (search.spec); a spec built without validation meets the
+    # loader's own check
+    with pytest.raises(ValueError, match="name"):
+        DatasetSpec(name="nope")
+    with pytest.raises(ValueError, match="num_classes: only the synthetic dataset"):
+        DatasetSpec(name="digits", num_classes=3)
     with pytest.raises(DatasetError, match="name: unknown dataset 'nope'"):
-        load_dataset(DatasetSpec(name="nope"))
+        load_dataset(DatasetSpec.model_construct(name="nope"))
     with pytest.raises(DatasetError, match="num_classes"):
-        load_dataset(DatasetSpec(name="digits", num_classes=3))
+        load_dataset(DatasetSpec.model_construct(name="digits", num_classes=3))
 
 
 # --- torchvision layouts --------------------------------------------------------------------
