@@ -21,6 +21,7 @@ is refined around the best point until no new network turns up.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from anynet.complexity import complexity
@@ -29,10 +30,29 @@ from anynet.rounding import group_rule, make_divisible
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 RULES = ("efficientnet", "dds")
+_BUDGET = re.compile(r"^\s*(\d+\.?\d*|\.\d+)(?:e([-+]?\d+))?\s*([kmgt]?|x)\s*$", re.I)
+_SI = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # EfficientNet §3.3: depth, width, resolution bases
 QUANTUM = 8  # DDS: widths in multiples of 8
 GRID = 161  # points of the first grid over the free variable
 REFINE = 6  # refinements of the grid around the best point
+
+
+def parse_budget(text: str) -> tuple[float | None, float | None]:
+    """'4x' → (None, 4.0): a factor of the network's flops; '1.6G', '400M', '2e9' → (flops, None)."""
+    match = _BUDGET.match(str(text))
+    if not match:
+        raise ValueError(f"flops: expected a factor like 4x or a budget like 1.6G, got {text!r}")
+    value = float(match.group(1) + (f"e{match.group(2)}" if match.group(2) else ""))
+    unit = match.group(3).lower()
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"flops: the budget must be a positive finite number, got {text!r}")
+    return (None, value) if unit == "x" else (value * _SI[unit], None)
+
+
+def default_rule(target) -> str:
+    """dds for a RegNet (its parameters are what DDS scales), efficientnet for any network."""
+    return "dds" if isinstance(target, RegNetParams) else "efficientnet"
 
 
 @dataclass(frozen=True)
@@ -235,3 +255,9 @@ def scale(
     log_s0 = math.log2(ratio) / 2  # flops grow about as width squared
     _, (net, cx, (p, s)), _ = _search(make_dds, log_s0 - 1.5, log_s0 + 1.5, goal)
     return Scaled(net, cx, rule, goal, {"s": s}, p)
+
+
+def scale_to(target: NetSpec | RegNetParams, budget: str, rule: str | None = None, **spec_kw):
+    """`scale` with the budget as text ('4x', '1.6G'); rule None: the target's default_rule."""
+    flops, factor = parse_budget(budget)
+    return scale(target, flops, factor, rule or default_rule(target), **spec_kw)

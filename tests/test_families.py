@@ -14,6 +14,7 @@ import torchvision
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from test_cli_anynet import run_json
 from test_reference import _acts, _meta_macs
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -323,3 +324,12 @@ def test_exports_refuse_the_families_their_targets_cannot_build(block, fmt, need
         export_dict(spec, fmt)
     out = export_dict(spec, "json")  # our own format carries any network
     assert NetSpec.from_dict(out["config"]["spec"]) == spec
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_dse_sample_takes_the_family_presets(capsys, name):
+    data = run_json(capsys, "sample", "--space", name, "--n", "2", "--seed", "0")
+    assert data["space"] == name and len(data["samples"]) == 2
+    for s in data["samples"]:
+        spec = NetSpec.from_dict(s["spec"])
+        assert spec.block == get_space(name).block and s["complexity"] == complexity(spec)
