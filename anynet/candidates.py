@@ -21,7 +21,7 @@ from anynet.complexity import anynet_counts
 from anynet.families import Stage
 from anynet.regnet import QUANTUM, quantized_widths
 from anynet.rounding import group_rule, groups_of, inner_width
-from anynet.spaces import DesignSpace
+from anynet.spaces import FAMILY_PER_STAGE, DesignSpace
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 BOUND_KEYS = ("flops", "params", "acts")
@@ -36,7 +36,7 @@ REASONS = (
 )
 CODE = {r: i for i, r in enumerate(REASONS)}
 STAGE_KEYS = ("depth", "width", "stride", "bottleneck_multiplier", "group_width")
-FAMILY = ("kernel", "expansion", "branches")  # per-stage values of some families only
+FAMILY = FAMILY_PER_STAGE  # per-stage values of some families only
 PARAM = {"kernel": "kernel", "expansion": "exp"}  # their names in Sample.params (+ stage)
 BRANCHES = ("1x1", "3x3", "5x5", "pool")  # inception's branches, in order
 

@@ -34,6 +34,10 @@ from anynet.layers import BN, RELU, SILU, Block, Conv, MaxPool, need
 from anynet.rounding import make_divisible, split_width
 
 
+def _no_se(kind: str, se_ratio: float) -> None:
+    need(not se_ratio, f"se_ratio: the {kind} block has no SE; use 0")
+
+
 def _se_width(w_in, se_ratio):
     """max(1, ⌊w_in·se_ratio⌋): EfficientNet's SE width from the block's input width."""
     if isinstance(w_in, np.ndarray):
@@ -50,7 +54,7 @@ def _mbconv(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
 
 def _dense(w_in, st: F.Stage, se_ratio: float, h) -> tuple[tuple, object, object]:
     """[transition iff stride 2] then `depth` dense layers of growth k = the stage's width."""
-    F._no_se("dense", se_ratio)
+    _no_se("dense", se_ratio)
     nodes: tuple = ()
     if st.stride == 2:
         c = w_in // 2  # DenseNet-BC compression 0.5
@@ -64,7 +68,7 @@ def _dense(w_in, st: F.Stage, se_ratio: float, h) -> tuple[tuple, object, object
 
 def _inception(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
     """[3x3/2 ceil max-pool iff stride 2] then cat(1x1, 1x1→3x3, 1x1→5x5, pool→1x1)."""
-    F._no_se("inception", se_ratio)
+    _no_se("inception", se_ratio)
     down: tuple = ()
     if stride == 2:
         pool = MaxPool(w_in, 3, 2, h, padding=0, ceil_mode=True)
@@ -79,7 +83,7 @@ def _inception(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
 
 def _vgg(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
     """[2x2/2 max-pool iff stride 2] then [3x3 conv → BN → ReLU] x2 at stride 1."""
-    F._no_se("vgg", se_ratio)
+    _no_se("vgg", se_ratio)
     down: tuple = ()
     if stride == 2:
         pool = MaxPool(w_in, 2, 2, h)

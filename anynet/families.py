@@ -1,5 +1,9 @@
 """Stems, block families, heads and stages, described once; a NetSpec walked into a Net.
 
+(Past 400 lines on purpose: the AnyNet blocks, the walk of a NetSpec and the classic pieces
+that the other families and the reference networks share are one vocabulary; the families
+beyond ResNeXt live in anynet.classic_families.)
+
 Every function takes ints (one network) or numpy arrays (a sampler batch) and returns the
 nodes of anynet.layers, so `build`, `complexity` and the sampler's vectorised counts all
 walk these functions (docs/method.md §1–§2). No torch here.

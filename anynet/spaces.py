@@ -1,5 +1,9 @@
 """Design spaces as data: distributions, constraints, presets and the study-spec format.
 
+(Past 400 lines on purpose: distributions, constraints, the DesignSpace model and the
+preset table are one vocabulary that study specs write; the family presets' data live in
+anynet.family_spaces.)
+
 A `DesignSpace` is plain JSON (DDS §3, NDS §3; docs/method.md §4): per-stage distributions of
 depth, width, bottleneck multiplier and group width (or, for RegNet spaces, of d, w0, wa,
 wm), a list of constraints, and the fixed parts of every network (stem, block, SE, strides,
@@ -23,6 +27,8 @@ Preset ranges and their sources:
   w_i ∈ [16, 256], b_i ∈ {1, 2, 4}, groups g_i ∈ {1, 2, 4}. ResNeXt-B: d_i ∈ [1, 16],
   w_i ∈ [64, 1024], b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16}. NDS samples the *number* of
   groups; widths go in steps of 16 (64 for B) so every inner width divides into them.
+- EfficientNet, DenseNet, Inception, VGG (issue 16): anynet.family_spaces says what each
+  range follows (docs/method.md §4).
 """
 
 from __future__ import annotations
