@@ -4,7 +4,8 @@ spaces, the sampler and exports. Pure: descriptions in, modules and numbers out.
 `import anynet` does not import torch: `anynet.build` imports it when first called.
 Public API beyond these names: anynet.layers (the layer language), anynet.families (its
 block families), anynet.complexity.{counts, bias_flops, layer_counts, node_counts,
-anynet_counts}, anynet.export.{export_dict, spec_from_pycls} (read a pycls config back).
+anynet_counts}, anynet.export.{export_dict, spec_from_pycls} (read a pycls config back),
+anynet.scaling.{compound, widen, widen_regnet} (the scaling rules `scale` searches).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from anynet.reference import REFERENCES, reference
 from anynet.regnet import RegNetParams, fit_regnet, regnet_spec, regnet_widths
 from anynet.rounding import Rounding
 from anynet.sampling import InfeasibleError, sample
+from anynet.scaling import scale
 from anynet.spaces import PRESETS, DesignSpace, get_space
 from anynet.spec import NetSpec, StageSpec, StemSpec
 
@@ -40,4 +42,5 @@ __all__ = [
     "regnet_spec",
     "regnet_widths",
     "sample",
+    "scale",
 ]
