@@ -1,7 +1,8 @@
 """What leaves a study: its winning network for a full run elsewhere, and its trial table as CSV.
 
-`plan_export` picks the network (the RegNet fitted to the winners when it builds, else the
-best trial as trained) and renders it with anynet.export; `full_run_recipe` is the recipe
+`plan_export` picks the network (the RegNet fitted to the winners when it builds and they
+are X-block networks, else the best trial as trained), scales it to a flop budget when asked
+(anynet.scaling) and renders it with anynet.export; `full_run_recipe` is the recipe
 of that full run (DDS §5). `trials_csv` writes one page of trials as CSV with every text
 cell that a spreadsheet would run as a formula neutralised (OWASP "CSV injection").
 """
