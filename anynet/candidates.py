@@ -168,33 +168,37 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
                   **family)
         )  # fmt: skip
 
+    family = [name for name in FAMILY if name in dr]
+    group_key = "groups" if "groups" in dr else "g" if "group_width" in dr else None
+    keys = {n: [f"{n}{j + 1}" for j in range(k)] for n in ("d", "w", "bot_mul", "groups", "g")}
+    keys.update({n: [f"{PARAM[n]}{j + 1}" for j in range(k)] for n in PARAM})
+    keys["branches"] = [[f"br{j + 1}_{b}" for b in BRANCHES] for j in range(k)]
+
     def spec(i: int):
         """Candidate i's NetSpec (widths after the group rule) and the values drawn."""
-        di, wi, mi, gi = d[i].tolist(), w[i].tolist(), m[i].tolist(), g[i].tolist()
+        di, wi, mi = d[i].tolist(), w[i].tolist(), m[i].tolist()
         params: dict = {"depth": sum(di)}
-        params.update({f"d{j + 1}": di[j] for j in range(k)})
-        params.update({f"w{j + 1}": wi[j] for j in range(k)})
-        params.update({f"bot_mul{j + 1}": mi[j] for j in range(k)})
-        if "groups" in dr:
-            params.update({f"groups{j + 1}": int(dr["groups"][i, j]) for j in range(k)})
-        elif "group_width" in dr:
-            params.update({f"g{j + 1}": gi[j] for j in range(k)})
+        params.update(zip(keys["d"], di, strict=True))
+        params.update(zip(keys["w"], wi, strict=True))
+        params.update(zip(keys["bot_mul"], mi, strict=True))
+        if group_key is not None:
+            drawn = dr["groups"][i] if group_key == "groups" else g[i]
+            params.update(zip(keys[group_key], drawn.tolist(), strict=True))
         if shared["bottleneck_multiplier"]:  # one drawn value: also under its plain name
             params["bot_mul"] = mi[0]
         if shared["group_width"]:
-            name = "groups" if "groups" in dr else "g"
-            params[name] = params.get(f"{name}1", 1)
+            params[group_key or "g"] = params.get(f"{group_key or 'g'}1", 1)
         rows_ = zip(di, wa[i].tolist(), strides, mi, ga[i].tolist(), strict=True)
         stages = [dict(zip(STAGE_KEYS, row, strict=True)) for row in rows_]
-        for name in (n for n in FAMILY if n in dr):
-            for j, (st, value) in enumerate(zip(stages, dr[name][i].tolist(), strict=True)):
+        for name in family:
+            values = dr[name][i].tolist()
+            for st, value in zip(stages, values, strict=True):
                 st[name] = value
-                if name == "branches":
-                    params.update(
-                        {f"br{j + 1}_{b}": a for b, a in zip(BRANCHES, value, strict=True)}
-                    )
-                else:
-                    params[f"{PARAM[name]}{j + 1}"] = value
+            if name == "branches":
+                for names, value in zip(keys["branches"], values, strict=True):
+                    params.update(zip(names, value, strict=True))
+            else:
+                params.update(zip(keys[name], values, strict=True))
         return NetSpec.model_validate({**net, "stages": stages}), params
 
     return Batch(codes, rows, [(np.ones(rows.size, bool), stages)], spec)

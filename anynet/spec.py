@@ -127,7 +127,14 @@ class NetSpec(_Frozen):
         if self.block in NO_SE_BLOCKS and self.se_ratio:
             raise ValueError(f"se_ratio: the {self.block} block has no SE; use 0")
         foreign = [name for name, owner in FAMILY_FIELDS.items() if owner != self.block]
+        w_in = self.stem.width
         for i, st in enumerate(self.stages):
+            if self.block == "mbconv" and max(w_in, st.width) * (st.expansion or 1) > MAX_WIDTH:
+                raise ValueError(
+                    f"stages[{i}].expansion: expanded width {max(w_in, st.width)} x "
+                    f"{st.expansion} exceeds {MAX_WIDTH}"
+                )
+            w_in = st.width
             for name in foreign:
                 if getattr(st, name) is not None:
                     raise ValueError(

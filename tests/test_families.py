@@ -259,6 +259,8 @@ def test_preset_samples_build_count_exactly_and_train_on_digits(name, digits):
          "inception branch widths"),
         ({"block": "inception", "stages": [{"depth": 1, "width": 8, "branches": [1, 0, 1, 1]}]},
          "branches: weights must lie in"),
+        ({"block": "mbconv", "stages": [{"depth": 1, "width": 4096, "expansion": 32}]},
+         "stages[0].expansion: expanded width 4096 x 32.0 exceeds 65536"),
     ],
 )  # fmt: skip
 def test_bad_family_specs_name_the_field(spec, needle):
