@@ -72,7 +72,7 @@ def worker_plan(workers: int | None, device: str) -> list[tuple[str, dict[str, s
     # On CPU one process per core with one thread each beats one many-threaded process
     # (small networks do not fill a core's worth of parallel work; `dse bench` measured it).
     n = (os.cpu_count() or 1) if workers is None else workers
-    single = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DSE_TORCH_THREADS": "1"}
+    single = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DSE_THREADS": "1"}
     return [("cpu", dict(single)) for _ in range(n)]
 
 

@@ -147,14 +147,50 @@ class Cifar(Source):
             raise self.missing(path)
         try:
             with open(path, "rb") as f:
-                d = pickle.load(f, encoding="bytes")
+                d = CifarUnpickler(f, encoding="bytes").load()
             x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             y = np.asarray(d[self.label_key], dtype=np.int64)
+        except RefusedPickle as e:
+            raise self.missing(path, f"refused ({e})") from None
         except Exception as e:
             raise self.missing(path, f"corrupt ({type(e).__name__}: {e})") from None
         if len(x) != len(y):
             raise self.missing(path, f"corrupt ({len(x)} images but {len(y)} labels)")
         return x.transpose(0, 2, 3, 1), y
+
+
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle names a callable that the file's format never contains."""
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR batches hold: dicts, lists, bytes, ints and uint8 arrays.
+
+    A pickle may name any callable and have it called while it loads, and a file in a data
+    directory is not trusted: every global but numpy's array reconstruction is refused.
+    """
+
+    # what CIFAR batches (and the same dicts pickled by Python 3) refer to; numpy 2 moved
+    # numpy.core to numpy._core
+    ALLOWED = frozenset({
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),  # pickle protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # bytes in a protocol-2 pickle written by Python 3
+    })  # fmt: skip
+
+    def find_class(self, module: str, name: str):
+        """An allowed numpy constructor; anything else is refused before it can be called."""
+        if (module, name) not in self.ALLOWED:
+            raise RefusedPickle(
+                f"not a CIFAR batch: it calls {module}.{name}, which CIFAR files never contain"
+            )
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            module = "numpy._core." + module.removeprefix("numpy.core.")
+        return super().find_class(module, name)
 
 
 class Mnist(Source):
