@@ -42,11 +42,6 @@ class Dataset:
         """Side of the (square) images."""
         return int(self.train_x.shape[-1])
 
-    @property
-    def device(self) -> torch.device:
-        """Where the tensors live."""
-        return self.train_x.device
-
     def to(self, device: str | torch.device) -> Dataset:
         """The same dataset with every tensor on `device` (uint8 stays uint8: 4x less memory)."""
         tensors = {
