@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from search.learning import chance_error
 from search.spec import DatasetSpec
 from worker.sources import SOURCES, DatasetError
 
@@ -49,6 +50,10 @@ class Dataset:
             for f in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
         }
         return dataclasses.replace(self, **tensors)
+
+    def chance_error(self) -> float | None:
+        """The validation error of always guessing the validation split's most common class."""
+        return chance_error(self.val_y.tolist())
 
     def sizes(self) -> dict[str, int]:
         """Number of images in each split."""
