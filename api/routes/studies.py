@@ -130,7 +130,14 @@ SPEC_BODY = {
     openapi_extra=SPEC_BODY,
 )
 async def create_study(
-    request: Request, store=Depends(get_store), limits: SpecLimits = Depends(get_limits)
+    request: Request,
+    store=Depends(get_store),
+    limits: SpecLimits = Depends(get_limits),
+    check: bool = Query(
+        False,
+        description="first train RegNetX-200MF once at the lowest fidelity with the study's "
+        "recipe and data; a check that stays at chance refuses the study (422, with the numbers)",
+    ),
 ):
     """Create a study from a JSON or YAML spec; every network is sampled now."""
     from search.spec import StudySpec
@@ -141,6 +148,14 @@ async def create_study(
         raise HTTPException(415, detail=str(e)) from None
     spec = StudySpec.model_validate(data)
     limits.check(spec)
+    if check:
+        from fastapi.concurrency import run_in_threadpool
+
+        from worker.check import check_recipe
+
+        result = await run_in_threadpool(check_recipe, spec)  # a training: off the event loop
+        if not result.learned:
+            raise HTTPException(422, detail=f"recipe: --check: {result.text()}")
     return StudyCreated(id=store.create_study(spec))
 
 

@@ -30,7 +30,7 @@ state.spaceOrder = [];
 
 // ---- progress (GET /api/studies/{id}) ----
 function statusCounts(node, out) {
-  out = out || { waiting: 0, running: 0, done: 0, failed: 0, diverged: 0, cancelled: 0 };
+  out = out || { waiting: 0, running: 0, done: 0, failed: 0, diverged: 0, cancelled: 0, not_learned: 0 };
   if (Array.isArray(node)) node.forEach((v) => statusCounts(v, out));
   else if (node && typeof node === "object") {
     for (const [k, v] of Object.entries(node)) {
@@ -60,7 +60,7 @@ function renderProgress(study) {
   const counts = perSpace(study.progress);
   for (const name of study.spaces) {
     const c = counts[name] || statusCounts({});
-    const total = Object.values(c).reduce((a, b) => a + b, 0) || 1;
+    const total = Object.values(c).reduce((a, b) => a + b, 0) - c.not_learned || 1; // among done
     const row = el("div", null, "progress-row");
     row.dataset.space = name;
     const bar = el("div", null, "bar");
@@ -73,7 +73,8 @@ function renderProgress(study) {
     }
     row.append(el("span", name, "label"), bar,
       el("span", `${c.done} done · ${c.running} running · ${c.waiting} waiting` +
-        (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : ""), "count"));
+        (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : "") +
+        (c.not_learned ? ` · ${c.not_learned} at chance` : ""), "count"));
     box.append(row);
   }
   const sel = document.getElementById("fidelity");
@@ -137,6 +138,13 @@ function renderEdf(r) {
       el("td", acceptanceOf(s.name)));
     return tr;
   }));
+}
+// spaces with more than 10% of their trainings at chance: their EDFs are not of learned nets
+function renderBanner(r) {
+  const items = r.not_learned || [];
+  const box = document.getElementById("banner");
+  box.hidden = !items.length;
+  box.replaceChildren(...items.map((x) => el("p", `⚠ ${x.text}`)));
 }
 function acceptanceOf(name) {
   const rec = state.study && state.study.sampling && state.study.sampling[name];
@@ -256,7 +264,7 @@ async function render(r) {
   if (state.results !== r) return;
   for (const s of spacesOf(r)) if (!state.spaceOrder.includes(s.name)) state.spaceOrder.push(s.name);
   // the EDFs first: they are what the page is for; the rest follows a frame later
-  renderEdf(r); renderKs(r);
+  renderEdf(r); renderKs(r); renderBanner(r);
   if (!paramsInView) paramsObserver.observe(document.getElementById("params").parentElement);
   if (!performance.getEntriesByName("edf-plotted").length) performance.mark("edf-plotted");
   const notes = [...(r.warnings || [])];
