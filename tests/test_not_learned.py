@@ -98,7 +98,10 @@ def test_a_recipe_that_cannot_learn_shows_in_study_show_wait_and_edf(sqlite_url,
 
 
 @pytest.mark.slow
-def test_check_refuses_a_recipe_at_chance_and_passes_the_defaults(sqlite_url, tmp_path, capsys):
+def test_check_refuses_a_recipe_at_chance_and_passes_the_defaults(
+    sqlite_url, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("DSE_THREADS", "1")  # the check's training (worker.train.set_threads)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(CANNOT_LEARN))
     code = main(["study", "create", str(bad), "--check", "--device", "cpu", "--db", sqlite_url])
@@ -123,7 +126,8 @@ def test_check_refuses_a_recipe_at_chance_and_passes_the_defaults(sqlite_url, tm
 
 
 @pytest.mark.slow
-def test_api_check_parameter_refuses_with_422_and_the_numbers(tmp_path):
+def test_api_check_parameter_refuses_with_422_and_the_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSE_THREADS", "1")
     from fastapi.testclient import TestClient
 
     from api.app import create_app
@@ -138,5 +142,13 @@ def test_api_check_parameter_refuses_with_422_and_the_numbers(tmp_path):
             assert "against chance" in error["reason"] and "288 images" in error["reason"]
             assert client.get("/api/studies").json() == []
             assert client.post("/api/studies", json=CANNOT_LEARN).status_code == 201  # unchecked
+            from api.routes import studies
+
+            assert studies._CHECKING.acquire(blocking=False)  # a check is training meanwhile
+            try:
+                busy = client.post("/api/studies?check=true", json=CANNOT_LEARN)
+            finally:
+                studies._CHECKING.release()
+            assert busy.status_code == 429 and busy.json()["errors"][0]["field"] == "check"
     finally:
         store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -126,7 +127,13 @@ SPEC_BODY = {
     status_code=201,
     response_model=StudyCreated,
     dependencies=[Depends(require_token)],
-    responses={**ERRORS, **MUTATING, 413: {"description": "body too large"}, 415: {}},
+    responses={
+        **ERRORS,
+        **MUTATING,
+        413: {"description": "body too large"},
+        415: {},
+        429: {"description": "check=true while another recipe check is training"},
+    },
     openapi_extra=SPEC_BODY,
 )
 async def create_study(
@@ -149,14 +156,27 @@ async def create_study(
     spec = StudySpec.model_validate(data)
     limits.check(spec)
     if check:
-        from fastapi.concurrency import run_in_threadpool
-
-        from worker.check import check_recipe
-
-        result = await run_in_threadpool(check_recipe, spec)  # a training: off the event loop
-        if not result.learned:
-            raise HTTPException(422, detail=f"recipe: --check: {result.text()}")
+        await _check_recipe(spec)
     return StudyCreated(id=store.create_study(spec))
+
+
+_CHECKING = threading.Semaphore(1)  # a check is a training in this process: one at a time
+
+
+async def _check_recipe(spec) -> None:
+    """Train the recipe check off the event loop; 422 with its numbers if it stays at chance."""
+    from fastapi.concurrency import run_in_threadpool
+
+    from worker.check import check_recipe
+
+    if not _CHECKING.acquire(blocking=False):
+        raise HTTPException(429, detail="check: another recipe check is training; retry later")
+    try:
+        result = await run_in_threadpool(check_recipe, spec)
+    finally:
+        _CHECKING.release()
+    if not result.learned:
+        raise HTTPException(422, detail=f"recipe: the check failed: {result.text()}")
 
 
 @router.get("", response_model=list[StudySummary])
