@@ -72,7 +72,7 @@ def worker_plan(workers: int | None, device: str) -> list[tuple[str, dict[str, s
     # On CPU one process per core with one thread each beats one many-threaded process
     # (small networks do not fill a core's worth of parallel work; `dse bench` measured it).
     n = (os.cpu_count() or 1) if workers is None else workers
-    single = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    single = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DSE_THREADS": "1"}
     return [("cpu", dict(single)) for _ in range(n)]
 
 
@@ -180,16 +180,7 @@ def demo_spec(samples: int, epochs: int) -> dict:
         # space's networks comparable and each training a few seconds on one core
         "complexity": {"flops": [1_000_000, 12_000_000]},
         "fidelities": [epochs],
-        # digits has 1,150 training images: batch 32 gives enough steps to learn in a few
-        # epochs (batch 128 x 2 epochs stays near chance); digits are centred and not
-        # mirror-symmetric, so a 1-pixel crop and no flip
-        "recipe": {
-            "lr": 0.1,
-            "batch_size": 32,
-            "weight_decay": 5e-4,
-            "crop_padding": 1,
-            "flip": False,
-        },
+        # no recipe: digits' defaults (search/recipe.py) learn in a few epochs
         "seed": 0,
     }
 

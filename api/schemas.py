@@ -45,6 +45,9 @@ class StatusCounts(_Exact):
     diverged: int
     cancelled: int
     total: int
+    not_learned: int = Field(
+        0, description="done trials whose error is not clearly below chance (among done)"
+    )
 
 
 class LevelCounts(StatusCounts):
@@ -150,6 +153,17 @@ class SpaceResults(_Exact):
     edf: Edf
     random_search: RandomSearch
     regnet: RegNetFit | None
+    n_not_learned: int = Field(0, description="done trials at chance (search/learning.py)")
+    chance_error: Number = Field(None, description="median chance error of the done trials")
+
+
+class NotLearned(_Exact):
+    """A space with more than 10% of its done trials at chance, and the warning to show."""
+
+    space: str
+    n: int
+    of: int
+    text: str
 
 
 class KsTest(_Exact):
@@ -239,3 +253,6 @@ class Results(_Exact):
     regnet_top_k: int
     refinement: list[Suggestion]
     progress: dict[str, list[LevelCounts]]
+    not_learned: list[NotLearned] = Field(
+        default_factory=list, description="spaces whose trainings stayed at chance"
+    )

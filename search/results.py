@@ -22,7 +22,9 @@ rank_correlation [{space | "all", from_epochs, to_epochs, n, spearman, kendall}]
 regnet {name | "overall": {space, sample, trial_id, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params
 {depth, w0, wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths,
 stage_widths}}, regnet_top_k; refinement [{space, kind, ..., text}]; progress {name:
-[{level, epochs, waiting, running, done, diverged, failed, cancelled, total}]}.
+[{level, epochs, waiting, running, done, diverged, failed, cancelled, total}]};
+not_learned [{space, n, of, text}] (spaces with > 10% of done trials at chance; every
+space also has n_not_learned and chance_error, search/learning.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import pandas as pd
 from search import analysis as A
 from search.jsonable import Ready as _Ready
 from search.jsonable import json_safe as _jsonable
+from search.learning import not_learned_spaces, space_learning
 from search.refinement import benjamini_hochberg, refinement_suggestions
 
 NORMALIZE = ("flops", "params", "acts")
@@ -274,6 +277,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
         row = {"name": n, **s, "n_eff": n_eff}
         row |= {
             "n_done": int(st.get("done", 0)),
+            **space_learning(here, n),  # n_not_learned, chance_error (search/learning.py)
             "n_failed": int(st.get("failed", 0)),
             "n_cancelled": int(st.get("cancelled", 0)),
             "n_pending": int(st.get("waiting", 0) + st.get("running", 0)),
@@ -338,6 +342,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
             "regnet_top_k": top_k,
             "refinement": refinement_suggestions(refine_in),
             "progress": _progress(frame, spec, names),
+            "not_learned": not_learned_spaces(spaces, spec.fidelities[level]),
         }
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -162,11 +163,22 @@ SPEC_BODY = {
         **MUTATING,
         413: {"model": ErrorBody, "description": "body too large"},
         415: {"model": ErrorBody, "description": "neither JSON nor YAML"},
+        429: {
+            "model": ErrorBody,
+            "description": "check=true while another recipe check is training",
+        },
     },
     openapi_extra=SPEC_BODY,
 )
 async def create_study(
-    request: Request, store=Depends(get_store), limits: SpecLimits = Depends(get_limits)
+    request: Request,
+    store=Depends(get_store),
+    limits: SpecLimits = Depends(get_limits),
+    check: bool = Query(
+        False,
+        description="first train RegNetX-200MF once at the lowest fidelity with the study's "
+        "recipe and data; a check that stays at chance refuses the study (422, with the numbers)",
+    ),
 ):
     """Create a study from a JSON or YAML spec; every network is sampled now."""
     try:
@@ -175,7 +187,28 @@ async def create_study(
         raise HTTPException(415, detail=str(e)) from None
     spec = StudySpec.model_validate(data)
     limits.check(spec)
+    if check:
+        await _check_recipe(spec)
     return StudyCreated(id=store.create_study(spec))
+
+
+_CHECKING = threading.Semaphore(1)  # a check is a training in this process: one at a time
+
+
+async def _check_recipe(spec) -> None:
+    """Train the recipe check off the event loop; 422 with its numbers if it stays at chance."""
+    from fastapi.concurrency import run_in_threadpool
+
+    from worker.check import check_recipe
+
+    if not _CHECKING.acquire(blocking=False):
+        raise HTTPException(429, detail="check: another recipe check is training; retry later")
+    try:
+        result = await run_in_threadpool(check_recipe, spec)
+    finally:
+        _CHECKING.release()
+    if not result.learned:
+        raise HTTPException(422, detail=f"recipe: the check failed: {result.text()}")
 
 
 @router.get("", response_model=list[StudySummary])

@@ -36,8 +36,9 @@ state.spaceOrder = [];
 // ---- progress (GET /api/studies/{id}: progress.spaces[name] is one LevelCounts per level) ----
 const STATUSES = ["waiting", "running", "done", "failed", "diverged", "cancelled"];
 function spaceCounts(levels) {
-  const out = Object.fromEntries(STATUSES.map((k) => [k, 0]));
-  for (const level of levels || []) for (const k of STATUSES) out[k] += level[k];
+  // not_learned counts done trials at chance (a subset of done), kept apart from the statuses
+  const out = Object.fromEntries([...STATUSES, "not_learned"].map((k) => [k, 0]));
+  for (const level of levels || []) for (const k of Object.keys(out)) out[k] += level[k] || 0;
   return out;
 }
 function renderProgress(study) {
@@ -49,7 +50,7 @@ function renderProgress(study) {
   box.replaceChildren();
   for (const name of study.spaces) {
     const c = spaceCounts(study.progress.spaces[name]);
-    const total = Object.values(c).reduce((a, b) => a + b, 0) || 1;
+    const total = Object.values(c).reduce((a, b) => a + b, 0) - c.not_learned || 1; // among done
     const row = el("div", null, "progress-row");
     row.dataset.space = name;
     const bar = el("div", null, "bar");
@@ -62,7 +63,8 @@ function renderProgress(study) {
     }
     row.append(el("span", name, "label"), bar,
       el("span", `${c.done} done · ${c.running} running · ${c.waiting} waiting` +
-        (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : ""), "count"));
+        (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : "") +
+        (c.not_learned ? ` · ${c.not_learned} at chance` : ""), "count"));
     box.append(row);
   }
   const sel = document.getElementById("fidelity");
@@ -126,6 +128,13 @@ function renderEdf(r) {
       el("td", acceptanceOf(s.name)));
     return tr;
   }));
+}
+// spaces with more than 10% of their trainings at chance: their EDFs are not of learned nets
+function renderBanner(r) {
+  const items = r.not_learned || [];
+  const box = document.getElementById("banner");
+  box.hidden = !items.length;
+  box.replaceChildren(...items.map((x) => el("p", `⚠ ${x.text}`)));
 }
 function acceptanceOf(name) {
   const rec = state.study && state.study.sampling && state.study.sampling[name];
@@ -245,7 +254,7 @@ async function render(r) {
   if (state.results !== r) return;
   for (const s of spacesOf(r)) if (!state.spaceOrder.includes(s.name)) state.spaceOrder.push(s.name);
   // the EDFs first: they are what the page is for; the rest follows a frame later
-  renderEdf(r); renderKs(r);
+  renderEdf(r); renderKs(r); renderBanner(r);
   if (!paramsInView) paramsObserver.observe(document.getElementById("params").parentElement);
   if (!performance.getEntriesByName("edf-plotted").length) performance.mark("edf-plotted");
   const notes = [...(r.warnings || [])];
