@@ -196,11 +196,16 @@ def _pycls(regnet: RegNetParams | None, spec: NetSpec) -> dict:
             "STRIDES": [s.stride for s in spec.stages],
             "BOT_MULS": spec.bottleneck_multipliers,
             "GROUP_WS": spec.group_widths,
-            "HEAD_W": spec.head_width,
             **se,
         }
+        if spec.block not in BOTTLENECK_BLOCKS:  # pycls 0.1.1's basic/vanilla blocks refuse b, g
+            del cfg["BOT_MULS"], cfg["GROUP_WS"]
+        if spec.head_width:  # a key pycls 0.1.1 (the package index's) refuses: only when used
+            cfg["HEAD_W"] = spec.head_width
         config = {"MODEL": model, "ANYNET": cfg, **common}
         note = "pycls builds the explicit stages as given: the same network"
+        if spec.head_width or spec.block == "res_bottleneck_linear":
+            note += " (needs a pycls newer than 0.1.1: ANYNET.HEAD_W, linear bottlenecks)"
         if given:
             note += " (the pycls rule would give a different network from the RegNet parameters)"
     return {"rule": "pycls", "note": note, "config": config}
@@ -403,11 +408,11 @@ def spec_from_pycls(text: str) -> NetSpec:
     if kind == "anynet":
         a = cfg["ANYNET"]
         stages = [
-            {"depth": d, "width": w, "stride": s, "bottleneck_multiplier": b, "group_width": g}
-            for d, w, s, b, g in zip(
-                a["DEPTHS"], a["WIDTHS"], a["STRIDES"], a["BOT_MULS"], a["GROUP_WS"], strict=True
-            )
+            {"depth": d, "width": w, "stride": s}
+            for d, w, s in zip(a["DEPTHS"], a["WIDTHS"], a["STRIDES"], strict=True)
         ]
+        for stage, b, g in zip(stages, a.get("BOT_MULS", []), a.get("GROUP_WS", []), strict=False):
+            stage.update(bottleneck_multiplier=b, group_width=g)  # absent: the blocks ignore them
         return NetSpec.from_dict(
             {
                 "stem": {"type": stems[a["STEM_TYPE"]], "width": a["STEM_W"]},

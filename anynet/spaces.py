@@ -34,11 +34,23 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anynet.rounding import Rounding
-from anynet.spec import BOTTLENECK_BLOCKS, BlockType, StemSpec
+from anynet.spec import (
+    BOTTLENECK_BLOCKS,
+    MAX_BOTTLENECK_MULTIPLIER,
+    MAX_CLASSES,
+    MAX_IN_CHANNELS,
+    MAX_RESOLUTION,
+    MAX_STAGE_DEPTH,
+    MAX_STAGES,
+    MAX_WIDTH,
+    BlockType,
+    StemSpec,
+)
 
 
 class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # finite floats only: JSON has no Infinity/NaN, so a space must round-trip without them
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --- distributions ---------------------------------------------------------------------
@@ -207,10 +219,23 @@ def _check_constraints(items) -> None:
             if c not in FLAG_CONSTRAINTS:
                 known = ", ".join([*FLAG_CONSTRAINTS, "{num_stages: k}"])
                 raise ValueError(f"constraints: unknown constraint {c!r}; known: {known}")
-        elif set(c) != {"num_stages"} or int(c["num_stages"]) < 1:
-            raise ValueError(f"constraints: {c!r} is not {{'num_stages': k}} with k >= 1")
+        elif set(c) != {"num_stages"} or not 1 <= int(c["num_stages"]) <= MAX_STAGES:
+            raise ValueError(
+                f"constraints: {c!r} is not {{'num_stages': k}} with 1 <= k <= {MAX_STAGES}"
+            )
 
 
+# the largest value each distribution may reach (the hard bounds of anynet.spec)
+_MAX_VALUE = {
+    "depth": MAX_STAGE_DEPTH,
+    "width": MAX_WIDTH,
+    "bottleneck_multiplier": MAX_BOTTLENECK_MULTIPLIER,
+    "group_width": MAX_WIDTH,
+    "groups": MAX_WIDTH,
+    "w0": MAX_WIDTH,
+    "wa": MAX_WIDTH,
+    "wm": MAX_WIDTH,
+}
 PER_STAGE = ("depth", "width", "bottleneck_multiplier", "group_width", "groups")
 # fields each kind needs; the other kind's own fields are errors (regnet: set the stage
 # count with the {"num_stages": k} constraint, not `stages`)
@@ -221,15 +246,15 @@ _OWN = {"anynet": ("stages", "width", "groups"), "regnet": ("w0", "wa", "wm")}
 class DesignSpace(_Data):
     """One design space, entirely as data (DDS §3; docs/method.md §4)."""
 
-    name: str
+    name: str = Field(max_length=200)
     kind: Literal["anynet", "regnet"] = "anynet"
     stem: StemSpec = StemSpec()
     block: BlockType = "res_bottleneck"
     se_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    head_width: int = Field(0, ge=0)
+    head_width: int = Field(0, ge=0, le=MAX_WIDTH)
     # anynet: number of stages; regnet: the stage count comes from (d, w0, wa, wm).
-    stages: int | None = Field(None, ge=1)
-    strides: tuple[Literal[1, 2], ...] | None = None
+    stages: int | None = Field(None, ge=1, le=MAX_STAGES)
+    strides: tuple[Literal[1, 2], ...] | None = Field(None, max_length=MAX_STAGES)
     # Per-stage distributions (one for all stages, or a tuple with one per stage).
     depth: PerStage = UniformInt(lo=1, hi=16)
     width: PerStage | None = None
@@ -242,9 +267,9 @@ class DesignSpace(_Data):
     wm: Distribution | None = None
     constraints: tuple[Constraint, ...] = ()
     rounding: Rounding = Rounding.PYCLS
-    resolution: int = Field(224, ge=1)
-    num_classes: int = Field(1000, ge=1)
-    in_channels: int = Field(3, ge=1)
+    resolution: int = Field(224, ge=1, le=MAX_RESOLUTION)
+    num_classes: int = Field(1000, ge=1, le=MAX_CLASSES)
+    in_channels: int = Field(3, ge=1, le=MAX_IN_CHANNELS)
 
     @model_validator(mode="after")
     def _consistent(self) -> DesignSpace:
@@ -284,6 +309,10 @@ class DesignSpace(_Data):
             for d in _as_tuple(getattr(self, field)):
                 if support(d)[0] < (1 if field != "bottleneck_multiplier" else 1e-9):
                     raise ValueError(f"{field}: values must be positive, got range {support(d)}")
+        for field, most in _MAX_VALUE.items():
+            for d in _as_tuple(getattr(self, field)):
+                if support(d)[1] > most:
+                    raise ValueError(f"{field}: values must be at most {most}, got {support(d)[1]}")
         return self
 
     def has(self, constraint: str) -> bool:

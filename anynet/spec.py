@@ -17,30 +17,44 @@ from anynet.rounding import groups_of, inner_width
 
 StemType = Literal["cifar", "simple", "resnet", "convnext"]
 BlockType = Literal["vanilla", "res_basic", "res_bottleneck", "res_bottleneck_linear", "convnext"]
+
+# Hard bounds on every size that multiplies a network's memory or time: far above any CNN a
+# design space describes (AnyNet d_i <= 16, w_i <= 1024, DDS §3.1; RegNet d < 64, DDS §3.3),
+# low enough that no value can exhaust memory or overflow a 64-bit count before it is refused.
+# A server sets tighter limits of its own (the operator's settings).
+MAX_STAGES = 16
+MAX_STAGE_DEPTH = 1024
+MAX_WIDTH = 65536
+MAX_CLASSES = 100_000
+MAX_RESOLUTION = 1024
+MAX_IN_CHANNELS = 1024
+MAX_BOTTLENECK_MULTIPLIER = 64.0
+
 # Blocks whose transform has a grouped 3x3 (or depthwise) conv, so b and g matter.
 BOTTLENECK_BLOCKS = ("res_bottleneck", "res_bottleneck_linear")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # finite floats only: JSON has no Infinity/NaN, so a spec must round-trip without them
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class StemSpec(_Frozen):
     """The stem: `type` picks the layers (docs/method.md §1), `width` its output channels."""
 
     type: StemType = "simple"
-    width: int = Field(32, ge=1)
+    width: int = Field(32, ge=1, le=MAX_WIDTH)
 
 
 class StageSpec(_Frozen):
     """One stage: `depth` blocks of output `width`; `stride` applies in its first block."""
 
-    depth: int = Field(ge=1)
-    width: int = Field(ge=1)
+    depth: int = Field(ge=1, le=MAX_STAGE_DEPTH)
+    width: int = Field(ge=1, le=MAX_WIDTH)
     stride: Literal[1, 2] = 2
     # pycls BOT_MUL / torchvision bottleneck_multiplier: inner width = width x multiplier.
-    bottleneck_multiplier: float = Field(1.0, gt=0)
-    group_width: int = Field(1, ge=1)
+    bottleneck_multiplier: float = Field(1.0, gt=0, le=MAX_BOTTLENECK_MULTIPLIER)
+    group_width: int = Field(1, ge=1, le=MAX_WIDTH)
 
     @property
     def inner_width(self) -> int:
@@ -58,15 +72,21 @@ class NetSpec(_Frozen):
 
     stem: StemSpec = StemSpec()
     block: BlockType = "res_bottleneck"
-    stages: tuple[StageSpec, ...] = Field(min_length=1)
+    stages: tuple[StageSpec, ...] = Field(min_length=1, max_length=MAX_STAGES)
     se_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    head_width: int = Field(0, ge=0)
-    num_classes: int = Field(10, ge=1)
-    in_channels: int = Field(3, ge=1)
-    resolution: int = Field(32, ge=1)
+    head_width: int = Field(0, ge=0, le=MAX_WIDTH)
+    num_classes: int = Field(10, ge=1, le=MAX_CLASSES)
+    in_channels: int = Field(3, ge=1, le=MAX_IN_CHANNELS)
+    resolution: int = Field(32, ge=1, le=MAX_RESOLUTION)
 
     @model_validator(mode="after")
     def _buildable(self) -> NetSpec:
+        for i, st in enumerate(self.stages):
+            if st.inner_width > MAX_WIDTH:
+                raise ValueError(
+                    f"stages[{i}]: inner width round({st.width} x {st.bottleneck_multiplier}) "
+                    f"exceeds {MAX_WIDTH}"
+                )
         if self.block in BOTTLENECK_BLOCKS:
             for i, st in enumerate(self.stages):
                 wb = st.inner_width

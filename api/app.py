@@ -1,89 +1,28 @@
-"""The FastAPI app: one router per resource, a body-size guard, JSON errors that name the field."""
+"""The FastAPI app: one router per resource, request guards, JSON errors that name the field."""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from api.deps import DEFAULT_MAX_BODY, ResultsCache, SpecLimits, error_items
+from api.deps import DEFAULT_MAX_BODY, SpecLimits
+from api.errors import error_items
+from api.middleware import LOOPBACK_NAMES, BodyLimit, HostOriginGuard
+from api.results_cache import ResultsCache
 from api.routes import exports, health, pages, studies
 
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over max_body bytes with 413 (declared or streamed)."""
-
-    def __init__(self, app, max_body: int):
-        self.app = app
-        self.max_body = max_body
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None:
-            try:
-                too_big = int(declared) > self.max_body
-            except ValueError:
-                too_big = False
-            if too_big:
-                return await self._refuse(send)
-        seen = 0
-        started = False
-
-        async def counted_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _TooLarge()
-            return message
-
-        async def tracked_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
-
-    async def _refuse(self, send):
-        body = json.dumps(
-            {
-                "detail": f"body: request body exceeds {self.max_body} bytes",
-                "errors": [
-                    {"field": "body", "reason": f"request body exceeds {self.max_body} bytes"}
-                ],
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
+log = logging.getLogger("dse.api")
 
 
 def _error_response(status: int, items: list[dict[str, str]], headers=None) -> JSONResponse:
@@ -94,13 +33,7 @@ def _error_response(status: int, items: list[dict[str, str]], headers=None) -> J
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError):
-        items = []
-        for e in exc.errors():
-            loc = [str(x) for x in e.get("loc", ())]
-            if loc and loc[0] in ("query", "path", "body", "header"):
-                loc = loc[1:]
-            items.append({"field": ".".join(loc) or "request", "reason": str(e.get("msg"))})
-        return _error_response(422, items)
+        return _error_response(422, error_items(exc))
 
     @app.exception_handler(ValidationError)
     async def _spec_invalid(request: Request, exc: ValidationError):
@@ -116,6 +49,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         head, sep, tail = detail.partition(": ")
         item = {"field": head, "reason": tail} if sep else {"field": "request", "reason": detail}
         return _error_response(exc.status_code, [item], headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect):
+        # the client left (or was timed out) mid-body: nobody reads the answer, nothing failed
+        return Response(status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception):
+        # the details (which may hold database hosts or paths) go to the log, not the client
+        log.exception("%s %s failed", request.method, request.url.path)
+        return _error_response(500, [{"field": "server", "reason": "internal error (logged)"}])
 
 
 def _offline_openapi(app: FastAPI) -> None:
@@ -139,13 +83,19 @@ def _offline_openapi(app: FastAPI) -> None:
 
 
 def create_app(
-    db_url: str = "sqlite:///dse.db",
+    db_url: str | None = None,
     token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     limits: SpecLimits | None = None,
     store=None,
+    allowed_hosts: Iterable[str] | None = LOOPBACK_NAMES,
+    allowed_origins: Iterable[str] = (),
 ) -> FastAPI:
-    """The dse HTTP app on one database (a Store may be passed in instead of a URL)."""
+    """The dse HTTP app on one database (default $DSE_DB; a Store may be passed instead).
+
+    allowed_hosts: the Host names answered (default loopback only; None = any name).
+    allowed_origins: origins other than the server's own that may send mutating requests.
+    """
     if store is None:
         from search.store import Store
 
@@ -169,4 +119,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _offline_openapi(app)
     app.add_middleware(BodyLimit, max_body=max_body)
+    # added last: runs first, so a refused Host or Origin reaches no route and reads no body
+    app.add_middleware(
+        HostOriginGuard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
+    )
     return app

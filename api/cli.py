@@ -7,6 +7,9 @@ import importlib
 import json
 import sys
 
+from api.errors import one_line
+from search.jsonable import json_safe
+
 # Each module defines register(subparsers); their handlers take the parsed args and
 # return an exit code (or None for 0).
 COMMAND_MODULES = (
@@ -27,36 +30,16 @@ class CliError(Exception):
 
 
 def emit_json(obj) -> None:
-    """Print one JSON document on stdout (the --json contract)."""
-    sys.stdout.write(json.dumps(obj, default=_jsonable) + "\n")
+    """Print one JSON document on stdout (the --json contract; NaN and infinities as null)."""
+    sys.stdout.write(json.dumps(json_safe(obj), allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
-def _jsonable(o):
-    if hasattr(o, "model_dump"):
-        return o.model_dump(mode="json")
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if hasattr(o, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def one_line(exc: BaseException) -> str:
-    """A one-line reason for an exception (pydantic errors name the field)."""
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            parts = []
-            for e in exc.errors():
-                loc = ".".join(str(x) for x in e.get("loc", ()))
-                parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
-            return "; ".join(parts)
-        except Exception:
-            pass
-    return " ".join(str(exc).split()) or type(exc).__name__
+def db_option(parser: argparse.ArgumentParser) -> None:
+    """Add --db (the one database URL; None falls back to search.store.default_url())."""
+    parser.add_argument(
+        "--db", default=None, help="database URL (default $DSE_DB, else sqlite:///dse.db)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,13 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # not written yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -87,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dse {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, FileNotFoundError, PermissionError, OSError) as e:
+    except (CliError, ValueError, OSError) as e:  # ValueError includes pydantic's errors
         print(f"dse {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     return int(code or 0)

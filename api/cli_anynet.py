@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 from pathlib import Path
 
 from api.cli import CliError, emit_json
-
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*([kmgt]?)f?\s*$", re.I)
-
-
-def _one_line_errors(parser) -> None:
-    """Argparse errors of this subcommand as one line on stderr, exit 2 (the CLI contract)."""
-
-    def error(message: str):
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-    parser.error = error
+from api.cli_kit import network, one_line_errors, parse_bounds, read_data
 
 
 def register(subparsers) -> None:
@@ -48,7 +34,7 @@ def register(subparsers) -> None:
     e.add_argument("--json", action="store_true", help="the structured export as JSON")
     e.set_defaults(func=cmd_export)
     for p in (m, s, e):
-        _one_line_errors(p)
+        one_line_errors(p)
 
 
 def _network_args(p) -> None:
@@ -62,103 +48,18 @@ def _network_args(p) -> None:
     p.add_argument("--classes", type=int, help="number of classes (RegNet default 1000)")
 
 
-# --- parsing -------------------------------------------------------------------------------
-def parse_number(text: str, name: str) -> float:
-    """'360e6', '360M', '0.4G', '5k' → float."""
-    match = _NUMBER.match(text)
-    if not match:
-        raise CliError(f"{name}: expected a number like 360e6 or 360M, got {text!r}")
-    return float(match.group(1)) * _SUFFIX[match.group(2).lower()]
-
-
-def parse_bounds(text: str, name: str) -> tuple[float, float]:
-    """'LO:HI' → (lo, hi), numbers as parse_number reads them."""
-    parts = text.split(":")
-    if len(parts) != 2:
-        raise CliError(f"{name}: expected LO:HI like 360M:400M, got {text!r}")
-    lo, hi = (parse_number(x, name) for x in parts)
-    if lo > hi:
-        raise CliError(f"{name}: LO {lo:g} is above HI {hi:g}")
-    return lo, hi
-
-
-def parse_regnet(text: str, se: float, bot_mul: float, rounding: str):
-    """'D,W0,WA,WM,G' (+ options) → RegNetParams; bad values name the parameter."""
-    from anynet.regnet import RegNetParams, check_regnet_params
-
-    parts = [x.strip() for x in text.split(",")]
-    if len(parts) != 5:
-        raise CliError(f"--regnet: expected D,W0,WA,WM,G (5 numbers), got {text!r}")
-    names = ("depth", "w0", "wa", "wm", "group_width")
-    values = []
-    for name, part in zip(names, parts, strict=True):
-        try:
-            values.append(float(part))
-        except ValueError:
-            raise CliError(f"--regnet: {name} must be a number, got {part!r}") from None
-    d, w0, wa, wm, g = values
-    check_regnet_params(d, w0, wa, wm, g, rounding)  # names the parameter and the reason
-    return RegNetParams(
-        depth=int(d),
-        w0=int(w0),
-        wa=wa,
-        wm=wm,
-        group_width=int(g),
-        bottleneck_multiplier=bot_mul,
-        se_ratio=se,
-        rounding=rounding,
+# --- handlers ------------------------------------------------------------------------------
+def _network(args):
+    """The network of `dse model` / `dse export` (RegNets at 224 px, 1000 classes by default)."""
+    return network(
+        regnet=args.regnet,
+        spec=args.spec,
+        se=args.se,
+        bot_mul=args.bot_mul,
+        rounding=args.rounding,
+        resolution=args.resolution,
+        num_classes=args.classes,
     )
-
-
-def read_data(path: str, name: str):
-    """A JSON or YAML file as data; a missing or malformed file is one clear error."""
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"{name}: no such file {path}")
-    text = p.read_text()
-    if p.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise CliError(
-                f"{name}: malformed YAML in {path}: {' '.join(str(e).split())}"
-            ) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CliError(f"{name}: malformed JSON in {path}: {e}") from None
-
-
-def network(args):
-    """(RegNetParams | None, NetSpec) asked for by --regnet/--spec and the options."""
-    from anynet.export import regnet_kw
-    from anynet.regnet import RegNetParams
-    from anynet.spec import NetSpec
-
-    kw = {}
-    if args.resolution is not None:
-        kw["resolution"] = args.resolution
-    if args.classes is not None:
-        kw["num_classes"] = args.classes
-    if args.regnet:
-        regnet = parse_regnet(args.regnet, args.se, args.bot_mul, args.rounding)
-        return regnet, regnet.spec(**kw)
-    data = read_data(args.spec, "--spec")
-    if not isinstance(data, dict):
-        raise CliError(f"--spec: {args.spec} holds no JSON object")
-    regnet = None
-    if "spec" in data:  # a dse JSON export: the NetSpec plus the RegNet it came from
-        if data.get("regnet"):
-            regnet = RegNetParams.model_validate(data["regnet"])
-        data = data["spec"]
-    spec = NetSpec.from_dict(data)
-    if kw:
-        spec = NetSpec.from_dict(spec.to_dict() | kw)
-        if regnet is not None and regnet.spec(**regnet_kw(spec)) != spec:
-            regnet = None
-    return regnet, spec
 
 
 def _space(text: str):
@@ -175,7 +76,6 @@ def _space(text: str):
     return DesignSpace.model_validate(data)
 
 
-# --- handlers ------------------------------------------------------------------------------
 def _fmt(x: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(x) >= scale:
@@ -187,7 +87,7 @@ def cmd_model(args) -> int:
     """Print a network's stages and exact complexity."""
     from anynet.complexity import complexity
 
-    regnet, spec = network(args)
+    regnet, spec = _network(args)
     cx = complexity(spec)
     out = {
         "stage_depths": spec.stage_depths,
@@ -271,7 +171,7 @@ def cmd_export(args) -> int:
     """Print a network in a target's format (text), or the structured export (--json)."""
     from anynet.export import export_dict, regnet_kw, render
 
-    regnet, spec = network(args)
+    regnet, spec = _network(args)
     out = export_dict(
         regnet if regnet is not None else spec,
         args.format,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from api.cli import CliError, emit_json
+import sys
+
+from api.cli import CliError, db_option, emit_json
 
 NORMALIZE = ("flops", "params", "acts")
 
@@ -13,7 +15,7 @@ def register(subparsers) -> None:
         "edf", help="compare a study's design spaces: EDFs, min/mean error, KS tests"
     )
     p.add_argument("study", help="study id (or its name: the newest study of that name)")
-    p.add_argument("--db", default=None, help="database URL (default $DSE_DB or sqlite:///dse.db)")
+    db_option(p)
     p.add_argument(
         "--fidelity", type=int, default=None, help="epochs of the level to show (default lowest)"
     )
@@ -55,11 +57,13 @@ def table(results: dict) -> str:
     if norm:
         head += f", normalised by {norm} ({results['bins']} bins)"
     lines = [head, ""]
-    cols = ("space", "n", "diverged", "failed", "pending", "min", "mean", "median", "DKW ±")
+    cols = ("space", "n", "at chance", "diverged", "failed", "pending", "min", "mean", "median",
+            "DKW ±")  # fmt: skip
     rows = [
         (
             s["name"],
             str(s["n"]),
+            str(s.get("n_not_learned", 0)),
             str(s["n_diverged"]),
             str(s["n_failed"]),
             str(s["n_pending"]),
@@ -108,6 +112,7 @@ def table(results: dict) -> str:
         lines += ["", f"what the data say (q < 0.05; {len(found)} findings, --json for all):"]
         lines += [f"  - {t}" for t in found]
     lines += [f"warning: {w}" for w in results["warnings"]]
+    lines += [f"warning: {w['text']}" for w in results.get("not_learned", [])]
     return "\n".join(lines)
 
 
@@ -169,4 +174,7 @@ def cmd_edf(args) -> int:
         print(f"wrote {args.png}")
     else:
         print(table(results))
+    if args.json or args.png:  # the table shows them; elsewhere they go to stderr
+        for w in results.get("not_learned", []):
+            print(f"dse edf: warning: {w['text']}", file=sys.stderr)
     return 0

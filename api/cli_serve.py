@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 
-DEFAULT_DB = "sqlite:///dse.db"
+from api.cli import db_option
+
 TERMINAL = ("done", "failed", "diverged", "cancelled")
 
 
@@ -42,7 +42,7 @@ def _env_port() -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=os.environ.get("DSE_DB", DEFAULT_DB), help="database URL")
+    db_option(p)
     p.add_argument(
         "--workers", type=int, default=None, help="local worker processes (default: per GPU/core)"
     )
@@ -72,7 +72,7 @@ def worker_plan(workers: int | None, device: str) -> list[tuple[str, dict[str, s
     # On CPU one process per core with one thread each beats one many-threaded process
     # (small networks do not fill a core's worth of parallel work; `dse bench` measured it).
     n = (os.cpu_count() or 1) if workers is None else workers
-    single = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DSE_TORCH_THREADS": "1"}
+    single = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DSE_THREADS": "1"}
     return [("cpu", dict(single)) for _ in range(n)]
 
 
@@ -86,19 +86,24 @@ def _die_with_parent() -> None:
         pass
 
 
-def start_workers(db_url: str, plan: list[tuple[str, dict[str, str]]]) -> list[subprocess.Popen]:
-    """Start `dse worker --db URL --device D` once per plan entry."""
+def start_workers(
+    db_url: str | None, plan: list[tuple[str, dict[str, str]]]
+) -> list[subprocess.Popen]:
+    """Start `dse worker --device D` once per plan entry, on db_url (default: $DSE_DB)."""
+    from search.store import DB_ENV
     from worker.allocator import tuned_env
 
+    # the URL may hold a password: it goes in the environment, never on a command line (ps)
+    env = {**os.environ, DB_ENV: db_url} if db_url else dict(os.environ)
     procs = []
     for device, extra in plan:
-        cmd = [sys.executable, "-m", "api.cli", "worker", "--db", db_url, "--device", device]
+        cmd = [sys.executable, "-m", "api.cli", "worker", "--device", device]
         if device == "cpu":
             cmd += ["--threads", "1"]
         procs.append(
             subprocess.Popen(
                 cmd,
-                env=tuned_env({**os.environ, **extra}),
+                env=tuned_env({**env, **extra}),
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         )
@@ -119,43 +124,22 @@ def stop_workers(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
             p.wait()
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0 = any free port), so the URL is known before serving."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise ValueError(f"--port: cannot listen on {host}:{port} ({e.strerror})") from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
-
-
-def url_of(host: str, sock: socket.socket) -> str:
-    """The URL a browser on this machine opens for a bound socket."""
-    port = sock.getsockname()[1]
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-
-
 def serve(args, on_ready=None) -> int:
     """Run uvicorn on args.host:args.port with the planned local workers until interrupted."""
-    import uvicorn
-
     from api.app import create_app
-    from api.deps import SpecLimits
+    from api.limits import SpecLimits
+    from api.server import access, bind, make_server, url_of
 
-    app = create_app(
-        args.db, token=os.environ.get("DSE_TOKEN") or None, limits=SpecLimits.from_env()
-    )
     sock = bind(args.host, args.port)
+    app = create_app(
+        args.db,
+        limits=SpecLimits.from_env(),
+        **access(args.host, os.environ.get("DSE_TOKEN") or None),
+    )
     plan = worker_plan(args.workers, args.device)
     url = url_of(args.host, sock)
     procs = start_workers(args.db, plan)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = make_server(app)
     devices = ", ".join(sorted({d for d, _ in plan})) or "none"
     print(f"dse: serving {url}  ({len(procs)} local workers on {devices})", flush=True)
     if on_ready is not None:
@@ -196,39 +180,14 @@ def demo_spec(samples: int, epochs: int) -> dict:
         # space's networks comparable and each training a few seconds on one core
         "complexity": {"flops": [1_000_000, 12_000_000]},
         "fidelities": [epochs],
-        # digits has 1,150 training images: batch 32 gives enough steps to learn in a few
-        # epochs (batch 128 x 2 epochs stays near chance); digits are centred and not
-        # mirror-symmetric, so a 1-pixel crop and no flip
-        "recipe": {
-            "lr": 0.1,
-            "batch_size": 32,
-            "weight_decay": 5e-4,
-            "crop_padding": 1,
-            "flip": False,
-        },
+        # no recipe: digits' defaults (search/recipe.py) learn in a few epochs
         "seed": 0,
     }
 
 
-def progress_counts(progress) -> dict[str, int]:
-    """Sum trial counts by status over whatever nesting store.progress() returns."""
-    totals = {k: 0 for k in ("waiting", "running", *TERMINAL)}
-
-    def walk(node):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k in totals and isinstance(v, int | float):
-                    totals[k] += int(v)
-                else:
-                    walk(v)
-        elif isinstance(node, list | tuple):
-            for v in node:
-                walk(v)
-
-    if isinstance(progress, dict) and isinstance(progress.get("totals"), dict):
-        progress = progress["totals"]  # the store's own sums over spaces and levels
-    walk(progress)
-    return totals
+def progress_counts(progress: dict) -> dict[str, int]:
+    """Trial counts by status over all spaces and levels (the `totals` of a Progress body)."""
+    return {k: int(progress["totals"][k]) for k in ("waiting", "running", *TERMINAL)}
 
 
 def progress_bar(counts: dict[str, int], width: int = 30) -> str:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from api.cli import CliError, emit_json
+from api.cli_kit import network
 
 
 def register(subparsers) -> None:
     """Add the train and bench subcommands."""
-    p = subparsers.add_parser("train", help="train one network briefly and report its error")
+    from search import recipe as defaults
+
+    p = subparsers.add_parser(
+        "train",
+        help="train one network briefly and report its error",
+        description="Train one network for one short schedule and report its validation error "
+        "against the chance error of the validation split. Unset recipe options take the "
+        "dataset's defaults (docs/method.md §5), printed before training starts; SGD with "
+        "momentum 0.9 and weight decay 5e-4, linear warm-up then half-period cosine.",
+    )
     net = p.add_mutually_exclusive_group(required=True)
     net.add_argument("--regnet", metavar="D,W0,WA,WM,G", help="a RegNet by its parameters")
     net.add_argument("--spec", metavar="FILE", help="a NetSpec JSON/YAML file")
@@ -21,9 +32,14 @@ def register(subparsers) -> None:
     p.add_argument("--resolution", type=int, help="image side (default: the dataset's)")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"))
+    p.add_argument("--batch-size", type=int, help=f"default: {defaults.BATCH_RULE}")
+    p.add_argument("--lr", type=float, help=f"peak learning rate; default {defaults.LR_RULE}")
+    p.add_argument("--warmup-epochs", type=float, help=f"default: {defaults.WARMUP_RULE}")
+    p.add_argument("--crop-padding", type=int, help=f"pixels; default {defaults.CROP_RULE}")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                   help=f"random horizontal flips; default {defaults.FLIP_RULE}")  # fmt: skip
+    p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"),
+                   help="default auto: bf16 where the device gains (CUDA, native-bf16 CPUs)")  # fmt: skip
     p.add_argument("--threads", type=int, help="torch threads (default: $DSE_THREADS or all)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_train)
@@ -36,92 +52,82 @@ def register(subparsers) -> None:
     b.set_defaults(func=cmd_bench)
 
 
-def parse_regnet(text: str) -> tuple[int, float, float, float, int]:
-    """'D,W0,WA,WM,G' → (depth, w0, wa, wm, group_width)."""
-    parts = text.split(",")
-    if len(parts) != 5:
-        raise CliError(f"--regnet: expected D,W0,WA,WM,G (5 numbers), got {text!r}")
-    try:
-        d, w0, wa, wm, g = (
-            int(parts[0]),
-            float(parts[1]),
-            float(parts[2]),
-            float(parts[3]),
-            int(parts[4]),
-        )
-    except ValueError:
-        raise CliError(
-            f"--regnet: D and G must be integers, W0, WA, WM numbers: {text!r}"
-        ) from None
-    return d, w0, wa, wm, g
-
-
-def network(args, resolution: int, num_classes: int):
-    """The NetSpec asked for on the command line, at the dataset's resolution and classes."""
-    from anynet.regnet import regnet_spec
-    from anynet.sampling import sample
-    from anynet.spaces import get_space
-    from anynet.spec import NetSpec
-
-    stem = "cifar" if resolution <= 64 else "simple"  # small images: no stride-2 stem (NDS)
-    if args.regnet:
-        d, w0, wa, wm, g = parse_regnet(args.regnet)
-        return regnet_spec(d, w0, wa, wm, g, resolution=resolution, num_classes=num_classes,
-                           stem_type=stem)  # fmt: skip
-    if args.spec:
-        spec = NetSpec.from_file(args.spec)
-        return spec.model_copy(update={"resolution": resolution, "num_classes": num_classes})
-    result = sample(get_space(args.space), 1, args.seed, resolution=resolution,
-                    num_classes=num_classes)  # fmt: skip
-    return result.samples[0].spec
-
-
 def cmd_train(args) -> int:
     """Load the dataset, build the network, train it and report."""
     from anynet.complexity import complexity
+    from search.learning import CAUSES, learned
+    from search.recipe import resolve_recipe
     from search.spec import DatasetSpec, Recipe
     from worker.allocator import malloc_tuned
+    from worker.check import stem_for
     from worker.data import load_dataset
     from worker.train import train
 
     if args.epochs < 1:
         raise CliError(f"--epochs: must be >= 1, got {args.epochs}")
     if args.spec and args.resolution is None:
-        from anynet.spec import NetSpec
-
-        args.resolution = NetSpec.from_file(args.spec).resolution
+        args.resolution = network(spec=args.spec)[1].resolution
     data = load_dataset(DatasetSpec(name=args.dataset, root=args.data_root,
                                     resolution=args.resolution, download=args.download))  # fmt: skip
-    spec = network(args, data.resolution, data.num_classes)
-    overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
-                                   ("precision", args.precision)) if v is not None}  # fmt: skip
-    recipe = Recipe(**overrides)
+    # the network at the dataset's size; small images take the cifar stem (no stride 2, NDS)
+    _, spec = network(regnet=args.regnet, spec=args.spec, space=args.space, seed=args.seed,
+                      resolution=data.resolution, num_classes=data.num_classes,
+                      stem_type=stem_for(data.resolution))  # fmt: skip
+    given = {
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup_epochs": args.warmup_epochs,
+        "crop_padding": args.crop_padding,
+        "flip": args.flip,
+        "precision": args.precision,
+    }
+    recipe = Recipe(**{k: v for k, v in given.items() if v is not None})  # fmt: skip
     counts = complexity(spec)
     progress = Progress(args.epochs)
     print(f"dse train: {data.name} {data.sizes()} at {data.resolution}px, "
           f"{counts['flops'] / 1e6:.1f} MF, {counts['params'] / 1e6:.3f} M params, "
           f"stages {spec.stage_depths} x {spec.stage_widths}", file=sys.stderr)  # fmt: skip
+    resolved = resolve_recipe(recipe, data.name, data.sizes()["train"], data.resolution,
+                              args.epochs)  # fmt: skip
+    print(f"dse train: recipe {recipe_text(resolved, recipe)}", file=sys.stderr)
     result = train(spec, data, recipe, args.epochs, device=args.device, seed=args.seed,
                    on_epoch=progress.update, eval_test=True, threads=args.threads)  # fmt: skip
     progress.close()
+    verdict = learned(result.val_error, result.chance_error, result.val_size)
     if args.json:
         emit_json({
             "status": result.status, "val_error": result.val_error,
             "test_error": result.test_error, "epochs": result.epochs,
+            "chance_error": result.chance_error, "val_size": result.val_size,
+            "learned": verdict,
             "images_per_s": result.images_per_s, "seconds": result.seconds,
             "flops": counts["flops"], "params": counts["params"], "acts": counts["acts"],
             "message": result.message, "precision": result.precision,
             "malloc": "tuned" if malloc_tuned() else "default",
-            "spec": spec.to_dict(), "recipe": recipe,
+            "spec": spec.to_dict(), "recipe": result.recipe,
         })  # fmt: skip
     else:
         err = "n/a" if result.val_error is None else f"{result.val_error:.4f}"
-        print(f"{result.status}: val error {err}, {result.images_per_s:.0f} images/s, "
-              f"{result.seconds:.1f} s")  # fmt: skip
+        chance = "" if result.chance_error is None else f" (chance {result.chance_error:.4f})"
+        print(f"{result.status}: val error {err}{chance}, {result.images_per_s:.0f} images/s, "
+              f"{result.seconds:.1f} s, {result.precision}")  # fmt: skip
     if result.status != "done":
         print(f"dse train: {result.status}: {result.message}", file=sys.stderr)
         return 1
+    if verdict is False:
+        print(f"dse train: warning: val error {result.val_error:.4f} is not clearly below "
+              f"chance {result.chance_error:.4f} on {result.val_size} images; {CAUSES}",
+              file=sys.stderr)  # fmt: skip
     return 0
+
+
+def recipe_text(resolved, given) -> str:
+    """The resolved recipe in one line; fields that took their default are marked so."""
+    keys = ("batch_size", "lr", "warmup_epochs", "crop_padding", "flip", "weight_decay",
+            "momentum", "precision")  # fmt: skip
+    unset = {k for k in keys if getattr(given, k) is None}
+    return " ".join(f"{k}={getattr(resolved, k)}{' (default)' if k in unset else ''}"
+                    for k in keys)  # fmt: skip
 
 
 class Progress:

@@ -27,7 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from test_browser import CHROMIUM_ARGS  # noqa: E402  (the browser test's launch, one copy)
 
 from api.app import create_app  # noqa: E402
-from api.deps import ResultsCache  # noqa: E402
+from api.results_cache import ResultsCache  # noqa: E402
 from search.store import Store  # noqa: E402
 
 SPACES = "ABCDE"
@@ -91,15 +91,12 @@ def time_edf(url: str, app, study_id: int, repeats: int) -> dict:
     """Latency of /edf over HTTP: first analysis of a version, cached answer, 304 (ETag)."""
     import httpx
 
-    from search import results
-
     out = {}
     with httpx.Client(timeout=60) as client:
         for normalize in ("none", "flops"):
             cold = []
             for _ in range(3):
                 # a version never analysed: the analysis runs inside the request (first visit)
-                results._CACHE.clear()
                 app.state.results = ResultsCache()
                 t0 = time.perf_counter()
                 r = client.get(f"{url}/api/studies/{study_id}/edf?normalize={normalize}")

@@ -1,7 +1,7 @@
 """A study's results: the numbers docs/method.md §6 compares design spaces by, as one JSON-able dict.
 
 `study_results` is a pure function of the store's trial frame and the study spec;
-`results_for` reads both from a store and caches the answer until the study changes.
+`results_for` reads both from a store.
 
 Choices (documented here because the API and CLI inherit them):
 - `fidelity` is given in epochs (one of the spec's `fidelities`); None = the lowest level,
@@ -22,20 +22,24 @@ rank_correlation [{space | "all", from_epochs, to_epochs, n, spearman, kendall}]
 regnet {name | "overall": {space, sample, trial_id, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params
 {depth, w0, wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths,
 stage_widths}}, regnet_top_k; refinement [{space, kind, ..., text}]; progress {name:
-[{level, epochs, waiting, running, done, diverged, failed, cancelled, total}]}.
+[{level, epochs, waiting, running, done, diverged, failed, cancelled, total}]};
+not_learned [{space, n, of, text}] (spaces with > 10% of done trials at chance; every
+space also has n_not_learned and chance_error, search/learning.py).
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import warnings
-from collections import Counter, OrderedDict
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from search import analysis as A
+from search.jsonable import Ready as _Ready
+from search.jsonable import json_safe as _jsonable
+from search.learning import not_learned_spaces, space_learning
 from search.refinement import benjamini_hochberg, refinement_suggestions
 
 NORMALIZE = ("flops", "params", "acts")
@@ -45,10 +49,6 @@ TOP_K = 1  # winners per space fitted (DDS §3.3); each fit costs ~0.1 s cold, s
 MIN_BINS = 5  # NDS uses 5…40 bins
 COMPLEXITY_COLUMNS = ("flops", "params", "acts", "depth")
 _STAGE = re.compile(r"^p_(d|w|bot_mul|g|groups)(\d+)$")
-
-
-class _Ready(list):
-    """A list already JSON-safe (built by _floats or from finite arrays): not walked again."""
 
 
 def _floats(values, decimals: int | None = None) -> list:
@@ -69,25 +69,6 @@ def _num(v):
         return None
     v = float(v)
     return v if np.isfinite(v) else None
-
-
-def _jsonable(obj):
-    """Small nested results (summaries, suggestions) made JSON-safe."""
-    if isinstance(obj, _Ready):
-        return obj
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _floats(obj) if obj.dtype.kind == "f" else obj.tolist()
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return _num(obj)
-    return obj
 
 
 def _level_of(spec, fidelity) -> int:
@@ -296,6 +277,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
         row = {"name": n, **s, "n_eff": n_eff}
         row |= {
             "n_done": int(st.get("done", 0)),
+            **space_learning(here, n),  # n_not_learned, chance_error (search/learning.py)
             "n_failed": int(st.get("failed", 0)),
             "n_cancelled": int(st.get("cancelled", 0)),
             "n_pending": int(st.get("waiting", 0) + st.get("running", 0)),
@@ -360,6 +342,7 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
             "regnet_top_k": top_k,
             "refinement": refinement_suggestions(refine_in),
             "progress": _progress(frame, spec, names),
+            "not_learned": not_learned_spaces(spaces, spec.fidelities[level]),
         }
     )
 
@@ -404,26 +387,9 @@ def _progress(frame: pd.DataFrame, spec, names: list[str]) -> dict:
     return out
 
 
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 32
-_LOCK = threading.Lock()
-
-
 def results_for(store, study_id: int, fidelity=None, normalize=None) -> dict:
-    """study_results from a store, cached by (study, store.version, fidelity, normalize).
-
-    The cached dict is shared between callers: treat it as read-only.
-    """
-    key = (getattr(store, "url", id(store)), study_id, store.version(study_id), fidelity, normalize)
-    with _LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
+    """study_results of a study in a store (the API caches them: api/results_cache.py)."""
     spec = store.get_study(study_id).spec
     body = study_results(store.trial_frame(study_id), spec, fidelity, normalize)
     body["study_id"] = study_id
-    with _LOCK:
-        _CACHE[key] = body
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
     return body

@@ -15,11 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from anynet.rounding import Rounding
 from anynet.spaces import Choice, Constraint, DesignSpace, get_space
-from anynet.spec import BlockType, StemSpec
+from anynet.spec import (
+    MAX_CLASSES,
+    MAX_IN_CHANNELS,
+    MAX_RESOLUTION,
+    MAX_STAGES,
+    MAX_WIDTH,
+    BlockType,
+    StemSpec,
+)
 
 
 class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # finite floats only: JSON has no Infinity/NaN, so a space must round-trip without them
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 DIST_FIELDS = ("depth", "width", "bottleneck_multiplier", "group_width", "groups", "w0", "wa", "wm")
@@ -58,15 +67,15 @@ def _first(base):
 class SpaceSpec(_Data):
     """One space of a study: a preset plus overrides, or a full definition (`space`)."""
 
-    preset: str | None = None
+    preset: str | None = Field(None, max_length=200)
     space: dict | None = None
-    name: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=200)
     stem: StemSpec | None = None
     block: BlockType | None = None
     se_ratio: float | None = Field(None, ge=0.0, lt=1.0)
-    head_width: int | None = Field(None, ge=0)
-    stages: int | None = Field(None, ge=1)
-    strides: tuple[Literal[1, 2], ...] | None = None
+    head_width: int | None = Field(None, ge=0, le=MAX_WIDTH)
+    stages: int | None = Field(None, ge=1, le=MAX_STAGES)
+    strides: tuple[Literal[1, 2], ...] | None = Field(None, max_length=MAX_STAGES)
     depth: Any = None
     width: Any = None
     bottleneck_multiplier: Any = None
@@ -77,9 +86,9 @@ class SpaceSpec(_Data):
     wm: Any = None
     constraints: tuple[Constraint, ...] | None = None
     rounding: Rounding | None = None
-    resolution: int | None = Field(None, ge=1)
-    num_classes: int | None = Field(None, ge=1)
-    in_channels: int | None = Field(None, ge=1)
+    resolution: int | None = Field(None, ge=1, le=MAX_RESOLUTION)
+    num_classes: int | None = Field(None, ge=1, le=MAX_CLASSES)
+    in_channels: int | None = Field(None, ge=1, le=MAX_IN_CHANNELS)
 
     @field_validator("space", mode="before")
     @classmethod

@@ -6,58 +6,103 @@ worker.train and worker.data take them as they are.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from anynet.spec import MAX_CLASSES, MAX_RESOLUTION
+from search import recipe as defaults
 from search.space_spec import SpaceSpec
+from search.spec_text import load_text
+
+# Hard bounds of a study (a server sets tighter limits of its own, the operator's settings):
+# seeds fit every RNG that takes them (numpy, torch, Python) with room for seed + sample.
+MAX_SEED = 2**31 - 1
+MAX_EPOCHS = 10_000
+MAX_IMAGES = 10_000_000  # per split; ImageNet-1k has 1.28 M training images
+MAX_BATCH = 65536
+MAX_SPACES = 100
+MAX_FIDELITIES = 20
+# keys the results use next to the space names (the pooled RegNet fit, the pooled rank
+# correlation): a space may not take them
+RESERVED_SPACE_NAMES = ("overall", "all")
+DatasetName = Literal[
+    "digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion-mnist", "svhn", "imagefolder"
+]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # finite floats only: JSON has no Infinity/NaN, so a spec must round-trip without them
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Recipe(_Strict):
-    """How one network is trained at one fidelity (DDS §5 defaults scaled to short runs)."""
+    """How one network is trained at one fidelity; unset fields get their dataset's defaults."""
 
-    lr: float = Field(0.1, gt=0, description="peak learning rate (after warm-up)")
+    # None = the default for the dataset, resolved in one place: search/recipe.py
+
+    lr: float | None = Field(
+        None, gt=0, description=f"peak learning rate (after warm-up); default {defaults.LR_RULE}"
+    )
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
-    batch_size: int = Field(128, ge=1, le=65536)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up, then half-period cosine")
-    crop_padding: int | None = Field(
-        None, ge=0, description="random-crop padding in pixels; None = resolution // 8"
+    batch_size: int | None = Field(
+        None, ge=1, le=MAX_BATCH, description=f"default: {defaults.BATCH_RULE}"
     )
-    flip: bool = Field(True, description="random horizontal flip")
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    warmup_epochs: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_EPOCHS,
+        description=f"linear warm-up, then half-period cosine; default {defaults.WARMUP_RULE}",
+    )
+    crop_padding: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_RESOLUTION,
+        description=f"random-crop padding in pixels; default {defaults.CROP_RULE}",
+    )
+    flip: bool | None = Field(
+        None, description=f"random horizontal flip; default {defaults.FLIP_RULE}"
+    )
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto = bf16 where the device gains from it (CUDA, native-bf16 CPUs)"
+    )
     channels_last: bool | None = Field(None, description="None = where the device gains from it")
-    eval_batch_size: int = Field(512, ge=1)
+    eval_batch_size: int = Field(512, ge=1, le=MAX_BATCH)
 
 
 class DatasetSpec(_Strict):
     """Which data a study trains on, at which resolution and split sizes."""
 
-    name: str = Field(
+    name: DatasetName = Field(
         "digits",
         description="digits, synthetic, cifar10, cifar100, mnist, "
         "fashion-mnist, svhn or imagefolder",
     )
     root: str | None = Field(
-        None, description="local directory of the files (torchvision datasets, imagefolder)"
+        None,
+        min_length=1,
+        max_length=4096,
+        description="local directory of the files (torchvision datasets, imagefolder)",
     )
-    resolution: int | None = Field(None, ge=4, le=1024, description="None = native")
-    num_classes: int | None = Field(None, ge=2, description="synthetic only")
-    train_size: int | None = Field(None, ge=1)
-    val_size: int | None = Field(None, ge=1)
-    test_size: int | None = Field(None, ge=0)
+    resolution: int | None = Field(None, ge=4, le=MAX_RESOLUTION, description="None = native")
+    num_classes: int | None = Field(None, ge=2, le=MAX_CLASSES, description="synthetic only")
+    train_size: int | None = Field(None, ge=1, le=MAX_IMAGES)
+    val_size: int | None = Field(None, ge=1, le=MAX_IMAGES)
+    test_size: int | None = Field(None, ge=0, le=MAX_IMAGES)
     difficulty: float = Field(0.5, ge=0, le=1, description="synthetic only")
     download: bool = Field(False, description="allow torchvision to download into root")
-    seed: int = Field(0, description="seed of the fixed train/val/test split")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the fixed train/val/test split")
+
+    @model_validator(mode="after")
+    def _classes_of_synthetic_only(self) -> DatasetSpec:
+        # the other datasets have their own classes (worker.data refuses it at load time)
+        if self.num_classes is not None and self.name != "synthetic":
+            raise ValueError(f"num_classes: only the synthetic dataset takes it, not {self.name!r}")
+        return self
 
 
 # --- the study ---------------------------------------------------------------------------
@@ -89,18 +134,30 @@ class StudySpec(_Strict):
 
     name: str = Field(min_length=1, max_length=200)
     dataset: DatasetSpec = DatasetSpec()
-    spaces: list[SpaceSpec] = Field(min_length=1, description="design spaces to compare")
+    spaces: list[SpaceSpec] = Field(
+        min_length=1, max_length=MAX_SPACES, description="design spaces to compare"
+    )
     samples: int = Field(ge=1, le=100_000, description="networks sampled per space")
     complexity: dict[ComplexityKey, tuple[float, float]] = Field(
         default_factory=dict, description="bounds [lo, hi] on flops, params or acts"
     )
-    fidelities: list[int] = Field(
-        default_factory=lambda: [1], min_length=1, description="epochs per level"
+    fidelities: list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] = Field(
+        default_factory=lambda: [1],
+        min_length=1,
+        max_length=MAX_FIDELITIES,
+        description="epochs per level",
     )
     promote: float = Field(1 / 3, gt=0, le=1, description="fraction promoted to the next level")
     recipe: Recipe = Recipe()
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     limits: Limits = Limits()
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str) -> str:
+        if not printable(value):
+            raise ValueError(f"must be printable characters, got {value[:40]!r}")
+        return value
 
     @field_validator("complexity")
     @classmethod
@@ -113,15 +170,23 @@ class StudySpec(_Strict):
     @field_validator("fidelities")
     @classmethod
     def _increasing(cls, value: list[int]) -> list[int]:
-        if any(e < 1 for e in value):
-            raise ValueError(f"fidelities: epochs must be >= 1, got {value}")
         if any(b <= a for a, b in zip(value, value[1:], strict=False)):
             raise ValueError(f"fidelities: epochs must be strictly increasing, got {value}")
         return value
 
     @model_validator(mode="after")
-    def _unique_space_names(self) -> StudySpec:
+    def _usable_space_names(self) -> StudySpec:
         names = self.space_names()
+        for i, name in enumerate(names):
+            if name in RESERVED_SPACE_NAMES:
+                raise ValueError(
+                    f"spaces.{i}.name: {name!r} is reserved (the results use it for all spaces "
+                    "pooled); choose another name"
+                )
+            if not printable(name):
+                raise ValueError(
+                    f"spaces.{i}.name: must be 1 to 200 printable characters, got {name[:40]!r}"
+                )
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(
@@ -140,16 +205,7 @@ class StudySpec(_Strict):
     @classmethod
     def from_text(cls, text: str, fmt: Literal["json", "yaml", "auto"] = "auto") -> StudySpec:
         """Parse a spec from JSON or YAML text (YAML is a superset; auto tries JSON first)."""
-        if fmt in ("json", "auto"):
-            try:
-                return cls.model_validate(json.loads(text))
-            except json.JSONDecodeError:
-                if fmt == "json":
-                    raise ValueError("spec: not valid JSON") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValueError(f"spec: not valid YAML or JSON ({' '.join(str(e).split())})") from e
+        data = load_text(text, fmt, "spec")
         if not isinstance(data, dict):
             raise ValueError("spec: must be a mapping with name, spaces, samples, ...")
         return cls.model_validate(data)
@@ -160,6 +216,12 @@ class StudySpec(_Strict):
         path = Path(path)
         fmt = "yaml" if path.suffix.lower() in (".yaml", ".yml") else "auto"
         return cls.from_text(path.read_text(), fmt)
+
+
+def printable(name: str, most: int = 200) -> bool:
+    """Whether a name is 1..most characters with no control character (C0, DEL, C1)."""
+    # names are table keys, CSV cells and legend labels; PostgreSQL text cannot hold NUL
+    return 0 < len(name) <= most and not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)
 
 
 def space_label(space: SpaceSpec, index: int = 0) -> str:

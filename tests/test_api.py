@@ -11,9 +11,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from api.app import create_app
-from api.deps import ResultsCache, SpecLimits
+from api.limits import SpecLimits
+from api.results_cache import ResultsCache
 from search.store import Store
 
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
@@ -51,8 +53,13 @@ def store(tmp_path):
 
 @pytest.fixture
 def client(store):
-    with TestClient(create_app(store=store)) as c:
+    with local_client(create_app(store=store)) as c:
         yield c
+
+
+def local_client(app) -> TestClient:
+    """A test client that reaches the app as a browser on this machine does (Host 127.0.0.1)."""
+    return TestClient(app, base_url="http://127.0.0.1:8000")
 
 
 def created(client, spec=SPEC, **kw) -> int:
@@ -188,8 +195,12 @@ def test_results_cache_serves_the_last_answer_while_recomputing():
             assert gate.wait(10)
         return {"v": store.v, "x": float("nan")}
 
+    class Body(BaseModel):
+        v: str
+        x: float | None
+
     store = Versioned("1")
-    cache = ResultsCache(compute, wait=0.01)
+    cache = ResultsCache(compute, wait=0.01, model=Body)
     etag1, body = cache.get(store, 1, None, "flops")
     assert json.loads(body) == {"v": "1", "x": None} and "flops" in etag1
     store.v = "2"
@@ -205,7 +216,7 @@ def test_results_cache_serves_the_last_answer_while_recomputing():
 
 
 def test_token_guards_mutations(store):
-    with TestClient(create_app(store=store, token="s3cret")) as c:
+    with local_client(create_app(store=store, token="s3cret")) as c:
         assert c.post("/api/studies", json=SPEC).status_code == 401
         bad = {"Authorization": "Bearer nope"}
         assert c.post("/api/studies", json=SPEC, headers=bad).status_code == 401
@@ -218,7 +229,7 @@ def test_token_guards_mutations(store):
 
 
 def test_body_size_limit(store):
-    with TestClient(create_app(store=store, max_body=2048)) as c:
+    with local_client(create_app(store=store, max_body=2048)) as c:
         big = {**SPEC, "name": "x" * 4000}
         r = c.post("/api/studies", json=big)
         assert r.status_code == 413 and r.json()["errors"][0]["field"] == "body"
@@ -236,7 +247,7 @@ def test_spec_limits_and_data_dirs(store, tmp_path):
     data = tmp_path / "data"
     (data / "cifar").mkdir(parents=True)
     limits = SpecLimits(max_samples=4, max_epochs=3, max_spaces=1, data_dirs=(str(data),))
-    with TestClient(create_app(store=store, limits=limits)) as c:
+    with local_client(create_app(store=store, limits=limits)) as c:
         one = {**SPEC, "spaces": SPEC["spaces"][:1], "samples": 4, "fidelities": [1, 3]}
         cases = [
             ({**one, "samples": 5}, "samples"),
@@ -254,7 +265,7 @@ def test_spec_limits_and_data_dirs(store, tmp_path):
             assert r.json()["errors"][0]["field"] == field
         inside = {**one, "dataset": {"name": "cifar10", "root": str(data / "cifar")}}
         assert c.post("/api/studies", json=inside).status_code == 201
-    with TestClient(create_app(store=store)) as c:  # default: no dataset roots at all
+    with local_client(create_app(store=store)) as c:  # default: no dataset roots at all
         r = c.post("/api/studies", json={**SPEC, "dataset": {"name": "cifar10", "root": "/tmp"}})
         assert r.status_code == 422 and "DSE_DATA_DIRS" in r.json()["detail"]
 

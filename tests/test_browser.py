@@ -189,3 +189,80 @@ def test_page_updates_without_reload(server):
             print(f"result visible on the page {seen_after:.2f} s after it was stored")
         finally:
             browser.close()
+
+
+def test_space_names_are_text_in_the_plots(server):
+    """Plotly renders an HTML subset in trace names: a space name must stay plain text."""
+    from playwright.sync_api import sync_playwright
+
+    url, store = server
+    name = '<a href="http://evil.example">link</a><b>bold</b>'
+    spec = {**SPEC, "name": "names", "samples": 3, "fidelities": [1]}
+    spec["spaces"] = [{**spec["spaces"][0], "name": name}, spec["spaces"][1]]
+    study_id = store.create_study(spec)
+    while (claim := store.claim("browser-test")) is not None:
+        store.finish(claim, SimpleNamespace(status="done", val_error=0.2 + 0.01 * claim.sample,
+                                            message=""))  # fmt: skip
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
+            page.wait_for_function(f"({POINTS})() === 6", timeout=30_000)
+            legend = page.evaluate(
+                """() => { const g = document.querySelector('#edf .legend');
+                  return { links: g.querySelectorAll('a').length, text: g.textContent,
+                           bold: g.querySelectorAll('tspan[style*="bold"]').length }; }"""
+            )
+            assert legend["links"] == 0 and legend["bold"] == 0, legend  # no link, no markup
+            assert name in legend["text"], legend  # shown as written
+        finally:
+            browser.close()
+
+
+def test_banner_names_the_spaces_whose_trainings_did_not_learn(server):
+    from playwright.sync_api import sync_playwright
+
+    url, store = server
+    spec = {**SPEC, "name": "at chance", "samples": 8, "fidelities": [1]}
+    study_id = store.create_study(spec)
+    rng = random.Random(1)
+    while (claim := store.claim("browser-test")) is not None:
+        # AnyNetX_A's trainings stay at chance (digits: 10 classes, 288 validation images)
+        at_chance = claim.space == "AnyNetX_A"
+        error = 0.9 - rng.random() * 0.02 if at_chance else modelled_error(claim, rng)
+        store.finish(claim, SimpleNamespace(
+            status="done", val_error=error, test_error=None, seconds=1.0, images_per_s=1.0,
+            message="", chance_error=0.8924, val_size=288, recipe={},
+        ))  # fmt: skip
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
+            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=30_000)
+            banner = page.locator("#banner")
+            assert banner.is_visible()
+            text = banner.inner_text()
+            assert "AnyNetX_A (1 epochs): 8 of 8 finished trials (100%) did not learn" in text
+            assert "learning rate" in text and "AnyNetX_C" not in text
+            assert page.evaluate(POINTS) == 3 * 8  # kept in the EDFs, not dropped
+            row = page.locator('#progress .progress-row[data-space="AnyNetX_A"] .count')
+            row.filter(has_text="8 at chance").wait_for(timeout=10_000)
+            assert "at chance" not in page.locator("#progress").inner_text().split("AnyNetX_C")[1]
+            out = ROOT / "artifacts" / "not_learned_banner.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out))
+        finally:
+            browser.close()
+    fresh = {**SPEC, "name": "learns", "samples": 2, "fidelities": [1]}
+    assert store.create_study(fresh)  # a study without such trials shows no banner:
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/studies/{study_id + 1}", timeout=30_000)
+            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=30_000)
+            assert not page.locator("#banner").is_visible()
+        finally:
+            browser.close()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from api.cli import CliError, main
-from api.cli_train import parse_regnet
+from api.cli_kit import parse_regnet
 from worker.bench import format_report
 
 
@@ -51,7 +51,14 @@ def test_divergence_exits_1_with_the_status_not_a_traceback(capsys):
 
 
 def test_bad_regnet_argument_names_the_flag():
-    assert parse_regnet("6,24,24.5,2.5,8") == (6, 24.0, 24.5, 2.5, 8)
+    regnet = parse_regnet("6,24,24.5,2.5,8")
+    assert (regnet.depth, regnet.w0, regnet.wa, regnet.wm, regnet.group_width) == (
+        6,
+        24,
+        24.5,
+        2.5,
+        8,
+    )
     with pytest.raises(CliError, match="--regnet"):
         parse_regnet("6,24,24")
     assert main(["train", "--regnet", "a,b,c,d,e", "--dataset", "digits", "--epochs", "1"]) == 2

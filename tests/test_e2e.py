@@ -169,6 +169,8 @@ def test_serve_sqlite_end_to_end(tmp_path, processes):
     serve = processes.start([*DSE, "serve", "--db", db, "--workers", "2", "--port", "0"], env)
     url = read_url(serve)
     wait_healthy(url)
+    workers = child_commands(serve.pid)
+    assert len(workers) == 2 and not any(db in " ".join(cmd) for cmd in workers), workers
     status, created = http("POST", f"{url}/api/studies", tiny_spec("e2e sqlite"))
     assert status == 201, created
     study_id = created["id"]
@@ -194,15 +196,23 @@ def test_serve_sqlite_end_to_end(tmp_path, processes):
     assert export["recipe"]["epochs"] == 100 and export["recipe"]["warmup_epochs"] == 5
 
 
+def child_commands(pid: int) -> list[list[str]]:
+    """The command lines of a process's children (Linux /proc), as `ps` shows them."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [Path(f"/proc/{c}/cmdline").read_text().split("\0") for c in children]
+
+
 def interpolate(value: str, env: dict[str, str]) -> str:
-    """docker compose's ${VAR:-default} / ${VAR} / $VAR interpolation of one string."""
+    """docker compose's ${VAR:-default} / ${VAR:?error} / ${VAR} / $VAR interpolation."""
 
     def sub(m: re.Match) -> str:
-        name, default = m.group(1) or m.group(3), m.group(2)
+        name, kind, arg = m.group(1) or m.group(4), m.group(2), m.group(3)
         got = env.get(name)
-        return got if got else (default or "")
+        if not got and kind == "?":
+            raise ValueError(f"{name}: {arg}")  # compose refuses to start
+        return got if got else (arg if kind == "-" else "") or ""
 
-    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)", sub, value)
+    return re.sub(r"\$\{(\w+)(?::([-?])([^}]*))?\}|\$(\w+)", sub, value)
 
 
 @pytest.mark.postgres
@@ -211,21 +221,29 @@ def test_compose_commands_on_postgres(pg_url, processes, tmp_path):
     services = compose["services"]
     assert services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 1
     assert "healthcheck" in services["postgres"] and services["postgres"]["volumes"]
-    # the same commands the compose file runs; this machine has no GPU, so DSE_DEVICE=cpu
+    # the same commands and environment the compose file gives; this machine has no GPU,
+    # so DSE_DEVICE=cpu; the api listens on every interface, so compose asks for a token
     values = {"DSE_DB": pg_url, "DSE_DEVICE": "cpu"}
+    with pytest.raises(ValueError, match="DSE_TOKEN"):
+        interpolate(compose["x-dse-env"]["DSE_TOKEN"], values)
+    values["DSE_TOKEN"] = "e2e-token"
     api_cmd = [interpolate(a, values) for a in services["api"]["command"]]
     worker_cmd = [interpolate(a, values) for a in services["worker"]["command"]]
-    assert api_cmd[:2] == ["dse", "serve"] and pg_url in api_cmd
-    assert worker_cmd[:2] == ["dse", "worker"] and pg_url in worker_cmd
+    assert api_cmd[:2] == ["dse", "serve"] and worker_cmd[:2] == ["dse", "worker"]
+    assert pg_url not in api_cmd + worker_cmd  # the URL (and its password) only in env
+    compose_env = {k: interpolate(v, values) for k, v in compose["x-dse-env"].items()}
+    assert compose_env["DSE_DB"] == pg_url
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "DSE_DB": pg_url, "DSE_PORT": "0"}
-    env.pop("DSE_TOKEN", None)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DSE_PORT": "0", **compose_env}
     api = processes.start([*DSE, *api_cmd[1:]], env)
     url = read_url(api)
     wait_healthy(url)
     for _ in range(2):  # docker compose up --scale worker=2
         processes.start([*DSE, *worker_cmd[1:]], env)
-    status, created = http("POST", f"{url}/api/studies", tiny_spec("e2e compose"))
+    spec = tiny_spec("e2e compose")
+    assert http("POST", f"{url}/api/studies", spec)[0] == 401
+    token = {"Authorization": "Bearer e2e-token"}
+    status, created = http("POST", f"{url}/api/studies", spec, headers=token)
     assert status == 201, created
     wait_finished(url, created["id"])
     check_results(url, created["id"], samples=6)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -209,35 +208,6 @@ def test_refinement_and_parameter_ranges_present():
     assert lo <= depth["best"]["median"] <= hi
 
 
-class _FakeStore:
-    url = "fake://"
-
-    def __init__(self, frame, spec):
-        self.frame, self.spec, self.v, self.reads = frame, spec, 0, 0
-
-    def version(self, study_id):
-        return f"v{self.v}"
-
-    def get_study(self, study_id):
-        return type("Rec", (), {"spec": self.spec})()
-
-    def trial_frame(self, study_id):
-        self.reads += 1
-        return self.frame
-
-
-def test_results_for_caches_until_the_version_changes():
-    store = _FakeStore(_frame(), _spec())
-    a = results_for(store, 1)
-    b = results_for(store, 1)
-    assert a is b and store.reads == 1 and a["study_id"] == 1
-    results_for(store, 1, normalize="flops")
-    assert store.reads == 2
-    store.v += 1
-    results_for(store, 1)
-    assert store.reads == 3 and not math.isnan(a["spaces"]["AnyNetX_A"]["mean"])
-
-
 # --- a real SQLite store and the `dse edf` command -----------------------------------------
 
 
@@ -275,7 +245,6 @@ def test_results_from_a_real_store(sqlite_url, smoke_spec):
     spaces = r["spaces"].values()
     assert sum(s["n"] for s in spaces) == 16 and sum(s["n_diverged"] for s in spaces) == 1
     assert r["regnet"]["overall"]["params"]["depth"] >= 2
-    assert results_for(store, study_id) is r  # unchanged study: cached
     store.close()
 
 

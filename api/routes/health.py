@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -9,6 +11,7 @@ from pydantic import BaseModel
 from api.deps import get_store
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger("dse.api")
 
 
 class Health(BaseModel):
@@ -25,6 +28,8 @@ def healthz(store=Depends(get_store)):
     try:
         count = len(store.list_studies())
     except Exception as e:  # any database failure is the answer, not a crash
-        body = Health(status="unavailable", database=f"{type(e).__name__}: {e}"[:300])
+        # the error names the database's host, port and name: the log gets it, not the client
+        log.warning("healthz: the database does not answer: %s", e)
+        body = Health(status="unavailable", database=f"unreachable ({type(e).__name__})")
         return JSONResponse(body.model_dump(), status_code=503)
     return Health(status="ok", database="ok", studies=count)

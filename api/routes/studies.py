@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import json
+import threading
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from anynet.spec import NetSpec
 from api.deps import (
     YAML_TYPES,
     SpecLimits,
     UnsupportedMediaType,
     get_limits,
     get_store,
-    json_safe,
     not_found,
     parse_spec_body,
     require_token,
 )
+from api.schemas import ErrorBody, Number, Progress, Results
+from search.exports import trials_csv
+from search.spec import StudySpec
+from search.store_reads import StudyNotFound
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -41,21 +45,60 @@ class StudySummary(BaseModel):
     id: int
     name: str
     status: str
-    created: datetime | str | None = None
+    created: datetime
     spaces: list[str]
     samples: int
     fidelities: list[int]
 
 
+class Sampling(BaseModel):
+    """How the rejection sampler did for one space (docs/method.md §4)."""
+
+    draws: int
+    acceptance: float
+
+
 class StudyDetail(StudySummary):
     """One study: its spec and its progress per space and fidelity."""
 
-    spec: dict[str, Any]
-    progress: Any = Field(description="per space and fidelity level: waiting, running, done, …")
-    sampling: dict[str, Any] = Field(
+    spec: StudySpec
+    progress: Progress
+    sampling: dict[str, Sampling] = Field(
         default_factory=dict, description="per space: rejection-sampler draws and acceptance"
     )
     version: str
+
+
+class Trial(BaseModel):
+    """One trial: a network of a space at one fidelity level (one attempt)."""
+
+    trial_id: int
+    space: str
+    sample: int
+    level: int
+    epochs: int
+    status: str
+    error: Number = Field(description="validation error at the end of training")
+    flops: int
+    params: int
+    acts: int
+    depth: int
+    attempt: int
+    worker: str | None
+    test_error: Number
+    seconds: Number
+    images_per_s: Number
+    reason: str | None
+    spec: NetSpec
+    params_sampled: dict[str, int | float | None] = Field(description="the values drawn")
+    epochs_done: int
+    last_val_error: Number
+    retried_as: int | None
+    started: str | None
+    finished: str | None
+    history: list[dict[str, int | float | str | bool | None]] = Field(
+        description="per-epoch metrics"
+    )
 
 
 class TrialsPage(BaseModel):
@@ -65,49 +108,38 @@ class TrialsPage(BaseModel):
     total: int
     offset: int
     limit: int
-    trials: list[dict[str, Any]]
+    trials: list[Trial]
 
 
 ERRORS = {
-    404: {"description": "unknown study"},
-    422: {"description": "invalid input; the body names the field and the reason"},
+    404: {"model": ErrorBody, "description": "unknown study"},
+    422: {"model": ErrorBody, "description": "invalid input; the body names the field and why"},
 }
-MUTATING = {401: {"description": "DSE_TOKEN is set and the bearer token is missing or wrong"}}
+MUTATING = {
+    401: {"model": ErrorBody, "description": "DSE_TOKEN is set and the bearer token is wrong"},
+    403: {"model": ErrorBody, "description": "a request from another origin (cross-site)"},
+}
 
 
 def study_or_404(store, study_id: int):
     """The study, or a 404 naming the id."""
     try:
-        study = store.get_study(study_id)
-    except (KeyError, LookupError):
+        return store.get_study(study_id)
+    except StudyNotFound:
         raise not_found("study", study_id) from None
-    if study is None:
-        raise not_found("study", study_id)
-    return study
 
 
-def _summary(study) -> dict[str, Any]:
+def _summary(study) -> dict:
     spec = study.spec
     return {
         "id": study.id,
         "name": study.name,
         "status": study.status,
         "created": study.created,
-        "spaces": list(space_names(spec)),
+        "spaces": spec.space_names(),
         "samples": spec.samples,
         "fidelities": list(spec.fidelities),
     }
-
-
-def space_names(spec) -> list[str]:
-    """The label of every space of a study, in spec order."""
-    names = getattr(spec, "space_names", None)
-    if names is not None:
-        return list(names() if callable(names) else names)
-    out = []
-    for i, space in enumerate(spec.spaces):
-        out.append(getattr(space, "name", None) or getattr(space, "preset", None) or f"space{i}")
-    return out
 
 
 SPEC_BODY = {
@@ -126,22 +158,57 @@ SPEC_BODY = {
     status_code=201,
     response_model=StudyCreated,
     dependencies=[Depends(require_token)],
-    responses={**ERRORS, **MUTATING, 413: {"description": "body too large"}, 415: {}},
+    responses={
+        **ERRORS,
+        **MUTATING,
+        413: {"model": ErrorBody, "description": "body too large"},
+        415: {"model": ErrorBody, "description": "neither JSON nor YAML"},
+        429: {
+            "model": ErrorBody,
+            "description": "check=true while another recipe check is training",
+        },
+    },
     openapi_extra=SPEC_BODY,
 )
 async def create_study(
-    request: Request, store=Depends(get_store), limits: SpecLimits = Depends(get_limits)
+    request: Request,
+    store=Depends(get_store),
+    limits: SpecLimits = Depends(get_limits),
+    check: bool = Query(
+        False,
+        description="first train RegNetX-200MF once at the lowest fidelity with the study's "
+        "recipe and data; a check that stays at chance refuses the study (422, with the numbers)",
+    ),
 ):
     """Create a study from a JSON or YAML spec; every network is sampled now."""
-    from search.spec import StudySpec
-
     try:
         data = parse_spec_body(await request.body(), request.headers.get("content-type"))
     except UnsupportedMediaType as e:
         raise HTTPException(415, detail=str(e)) from None
     spec = StudySpec.model_validate(data)
     limits.check(spec)
+    if check:
+        await _check_recipe(spec)
     return StudyCreated(id=store.create_study(spec))
+
+
+_CHECKING = threading.Semaphore(1)  # a check is a training in this process: one at a time
+
+
+async def _check_recipe(spec) -> None:
+    """Train the recipe check off the event loop; 422 with its numbers if it stays at chance."""
+    from fastapi.concurrency import run_in_threadpool
+
+    from worker.check import check_recipe
+
+    if not _CHECKING.acquire(blocking=False):
+        raise HTTPException(429, detail="check: another recipe check is training; retry later")
+    try:
+        result = await run_in_threadpool(check_recipe, spec)
+    finally:
+        _CHECKING.release()
+    if not result.learned:
+        raise HTTPException(422, detail=f"recipe: the check failed: {result.text()}")
 
 
 @router.get("", response_model=list[StudySummary])
@@ -156,9 +223,9 @@ def show_study(study_id: StudyId, store=Depends(get_store)):
     study = study_or_404(store, study_id)
     return {
         **_summary(study),
-        "spec": study.spec.model_dump(mode="json"),
+        "spec": study.spec,
         "progress": store.progress(study_id),
-        "sampling": getattr(study, "sampling", None) or {},
+        "sampling": study.sampling,
         "version": str(store.version(study_id)),
     }
 
@@ -188,34 +255,36 @@ def list_trials(
     format: Literal["json", "csv"] = "json",
     store=Depends(get_store),
 ):
-    """A page of trials (JSON), or the trial table as CSV."""
+    """A page of trials (JSON), or the same page as CSV; never more rows than `limit` are read."""
     study_or_404(store, study_id)
-    if format == "csv":
-        frame = store.trial_frame(study_id).iloc[offset : offset + limit].copy()
-        nested = frame.map(lambda v: isinstance(v, dict | list))
-        for column in frame.columns[nested.any()]:  # nested specs as JSON, not Python repr
-            frame[column] = [
-                json.dumps(v) if isinstance(v, dict | list) else v for v in frame[column]
-            ]
-        return PlainTextResponse(frame.to_csv(index=False), media_type="text/csv")
     rows = store.trials(study_id, offset=offset, limit=limit)
+    if format == "csv":
+        return PlainTextResponse(trials_csv(rows), media_type="text/csv")
     return {
         "study_id": study_id,
         "total": store.count(study_id),
         "offset": offset,
         "limit": limit,
-        "trials": [json_safe(r) for r in rows],
+        "trials": rows,
     }
 
 
-@router.get("/{study_id}/edf", responses={**ERRORS, 304: {"description": "unchanged"}})
+@router.get(
+    "/{study_id}/edf",
+    response_class=Response,
+    responses={
+        **ERRORS,
+        200: {"model": Results, "description": "the study's results at one fidelity level"},
+        304: {"description": "unchanged"},
+    },
+)
 def study_edf(
     study_id: StudyId,
     request: Request,
     fidelity: int | None = Query(None, ge=1, le=100_000, description="epochs; None = lowest"),
     normalize: Normalize = "none",
     store=Depends(get_store),
-) -> dict[str, Any]:
+) -> Response:
     """The study's results: EDFs per space, KS table, parameter plots, rank correlation, fit."""
     study = study_or_404(store, study_id)
     if fidelity is None:  # one cache entry and ETag for "the lowest level" however it is asked

@@ -26,28 +26,19 @@ function fmt(v, digits = 4) {
 function pct(v) { return v === null || v === undefined ? "–" : `${(100 * v).toFixed(2)}%`; }
 function rgba(hex, a) { const n = parseInt(hex.slice(1), 16); return `rgba(${n >> 16},${(n >> 8) & 255},${n & 255},${a})`; }
 function colorOf(name) { const i = state.spaceOrder.indexOf(name); return COLORS[(i < 0 ? 0 : i) % COLORS.length]; }
+// Plotly renders a subset of HTML in trace names and titles (<a href>, <b>, ...): user text
+// goes in as entities, so a space name shows as written and never becomes a link or markup
+function plotlyText(s) {
+  return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
 state.spaceOrder = [];
 
-// ---- progress (GET /api/studies/{id}) ----
-function statusCounts(node, out) {
-  out = out || { waiting: 0, running: 0, done: 0, failed: 0, diverged: 0, cancelled: 0 };
-  if (Array.isArray(node)) node.forEach((v) => statusCounts(v, out));
-  else if (node && typeof node === "object") {
-    for (const [k, v] of Object.entries(node)) {
-      if (k in out && typeof v === "number") out[k] += v; else statusCounts(v, out);
-    }
-  }
-  return out;
-}
-function perSpace(progress) {
-  // progress is {space: {...}} or a list of rows with a `space` key; both reduce to counts
-  const out = {};
-  if (Array.isArray(progress)) {
-    for (const row of progress) { const s = row.space; out[s] = statusCounts(row, out[s]); }
-  } else if (progress && typeof progress === "object") {
-    const spaces = progress.spaces || progress;
-    for (const [s, v] of Object.entries(spaces)) if (v && typeof v === "object") out[s] = statusCounts(v);
-  }
+// ---- progress (GET /api/studies/{id}: progress.spaces[name] is one LevelCounts per level) ----
+const STATUSES = ["waiting", "running", "done", "failed", "diverged", "cancelled"];
+function spaceCounts(levels) {
+  // not_learned counts done trials at chance (a subset of done), kept apart from the statuses
+  const out = Object.fromEntries([...STATUSES, "not_learned"].map((k) => [k, 0]));
+  for (const level of levels || []) for (const k of Object.keys(out)) out[k] += level[k] || 0;
   return out;
 }
 function renderProgress(study) {
@@ -57,10 +48,9 @@ function renderProgress(study) {
   st.textContent = study.status; st.className = `status ${study.status}`;
   const box = document.getElementById("progress");
   box.replaceChildren();
-  const counts = perSpace(study.progress);
   for (const name of study.spaces) {
-    const c = counts[name] || statusCounts({});
-    const total = Object.values(c).reduce((a, b) => a + b, 0) || 1;
+    const c = spaceCounts(study.progress.spaces[name]);
+    const total = Object.values(c).reduce((a, b) => a + b, 0) - c.not_learned || 1; // among done
     const row = el("div", null, "progress-row");
     row.dataset.space = name;
     const bar = el("div", null, "bar");
@@ -73,7 +63,8 @@ function renderProgress(study) {
     }
     row.append(el("span", name, "label"), bar,
       el("span", `${c.done} done · ${c.running} running · ${c.waiting} waiting` +
-        (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : ""), "count"));
+        (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : "") +
+        (c.not_learned ? ` · ${c.not_learned} at chance` : ""), "count"));
     box.append(row);
   }
   const sel = document.getElementById("fidelity");
@@ -121,7 +112,7 @@ function renderEdf(r) {
     // a marker per network while they can be told apart; past that, thousands of SVG markers
     // only cost paint time (the step line shows the same points)
     traces.push({ x, y, mode: x.length <= 300 ? "lines+markers" : "lines", marker: { size: 4 }, line: { shape: "hv", color, width: 2 },
-      name: `${s.name} (n=${s.n}, min ${pct(s.min)}, mean ${pct(s.mean)})`, meta: "edf" });
+      name: `${plotlyText(s.name)} (n=${s.n}, min ${pct(s.min)}, mean ${pct(s.mean)})`, meta: "edf" });
   }
   const norm = state.normalize === "none" ? "" : ` (normalised by ${state.normalize})`;
   Plotly.react("edf", traces, {
@@ -137,6 +128,13 @@ function renderEdf(r) {
       el("td", acceptanceOf(s.name)));
     return tr;
   }));
+}
+// spaces with more than 10% of their trainings at chance: their EDFs are not of learned nets
+function renderBanner(r) {
+  const items = r.not_learned || [];
+  const box = document.getElementById("banner");
+  box.hidden = !items.length;
+  box.replaceChildren(...items.map((x) => el("p", `⚠ ${x.text}`)));
 }
 function acceptanceOf(name) {
   const rec = state.study && state.study.sampling && state.study.sampling[name];
@@ -180,7 +178,7 @@ function renderParams(r) {
     const many = bySpace.reduce((n, [, d]) => n + (d.x || []).length, 0) > 1500;
     for (const [space, d] of bySpace) {
       const color = colorOf(space);
-      traces.push({ x: d.x, y: d.error, mode: "markers", type: many ? "scattergl" : "scatter", name: space,
+      traces.push({ x: d.x, y: d.error, mode: "markers", type: many ? "scattergl" : "scatter", name: plotlyText(space),
         marker: { size: 5, color, opacity: 0.6 }, meta: "param" });
       const best = d.best;
       if (best && best.lo !== null && best.lo !== undefined) {
@@ -189,7 +187,7 @@ function renderParams(r) {
       }
     }
     Plotly.react(div, traces, {
-      margin: { t: 28, r: 10, b: 40, l: 50 }, title: { text: p.replace(/^p_/, ""), font: { size: 13 } }, shapes,
+      margin: { t: 28, r: 10, b: 40, l: 50 }, title: { text: plotlyText(p.replace(/^p_/, "")), font: { size: 13 } }, shapes,
       xaxis: { type: params[p].log ? "log" : "linear" }, yaxis: { title: { text: "error" }, tickformat: ".0%" },
       showlegend: false, uirevision: p,
     }, PLOT_CFG);
@@ -256,7 +254,7 @@ async function render(r) {
   if (state.results !== r) return;
   for (const s of spacesOf(r)) if (!state.spaceOrder.includes(s.name)) state.spaceOrder.push(s.name);
   // the EDFs first: they are what the page is for; the rest follows a frame later
-  renderEdf(r); renderKs(r);
+  renderEdf(r); renderKs(r); renderBanner(r);
   if (!paramsInView) paramsObserver.observe(document.getElementById("params").parentElement);
   if (!performance.getEntriesByName("edf-plotted").length) performance.mark("edf-plotted");
   const notes = [...(r.warnings || [])];

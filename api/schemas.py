@@ -1,0 +1,258 @@
+"""The typed shapes of the API's bodies: progress and results, as /openapi.json documents them.
+
+They mirror what search hands out (`Store.progress`, `search.results.study_results`), with
+no `Any`: every number is finite or null (JSON has no NaN), and the results models forbid
+keys they do not name, so a change of the results' shape fails loudly (tests/test_fuzz.py
+validates responses against this schema) instead of reaching the page unannounced.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Number = float | None  # NaN and infinities are sent as null
+
+
+class _Exact(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- errors ---------------------------------------------------------------------------------
+class ErrorItem(_Exact):
+    """One thing wrong with a request: the field (or header, or body) and why."""
+
+    field: str
+    reason: str
+
+
+class ErrorBody(_Exact):
+    """Every 4xx/5xx body: `detail` is the items as one line, `field: reason; ...`."""
+
+    detail: str
+    errors: list[ErrorItem]
+
+
+# --- progress ------------------------------------------------------------------------------
+class StatusCounts(_Exact):
+    """Trials by status (retried attempts counted once) and their total."""
+
+    waiting: int
+    running: int
+    done: int
+    failed: int
+    diverged: int
+    cancelled: int
+    total: int
+    not_learned: int = Field(
+        0, description="done trials whose error is not clearly below chance (among done)"
+    )
+
+
+class LevelCounts(StatusCounts):
+    """The trials of one space at one fidelity level."""
+
+    level: int = Field(description="fidelity level, 0 = the lowest")
+    epochs: int
+
+
+class Progress(_Exact):
+    """A study's trials per space and fidelity level, and over all of them."""
+
+    study_id: int
+    status: str = Field(description="the study's status: creating, running, cancelled, done")
+    spaces: dict[str, list[LevelCounts]] = Field(description="per space, one entry per level")
+    totals: StatusCounts
+
+
+# --- results ---------------------------------------------------------------------------------
+class FidelityLevel(_Exact):
+    """Which fidelity level the results are of."""
+
+    level: int
+    epochs: int
+    levels: list[int] = Field(description="epochs of every level of the study")
+
+
+class Band(_Exact):
+    """The DKW confidence band of an EDF (docs/method.md §6)."""
+
+    lo: list[Number]
+    hi: list[Number]
+    epsilon: Number
+    alpha: float
+
+
+class Edf(_Exact):
+    """An error EDF as step points (subsampled for plotting; statistics use every trial)."""
+
+    x: list[Number]
+    F: list[Number]
+    y: list[Number] = Field(description="the same values as F")
+    band: Band
+    subsampled: bool
+
+
+class RandomSearch(_Exact):
+    """Expected minimum error of m random draws from the space (NDS)."""
+
+    m: list[int]
+    expected_min: list[Number]
+
+
+class RegNetParamsOut(_Exact):
+    """The parameters of a fitted RegNet, ready to export."""
+
+    depth: int
+    w0: int
+    wa: float
+    wm: float
+    group_width: int
+    bottleneck_multiplier: float
+    se_ratio: float
+
+
+class RegNetFit(_Exact):
+    """The RegNet fitted to the best networks of a space (DDS §3.3) and the network fitted."""
+
+    space: str
+    sample: int
+    trial_id: int
+    error: Number
+    depth: int
+    w0: int
+    wa: float
+    wm: float
+    e_fit: Number
+    mean_e_fit: Number
+    k: int
+    params: RegNetParamsOut
+    stage_depths: list[int] | None = None
+    stage_widths: list[int] | None = None
+    invalid: str | None = Field(None, description="why the fitted RegNet cannot be built")
+
+
+class SpaceResults(_Exact):
+    """One design space at one fidelity level: counts, error statistics, EDF, fit."""
+
+    name: str
+    n: int
+    n_diverged: int
+    n_done: int
+    n_failed: int
+    n_cancelled: int
+    n_pending: int
+    n_eff: Number
+    min: Number
+    q1: Number
+    median: Number
+    q3: Number
+    mean: Number
+    max: Number
+    edf: Edf
+    random_search: RandomSearch
+    regnet: RegNetFit | None
+    n_not_learned: int = Field(0, description="done trials at chance (search/learning.py)")
+    chance_error: Number = Field(None, description="median chance error of the done trials")
+
+
+class NotLearned(_Exact):
+    """A space with more than 10% of its done trials at chance, and the warning to show."""
+
+    space: str
+    n: int
+    of: int
+    text: str
+
+
+class KsTest(_Exact):
+    """A two-sample KS test between two spaces, with its Benjamini–Hochberg q-value."""
+
+    a: str
+    b: str
+    D: Number
+    p: Number
+    q: Number
+
+
+class BestRange(_Exact):
+    """The bootstrap best-value range of a parameter (docs/method.md §6)."""
+
+    lo: Number
+    median: Number
+    hi: Number
+
+
+class ParamPoints(_Exact):
+    """One space's (value, error) points of a parameter."""
+
+    x: list[Number]
+    error: list[Number]
+    best: BestRange
+
+
+class ParamPlot(_Exact):
+    """The error-vs-parameter data of one parameter or complexity column."""
+
+    log: bool = Field(description="whether a log axis suits the values")
+    spaces: dict[str, ParamPoints]
+
+
+class RankCorrelation(_Exact):
+    """How well one fidelity level ranks networks like the next (per space, or 'all')."""
+
+    space: str
+    from_epochs: int
+    to_epochs: int
+    n: int
+    spearman: Number
+    kendall: Number
+
+
+class Suggestion(_Exact):
+    """A refinement a user could apply next, with its evidence and (if tested) verdict."""
+
+    space: str
+    kind: Literal["constraint", "range"]
+    text: str
+    evidence: str
+    constraint: str | None = None
+    param: str | None = None
+    with_: str | None = Field(None, alias="with", description="the space that has it")
+    fraction: Number = None
+    lo: Number = None
+    median: Number = None
+    hi: Number = None
+    observed: list[Number] | None = None
+    D: Number = None
+    p: Number = None
+    q: Number = None
+    mean_without: Number = None
+    mean_with: Number = None
+    verdict: str | None = None
+
+
+class Results(_Exact):
+    """A study's results at one fidelity level (GET /api/studies/{id}/edf; docs/method.md §6)."""
+
+    study: str
+    study_id: int
+    fidelity: FidelityLevel
+    normalize: Literal["flops", "params", "acts"] | None
+    bins: int | None
+    complexity_range: list[float] | None
+    warnings: list[str]
+    spaces: dict[str, SpaceResults]
+    ks: list[KsTest]
+    params: dict[str, ParamPlot]
+    rank_correlation: list[RankCorrelation]
+    regnet: dict[str, RegNetFit | None] = Field(
+        description="per space, and 'overall' for the best networks of all spaces"
+    )
+    regnet_top_k: int
+    refinement: list[Suggestion]
+    progress: dict[str, list[LevelCounts]]
+    not_learned: list[NotLearned] = Field(
+        default_factory=list, description="spaces whose trainings stayed at chance"
+    )
