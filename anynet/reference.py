@@ -200,7 +200,12 @@ class ReferenceSpec(BaseModel):
     def _exists(self) -> ReferenceSpec:
         for key in set(self.options) & set(INPUT):
             raise ValueError(f"options.{key}: give {key} as a field of its own, not an option")
-        _ = self.net  # describing it raises a ValueError naming the field
+        try:
+            _ = self.net  # describing it raises a ValueError naming the field
+        except ValueError as e:
+            if str(e).partition(":")[0] in self.options:  # name it where the data has it
+                raise ValueError(f"options.{e}") from None
+            raise
         return self
 
     @property
