@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from anynet.reference import ReferenceSpec
+from anynet.reference_export import export_reference, render_reference
 from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, fit_regnet, stages_of
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
@@ -318,12 +320,15 @@ def _json(regnet: RegNetParams | None, spec: NetSpec) -> dict:
 _FORMATS = {"pycls": _pycls, "timm": _timm, "torchvision": _torchvision, "json": _json}
 
 
-def export_dict(target: RegNetParams | NetSpec, fmt: str, **spec_kw: Any) -> dict:
+def export_dict(target: RegNetParams | NetSpec | ReferenceSpec, fmt: str, **spec_kw: Any) -> dict:
     """Structured export: format, rule the target applies, note, config, stages.
 
     Every export builds the same network (the module docstring says how), so the result
-    does not say so per export.
+    does not say so per export. A reference network exports by name
+    (anynet.reference_export).
     """
+    if isinstance(target, ReferenceSpec):
+        return export_reference(target, fmt)
     if fmt not in _FORMATS:
         raise ValueError(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
     regnet, spec = _resolve(target, spec_kw)
@@ -331,7 +336,7 @@ def export_dict(target: RegNetParams | NetSpec, fmt: str, **spec_kw: Any) -> dic
     return {"format": fmt, **out, **_stages(spec)}
 
 
-def export(target: RegNetParams | NetSpec, fmt: str, **spec_kw: Any) -> str:
+def export(target: RegNetParams | NetSpec | ReferenceSpec, fmt: str, **spec_kw: Any) -> str:
     """Export text the target reads (YAML, Python or JSON) building the same network."""
     return render(export_dict(target, fmt, **spec_kw))
 
@@ -343,6 +348,8 @@ def _kwargs(kw: dict) -> str:
 
 def render(out: dict) -> str:
     """The text of a structured export (export_dict's result)."""
+    if "reference" in out:
+        return render_reference(out)
     fmt, config = out["format"], out["config"]
     head = (
         f"# {out['note']}\n# stage depths {out['stage_depths']}, widths {out['stage_widths']}, "

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from api.cli import CliError, emit_json
-from api.cli_kit import network
+from api.cli_kit import network, reference_network
 
 
 def register(subparsers) -> None:
@@ -25,6 +25,10 @@ def register(subparsers) -> None:
     net.add_argument("--regnet", metavar="D,W0,WA,WM,G", help="a RegNet by its parameters")
     net.add_argument("--spec", metavar="FILE", help="a NetSpec JSON/YAML file")
     net.add_argument("--space", metavar="NAME", help="sample one network of a preset space")
+    net.add_argument("--reference", metavar="NAME",
+                     help="a reference network (dse model --references lists them)")  # fmt: skip
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a reference network's option, e.g. shortcut=projection (repeatable)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="sampling and training seed")
     p.add_argument("--dataset", required=True, help="digits, synthetic, cifar10, ...")
     p.add_argument("--data-root", metavar="DIR", help="local folder of the dataset files")
@@ -54,7 +58,7 @@ def register(subparsers) -> None:
 
 def cmd_train(args) -> int:
     """Load the dataset, build the network, train it and report."""
-    from anynet.complexity import complexity
+    from anynet.network import network_complexity, with_input
     from search.learning import CAUSES, learned
     from search.recipe import resolve_recipe
     from search.spec import DatasetSpec, Recipe
@@ -65,14 +69,20 @@ def cmd_train(args) -> int:
 
     if args.epochs < 1:
         raise CliError(f"--epochs: must be >= 1, got {args.epochs}")
+    if args.option and not args.reference:
+        raise CliError("--option: applies to --reference only")
     if args.spec and args.resolution is None:
         args.resolution = network(spec=args.spec)[1].resolution
     data = load_dataset(DatasetSpec(name=args.dataset, root=args.data_root,
                                     resolution=args.resolution, download=args.download))  # fmt: skip
-    # the network at the dataset's size; small images take the cifar stem (no stride 2, NDS)
-    _, spec = network(regnet=args.regnet, spec=args.spec, space=args.space, seed=args.seed,
-                      resolution=data.resolution, num_classes=data.num_classes,
-                      stem_type=stem_for(data.resolution))  # fmt: skip
+    if args.reference:  # the reference network as its paper defines it, at the dataset's input
+        spec = with_input(reference_network(args.reference, args.option),
+                          num_classes=data.num_classes, in_channels=data.in_channels,
+                          resolution=data.resolution)  # fmt: skip
+    else:  # at the dataset's size; small images take the cifar stem (no stride 2, NDS)
+        _, spec = network(regnet=args.regnet, spec=args.spec, space=args.space, seed=args.seed,
+                          resolution=data.resolution, num_classes=data.num_classes,
+                          stem_type=stem_for(data.resolution))  # fmt: skip
     given = {
         "batch_size": args.batch_size,
         "lr": args.lr,
@@ -82,11 +92,13 @@ def cmd_train(args) -> int:
         "precision": args.precision,
     }
     recipe = Recipe(**{k: v for k, v in given.items() if v is not None})  # fmt: skip
-    counts = complexity(spec)
+    counts = network_complexity(spec)
     progress = Progress(args.epochs)
+    shape = (spec.reference if args.reference
+             else f"stages {spec.stage_depths} x {spec.stage_widths}")  # fmt: skip
     print(f"dse train: {data.name} {data.sizes()} at {data.resolution}px, "
           f"{counts['flops'] / 1e6:.1f} MF, {counts['params'] / 1e6:.3f} M params, "
-          f"stages {spec.stage_depths} x {spec.stage_widths}", file=sys.stderr)  # fmt: skip
+          f"{shape}", file=sys.stderr)  # fmt: skip
     resolved = resolve_recipe(recipe, data.name, data.sizes()["train"], data.resolution,
                               args.epochs)  # fmt: skip
     print(f"dse train: recipe {recipe_text(resolved, recipe)}", file=sys.stderr)

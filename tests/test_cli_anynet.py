@@ -97,7 +97,7 @@ def test_model_spec_file(capsys, tmp_path):
         (("--regnet", "22,24,x,2.5,16"), "--regnet: wa must be a number"),
         (("--regnet", X400, "--rounding", "timm"), "rounding: must be one of"),
         (("--spec", "/nonexistent/net.json"), "--spec: no such file"),
-        ((), "one of the arguments --regnet --spec is required"),
+        ((), "one of the arguments --regnet --spec --reference --references is required"),
     ],
 )
 def test_model_bad_input(capsys, argv, needle):

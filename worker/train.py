@@ -34,7 +34,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from anynet.spec import NetSpec
+from anynet.network import NetworkSpec
 from search.recipe import resolve_recipe
 from search.spec import Recipe
 from worker.augment import BatchAugment, Normalize
@@ -190,7 +190,7 @@ def evaluate(engine: Engine, normalize: Normalize, x, y, batch_size: int) -> flo
 
 
 def train(
-    spec: NetSpec,
+    spec: NetworkSpec,
     data: Dataset,
     recipe: Recipe,
     epochs: int,
@@ -200,8 +200,9 @@ def train(
     eval_test: bool = False,
     threads: int | None = None,
 ) -> TrainResult:
-    """Train `spec` on `data` for `epochs` with `recipe`; failures come back as a status."""
-    from anynet.build import build
+    """Train `spec` (a NetSpec or a reference network) on `data` for `epochs` with `recipe`;
+    failures come back as a status."""
+    from anynet.network import network
 
     if epochs < 1:
         raise ValueError(f"epochs: must be >= 1, got {epochs}")
@@ -245,7 +246,7 @@ def train(
         )
 
     try:
-        engine = Engine(build(spec), recipe, device)
+        engine = Engine(network(spec)[0], recipe, device)
         ran = engine.describe()
         ran_recipe.update(precision=engine.precision, channels_last=engine.channels_last)
         normalize = Normalize(data.mean, data.std, device, engine.channels_last)
