@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from anynet.spaces import SpaceSpec
+from anynet.spaces import SpaceSpec, complexity_preset
 
 
 class _Strict(BaseModel):
@@ -92,7 +92,9 @@ class StudySpec(_Strict):
     spaces: list[SpaceSpec] = Field(min_length=1, description="design spaces to compare")
     samples: int = Field(ge=1, le=100_000, description="networks sampled per space")
     complexity: dict[ComplexityKey, tuple[float, float]] = Field(
-        default_factory=dict, description="bounds [lo, hi] on flops, params or acts"
+        default_factory=dict,
+        description="bounds [lo, hi] on flops, params or acts, or a preset name: "
+        "'nds_r56' (NDS §4: at most ResNet-56's 0.856 M params and 0.129 GF)",
     )
     fidelities: list[int] = Field(
         default_factory=lambda: [1], min_length=1, description="epochs per level"
@@ -101,6 +103,11 @@ class StudySpec(_Strict):
     recipe: Recipe = Recipe()
     seed: int = 0
     limits: Limits = Limits()
+
+    @field_validator("complexity", mode="before")
+    @classmethod
+    def _named_bounds(cls, value):
+        return complexity_preset(value) if isinstance(value, str) else value
 
     @field_validator("complexity")
     @classmethod
