@@ -18,7 +18,7 @@ _LAZY = {
     "complexity": "anynet.complexity",
     "regnet_spec": "anynet.regnet",
     "regnet_widths": "anynet.regnet",
-    "fit_regnet": "anynet.regnet",
+    "fit_regnet": "anynet.regnet_fit",
     "RegNetParams": "anynet.regnet",
     "DesignSpace": "anynet.spaces",
     "SpaceSpec": "anynet.spaces",

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, fit_regnet, stages_of
+from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, stages_of
+from anynet.regnet_fit import fit_regnet
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 FORMATS = ("pycls", "timm", "torchvision", "json")
