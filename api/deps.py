@@ -225,7 +225,7 @@ def json_safe(obj):
 
 
 class ResultsCache:
-    """Serialised study results per (study, fidelity, normalize), refreshed in the background.
+    """Serialised study results per (study, fidelity, normalisation), refreshed in the background.
 
     The analysis of a large study takes about a second (bootstraps, KS tests); a page polls
     every second. So: the first request computes and waits; once a version is cached, a newer
@@ -242,18 +242,21 @@ class ResultsCache:
         self._running: dict[tuple, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def _results(self, store, study_id, fidelity, normalize) -> bytes:
+    def _results(self, store, study_id, fidelity, normalize, bins=None, c_range=None) -> bytes:
         compute = self._compute
         if compute is None:
             from search.results import results_for as compute
-        body = compute(store, study_id, fidelity, normalize)
+        extra = {"bins": bins, "c_range": c_range} if bins is not None or c_range else {}
+        body = compute(store, study_id, fidelity, normalize, **extra)
         return json.dumps(json_safe(body), separators=(",", ":"), allow_nan=False).encode()
 
     def _refresh(self, key, store, version: str) -> None:
-        study_id, fidelity, normalize = key
+        study_id, fidelity, normalize, bins, c_range = key
         try:
-            body = self._results(store, study_id, fidelity, normalize)
-            etag = f'"{version}-{fidelity}-{normalize}"'
+            body = self._results(store, study_id, fidelity, normalize, bins, c_range)
+            norm = "-".join(f"{v:g}" if isinstance(v, float) else str(v) for v in key[2:4])
+            norm += "".join(f"-{v:g}" for v in c_range or ())
+            etag = f'"{version}-{fidelity}-{norm}"'
             with self._lock:
                 self._entries[key] = (version, etag, body)
                 while len(self._entries) > self.size:
@@ -262,9 +265,11 @@ class ResultsCache:
             with self._lock:
                 self._running.pop(key).set()
 
-    def get(self, store, study_id: int, fidelity, normalize) -> tuple[str, bytes]:
+    def get(
+        self, store, study_id: int, fidelity, normalize, bins=None, c_range=None
+    ) -> tuple[str, bytes]:
         """(ETag, JSON bytes) of the newest results available within `wait` seconds."""
-        key = (study_id, fidelity, normalize)
+        key = (study_id, fidelity, normalize, bins, tuple(c_range) if c_range else None)
         version = str(store.version(study_id))
         with self._lock:
             entry = self._entries.get(key)
@@ -280,7 +285,7 @@ class ResultsCache:
             else:
                 done.wait()
                 if key not in self._entries:  # that computation failed: try it here
-                    return self.get(store, study_id, fidelity, normalize)
+                    return self.get(store, study_id, fidelity, normalize, bins, c_range)
         else:
             if owner:
                 threading.Thread(
