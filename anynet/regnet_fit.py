@@ -241,13 +241,16 @@ def _log_widths(w0, wa, wm, depth: int) -> np.ndarray:
     Exponents s_j = round(log(1 + wa·j / w0) / log wm) index a small table of the levels
     log(round(w0·wm^k / 8)·8), so each block costs one logarithm.
     """
-    w0, wa, wm = (np.asarray(v, np.float64)[..., None] for v in (w0, wa, wm))
+    w0, wa, wm = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (w0, wa, wm)))
+    shape = w0.shape
+    w0, wa, wm = (v.reshape(-1, 1) for v in (w0, wa, wm))
     log_wm = np.log(wm)
     j = np.arange(depth, dtype=np.float64)
-    s = np.round(np.log1p(wa * j / w0) / log_wm).astype(np.int64)
+    s = np.round(np.log1p(wa * (j / w0)) / log_wm).astype(np.int64)
     k = np.arange(int(s.max()) + 1 if s.size else 1, dtype=np.float64)
-    levels = np.log(np.round(w0 * np.exp(k * log_wm) / QUANTUM) * QUANTUM)
-    return np.take_along_axis(np.broadcast_to(levels, s.shape[:-1] + k.shape), s, axis=-1)
+    levels = np.log(np.round(w0 * np.exp(k * log_wm) / QUANTUM) * QUANTUM)  # (rows, levels)
+    s += (np.arange(s.shape[0]) * k.size)[:, None]  # flat index into the levels table
+    return np.take(levels.ravel(), s).reshape(*shape, depth)
 
 
 @lru_cache(maxsize=4)
