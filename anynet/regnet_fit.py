@@ -225,7 +225,7 @@ def fit_regnet(
 # 1.5 <= wm <= 3 (docs/method.md §3-4); read on the RegNetX preset's quanta.
 REGNET_RANGES = {"w0": (8, 248), "wa": (0.0, 255.9), "wm": (1.5, 3.0)}
 # Grid sizes chosen against a dense grid (every w0, wm step 0.005, 400 wa) on 36 AnyNetX
-# networks: e_fit at most 0.03 above it (mean 0.004), ~1 ms a network (tests, benchmark).
+# networks: e_fit at most 0.03 above it (mean 0.005), ~1 ms a network (tests, benchmark).
 _WM = np.linspace(*REGNET_RANGES["wm"], 16)  # coarse wm grid: step 0.1
 _R = np.r_[0.0, np.geomspace(0.004, 32.0, 23)]  # coarse grid of the relative slope wa / w0
 _STARTS = 4  # coarse points refined per network
@@ -305,21 +305,20 @@ def _coarse(obs: np.ndarray) -> np.ndarray:
 def _local(starts: np.ndarray, wm_step: float, wa_ratio: float) -> np.ndarray:
     """Local grid points (n, m, 3) around start points (n, s, 3), inside REGNET_RANGES.
 
-    w0 takes the start's value and its two neighbours on the grid of 8; wa and wm a small
-    grid (multiplicative in wa; a flat start, wa = 0, steps up to 0.6).
+    w0 stays the start's (the coarse stage already chose it, scoring both neighbours on the
+    grid of 8); wa and wm take a small grid (multiplicative in wa; a flat start, wa = 0,
+    steps up to 0.6).
     """
     n = starts.shape[0]
     s = starts.reshape(-1, 3)
     t = np.linspace(-1.0, 1.0, _FINE)
-    (w0_lo, w0_hi), (wa_lo, wa_hi), (wm_lo, wm_hi) = (REGNET_RANGES[k] for k in ("w0", "wa", "wm"))
-    w0 = np.clip(s[:, :1] + QUANTUM * np.array([-1.0, 0.0, 1.0]), w0_lo, w0_hi)
+    (wa_lo, wa_hi), (wm_lo, wm_hi) = REGNET_RANGES["wa"], REGNET_RANGES["wm"]
     wa = np.where(s[:, 1:2] > 0, s[:, 1:2] * np.power(wa_ratio, t), 0.3 * (t + 1))
     wa = np.clip(wa, wa_lo, wa_hi)
     wm = np.clip(s[:, 2:3] + wm_step * t, wm_lo, wm_hi)
-    i0, ia, im = (
-        g.ravel() for g in np.meshgrid(range(3), range(_FINE), range(_FINE), indexing="ij")
-    )
-    cand = np.stack([w0[:, i0], wa[:, ia], wm[:, im]], axis=2).reshape(n, -1, 3)
+    ia, im = (g.ravel() for g in np.meshgrid(range(_FINE), range(_FINE), indexing="ij"))
+    w0 = np.broadcast_to(s[:, :1], (s.shape[0], ia.size))
+    cand = np.stack([w0, wa[:, ia], wm[:, im]], axis=2).reshape(n, -1, 3)
     return np.concatenate([starts, cand], axis=1)  # the start points compete too
 
 
