@@ -16,7 +16,8 @@ from anynet.export import export
 from anynet.layers import Net
 from anynet.network import NetworkSpec, network, network_spec
 from anynet.reference import REFERENCES, ReferenceSpec, reference
-from anynet.regnet import RegNetParams, fit_regnet, regnet_spec, regnet_widths
+from anynet.regnet import RegNetParams, regnet_spec, regnet_widths
+from anynet.regnet_fit import fit_regnet
 from anynet.rounding import Rounding
 from anynet.sampling import InfeasibleError, sample
 from anynet.spaces import PRESETS, DesignSpace, get_space

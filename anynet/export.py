@@ -20,7 +20,8 @@ from typing import Any
 
 from anynet.reference import ReferenceSpec
 from anynet.reference_export import export_reference, render_reference
-from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, fit_regnet, stages_of
+from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, stages_of
+from anynet.regnet_fit import fit_regnet
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 FORMATS = ("pycls", "timm", "torchvision", "json")

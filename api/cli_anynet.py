@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     s.add_argument("--n", type=int, required=True, help="number of networks")
     for key in ("flops", "params", "acts"):
         s.add_argument(f"--{key}", metavar="LO:HI", help=f"{key} bounds, e.g. 360M:400M")
+    s.add_argument(
+        "--complexity", metavar="NAME", help="named bounds, e.g. nds_r56 (NDS: ResNet-56 size)"
+    )
     s.add_argument("--resolution", type=int, help="input side (default: the space's)")
     s.add_argument("--classes", type=int, help="number of classes (default: the space's)")
     s.add_argument("--seed", type=int, required=True)
@@ -212,9 +215,11 @@ def _references(args) -> int:
 def cmd_sample(args) -> int:
     """Sample networks of a space within complexity bounds."""
     from anynet.sampling import sample
+    from anynet.spaces import complexity_preset
 
     space = _space(args.space)
-    bounds = {
+    bounds = complexity_preset(args.complexity) if args.complexity else {}
+    bounds |= {  # explicit --flops/--params/--acts refine the named bounds
         key: parse_bounds(getattr(args, key), f"--{key}")
         for key in ("flops", "params", "acts")
         if getattr(args, key)

@@ -88,8 +88,7 @@ class Edf(_Exact):
     """An error EDF as step points (subsampled for plotting; statistics use every trial)."""
 
     x: list[Number]
-    F: list[Number]
-    y: list[Number] = Field(description="the same values as F")
+    F: list[Number] = Field(description="F(x): the (weighted) fraction of errors below x")
     band: Band
     subsampled: bool
 
@@ -143,6 +142,7 @@ class SpaceResults(_Exact):
     n_failed: int
     n_cancelled: int
     n_pending: int
+    n_outside: int = Field(0, description="networks outside the normalisation range, left out")
     n_eff: Number
     min: Number
     q1: Number
@@ -174,6 +174,7 @@ class KsTest(_Exact):
     D: Number
     p: Number
     q: Number
+    test: str = Field(description="two-sample KS, or the within-bin permutation test (NDS)")
 
 
 class BestRange(_Exact):
@@ -197,6 +198,22 @@ class ParamPlot(_Exact):
 
     log: bool = Field(description="whether a log axis suits the values")
     spaces: dict[str, ParamPoints]
+
+
+class EfitPoints(_Exact):
+    """One space's (e_fit, error) points (DDS Fig. 8) and the best networks' e_fit range."""
+
+    x: list[Number] = Field(description="e_fit of each network (distance to the nearest RegNet)")
+    error: list[Number]
+    best: BestRange
+    n: int
+
+
+class Efit(_Exact):
+    """DDS Fig. 8: e_fit against error per space, fits kept inside the RegNet space."""
+
+    ranges: dict[str, list[Number]] = Field(description="the RegNet space the fits stay in")
+    spaces: dict[str, EfitPoints]
 
 
 class RankCorrelation(_Exact):
@@ -231,6 +248,7 @@ class Suggestion(_Exact):
     mean_without: Number = None
     mean_with: Number = None
     verdict: str | None = None
+    family: str | None = Field(None, description="the family of tests its q-value is over")
 
 
 class Results(_Exact):
@@ -246,6 +264,7 @@ class Results(_Exact):
     spaces: dict[str, SpaceResults]
     ks: list[KsTest]
     params: dict[str, ParamPlot]
+    e_fit: Efit
     rank_correlation: list[RankCorrelation]
     regnet: dict[str, RegNetFit | None] = Field(
         description="per space, and 'overall' for the best networks of all spaces"

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from anynet.spaces import complexity_preset
 from anynet.spec import MAX_CLASSES, MAX_RESOLUTION
 from search import recipe as defaults
 from search.space_spec import SpaceSpec
@@ -139,7 +140,9 @@ class StudySpec(_Strict):
     )
     samples: int = Field(ge=1, le=100_000, description="networks sampled per space")
     complexity: dict[ComplexityKey, tuple[float, float]] = Field(
-        default_factory=dict, description="bounds [lo, hi] on flops, params or acts"
+        default_factory=dict,
+        description="bounds [lo, hi] on flops, params or acts, or a preset name: "
+        "'nds_r56' (NDS §4: at most ResNet-56's 0.856 M params and 0.129 GF)",
     )
     fidelities: list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] = Field(
         default_factory=lambda: [1],
@@ -158,6 +161,11 @@ class StudySpec(_Strict):
         if not printable(value):
             raise ValueError(f"must be printable characters, got {value[:40]!r}")
         return value
+
+    @field_validator("complexity", mode="before")
+    @classmethod
+    def _named_bounds(cls, value):
+        return complexity_preset(value) if isinstance(value, str) else value
 
     @field_validator("complexity")
     @classmethod

@@ -124,6 +124,9 @@ def test_study_page_in_chromium(server):
             page.wait_for_function(f"({POINTS})() === {level0}", timeout=30_000)
             assert page.locator("#legend tbody tr").count() == 3
             assert page.locator("#ks tbody tr").count() == 3  # A-C, A-E, C-E
+            assert page.locator("#ks thead th").count() == 5  # a, b, D, p, q
+            efit = "() => document.getElementById('efit').data.reduce((n, t) => n + t.x.length, 0)"
+            page.wait_for_function(f"({efit})() === {level0}", timeout=15_000)  # DDS Fig. 8
             assert page.locator("#progress .progress-row").count() == 3
             params = "() => [...document.querySelectorAll('#params [data-param]')].length"
             far = page.evaluate(
@@ -137,13 +140,24 @@ def test_study_page_in_chromium(server):
             plain = page.evaluate(LAST_F)
 
             page.click("#normalize button[data-v=flops]")
+            # NDS' 40 bins over 40 networks a space leave some bin empty: the page says which
             page.wait_for_function(
-                "() => (document.body.dataset.rendered || '').includes('|flops|')", timeout=15_000
+                "() => (document.body.dataset.rendered || '').endsWith('|flops|error')",
+                timeout=15_000,
+            )
+            assert "has no network in bin" in page.inner_text("#note")
+            page.fill("#bins", "4")
+            page.dispatch_event("#bins", "change")
+            page.wait_for_function(
+                "() => (document.body.dataset.rendered || '').includes('|flops|\"')",
+                timeout=15_000,
             )
             title = page.evaluate("() => document.getElementById('edf').layout.title.text")
-            assert "flops" in title
-            assert page.evaluate(POINTS) == level0
+            assert "flops" in title and "4 equal flops bins" in page.inner_text("#note")
+            inside = int(page.evaluate("() => document.body.dataset.edfN"))
+            assert 0 < inside <= level0 and page.evaluate(POINTS) == inside  # outside: left out
             assert page.evaluate(LAST_F) != plain  # weights changed the curves
+            assert "stratified permutation KS" in page.inner_text("#ks-test")
 
             page.select_option("#fidelity", "3")
             page.wait_for_function(

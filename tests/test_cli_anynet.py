@@ -145,6 +145,18 @@ def test_sample_space_file_and_overrides(capsys, tmp_path):
     assert code == 0 and "acceptance" in out
 
 
+def test_sample_named_complexity(capsys):
+    # NDS §4's cap at ResNet-56's size; --params narrows the named bounds further
+    argv = ("sample", "--space", "ResNet", "--n", "4", "--seed", "0", "--complexity", "nds_r56")
+    for s in run_json(capsys, *argv)["samples"]:
+        assert s["complexity"]["params"] <= 0.856e6 and s["complexity"]["flops"] <= 0.129e9
+    for s in run_json(capsys, *argv, "--params", "0:0.3M")["samples"]:
+        assert s["complexity"]["params"] <= 0.3e6 and s["complexity"]["flops"] <= 0.129e9
+    assert "complexity: unknown preset 'r57'" in bad(
+        capsys, "sample", "--space", "ResNet", "--n", "1", "--seed", "0", "--complexity", "r57"
+    )
+
+
 def test_parse_numbers():
     assert parse_number("360e6", "x") == 360e6
     assert parse_number("360M", "x") == 360e6

@@ -283,6 +283,16 @@ def study_edf(
     request: Request,
     fidelity: int | None = Query(None, ge=1, le=100_000, description="epochs; None = lowest"),
     normalize: Normalize = "none",
+    bins: int | None = Query(
+        None, ge=1, le=1000, description="equal complexity bins of the normalisation (NDS: 40)"
+    ),
+    c_range: str | None = Query(
+        None,
+        alias="range",
+        description="'lo,hi': complexity range of the normalisation "
+        "(default: the overlap of the spaces' complexity)",
+        max_length=100,
+    ),
     store=Depends(get_store),
 ) -> Response:
     """The study's results: EDFs per space, KS table, parameter plots, rank correlation, fit."""
@@ -290,8 +300,22 @@ def study_edf(
     if fidelity is None:  # one cache entry and ETag for "the lowest level" however it is asked
         fidelity = study.spec.fidelities[0]
     norm = None if normalize == "none" else normalize
-    etag, body = request.app.state.results.get(store, study_id, fidelity, norm)
+    bounds = _range(c_range) if norm else None
+    etag, body = request.app.state.results.get(
+        store, study_id, fidelity, norm, bins if norm else None, bounds
+    )
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers={"ETag": etag})
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     return Response(body, media_type="application/json", headers=headers)
+
+
+def _range(text: str | None) -> tuple[float, float] | None:
+    """'lo,hi' → (lo, hi); ValueError naming `range` (a 422) otherwise."""
+    if not text:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.replace(":", ",").split(","))
+    except ValueError:
+        raise ValueError(f"range: expected 'lo,hi' (two numbers), got {text!r}") from None
+    return lo, hi
