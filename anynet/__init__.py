@@ -5,6 +5,7 @@ spaces, the sampler and exports. Pure: descriptions in, modules and numbers out.
 Public API beyond these names: anynet.layers (the layer language), anynet.families (its
 block families), anynet.complexity.{counts, bias_flops, layer_counts, node_counts,
 anynet_counts}, anynet.export.{export_dict, spec_from_pycls} (read a pycls config back),
+anynet.network.{describe_network, with_input, network_complexity} (a NetSpec or a reference),
 anynet.scaling.{compound, widen, widen_regnet} (the scaling rules `scale` searches).
 """
 
@@ -14,8 +15,10 @@ from anynet.build import build
 from anynet.complexity import complexity
 from anynet.export import export
 from anynet.layers import Net
-from anynet.reference import REFERENCES, reference
-from anynet.regnet import RegNetParams, fit_regnet, regnet_spec, regnet_widths
+from anynet.network import NetworkSpec, network, network_spec
+from anynet.reference import REFERENCES, ReferenceSpec, reference
+from anynet.regnet import RegNetParams, regnet_spec, regnet_widths
+from anynet.regnet_fit import fit_regnet
 from anynet.rounding import Rounding
 from anynet.sampling import InfeasibleError, sample
 from anynet.scaling import scale
@@ -29,6 +32,8 @@ __all__ = [
     "InfeasibleError",
     "Net",
     "NetSpec",
+    "NetworkSpec",
+    "ReferenceSpec",
     "RegNetParams",
     "Rounding",
     "StageSpec",
@@ -38,6 +43,8 @@ __all__ = [
     "export",
     "fit_regnet",
     "get_space",
+    "network",
+    "network_spec",
     "reference",
     "regnet_spec",
     "regnet_widths",

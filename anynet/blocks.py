@@ -79,6 +79,24 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
+class ZeroPadShortcut(nn.Module):
+    """Option A shortcut (He et al. 2016 §4.2): subsample by the stride, zero-pad channels."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.extra, self.stride = c_out - c_in, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x[:, :, ::s, ::s] with `extra` zero channels appended."""
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+
+    def extra_repr(self) -> str:
+        """Show the padding and stride."""
+        return f"extra_channels={self.extra}, stride={self.stride}"
+
+
 _ACTIVATIONS = {
     "relu": lambda inplace: nn.ReLU(inplace=inplace),
     "gelu": lambda inplace: nn.GELU(),
@@ -117,6 +135,7 @@ MODULES = {
     L.Dropout: lambda d: nn.Dropout(d.p),
     L.DropPath: lambda d: DropPath(d.p),
     L.LayerScale: lambda s: LayerScale(s.c, s.init),
+    L.ZeroPadShortcut: lambda z: ZeroPadShortcut(z.c_in, z.c_out, z.stride),
 }
 
 

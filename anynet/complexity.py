@@ -82,6 +82,7 @@ LAYER_COUNTS = {
     L.Flatten: _nothing,
     L.Dropout: _nothing,
     L.DropPath: _nothing,
+    L.ZeroPadShortcut: _nothing,  # a strided view and zeros: no multiply-adds (He et al. §4.2)
 }
 # layer type -> the size that must be >= 1 for it to exist (checked on a batch; one
 # network raises instead, anynet.layers.need)

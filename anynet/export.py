@@ -18,7 +18,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, fit_regnet, stages_of
+from anynet.reference import ReferenceSpec
+from anynet.reference_export import export_reference, render_reference
+from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, stages_of
+from anynet.regnet_fit import fit_regnet
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 FORMATS = ("pycls", "timm", "torchvision", "json")
@@ -196,11 +199,16 @@ def _pycls(regnet: RegNetParams | None, spec: NetSpec) -> dict:
             "STRIDES": [s.stride for s in spec.stages],
             "BOT_MULS": spec.bottleneck_multipliers,
             "GROUP_WS": spec.group_widths,
-            "HEAD_W": spec.head_width,
             **se,
         }
+        if spec.block not in BOTTLENECK_BLOCKS:  # pycls 0.1.1's basic/vanilla blocks refuse b, g
+            del cfg["BOT_MULS"], cfg["GROUP_WS"]
+        if spec.head_width:  # a key pycls 0.1.1 (the package index's) refuses: only when used
+            cfg["HEAD_W"] = spec.head_width
         config = {"MODEL": model, "ANYNET": cfg, **common}
         note = "pycls builds the explicit stages as given: the same network"
+        if spec.head_width or spec.block == "res_bottleneck_linear":
+            note += " (needs a pycls newer than 0.1.1: ANYNET.HEAD_W, linear bottlenecks)"
         if given:
             note += " (the pycls rule would give a different network from the RegNet parameters)"
     return {"rule": "pycls", "note": note, "config": config}
@@ -313,12 +321,15 @@ def _json(regnet: RegNetParams | None, spec: NetSpec) -> dict:
 _FORMATS = {"pycls": _pycls, "timm": _timm, "torchvision": _torchvision, "json": _json}
 
 
-def export_dict(target: RegNetParams | NetSpec, fmt: str, **spec_kw: Any) -> dict:
+def export_dict(target: RegNetParams | NetSpec | ReferenceSpec, fmt: str, **spec_kw: Any) -> dict:
     """Structured export: format, rule the target applies, note, config, stages.
 
     Every export builds the same network (the module docstring says how), so the result
-    does not say so per export.
+    does not say so per export. A reference network exports by name
+    (anynet.reference_export).
     """
+    if isinstance(target, ReferenceSpec):
+        return export_reference(target, fmt)
     if fmt not in _FORMATS:
         raise ValueError(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
     regnet, spec = _resolve(target, spec_kw)
@@ -326,7 +337,7 @@ def export_dict(target: RegNetParams | NetSpec, fmt: str, **spec_kw: Any) -> dic
     return {"format": fmt, **out, **_stages(spec)}
 
 
-def export(target: RegNetParams | NetSpec, fmt: str, **spec_kw: Any) -> str:
+def export(target: RegNetParams | NetSpec | ReferenceSpec, fmt: str, **spec_kw: Any) -> str:
     """Export text the target reads (YAML, Python or JSON) building the same network."""
     return render(export_dict(target, fmt, **spec_kw))
 
@@ -338,6 +349,8 @@ def _kwargs(kw: dict) -> str:
 
 def render(out: dict) -> str:
     """The text of a structured export (export_dict's result)."""
+    if "reference" in out:
+        return render_reference(out)
     fmt, config = out["format"], out["config"]
     head = (
         f"# {out['note']}\n# stage depths {out['stage_depths']}, widths {out['stage_widths']}, "
@@ -403,11 +416,11 @@ def spec_from_pycls(text: str) -> NetSpec:
     if kind == "anynet":
         a = cfg["ANYNET"]
         stages = [
-            {"depth": d, "width": w, "stride": s, "bottleneck_multiplier": b, "group_width": g}
-            for d, w, s, b, g in zip(
-                a["DEPTHS"], a["WIDTHS"], a["STRIDES"], a["BOT_MULS"], a["GROUP_WS"], strict=True
-            )
+            {"depth": d, "width": w, "stride": s}
+            for d, w, s in zip(a["DEPTHS"], a["WIDTHS"], a["STRIDES"], strict=True)
         ]
+        for stage, b, g in zip(stages, a.get("BOT_MULS", []), a.get("GROUP_WS", []), strict=False):
+            stage.update(bottleneck_multiplier=b, group_width=g)  # absent: the blocks ignore them
         return NetSpec.from_dict(
             {
                 "stem": {"type": stems[a["STEM_TYPE"]], "width": a["STEM_W"]},

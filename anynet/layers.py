@@ -205,9 +205,24 @@ class LayerScale:
     init: float = 1e-6
 
 
+@dataclass(frozen=True, slots=True)
+class ZeroPadShortcut:
+    """He et al.'s option A shortcut (2016 §4.2): x[:, :, ::stride, ::stride], then zero
+    channels appended up to c_out; no parameters, the identity where nothing changes."""
+
+    c_in: int
+    c_out: int
+    stride: int
+    h_in: int
+    h_out: int = field(init=False)
+
+    def __post_init__(self):
+        _set(self, h_out=(self.h_in - 1) // self.stride + 1)  # a 1x1 stride-s conv's size
+
+
 Layer = (
     Conv | BN | LayerNorm | Act | MaxPool | AvgPool | AdaptiveAvgPool | GlobalAvgPool | SE
-    | Linear | Flatten | Dropout | DropPath | LayerScale
+    | Linear | Flatten | Dropout | DropPath | LayerScale | ZeroPadShortcut
 )  # fmt: skip
 RELU, GELU, SILU, SIGMOID = Act("relu"), Act("gelu"), Act("silu"), Act("sigmoid")
 

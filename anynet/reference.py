@@ -1,58 +1,41 @@
 """Reference networks by name: the classic networks, each described once in the layer language.
 
 `reference(name, **overrides)` gives the Net of a named network; `build` makes its module and
-`complexity` counts it, exactly (docs/method.md §2). Every network takes num_classes,
-in_channels and resolution (its native input by default) and fails with a ValueError naming
-the smallest resolution its strides allow when the feature map would vanish.
+`complexity` counts it, exactly (docs/method.md §2). `ReferenceSpec` is the same request as
+data (a name, the input, the options), the form studies and workers pass around
+(anynet.network). Every network takes num_classes, in_channels and resolution (its native
+input by default) and fails with a ValueError naming the smallest resolution its strides
+allow when the feature map would vanish.
 
-Names and sources (each is the same network as its source: same parameters, same flops as
-torch.utils.flop_counter, same logits with the source's weights; tests/test_reference.py):
-- torchvision's constructors `resnet18`, `densenet121`, `googlenet` (aux_logits=False,
-  transform_input=False), `efficientnet_b0`;
-- `lenet`: d2l's LeNet (Dive into Deep Learning §7.6): 5x5 convs with sigmoid, 2x2 average
-  pools, a 120-84-10 head on 1x28x28 digits; 61,706 parameters.
-Adding a network means describing it here with anynet.families' pieces and registering it.
+The networks themselves live in anynet.reference_torchvision (torchvision's constructors, the
+same network: parameters, flops, logits with torchvision's weights) and
+anynet.reference_papers (d2l's LeNet and NiN; the CIFAR ResNets, DenseNet-BC and VGG-16 of
+the papers NDS and DDS compare against). Adding a network means describing it there and
+adding a row to REFERENCES.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from typing import Any
 
-from anynet.families import (
-    classifier,
-    conv_norm_act,
-    dense_stage,
-    describe,
-    inception_block,
-    mbconv_block,
-    transition,
-)
-from anynet.layers import (
-    BN,
-    RELU,
-    SIGMOID,
-    SILU,
-    AvgPool,
-    Conv,
-    Flatten,
-    GlobalAvgPool,
-    Linear,
-    MaxPool,
-    Net,
-)
-from anynet.rounding import make_divisible
-from anynet.spec import NetSpec, StageSpec, StemSpec
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from anynet import reference_papers as P
+from anynet import reference_torchvision as T
+from anynet.layers import Net
 
 INPUT = ("num_classes", "in_channels", "resolution")
+# options that are probabilities (dropout, stochastic depth): 0 <= p < 1
+PROBABILITIES = ("dropout", "stochastic_depth")
 
 
 @dataclass(frozen=True)
 class Reference:
-    """One reference network: its description and the input it was made for."""
+    """One reference network: its description, its source and the input it was made for."""
 
     name: str
     source: str
@@ -61,18 +44,70 @@ class Reference:
     in_channels: int = 3
     resolution: int = 224
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The network's own options and their defaults (beyond the input)."""
+        params = inspect.signature(self.describe).parameters.values()
+        return {p.name: p.default for p in params if p.name not in INPUT}
 
-REFERENCES: dict[str, Reference] = {}
+
+_TV = "torchvision.models."
+_CIFAR = {"num_classes": 10, "in_channels": 3, "resolution": 32}
+REFERENCES: dict[str, Reference] = {
+    r.name: r
+    for r in (
+        Reference("lenet", "d2l LeNet (Dive into Deep Learning §7.6)", P.lenet, 10, 1, 28),
+        Reference("nin", "d2l NiN (Dive into Deep Learning §8.3)", P.nin, 10, 1, 224),
+        Reference("alexnet", _TV + "alexnet", T.alexnet),
+        Reference("vgg11", _TV + "vgg11", T.vgg11),
+        Reference("vgg16", _TV + "vgg16", T.vgg16),
+        Reference(
+            "googlenet", _TV + "googlenet(aux_logits=False, transform_input=False)", T.googlenet
+        ),  # fmt: skip
+        Reference("resnet18", _TV + "resnet18", T.resnet18),
+        Reference("resnet50", _TV + "resnet50", T.resnet50),
+        Reference("resnext50_32x4d", _TV + "resnext50_32x4d", T.resnext50_32x4d),
+        Reference("densenet121", _TV + "densenet121", T.densenet121),
+        Reference("mobilenet_v2", _TV + "mobilenet_v2", T.mobilenet_v2),
+        Reference("efficientnet_b0", _TV + "efficientnet_b0", T.efficientnet_b0),
+        Reference("regnet_y_400mf", _TV + "regnet_y_400mf", T.regnet_y_400mf),
+        Reference("convnext_tiny", _TV + "convnext_tiny", T.convnext_tiny),
+        Reference("resnet20", "He et al. 2016 §4.2, CIFAR ResNet-20", P.resnet20, **_CIFAR),
+        Reference("resnet56", "He et al. 2016 §4.2, CIFAR ResNet-56", P.resnet56, **_CIFAR),
+        Reference("resnet110", "He et al. 2016 §4.2, CIFAR ResNet-110", P.resnet110, **_CIFAR),
+        Reference(
+            "densenet_bc_100_k12",
+            "Huang et al. 2017 §3, CIFAR DenseNet-BC (L=100, k=12)",
+            P.densenet_bc_100_k12,
+            **_CIFAR,
+        ),  # fmt: skip
+        Reference(
+            "vgg16_cifar",
+            "VGG-16 with BN for CIFAR (kuangliu/pytorch-cifar VGG16)",
+            P.vgg16_cifar,
+            **_CIFAR,
+        ),  # fmt: skip
+    )
+}
 
 
-def _register(name: str, source: str, **native):
-    """Add the decorated description to REFERENCES under `name`."""
-
-    def add(fn: Callable[..., Net]) -> Callable[..., Net]:
-        REFERENCES[name] = Reference(name, source, fn, **native)
-        return fn
-
-    return add
+def _check_option(name: str, key: str, value, default) -> None:
+    """A ValueError naming the option unless value has its default's type (and range)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, float):
+        ok = number and (not key.endswith(PROBABILITIES) or 0 <= value < 1) and value >= 0
+        need = "a probability in [0, 1)" if key.endswith(PROBABILITIES) else "a number >= 0"
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list | tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+        )
+        need = "a list of integers >= 1"
+    elif isinstance(default, int):
+        ok, need = number and isinstance(value, int) and value >= 1, "an integer >= 1"
+    else:
+        ok, need = isinstance(value, type(default)), f"a {type(default).__name__}"
+    if not ok:
+        raise ValueError(f"{key}: {name} needs {need}, got {value!r}")
 
 
 def reference(name: str, **overrides) -> Net:
@@ -84,187 +119,142 @@ def reference(name: str, **overrides) -> Net:
     if name not in REFERENCES:
         raise ValueError(f"reference: unknown network {name!r}; known: {', '.join(REFERENCES)}")
     ref = REFERENCES[name]
-    options = list(inspect.signature(ref.describe).parameters)
-    for key in overrides:
-        if key not in options:
-            raise ValueError(f"{key}: {name} takes no option {key!r}; it takes {options}")
+    options = ref.options
+    for key, value in overrides.items():
+        if key in INPUT:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key}: need an integer >= 1, got {value!r}")
+        elif key not in options:
+            raise ValueError(
+                f"{key}: {name} takes no option {key!r}; it takes {[*INPUT, *options]}"
+            )
+        else:
+            _check_option(name, key, value, options[key])
     values = {key: getattr(ref, key) for key in INPUT} | overrides
-    for key in INPUT:
-        v = values[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{key}: need an integer >= 1, got {v!r}")
     try:
         return ref.describe(**values)
     except ValueError as e:
         if not str(e).startswith("resolution:"):
             raise
-        least = _least_resolution(ref, values)
+        least = least_resolution(name, **values)
         raise ValueError(
             f"resolution: {name} needs at least {least} px for its strides, got "
             f"{values['resolution']} ({e})"
         ) from None
 
 
-def _least_resolution(ref: Reference, values: dict) -> int | str:
-    """The smallest resolution above the given one at which the network exists."""
-    for r in range(values["resolution"] + 1, 4097):
-        try:
-            ref.describe(**{**values, "resolution": r})
-            return r
-        except ValueError:
-            continue
-    return "more than 4096"
+def least_resolution(name: str, **overrides) -> int:
+    """The smallest input side at which the network `name` (with overrides) exists."""
+    ref = REFERENCES[name]
+    values = {key: getattr(ref, key) for key in INPUT} | overrides
+    lo, hi = 1, max(values["resolution"], 1)
+    while not _exists(ref, values, hi):  # grow an upper bound, then bisect (sizes grow with h)
+        lo, hi = hi + 1, 2 * hi
+        if hi > 1 << 16:
+            raise ValueError(f"resolution: {name} exists at no resolution up to {hi} px")
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _exists(ref, values, mid) else (mid + 1, hi)
+    return lo
 
 
-# --- the networks ----------------------------------------------------------------------------
-@_register("lenet", "d2l LeNet (Dive into Deep Learning §7.6)", num_classes=10, in_channels=1,
-           resolution=28)  # fmt: skip
-def lenet(num_classes: int, in_channels: int, resolution: int) -> Net:
-    """LeNet-5 as d2l writes it: conv5x5(6, pad 2) → σ → avg2 → conv5x5(16) → σ → avg2 → FC."""
-    c1 = Conv(in_channels, 6, 5, 1, 1, True, resolution, padding=2)
-    p1 = AvgPool(6, 2, 2, c1.h_out)
-    c2 = Conv(6, 16, 5, 1, 1, True, p1.h_out, padding=0)
-    p2 = AvgPool(16, 2, 2, c2.h_out)
-    head = (
-        Flatten(),
-        Linear(16 * p2.h_out * p2.h_out, 120),
-        SIGMOID,
-        Linear(120, 84),
-        SIGMOID,
-        Linear(84, num_classes),
-    )
-    stages = ((c2, SIGMOID, p2),)
-    return Net((c1, SIGMOID, p1), stages, head, in_channels, resolution, num_classes)
+def _exists(ref: Reference, values: dict, resolution: int) -> bool:
+    try:
+        ref.describe(**{**values, "resolution": resolution})
+    except ValueError as e:
+        if str(e).startswith("resolution:"):
+            return False
+        raise
+    return True
 
 
-@_register("resnet18", "torchvision.models.resnet18")
-def resnet18(num_classes: int, in_channels: int, resolution: int) -> Net:
-    """ResNet-18: the resnet stem and four stages of two res_basic blocks (a NetSpec)."""
-    stages = [
-        StageSpec(depth=2, width=w, stride=s) for w, s in ((64, 1), (128, 2), (256, 2), (512, 2))
-    ]
-    spec = NetSpec(
-        stem=StemSpec(type="resnet", width=64),
-        block="res_basic",
-        stages=stages,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        resolution=resolution,
-    )
-    return describe(spec)
+class ReferenceSpec(BaseModel):
+    """A reference network as data: its name, its input (native unless given) and options.
 
-
-@_register("densenet121", "torchvision.models.densenet121")
-def densenet121(
-    num_classes: int,
-    in_channels: int,
-    resolution: int,
-    growth_rate: int = 32,
-    block_config: tuple[int, ...] = (6, 12, 24, 16),
-    num_init_features: int = 64,
-    bn_size: int = 4,
-) -> Net:
-    """DenseNet-BC: 7x7 stem, dense blocks with halving transitions, BN-ReLU-pool-FC head."""
-    stem, h = conv_norm_act(in_channels, num_init_features, 7, 2, resolution)
-    pool = MaxPool(num_init_features, 3, 2, h)
-    c, h, stages = num_init_features, pool.h_out, []
-    for i, depth in enumerate(block_config):
-        nodes, c = dense_stage(c, depth, growth_rate, bn_size, h)
-        if i < len(block_config) - 1:  # transitions halve the width (compression 0.5)
-            down, h = transition(c, c // 2, h)
-            nodes, c = nodes + down, c // 2
-        stages.append(nodes)
-    head = (BN(c), RELU, GlobalAvgPool(c), Linear(c, num_classes))
-    return Net((*stem, pool), tuple(stages), head, in_channels, resolution, num_classes)
-
-
-# torchvision GoogLeNet: inception widths (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj)
-_INCEPTION = (
-    ((64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64)),
-    ((192, 96, 208, 16, 48, 64), (160, 112, 224, 24, 64, 64), (128, 128, 256, 24, 64, 64),
-     (112, 144, 288, 32, 64, 64), (256, 160, 320, 32, 128, 128)),
-    ((256, 160, 320, 32, 128, 128), (384, 192, 384, 48, 128, 128)),
-)  # fmt: skip
-
-
-@_register("googlenet", "torchvision.models.googlenet(aux_logits=False, transform_input=False)")
-def googlenet(num_classes: int, in_channels: int, resolution: int, dropout: float = 0.2) -> Net:
-    """GoogLeNet without auxiliary heads: BN eps 1e-3, ceil-mode max-pools between stages."""
-    norm = partial(BN, eps=1e-3)  # torchvision BasicConv2d
-    cna = partial(conv_norm_act, act=RELU, norm=norm)
-    conv1, h = cna(in_channels, 64, 7, 2, resolution)
-    pool1 = MaxPool(64, 3, 2, h, padding=0, ceil_mode=True)
-    conv2, h = cna(64, 64, 1, 1, pool1.h_out)
-    conv3, h = cna(64, 192, 3, 1, h)
-    pool2 = MaxPool(192, 3, 2, h, padding=0, ceil_mode=True)
-    stem = (*conv1, pool1, *conv2, *conv3, pool2)
-    c, h, stages = 192, pool2.h_out, []
-    for i, widths in enumerate(_INCEPTION):
-        nodes: tuple = ()
-        if i:  # maxpool3 (3x3) and maxpool4 (2x2) open stages 4 and 5
-            pool = MaxPool(c, 3 if i == 1 else 2, 2, h, padding=0, ceil_mode=True)
-            nodes, h = (pool,), pool.h_out
-        for w in widths:
-            block, c = inception_block(c, *w, h, k5=3, norm=norm)
-            nodes += (block,)
-        stages.append(nodes)
-    head = classifier(c, num_classes, dropout)
-    return Net(stem, tuple(stages), head, in_channels, resolution, num_classes)
-
-
-# EfficientNet-B0 stages (torchvision _efficientnet_conf; EfficientNet Table 1):
-# (expand ratio, kernel, stride, input width, output width, depth)
-_B0 = (
-    (1, 3, 1, 32, 16, 1),
-    (6, 3, 2, 16, 24, 2),
-    (6, 5, 2, 24, 40, 2),
-    (6, 3, 2, 40, 80, 3),
-    (6, 5, 1, 80, 112, 3),
-    (6, 5, 2, 112, 192, 4),
-    (6, 3, 1, 192, 320, 1),
-)
-
-
-def efficientnet(
-    num_classes: int,
-    in_channels: int,
-    resolution: int,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    dropout: float = 0.2,
-    stochastic_depth: float = 0.2,
-    norm: Callable = BN,
-) -> Net:
-    """EfficientNet as torchvision builds it: B0's stages scaled in width and depth.
-
-    Widths make_divisible(c·width_mult, 8), depths ceil(d·depth_mult); MBConv expands to
-    make_divisible(w_in·t, 8) with SE of max(1, w_in // 4) and SiLU; stochastic depth grows
-    linearly to `stochastic_depth` over the blocks (identity at eval).
+    JSON: {"reference": "resnet56", "num_classes": 10, "resolution": 32, "options": {...}}.
+    Validating it describes the network once, so a spec that exists is a network that builds.
     """
-    width = partial(make_divisible, divisor=8)
-    stem, h = conv_norm_act(in_channels, width(32 * width_mult), 3, 2, resolution, SILU, norm=norm)
-    rows = [(t, k, s, width(a * width_mult), width(b * width_mult), math.ceil(n * depth_mult))
-            for t, k, s, a, b, n in _B0]  # fmt: skip
-    total, done, stages = sum(r[-1] for r in rows), 0, []
-    for t, k, s, w_in, w_out, depth in rows:
-        blocks = []
-        for i in range(depth):
-            c = w_in if i == 0 else w_out
-            blocks.append(
-                mbconv_block(c, w_out, width(c * t), k, s if i == 0 else 1, h, max(1, c // 4),
-                             SILU, norm, stochastic_depth * done / total)
-            )  # fmt: skip
-            h, done = blocks[-1].h_out, done + 1
-        stages.append(tuple(blocks))
-    last = 4 * rows[-1][4]
-    conv, _ = conv_norm_act(rows[-1][4], last, 1, 1, h, SILU, norm=norm)
-    head = (*conv, *classifier(last, num_classes, dropout))
-    return Net(stem, tuple(stages), head, in_channels, resolution, num_classes)
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reference: str
+    num_classes: int = Field(ge=1)
+    in_channels: int = Field(ge=1)
+    resolution: int = Field(ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _native_input(cls, data: Any) -> Any:
+        """Fill the input the data leaves out with the network's native input."""
+        if isinstance(data, dict) and isinstance(data.get("reference"), str):
+            name = data["reference"]
+            if name not in REFERENCES:
+                known = ", ".join(REFERENCES)
+                raise ValueError(f"reference: unknown network {name!r}; known: {known}")
+            native = {key: getattr(REFERENCES[name], key) for key in INPUT}
+            data = native | {k: v for k, v in data.items() if v is not None}
+        return data
+
+    @model_validator(mode="after")
+    def _exists(self) -> ReferenceSpec:
+        for key in set(self.options) & set(INPUT):
+            raise ValueError(f"options.{key}: give {key} as a field of its own, not an option")
+        try:
+            _ = self.net  # describing it raises a ValueError naming the field
+        except ValueError as e:
+            if str(e).partition(":")[0] in self.options:  # name it where the data has it
+                raise ValueError(f"options.{e}") from None
+            raise
+        return self
+
+    @property
+    def net(self) -> Net:
+        """The Net this spec names."""
+        inputs = {key: getattr(self, key) for key in INPUT}
+        return reference(self.reference, **inputs, **self.options)
+
+    @property
+    def source(self) -> str:
+        """Where the network comes from (a torchvision constructor, a paper, a book)."""
+        return REFERENCES[self.reference].source
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict."""
+        return self.model_dump(mode="json")
+
+    def to_json(self, **kw) -> str:
+        """JSON text of the spec."""
+        return json.dumps(self.to_dict(), **kw)
 
 
-@_register("efficientnet_b0", "torchvision.models.efficientnet_b0")
-def efficientnet_b0(
-    num_classes: int, in_channels: int, resolution: int, dropout: float = 0.2
-) -> Net:
-    """EfficientNet-B0 (width 1.0, depth 1.0, 224 px; torchvision's BatchNorm defaults)."""
-    return efficientnet(num_classes, in_channels, resolution, dropout=dropout)
+def catalogue() -> list[dict]:
+    """Every reference network: source, native input, exact complexity there (flops with bias
+    adds, docs/method.md §2, and `macs` without them, as FLOP counters and torchvision's
+    tables count) and the least input side its strides allow."""
+    from anynet.complexity import counts
+
+    rows = []
+    for ref in REFERENCES.values():
+        inputs = {key: getattr(ref, key) for key in INPUT}
+        flops, params, acts, bias = counts(reference(ref.name))
+        rows.append(
+            {"name": ref.name, "source": ref.source, **inputs, "flops": flops, "params": params,
+             "acts": acts, "macs": flops - bias, "least_resolution": least_resolution(ref.name)}
+        )  # fmt: skip
+    return rows
+
+
+def markdown_table() -> str:
+    """The README's table of reference networks at their native input (tests keep it true)."""
+    lines = [
+        "| name | source | input | flops | flops w/o bias | params | acts | least side |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in catalogue():
+        size = f"{r['in_channels']}x{r['resolution']}², {r['num_classes']} classes"
+        lines.append(
+            f"| `{r['name']}` | {r['source']} | {size} | {r['flops']:,} | {r['macs']:,} "
+            f"| {r['params']:,} | {r['acts']:,} | {r['least_resolution']} |"
+        )
+    return "\n".join(lines) + "\n"

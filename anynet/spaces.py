@@ -13,20 +13,30 @@ spec writes it.
 The paper's bottleneck *ratio* b is the inverse of our `bottleneck_multiplier`:
 b ∈ {1, 2, 4} is multiplier ∈ {1, 1/2, 1/4}.
 
-Preset ranges and their sources:
-- AnyNetX_A…E (DDS §3.1–3.2): 4 stages, d_i ∈ [1, 16], w_i ∈ {8, 16, …, 1024},
-  b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16, 32}, simple stem 32, 224 px, 1000 classes;
+Preset ranges and their sources (docs/method.md §4; `dse sample --space NAME` shows draws):
+- AnyNetX_A…E (DDS §3.1–3.2): 4 stages; log-uniform d_i ≤ 16 and w_i ≤ 1024 divisible by 8
+  (pycls `log_uniform` with quanta 1 and 8, so P(d_i = 1) = 1/5, median d_i 3, median w_i
+  64), b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16, 32}, simple stem 32, 224 px, 1000 classes;
   B shares b, C also g, D adds w_{i+1} ≥ w_i, E adds d_{i+1} ≥ d_i. AnyNetY_*: SE 1/4.
-- RegNetX / RegNetY (pycls sweep/config.py REGNET_SAMPLER, sweep/samplers.py, docs/method.md §4):
-  d ∈ [12, 28], w0 log-uniform [8, 256] q 8, wa log-uniform [8, 256] q 0.1, wm log-uniform
-  [2, 3] q 0.001, group width power2_or_log_uniform [8, 128] q 8, b = 1, exactly 4 stages.
-- NDS CIFAR (Radosavovic et al., ICCV 2019, "On Network Design Spaces for Visual
-  Recognition", Table 1 as we read it; the table text could not be retrieved again while
-  writing this, so re-check the edges): cifar stem 16, 3 stages, strides 1, 2, 2, 32 px,
-  10 classes. Vanilla, ResNet: d_i ∈ [1, 24], w_i ∈ [16, 256]. ResNeXt-A: d_i ∈ [1, 16],
-  w_i ∈ [16, 256], b_i ∈ {1, 2, 4}, groups g_i ∈ {1, 2, 4}. ResNeXt-B: d_i ∈ [1, 16],
-  w_i ∈ [64, 1024], b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16}. NDS samples the *number* of
-  groups; widths go in steps of 16 (64 for B) so every inner width divides into them.
+- RegNetX / RegNetY (DDS §3.3, Fig. 9): d < 64, w0 < 256, wa < 256, 1.5 ≤ wm ≤ 3, b and g
+  as in AnyNetX, one b and one g per network, exactly 4 stages. Distribution kinds and quanta
+  are pycls `regnet_sampler`'s (d uniform; w0, wa, wm log-uniform with quanta 8, 0.1, 0.001);
+  the lower ends w0, wa ≥ 8 are pycls' defaults; the strict upper bounds are read as
+  d ≤ 63, w0 ≤ 248, wa ≤ 255.9 (the largest values below them on those quanta).
+- RegNetX_pycls / RegNetY_pycls: pycls sweep/config.py REGNET_SAMPLER defaults (DDS §4's
+  restricted space): d ∈ [12, 28], w0 log-uniform [8, 256] q 8, wa log-uniform [8, 256]
+  q 0.1, wm log-uniform [2, 3] q 0.001, group width power2_or_log_uniform [8, 128] q 8,
+  b = 1, exactly 4 stages.
+- NDS CIFAR (NDS §3; value sets from the best public evidence, a reconstruction consistent
+  with NDS' released sweep records): cifar stem 16, 3 stages, strides 1, 2, 2, 32 px, 10
+  classes; every value drawn uniformly from its set. Vanilla, ResNet:
+  d_i ∈ {1, 2, 3, 4, 6, 8, 12, 16, 24}, w_i ∈ {16, 24, 32, 40, 48, 64, 80, 96, 128, 160,
+  192, 256}. ResNeXt_A: d_i ∈ {1, 2, 4, 8, 16}, w_i ∈ {16, 32, 64, 128, 256},
+  b_i ∈ {1, 2, 4}, groups g_i ∈ {1, 2, 4}. ResNeXt_B: as A with w_i ∈ {64, 128, 256, 512,
+  1024}, g_i ∈ {1, 2, 4, 8, 16}. NDS samples the *number* of groups.
+- Complexity presets (`COMPLEXITY_PRESETS`, a study spec's `"complexity": "nds_r56"` or
+  `dse sample --complexity nds_r56`): NDS' cap at the size of ResNet-56, params ≤ 0.856 M
+  and flops ≤ 0.129 G.
 - EfficientNet, DenseNet, Inception, VGG (issue 16): anynet.family_spaces says what each
   range follows (docs/method.md §4).
 """
@@ -124,6 +134,17 @@ class LogUniform(_Range):
         if float(q).is_integer() and float(self.lo).is_integer():
             return v.astype(np.int64)
         return v
+
+    def with_range(self, lo: float, hi: float) -> LogUniform:
+        """The same quantum over [lo, hi] snapped inwards to multiples of it (pycls rule)."""
+        q = self.quantum
+        first, last = (
+            round(math.ceil(lo / q - 1e-9) * q, 9),
+            round(math.floor(hi / q + 1e-9) * q, 9),
+        )
+        if not 0 < first <= last:
+            raise ValueError(f"log_uniform: no multiple of quantum {q} in [{lo}, {hi}]")
+        return LogUniform(lo=first, hi=last, quantum=q)
 
 
 class Choice(_Data):
@@ -399,53 +420,69 @@ def _as_tuple(v) -> tuple:
 
 
 # --- presets: one base per family plus constraints (docs/design.md "presets are data") -------
+_B_MULTIPLIERS = {"kind": "choice", "values": [1.0, 0.5, 0.25]}  # b ∈ {1, 2, 4} (multiplier 1/b)
+_ANYNET_G = {"kind": "choice", "values": [1, 2, 4, 8, 16, 32]}
 _ANYNET_X_A = {
-    # DDS §3.1: 4 stages; d_i ∈ [1, 16], w_i ∈ {8, 16, …, 1024}, b_i ∈ {1, 2, 4}
-    # (multiplier 1/b), g_i ∈ {1, 2, …, 32}; simple stem 32; X block; 224 px ImageNet.
+    # DDS §3.2: "log-uniform sampling of d_i ≤ 16, w_i ≤ 1024 and divisible by 8, b_i ∈
+    # {1, 2, 4}, and g_i ∈ {1, 2, …, 32}" (pycls log_uniform quanta 1 and 8); simple stem 32.
     "kind": "anynet",
     "stem": {"type": "simple", "width": 32},
     "block": "res_bottleneck",
     "stages": 4,
-    "depth": {"kind": "uniform_int", "lo": 1, "hi": 16},
-    "width": {"kind": "uniform_int", "lo": 8, "hi": 1024, "step": 8},
-    "bottleneck_multiplier": {"kind": "choice", "values": [1.0, 0.5, 0.25]},
-    "group_width": {"kind": "choice", "values": [1, 2, 4, 8, 16, 32]},
+    "depth": {"kind": "log_uniform", "lo": 1, "hi": 16, "quantum": 1},
+    "width": {"kind": "log_uniform", "lo": 8, "hi": 1024, "quantum": 8},
+    "bottleneck_multiplier": _B_MULTIPLIERS,
+    "group_width": _ANYNET_G,
     "resolution": 224,
     "num_classes": 1000,
 }
 _REGNET_X = {
-    # pycls sweep/config.py REGNET_SAMPLER defaults and sweep/samplers.py regnet_sampler:
-    # d uniform [12, 28]; w0 log-uniform [8, 256] q 8; wa log-uniform [8, 256] q 0.1;
-    # wm log-uniform [2, 3] q 0.001; group width power2_or_log_uniform [8, 128] q 8; b = 1;
-    # CONSTRAINTS.REGNET.NUM_STAGES = [4, 4] (and no skipped exponent, docs/method.md §3).
+    # DDS §3.3 (Fig. 9): d < 64, w0, wa < 256, 1.5 ≤ wm ≤ 3, b and g as AnyNetX (one of
+    # each per network); kinds and quanta of pycls sweep/samplers.py regnet_sampler; 4 stages
+    # with no skipped exponent (pycls check_regnet_constraints, docs/method.md §3).
     "kind": "regnet",
     "stem": {"type": "simple", "width": 32},
     "block": "res_bottleneck",
+    "depth": {"kind": "uniform_int", "lo": 1, "hi": 63},
+    "w0": {"kind": "log_uniform", "lo": 8, "hi": 248, "quantum": 8},
+    "wa": {"kind": "log_uniform", "lo": 8.0, "hi": 255.9, "quantum": 0.1},
+    "wm": {"kind": "log_uniform", "lo": 1.5, "hi": 3.0, "quantum": 0.001},
+    "group_width": _ANYNET_G,
+    "bottleneck_multiplier": _B_MULTIPLIERS,
+    "constraints": [{"num_stages": 4}],
+    "resolution": 224,
+    "num_classes": 1000,
+}
+_REGNET_X_PYCLS = {
+    # pycls sweep/config.py REGNET_SAMPLER defaults (DDS §4's restricted space): d uniform
+    # [12, 28]; w0 log-uniform [8, 256] q 8; wa log-uniform [8, 256] q 0.1; wm log-uniform
+    # [2, 3] q 0.001; group width power2_or_log_uniform [8, 128] q 8; b = 1; 4 stages.
+    **_REGNET_X,
     "depth": {"kind": "uniform_int", "lo": 12, "hi": 28},
     "w0": {"kind": "log_uniform", "lo": 8, "hi": 256, "quantum": 8},
     "wa": {"kind": "log_uniform", "lo": 8.0, "hi": 256.0, "quantum": 0.1},
     "wm": {"kind": "log_uniform", "lo": 2.0, "hi": 3.0, "quantum": 0.001},
     "group_width": {"kind": "power2_or_log_uniform", "lo": 8, "hi": 128, "quantum": 8},
     "bottleneck_multiplier": {"kind": "choice", "values": [1.0]},
-    "constraints": [{"num_stages": 4}],
-    "resolution": 224,
-    "num_classes": 1000,
 }
 _NDS_CIFAR = {
-    # NDS §3, Table 1 (see the module docstring for the ranges and their caveat).
+    # NDS §3 value sets (module docstring): each value uniform over its set.
     "kind": "anynet",
     "stem": {"type": "cifar", "width": 16},
     "stages": 3,
     "strides": [1, 2, 2],
-    "depth": {"kind": "uniform_int", "lo": 1, "hi": 24},
-    "width": {"kind": "uniform_int", "lo": 16, "hi": 256, "step": 16},
+    "depth": {"kind": "choice", "values": [1, 2, 3, 4, 6, 8, 12, 16, 24]},
+    "width": {
+        "kind": "choice",
+        "values": [16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256],
+    },
     "resolution": 32,
     "num_classes": 10,
 }
 _RESNEXT = {
     "block": "res_bottleneck",
-    "depth": {"kind": "uniform_int", "lo": 1, "hi": 16},
-    "bottleneck_multiplier": {"kind": "choice", "values": [1.0, 0.5, 0.25]},
+    "depth": {"kind": "choice", "values": [1, 2, 4, 8, 16]},
+    "bottleneck_multiplier": _B_MULTIPLIERS,
     "group_width": None,
 }
 _DDS_STEPS = {  # DDS §3.2: each step adds one constraint to the previous space
@@ -464,17 +501,29 @@ _TABLE: dict[str, dict] = {
     },
     "RegNetX": _REGNET_X,
     "RegNetY": {**_REGNET_X, "se_ratio": 0.25},
+    "RegNetX_pycls": _REGNET_X_PYCLS,
+    "RegNetY_pycls": {**_REGNET_X_PYCLS, "se_ratio": 0.25},
     "Vanilla": {**_NDS_CIFAR, "block": "vanilla"},
     "ResNet": {**_NDS_CIFAR, "block": "res_basic"},
-    "ResNeXt_A": {**_NDS_CIFAR, **_RESNEXT, "groups": {"kind": "choice", "values": [1, 2, 4]}},
+    "ResNeXt_A": {
+        **_NDS_CIFAR,
+        **_RESNEXT,
+        "width": {"kind": "choice", "values": [16, 32, 64, 128, 256]},
+        "groups": {"kind": "choice", "values": [1, 2, 4]},
+    },
     "ResNeXt_B": {
         **_NDS_CIFAR,
         **_RESNEXT,
-        "width": {"kind": "uniform_int", "lo": 64, "hi": 1024, "step": 64},
+        "width": {"kind": "choice", "values": [64, 128, 256, 512, 1024]},
         "groups": {"kind": "choice", "values": [1, 2, 4, 8, 16]},
     },
     # EfficientNet, DenseNet, Inception, VGG: anynet.family_spaces says what they follow
     **FAMILY_PRESETS,
+}
+# NDS §4 compares spaces under a cap at the size of ResNet-56 (0.856 M params, 0.129 GF);
+# a study spec's "complexity" (or `dse sample --complexity`) may name one of these.
+COMPLEXITY_PRESETS: dict[str, dict[str, tuple[float, float]]] = {
+    "nds_r56": {"params": (0.0, 0.856e6), "flops": (0.0, 0.129e9)},
 }
 PRESETS: dict[str, DesignSpace] = {
     name: DesignSpace.model_validate({"name": name, **data}) for name, data in _TABLE.items()
@@ -486,3 +535,11 @@ def get_space(name: str) -> DesignSpace:
     if name not in PRESETS:
         raise ValueError(f"space: unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def complexity_preset(name: str) -> dict[str, tuple[float, float]]:
+    """The complexity bounds a preset name stands for (e.g. "nds_r56", NDS §4)."""
+    if name not in COMPLEXITY_PRESETS:
+        known = ", ".join(COMPLEXITY_PRESETS)
+        raise ValueError(f"complexity: unknown preset {name!r}; known: {known}")
+    return dict(COMPLEXITY_PRESETS[name])

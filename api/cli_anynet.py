@@ -6,13 +6,15 @@ import sys
 from pathlib import Path
 
 from api.cli import CliError, emit_json
-from api.cli_kit import network, one_line_errors, parse_bounds, read_data
+from api.cli_kit import network, one_line_errors, parse_bounds, read_data, reference_network
 
 
 def register(subparsers) -> None:
     """Add the model, sample and export subcommands."""
     m = subparsers.add_parser("model", help="stages and exact complexity of one network")
-    _network_args(m)
+    _network_args(m).add_argument(
+        "--references", action="store_true", help="list the reference networks"
+    )
     m.add_argument("--json", action="store_true", help="one JSON document on stdout")
     m.set_defaults(func=cmd_model)
 
@@ -21,6 +23,9 @@ def register(subparsers) -> None:
     s.add_argument("--n", type=int, required=True, help="number of networks")
     for key in ("flops", "params", "acts"):
         s.add_argument(f"--{key}", metavar="LO:HI", help=f"{key} bounds, e.g. 360M:400M")
+    s.add_argument(
+        "--complexity", metavar="NAME", help="named bounds, e.g. nds_r56 (NDS: ResNet-56 size)"
+    )
     s.add_argument("--resolution", type=int, help="input side (default: the space's)")
     s.add_argument("--classes", type=int, help="number of classes (default: the space's)")
     s.add_argument("--seed", type=int, required=True)
@@ -39,26 +44,49 @@ def register(subparsers) -> None:
         one_line_errors(p)
 
 
-def _network_args(p) -> None:
+def _network_args(p):
+    """The network options of `dse model` and `dse export`; returns the exclusive group."""
     net = p.add_mutually_exclusive_group(required=True)
     net.add_argument("--regnet", metavar="D,W0,WA,WM,G", help="a RegNet by its parameters")
     net.add_argument("--spec", metavar="FILE", help="a NetSpec (or dse JSON export) file")
-    p.add_argument("--se", type=float, default=0.0, help="SE ratio (RegNetY: 0.25)")
-    p.add_argument("--bot-mul", type=float, default=1.0, help="bottleneck multiplier b")
-    p.add_argument("--rounding", default="pycls", metavar="pycls|torchvision")
-    p.add_argument("--resolution", type=int, help="input side (RegNet default 224)")
+    net.add_argument("--reference", metavar="NAME", help="a reference network (resnet56, ...)")
+    p.add_argument("--se", type=float, help="SE ratio (RegNetY: 0.25)")
+    p.add_argument("--bot-mul", type=float, help="bottleneck multiplier b")
+    p.add_argument("--rounding", metavar="pycls|torchvision", help="RegNet rule (default pycls)")
+    p.add_argument("--resolution", type=int, help="input side (default: RegNet 224, a "
+                   "reference its native input)")  # fmt: skip
     p.add_argument("--classes", type=int, help="number of classes (RegNet default 1000)")
+    p.add_argument("--in-channels", type=int, help="input channels (--reference only)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a reference network's option, e.g. shortcut=projection (repeatable)")  # fmt: skip
+    return net
 
 
 # --- handlers ------------------------------------------------------------------------------
+def _only_with(args, flags: dict, allowed: str) -> None:
+    """A CliError naming the first flag given that only `allowed` takes."""
+    for flag, value in flags.items():
+        if value is not None:
+            raise CliError(f"--{flag}: applies to {allowed} only")
+
+
 def _network(args):
-    """The network of `dse model` / `dse export` (RegNets at 224 px, 1000 classes by default)."""
+    """The network of `dse model` / `dse export`: (RegNetParams | None, NetSpec) for
+    --regnet/--spec (RegNets at 224 px, 1000 classes by default), (None, ReferenceSpec)
+    for --reference (its native input by default)."""
+    if args.reference:
+        _only_with(args, {"se": args.se, "bot-mul": args.bot_mul, "rounding": args.rounding},
+                   "--regnet")  # fmt: skip
+        spec = reference_network(args.reference, args.option, args.resolution, args.classes,
+                                 args.in_channels)  # fmt: skip
+        return None, spec
+    _only_with(args, {"in-channels": args.in_channels, "option": args.option}, "--reference")
     return network(
         regnet=args.regnet,
         spec=args.spec,
-        se=args.se,
-        bot_mul=args.bot_mul,
-        rounding=args.rounding,
+        se=args.se or 0.0,
+        bot_mul=1.0 if args.bot_mul is None else args.bot_mul,
+        rounding=args.rounding or "pycls",
         resolution=args.resolution,
         num_classes=args.classes,
     )
@@ -86,10 +114,16 @@ def _fmt(x: float) -> str:
 
 
 def cmd_model(args) -> int:
-    """Print a network's stages and exact complexity."""
+    """Print a network's stages and exact complexity (or the list of reference networks)."""
     from anynet.complexity import complexity
+    from anynet.layer_table import layer_table
+    from anynet.network import describe_network
 
+    if args.references:
+        return _references(args)
     regnet, spec = _network(args)
+    if args.reference:
+        return _reference_model(args, spec)
     cx = complexity(spec)
     out = {
         "stage_depths": spec.stage_depths,
@@ -98,6 +132,7 @@ def cmd_model(args) -> int:
         **{k: int(cx[k]) for k in ("flops", "params", "acts")},
         "spec": spec.to_dict(),
         "regnet": regnet.model_dump() if regnet else None,
+        "layers": layer_table(describe_network(spec)),
     }
     if args.json:
         emit_json(out)
@@ -123,12 +158,70 @@ def cmd_model(args) -> int:
     return 0
 
 
+def _reference_model(args, spec) -> int:
+    """`dse model --reference`: the same JSON keys as a NetSpec's where they apply (flops,
+    params, acts, spec, layers), plus the reference's name, source and parts."""
+    from anynet.layer_table import layer_table, part_table
+    from anynet.network import network_complexity
+
+    net, cx = spec.net, network_complexity(spec)
+    out = {
+        "reference": spec.reference,
+        "source": spec.source,
+        **cx,
+        "spec": spec.to_dict(),
+        "parts": part_table(net),
+        "layers": layer_table(net),
+    }
+    if args.json:
+        emit_json(out)
+        return 0
+    print(f"{spec.reference}: {spec.source}; {spec.in_channels}x{spec.resolution}x"
+          f"{spec.resolution} in, {spec.num_classes} classes")  # fmt: skip
+    print(f"{'part':<9} {'layers':>6} {'size':>5} {'flops':>8} {'params':>8} {'acts':>8}")
+    for p in out["parts"]:
+        size = "" if p["size"] is None else p["size"]
+        print(f"{p['part']:<9} {p['layers']:>6} {size:>5} {_fmt(p['flops']):>8} "
+              f"{_fmt(p['params']):>8} {_fmt(p['acts']):>8}")  # fmt: skip
+    print(
+        f"flops {_fmt(cx['flops'])} ({cx['flops']})  params {_fmt(cx['params'])} "
+        f"({cx['params']})  acts {_fmt(cx['acts'])} ({cx['acts']})"
+    )
+    print(f"spec {spec.to_json()}")
+    return 0
+
+
+def _references(args) -> int:
+    """`dse model --references`: every reference network with its complexity at its native
+    input and the least input side its strides allow."""
+    from anynet.reference import catalogue
+
+    if args.regnet or args.spec or args.reference:
+        raise CliError("--references: lists every reference network; give no other network")
+    _only_with(args, {"resolution": args.resolution, "classes": args.classes,
+                      "in-channels": args.in_channels, "option": args.option,
+                      "se": args.se, "bot-mul": args.bot_mul, "rounding": args.rounding},
+               "one network, not --references")  # fmt: skip
+    rows = catalogue()
+    if args.json:
+        emit_json({"references": rows})
+        return 0
+    print(f"{'name':<20} {'input':<14} {'flops':>8} {'params':>8} {'acts':>8} {'least':>5}  source")
+    for r in rows:
+        size = f"{r['in_channels']}x{r['resolution']}x{r['resolution']}"
+        print(f"{r['name']:<20} {size:<14} {_fmt(r['flops']):>8} {_fmt(r['params']):>8} "
+              f"{_fmt(r['acts']):>8} {r['least_resolution']:>5}  {r['source']}")  # fmt: skip
+    return 0
+
+
 def cmd_sample(args) -> int:
     """Sample networks of a space within complexity bounds."""
     from anynet.sampling import sample
+    from anynet.spaces import complexity_preset
 
     space = _space(args.space)
-    bounds = {
+    bounds = complexity_preset(args.complexity) if args.complexity else {}
+    bounds |= {  # explicit --flops/--params/--acts refine the named bounds
         key: parse_bounds(getattr(args, key), f"--{key}")
         for key in ("flops", "params", "acts")
         if getattr(args, key)

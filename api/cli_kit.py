@@ -131,3 +131,37 @@ def network(
         if params is not None and params.spec(**regnet_kw(net)) != net:
             params = None
     return params, net
+
+
+def parse_options(pairs: list[str] | None) -> dict:
+    """--option KEY=VALUE pairs → {key: value}; a value is read as JSON where it parses
+    (0.3, [6, 12, 24, 16], true), else kept as text (projection)."""
+    import json
+
+    options = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--option: expected KEY=VALUE like dropout=0.3, got {pair!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        options[key.strip()] = value
+    return options
+
+
+def reference_network(
+    name: str,
+    options: list[str] | None = None,
+    resolution: int | None = None,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+):
+    """The ReferenceSpec asked for by --reference NAME (+ --option KEY=VALUE), at the given
+    input (None: the network's native one); bad input names the field."""
+    from anynet.reference import ReferenceSpec
+
+    inputs = {"resolution": resolution, "num_classes": num_classes, "in_channels": in_channels}
+    given = {k: v for k, v in inputs.items() if v is not None}
+    return ReferenceSpec(reference=name, options=parse_options(options), **given)

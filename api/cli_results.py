@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from api.cli import CliError, db_option, emit_json
 
 NORMALIZE = ("flops", "params", "acts")
@@ -19,6 +21,16 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--normalize", choices=NORMALIZE, default=None, help="NDS complexity-normalised EDFs"
+    )
+    p.add_argument(
+        "--bins", type=int, default=None, help="equal complexity bins of --normalize (default 40)"
+    )
+    p.add_argument(
+        "--range",
+        dest="c_range",
+        metavar="LO:HI",
+        default=None,
+        help="complexity range of --normalize, e.g. 2M:12M (default: the spaces' overlap)",
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="the full results as one JSON document")
@@ -45,6 +57,11 @@ def _fmt(v, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _median(values) -> float | None:
+    xs = sorted(v for v in values if v is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
 def table(results: dict) -> str:
     """The results as plain text: one row per space, the KS table, warnings, the RegNet fit."""
     fid = results["fidelity"]
@@ -53,13 +70,18 @@ def table(results: dict) -> str:
     head = f"study {'' if sid is None else f'{sid} '}{results['study']!r}: {fid['epochs']} epochs"
     head += f" (level {fid['level']} of {fid['levels']})"
     if norm:
-        head += f", normalised by {norm} ({results['bins']} bins)"
+        lo, hi = results["complexity_range"]
+        head += f", normalised by {norm} ({results['bins']} bins over [{lo:.4g}, {hi:.4g}])"
     lines = [head, ""]
-    cols = ("space", "n", "diverged", "failed", "pending", "min", "mean", "median", "DKW ±")
+    cols = ("space", "n", "at chance", "diverged", "failed", "pending", "min", "mean", "median",
+            "DKW ±")  # fmt: skip
+    if norm:
+        cols += ("outside",)
     rows = [
         (
             s["name"],
             str(s["n"]),
+            str(s.get("n_not_learned", 0)),
             str(s["n_diverged"]),
             str(s["n_failed"]),
             str(s["n_pending"]),
@@ -67,6 +89,7 @@ def table(results: dict) -> str:
             _fmt(s["mean"]),
             _fmt(s["median"]),
             _fmt(s["edf"]["band"]["epsilon"], ".3f"),
+            *((str(s["n_outside"]),) if norm else ()),
         )
         for s in results["spaces"].values()
     ]
@@ -79,11 +102,22 @@ def table(results: dict) -> str:
             )
         )
     if results["ks"]:
-        lines += ["", "KS tests (D, p, Benjamini–Hochberg q):"]
+        test = results["ks"][0].get("test", "two-sample KS")
+        lines += ["", f"KS tests ({test}; D, p, Benjamini–Hochberg q over the pairs):"]
         for k in results["ks"]:
             lines.append(
                 f"  {k['a']} vs {k['b']}: D={_fmt(k['D'], '.3f')} p={_fmt(k['p'], '.3g')}"
                 f" q={_fmt(k.get('q'), '.3g')}"
+            )
+    fits = results.get("e_fit", {}).get("spaces", {})
+    if fits:
+        lines += ["", "e_fit, distance to the nearest RegNet (DDS Fig. 8; --png draws it):"]
+        for name, f in fits.items():
+            b = f["best"]
+            lines.append(
+                f"  {name}: best networks' e_fit {_fmt(b['median'], '.3f')}"
+                f" (95% bootstrap [{_fmt(b['lo'], '.3f')}, {_fmt(b['hi'], '.3f')}]),"
+                f" all {f['n']}: median {_fmt(_median(f['x']), '.3f')}"
             )
     rank = [r for r in results["rank_correlation"] if r["space"] == "all" and r["n"]]
     if rank:
@@ -108,18 +142,20 @@ def table(results: dict) -> str:
         lines += ["", f"what the data say (q < 0.05; {len(found)} findings, --json for all):"]
         lines += [f"  - {t}" for t in found]
     lines += [f"warning: {w}" for w in results["warnings"]]
+    lines += [f"warning: {w['text']}" for w in results.get("not_learned", [])]
     return "\n".join(lines)
 
 
 def plot(results: dict, path: str) -> None:
-    """Draw each space's EDF with its DKW 95% band to a PNG (matplotlib, Agg)."""
+    """EDFs with DKW 95% bands, and e_fit vs error (DDS Fig. 8), to a PNG (matplotlib, Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, (ax, fx) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120, width_ratios=(3, 2))
     trained = [x for s in results["spaces"].values() for x in s["edf"]["x"] if x < 1.0]
+    colors = {}
     for s in results["spaces"].values():
         e = s["edf"]
         if not e["x"]:
@@ -128,6 +164,7 @@ def plot(results: dict, path: str) -> None:
         label = f"{s['name']} (n={s['n']}, min {s['min']:.3f}, mean {s['mean']:.3f}"
         label += f", {s['n_diverged']} diverged)" if s["n_diverged"] else ")"
         (line,) = ax.step(x, [0.0, *e["F"]], where="post", label=label)
+        colors[s["name"]] = line.get_color()
         band = e["band"]
         lo, hi = [0.0, *band["lo"]], [band["epsilon"] or 0.0, *band["hi"]]
         ax.fill_between(x, lo, hi, step="post", alpha=0.1, color=line.get_color(), lw=0)
@@ -144,6 +181,7 @@ def plot(results: dict, path: str) -> None:
     else:
         ax.text(0.5, 0.5, "no finished trials yet", ha="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
+    _plot_efit(fx, results.get("e_fit", {}).get("spaces", {}), colors)
     fig.tight_layout()
     try:
         fig.savefig(path, format="png")
@@ -151,15 +189,43 @@ def plot(results: dict, path: str) -> None:
         plt.close(fig)
 
 
+def _plot_efit(ax, fits: dict, colors: dict) -> None:
+    """DDS Fig. 8: e_fit against error per space; shaded, the best networks' e_fit range."""
+    for name, f in fits.items():
+        pts = [(x, e) for x, e in zip(f["x"], f["error"], strict=True) if x is not None]
+        if not pts:
+            continue
+        xs, es = zip(*pts, strict=True)
+        c = colors.get(name)
+        ax.scatter(xs, es, s=6, alpha=0.5, color=c, label=name)
+        b = f["best"]
+        if b["lo"] is not None:
+            ax.axvspan(b["lo"], b["hi"], color=c, alpha=0.12, lw=0)
+            ax.axvline(b["median"], color=c, lw=1, ls=":")
+    ax.set_xlabel("e_fit (distance to the nearest RegNet)")
+    ax.set_ylabel("error")
+    ax.set_title("e_fit vs error (DDS Fig. 8)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
 def cmd_edf(args) -> int:
     """Print, dump or plot a study's results."""
     from search.results import results_for
     from search.store import Store
 
+    if (args.bins is not None or args.c_range) and not args.normalize:
+        raise CliError("--bins/--range: they set up --normalize; give --normalize too")
+    c_range = None
+    if args.c_range:
+        from api.cli_anynet import parse_bounds
+
+        c_range = parse_bounds(args.c_range, "--range")
     store = Store(args.db)
     try:
         study_id = _study_id(store, args.study)
-        results = results_for(store, study_id, args.fidelity, args.normalize)
+        results = results_for(store, study_id, args.fidelity, args.normalize, args.bins, c_range)
     finally:
         store.close()
     if args.json:
@@ -169,4 +235,7 @@ def cmd_edf(args) -> int:
         print(f"wrote {args.png}")
     else:
         print(table(results))
+    if args.json or args.png:  # the table shows them; elsewhere they go to stderr
+        for w in results.get("not_learned", []):
+            print(f"dse edf: warning: {w['text']}", file=sys.stderr)
     return 0

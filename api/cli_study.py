@@ -17,6 +17,13 @@ def register(subparsers) -> None:
 
     p = verbs.add_parser("create", help="create a study from a YAML or JSON spec; prints its id")
     p.add_argument("file", help="study spec (.yaml, .yml or .json; - for stdin)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="first train RegNetX-200MF once at the lowest fidelity with the study's recipe "
+        "and data; refuse the study if it stays at chance",
+    )
+    p.add_argument("--device", default=None, help="device of the --check training (default: best)")
     _common(p, json_flag=True)
     p.set_defaults(func=cmd_create)
 
@@ -79,9 +86,17 @@ def cmd_create(args) -> int:
 
     text = sys.stdin.read() if args.file == "-" else None
     spec = StudySpec.from_text(text) if text is not None else StudySpec.from_file(args.file)
+    check = None
+    if args.check:
+        from worker.check import check_recipe
+
+        check = check_recipe(spec, device=args.device)
+        if not check.learned:
+            raise CliError(f"--check: {check.text()}; the study was not created")
+        print(f"dse study create: --check: {check.text()}", file=sys.stderr)
     study_id = _store(args).create_study(spec)
     if args.json:
-        emit_json({"id": study_id})
+        emit_json({"id": study_id} | ({"check": check} if check else {}))
     else:
         print(study_id)
     return 0
@@ -130,14 +145,30 @@ def cmd_show(args) -> int:
         )
         return 0
     print(f"study {study.id} {study.name!r}: {study.status}")
-    print(f"  {'space':<16} {'level':>5} {'epochs':>6} " + " ".join(f"{c:>9}" for c in COUNTS))
+    columns = (*COUNTS, "not_learned")  # done trials at chance (search/learning.py)
+    print(f"  {'space':<16} {'level':>5} {'epochs':>6} " + " ".join(f"{c:>11}" for c in columns))
     for space, levels in progress["spaces"].items():
         for e in levels:
             print(
                 f"  {space:<16} {e['level']:>5} {e['epochs']:>6} "
-                + " ".join(f"{e[c]:>9}" for c in COUNTS)
+                + " ".join(f"{e[c]:>11}" for c in columns)
             )
+    for warning in not_learned_warnings(progress):
+        print(f"warning: {warning}")
     return 0
+
+
+def not_learned_warnings(progress: dict) -> list[str]:
+    """A warning per space and level with more than 10% of its done trials at chance."""
+    from search.learning import not_learned_warning
+
+    out = []
+    for space, levels in progress["spaces"].items():
+        for e in levels:
+            where = f"{space} ({e['epochs']} epochs)"
+            text = not_learned_warning(where, e.get("not_learned", 0), e["done"])
+            out += [text] if text else []
+    return out
 
 
 def cmd_wait(args) -> int:
@@ -174,6 +205,8 @@ def cmd_wait(args) -> int:
         time.sleep(args.interval)
     if tty:
         sys.stderr.write("\n")
+    for warning in not_learned_warnings(progress):
+        print(f"dse study wait: warning: {warning}", file=sys.stderr)
     if args.json:
         emit_json(progress)
     else:
@@ -214,10 +247,6 @@ def cmd_worker(args) -> int:
 
 
 def _best_device() -> str:
-    import torch
+    from worker.check import best_device
 
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    return best_device()

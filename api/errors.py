@@ -14,7 +14,8 @@ import re
 from pydantic import ValidationError
 
 # a leading "field: " in a message: a dotted path without spaces (spaces.0.name, stages[1])
-_FIELD = re.compile(r"^[A-Za-z_][\w.\[\]-]*$")
+# or a command-line flag (--regnet)
+_FIELD = re.compile(r"^(--)?[A-Za-z_][\w.\[\]-]*$")
 # where FastAPI puts request parts; they are not part of the field's name
 _PARTS = ("body", "query", "path", "header", "cookie")
 

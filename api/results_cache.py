@@ -19,7 +19,10 @@ from api.schemas import Results
 
 
 class ResultsCache:
-    """Results per (study, fidelity, normalize): (version, ETag, JSON bytes, typed results)."""
+    """Results per (study, fidelity, normalisation): (version, ETag, JSON bytes, typed results).
+
+    The normalisation is (normalize, bins, c_range): each setting is its own entry and ETag.
+    """
 
     def __init__(
         self, compute=None, wait: float = 0.1, size: int = 64, model: type[BaseModel] = Results
@@ -32,18 +35,20 @@ class ResultsCache:
         self._running: dict[tuple, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def _results(self, store, study_id, fidelity, normalize) -> BaseModel:
+    def _results(self, store, study_id, fidelity, normalize, bins, c_range) -> BaseModel:
         compute = self._compute
         if compute is None:
             from search.results import results_for as compute
-        return self._model.model_validate(compute(store, study_id, fidelity, normalize))
+        extra = {"bins": bins, "c_range": c_range} if bins is not None or c_range else {}
+        return self._model.model_validate(compute(store, study_id, fidelity, normalize, **extra))
 
     def _refresh(self, key, store, version: str) -> None:
-        study_id, fidelity, normalize = key
+        study_id, fidelity, normalize, bins, c_range = key
         try:
-            typed = self._results(store, study_id, fidelity, normalize)
+            typed = self._results(store, study_id, fidelity, normalize, bins, c_range)
             body = typed.model_dump_json(by_alias=True, exclude_unset=True).encode()
-            etag = f'"{version}-{fidelity}-{normalize}"'
+            norm = f"{normalize}-{bins}" + "".join(f"-{v:g}" for v in c_range or ())
+            etag = f'"{version}-{fidelity}-{norm}"'
             with self._lock:
                 self._entries[key] = (version, etag, body, typed)
                 while len(self._entries) > self.size:
@@ -52,19 +57,21 @@ class ResultsCache:
             with self._lock:
                 self._running.pop(key).set()
 
-    def get(self, store, study_id: int, fidelity, normalize) -> tuple[str, bytes]:
+    def get(
+        self, store, study_id: int, fidelity, normalize, bins=None, c_range=None
+    ) -> tuple[str, bytes]:
         """(ETag, JSON bytes) of the newest results available within `wait` seconds."""
-        entry = self._entry(store, study_id, fidelity, normalize, self.wait)
+        key = (study_id, fidelity, normalize, bins, tuple(c_range) if c_range else None)
+        entry = self._entry(store, key, self.wait)
         return entry[1], entry[2]
 
     def results(self, store, study_id: int, fidelity, normalize) -> BaseModel:
         """The typed results of the store's current version (computed now if not cached)."""
-        return self._entry(store, study_id, fidelity, normalize, None)[3]
+        return self._entry(store, (study_id, fidelity, normalize, None, None), None)[3]
 
-    def _entry(self, store, study_id: int, fidelity, normalize, wait: float | None) -> tuple:
+    def _entry(self, store, key: tuple, wait: float | None) -> tuple:
         """The cached entry; `wait` None waits for the current version, else up to `wait` s."""
-        key = (study_id, fidelity, normalize)
-        version = str(store.version(study_id))
+        version = str(store.version(key[0]))
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry[0] == version:
@@ -80,7 +87,7 @@ class ResultsCache:
                 done.wait()
                 latest = self._entries.get(key)
                 if latest is None or (wait is None and latest[0] != version):
-                    return self._entry(store, study_id, fidelity, normalize, wait)
+                    return self._entry(store, key, wait)
         else:
             if owner:
                 threading.Thread(

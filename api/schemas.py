@@ -45,6 +45,9 @@ class StatusCounts(_Exact):
     diverged: int
     cancelled: int
     total: int
+    not_learned: int = Field(
+        0, description="done trials whose error is not clearly below chance (among done)"
+    )
 
 
 class LevelCounts(StatusCounts):
@@ -85,8 +88,7 @@ class Edf(_Exact):
     """An error EDF as step points (subsampled for plotting; statistics use every trial)."""
 
     x: list[Number]
-    F: list[Number]
-    y: list[Number] = Field(description="the same values as F")
+    F: list[Number] = Field(description="F(x): the (weighted) fraction of errors below x")
     band: Band
     subsampled: bool
 
@@ -140,6 +142,7 @@ class SpaceResults(_Exact):
     n_failed: int
     n_cancelled: int
     n_pending: int
+    n_outside: int = Field(0, description="networks outside the normalisation range, left out")
     n_eff: Number
     min: Number
     q1: Number
@@ -150,6 +153,17 @@ class SpaceResults(_Exact):
     edf: Edf
     random_search: RandomSearch
     regnet: RegNetFit | None
+    n_not_learned: int = Field(0, description="done trials at chance (search/learning.py)")
+    chance_error: Number = Field(None, description="median chance error of the done trials")
+
+
+class NotLearned(_Exact):
+    """A space with more than 10% of its done trials at chance, and the warning to show."""
+
+    space: str
+    n: int
+    of: int
+    text: str
 
 
 class KsTest(_Exact):
@@ -160,6 +174,7 @@ class KsTest(_Exact):
     D: Number
     p: Number
     q: Number
+    test: str = Field(description="two-sample KS, or the within-bin permutation test (NDS)")
 
 
 class BestRange(_Exact):
@@ -183,6 +198,22 @@ class ParamPlot(_Exact):
 
     log: bool = Field(description="whether a log axis suits the values")
     spaces: dict[str, ParamPoints]
+
+
+class EfitPoints(_Exact):
+    """One space's (e_fit, error) points (DDS Fig. 8) and the best networks' e_fit range."""
+
+    x: list[Number] = Field(description="e_fit of each network (distance to the nearest RegNet)")
+    error: list[Number]
+    best: BestRange
+    n: int
+
+
+class Efit(_Exact):
+    """DDS Fig. 8: e_fit against error per space, fits kept inside the RegNet space."""
+
+    ranges: dict[str, list[Number]] = Field(description="the RegNet space the fits stay in")
+    spaces: dict[str, EfitPoints]
 
 
 class RankCorrelation(_Exact):
@@ -217,6 +248,7 @@ class Suggestion(_Exact):
     mean_without: Number = None
     mean_with: Number = None
     verdict: str | None = None
+    family: str | None = Field(None, description="the family of tests its q-value is over")
 
 
 class Results(_Exact):
@@ -232,6 +264,7 @@ class Results(_Exact):
     spaces: dict[str, SpaceResults]
     ks: list[KsTest]
     params: dict[str, ParamPlot]
+    e_fit: Efit
     rank_correlation: list[RankCorrelation]
     regnet: dict[str, RegNetFit | None] = Field(
         description="per space, and 'overall' for the best networks of all spaces"
@@ -239,3 +272,6 @@ class Results(_Exact):
     regnet_top_k: int
     refinement: list[Suggestion]
     progress: dict[str, list[LevelCounts]]
+    not_learned: list[NotLearned] = Field(
+        default_factory=list, description="spaces whose trainings stayed at chance"
+    )

@@ -97,8 +97,8 @@ def shoot(url: str, out: Path) -> None:
 def main(argv=None) -> int:
     """Run the demo, take the picture, stop the demo."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=32, help="networks per space (dse demo's)")
+    ap.add_argument("--epochs", type=int, default=2, help="epochs per network (dse demo's)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     ap.add_argument("--spec", type=Path, help="a study spec to run instead of the demo")

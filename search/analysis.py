@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -21,6 +20,11 @@ from scipy import stats
 DIVERGED_ERROR = 1.0  # a diverged network is as bad as a network can be (issue 5)
 DEFAULT_M = tuple(2**k for k in range(11))  # 1, 2, 4, ..., 1024 draws
 ALPHA = 0.05
+# Permutations of a stratified KS test: p >= 1/2000, so 10 pairwise tests can reach q = 0.005
+PERMUTATIONS = 1999
+_PERM_BLOCK = 1 << 21  # labels per block of permutations (memory)
+_STOP_HITS = 20  # sequential stop of a permutation test (Besag & Clifford)
+_TIE = 1e-5  # D values this close count as equal (float32 sums of at most ~1e5 weights)
 
 
 def as_errors(errors) -> np.ndarray:
@@ -86,7 +90,7 @@ def summary(errors, weights=None) -> dict:
     }
 
 
-def _bin_index(c: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+def bin_index(c: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
     """Equal-width bin of each value over [lo, hi]; hi itself falls in the last bin."""
     if hi <= lo:
         return np.zeros(c.size, dtype=np.int64)
@@ -111,29 +115,16 @@ def normalized_weights(complexity, bins: int, c_range=None) -> np.ndarray:
         raise ValueError(f"complexity: {outside} values lie outside c_range [{lo:.6g}, {hi:.6g}]")
     if hi == lo:  # one complexity value: a single bin holds everything
         return np.full(c.size, 1.0 / c.size)
-    counts = np.bincount(_bin_index(c, lo, hi, bins), minlength=bins)
+    counts = np.bincount(bin_index(c, lo, hi, bins), minlength=bins)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
         k, step = int(empty[0]), (hi - lo) / bins
-        fits = max_bins([c], (lo, hi), bins)
         raise ValueError(
             f"bins: bin {k} of {bins}, complexity [{lo + k * step:.6g}, {lo + (k + 1) * step:.6g}),"
-            f" holds no network ({empty.size} empty bins); use fewer bins (at most {fits} leave"
-            f" none empty) or a narrower complexity range"
+            f" holds no network ({empty.size} empty bins); use fewer bins or a narrower"
+            " complexity range"
         )
-    return 1.0 / (bins * counts[_bin_index(c, lo, hi, bins)])
-
-
-def max_bins(groups, c_range, upper: int = 40) -> int:
-    """The most equal bins (<= upper) over c_range leaving no bin of any group empty (>= 1)."""
-    cs = [np.asarray(c, dtype=np.float64).ravel() for c in groups]
-    lo, hi = map(float, c_range)
-    for b in range(upper, 1, -1):
-        if all(
-            c.size and np.all(np.bincount(_bin_index(c, lo, hi, b), minlength=b) > 0) for c in cs
-        ):
-            return b
-    return 1
+    return 1.0 / (bins * counts[bin_index(c, lo, hi, bins)])
 
 
 def effective_n(weights) -> float:
@@ -174,6 +165,70 @@ def ks_test(a, b, weights_a=None, weights_b=None) -> tuple[float, float]:
     d = ks_statistic(ea, eb, wa, wb)
     m, n = effective_n(wa), effective_n(wb)
     return d, float(stats.kstwobign.sf(d * math.sqrt(m * n / (m + n))))
+
+
+def stratified_ks_test(
+    errors_a, bins_a, errors_b, bins_b, reps: int = PERMUTATIONS, seed: int = 0
+) -> tuple[float, float]:
+    """NDS-normalised KS test: (D, p) with p from permuting space labels within bins (§6).
+
+    Only bins that both sides hold count; each gets weight 1/K (K such bins), split equally
+    among its networks on each side (NDS §4), and D = sup |F_a − F_b| of those weighted EDFs.
+    Under the null (the same error law given the bin) labels are exchangeable within a bin,
+    and the weights depend only on (side, bin), which a within-bin shuffle keeps: so
+    p = (1 + #{D_perm >= D}) / (1 + reps) is exact for any sizes and weights (the asymptotic
+    Kolmogorov p with Kish sizes is conservative here, docs/method.md §6). Permutations stop
+    at the _STOP_HITS-th D_perm >= D, with p = hits / permutations (Besag & Clifford 1991, also
+    exact): large p cost a few dozen permutations, small ones all `reps`. Seeded.
+    """
+    ea, eb = as_errors(errors_a), as_errors(errors_b)
+    ka, kb = (np.asarray(k, dtype=np.int64).ravel() for k in (bins_a, bins_b))
+    if ka.size != ea.size or kb.size != eb.size:
+        raise ValueError(f"bins_a/bins_b: need one bin per error ({ea.size}, {eb.size})")
+    if isinstance(reps, bool) or int(reps) != reps or reps < 1:
+        raise ValueError(f"reps: need a whole number >= 1, got {reps!r}")
+    common = np.intersect1d(ka, kb)
+    if not common.size:
+        return math.nan, math.nan
+    in_a, in_b = np.isin(ka, common), np.isin(kb, common)
+    e = np.concatenate([ea[in_a], eb[in_b]])
+    k = np.searchsorted(common, np.concatenate([ka[in_a], kb[in_b]]))
+    is_b = np.arange(e.size) >= int(in_a.sum())
+    n_bins = common.size
+    w_a = 1.0 / (n_bins * np.bincount(k[~is_b], minlength=n_bins))
+    w_b = 1.0 / (n_bins * np.bincount(k[is_b], minlength=n_bins))
+    order = np.argsort(e, kind="stable")
+    e, k, is_b = e[order], k[order], is_b[order]
+    ends = np.flatnonzero(np.append(e[1:] != e[:-1], True))  # F is read after each tie group
+    plus, minus = w_a[k].astype(np.float32), (-w_b[k]).astype(np.float32)
+
+    def sup_distance(labels: np.ndarray) -> np.ndarray:
+        steps = np.cumsum(np.where(labels, minus, plus), axis=1)
+        steps = steps if ends.size == e.size else steps[:, ends]
+        return np.maximum(steps.max(axis=1), -steps.min(axis=1))
+
+    d = float(sup_distance(is_b[None])[0])
+    # permutations are drawn bin by bin (contiguous columns), then put in error order
+    by_bin = np.argsort(k, kind="stable")
+    to_error_order = np.argsort(by_bin, kind="stable")
+    edges = np.cumsum(np.bincount(k, minlength=n_bins)) - np.bincount(k, minlength=n_bins)
+    edges = np.append(edges, e.size)
+    n_b = np.bincount(k[is_b], minlength=n_bins)
+    rng = np.random.default_rng(seed)
+    done, hits, block = 0, 0, 64
+    while done < reps:
+        r = min(block, int(reps) - done, max(1, _PERM_BLOCK // e.size))
+        labels = np.empty((r, e.size), dtype=bool)
+        for j in range(n_bins):
+            lo, hi = edges[j], edges[j + 1]
+            u = rng.random((r, hi - lo))  # a uniform n_b-subset: the n_b smallest keys
+            cut = np.partition(u, n_b[j] - 1, axis=1)[:, n_b[j] - 1 : n_b[j]]
+            labels[:, lo:hi] = u <= cut
+        over = np.cumsum(sup_distance(labels[:, to_error_order]) >= d - _TIE)
+        if hits + over[-1] >= _STOP_HITS:  # Besag-Clifford: stop at the h-th exceedance, p = h/l
+            return d, _STOP_HITS / (done + 1 + int(np.searchsorted(over, _STOP_HITS - hits)))
+        hits, done, block = hits + int(over[-1]), done + r, 2 * block
+    return d, (1 + hits) / (1 + int(reps))
 
 
 def bootstrap_best_draws(errors, frac: float = 0.25, reps: int = 10_000, seed: int = 0):
@@ -269,41 +324,3 @@ def dkw_band(n: float, alpha: float = ALPHA) -> float:
     if not 0 < alpha < 1:
         raise ValueError(f"alpha: need 0 < alpha < 1, got {alpha}")
     return math.sqrt(math.log(2.0 / alpha) / (2.0 * n)) if n > 0 else math.inf
-
-
-@lru_cache(maxsize=4096)
-def _fit(widths: tuple[int, ...]) -> tuple[int, float, float, float]:
-    """fit_regnet memoised by widths (it is a pure function and costs ~0.1 s)."""
-    from anynet.regnet import fit_regnet
-
-    return fit_regnet(list(widths))
-
-
-def fit_top_regnet(block_widths_list, errors, k: int = 3) -> dict | None:
-    """Fit a RegNet (DDS §3.3) to each of the k lowest-error networks; the best fit wins.
-
-    Returns {index, error, depth, w0, wa, wm, e_fit, mean_e_fit, k} (index into the list,
-    so the caller can take group width, bottleneck and SE from that network), or None.
-    """
-    e = as_errors(errors)
-    if len(block_widths_list) != e.size:
-        raise ValueError(f"block_widths_list: {len(block_widths_list)} networks, {e.size} errors")
-    fits = []
-    for i in np.argsort(e, kind="stable")[: max(0, int(k))]:
-        widths = tuple(int(w) for w in block_widths_list[i])
-        if widths:
-            fits.append((int(i), widths, _fit(widths)))
-    if not fits:
-        return None
-    i, widths, (w0, wa, wm, e_fit) = min(fits, key=lambda f: (f[2][3], e[f[0]]))
-    return {
-        "index": i,
-        "error": float(e[i]),
-        "depth": len(widths),
-        "w0": int(w0),
-        "wa": float(wa),
-        "wm": float(wm),
-        "e_fit": float(e_fit),
-        "mean_e_fit": float(np.mean([f[2][3] for f in fits])),
-        "k": len(fits),
-    }

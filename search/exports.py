@@ -39,10 +39,12 @@ class NothingToExport(LookupError):
 
 def full_run_recipe(recipe) -> dict[str, Any]:
     """The study's recipe for a full run: 100 epochs, lr 0.1 per 128 images, 5 warm-up (DDS §5)."""
+    batch = recipe.batch_size or 128  # unset in the study: DDS §5's batch
     out = recipe.model_dump(mode="json")
     out.update(
         epochs=FULL_RUN_EPOCHS,
-        lr=round(FULL_RUN_LR_PER_128 * recipe.batch_size / 128, 10),
+        batch_size=batch,
+        lr=round(FULL_RUN_LR_PER_128 * batch / 128, 10),
         warmup_epochs=FULL_RUN_WARMUP,
     )
     return out

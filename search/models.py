@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -101,6 +102,12 @@ class TrialRow(Base):
     retried_as: Mapped[int | None] = mapped_column(Integer)
     images_per_s: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float | None] = mapped_column(Float)
+    # did it learn? (search/learning.py): the validation split's chance error and size, and
+    # whether a done trial's error is not clearly below chance; the recipe as it ran
+    chance_error: Mapped[float | None] = mapped_column(Float)
+    val_size: Mapped[int | None] = mapped_column(Integer)
+    not_learned: Mapped[bool | None] = mapped_column(Boolean)
+    recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

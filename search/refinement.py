@@ -1,7 +1,16 @@
 """Refinement: what a study's errors say about the next constraint or range (DDS §3).
 
 Pure functions over the per-space arrays that search.results gathers; the statistics come
-from search.analysis (means, KS tests, bootstrap best ranges).
+from search.analysis (means, KS tests, permutation tests, bootstrap best ranges).
+
+As DDS does, a constraint is judged by the EDF of the whole space against the EDF of the
+space with the constraint: another space that differs by exactly that constraint, or else
+the subset of the space's networks that meet it. D is reported for whole vs subset; its
+test is subset vs the rest, the same test (D_whole = (1 − k/n)·D_rest unweighted) with
+independent samples, so its p-value is exact. With NDS normalisation (`bins` given) the
+tests are search.analysis.stratified_ks_test. Space-vs-space rows reuse the study's
+pairwise KS table (same test, same Benjamini–Hochberg family, so the page and `dse edf`
+agree); the within-space tests form their own family.
 """
 
 from __future__ import annotations
@@ -10,7 +19,16 @@ import math
 
 import numpy as np
 
-from search.analysis import ALPHA, as_errors, best_range, bootstrap_best_draws, ks_test, summary
+from search.analysis import (
+    ALPHA,
+    as_errors,
+    best_range,
+    bootstrap_best_draws,
+    ks_statistic,
+    ks_test,
+    stratified_ks_test,
+    summary,
+)
 
 _CONSTRAINT_WORDS = {  # the constraints a user could add next (DDS §3.2), in plain words
     "shared_bottleneck": "a shared bottleneck multiplier",
@@ -27,15 +45,32 @@ def _mean(errors, weights) -> float:
     return summary(errors, weights)["mean"]
 
 
-def _subset_weights(weights, mask):
-    return None if weights is None else np.asarray(weights, dtype=np.float64)[mask]
+def _bin_weights(bins: np.ndarray) -> np.ndarray:
+    """NDS weights of networks by bin: every bin held weighs the same (NDS §4)."""
+    _, k, counts = np.unique(bins, return_inverse=True, return_counts=True)
+    return 1.0 / (counts.size * counts[k])
 
 
-def _compare(e_a, w_a, e_b, w_b, words: tuple) -> dict:
-    """KS and mean errors of a (without) vs b (with); `words` phrase it once p is adjusted."""
-    d, p = ks_test(e_a, e_b, w_a, w_b)
-    ma, mb = _mean(e_a, w_a), _mean(e_b, w_b)
-    return {"D": d, "p": p, "mean_without": ma, "mean_with": mb, "_words": words}
+def _test(e_a, k_a, e_b, k_b, seed: int) -> tuple[float, float]:
+    """(D, p) of a vs b: stratified permutation KS with bins, plain KS without."""
+    if k_a is None:
+        return ks_test(e_a, e_b)
+    return stratified_ks_test(e_a, k_a, e_b, k_b, seed=seed)
+
+
+def _compare_subset(s: dict, mask: np.ndarray, words: tuple, seed: int) -> dict:
+    """Whole space vs its subset `mask` (DDS): D of whole vs subset, p of subset vs rest."""
+    e, w, k = s["errors"], s.get("weights"), s.get("bins")
+    sub = (lambda a: None) if k is None else (lambda a: np.asarray(k)[a])
+    _, p = _test(e[~mask], sub(~mask), e[mask], sub(mask), seed)
+    if not np.isfinite(p):  # normalised, and no complexity bin holds networks of both sides
+        text = "no complexity bin holds networks of both sides, so they cannot be compared"
+        return {"evidence": "none", "text": f"{words[0]}{text} at equal complexity."}
+    w_sub = None if k is None else _bin_weights(np.asarray(k)[mask])
+    d = ks_statistic(e, e[mask], w, w_sub)
+    return {"D": d, "p": p, "mean_without": _mean(e, w), "mean_with": _mean(e[mask], w_sub)} | {
+        "_words": words
+    }
 
 
 def _say(row: dict) -> str:
@@ -44,7 +79,7 @@ def _say(row: dict) -> str:
     nums = (
         f"mean error {row['mean_with']:.4f} ({with_}, n={n_with}) vs {row['mean_without']:.4f}"
         f" ({without}, n={n_without}); KS D={row['D']:.3f}, p={row['p']:.3g},"
-        f" q={row['q']:.3g}"
+        f" q={row['q']:.3g} {row['family']}"
     )
     if row["verdict"] == "no detectable difference":
         return f"{head}no detectable difference (q >= {ALPHA}): {nums}{tail}."
@@ -63,7 +98,12 @@ def benjamini_hochberg(p) -> np.ndarray:
     return q
 
 
-def _constraint_suggestions(name: str, spaces: dict) -> list[dict]:
+def _pair(pairwise: dict, a: str, b: str) -> dict | None:
+    """The KS-table row of spaces a and b, in either order."""
+    return pairwise.get((a, b)) or pairwise.get((b, a))
+
+
+def _constraint_suggestions(name: str, spaces: dict, pairwise: dict, seed: int) -> list[dict]:
     s = spaces[name]
     out = []
     have = set(s.get("constraints", ()))
@@ -80,13 +120,17 @@ def _constraint_suggestions(name: str, spaces: dict) -> list[dict]:
         if twins and spaces[twins[0]]["errors"].size:
             t, e, te = twins[0], s["errors"], spaces[twins[0]]["errors"]
             head = f"Adding {words} to {name} ({name} → {t}): "
-            cmp = _compare(
-                e,
-                s.get("weights"),
-                te,
-                spaces[t].get("weights"),
-                (head, t, name, te.size, e.size, ""),
-            )
+            cmp = {
+                "mean_without": _mean(e, s.get("weights")),
+                "mean_with": _mean(te, spaces[t].get("weights")),
+                "_words": (head, t, name, te.size, e.size, ""),
+            }
+            known = _pair(pairwise, name, t)
+            if known is not None:  # the KS table's own test and q (one family, one answer)
+                cmp |= {"D": known["D"], "p": known["p"], "q": known["q"], "_family": "pairwise"}
+            else:
+                d, p = _test(e, s.get("bins"), te, spaces[t].get("bins"), seed)
+                cmp |= {"D": d, "p": p}
             out.append(row | cmp | {"evidence": "spaces", "with": t})
             continue
         mask = s.get("satisfies", {}).get(c)
@@ -103,25 +147,27 @@ def _constraint_suggestions(name: str, spaces: dict) -> list[dict]:
                 row | {"evidence": "none", "fraction": k / n if n else math.nan, "text": text}
             )
             continue
-        w, e = s.get("weights"), s["errors"]
         head = f"{k} of {n} networks of {name} ({k / n:.0%}) have {words}; "
-        words_ = (head, f"those with {words}", "the others", k, n - k, "")
-        cmp = _compare(
-            e[~mask], _subset_weights(w, ~mask), e[mask], _subset_weights(w, mask), words_
-        )
-        out.append(row | cmp | {"evidence": "subset", "fraction": k / n})
+        words_ = (head, f"those with {words}", f"all of {name}", k, n, "")
+        cmp = _compare_subset(s, mask, words_, seed)
+        out.append(row | {"evidence": "subset", "fraction": k / n} | cmp)
     return out
 
 
 def _range_suggestions(name: str, s: dict, frac: float, reps: int, seed: int) -> list[dict]:
     out = []
-    e, w = s["errors"], s.get("weights")
+    e, k = s["errors"], s.get("bins")
     draws = bootstrap_best_draws(e, frac, reps, seed)
     # Held-out check: an interval chosen on one random half, tested on the other, so the
     # KS p-value is not flattered by having picked the interval on the same networks.
     half = np.random.default_rng(seed).random(e.size) < 0.5
     fit_idx, test_idx = np.flatnonzero(half), np.flatnonzero(~half)
     fit_draws = fit_idx[bootstrap_best_draws(e[fit_idx], frac, reps, seed)] if fit_idx.size else []
+    held = {
+        "errors": e[test_idx],
+        "weights": None if k is None else _bin_weights(np.asarray(k)[test_idx]),
+        "bins": None if k is None else np.asarray(k)[test_idx],
+    }
     for param, x in s.get("params", {}).items():
         x = np.asarray(x, dtype=np.float64)
         if np.isfinite(x).sum() < 2 or np.nanmin(x) == np.nanmax(x):
@@ -138,44 +184,58 @@ def _range_suggestions(name: str, s: dict, frac: float, reps: int, seed: int) ->
             out.append(row | {"text": head + "; too wide to suggest a narrower range."})
             continue
         flo, _, fhi = best_range(x, fit_draws)
-        xt, et = x[test_idx], e[test_idx]
-        wt = _subset_weights(w, test_idx)
-        inside, outside = (xt >= flo) & (xt <= fhi), np.isfinite(xt) & ~((xt >= flo) & (xt <= fhi))
+        xt = x[test_idx]
+        inside = (xt >= flo) & (xt <= fhi)
+        outside = np.isfinite(xt) & ~inside
         if min(inside.sum(), outside.sum()) < _MIN_SUBSET:
             text = "; too few held-out networks on one side to test narrowing it."
             out.append(row | {"text": head + text})
             continue
         head += f"; narrowing {param} to it, held-out check on half the networks: "
-        words = (head, "inside", "outside", int(inside.sum()), int(outside.sum()), "")
-        wi, wo = _subset_weights(wt, inside), _subset_weights(wt, outside)
-        out.append(row | _compare(et[outside], wo, et[inside], wi, words))
+        known = np.isfinite(xt)
+        part = {key: (v[known] if v is not None else None) for key, v in held.items()}
+        words = (head, "inside", "the held-out half", int(inside.sum()), int(known.sum()), "")
+        out.append(row | _compare_subset(part, inside[known], words, seed))
     return out
 
 
-def refinement_suggestions(spaces: dict[str, dict], frac=0.25, reps=10_000, seed=0) -> list:
+def refinement_suggestions(
+    spaces: dict[str, dict], frac=0.25, reps=10_000, seed=0, pairwise: dict | None = None
+) -> list:
     """What the data say about each constraint a user could add next and each best range.
 
-    spaces[name] holds arrays: errors, weights (or None), params {name: x}, satisfies
-    {constraint: bool mask of networks that meet it}, and constraints (names the space
-    already has) plus base (what must match for two spaces to differ only by constraints).
-    Constraint evidence: KS between spaces that differ by exactly that constraint, else KS
-    between the networks of one space that meet it and those that do not. Range evidence:
-    the DDS bootstrap of the best value, plus KS inside vs outside an interval found on a
-    random half and tested on the other half. Verdicts use Benjamini–Hochberg q-values over
-    every test of the call (many tests at α = 0.05 would otherwise find effects by chance).
+    spaces[name] holds arrays: errors, weights and bins (NDS normalisation; or None), params
+    {name: x}, satisfies {constraint: bool mask of networks that meet it}, and constraints
+    (names the space already has) plus base (what must match for two spaces to differ only
+    by constraints). Constraint evidence: the whole space against another space that differs
+    by exactly that constraint (its row of `pairwise`, {(a, b): {D, p, q}}, the study's KS
+    table, when given), else against the subset of its networks that meet it. Range
+    evidence: the DDS bootstrap of the best value, plus the whole held-out half against its
+    networks inside an interval found on the other half. Verdicts use Benjamini–Hochberg
+    q-values: the pairwise table's for space-vs-space rows, and over every within-space test
+    of the call for the rest (many tests at α = 0.05 would otherwise find effects by chance).
     """
     spaces = {k: v | {"errors": as_errors(v.get("errors", ()))} for k, v in spaces.items()}
+    pairwise = pairwise or {}
     out = []
     for name, s in spaces.items():
         if s["errors"].size:
-            out += _constraint_suggestions(name, spaces)
+            out += _constraint_suggestions(name, spaces, pairwise, seed)
             out += _range_suggestions(name, s, frac, reps, seed)
-    tested = [r for r in out if "_words" in r]
+    tested = [r for r in out if "_words" in r and "_family" not in r]
     for r, q in zip(tested, benjamini_hochberg([r["p"] for r in tested]), strict=True):
         r["q"] = float(q)
+    n_pairs = len(pairwise)
+    for r in out:
+        if "_words" not in r:
+            continue
+        if r.pop("_family", None) == "pairwise":
+            r["family"] = f"(over the {n_pairs} pairwise space comparisons of the KS table)"
+        else:
+            r["family"] = f"(over the {len(tested)} within-space tests)"
         better = r["mean_with"] < r["mean_without"]
         r["verdict"] = (
-            "no detectable difference" if not q < ALPHA else ("better" if better else "worse")
+            "no detectable difference" if not r["q"] < ALPHA else ("better" if better else "worse")
         )
         r["text"] = _say(r)
     return out

@@ -1,7 +1,9 @@
 """A study's results: the numbers docs/method.md §6 compares design spaces by, as one JSON-able dict.
 
 `study_results` is a pure function of the store's trial frame and the study spec;
-`results_for` reads both from a store.
+`results_for` reads both from a store (the API caches its answers: api/results_cache.py).
+The statistics live in search.analysis, .normalize (NDS), .fits (RegNet), .refinement and
+.learning; this file (~420 lines) has the one job of assembling them into the results dict.
 
 Choices (documented here because the API and CLI inherit them):
 - `fidelity` is given in epochs (one of the spec's `fidelities`); None = the lowest level,
@@ -9,41 +11,48 @@ Choices (documented here because the API and CLI inherit them):
 - Trials counted: `done` (their error) and `diverged` (error 1.0, also counted apart as
   n_diverged). `failed` and `cancelled` trials are left out and counted as n_failed /
   n_cancelled; `waiting` and `running` ones as n_pending.
-- Normalisation (NDS): one complexity range shared by all spaces at this level; `bins` None
-  picks the most bins (<= 40) that leave no bin of any space empty, with a warning when
-  fewer than 5 are possible; explicit bins with an empty bin → ValueError naming it.
+- Normalisation (NDS §4): `bins` equal bins (default 40) over `range` (default: the
+  overlap of the spaces' complexity); networks outside are left out of every statistic
+  and counted as n_outside; a bin a space does not reach is a ValueError naming both.
+- KS table: scipy's two-sample KS unnormalised; with normalisation the stratified
+  permutation test (search.analysis.stratified_ks_test, exact under the null, seeded).
+  Benjamini–Hochberg q over the pairwise tests; refinement rows between spaces reuse them.
 
 Shape (every number finite or null): study, fidelity {level, epochs, levels}, normalize,
 bins, complexity_range, warnings [str]; spaces {name: {name, n, n_diverged, n_done,
-n_failed, n_cancelled, n_pending, n_eff, min, q1, median, q3, mean, max, edf {x, F (= y),
-band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled}, random_search {m, expected_min}, regnet}};
-ks [{a, b, D, p, q (Benjamini–Hochberg)}]; params {column: {log, spaces {name: {x, error, best {lo, median, hi}}}}};
-rank_correlation [{space | "all", from_epochs, to_epochs, n, spearman, kendall}];
-regnet {name | "overall": {space, sample, trial_id, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params
-{depth, w0, wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths,
-stage_widths}}, regnet_top_k; refinement [{space, kind, ..., text}]; progress {name:
-[{level, epochs, waiting, running, done, diverged, failed, cancelled, total}]}.
+n_failed, n_cancelled, n_pending, n_outside, n_eff, min, q1, median, q3, mean, max, edf {x,
+F, band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled}, random_search
+{m, expected_min}, regnet, n_not_learned, chance_error}}; ks [{a, b, D, p, q, test}]; params
+{column: {log, spaces {name: {x, error, best {lo, median, hi}}}}}; e_fit {ranges, spaces
+{name: {x (e_fit), error, best {lo, median, hi}, n}}} (DDS Fig. 8); rank_correlation
+[{space | "all", from_epochs, to_epochs, n, spearman, kendall}]; regnet {name | "overall":
+{space, sample, trial_id, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params {depth, w0,
+wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths, stage_widths}},
+regnet_top_k; refinement [{space, kind, ..., text}]; progress {name: [{level, epochs,
+waiting, running, done, diverged, failed, cancelled, total, not_learned}]}; not_learned
+[{space, n, of, text}] (spaces with > 10% of done trials at chance, search/learning.py).
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from search import analysis as A
+from search.fits import efits, fit_winners
 from search.jsonable import Ready as _Ready
 from search.jsonable import json_safe as _jsonable
+from search.learning import not_learned_spaces, space_learning
+from search.normalize import DEFAULT_BINS, normalise
 from search.refinement import benjamini_hochberg, refinement_suggestions
 
 NORMALIZE = ("flops", "params", "acts")
 PLOT_POINTS = 500  # EDF step points sent per space; statistics always use every trial
 PLOT_DECIMALS = 6  # plotted values are rounded (halves the JSON); statistics are not
 TOP_K = 1  # winners per space fitted (DDS §3.3); each fit costs ~0.1 s cold, see benchmark
-MIN_BINS = 5  # NDS uses 5…40 bins
 COMPLEXITY_COLUMNS = ("flops", "params", "acts", "depth")
 _STAGE = re.compile(r"^p_(d|w|bot_mul|g|groups)(\d+)$")
 
@@ -143,8 +152,7 @@ def _edf_payload(e: np.ndarray, w, n_eff: float) -> dict:
         x, f = x[idx], f[idx]
     return {
         "x": _floats(x, PLOT_DECIMALS),
-        "F": (y := _floats(f, PLOT_DECIMALS)),
-        "y": y,  # the same list under the name plotting code expects
+        "F": _floats(f, PLOT_DECIMALS),
         "band": {
             "lo": _floats(np.clip(f - eps, 0, 1), PLOT_DECIMALS),
             "hi": _floats(np.clip(f + eps, 0, 1), PLOT_DECIMALS),
@@ -153,51 +161,6 @@ def _edf_payload(e: np.ndarray, w, n_eff: float) -> dict:
         },
         "subsampled": subsampled,
     }
-
-
-def _regnet_params(row, fit: dict) -> dict:
-    """Export-ready RegNet params of a fitted network (g, b, se taken from the network)."""
-    from anynet.regnet import RegNetParams
-
-    out = {k: fit[k] for k in ("depth", "w0", "wa", "wm")}
-    net = _net(row)
-    out["group_width"] = int(Counter(net.group_widths).most_common(1)[0][0])
-    out["bottleneck_multiplier"] = float(Counter(net.bottleneck_multipliers).most_common(1)[0][0])
-    out["se_ratio"] = float(net.se_ratio or 0.0)
-    try:
-        depths, widths, _ = RegNetParams(**out).widths()
-        return {"params": out, "stage_depths": depths, "stage_widths": widths}
-    except ValueError as e:
-        return {"params": out, "invalid": " ".join(str(e).split())}
-
-
-def _net(value):
-    """The NetSpec of a frame's `spec` cell (dict or JSON text), or None if it is not one."""
-    from anynet.spec import NetSpec
-
-    try:
-        return (
-            NetSpec.from_dict(value) if isinstance(value, dict) else NetSpec.from_json(str(value))
-        )
-    except ValueError:
-        return None
-
-
-def _fit_winners(spec_values: list, errors: np.ndarray, k: int) -> dict | None:
-    """The RegNet fit of the k lowest-error networks that have a readable NetSpec."""
-    order, widths = [], []
-    for i in np.argsort(errors, kind="stable"):
-        if len(order) == k:
-            break
-        net = _net(spec_values[i])
-        if net is not None:
-            order.append(int(i))
-            widths.append(net.block_widths)
-    fit = A.fit_top_regnet(widths, errors[order], k)
-    if fit is None:
-        return None
-    j = int(order[fit["index"]])
-    return fit | {"index": j} | _regnet_params(spec_values[j], fit)
 
 
 def _identify(fit: dict | None, counted: pd.DataFrame, idx: np.ndarray) -> None:
@@ -216,29 +179,12 @@ def _pick_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return f.drop_duplicates(["space", "sample", "level"]).sort_values("trial_id", kind="stable")
 
 
-def _normalisation(counted, by_space, normalize, bins):
-    """NDS weights per space over one shared complexity range: (weights, range, bins, warnings)."""
-    weights, notes = dict.fromkeys(by_space), []
+def _normalisation(counted, by_space, normalize, bins, c_range):
+    """NDS normalisation of every space over one range (search.normalize), or None."""
     if not normalize:
-        return weights, None, None, notes
+        return None
     groups = {n: counted[normalize].to_numpy(np.float64)[i] for n, i in by_space.items()}
-    present = [g for g in groups.values() if g.size]
-    if not present:
-        return weights, None, None, notes
-    crange = (min(g.min() for g in present), max(g.max() for g in present))
-    nbins = bins or A.max_bins(present, crange, 40)
-    if bins is None and nbins < MIN_BINS:
-        notes.append(
-            f"normalize: only {nbins} equal {normalize} bins over [{crange[0]:.6g},"
-            f" {crange[1]:.6g}] leave no space with an empty bin (NDS uses 5-40);"
-            " the spaces' complexity ranges overlap too little, or too few trials"
-        )
-    for n, g in groups.items():
-        try:
-            weights[n] = A.normalized_weights(g, nbins, crange) if g.size else None
-        except ValueError as e:
-            raise ValueError(f"normalize: space {n}: {e}") from None
-    return weights, crange, nbins, notes
+    return normalise(groups, normalize, DEFAULT_BINS if bins is None else bins, c_range)
 
 
 def _best(x, draws) -> dict:
@@ -246,8 +192,10 @@ def _best(x, draws) -> dict:
     return {"lo": _num(lo), "median": _num(med), "hi": _num(hi)}
 
 
-def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=TOP_K) -> dict:
-    """EDFs, statistics, KS table, parameter data, rank correlation, RegNet fits (issue 5)."""
+def study_results(
+    frame, spec, fidelity=None, normalize=None, bins=None, c_range=None, top_k=TOP_K
+) -> dict:
+    """EDFs, statistics, KS table, parameter data, e_fit, rank correlation, RegNet fits."""
     if normalize not in (None, *NORMALIZE):
         raise ValueError(f"normalize: {normalize!r} is not one of none, {', '.join(NORMALIZE)}")
     level = _level_of(spec, fidelity)
@@ -260,10 +208,15 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
     err_all = counted["error"].to_numpy(np.float64) if len(counted) else np.zeros(0)
     err_all = np.where(counted["status"].to_numpy() == "diverged", np.nan, err_all)
     by_space = {n: np.flatnonzero(counted["space"].to_numpy() == n) for n in names}
-    weights, crange, nbins, notes = _normalisation(counted, by_space, normalize, bins)
-    spaces, params, refine_in, fits = {}, {}, {}, {}
+    norm = _normalisation(counted, by_space, normalize, bins, c_range)
+    if norm is not None:  # NDS: networks outside the range are left out (and counted)
+        by_space = {n: i[norm.inside[n]] for n, i in by_space.items()}
+    weights = {n: norm.weights[n] if norm else None for n in names}
+    bin_of = {n: norm.bin_of[n] if norm else None for n in names}
+    spaces, params, refine_in, fits, e_fit = {}, {}, {}, {}, {}
     numeric = _numeric_columns(counted)
     all_specs = counted["spec"].tolist() if "spec" in counted else None
+    efit_all = efits(all_specs) if all_specs is not None else np.full(len(counted), np.nan)
     for n in names:
         idx = by_space[n]
         e_raw, w = err_all[idx], weights[n]
@@ -271,9 +224,10 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
         st = here[here["space"] == n]["status"].value_counts() if len(here) else {}
         s = A.summary(e_raw, w)
         n_eff = A.effective_n(w) if w is not None else float(e.size)
-        row = {"name": n, **s, "n_eff": n_eff}
+        row = {"name": n, **s, "n_eff": n_eff, "n_outside": norm.outside[n] if norm else 0}
         row |= {
             "n_done": int(st.get("done", 0)),
+            **space_learning(here, n),  # n_not_learned, chance_error (search/learning.py)
             "n_failed": int(st.get("failed", 0)),
             "n_cancelled": int(st.get("cancelled", 0)),
             "n_pending": int(st.get("waiting", 0) + st.get("running", 0)),
@@ -294,30 +248,42 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
                 "error": errors,
                 "best": _best(x, draws),
             }
+        if np.isfinite(efit_all[idx]).any():  # DDS Fig. 8: e_fit vs error, best e_fit's band
+            e_fit[n] = {
+                "x": _floats(efit_all[idx], PLOT_DECIMALS),
+                "error": errors,
+                "best": _best(efit_all[idx], draws),
+                "n": int(np.isfinite(efit_all[idx]).sum()),
+            }
         refine_in[n] = info.get(n, {}) | {
             "errors": e,
             "weights": w,
+            "bins": bin_of[n],
             "satisfies": _satisfies(xs),
             "params": {c[2:] if c.startswith("p_") else c: x for c, x in xs.items()},
         }
         fits[n] = None
         if all_specs is not None and e.size:
-            fits[n] = _fit_winners([all_specs[i] for i in idx], e, top_k)
+            fits[n] = fit_winners([all_specs[i] for i in idx], e, top_k)
             _identify(fits[n], counted, idx)
         row["regnet"] = fits[n]
         spaces[n] = row
-    ks = []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            ea, eb = err_all[by_space[a]], err_all[by_space[b]]
-            d, p = A.ks_test(ea, eb, weights[a], weights[b])
-            ks.append({"a": a, "b": b, "D": d, "p": p})
-    for row, q in zip(ks, benjamini_hochberg([k["p"] for k in ks]), strict=True):
-        row["q"] = q  # pairwise tests are many: Benjamini–Hochberg adjusted
+    ks = _pairwise(names, err_all, by_space, bin_of, normalized=norm is not None)
+    pairwise = {(k["a"], k["b"]): k for k in ks}
+    counted_idx = np.sort(np.concatenate([by_space[n] for n in names])) if names else []
     overall = None
-    if all_specs is not None and err_all.size:
-        overall = _fit_winners(all_specs, A.as_errors(err_all), top_k)
-        _identify(overall, counted, np.arange(len(counted)))
+    if all_specs is not None and len(counted_idx):
+        overall = fit_winners(
+            [all_specs[i] for i in counted_idx], A.as_errors(err_all[counted_idx]), top_k
+        )
+        _identify(overall, counted, counted_idx)
+    notes = []
+    if norm is not None and sum(norm.outside.values()):
+        left = ", ".join(f"{n} {k}" for n, k in norm.outside.items() if k)
+        notes.append(
+            f"normalize: {sum(norm.outside.values())} networks outside the {normalize} range"
+            f" [{norm.c_range[0]:.4g}, {norm.c_range[1]:.4g}] are left out ({left})"
+        )
     return _jsonable(
         {
             "study": spec.name,
@@ -327,19 +293,44 @@ def study_results(frame, spec, fidelity=None, normalize=None, bins=None, top_k=T
                 "levels": list(spec.fidelities),
             },
             "normalize": normalize,
-            "bins": nbins,
-            "complexity_range": list(crange) if crange else None,
+            "bins": norm.bins if norm else None,
+            "complexity_range": list(norm.c_range) if norm else None,
             "warnings": notes,
             "spaces": spaces,
             "ks": ks,
             "params": params,
+            "e_fit": {"ranges": _efit_ranges(), "spaces": e_fit},
             "rank_correlation": _rank_correlations(frame, spec, names),
             "regnet": {**fits, "overall": overall},
             "regnet_top_k": top_k,
-            "refinement": refinement_suggestions(refine_in),
+            "refinement": refinement_suggestions(refine_in, pairwise=pairwise),
             "progress": _progress(frame, spec, names),
+            "not_learned": not_learned_spaces(spaces, spec.fidelities[level]),
         }
     )
+
+
+def _efit_ranges() -> dict:
+    from anynet.regnet_fit import REGNET_RANGES
+
+    return {k: list(v) for k, v in REGNET_RANGES.items()}
+
+
+def _pairwise(names, err_all, by_space, bin_of, normalized: bool) -> list[dict]:
+    """KS test of every pair of spaces, Benjamini–Hochberg adjusted (docs/method.md §6)."""
+    ks = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ea, eb = err_all[by_space[a]], err_all[by_space[b]]
+            if normalized:  # exact p under NDS weights: labels permuted within bins
+                d, p = A.stratified_ks_test(ea, bin_of[a], eb, bin_of[b], seed=len(ks))
+            else:
+                d, p = A.ks_test(ea, eb)
+            test = "stratified permutation KS" if normalized else "two-sample KS"
+            ks.append({"a": a, "b": b, "D": d, "p": p, "test": test})
+    for row, q in zip(ks, benjamini_hochberg([k["p"] for k in ks]), strict=True):
+        row["q"] = q  # pairwise tests are many: Benjamini–Hochberg adjusted
+    return ks
 
 
 def _rank_correlations(frame: pd.DataFrame, spec, names: list[str]) -> list[dict]:
@@ -382,9 +373,10 @@ def _progress(frame: pd.DataFrame, spec, names: list[str]) -> dict:
     return out
 
 
-def results_for(store, study_id: int, fidelity=None, normalize=None) -> dict:
+def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, c_range=None):
     """study_results of a study in a store (the API caches them: api/results_cache.py)."""
+    c_range = tuple(c_range) if c_range is not None else None
     spec = store.get_study(study_id).spec
-    body = study_results(store.trial_frame(study_id), spec, fidelity, normalize)
+    body = study_results(store.trial_frame(study_id), spec, fidelity, normalize, bins, c_range)
     body["study_id"] = study_id
     return body

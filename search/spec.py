@@ -11,7 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from anynet.spaces import complexity_preset
 from anynet.spec import MAX_CLASSES, MAX_RESOLUTION
+from search import recipe as defaults
 from search.space_spec import SpaceSpec
 from search.spec_text import load_text
 
@@ -37,25 +39,38 @@ class _Strict(BaseModel):
 
 
 class Recipe(_Strict):
-    """How one network is trained at one fidelity (DDS §5 defaults scaled to short runs)."""
+    """How one network is trained at one fidelity; unset fields get their dataset's defaults."""
 
-    lr: float = Field(0.1, gt=0, description="peak learning rate (after warm-up)")
+    # None = the default for the dataset, resolved in one place: search/recipe.py
+
+    lr: float | None = Field(
+        None, gt=0, description=f"peak learning rate (after warm-up); default {defaults.LR_RULE}"
+    )
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
-    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
+    batch_size: int | None = Field(
+        None, ge=1, le=MAX_BATCH, description=f"default: {defaults.BATCH_RULE}"
+    )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    warmup_epochs: float = Field(
-        0.0, ge=0, le=MAX_EPOCHS, description="linear warm-up, then half-period cosine"
+    warmup_epochs: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_EPOCHS,
+        description=f"linear warm-up, then half-period cosine; default {defaults.WARMUP_RULE}",
     )
     crop_padding: int | None = Field(
         None,
         ge=0,
         le=MAX_RESOLUTION,
-        description="random-crop padding in pixels; None = resolution // 8",
+        description=f"random-crop padding in pixels; default {defaults.CROP_RULE}",
     )
-    flip: bool = Field(True, description="random horizontal flip")
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    flip: bool | None = Field(
+        None, description=f"random horizontal flip; default {defaults.FLIP_RULE}"
+    )
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto = bf16 where the device gains from it (CUDA, native-bf16 CPUs)"
+    )
     channels_last: bool | None = Field(None, description="None = where the device gains from it")
     eval_batch_size: int = Field(512, ge=1, le=MAX_BATCH)
 
@@ -125,7 +140,9 @@ class StudySpec(_Strict):
     )
     samples: int = Field(ge=1, le=100_000, description="networks sampled per space")
     complexity: dict[ComplexityKey, tuple[float, float]] = Field(
-        default_factory=dict, description="bounds [lo, hi] on flops, params or acts"
+        default_factory=dict,
+        description="bounds [lo, hi] on flops, params or acts, or a preset name: "
+        "'nds_r56' (NDS §4: at most ResNet-56's 0.856 M params and 0.129 GF)",
     )
     fidelities: list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] = Field(
         default_factory=lambda: [1],
@@ -144,6 +161,11 @@ class StudySpec(_Strict):
         if not printable(value):
             raise ValueError(f"must be printable characters, got {value[:40]!r}")
         return value
+
+    @field_validator("complexity", mode="before")
+    @classmethod
+    def _named_bounds(cls, value):
+        return complexity_preset(value) if isinstance(value, str) else value
 
     @field_validator("complexity")
     @classmethod

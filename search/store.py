@@ -39,6 +39,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from search import fidelity, migrations
+from search.learning import learned
 from search.models import Claim, StudyRecord, StudyRow, TrialRow, new_trial_values, utcnow
 from search.spec import StudySpec
 from search.store_reads import Reads, StudyNotFound
@@ -375,6 +376,9 @@ class Store(Reads, Recovery):
         except UpdateFinishedTrialError:
             return False  # reaped and retried meanwhile: the retry's result counts
         now = utcnow()
+        chance = _finite(getattr(result, "chance_error", None))
+        val_size = getattr(result, "val_size", None) or None
+        verdict = learned(values[0], chance, val_size) if values else None
         with self._write() as session, session.begin():
             session.execute(
                 update(TrialRow)
@@ -386,6 +390,10 @@ class Store(Reads, Recovery):
                     reason=reason,
                     seconds=_finite(getattr(result, "seconds", None)),
                     images_per_s=_finite(getattr(result, "images_per_s", None)),
+                    chance_error=chance,
+                    val_size=val_size,
+                    not_learned=None if verdict is None else not verdict,
+                    recipe=getattr(result, "recipe", None),
                     history=list(claim.history),
                     finished_at=now,
                     updated_at=now,

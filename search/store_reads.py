@@ -39,6 +39,9 @@ FRAME_COLUMNS = (
     "seconds",
     "images_per_s",
     "reason",
+    "chance_error",
+    "val_size",
+    "not_learned",
 )
 
 
@@ -57,10 +60,28 @@ class Reads:
                 grid.setdefault((space, level), {})[status] = n
         return grid
 
+    def _not_learned_grid(self, study_id: int) -> dict[tuple[str, int], int]:
+        query = (
+            select(TrialRow.space, TrialRow.level, func.count())
+            .where(
+                TrialRow.study_id == study_id,
+                TrialRow.retried_as.is_(None),
+                TrialRow.not_learned.is_(True),
+            )
+            .group_by(TrialRow.space, TrialRow.level)
+        )
+        with self._read() as session:
+            return {(space, level): n for space, level, n in session.execute(query)}
+
     def progress(self, study_id: int) -> dict:
-        """Trial counts per space and fidelity level (waiting, running, done, failed, …)."""
+        """Trial counts per space and fidelity level (waiting, running, done, failed, …).
+
+        `not_learned` counts the done trials whose error is not clearly below chance
+        (search/learning.py); they are among `done`, not apart from it.
+        """
         study = self.get_study(study_id)
         grid = self._status_grid(study_id)
+        at_chance = self._not_learned_grid(study_id)
         spaces: dict[str, list[dict]] = {}
         totals = dict.fromkeys(TRIAL_COUNTS, 0)
         for space in study.spec.space_names():
@@ -70,10 +91,12 @@ class Reads:
                 entry = {"level": level, "epochs": epochs}
                 entry.update({s: counts.get(s, 0) for s in TRIAL_COUNTS})
                 entry["total"] = sum(counts.values())
+                entry["not_learned"] = at_chance.get((space, level), 0)
                 for s in TRIAL_COUNTS:
                     totals[s] += entry[s]
                 spaces[space].append(entry)
         totals["total"] = sum(totals.values())
+        totals["not_learned"] = sum(at_chance.values())
         return {"study_id": study_id, "status": study.status, "spaces": spaces, "totals": totals}
 
     def _filtered(self, study_id: int, space, level, status, include_retried: bool):
@@ -179,6 +202,7 @@ def _trial_dict(row: TrialRow) -> dict:
         epochs_done=row.epochs_done,
         last_val_error=row.last_val_error,
         retried_as=row.retried_as,
+        recipe=row.recipe,
         started=_stamp(row.started_at),
         finished=_stamp(row.finished_at),
         history=row.history,

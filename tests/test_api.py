@@ -158,11 +158,18 @@ def test_edf_results_and_etag(client, store):
     assert spaces["AnyNetX_A"]["n"] == 5
     assert spaces["AnyNetX_A"]["min"] == pytest.approx(0.1)
     assert spaces["AnyNetX_A"]["mean"] == pytest.approx(0.12)
-    assert spaces["AnyNetX_A"]["edf"]["y"][-1] == pytest.approx(1.0)
-    flops = client.get(f"/api/studies/{sid}/edf?normalize=flops&fidelity=1")
-    assert flops.status_code == 200 and flops.json()["normalize"] == "flops"
-    assert flops.headers["etag"] != r.headers["etag"]
+    assert spaces["AnyNetX_A"]["edf"]["F"][-1] == pytest.approx(1.0)
+    flops = client.get(f"/api/studies/{sid}/edf?normalize=flops&fidelity=1&bins=1")
+    assert flops.status_code == 200 and flops.json()["normalize"] == "flops", flops.text
+    assert flops.json()["bins"] == 1 and flops.headers["etag"] != r.headers["etag"]
     json.dumps(flops.json(), allow_nan=False)  # browsers refuse NaN in JSON
+    lo, hi = flops.json()["complexity_range"]
+    one = client.get(f"/api/studies/{sid}/edf?normalize=flops&fidelity=1&bins=1&range={lo},{hi}")
+    assert one.status_code == 200 and one.json()["complexity_range"] == [lo, hi]
+    assert one.headers["etag"] not in (flops.headers["etag"], r.headers["etag"])
+    for query, field in (("bins=500", "bins"), ("bins=1&range=5,x", "range"), ("bins=0", "bins")):
+        bad = client.get(f"/api/studies/{sid}/edf?normalize=flops&fidelity=1&{query}")
+        assert bad.status_code == 422 and field in bad.text, (query, bad.text)
 
 
 def until_changed(client, path: str, etag: str, timeout: float = 20.0):

@@ -124,6 +124,9 @@ def test_study_page_in_chromium(server):
             page.wait_for_function(f"({POINTS})() === {level0}", timeout=30_000)
             assert page.locator("#legend tbody tr").count() == 3
             assert page.locator("#ks tbody tr").count() == 3  # A-C, A-E, C-E
+            assert page.locator("#ks thead th").count() == 5  # a, b, D, p, q
+            efit = "() => document.getElementById('efit').data.reduce((n, t) => n + t.x.length, 0)"
+            page.wait_for_function(f"({efit})() === {level0}", timeout=15_000)  # DDS Fig. 8
             assert page.locator("#progress .progress-row").count() == 3
             params = "() => [...document.querySelectorAll('#params [data-param]')].length"
             far = page.evaluate(
@@ -137,13 +140,24 @@ def test_study_page_in_chromium(server):
             plain = page.evaluate(LAST_F)
 
             page.click("#normalize button[data-v=flops]")
+            # NDS' 40 bins over 40 networks a space leave some bin empty: the page says which
             page.wait_for_function(
-                "() => (document.body.dataset.rendered || '').includes('|flops|')", timeout=15_000
+                "() => (document.body.dataset.rendered || '').endsWith('|flops|error')",
+                timeout=15_000,
+            )
+            assert "has no network in bin" in page.inner_text("#note")
+            page.fill("#bins", "4")
+            page.dispatch_event("#bins", "change")
+            page.wait_for_function(
+                "() => (document.body.dataset.rendered || '').includes('|flops|\"')",
+                timeout=15_000,
             )
             title = page.evaluate("() => document.getElementById('edf').layout.title.text")
-            assert "flops" in title
-            assert page.evaluate(POINTS) == level0
+            assert "flops" in title and "4 equal flops bins" in page.inner_text("#note")
+            inside = int(page.evaluate("() => document.body.dataset.edfN"))
+            assert 0 < inside <= level0 and page.evaluate(POINTS) == inside  # outside: left out
             assert page.evaluate(LAST_F) != plain  # weights changed the curves
+            assert "stratified permutation KS" in page.inner_text("#ks-test")
 
             page.select_option("#fidelity", "3")
             page.wait_for_function(
@@ -216,5 +230,53 @@ def test_space_names_are_text_in_the_plots(server):
             )
             assert legend["links"] == 0 and legend["bold"] == 0, legend  # no link, no markup
             assert name in legend["text"], legend  # shown as written
+        finally:
+            browser.close()
+
+
+def test_banner_names_the_spaces_whose_trainings_did_not_learn(server):
+    from playwright.sync_api import sync_playwright
+
+    url, store = server
+    spec = {**SPEC, "name": "at chance", "samples": 8, "fidelities": [1]}
+    study_id = store.create_study(spec)
+    rng = random.Random(1)
+    while (claim := store.claim("browser-test")) is not None:
+        # AnyNetX_A's trainings stay at chance (digits: 10 classes, 288 validation images)
+        at_chance = claim.space == "AnyNetX_A"
+        error = 0.9 - rng.random() * 0.02 if at_chance else modelled_error(claim, rng)
+        store.finish(claim, SimpleNamespace(
+            status="done", val_error=error, test_error=None, seconds=1.0, images_per_s=1.0,
+            message="", chance_error=0.8924, val_size=288, recipe={},
+        ))  # fmt: skip
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
+            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=30_000)
+            banner = page.locator("#banner")
+            assert banner.is_visible()
+            text = banner.inner_text()
+            assert "AnyNetX_A (1 epochs): 8 of 8 finished trials (100%) did not learn" in text
+            assert "learning rate" in text and "AnyNetX_C" not in text
+            assert page.evaluate(POINTS) == 3 * 8  # kept in the EDFs, not dropped
+            row = page.locator('#progress .progress-row[data-space="AnyNetX_A"] .count')
+            row.filter(has_text="8 at chance").wait_for(timeout=10_000)
+            assert "at chance" not in page.locator("#progress").inner_text().split("AnyNetX_C")[1]
+            out = ROOT / "artifacts" / "not_learned_banner.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out))
+        finally:
+            browser.close()
+    fresh = {**SPEC, "name": "learns", "samples": 2, "fidelities": [1]}
+    assert store.create_study(fresh)  # a study without such trials shows no banner:
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/studies/{study_id + 1}", timeout=30_000)
+            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=30_000)
+            assert not page.locator("#banner").is_visible()
         finally:
             browser.close()

@@ -97,7 +97,7 @@ def test_model_spec_file(capsys, tmp_path):
         (("--regnet", "22,24,x,2.5,16"), "--regnet: wa must be a number"),
         (("--regnet", X400, "--rounding", "timm"), "rounding: must be one of"),
         (("--spec", "/nonexistent/net.json"), "--spec: no such file"),
-        ((), "one of the arguments --regnet --spec is required"),
+        ((), "one of the arguments --regnet --spec --reference --references is required"),
     ],
 )
 def test_model_bad_input(capsys, argv, needle):
@@ -143,6 +143,18 @@ def test_sample_space_file_and_overrides(capsys, tmp_path):
         assert max(spec.stage_depths) <= 3
     code, out, _ = run(capsys, *argv)
     assert code == 0 and "acceptance" in out
+
+
+def test_sample_named_complexity(capsys):
+    # NDS §4's cap at ResNet-56's size; --params narrows the named bounds further
+    argv = ("sample", "--space", "ResNet", "--n", "4", "--seed", "0", "--complexity", "nds_r56")
+    for s in run_json(capsys, *argv)["samples"]:
+        assert s["complexity"]["params"] <= 0.856e6 and s["complexity"]["flops"] <= 0.129e9
+    for s in run_json(capsys, *argv, "--params", "0:0.3M")["samples"]:
+        assert s["complexity"]["params"] <= 0.3e6 and s["complexity"]["flops"] <= 0.129e9
+    assert "complexity: unknown preset 'r57'" in bad(
+        capsys, "sample", "--space", "ResNet", "--n", "1", "--seed", "0", "--complexity", "r57"
+    )
 
 
 def test_parse_numbers():

@@ -101,6 +101,45 @@ def test_cifar100_uses_fine_labels(tmp_path):
     assert d.num_classes == 100 and d.test_y.tolist()[0] == 99
 
 
+def test_cifar_pickles_of_every_protocol_and_numpy_1_names_load(tmp_path):
+    """Real CIFAR files are Python 2 pickles naming numpy.core (numpy 1); later ones _core."""
+    _write_cifar(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    x = _images(4, seed=9).transpose(0, 3, 1, 2).reshape(4, 3072)
+    batch = {b"data": x, b"labels": [1, 2, 3, 4], b"batch_label": b"testing batch 1 of 1"}
+    protocol2 = pickle.dumps(batch, protocol=2)  # GLOBAL opcodes: module names as text lines
+    # the numpy 1 module name, as in the files torchvision downloads
+    for raw in (protocol2.replace(b"numpy._core", b"numpy.core"), pickle.dumps(batch, protocol=5)):
+        (folder / "test_batch").write_bytes(raw)
+        d = load_dataset(DatasetSpec(name="cifar10", root=str(tmp_path), val_size=2))
+        assert d.test_y.tolist() == [1, 2, 3, 4]
+        assert torch.equal(d.test_x, torch.from_numpy(_images(4, seed=9)).permute(0, 3, 1, 2))
+
+
+class _Payload:
+    """What a malicious pickle carries: a call made while it is being loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_calls_anything_but_numpy_is_refused_unrun(tmp_path):
+    _write_cifar(tmp_path)
+    marker = tmp_path / "pwned"
+    evil = {b"data": _Payload(marker), b"labels": [0]}
+    (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(pickle.dumps(evil))
+    with pytest.raises(
+        DatasetError, match=r"data_batch_2 is refused \(not a CIFAR batch: it calls"
+    ):
+        load_dataset(DatasetSpec(name="cifar10", root=str(tmp_path)))
+    assert not marker.exists()  # refused before the call, not after
+
+
 def test_corrupt_and_missing_cifar_name_path_and_layout(tmp_path):
     _write_cifar(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")

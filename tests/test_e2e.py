@@ -157,7 +157,7 @@ def check_results(url: str, study_id: int, samples: int) -> dict:
     for name, s in spaces.items():
         assert s["n"] == samples, (name, s["n"])
         assert 0 <= s["min"] <= s["mean"] <= 1, (name, s)
-        y = s["edf"]["y"]
+        y = s["edf"]["F"]
         assert y == sorted(y) and abs(y[-1] - 1.0) < 1e-9, (name, y)
     return results
 

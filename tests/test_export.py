@@ -274,3 +274,51 @@ def test_exported_parameters_give_our_stages_in_the_target(depth, w0, wa, wm, g,
         return
     args, _ = TimmRegNet._get_stage_args(None, timm_cfg)
     assert [[a[k] for a in args] for k in ("depth", "out_chs", "group_size")] == stages
+
+
+# --- the released pycls (0.1.1 on the package index) builds our YAML ------------------------
+def _pycls_release_model(text: str, tmp_path):
+    """The network pycls 0.1.1 builds from an exported YAML (its global config, reset first)."""
+    from pycls.core import builders, config
+
+    config.reset_cfg()
+    path = tmp_path / "export.yaml"
+    path.write_text(text)
+    config.cfg.merge_from_file(str(path))  # refuses keys this release does not know
+    return builders.build_model()
+
+
+def _shapes(model) -> list[tuple[int, ...]]:
+    return sorted(tuple(p.shape) for p in model.parameters())
+
+
+def _release_cases() -> list[tuple[str, NetSpec]]:
+    from anynet.sampling import sample
+    from anynet.spaces import get_space
+
+    cifar = {"stem": {"type": "cifar", "width": 16}, "resolution": 32, "num_classes": 10}
+    stages = [{"depth": 3, "width": w, "stride": s} for w, s in ((16, 1), (32, 2), (64, 2))]
+    cases = [
+        ("RegNetX-200MF", _params(REGNETS[0], "pycls").spec()),
+        ("RegNetY-800MF", _params(REGNETS[2], "pycls").spec()),
+        ("ResNet-20", NetSpec.from_dict({**cifar, "block": "res_basic", "stages": stages})),
+        ("Vanilla", NetSpec.from_dict({**cifar, "block": "vanilla", "stages": stages})),
+    ]
+    for space in ("AnyNetX_E", "AnyNetY_A"):
+        drawn = sample(get_space(space), 2, seed=5, bounds={"flops": (100e6, 300e6)})
+        cases += [(f"{space}#{i}", s.spec) for i, s in enumerate(drawn.samples)]
+    return cases
+
+
+def test_the_released_pycls_builds_every_yaml_export_as_the_same_network(tmp_path):
+    from anynet.build import build
+
+    for name, spec in _release_cases():
+        text = export(spec, "pycls")
+        assert "HEAD_W" not in text, name  # 0.1.1 refuses the key; 0 is its meaning anyway
+        model = _pycls_release_model(text, tmp_path)
+        assert _n_params(model) == complexity(spec)["params"], name
+        assert _shapes(model) == _shapes(build(spec)), name
+    with_head = _release_cases()[4][1].model_copy(update={"head_width": 64})
+    assert export_dict(with_head, "pycls")["config"]["ANYNET"]["HEAD_W"] == 64
+    assert "newer than 0.1.1" in export_dict(with_head, "pycls")["note"]

@@ -5,19 +5,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anynet.regnet import (
-    FIT_WM_RANGE,
     RegNetParams,
     adjust_widths_groups,
-    fit_regnet,
     quantized_block_widths,
     regnet_spec,
     regnet_widths,
 )
+from anynet.regnet_fit import FIT_WM_RANGE, REGNET_RANGES, fit_dense, fit_many, fit_regnet
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_BUILD = (ROOT / "anynet" / "build.py").exists()
@@ -233,3 +233,52 @@ def test_fit_with_allowed_widths_sees_through_the_group_rule():
     assert regnet_spec(22, w0, wa, wm, 16) == spec
     with pytest.raises(ValueError, match="allowed"):
         fit_regnet(spec.block_widths, allowed=allowed[:-1])
+
+
+# --- the fit inside DDS §3.3's RegNet space (issue 11) ------------------------------------
+def test_fit_inside_the_regnet_space():
+    # unrestricted, a flat-then-jump network is fitted by wm near 1.1 with many stages;
+    # inside DDS §3.3's ranges the fit keeps 1.5 <= wm <= 3, w0 <= 248, wa <= 255.9
+    blocks = [24, 24, 32, 32, 40, 40, 48, 56, 64, 72, 80, 88, 96, 104]
+    free = fit_regnet(blocks)
+    assert free[2] < 1.2 and len(set(quantized_block_widths(14, *free[:3]))) > 6
+    w0, wa, wm, e = fit_regnet(blocks, ranges=REGNET_RANGES)
+    assert 1.5 <= wm <= 3.0 and 8 <= w0 <= 248 and 0 <= wa <= 255.9 and e > free[3]
+    pred = quantized_block_widths(len(blocks), w0, wa, wm)
+    got = sum(abs(math.log(p / o)) for p, o in zip(pred, blocks, strict=True)) / len(blocks)
+    assert got == pytest.approx(e)
+    # a RegNet of the space is still found exactly (RegNetX-200MF: wm 2.49)
+    exact = quantized_block_widths(13, 24, 36.44, 2.49)
+    assert fit_regnet(exact, ranges=REGNET_RANGES)[3] == 0.0
+    with pytest.raises(ValueError, match="ranges"):
+        fit_regnet(exact, ranges={"w0": (1, 7)})
+
+
+def test_fit_many_agrees_with_one_by_one_and_stays_in_range():
+    rng = np.random.default_rng(0)
+    nets = [np.sort(rng.choice(np.arange(8, 1025, 8), 4)).repeat(rng.integers(1, 6, 4)).tolist()
+            for _ in range(30)]  # fmt: skip
+    nets += [quantized_block_widths(13, 24, 36.44, 2.49), [64] * 5]
+    fits = fit_many(nets)
+    for widths, (w0, wa, wm, e) in zip(nets, fits, strict=True):
+        assert 8 <= w0 <= 248 and w0 % 8 == 0 and 0 <= wa <= 255.9 and 1.5 <= wm <= 3.0
+        pred = quantized_block_widths(len(widths), w0, wa, wm)
+        got = np.mean(np.abs(np.log(np.asarray(pred) / np.asarray(widths))))
+        assert got == pytest.approx(e, abs=1e-9)  # e_fit is the prediction's real error
+    assert fits[-2][3] == pytest.approx(0.0, abs=0.01) and fits[-1][3] == 0.0
+    assert fit_many([nets[3]]) == [fits[3]]  # a network's fit does not depend on the batch
+    with pytest.raises(ValueError, match=r"block_widths_list\[1\]"):
+        fit_many([[8, 16], [0, 8]])
+
+
+@pytest.mark.slow
+def test_fit_many_is_close_to_a_dense_grid():
+    # the grid search's shortcut (2-D coarse grid, local refinement) against a brute-force
+    # grid over every w0: within 0.05 on AnyNetX_E networks (docs/method.md §3)
+    from anynet.sampling import sample
+    from anynet.spaces import get_space
+
+    nets = [s.spec.block_widths for s in sample(get_space("AnyNetX_E"), 6, 5).samples]
+    for widths, fast in zip(nets, fit_many(nets), strict=True):
+        dense = fit_dense(widths, wm_step=0.01, wa_points=150)
+        assert fast[3] <= dense[3] + 0.05

@@ -195,9 +195,9 @@ def test_counting_batches_together_changes_nothing():
 
 
 def test_regnet_stage_count_check_matches_regnet_spec():
-    space = get_space("RegNetX").model_copy(update={"constraints": ()})
+    space = get_space("RegNetX_pycls").model_copy(update={"constraints": ()})
     batch = _batch(space, 5, 2000)
-    four = get_space("RegNetX")
+    four = get_space("RegNetX_pycls")
     codes4 = _batch(four, 5, 2000).codes
     assert np.all(batch.codes == 0)  # any stage count is a network without the constraint
     for i in range(300):
@@ -268,6 +268,15 @@ def test_built_model_has_the_counted_params(name):
         assert out.shape == (2, 10)
 
 
+def _grid_range(dist, first: int, span: int) -> list:
+    """[lo, hi] on a distribution's grid: `first`-th value and `span` values further."""
+    if hasattr(dist, "values"):  # a value set (NDS): index into its sorted values
+        vals = sorted(dist.values)
+        return [vals[min(first - 1, len(vals) - 1)], vals[min(first - 1 + span, len(vals) - 1)]]
+    step = getattr(dist, "step", None) or dist.quantum
+    return [first * step, (first + span) * step]
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     preset=st.sampled_from([n for n in NAMES if PRESETS[n].kind == "anynet" and n not in FAMILY]),
@@ -278,13 +287,13 @@ def test_built_model_has_the_counted_params(name):
     seed=st.integers(0, 2**32 - 1),
 )
 def test_overrides_sample_within_their_ranges(preset, stages, depth, width, resolution, seed):
-    step = get_space(preset).per_stage("width")[0].step
+    base = get_space(preset)
     spec = SpaceSpec.model_validate(
         {
             "preset": preset,
             "stages": stages,
-            "depth": [depth[0], depth[0] + depth[1]],
-            "width": [width[0] * step, (width[0] + width[1]) * step],
+            "depth": _grid_range(base.per_stage("depth")[0], *depth),
+            "width": _grid_range(base.per_stage("width")[0], *width),
             "resolution": resolution,
         }
     )
@@ -326,3 +335,53 @@ def test_increasing_widths_by_rejection_not_sorting():
     assert equal == pytest.approx(0.4, abs=0.03)
     assert res.acceptance == pytest.approx(10 / 16, abs=0.03)
     assert all(s.params["w1"] <= s.params["w2"] for s in res.samples)
+
+
+# --- the presets draw the papers' populations (issue 11, docs/method.md §4) ---------------
+def test_anynetx_a_is_log_uniform():
+    # DDS §3.2 log-uniform d_i <= 16, w_i <= 1024 (pycls quanta 1, 8): P(d_i = 1) = 1/5,
+    # median d_i 3; P(w_i <= 64) = log(64/4) / log(1024/4) = 1/2, so the median is 64 (the
+    # 64/72 boundary). Uniform draws would give a median d_i of 8.5 and w_i of 516.
+    res = sample(get_space("AnyNetX_A"), 2000, 3)
+    d = np.array([s.spec.stage_depths for s in res.samples])
+    w = np.array([[s.params[f"w{j}"] for j in range(1, 5)] for s in res.samples])
+    assert np.mean(d == 1) == pytest.approx(0.2, abs=0.015)
+    assert np.median(d) == 3
+    assert np.mean(w <= 64) == pytest.approx(0.5, abs=0.015) and 64 <= np.median(w) <= 72
+    assert w.max() <= 1024 and np.all(w % 8 == 0) and d.max() <= 16
+
+
+def test_anynetx_a_at_400mf_matches_dds():
+    # DDS §3.2 keeps 500 models in 360-400 MF: log-uniform draws give a median total depth
+    # near 19 and median w4 near 88 (uniform draws gave 26 and 432).
+    res = sample(get_space("AnyNetX_A"), 200, 0, bounds={"flops": (360e6, 400e6)})
+    depth = np.median([s.spec.depth for s in res.samples])
+    w4 = np.median([s.params["w4"] for s in res.samples])
+    assert 16 <= depth <= 22 and 72 <= w4 <= 112
+    assert 0.015 < res.acceptance < 0.035  # 2.3% (uniform draws: 0.08%)
+
+
+def test_regnet_is_dds_regnet_space_and_pycls_is_restricted():
+    # DDS §3.3's RegNet space has wm < 2, b != 1 and g < 8; pycls' sweep defaults have none
+    wide = [s.params for s in sample(get_space("RegNetX"), 300, 1).samples]
+    assert sum(p["wm"] < 2 for p in wide) > 30
+    assert sum(p["bot_mul"] != 1 for p in wide) > 100
+    assert sum(p["g"] < 8 for p in wide) > 60
+    assert max(p["depth"] for p in wide) > 28 and all(p["depth"] <= 63 for p in wide)
+    narrow = [s.params for s in sample(get_space("RegNetX_pycls"), 300, 1).samples]
+    assert all(p["wm"] >= 2 and p["bot_mul"] == 1 and p["g"] >= 8 for p in narrow)
+    assert all(12 <= p["depth"] <= 28 for p in narrow)
+
+
+@pytest.mark.parametrize("name", ["Vanilla", "ResNet", "ResNeXt_A", "ResNeXt_B"])
+def test_nds_spaces_draw_only_their_value_sets(name):
+    from test_spaces import NDS_SETS
+
+    sets = NDS_SETS[name]
+    res = sample(get_space(name), 300, 2, bounds={"params": (0, 0.856e6), "flops": (0, 0.129e9)})
+    for field, key in (("depth", "d"), ("width", "w"), ("groups", "groups")):
+        if field in sets:
+            drawn = {s.params[f"{key}{j}"] for s in res.samples for j in (1, 2, 3)}
+            assert drawn <= sets[field] and len(drawn) >= len(sets[field]) // 2, field
+    for s in res.samples:  # the R-56 cap (NDS §4) holds
+        assert s.complexity["params"] <= 0.856e6 and s.complexity["flops"] <= 0.129e9

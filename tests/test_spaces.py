@@ -31,6 +31,8 @@ EXPECTED = [
     *(f"AnyNetY_{c}" for c in "ABCDE"),
     "RegNetX",
     "RegNetY",
+    "RegNetX_pycls",
+    "RegNetY_pycls",
     "Vanilla",
     "ResNet",
     "ResNeXt_A",
@@ -82,20 +84,75 @@ def test_anynetx_steps_add_one_constraint_each():
         224,
         1000,
     )
-    assert a.depth == UniformInt(lo=1, hi=16)
-    assert a.width == UniformInt(lo=8, hi=1024, step=8)
+    # DDS §3.2: log-uniform d_i <= 16 and w_i <= 1024 divisible by 8 (pycls quanta)
+    assert a.depth == LogUniform(lo=1, hi=16, quantum=1)
+    assert a.width == LogUniform(lo=8, hi=1024, quantum=8)
     assert sorted(a.bottleneck_multiplier.values) == [0.25, 0.5, 1.0]  # b ∈ {1, 2, 4}
     assert a.group_width.values == (1, 2, 4, 8, 16, 32)
 
 
-def test_regnet_presets_follow_pycls_sampler():
+def test_regnet_presets_are_dds_regnet_space():
+    # DDS §3.3: d < 64, w0, wa < 256, 1.5 <= wm <= 3, b and g as AnyNetX; 4 stages
     x, y = get_space("RegNetX"), get_space("RegNetY")
+    assert x.kind == "regnet" and x.num_stages == 4 and y.se_ratio == 0.25
+    assert x.depth == UniformInt(lo=1, hi=63)
+    assert x.w0 == LogUniform(lo=8, hi=248, quantum=8)
+    assert x.wa == LogUniform(lo=8, hi=255.9, quantum=0.1)
+    assert x.wm == LogUniform(lo=1.5, hi=3, quantum=0.001)
+    a = get_space("AnyNetX_A")
+    assert x.group_width == a.group_width
+    assert x.bottleneck_multiplier == a.bottleneck_multiplier
+    assert y.model_copy(update={"name": x.name, "se_ratio": 0.0}) == x
+
+
+def test_regnet_pycls_presets_follow_pycls_sampler():
+    x, y = get_space("RegNetX_pycls"), get_space("RegNetY_pycls")
     assert x.kind == "regnet" and x.num_stages == 4 and y.se_ratio == 0.25
     assert x.depth == UniformInt(lo=12, hi=28)
     assert x.w0 == LogUniform(lo=8, hi=256, quantum=8)
     assert x.wa == LogUniform(lo=8, hi=256, quantum=0.1)
     assert x.wm == LogUniform(lo=2, hi=3, quantum=0.001)
     assert x.group_width == PowerOfTwoOrLogUniform(lo=8, hi=128, quantum=8)
+    assert x.bottleneck_multiplier == Choice(values=(1.0,))
+
+
+NDS_SETS = {  # NDS §3 value sets (docs/method.md §4)
+    "Vanilla": {"depth": {1, 2, 3, 4, 6, 8, 12, 16, 24},
+                "width": {16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256}},
+    "ResNet": {"depth": {1, 2, 3, 4, 6, 8, 12, 16, 24},
+               "width": {16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256}},
+    "ResNeXt_A": {"depth": {1, 2, 4, 8, 16}, "width": {16, 32, 64, 128, 256},
+                  "bottleneck_multiplier": {1.0, 0.5, 0.25}, "groups": {1, 2, 4}},
+    "ResNeXt_B": {"depth": {1, 2, 4, 8, 16}, "width": {64, 128, 256, 512, 1024},
+                  "bottleneck_multiplier": {1.0, 0.5, 0.25}, "groups": {1, 2, 4, 8, 16}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(NDS_SETS))
+def test_nds_presets_hold_their_value_sets(name):
+    s = get_space(name)
+    for field, values in NDS_SETS[name].items():
+        assert isinstance(getattr(s, field), Choice)
+        assert set(getattr(s, field).values) == values, field
+
+
+def test_complexity_presets():
+    from anynet.spaces import complexity_preset
+
+    # NDS §4: at most the size of ResNet-56, 0.856 M params and 0.129 GF
+    assert complexity_preset("nds_r56") == {"params": (0.0, 856_000.0), "flops": (0.0, 129e6)}
+    with pytest.raises(ValueError, match="complexity: unknown preset 'r57'.*nds_r56"):
+        complexity_preset("r57")
+
+
+def test_log_uniform_override_snaps_to_its_quantum():
+    # pycls validate_rand: both ends of a log-uniform range are multiples of its quantum
+    s = SpaceSpec.model_validate({**ISSUE_SPACE, "width": [10, 30]}).resolve()
+    assert s.width == LogUniform(lo=16, hi=24, quantum=8)
+    with pytest.raises(ValueError, match="width: log_uniform: no multiple of quantum 8"):
+        SpaceSpec.model_validate({**ISSUE_SPACE, "width": [9, 15]})
+    wa = SpaceSpec.model_validate({"preset": "RegNetX", "wa": [10.04, 20.06]}).resolve().wa
+    assert wa == LogUniform(lo=10.1, hi=20.0, quantum=0.1)
 
 
 @pytest.mark.parametrize("name", ["Vanilla", "ResNet", "ResNeXt_A", "ResNeXt_B"])
@@ -109,10 +166,8 @@ def test_issue_space_resolves():
     space = SpaceSpec.model_validate(ISSUE_SPACE).resolve()
     assert space.name == "AnyNetX_A" and space.stages == 2
     assert space.stem.type == "cifar" and space.stem.width == 16
-    assert space.depth == UniformInt(lo=1, hi=2)
-    assert space.width == UniformInt(lo=8, hi=32, step=8)  # the preset's step is kept
-    snapped = SpaceSpec.model_validate({**ISSUE_SPACE, "width": [10, 30]}).resolve()
-    assert snapped.width == UniformInt(lo=16, hi=24, step=8)  # values of the preset's grid
+    assert space.depth == LogUniform(lo=1, hi=2, quantum=1)  # the preset's kind is kept
+    assert space.width == LogUniform(lo=8, hi=32, quantum=8)
     e = SpaceSpec.model_validate({**ISSUE_SPACE, "preset": "AnyNetX_E", "name": "e"}).resolve()
     assert e.name == "e" and "increasing_depth" in e.constraints
 
@@ -132,7 +187,7 @@ def test_overrides_field_by_field():
         }
     )
     s = spec.resolve()
-    assert s.num_stages == 3 and s.depth == UniformInt(lo=10, hi=14)
+    assert s.num_stages == 3 and s.depth == UniformInt(lo=10, hi=14)  # uniform d (pycls)
     assert s.group_width == Choice(values=(8, 16)) and s.wm == Choice(values=(2.5,))
     assert (s.resolution, s.num_classes, s.rounding, s.se_ratio) == (32, 10, "torchvision", 0.25)
     nds = SpaceSpec.model_validate({"preset": "ResNet", "stages": 2}).resolve()

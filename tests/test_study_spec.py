@@ -66,6 +66,7 @@ def test_unknown_preset_named(smoke_spec):
         ("samples", 0, "samples"),
         ("complexity", {"flops": [5, 1]}, "complexity"),
         ("complexity", {"macs": [0, 1]}, "complexity"),
+        ("complexity", "r57", "complexity: unknown preset 'r57'"),
         ("spaces", [], "spaces"),
         ("limits", {"heartbeat_seconds": 5, "grace_seconds": 5}, "grace_seconds"),
         ("limits", {"max_attempts": 0}, "max_attempts"),
@@ -74,6 +75,14 @@ def test_unknown_preset_named(smoke_spec):
 def test_invalid_values_name_the_field(smoke_spec, field, value, needle):
     smoke_spec[field] = value
     assert needle in _error(smoke_spec)
+
+
+def test_named_complexity_bounds(smoke_spec):
+    # NDS §4 compares spaces at most the size of ResNet-56 (docs/method.md §4)
+    smoke_spec["complexity"] = "nds_r56"
+    spec = StudySpec.model_validate(smoke_spec)
+    assert spec.bounds() == {"params": (0.0, 856_000.0), "flops": (0.0, 129e6)}
+    assert StudySpec.model_validate(spec.model_dump()).bounds() == spec.bounds()
 
 
 def test_duplicate_space_names(smoke_spec):

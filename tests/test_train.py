@@ -126,6 +126,15 @@ def test_bad_arguments_name_the_field(digits, monkeypatch):
         set_threads(0)
 
 
+def test_local_cpu_workers_are_given_the_thread_variable_the_worker_reads():
+    from api.cli_serve import worker_plan
+    from worker.train import THREADS_ENV
+
+    plan = worker_plan(2, "cpu")
+    assert [env.get(THREADS_ENV) for _, env in plan] == ["1", "1"]
+    assert all(k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", THREADS_ENV) for _, e in plan for k in e)
+
+
 @pytest.mark.parametrize("gains", [True, False])
 def test_auto_precision_on_cpu_follows_the_measured_bf16_gain(monkeypatch, gains):
     import torch

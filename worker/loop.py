@@ -133,17 +133,16 @@ class DatasetCache:
 
 
 def fit_to_data(net: dict, data):
-    """The NetSpec, with classes, channels and resolution set to the dataset's."""
-    from anynet.spec import NetSpec
+    """The network (a NetSpec or a reference network), with classes, channels and resolution
+    set to the dataset's."""
+    from anynet.network import network_spec, with_input
 
-    spec = NetSpec.from_dict(net)
     wanted = {
         "num_classes": data.num_classes,
         "in_channels": data.in_channels,
         "resolution": data.resolution,
     }
-    changed = {k: v for k, v in wanted.items() if getattr(spec, k) != v}
-    return spec.model_copy(update=changed) if changed else spec
+    return with_input(network_spec(net), **wanted)
 
 
 def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, threads=None):

@@ -15,7 +15,9 @@ the speed tricks are chosen once in `Engine` and named there:
   steps (worker.allocator: no page faults per step, 1.2-2x here) and, on CPUs, one
   single-threaded worker per core (`dse bench` measures both).
 Each call is a full schedule: linear warm-up then half-period cosine, per step (docs/design.md:
-fidelities are complete short schedules; docs/method.md §5).
+fidelities are complete short schedules; docs/method.md §5). Unset recipe fields get their
+dataset's defaults from search.recipe.resolve_recipe, and the result carries the recipe as it
+ran, with the chance error and size of the validation split (did it learn? search.learning).
 Weight decay applies to every parameter, BN and biases included, as pycls does by default
 (the DDS/NDS sweeps were run that way).
 """
@@ -32,7 +34,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from anynet.spec import NetSpec
+from anynet.network import NetworkSpec
+from search.recipe import resolve_recipe
 from search.spec import Recipe
 from worker.augment import BatchAugment, Normalize
 from worker.data import Dataset
@@ -52,6 +55,9 @@ class TrainResult:
     seconds: float
     message: str = ""
     precision: str = ""  # what ran: e.g. "fp32, channels_last" (auto picks per device)
+    recipe: dict | None = None  # every field resolved, precision as it ran
+    chance_error: float | None = None  # of the validation split (search.learning)
+    val_size: int = 0
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -127,7 +133,7 @@ class Engine:
         self.device = device
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
-            lr=recipe.lr,
+            lr=0.0,  # train_step sets each step's rate from the schedule
             momentum=recipe.momentum,
             nesterov=recipe.nesterov and recipe.momentum > 0,
             weight_decay=recipe.weight_decay,
@@ -136,10 +142,14 @@ class Engine:
         self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
         self.label_smoothing = recipe.label_smoothing
 
+    @property
+    def precision(self) -> str:
+        """The precision in use: bf16, fp16 or fp32."""
+        return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.dtype]
+
     def describe(self) -> str:
         """The precision and memory format in use, e.g. "bf16, channels_last"."""
-        dtype = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.dtype]
-        return f"{dtype}, {'channels_last' if self.channels_last else 'NCHW'}"
+        return f"{self.precision}, {'channels_last' if self.channels_last else 'NCHW'}"
 
     def autocast(self):
         """The autocast context of this run (a no-op context for fp32)."""
@@ -180,7 +190,7 @@ def evaluate(engine: Engine, normalize: Normalize, x, y, batch_size: int) -> flo
 
 
 def train(
-    spec: NetSpec,
+    spec: NetworkSpec,
     data: Dataset,
     recipe: Recipe,
     epochs: int,
@@ -190,8 +200,9 @@ def train(
     eval_test: bool = False,
     threads: int | None = None,
 ) -> TrainResult:
-    """Train `spec` on `data` for `epochs` with `recipe`; failures come back as a status."""
-    from anynet.build import build
+    """Train `spec` (a NetSpec or a reference network) on `data` for `epochs` with `recipe`;
+    failures come back as a status."""
+    from anynet.network import network
 
     if epochs < 1:
         raise ValueError(f"epochs: must be >= 1, got {epochs}")
@@ -206,16 +217,17 @@ def train(
     torch.manual_seed(seed)  # the initial weights
     gen = torch.Generator(device=device).manual_seed(seed)  # order, crops, flips
     n = len(data.train_y)
-    batch_size = min(recipe.batch_size, n)
+    recipe = resolve_recipe(recipe, data.name, n, data.resolution, epochs)
+    batch_size = recipe.batch_size
     steps_per_epoch = n // batch_size  # drop the ragged last batch: fixed shapes, no tiny BN
     total = epochs * steps_per_epoch
     warmup = min(total, round(recipe.warmup_epochs * steps_per_epoch))
-    padding = recipe.crop_padding if recipe.crop_padding is not None else data.resolution // 8
 
     records: list[dict] = []
     start = time.perf_counter()
     train_seconds = 0.0
     ran = ""
+    ran_recipe = recipe.model_dump(mode="json")
 
     def result(status: str, message: str = "", val=None, test=None) -> TrainResult:
         images = sum(r["images"] for r in records)
@@ -228,13 +240,17 @@ def train(
             seconds=time.perf_counter() - start,
             message=message,
             precision=ran,
+            recipe=ran_recipe,
+            chance_error=data.chance_error(),
+            val_size=len(data.val_y),
         )
 
     try:
-        engine = Engine(build(spec), recipe, device)
+        engine = Engine(network(spec)[0], recipe, device)
         ran = engine.describe()
+        ran_recipe.update(precision=engine.precision, channels_last=engine.channels_last)
         normalize = Normalize(data.mean, data.std, device, engine.channels_last)
-        augment = BatchAugment(padding, recipe.flip, normalize, gen)
+        augment = BatchAugment(recipe.crop_padding, recipe.flip, normalize, gen)
         step = 0
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()

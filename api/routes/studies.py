@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -162,11 +163,22 @@ SPEC_BODY = {
         **MUTATING,
         413: {"model": ErrorBody, "description": "body too large"},
         415: {"model": ErrorBody, "description": "neither JSON nor YAML"},
+        429: {
+            "model": ErrorBody,
+            "description": "check=true while another recipe check is training",
+        },
     },
     openapi_extra=SPEC_BODY,
 )
 async def create_study(
-    request: Request, store=Depends(get_store), limits: SpecLimits = Depends(get_limits)
+    request: Request,
+    store=Depends(get_store),
+    limits: SpecLimits = Depends(get_limits),
+    check: bool = Query(
+        False,
+        description="first train RegNetX-200MF once at the lowest fidelity with the study's "
+        "recipe and data; a check that stays at chance refuses the study (422, with the numbers)",
+    ),
 ):
     """Create a study from a JSON or YAML spec; every network is sampled now."""
     try:
@@ -175,7 +187,28 @@ async def create_study(
         raise HTTPException(415, detail=str(e)) from None
     spec = StudySpec.model_validate(data)
     limits.check(spec)
+    if check:
+        await _check_recipe(spec)
     return StudyCreated(id=store.create_study(spec))
+
+
+_CHECKING = threading.Semaphore(1)  # a check is a training in this process: one at a time
+
+
+async def _check_recipe(spec) -> None:
+    """Train the recipe check off the event loop; 422 with its numbers if it stays at chance."""
+    from fastapi.concurrency import run_in_threadpool
+
+    from worker.check import check_recipe
+
+    if not _CHECKING.acquire(blocking=False):
+        raise HTTPException(429, detail="check: another recipe check is training; retry later")
+    try:
+        result = await run_in_threadpool(check_recipe, spec)
+    finally:
+        _CHECKING.release()
+    if not result.learned:
+        raise HTTPException(422, detail=f"recipe: the check failed: {result.text()}")
 
 
 @router.get("", response_model=list[StudySummary])
@@ -250,6 +283,16 @@ def study_edf(
     request: Request,
     fidelity: int | None = Query(None, ge=1, le=100_000, description="epochs; None = lowest"),
     normalize: Normalize = "none",
+    bins: int | None = Query(
+        None, ge=1, le=1000, description="equal complexity bins of the normalisation (NDS: 40)"
+    ),
+    c_range: str | None = Query(
+        None,
+        alias="range",
+        description="'lo,hi': complexity range of the normalisation "
+        "(default: the overlap of the spaces' complexity)",
+        max_length=100,
+    ),
     store=Depends(get_store),
 ) -> Response:
     """The study's results: EDFs per space, KS table, parameter plots, rank correlation, fit."""
@@ -257,8 +300,22 @@ def study_edf(
     if fidelity is None:  # one cache entry and ETag for "the lowest level" however it is asked
         fidelity = study.spec.fidelities[0]
     norm = None if normalize == "none" else normalize
-    etag, body = request.app.state.results.get(store, study_id, fidelity, norm)
+    bounds = _range(c_range) if norm else None
+    etag, body = request.app.state.results.get(
+        store, study_id, fidelity, norm, bins if norm else None, bounds
+    )
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers={"ETag": etag})
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     return Response(body, media_type="application/json", headers=headers)
+
+
+def _range(text: str | None) -> tuple[float, float] | None:
+    """'lo,hi' → (lo, hi); ValueError naming `range` (a 422) otherwise."""
+    if not text:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.replace(":", ",").split(","))
+    except ValueError:
+        raise ValueError(f"range: expected 'lo,hi' (two numbers), got {text!r}") from None
+    return lo, hi

@@ -2,8 +2,8 @@
 // changed) every second and the progress every two, and redraws only what changed.
 "use strict";
 const STUDY = Number(location.pathname.split("/").filter(Boolean).pop());
-const state = { fidelity: null, normalize: "none", etag: null, results: null, study: null,
-  bands: false, shown: null };
+const state = { fidelity: null, normalize: "none", bins: 40, range: null, etag: null,
+  results: null, study: null, bands: false, shown: null };
 // Error-vs-parameter plots shown at first (more are a click away on the chips).
 const DEFAULT_PARAMS = ["flops", "params", "acts", "depth", "p_bot_mul", "p_g", "p_wm", "p_w0", "p_wa"];
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
@@ -36,8 +36,9 @@ state.spaceOrder = [];
 // ---- progress (GET /api/studies/{id}: progress.spaces[name] is one LevelCounts per level) ----
 const STATUSES = ["waiting", "running", "done", "failed", "diverged", "cancelled"];
 function spaceCounts(levels) {
-  const out = Object.fromEntries(STATUSES.map((k) => [k, 0]));
-  for (const level of levels || []) for (const k of STATUSES) out[k] += level[k];
+  // not_learned counts done trials at chance (a subset of done), kept apart from the statuses
+  const out = Object.fromEntries([...STATUSES, "not_learned"].map((k) => [k, 0]));
+  for (const level of levels || []) for (const k of Object.keys(out)) out[k] += level[k] || 0;
   return out;
 }
 function renderProgress(study) {
@@ -49,7 +50,7 @@ function renderProgress(study) {
   box.replaceChildren();
   for (const name of study.spaces) {
     const c = spaceCounts(study.progress.spaces[name]);
-    const total = Object.values(c).reduce((a, b) => a + b, 0) || 1;
+    const total = Object.values(c).reduce((a, b) => a + b, 0) - c.not_learned || 1; // among done
     const row = el("div", null, "progress-row");
     row.dataset.space = name;
     const bar = el("div", null, "bar");
@@ -62,7 +63,8 @@ function renderProgress(study) {
     }
     row.append(el("span", name, "label"), bar,
       el("span", `${c.done} done · ${c.running} running · ${c.waiting} waiting` +
-        (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : ""), "count"));
+        (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : "") +
+        (c.not_learned ? ` · ${c.not_learned} at chance` : ""), "count"));
     box.append(row);
   }
   const sel = document.getElementById("fidelity");
@@ -99,10 +101,10 @@ function renderEdf(r) {
   const spaces = spacesOf(r);
   const traces = [];
   for (const s of spaces) {
-    const edf = s.edf || {};
-    const x = edf.x || s.x || [], y = edf.y || edf.F || s.F || [];
+    const edf = s.edf;  // one shape: {x, F, band {lo, hi, epsilon, alpha}, subsampled}
+    const x = edf.x, y = edf.F;
     const color = colorOf(s.name);
-    const band = s.band || edf.band;
+    const band = edf.band;
     if (state.bands && band && band.lo && band.hi && x.length) {
       traces.push({ x, y: band.lo, mode: "lines", line: { width: 0, shape: "hv" }, hoverinfo: "skip", showlegend: false, meta: "band" });
       traces.push({ x, y: band.hi, mode: "lines", line: { width: 0, shape: "hv" }, fill: "tonexty", fillcolor: rgba(color, 0.1), hoverinfo: "skip", showlegend: false, meta: "band" });
@@ -127,18 +129,50 @@ function renderEdf(r) {
     return tr;
   }));
 }
+// spaces with more than 10% of their trainings at chance: their EDFs are not of learned nets
+function renderBanner(r) {
+  const items = r.not_learned || [];
+  const box = document.getElementById("banner");
+  box.hidden = !items.length;
+  box.replaceChildren(...items.map((x) => el("p", `⚠ ${x.text}`)));
+}
 function acceptanceOf(name) {
   const rec = state.study && state.study.sampling && state.study.sampling[name];
   return rec && rec.acceptance !== undefined ? `${pct(rec.acceptance)} of ${fmt(rec.draws)} draws` : "–";
 }
 function renderKs(r) {
-  const rows = r.ks || [];
-  const list = Array.isArray(rows) ? rows : Object.values(rows);
+  const list = r.ks || [];
+  const test = list.length ? list[0].test : "two-sample KS";
+  const bins = r.bins ? ` within ${r.bins} ${r.normalize} bins` : "";
+  document.getElementById("ks-test").textContent = `${test}${bins}; q: Benjamini–Hochberg ` +
+    `over these ${list.length} pairs. The refinement suggestions between spaces below use these same tests and q.`;
   document.querySelector("#ks tbody").replaceChildren(...list.map((k) => {
-    const tr = el("tr");
-    tr.append(el("td", k.a ?? k.space_a), el("td", k.b ?? k.space_b), el("td", fmt(k.D ?? k.statistic, 3)), el("td", fmt(k.p ?? k.pvalue, 4)));
+    const tr = el("tr", null, k.q !== null && k.q < 0.05 ? "strong" : "");
+    tr.append(el("td", k.a), el("td", k.b), el("td", fmt(k.D, 3)), el("td", fmt(k.p, 4)), el("td", fmt(k.q, 4)));
     return tr;
   }));
+}
+// DDS Fig. 8: e_fit (distance to the nearest RegNet) against error, every network of a space
+function renderEfit(r) {
+  const fits = Object.entries((r.e_fit || {}).spaces || {});
+  const traces = [], shapes = [];
+  const many = fits.reduce((n, [, f]) => n + f.x.length, 0) > 1500;
+  for (const [space, f] of fits) {
+    const color = colorOf(space);
+    traces.push({ x: f.x, y: f.error, mode: "markers", type: many ? "scattergl" : "scatter", name: space,
+      marker: { size: 5, color, opacity: 0.6 }, meta: "efit" });
+    const b = f.best;
+    if (b && b.lo !== null) {
+      shapes.push({ type: "rect", xref: "x", yref: "paper", x0: b.lo, x1: b.hi, y0: 0, y1: 1, fillcolor: rgba(color, 0.12), line: { width: 0 } });
+      shapes.push({ type: "line", xref: "x", yref: "paper", x0: b.median, x1: b.median, y0: 0, y1: 1, line: { color, width: 1.5, dash: "dot" } });
+    }
+  }
+  Plotly.react("efit", traces, {
+    margin: { t: 10, r: 10, b: 45, l: 55 }, shapes,
+    xaxis: { title: { text: "e_fit (mean |log(w_pred / w)| of the nearest RegNet)" } },
+    yaxis: { title: { text: "error" }, tickformat: ".0%" }, legend: { orientation: "h", y: -0.25 },
+    uirevision: "efit",
+  }, PLOT_CFG);
 }
 function renderParams(r) {
   const params = r.params || {};
@@ -245,16 +279,20 @@ async function render(r) {
   if (state.results !== r) return;
   for (const s of spacesOf(r)) if (!state.spaceOrder.includes(s.name)) state.spaceOrder.push(s.name);
   // the EDFs first: they are what the page is for; the rest follows a frame later
-  renderEdf(r); renderKs(r);
+  renderEdf(r); renderKs(r); renderBanner(r);
   if (!paramsInView) paramsObserver.observe(document.getElementById("params").parentElement);
   if (!performance.getEntriesByName("edf-plotted").length) performance.mark("edf-plotted");
   const notes = [...(r.warnings || [])];
-  if (r.bins) notes.unshift(`${r.bins} equal ${r.normalize} bins`);
-  document.getElementById("note").textContent = notes.join(" · ");
+  if (r.bins) {
+    const [lo, hi] = r.complexity_range;
+    notes.unshift(`${r.bins} equal ${r.normalize} bins over [${fmt(lo)}, ${fmt(hi)}]`);
+  }
+  const note = document.getElementById("note");
+  note.textContent = notes.join(" · "); note.className = "muted";
   document.body.dataset.edfN = spacesOf(r).reduce((n, s) => n + (s.n || 0), 0);
   await nextFrame();
   if (state.results !== r) return; // a newer answer arrived meanwhile
-  renderRank(r); renderFit(r);
+  renderRank(r); renderFit(r); renderEfit(r);
   if (paramsInView) renderParams(r);
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   if (!performance.getEntriesByName("first-screen").length) performance.mark("first-screen");
@@ -268,7 +306,8 @@ async function pollResults() {
   inFlight = true;
   try {
     // before the study's levels are known, the server's default level (the lowest) is asked for
-    const q = `${state.fidelity === null ? "" : `fidelity=${state.fidelity}&`}normalize=${state.normalize}`;
+    let q = `${state.fidelity === null ? "" : `fidelity=${state.fidelity}&`}normalize=${state.normalize}`;
+    if (state.normalize !== "none") q += `&bins=${state.bins}` + (state.range ? `&range=${state.range}` : "");
     const headers = state.etag ? { "If-None-Match": state.etag } : {};
     const res = await fetch(`/api/studies/${STUDY}/edf?${q}`, { headers, cache: "no-store" });
     if (res.status === 200) {
@@ -277,7 +316,12 @@ async function pollResults() {
       if (!performance.getEntriesByName("results-parsed").length) performance.mark("results-parsed");
       await render(body);
     }
-    else if (res.status !== 304) document.getElementById("note").textContent = `results: ${res.status}`;
+    else if (res.status !== 304) {  // e.g. 422: an empty bin, named with its space
+      const body = await res.json().catch(() => ({}));
+      const note = document.getElementById("note");
+      note.textContent = `results: ${body.detail || res.status}`; note.className = "error";
+      document.body.dataset.rendered = `${state.fidelity}|${state.normalize}|error`;
+    }
   } catch (e) { document.getElementById("note").textContent = `offline? ${e}`; }
   finally { inFlight = false; }
 }
@@ -292,8 +336,19 @@ document.getElementById("fidelity").addEventListener("change", (ev) => { state.f
 document.querySelectorAll("#normalize button").forEach((b) => b.addEventListener("click", () => {
   state.normalize = b.dataset.v; state.etag = null;
   document.querySelectorAll("#normalize button").forEach((x) => x.classList.toggle("on", x === b));
+  document.getElementById("norm-opts").hidden = state.normalize === "none";
   pollResults();
 }));
+// NDS normalisation: bins (default 40) over a range (default: the spaces' overlap)
+for (const id of ["bins", "range-lo", "range-hi"]) {
+  document.getElementById(id).addEventListener("change", () => {
+    const bins = Number(document.getElementById("bins").value);
+    const lo = document.getElementById("range-lo").value.trim(), hi = document.getElementById("range-hi").value.trim();
+    state.bins = Number.isInteger(bins) && bins >= 1 ? bins : 40;
+    state.range = lo && hi ? `${encodeURIComponent(lo)},${encodeURIComponent(hi)}` : null;
+    state.etag = null; pollResults();
+  });
+}
 (async () => {
   await Promise.all([pollStudy(), pollResults()]); // in parallel: the first plot needs only results
   setInterval(pollResults, 1000); setInterval(pollStudy, 2000);

@@ -1,0 +1,370 @@
+"""Fitting RegNets to per-block widths (DDS §3.3, docs/method.md §3).
+
+Two fits of e_fit = mean over blocks of |log(w_pred / w_observed)|, w_pred the quantised
+linear prediction at (w0, wa, wm):
+- `fit_regnet`: the nearest RegNet to one network, exact in wa (breakpoints) with a fine wm
+  search; used to recognise exact RegNets (exports) and for the fitted RegNet of winners.
+- `fit_many`: DDS' grid search for every network of a study at once (DDS Fig. 8 plots e_fit
+  against error for all of them), about 1 ms a network. With wa = r·w0 the exponent of
+  every block depends on (r, wm) only, and the best w0 for given exponents is a median, so
+  the coarse grid is 2-D; its best points are refined on small local grids in (w0, wa, wm),
+  evaluated exactly. Its result is an upper bound close to the grid's limit (`fit_dense`).
+Both can be kept inside DDS §3.3's RegNet space (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3, w0 and wa
+below 256), so a fit never calls a network a "RegNet" that the space does not hold (wm 1.1
+and 20 stages).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from anynet.regnet import QUANTUM, quantized_block_widths
+
+# --- fitting (DDS §3.3) ---------------------------------------------------------------
+# e_fit = mean_j |log(w_pred_j / w_obs_j)| of the *quantised* prediction. For fixed (w0, wm)
+# the prediction is a step function of wa: block j moves from exponent k to k+1 at
+# wa = w0·(wm^(k+1/2) − 1)/j. So the exact best wa is found by sorting those breakpoints and
+# summing the error changes; w0 is searched over multiples of 8 near the first width and wm
+# over a grid plus the intervals where a level round(w0·wm^k/8)·8 hits an observed width.
+FIT_WM_RANGE = (1.1, 4.0)
+_FIT_GRID = 240  # coarse log-spaced wm grid
+_FIT_PER_INTERVAL = 12  # wm samples inside each level interval
+_FIT_INTERVAL_BUDGET = 1200  # at most this many interval samples in all
+_EPS = 1e-9
+
+
+def _errors(levels: np.ndarray, obs: np.ndarray, runs: list) -> np.ndarray:
+    """|log(level / observed)| per (wm, block, level); 0 where a run allows that level."""
+    err = np.abs(np.log(levels[:, None, :] / obs[None, :, None]))  # (M, d, K+1)
+    for first, last, allowed in runs:
+        if allowed.size > 1:
+            err[:, first:last, :] *= ~np.isin(levels, allowed)[:, None, :]
+    return err
+
+
+def _best_wa(
+    w0: int, wms: np.ndarray, obs: np.ndarray, runs: list, wa_range=(0.0, np.inf)
+) -> tuple[np.ndarray, ...]:
+    """For each wm: the least e_fit over wa in wa_range and its wa interval [lo, hi)."""
+    d = obs.size
+    lw = np.log(wms)
+    k_max = int(np.ceil(np.log(2.0 * obs.max() / w0 + 1.0) / lw.min())) + 1
+    ks = np.arange(k_max + 1, dtype=np.float64)
+    levels = np.round(w0 * np.power(wms[:, None], ks[None, :]) / QUANTUM) * QUANTUM
+    levels = np.maximum(levels, 1.0)  # a level of 0 can only be far from any width
+    err = _errors(levels, obs, runs)
+    e0 = err[:, :, 0].sum(axis=1)
+    if d == 1:
+        return e0 / d, np.full(wms.shape, float(wa_range[0])), np.full(wms.shape, np.inf)
+    delta = (err[:, 1:, 1:] - err[:, 1:, :-1]).reshape(wms.size, -1)  # (M, (d-1)·K)
+    j = np.arange(1, d, dtype=np.float64)[:, None]
+    cuts = w0 * (np.power(wms[:, None, None], ks[None, None, :-1] + 0.5) - 1.0) / j[None]
+    cuts = cuts.reshape(wms.size, -1)
+    order = np.argsort(cuts, axis=1, kind="stable")
+    cuts = np.take_along_axis(cuts, order, axis=1)
+    totals = e0[:, None] + np.cumsum(np.take_along_axis(delta, order, axis=1), axis=1)
+    lo = np.concatenate([np.zeros((wms.size, 1)), cuts], axis=1)
+    hi = np.concatenate([cuts, np.full((wms.size, 1), np.inf)], axis=1)
+    totals = np.concatenate([e0[:, None], totals], axis=1)
+    lo, hi = np.maximum(lo, wa_range[0]), np.minimum(hi, np.nextafter(wa_range[1], np.inf))
+    # Intervals too thin to hold a float that rounds the same way are not realisable.
+    totals = np.where(hi - lo > _EPS * np.maximum(1.0, hi), totals, np.inf)
+    best = np.argmin(totals, axis=1)
+    rows = np.arange(wms.size)
+    return totals[rows, best] / d, lo[rows, best], hi[rows, best]
+
+
+def _roundest(lo: float, hi: float) -> float:
+    """The value in [lo, hi) with the fewest decimals (wa = 36.44 rather than 36.4417...)."""
+    if lo <= 0 < hi:
+        return 0.0
+    for p in range(7):
+        scale = 10.0**p
+        v = math.floor(lo * scale + 1.0) / scale
+        if lo + _EPS * max(1.0, lo) < v < hi - _EPS * max(1.0, hi):
+            return v
+    return (lo + hi) / 2 if math.isfinite(hi) else lo + 1.0
+
+
+def _level_intervals(
+    w0: int, width: float, k_min: int, wm_range=FIT_WM_RANGE
+) -> list[tuple[float, float]]:
+    """wm intervals (within wm_range) where round(w0·wm^k/8)·8 == width, for k >= k_min."""
+    lo_wm, hi_wm = wm_range
+    out = []
+    k_hi = int(np.log((width + QUANTUM / 2) / w0) / np.log(lo_wm)) + 1
+    for k in range(max(1, k_min), k_hi + 1):
+        a = max(((width - QUANTUM / 2) / w0) ** (1.0 / k), lo_wm)
+        b = min(((width + QUANTUM / 2) / w0) ** (1.0 / k), hi_wm)
+        if a < b:
+            out.append((a, b))
+    return out
+
+
+def _wm_candidates(w0: int, runs: list, wm_range=FIT_WM_RANGE) -> np.ndarray:
+    """wm grid ∪ samples of the wm intervals where every stage's width is a level w0·wm^k."""
+    lo_wm, hi_wm = wm_range
+    parts = [np.geomspace(lo_wm, hi_wm, _FIT_GRID)]
+    stages = [[float(c) for c in allowed if c > w0] for _, _, allowed in runs]
+    while stages and not stages[0]:
+        stages.pop(0)
+    # Stage i of a RegNet has exponent k >= i, so stage i's width needs k >= i (DDS §3.3).
+    feasible = (
+        [iv for c in stages[0] for iv in _level_intervals(w0, c, 1, wm_range)] if stages else []
+    )
+    for i, cands in enumerate(stages[1:], start=2):
+        nxt = [
+            (max(a, c), min(b, e))
+            for a, b in feasible
+            for w in cands
+            for c, e in _level_intervals(w0, w, i, wm_range)
+            if max(a, c) < min(b, e)
+        ]
+        if not nxt:  # not exactly a RegNet from here on: keep what the first widths allow
+            break
+        feasible = nxt
+    # Many feasible intervals (small w0, wm near 1) share a fixed budget of samples.
+    per = int(np.clip(_FIT_INTERVAL_BUDGET // max(1, len(feasible)), 3, _FIT_PER_INTERVAL))
+    t = np.linspace(0.02, 0.98, per)
+    parts += [a + (b - a) * t for a, b in feasible]
+    wms = np.unique(np.concatenate(parts))
+    return wms[(wms > 1.0 + 1e-6) & (wms >= lo_wm) & (wms <= hi_wm)]
+
+
+def _fit_w0(
+    w0: int, obs: np.ndarray, runs: list, wm_range=FIT_WM_RANGE, wa_range=(0.0, np.inf)
+) -> tuple[float, float, float]:
+    """Best (e_fit, wa, wm) for one w0: candidate wm, then two rounds of local refinement."""
+    wms = _wm_candidates(w0, runs, wm_range)
+    e, lo, hi = _best_wa(w0, wms, obs, runs, wa_range)
+    for width in (0.01, 0.001):
+        top = wms[np.argsort(e, kind="stable")[:4]]
+        fine = np.unique(np.concatenate([m * (1 + np.linspace(-width, width, 41)) for m in top]))
+        fine = fine[(fine > 1.0 + 1e-6) & (fine >= wm_range[0]) & (fine <= wm_range[1])]
+        fe, flo, fhi = _best_wa(w0, fine, obs, runs, wa_range)
+        wms, e = np.concatenate([wms, fine]), np.concatenate([e, fe])
+        lo, hi = np.concatenate([lo, flo]), np.concatenate([hi, fhi])
+    # Among equally good wm prefer the one nearest the paper's typical 2.5 (DDS §4).
+    ties = np.flatnonzero(e <= e.min() + 1e-12)
+    i = ties[np.argmin(np.abs(wms[ties] - 2.5))]
+    wm = float(wms[i])
+    # A rounder wm (3 then 4 decimals) is kept if it fits as well.
+    for p in (2, 3, 4):
+        r = np.array([round(wm, p)])
+        if r[0] > 1.0 and wm_range[0] <= r[0] <= wm_range[1]:
+            re, rlo, rhi = _best_wa(w0, r, obs, runs, wa_range)
+            if re[0] <= e[i] + 1e-12:
+                return float(re[0]), _roundest(float(rlo[0]), float(rhi[0])), float(r[0])
+    return float(e[i]), _roundest(float(lo[i]), float(hi[i])), wm
+
+
+def fit_regnet(
+    block_widths: list[int], allowed: list[list[int]] | None = None, ranges: dict | None = None
+) -> tuple[int, float, float, float]:
+    """Nearest RegNet to per-block widths: (w0, wa, wm, e_fit) minimising e_fit (DDS §3.3).
+
+    `allowed` (optional, per block): widths that count as exact for that block, e.g. every
+    width the group rule maps onto the observed one (used to recognise a RegNet after it).
+    `ranges` (optional): {"w0": (lo, hi), "wa": (lo, hi), "wm": (lo, hi)} the fit stays in,
+    e.g. DDS §3.3's RegNet space (anynet.efit.REGNET_RANGES); default: any valid RegNet
+    with FIT_WM_RANGE.
+    """
+    obs = np.asarray(list(block_widths), dtype=np.float64)
+    if obs.size == 0:
+        raise ValueError("block_widths: need at least one block")
+    if not np.all(np.isfinite(obs)) or np.any(obs <= 0):
+        raise ValueError("block_widths: every width must be a positive number")
+    if allowed is not None and len(allowed) != obs.size:
+        raise ValueError(f"allowed: need one set per block ({obs.size}), got {len(allowed)}")
+    sets = [
+        np.unique(np.asarray([w, *(allowed[j] if allowed else ())], dtype=np.float64))
+        for j, w in enumerate(obs)
+    ]
+    runs: list = []  # (first block, end block, allowed widths) per run of equal widths
+    for j, a in enumerate(sets):
+        if runs and obs[j] == obs[runs[-1][0]] and np.array_equal(a, runs[-1][2]):
+            runs[-1][1] = j + 1
+        else:
+            runs.append([j, j + 1, a])
+    first = max(QUANTUM, int(round(obs[0] / QUANTUM)) * QUANTUM)
+    # w0 over the allowed first widths, then multiples of 8 near the first width, nearest
+    # first; stop at an exact fit.
+    steps = [0, -1, 1, -2, 2, -3, 3]
+    near = [first + s * QUANTUM for s in steps if first + s * QUANTUM >= QUANTUM]
+    exact = sorted((int(c) for c in sets[0] if c % QUANTUM == 0), key=lambda c: abs(c - obs[0]))
+    w0s = list(dict.fromkeys(exact + near))
+    bounds = {"w0": (QUANTUM, np.inf), "wa": (0.0, np.inf), "wm": FIT_WM_RANGE} | (ranges or {})
+    w0_lo, w0_hi = bounds["w0"]
+    if ranges and "w0" in ranges:  # the nearest allowed w0 to the first width, and its neighbours
+        lo8, hi8 = math.ceil(w0_lo / QUANTUM) * QUANTUM, math.floor(w0_hi / QUANTUM) * QUANTUM
+        near = [min(max(first, lo8), hi8) + s * QUANTUM for s in steps]
+        w0s = list(dict.fromkeys(exact + near))
+    w0s = [w0 for w0 in w0s if w0_lo <= w0 <= w0_hi]
+    if not w0s:
+        raise ValueError(f"ranges: no multiple of {QUANTUM} in w0 range {bounds['w0']}")
+    best: tuple[float, int, float, float] | None = None
+    for w0 in w0s:
+        e, wa, wm = _fit_w0(w0, obs, runs, bounds["wm"], bounds["wa"])
+        pred = np.asarray(quantized_block_widths(obs.size, w0, wa, wm), dtype=np.float64)
+        err = np.abs(np.log(pred / obs))  # report the real prediction's error
+        err[[p in a for p, a in zip(pred, sets, strict=True)]] = 0.0
+        e = float(np.mean(err))
+        if best is None or e < best[0] - 1e-12:
+            best = (e, w0, wa, wm)
+        if best[0] == 0.0:
+            break
+    e, w0, wa, wm = best
+    return w0, wa, wm, e
+
+
+# --- the grid search of many networks (DDS Fig. 8) ---------------------------------------
+# DDS §3.3's RegNet space: w0 and wa below 256 (w0 a positive multiple of 8, wa >= 0) and
+# 1.5 <= wm <= 3 (docs/method.md §3-4); read on the RegNetX preset's quanta.
+REGNET_RANGES = {"w0": (8, 248), "wa": (0.0, 255.9), "wm": (1.5, 3.0)}
+# Grid sizes chosen against a dense grid (every w0, wm step 0.005, 400 wa) on 36 AnyNetX
+# networks: e_fit at most 0.03 above it (mean 0.005), ~1 ms a network (tests, benchmark).
+_WM = np.linspace(*REGNET_RANGES["wm"], 16)  # coarse wm grid: step 0.1
+_R = np.r_[0.0, np.geomspace(0.004, 32.0, 23)]  # coarse grid of the relative slope wa / w0
+_STARTS = 4  # coarse points refined per network
+_FINE = 7  # points per wm and wa axis of a local grid
+# local refinement rounds: (wm half-width, wa ratio, points kept)
+_ROUNDS = ((0.1, 1.3, 2), (0.025, 1.07, 1))
+_CHUNK = 1 << 22  # floats per (networks × grid × blocks) block
+
+
+def _log_widths(w0, wa, wm, depth: int) -> np.ndarray:
+    """log of the quantised per-block widths (docs/method.md §3) for broadcast parameters.
+
+    Exponents s_j = round(log(1 + wa·j / w0) / log wm) index a small table of the levels
+    log(round(w0·wm^k / 8)·8), so each block costs one logarithm.
+    """
+    w0, wa, wm = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (w0, wa, wm)))
+    shape = w0.shape
+    w0, wa, wm = (v.reshape(-1, 1) for v in (w0, wa, wm))
+    log_wm = np.log(wm)
+    j = np.arange(depth, dtype=np.float64)
+    s = np.round(np.log1p(wa * (j / w0)) / log_wm).astype(np.int64)
+    k = np.arange(int(s.max()) + 1 if s.size else 1, dtype=np.float64)
+    levels = np.log(np.round(w0 * np.exp(k * log_wm) / QUANTUM) * QUANTUM)  # (rows, levels)
+    s += (np.arange(s.shape[0]) * k.size)[:, None]  # flat index into the levels table
+    return np.take(levels.ravel(), s).reshape(*shape, depth)
+
+
+@lru_cache(maxsize=4)
+def _exponents(depth: int) -> np.ndarray:
+    """s_j = round(log(1 + r·j) / log wm) for the coarse (wm, r) grid, shape (wm·r, depth)."""
+    wm, r = np.meshgrid(_WM, _R, indexing="ij")
+    j = np.arange(depth, dtype=np.float64)
+    s = np.round(np.log1p(r[..., None] * j) / np.log(wm)[..., None])
+    return s.reshape(-1, depth).astype(np.float32)
+
+
+def _coarse(obs: np.ndarray) -> np.ndarray:
+    """The _STARTS best coarse points (w0, wa, wm) per network, shape (n, _STARTS, 3).
+
+    With wa = r·w0, the exponent s_j of block j depends on (r, wm) only, and up to the
+    rounding of widths to 8, log w_pred_j = log w0 + s_j·log wm: for each (r, wm) the best
+    log w0 is the median of log w_j − s_j·log wm (it minimises a mean absolute deviation),
+    kept inside the w0 range. Its two neighbours on the grid of 8 are then scored exactly
+    (the rounding matters for narrow networks). So the grid is 2-D and w0 is not searched.
+    """
+    n, d = obs.shape
+    s = _exponents(max(64, int(2 ** np.ceil(np.log2(d)))))[:, :d]
+    n_grid, n_k = s.shape[0], int(s.max()) + 1
+    log_wm = np.repeat(np.log(_WM), _R.size)
+    shift = (s * log_wm[:, None]).astype(np.float32)  # (grid, d)
+    idx = s.astype(np.int64)[None]  # (1, grid, d)
+    wm_k = np.exp(log_wm[:, None] * np.arange(n_k))  # wm^k, (grid, k)
+    lobs = np.log(obs).astype(np.float32)
+    lo, hi = REGNET_RANGES["w0"]
+    step = max(1, _CHUNK // (n_grid * d))
+    best = np.empty((n, _STARTS), dtype=np.int64)
+    w0_best = np.empty((n, n_grid))
+    for i in range(0, n, step):
+        v = lobs[i : i + step, None, :] - shift[None]  # (m, grid, d)
+        m = np.exp(np.median(v, axis=2).astype(np.float64))
+        below = np.clip(np.floor(m / QUANTUM) * QUANTUM, lo, hi)
+        err = []
+        for w0 in (below, np.minimum(below + QUANTUM, hi)):
+            levels = np.log(np.round(w0[..., None] * wm_k / QUANTUM) * QUANTUM).astype(np.float32)
+            pred = np.take_along_axis(levels, np.broadcast_to(idx, v.shape), axis=2)
+            err.append(np.abs(pred - lobs[i : i + step, None, :]).sum(axis=2))
+        up = err[1] < err[0]
+        w0_best[i : i + step] = np.where(up, np.minimum(below + QUANTUM, hi), below)
+        e = np.where(up, err[1], err[0])
+        best[i : i + step] = np.argpartition(e, _STARTS - 1, axis=1)[:, :_STARTS]
+    im, ir = np.unravel_index(best, (_WM.size, _R.size))
+    w0 = np.take_along_axis(w0_best, best, axis=1)
+    wa = np.clip(_R[ir] * w0, *REGNET_RANGES["wa"])
+    return np.stack([w0, wa, _WM[im]], axis=2)
+
+
+def _local(starts: np.ndarray, wm_step: float, wa_ratio: float) -> np.ndarray:
+    """Local grid points (n, m, 3) around start points (n, s, 3), inside REGNET_RANGES.
+
+    w0 stays the start's (the coarse stage already chose it, scoring both neighbours on the
+    grid of 8); wa and wm take a small grid (multiplicative in wa; a flat start, wa = 0,
+    steps up to 0.6).
+    """
+    n = starts.shape[0]
+    s = starts.reshape(-1, 3)
+    t = np.linspace(-1.0, 1.0, _FINE)
+    (wa_lo, wa_hi), (wm_lo, wm_hi) = REGNET_RANGES["wa"], REGNET_RANGES["wm"]
+    wa = np.where(s[:, 1:2] > 0, s[:, 1:2] * np.power(wa_ratio, t), 0.3 * (t + 1))
+    wa = np.clip(wa, wa_lo, wa_hi)
+    wm = np.clip(s[:, 2:3] + wm_step * t, wm_lo, wm_hi)
+    ia, im = (g.ravel() for g in np.meshgrid(range(_FINE), range(_FINE), indexing="ij"))
+    w0 = np.broadcast_to(s[:, :1], (s.shape[0], ia.size))
+    cand = np.stack([w0, wa[:, ia], wm[:, im]], axis=2).reshape(n, -1, 3)
+    return np.concatenate([starts, cand], axis=1)  # the start points compete too
+
+
+def _best(obs: np.ndarray, cand: np.ndarray, keep: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The `keep` best candidates (n, keep, 3) of each network and their e_fit (n, keep)."""
+    n, d = obs.shape
+    lobs = np.log(obs)
+    e = np.empty(cand.shape[:2])
+    step = max(1, _CHUNK // (cand.shape[1] * d))
+    for i in range(0, n, step):
+        c = cand[i : i + step]
+        pred = _log_widths(c[..., 0], c[..., 1], c[..., 2], d)
+        e[i : i + step] = np.abs(pred - lobs[i : i + step, None, :]).mean(axis=2)
+    k = np.argsort(e, axis=1, kind="stable")[:, :keep]
+    return np.take_along_axis(cand, k[..., None], axis=1), np.take_along_axis(e, k, axis=1)
+
+
+def fit_many(block_widths_list) -> list[tuple[int, float, float, float]]:
+    """(w0, wa, wm, e_fit) per network by DDS §3.3's grid search inside REGNET_RANGES."""
+    out: list = [None] * len(block_widths_list)
+    groups: dict[int, list[int]] = {}
+    for i, widths in enumerate(block_widths_list):
+        w = np.asarray(widths, dtype=np.float64)
+        if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise ValueError(f"block_widths_list[{i}]: need positive widths, got {list(widths)}")
+        groups.setdefault(w.size, []).append(i)
+    for idx in groups.values():
+        obs = np.asarray([block_widths_list[i] for i in idx], dtype=np.float64)
+        starts = _coarse(obs)
+        for wm_step, wa_ratio, keep in _ROUNDS:
+            starts, e = _best(obs, _local(starts, wm_step, wa_ratio), keep)
+        for i, (w0, wa, wm), ei in zip(idx, starts[:, 0], e[:, 0], strict=True):
+            out[i] = (int(w0), float(wa), float(wm), float(ei))
+    return out
+
+
+def fit_dense(block_widths, wm_step: float = 0.01, wa_points: int = 200):
+    """A brute-force reference: every w0 of the range, a fine wm and wa grid (tests only)."""
+    obs = np.log(np.asarray(block_widths, dtype=np.float64))
+    wms = np.arange(REGNET_RANGES["wm"][0], REGNET_RANGES["wm"][1] + 1e-9, wm_step)
+    was = np.r_[0.0, np.geomspace(0.05, REGNET_RANGES["wa"][1], wa_points)]
+    best = (np.inf, 0, 0.0, 0.0)
+    for w0 in np.arange(REGNET_RANGES["w0"][0], REGNET_RANGES["w0"][1] + 1, QUANTUM):
+        wm, wa = np.meshgrid(wms, was, indexing="ij")
+        e = np.abs(_log_widths(w0, wa, wm, obs.size) - obs).mean(axis=2)
+        k = np.unravel_index(np.argmin(e), e.shape)
+        if e[k] < best[0]:
+            best = (float(e[k]), int(w0), float(wa[k]), float(wm[k]))
+    return best[1], best[2], best[3], best[0]
