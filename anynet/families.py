@@ -55,7 +55,7 @@ from anynet.layers import (
     repeat,
     when,
 )
-from anynet.spec import BOTTLENECK_BLOCKS, NetSpec, StageSpec
+from anynet.spec import BOTTLENECK_BLOCKS, FAMILY_FIELDS, NetSpec, StageSpec
 
 SE_BLOCKS = (*BOTTLENECK_BLOCKS, "mbconv")  # the families with squeeze-excite
 
@@ -82,11 +82,7 @@ class Stage:
 
 def stage_of(st: StageSpec) -> Stage:
     """The Stage values of a StageSpec."""
-    family = {
-        name: value
-        for name in ("kernel", "expansion", "branches")
-        if (value := getattr(st, name)) is not None
-    }
+    family = {name: value for name in FAMILY_FIELDS if (value := getattr(st, name)) is not None}
     return Stage(st.depth, st.width, st.stride, st.inner_width, st.groups, **family)
 
 
