@@ -5,7 +5,8 @@ spaces, the sampler and exports. Pure: descriptions in, modules and numbers out.
 Public API beyond these names: anynet.layers (the layer language), anynet.families (its
 block families), anynet.complexity.{counts, bias_flops, layer_counts, node_counts,
 anynet_counts}, anynet.export.{export_dict, spec_from_pycls} (read a pycls config back),
-anynet.network.{describe_network, with_input, network_complexity} (a NetSpec or a reference).
+anynet.network.{describe_network, with_input, network_complexity} (a NetSpec or a reference),
+anynet.scaling.{compound, widen, widen_regnet} (the scaling rules `scale` searches).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from anynet.regnet import RegNetParams, regnet_spec, regnet_widths
 from anynet.regnet_fit import fit_regnet
 from anynet.rounding import Rounding
 from anynet.sampling import InfeasibleError, sample
+from anynet.scaling import scale
 from anynet.spaces import PRESETS, DesignSpace, get_space
 from anynet.spec import NetSpec, StageSpec, StemSpec
 
@@ -47,4 +49,5 @@ __all__ = [
     "regnet_spec",
     "regnet_widths",
     "sample",
+    "scale",
 ]

@@ -21,7 +21,7 @@ from anynet.complexity import anynet_counts
 from anynet.families import Stage
 from anynet.regnet import QUANTUM, quantized_widths
 from anynet.rounding import group_rule, groups_of, inner_width
-from anynet.spaces import DesignSpace
+from anynet.spaces import FAMILY_PER_STAGE, DesignSpace
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 BOUND_KEYS = ("flops", "params", "acts")
@@ -36,6 +36,16 @@ REASONS = (
 )
 CODE = {r: i for i, r in enumerate(REASONS)}
 STAGE_KEYS = ("depth", "width", "stride", "bottleneck_multiplier", "group_width")
+FAMILY = FAMILY_PER_STAGE  # per-stage values of some families only
+PARAM = {"kernel": "kernel", "expansion": "exp"}  # their names in Sample.params (+ stage)
+BRANCHES = ("1x1", "3x3", "5x5", "pool")  # inception's branches, in order
+
+
+def _family_value(name: str, column: np.ndarray):
+    """A family field of families.Stage over a batch: branches as a tuple of four arrays."""
+    if name == "branches":
+        return tuple(column[:, b] for b in range(len(BRANCHES)))
+    return column.astype(np.float64) if name == "expansion" else column
 
 
 def _py(x):
@@ -65,6 +75,8 @@ def _joined(values: list):
     """One Stage field over several batches: arrays concatenated, a shared scalar kept."""
     if isinstance(values[0], np.ndarray):
         return np.concatenate(values)
+    if isinstance(values[0], tuple) and isinstance(values[0][0], np.ndarray):
+        return tuple(_joined([v[i] for v in values]) for i in range(len(values[0])))
     return values[0]
 
 
@@ -115,12 +127,14 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
         "groups": space.has("shared_group_width"),
     }
     dr: dict[str, np.ndarray] = {}
-    for name in ("depth", "width", "bottleneck_multiplier", "group_width", "groups"):
+    for name in ("depth", "width", "bottleneck_multiplier", "group_width", "groups", *FAMILY):
         if getattr(space, name) is None:
             continue
         dists = space.per_stage(name)
         if shared.get(name):  # DDS §3.2: one value for all stages
             dr[name] = np.repeat(dists[0].draw(rng, (size, 1)), k, axis=1)
+        elif name == "branches":  # one weight per inception branch: (size, k, 4)
+            dr[name] = np.stack([d.draw(rng, (size, len(BRANCHES))) for d in dists], axis=1)
         else:
             dr[name] = np.stack([d.draw(rng, size) for d in dists], axis=1)
     d, w, m = dr["depth"], dr["width"], dr["bottleneck_multiplier"].astype(np.float64)
@@ -148,28 +162,43 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
     stages = []
     for j in range(k):
         inner = inner_width(wa[rows, j], m[rows, j])
+        family = {name: _family_value(name, dr[name][rows, j]) for name in FAMILY if name in dr}
         stages.append(
-            Stage(d[rows, j], wa[rows, j], strides[j], inner, groups_of(inner, ga[rows, j]))
-        )
+            Stage(d[rows, j], wa[rows, j], strides[j], inner, groups_of(inner, ga[rows, j]),
+                  **family)
+        )  # fmt: skip
+
+    family = [name for name in FAMILY if name in dr]
+    group_key = "groups" if "groups" in dr else "g" if "group_width" in dr else None
+    keys = {n: [f"{n}{j + 1}" for j in range(k)] for n in ("d", "w", "bot_mul", "groups", "g")}
+    keys.update({n: [f"{PARAM[n]}{j + 1}" for j in range(k)] for n in PARAM})
+    keys["branches"] = [[f"br{j + 1}_{b}" for b in BRANCHES] for j in range(k)]
 
     def spec(i: int):
         """Candidate i's NetSpec (widths after the group rule) and the values drawn."""
-        di, wi, mi, gi = d[i].tolist(), w[i].tolist(), m[i].tolist(), g[i].tolist()
+        di, wi, mi = d[i].tolist(), w[i].tolist(), m[i].tolist()
         params: dict = {"depth": sum(di)}
-        params.update({f"d{j + 1}": di[j] for j in range(k)})
-        params.update({f"w{j + 1}": wi[j] for j in range(k)})
-        params.update({f"bot_mul{j + 1}": mi[j] for j in range(k)})
-        if "groups" in dr:
-            params.update({f"groups{j + 1}": int(dr["groups"][i, j]) for j in range(k)})
-        elif "group_width" in dr:
-            params.update({f"g{j + 1}": gi[j] for j in range(k)})
+        params.update(zip(keys["d"], di, strict=True))
+        params.update(zip(keys["w"], wi, strict=True))
+        params.update(zip(keys["bot_mul"], mi, strict=True))
+        if group_key is not None:
+            drawn = dr["groups"][i] if group_key == "groups" else g[i]
+            params.update(zip(keys[group_key], drawn.tolist(), strict=True))
         if shared["bottleneck_multiplier"]:  # one drawn value: also under its plain name
             params["bot_mul"] = mi[0]
         if shared["group_width"]:
-            name = "groups" if "groups" in dr else "g"
-            params[name] = params.get(f"{name}1", 1)
+            params[group_key or "g"] = params.get(f"{group_key or 'g'}1", 1)
         rows_ = zip(di, wa[i].tolist(), strides, mi, ga[i].tolist(), strict=True)
         stages = [dict(zip(STAGE_KEYS, row, strict=True)) for row in rows_]
+        for name in family:
+            values = dr[name][i].tolist()
+            for st, value in zip(stages, values, strict=True):
+                st[name] = value
+            if name == "branches":
+                for names, value in zip(keys["branches"], values, strict=True):
+                    params.update(zip(names, value, strict=True))
+            else:
+                params.update(zip(keys[name], values, strict=True))
         return NetSpec.model_validate({**net, "stages": stages}), params
 
     return Batch(codes, rows, [(np.ones(rows.size, bool), stages)], spec)

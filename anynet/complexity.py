@@ -195,7 +195,12 @@ def block_counts(*args) -> BlockCounts:
 
 
 @lru_cache(maxsize=1 << 17)
-def _stage(*key) -> tuple[Counts, int]:
+def _stage(*key) -> tuple[Counts, int, int]:
+    """(counts, h_out, w_out) of a stage given by families.stage_key."""
+    whole = F.rules(key[0]).stage
+    if whole is not None:  # a family whose blocks differ within a stage (dense)
+        nodes, w_out, h_out = whole(*key[1:])
+        return sum_counts(nodes), h_out, w_out
     blocks = F.stage_blocks(*key, make=block_counts)
     first, rest = blocks[0], blocks[-1]  # the rest are one repeated block
     n = len(blocks) - 1
@@ -205,12 +210,16 @@ def _stage(*key) -> tuple[Counts, int]:
         first[2] + n * rest[2],
         first[3] + n * rest[3],
     )
-    return counts, rest.h_out
+    return counts, rest.h_out, key[2].width
 
 
 @lru_cache(maxsize=4096)
-def _head(w_in: int, head_width: int, num_classes: int, h: int, final_norm: bool) -> Counts:
-    return sum_counts(F.head_layers(w_in, head_width, num_classes, h, final_norm))
+def _head(w_in: int, head_width: int, num_classes: int, h: int, kind: str) -> Counts:
+    family = F.rules(kind)
+    layers = F.head_layers(
+        w_in, head_width, num_classes, h, kind == "convnext", family.act, family.norm_act
+    )
+    return sum_counts(layers)
 
 
 def counts(spec: NetSpec | L.Net) -> Counts:
@@ -221,13 +230,12 @@ def counts(spec: NetSpec | L.Net) -> Counts:
     (f, p, a, b), h = _stem(stem.type, stem.width, spec.in_channels, spec.resolution)
     kind, se, w_in = spec.block, spec.se_ratio, stem.width
     for st in spec.stages:
-        c, h = _stage(*stage_key(kind, w_in, st, se, h))
+        c, h, w_in = _stage(*stage_key(kind, w_in, st, se, h))
         f += c[0]
         p += c[1]
         a += c[2]
         b += c[3]
-        w_in = st.width
-    c = _head(w_in, spec.head_width, spec.num_classes, h, kind == "convnext")
+    c = _head(w_in, spec.head_width, spec.num_classes, h, kind)
     return f + c[0], p + c[1], a + c[2], b + c[3]
 
 

@@ -1,5 +1,9 @@
 """Stems, block families, heads and stages, described once; a NetSpec walked into a Net.
 
+(Past 400 lines on purpose: the AnyNet blocks, the walk of a NetSpec and the classic pieces
+that the other families and the reference networks share are one vocabulary; the families
+beyond ResNeXt live in anynet.classic_families.)
+
 Every function takes ints (one network) or numpy arrays (a sampler batch) and returns the
 nodes of anynet.layers, so `build`, `complexity` and the sampler's vectorised counts all
 walk these functions (docs/method.md §1–§2). No torch here.
@@ -51,7 +55,9 @@ from anynet.layers import (
     repeat,
     when,
 )
-from anynet.spec import BOTTLENECK_BLOCKS, NetSpec, StageSpec
+from anynet.spec import BOTTLENECK_BLOCKS, FAMILY_FIELDS, NetSpec, StageSpec
+
+SE_BLOCKS = (*BOTTLENECK_BLOCKS, "mbconv")  # the families with squeeze-excite
 
 CONVNEXT_MLP_RATIO = 4  # ConvNeXt's inverted-bottleneck MLP ratio
 
@@ -69,23 +75,27 @@ class Stage:
     stride: Any
     inner: Any = 1
     groups: Any = 1
+    kernel: Any = 3  # mbconv's depthwise k
+    expansion: Any = 1.0  # mbconv's expansion ratio t
+    branches: Any = (1, 1, 1, 1)  # inception's branch weights (a tuple of 4 over a batch)
 
 
 def stage_of(st: StageSpec) -> Stage:
     """The Stage values of a StageSpec."""
-    return Stage(st.depth, st.width, st.stride, st.inner_width, st.groups)
+    family = {name: value for name in FAMILY_FIELDS if (value := getattr(st, name)) is not None}
+    return Stage(st.depth, st.width, st.stride, st.inner_width, st.groups, **family)
 
 
 # --- stems (docs/method.md §1) ---------------------------------------------------------------
-def stem_layers(kind: str, width, in_channels, h) -> tuple[tuple, Any]:
-    """Layers of a stem and its output size."""
+def stem_layers(kind: str, width, in_channels, h, act: Act = RELU) -> tuple[tuple, Any]:
+    """Layers of a stem and its output size (`act`: the family's activation, FamilyRules)."""
     if kind in ("cifar", "simple"):
         conv = Conv(in_channels, width, 3, 1 if kind == "cifar" else 2, 1, False, h)
-        return (conv, BN(width), RELU), conv.h_out
+        return (conv, BN(width), act), conv.h_out
     if kind == "resnet":
         conv = Conv(in_channels, width, 7, 2, 1, False, h)
         pool = MaxPool(width, 3, 2, conv.h_out)
-        return (conv, BN(width), RELU, pool), pool.h_out
+        return (conv, BN(width), act, pool), pool.h_out
     if kind == "convnext":
         conv = Conv(in_channels, width, 4, 4, 1, True, h)  # patchify
         return (conv, LayerNorm(width)), conv.h_out
@@ -107,7 +117,7 @@ def _round(x):
 def _no_se(kind: str, se_ratio: float) -> None:
     need(
         not se_ratio,
-        f"se_ratio: block {kind!r} has no SE (only {', '.join(BOTTLENECK_BLOCKS)}); use 0",
+        f"se_ratio: block {kind!r} has no SE (only {', '.join(SE_BLOCKS)}); use 0",
     )
 
 
@@ -217,14 +227,59 @@ def stage_key(kind: str, w_in: int, st: StageSpec, se_ratio: float, h: int) -> t
     return (kind, w_in, stage_of(st), se_ratio, h)
 
 
-def head_layers(w_in, head_width: int, num_classes: int, h, final_norm: bool = False) -> tuple:
-    """pycls AnyHead: [1x1 conv → BN → ReLU iff head_width > 0] → avg-pool → [LN] → Linear."""
+def head_layers(
+    w_in,
+    head_width: int,
+    num_classes: int,
+    h,
+    final_norm: bool = False,
+    act: Act = RELU,
+    norm_act: bool = False,
+) -> tuple:
+    """pycls AnyHead: [1x1 conv → BN → act iff head_width > 0] → avg-pool → [LN] → Linear.
+
+    norm_act: BN → act first (pre-activation families end that way: DenseNet's norm5).
+    """
+    pre = (BN(w_in), act) if norm_act else ()
     conv: tuple = ()
     if head_width > 0:
-        conv = (Conv(w_in, head_width, 1, 1, 1, False, h), BN(head_width), RELU)
+        conv = (Conv(w_in, head_width, 1, 1, 1, False, h), BN(head_width), act)
         w_in = head_width
     norm = (LayerNorm(w_in),) if final_norm else ()  # ConvNeXt normalises pooled features
-    return (*conv, GlobalAvgPool(w_in), *norm, Linear(w_in, num_classes))
+    return (*pre, *conv, GlobalAvgPool(w_in), *norm, Linear(w_in, num_classes))
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyRules:
+    """What a block family sets beyond its blocks (docs/method.md §1); default: ReLU, blocks.
+
+    act: the stem's and head conv's activation (mbconv: SiLU, as EfficientNet);
+    norm_act: the head starts with BN → act (pre-activation families: dense);
+    stage: describes a whole stage, (w_in, Stage, se_ratio, h) → (nodes, w_out, h_out),
+    for families whose blocks differ within a stage (dense: every layer's input grows).
+    """
+
+    act: Act = RELU
+    norm_act: bool = False
+    stage: Callable | None = None
+
+
+FAMILY_RULES: dict[str, FamilyRules] = {}  # block family -> its rules (anynet.classic_families)
+_DEFAULT_RULES = FamilyRules()
+
+
+def rules(kind: str) -> FamilyRules:
+    """The network-wide rules of a block family."""
+    return FAMILY_RULES.get(kind, _DEFAULT_RULES)
+
+
+def stage_nodes(kind: str, w_in, st: Stage, se_ratio: float, h) -> tuple[tuple, Any, Any]:
+    """A stage's nodes, output width and output size, for any family."""
+    whole = rules(kind).stage
+    if whole is not None:
+        return whole(w_in, st, se_ratio, h)
+    blocks = stage_blocks(kind, w_in, st, se_ratio, h)
+    return blocks, st.width, blocks[0].h_out  # repeated blocks keep the first's size
 
 
 def describe_anynet(
@@ -239,13 +294,15 @@ def describe_anynet(
     num_classes: int,
 ) -> Net:
     """An AnyNet from its parts: stem → stages of one block family → head (docs/method.md §1)."""
-    nodes, h = stem_layers(stem, stem_width, in_channels, resolution)
+    family = rules(block)
+    nodes, h = stem_layers(stem, stem_width, in_channels, resolution, family.act)
     w_in, out = stem_width, []
     for st in stages:
-        blocks = stage_blocks(block, w_in, st, se_ratio, h)
+        blocks, w_in, h = stage_nodes(block, w_in, st, se_ratio, h)
         out.append(blocks)
-        h, w_in = blocks[0].h_out, st.width  # repeated blocks keep the first's size
-    head = head_layers(w_in, head_width, num_classes, h, block == "convnext")
+    head = head_layers(
+        w_in, head_width, num_classes, h, block == "convnext", family.act, family.norm_act
+    )
     return Net(nodes, tuple(out), head, in_channels, resolution, num_classes)
 
 
@@ -363,3 +420,8 @@ def classifier(c_in, num_classes, dropout: float = 0.0) -> tuple:
     """Global average pool → [dropout] → Linear (torchvision's ImageNet heads)."""
     drop = (Dropout(dropout),) if dropout else ()
     return (GlobalAvgPool(c_in), *drop, Linear(c_in, num_classes))
+
+
+# The design-space families built from the classic pieces (mbconv, dense, inception, vgg)
+# register their blocks and rules here; imported last because they use the pieces above.
+from anynet import classic_families  # noqa: E402, F401

@@ -89,3 +89,13 @@ def group_rule(widths, multipliers, group_widths, rounding):
             g = np.minimum(g, np.maximum(v, 1))
             return np.floor(make_divisible(v, g) / m).astype(np.int64), g, ok
     raise ValueError(f"rounding: must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+
+
+def split_width(width, weights):
+    """Branch widths that share `width` by integer weights: ⌊w·a_i/Σa⌋, the last takes the rest.
+
+    The inception family's four branches (docs/method.md §1); ints, or arrays over a batch.
+    """
+    total = sum(weights)
+    parts = [width * a // total for a in weights[:-1]]
+    return (*parts, width - sum(parts))

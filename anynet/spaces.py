@@ -1,5 +1,9 @@
 """Design spaces as data: distributions, constraints, presets and the study-spec format.
 
+(Past 400 lines on purpose: distributions, constraints, the DesignSpace model and the
+preset table are one vocabulary that study specs write; the family presets' data live in
+anynet.family_spaces.)
+
 A `DesignSpace` is plain JSON (DDS §3, NDS §3; docs/method.md §4): per-stage distributions of
 depth, width, bottleneck multiplier and group width (or, for RegNet spaces, of d, w0, wa,
 wm), a list of constraints, and the fixed parts of every network (stem, block, SE, strides,
@@ -33,6 +37,8 @@ Preset ranges and their sources (docs/method.md §4; `dse sample --space NAME` s
 - Complexity presets (`COMPLEXITY_PRESETS`, a study spec's `"complexity": "nds_r56"` or
   `dse sample --complexity nds_r56`): NDS' cap at the size of ResNet-56, params ≤ 0.856 M
   and flops ≤ 0.129 G.
+- EfficientNet, DenseNet, Inception, VGG (issue 16): anynet.family_spaces says what each
+  range follows (docs/method.md §4).
 """
 
 from __future__ import annotations
@@ -43,16 +49,20 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from anynet.family_spaces import FAMILY_PRESETS
 from anynet.rounding import Rounding
 from anynet.spec import (
     BOTTLENECK_BLOCKS,
+    FAMILY_FIELDS,
     MAX_BOTTLENECK_MULTIPLIER,
     MAX_CLASSES,
     MAX_IN_CHANNELS,
+    MAX_KERNEL,
     MAX_RESOLUTION,
     MAX_STAGE_DEPTH,
     MAX_STAGES,
     MAX_WIDTH,
+    NO_SE_BLOCKS,
     BlockType,
     StemSpec,
 )
@@ -256,12 +266,18 @@ _MAX_VALUE = {
     "w0": MAX_WIDTH,
     "wa": MAX_WIDTH,
     "wm": MAX_WIDTH,
+    "kernel": MAX_KERNEL,
+    "expansion": MAX_BOTTLENECK_MULTIPLIER,
+    "branches": MAX_WIDTH,
 }
 PER_STAGE = ("depth", "width", "bottleneck_multiplier", "group_width", "groups")
+# per-stage values only some families draw (anynet.spec.FAMILY_FIELDS); `branches` is
+# drawn four times per stage, one weight per inception branch
+FAMILY_PER_STAGE = ("kernel", "expansion", "branches")
 # fields each kind needs; the other kind's own fields are errors (regnet: set the stage
 # count with the {"num_stages": k} constraint, not `stages`)
 _NEEDS = {"anynet": ("stages", "width"), "regnet": ("w0", "wa", "wm", "group_width")}
-_OWN = {"anynet": ("stages", "width", "groups"), "regnet": ("w0", "wa", "wm")}
+_OWN = {"anynet": ("stages", "width", "groups", *FAMILY_PER_STAGE), "regnet": ("w0", "wa", "wm")}
 
 
 class DesignSpace(_Data):
@@ -282,6 +298,10 @@ class DesignSpace(_Data):
     bottleneck_multiplier: PerStage = Choice(values=(1.0,))
     group_width: PerStage | None = None
     groups: PerStage | None = None  # NDS ResNeXt samples the number of groups instead
+    # mbconv: depthwise kernel k and expansion ratio t; inception: each branch's weight
+    kernel: PerStage | None = None
+    expansion: PerStage | None = None
+    branches: PerStage | None = None
     # RegNet parameters (kind == "regnet"); `depth` is then the total depth.
     w0: Distribution | None = None
     wa: Distribution | None = None
@@ -304,7 +324,7 @@ class DesignSpace(_Data):
             if getattr(self, field) is not None:
                 raise ValueError(f"{field}: only {other} spaces have {field}")
         n = self.num_stages if regnet else self.stages
-        for field in PER_STAGE:
+        for field in (*PER_STAGE, *FAMILY_PER_STAGE):
             v = getattr(self, field)
             if isinstance(v, tuple) and (regnet or len(v) != n):
                 raise ValueError(f"{field}: {len(v)} per-stage distributions for {n} stages")
@@ -326,14 +346,17 @@ class DesignSpace(_Data):
             raise ValueError("strides: a regnet space without num_stages takes no strides")
         if self.strides is not None and len(self.strides) != n:
             raise ValueError(f"strides: {len(self.strides)} strides for {n} stages")
-        for field in PER_STAGE:
+        for field in (*PER_STAGE, *FAMILY_PER_STAGE):
             for d in _as_tuple(getattr(self, field)):
-                if support(d)[0] < (1 if field != "bottleneck_multiplier" else 1e-9):
+                if support(d)[0] < (
+                    1 if field not in ("bottleneck_multiplier", "expansion") else 1e-9
+                ):
                     raise ValueError(f"{field}: values must be positive, got range {support(d)}")
         for field, most in _MAX_VALUE.items():
             for d in _as_tuple(getattr(self, field)):
                 if support(d)[1] > most:
                     raise ValueError(f"{field}: values must be at most {most}, got {support(d)[1]}")
+        _check_family(self)
         return self
 
     def has(self, constraint: str) -> bool:
@@ -360,6 +383,34 @@ class DesignSpace(_Data):
     def to_json(self, **kw) -> str:
         """JSON text of the space."""
         return self.model_dump_json(exclude_none=True, **kw)
+
+
+def _values(dist) -> list:
+    """Every value a Choice or UniformInt can give (others: their range's ends)."""
+    if isinstance(dist, Choice):
+        return list(dist.values)
+    if isinstance(dist, UniformInt):
+        return list(range(dist.lo, dist.hi + 1, dist.step))
+    return [dist.lo, dist.hi]
+
+
+def _check_family(space: DesignSpace) -> None:
+    """The per-stage fields and SE of the families beyond ResNeXt (anynet.classic_families)."""
+    for name, owner in FAMILY_FIELDS.items():
+        if getattr(space, name) is not None and space.block != owner:
+            raise ValueError(f"{name}: only the {owner} block draws {name}, not {space.block}")
+    if space.block in NO_SE_BLOCKS and space.se_ratio:
+        raise ValueError(f"se_ratio: the {space.block} block has no SE; use 0")
+    for d in _as_tuple(space.kernel):
+        if any(int(k) != k or k % 2 == 0 for k in _values(d)):
+            raise ValueError(f"kernel: kernel sizes must be odd integers, got {_values(d)}")
+    if space.block == "dense":
+        for d in _as_tuple(space.bottleneck_multiplier):
+            if any(b != int(b) for b in _values(d)) or not isinstance(d, Choice | UniformInt):
+                raise ValueError(
+                    "bottleneck_multiplier: dense bottlenecks are whole multiples of the "
+                    f"growth rate (bn_size); got {d.kind} over {support(d)}"
+                )
 
 
 def _as_tuple(v) -> tuple:
@@ -466,6 +517,8 @@ _TABLE: dict[str, dict] = {
         "width": {"kind": "choice", "values": [64, 128, 256, 512, 1024]},
         "groups": {"kind": "choice", "values": [1, 2, 4, 8, 16]},
     },
+    # EfficientNet, DenseNet, Inception, VGG: anynet.family_spaces says what they follow
+    **FAMILY_PRESETS,
 }
 # NDS §4 compares spaces under a cap at the size of ResNet-56 (0.856 M params, 0.129 GF);
 # a study spec's "complexity" (or `dse sample --complexity`) may name one of these.

@@ -13,10 +13,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from anynet.rounding import groups_of, inner_width
+from anynet.rounding import groups_of, inner_width, split_width
 
 StemType = Literal["cifar", "simple", "resnet", "convnext"]
-BlockType = Literal["vanilla", "res_basic", "res_bottleneck", "res_bottleneck_linear", "convnext"]
+BlockType = Literal[
+    "vanilla", "res_basic", "res_bottleneck", "res_bottleneck_linear", "convnext",
+    "mbconv", "dense", "inception", "vgg",
+]  # fmt: skip
 
 # Hard bounds on every size that multiplies a network's memory or time: far above any CNN a
 # design space describes (AnyNet d_i <= 16, w_i <= 1024, DDS §3.1; RegNet d < 64, DDS §3.3),
@@ -29,9 +32,14 @@ MAX_CLASSES = 100_000
 MAX_RESOLUTION = 1024
 MAX_IN_CHANNELS = 1024
 MAX_BOTTLENECK_MULTIPLIER = 64.0
+MAX_KERNEL = 31
 
 # Blocks whose transform has a grouped 3x3 (or depthwise) conv, so b and g matter.
 BOTTLENECK_BLOCKS = ("res_bottleneck", "res_bottleneck_linear")
+# Per-stage fields only some families read (docs/method.md §1); None elsewhere.
+FAMILY_FIELDS = {"kernel": "mbconv", "expansion": "mbconv", "branches": "inception"}
+# Families without SE: se_ratio > 0 is an error, never silently ignored.
+NO_SE_BLOCKS = ("convnext", "dense", "inception", "vgg")
 
 
 class _Frozen(BaseModel):
@@ -55,6 +63,22 @@ class StageSpec(_Frozen):
     # pycls BOT_MUL / torchvision bottleneck_multiplier: inner width = width x multiplier.
     bottleneck_multiplier: float = Field(1.0, gt=0, le=MAX_BOTTLENECK_MULTIPLIER)
     group_width: int = Field(1, ge=1, le=MAX_WIDTH)
+    # mbconv: the depthwise conv's k x k and the expansion ratio t (expanded width
+    # make_divisible(w_in·t, 8), EfficientNet); None: 3 and 1.
+    kernel: int | None = Field(None, ge=1, le=MAX_KERNEL)
+    expansion: float | None = Field(None, gt=0, le=MAX_BOTTLENECK_MULTIPLIER)
+    # inception: integer weights of the 1x1, 3x3, 5x5 and pool branches' shares of the width.
+    branches: tuple[int, int, int, int] | None = None
+
+    @model_validator(mode="after")
+    def _family_values(self) -> StageSpec:
+        if self.kernel is not None and self.kernel % 2 == 0:
+            raise ValueError(f"kernel: must be odd (same padding), got {self.kernel}")
+        if self.branches is not None and not all(1 <= a <= MAX_WIDTH for a in self.branches):
+            raise ValueError(
+                f"branches: weights must lie in [1, {MAX_WIDTH}], got {list(self.branches)}"
+            )
+        return self
 
     @property
     def inner_width(self) -> int:
@@ -100,8 +124,25 @@ class NetSpec(_Frozen):
                         f"stages[{i}]: inner width {wb} is not divisible into "
                         f"{st.groups} groups of width {st.group_width}"
                     )
-        if self.block == "convnext" and self.se_ratio:
-            raise ValueError("se_ratio: the convnext block has no SE; use 0")
+        if self.block in NO_SE_BLOCKS and self.se_ratio:
+            raise ValueError(f"se_ratio: the {self.block} block has no SE; use 0")
+        foreign = [name for name, owner in FAMILY_FIELDS.items() if owner != self.block]
+        w_in = self.stem.width
+        for i, st in enumerate(self.stages):
+            if self.block == "mbconv" and max(w_in, st.width) * (st.expansion or 1) > MAX_WIDTH:
+                raise ValueError(
+                    f"stages[{i}].expansion: expanded width {max(w_in, st.width)} x "
+                    f"{st.expansion} exceeds {MAX_WIDTH}"
+                )
+            w_in = st.width
+            for name in foreign:
+                if getattr(st, name) is not None:
+                    raise ValueError(
+                        f"stages[{i}].{name}: only the {FAMILY_FIELDS[name]} block has {name}, "
+                        f"not {self.block}"
+                    )
+            if self.block in ("dense", "inception"):
+                _family_widths(self.block, i, st)
         return self
 
     # --- convenient views, named as in the papers -------------------------------------
@@ -137,8 +178,8 @@ class NetSpec(_Frozen):
 
     # --- JSON -----------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """Plain JSON-ready dict with the contract keys."""
-        return self.model_dump(mode="json")
+        """Plain JSON-ready dict with the contract keys (family fields only where set)."""
+        return self.model_dump(mode="json", exclude_none=True)
 
     def to_json(self, **kw) -> str:
         """JSON text of the spec."""
@@ -164,3 +205,20 @@ class NetSpec(_Frozen):
 
             return cls.model_validate(yaml.safe_load(text))
         return cls.model_validate_json(text)
+
+
+def _family_widths(block: str, i: int, st: StageSpec) -> None:
+    """Refuse a dense or inception stage whose bottleneck or branch widths vanish."""
+    b = st.bottleneck_multiplier
+    if block == "dense" and (b != int(b) or st.inner_width < 1):
+        # DenseNet's bottleneck is bn_size x growth rate, bn_size a whole number (4 in -BC)
+        raise ValueError(f"stages[{i}].bottleneck_multiplier: dense needs a whole number, got {b}")
+    if block == "inception":
+        weights = st.branches or (1, 1, 1, 1)
+        c1, c3, c5, cp = split_width(st.width, weights)
+        _, r3, r5, _ = split_width(st.inner_width, weights)
+        if min(c1, c3, c5, cp, r3, r5) < 1:
+            raise ValueError(
+                f"stages[{i}]: inception branch widths {[c1, c3, c5, cp]} (reductions "
+                f"{[r3, r5]}) of width {st.width} x {b} must all be >= 1"
+            )

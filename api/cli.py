@@ -14,6 +14,7 @@ from search.jsonable import json_safe
 # return an exit code (or None for 0).
 COMMAND_MODULES = (
     "api.cli_anynet",
+    "api.cli_scale",
     "api.cli_train",
     "api.cli_study",
     "api.cli_results",

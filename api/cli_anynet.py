@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     _network_args(e)
     e.add_argument("--format", required=True, metavar="pycls|timm|torchvision|json")
     e.add_argument("--json", action="store_true", help="the structured export as JSON")
+    e.add_argument("--scale-flops", metavar="4x|1.6G", help="export it scaled (dse scale)")
+    e.add_argument("--rule", choices=("efficientnet", "dds"), help="the scaling rule")
     e.set_defaults(func=cmd_export)
     for p in (m, s, e):
         one_line_errors(p)
@@ -265,6 +267,14 @@ def cmd_export(args) -> int:
     from anynet.export import export_dict, regnet_kw, render
 
     regnet, spec = _network(args)
+    if args.scale_flops:
+        from anynet.scaling import scale_to
+
+        kw = regnet_kw(spec) if regnet is not None else {}
+        scaled = scale_to(regnet if regnet is not None else spec, args.scale_flops, args.rule, **kw)
+        regnet, spec = scaled.regnet, scaled.spec
+    elif args.rule:
+        raise CliError("--rule: give --scale-flops too (the rule scales the exported network)")
     out = export_dict(
         regnet if regnet is not None else spec,
         args.format,

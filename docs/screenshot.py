@@ -1,11 +1,13 @@
 """Make docs/screenshot.png from a real demo: `dse demo` trains, headless chromium shoots.
 
     .venv/bin/python docs/screenshot.py [--samples 16] [--epochs 2] [--out docs/screenshot.png]
+    .venv/bin/python docs/screenshot.py --spec docs/families_study.json \
+        --out docs/families.png [--workers 2]
 
-Runs `dse demo` on a temporary SQLite database and a free port, waits until every trial has
-finished (the demo's own progress line says so), opens the study page in Debian's chromium
-via Playwright and saves a full-page screenshot. Nothing here is modelled: the errors on
-the picture are the demo's trainings on scikit-learn's digits.
+Runs `dse demo` (or, with --spec, `dse study create SPEC` and `dse serve`) on a temporary
+SQLite database and a free port, waits until every trial has finished, opens the study page
+in Debian's chromium via Playwright and saves a full-page screenshot. Nothing here is
+modelled: the errors on the picture are real trainings on scikit-learn's digits.
 """
 
 from __future__ import annotations
@@ -51,6 +53,23 @@ def run_demo(db: str, port: int, samples: int, epochs: int, timeout: float) -> t
     raise SystemExit(f"dse demo did not finish within {timeout:.0f} s")
 
 
+def run_study(db: str, port: int, spec: Path, workers: int | None, timeout: float) -> tuple:
+    """Create the study of `spec`, serve it with local workers; (process, URL) once finished."""
+    dse = str(ROOT / ".venv" / "bin" / "dse")
+    made = subprocess.run([dse, "study", "create", str(spec), "--db", db],
+                          check=True, capture_output=True, text=True)  # fmt: skip
+    study_id = int(made.stdout.split()[-1])
+    cmd = [dse, "serve", "--db", db, "--port", str(port)]
+    cmd += ["--workers", str(workers)] if workers else []
+    proc = subprocess.Popen(cmd, stdout=sys.stderr, stderr=subprocess.STDOUT, text=True)
+    waited = subprocess.run([dse, "study", "wait", str(study_id), "--db", db,
+                             "--timeout", str(timeout)], check=False)  # fmt: skip
+    if waited.returncode:
+        proc.kill()
+        raise SystemExit(f"study {study_id} did not finish within {timeout:.0f} s")
+    return proc, f"http://127.0.0.1:{port}/studies/{study_id}"
+
+
 def shoot(url: str, out: Path) -> None:
     """Full-page screenshot of the study page once its plots are drawn."""
     from playwright.sync_api import sync_playwright
@@ -82,10 +101,15 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=2, help="epochs per network (dse demo's)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
+    ap.add_argument("--spec", type=Path, help="a study spec to run instead of the demo")
+    ap.add_argument("--workers", type=int, help="local workers of `dse serve` (with --spec)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         db = f"sqlite:///{os.path.join(tmp, 'demo.db')}"
-        proc, url = run_demo(db, free_port(), args.samples, args.epochs, args.timeout)
+        if args.spec:
+            proc, url = run_study(db, free_port(), args.spec, args.workers, args.timeout)
+        else:
+            proc, url = run_demo(db, free_port(), args.samples, args.epochs, args.timeout)
         try:
             shoot(url, args.out)
         finally:

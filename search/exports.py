@@ -1,7 +1,8 @@
 """What leaves a study: its winning network for a full run elsewhere, and its trial table as CSV.
 
-`plan_export` picks the network (the RegNet fitted to the winners when it builds, else the
-best trial as trained) and renders it with anynet.export; `full_run_recipe` is the recipe
+`plan_export` picks the network (the RegNet fitted to the winners when it builds and they
+are X-block networks, else the best trial as trained), scales it to a flop budget when asked
+(anynet.scaling) and renders it with anynet.export; `full_run_recipe` is the recipe
 of that full run (DDS §5). `trials_csv` writes one page of trials as CSV with every text
 cell that a spreadsheet would run as a formula neutralised (OWASP "CSV injection").
 """
@@ -80,11 +81,24 @@ def _simple_stem(net, notes: list[str], fmt: str):
     return NetSpec.from_dict(data)
 
 
-def plan_export(store, study_id: int, fit: dict | None, space: str | None, fmt: str) -> dict:
-    """What to export: the fitted RegNet of the winners (`fit`) when it builds, else the best trial."""
+def plan_export(
+    store,
+    study_id: int,
+    fit: dict | None,
+    space: str | None,
+    fmt: str,
+    scale_flops: str | None = None,
+    rule: str | None = None,
+) -> dict:
+    """What to export: the fitted RegNet of the winners (`fit`) when it builds, else the best trial.
+
+    scale_flops ('4x', '1.6G'): export that network scaled to the budget by `rule`
+    (anynet.scaling; None: dds for a RegNet, efficientnet for a trial's network).
+    """
     from anynet.complexity import complexity
     from anynet.export import export_dict, render
     from anynet.regnet import RegNetParams
+    from anynet.scaling import scale_to
 
     notes: list[str] = []
     winner = _winner_net(store, study_id, space, fit.get("trial_id") if fit else None)
@@ -94,7 +108,11 @@ def plan_export(store, study_id: int, fit: dict | None, space: str | None, fmt: 
     if fmt in SIMPLE_STEM_ONLY:
         net = _simple_stem(net, notes, fmt)
     target, source = net, f"best trial {trial_id} (its NetSpec as trained)"
-    if fit and not fit.get("invalid") and fit.get("params"):
+    if fit and net.block != "res_bottleneck":  # a RegNet has X blocks: not this family
+        notes.append(
+            f"the winners are {net.block} networks, not RegNets: the best trial is exported"
+        )
+    elif fit and not fit.get("invalid") and fit.get("params"):
         try:
             regnet = RegNetParams(**fit["params"])
             regnet.spec(stem_width=net.stem.width, stem_type=net.stem.type)  # valid for the target
@@ -108,6 +126,7 @@ def plan_export(store, study_id: int, fit: dict | None, space: str | None, fmt: 
             notes.append(f"the fitted RegNet is not buildable ({e}); the best trial is exported")
     elif fit and fit.get("invalid"):
         notes.append(f"the fitted RegNet is invalid ({fit['invalid']}); the best trial is exported")
+    kw = {}
     if isinstance(target, RegNetParams):
         kw = {
             "stem_width": net.stem.width,
@@ -116,11 +135,22 @@ def plan_export(store, study_id: int, fit: dict | None, space: str | None, fmt: 
             "num_classes": net.num_classes,
             "in_channels": net.in_channels,
         }
+    scaled = None
+    if scale_flops:
+        scaled = scale_to(target, scale_flops, rule, **kw)
+        target = scaled.regnet if scaled.regnet is not None else scaled.spec
+        kw = kw if scaled.regnet is not None else {}
+        source += (
+            f", scaled by the {scaled.rule} rule to {scaled.complexity['flops']} flops "
+            f"({scaled.deviation:+.2%} from the target {scaled.target_flops:.4g})"
+        )
+    if isinstance(target, RegNetParams):
         structured, exported = export_dict(target, fmt, **kw), target.spec(**kw)
     else:
         structured, exported = export_dict(target, fmt), target
     notes.append(structured.get("note", ""))
     return {
+        "scaled": scaled.to_dict() if scaled else None,
         "source": source,
         "trial_id": trial_id,
         "error": error,

@@ -14,7 +14,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from anynet.rounding import Rounding
-from anynet.spaces import Choice, Constraint, DesignSpace, get_space
+from anynet.spaces import (
+    FAMILY_PER_STAGE,
+    PER_STAGE,
+    Choice,
+    Constraint,
+    DesignSpace,
+    get_space,
+)
 from anynet.spec import (
     MAX_CLASSES,
     MAX_IN_CHANNELS,
@@ -31,7 +38,8 @@ class _Data(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-DIST_FIELDS = ("depth", "width", "bottleneck_multiplier", "group_width", "groups", "w0", "wa", "wm")
+DIST_FIELDS = ("depth", "width", "bottleneck_multiplier", "group_width", "groups", "w0", "wa", "wm",
+               *FAMILY_PER_STAGE)  # fmt: skip
 
 
 def _distribution(field: str, value: Any, base) -> Any:
@@ -84,6 +92,9 @@ class SpaceSpec(_Data):
     w0: Any = None
     wa: Any = None
     wm: Any = None
+    kernel: Any = None
+    expansion: Any = None
+    branches: Any = None
     constraints: tuple[Constraint, ...] | None = None
     rounding: Rounding | None = None
     resolution: int | None = Field(None, ge=1, le=MAX_RESOLUTION)
@@ -145,7 +156,7 @@ def _restage(base: DesignSpace, data: dict, k: int) -> None:
         data["constraints"] = [*kept, {"num_stages": k}]
     else:
         data["stages"] = k
-        for field in ("depth", "width", "bottleneck_multiplier", "group_width", "groups"):
+        for field in (*PER_STAGE, *FAMILY_PER_STAGE):
             v = getattr(base, field)
             if isinstance(v, tuple):  # per-stage lists are cut or padded with their last
                 data[field] = tuple((list(v) + [v[-1]] * k)[:k])

@@ -112,7 +112,7 @@ def test_model_bad_spec_files(capsys, tmp_path):
     spec["stages"][0]["width"] = -8
     path.write_text(json.dumps(spec))
     assert "stages.0.width" in bad(capsys, "model", "--spec", str(path))
-    spec = regnet_spec(13, 24, 36.44, 2.49, 8).to_dict() | {"block": "mbconv"}
+    spec = regnet_spec(13, 24, 36.44, 2.49, 8).to_dict() | {"block": "shuffle"}
     path.write_text(json.dumps(spec))
     assert "block" in bad(capsys, "model", "--spec", str(path))
 
@@ -186,7 +186,7 @@ def test_sample_bad_space_files(capsys, tmp_path):
     assert "malformed JSON" in bad(
         capsys, "sample", "--space", str(path), "--n", "1", "--seed", "0"
     )
-    path.write_text(json.dumps({"preset": "AnyNetX_A", "block": "mbconv"}))
+    path.write_text(json.dumps({"preset": "AnyNetX_A", "block": "shuffle"}))
     assert "block" in bad(capsys, "sample", "--space", str(path), "--n", "1", "--seed", "0")
 
 

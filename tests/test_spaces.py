@@ -37,6 +37,10 @@ EXPECTED = [
     "ResNet",
     "ResNeXt_A",
     "ResNeXt_B",
+    "EfficientNet",
+    "DenseNet",
+    "Inception",
+    "VGG",
 ]
 
 

@@ -37,6 +37,9 @@ class ExportOut(BaseModel):
     structured: dict[str, Any] = Field(description="anynet.export.export_dict of the network")
     complexity: dict[str, int] = Field(description="flops, params, acts of the exported network")
     recipe: FullRunRecipe = Field(description="training recipe of the full run (DDS §5)")
+    scaled: dict[str, Any] | None = Field(
+        None, description="anynet.scaling's account when scale_flops was given: rule, factors"
+    )
     notes: list[str]
 
 
@@ -51,19 +54,31 @@ def export_network(
     space: str | None = Query(None, max_length=200, description="a space of the study"),
     format: ExportFormat = "json",
     fidelity: int | None = Query(None, ge=1, le=100_000, description="epochs; None = lowest"),
+    scale_flops: str | None = Query(
+        None, max_length=32, description="scale it to a budget: '4x' its flops, or '1.6G'"
+    ),
+    rule: Literal["efficientnet", "dds"] | None = Query(
+        None, description="scaling rule; None: dds for a fitted RegNet, else efficientnet"
+    ),
     store=Depends(get_store),
 ):
     """The fitted (else best) RegNet of a space, in pycls/timm/torchvision/json, with its recipe."""
     study = study_or_404(store, study_id)
     if space is not None and space not in study.spec.space_names():
         raise HTTPException(422, detail=f"space: {space!r} is not a space of study {study_id}")
+    if rule is not None and not scale_flops:
+        raise HTTPException(422, detail="rule: give scale_flops too (the rule scales the export)")
     level = fidelity or study.spec.fidelities[0]  # the page's cache entry for the lowest level
     results = request.app.state.results.results(store, study_id, level, None)
     fit = results.regnet.get(space or "overall")
     try:
-        plan = plan_export(store, study_id, fit and fit.model_dump(), space, format)
+        plan = plan_export(
+            store, study_id, fit and fit.model_dump(), space, format, scale_flops, rule
+        )
     except NothingToExport as e:
         raise HTTPException(409, detail=str(e)) from None
+    except ValueError as e:  # the target cannot build this network, or a bad budget
+        raise HTTPException(422, detail=" ".join(str(e).split())) from None
     return {
         "study_id": study_id,
         "space": space,

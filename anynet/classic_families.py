@@ -1,0 +1,100 @@
+"""Design-space families built from the classic pieces: mbconv, dense, inception and vgg.
+
+Each family is described once, in the layer language, for ints (one network) and numpy
+arrays (a sampler batch), so `build`, `complexity` and the sampler's vectorised counts walk
+the same description (docs/method.md §1–§2). Importing this module registers the families
+in anynet.families (BLOCKS, FAMILY_RULES); anynet.families imports it.
+
+- mbconv (EfficientNet, Tan & Le 2019; MobileNetV2): families.mbconv_block with the
+  expanded width make_divisible(w_in·t, 8), the stage's depthwise k x k, SE on the expanded
+  width with max(1, ⌊w_in·se_ratio⌋) channels (torchvision: input_channels // 4 at 0.25),
+  SiLU in the blocks, the stem and the head conv, + x when the stride is 1 and the widths
+  agree. No stochastic depth or dropout: those are training regularisers, not structure.
+- dense (DenseNet-BC, Huang et al. 2017): a stage's width is its growth rate k; each of its
+  `depth` layers is cat(x, 3x3 → k of a 1x1 bottleneck to b·k, pre-activation), b a whole
+  number (bn_size; 4 in DenseNet-BC); a stage of stride 2 opens with a transition BN → ReLU
+  → 1x1 conv to ⌊c/2⌋ (compression 0.5) → 2x2 average pool; its output width is
+  c_in + depth·k; the head starts with BN → ReLU (DenseNet's norm5).
+- inception (GoogLeNet, Szegedy et al. 2015): each block is cat(1x1, 1x1 → 3x3, 1x1 → 5x5,
+  3x3 max-pool → 1x1) of output width w split by the stage's branch weights
+  (rounding.split_width); the 1x1 reductions before the 3x3 and 5x5 take the same shares of
+  the inner width round(w·b); a stage of stride 2 opens with GoogLeNet's 3x3 max-pool,
+  stride 2, ceil mode. The 5x5 is the paper's (torchvision's GoogLeNet uses 3x3).
+- vgg (VGG, Simonyan & Zisserman 2015, with NDS' Vanilla block): vanilla blocks [3x3 conv
+  → BN → ReLU] x2 at stride 1; a stage of stride 2 opens with a 2x2 max-pool, stride 2, the
+  way VGG downsamples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anynet import families as F
+from anynet.layers import BN, RELU, SILU, Block, Conv, MaxPool, need
+from anynet.rounding import make_divisible, split_width
+
+
+def _no_se(kind: str, se_ratio: float) -> None:
+    need(not se_ratio, f"se_ratio: the {kind} block has no SE; use 0")
+
+
+def _se_width(w_in, se_ratio):
+    """max(1, ⌊w_in·se_ratio⌋): EfficientNet's SE width from the block's input width."""
+    if isinstance(w_in, np.ndarray):
+        return np.maximum(1, np.floor(w_in * se_ratio).astype(np.int64))
+    return max(1, int(w_in * se_ratio))
+
+
+def _mbconv(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
+    """MBConv: expand to make_divisible(w_in·t, 8), depthwise k x k, SE, linear projection."""
+    expanded = make_divisible(w_in * st.expansion, 8)  # torchvision MBConvConfig.adjust_channels
+    c_se = _se_width(w_in, se_ratio) if se_ratio else 0
+    return F.mbconv_block(w_in, st.width, expanded, st.kernel, stride, h, c_se, SILU)
+
+
+def _dense(w_in, st: F.Stage, se_ratio: float, h) -> tuple[tuple, object, object]:
+    """[transition iff stride 2] then `depth` dense layers of growth k = the stage's width."""
+    _no_se("dense", se_ratio)
+    nodes: tuple = ()
+    if st.stride == 2:
+        c = w_in // 2  # DenseNet-BC compression 0.5
+        need(c >= 1, f"stages: a dense transition halves width {w_in} to 0")
+        nodes, h = F.transition(w_in, c, h)
+        w_in = c
+    bn_size = st.inner // st.width  # inner = round(k·b) with b whole: b exactly
+    layers, w_out = F.dense_stage(w_in, st.depth, st.width, bn_size, h)
+    return nodes + layers, w_out, h
+
+
+def _inception(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
+    """[3x3/2 ceil max-pool iff stride 2] then cat(1x1, 1x1→3x3, 1x1→5x5, pool→1x1)."""
+    _no_se("inception", se_ratio)
+    down: tuple = ()
+    if stride == 2:
+        pool = MaxPool(w_in, 3, 2, h, padding=0, ceil_mode=True)
+        down, h = (pool,), pool.h_out
+    c1, c3, c5, cp = split_width(st.width, st.branches)
+    _, r3, r5, _ = split_width(st.inner, st.branches)
+    if not isinstance(c1, np.ndarray):
+        need(min(c1, c3, c5, cp, r3, r5) >= 1, f"stages: inception width {st.width} too narrow")
+    node, _ = F.inception_block(w_in, c1, r3, c3, r5, c5, cp, h)
+    return Block("inception", (node,), None, False, None, down, h)
+
+
+def _vgg(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
+    """[2x2/2 max-pool iff stride 2] then [3x3 conv → BN → ReLU] x2 at stride 1."""
+    _no_se("vgg", se_ratio)
+    down: tuple = ()
+    if stride == 2:
+        pool = MaxPool(w_in, 2, 2, h)
+        down, h = (pool,), pool.h_out
+    w = st.width
+    a = Conv(w_in, w, 3, 1, 1, False, h)
+    b = Conv(w, w, 3, 1, 1, False, h)
+    return Block("vgg", (a, BN(w), RELU, b, BN(w), RELU), None, False, None, down, h)
+
+
+F.BLOCKS.update({"mbconv": _mbconv, "inception": _inception, "vgg": _vgg})
+F.FAMILY_RULES.update(
+    {"mbconv": F.FamilyRules(act=SILU), "dense": F.FamilyRules(norm_act=True, stage=_dense)}
+)
