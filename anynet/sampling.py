@@ -16,6 +16,7 @@ network after the space's group-compatibility rule.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -394,8 +395,13 @@ def sample(
     num_classes: int | None = None,
     in_channels: int | None = None,
     max_draws: int | None = None,
+    interrupt: Callable[[], bool] | None = None,
 ) -> SampleResult:
-    """Draw n networks of `space` whose complexity lies in `bounds` (joint rejection)."""
+    """Draw n networks of `space` whose complexity lies in `bounds` (joint rejection).
+
+    `interrupt` is asked before each batch; True stops sampling with InfeasibleError (a
+    caller's time budget or a cancel).
+    """
     if not isinstance(space, DesignSpace):
         raise ValueError(f"space: expected a DesignSpace, got {type(space).__name__}")
     if isinstance(n, bool) or int(n) != n or n < 1:
@@ -428,6 +434,11 @@ def sample(
     seen = {key: [math.inf, -math.inf] for key in BOUND_KEYS}
     draws = 0
     while len(samples) < n and draws < max_draws:
+        if interrupt is not None and interrupt():
+            raise InfeasibleError(
+                f"space {space.name!r}: sampling interrupted after {draws} draws "
+                f"({len(samples)} of {n} networks)"
+            )
         codes, est, build = make(space, rng, BATCH, net)
         take = min(BATCH, max_draws - draws)
         codes = codes[:take]

@@ -13,12 +13,11 @@ import socket
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from api.app import create_app
-from search.store import Store
+from search.store import Store, TrialOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -58,11 +57,7 @@ def fill(store: Store) -> tuple[int, int]:
     study_id = store.create_study(SPEC)
     rng = random.Random(0)
     while (claim := store.claim("browser-test")) is not None:
-        result = SimpleNamespace(
-            status="done", val_error=modelled_error(claim, rng), test_error=None,
-            seconds=1.0, images_per_s=1.0, message="",
-        )  # fmt: skip
-        store.finish(claim, result)
+        store.finish(claim, TrialOutcome("done", modelled_error(claim, rng), seconds=1.0))
     return study_id, store.count(study_id, level=0, status="done")
 
 
@@ -181,7 +176,7 @@ def test_page_updates_without_reload(server):
             assert page.evaluate(POINTS) == 0
             page.evaluate("() => { window.notReloaded = true; }")
             claim = store.claim("browser-test")
-            store.finish(claim, SimpleNamespace(status="done", val_error=0.25, message=""))
+            store.finish(claim, TrialOutcome("done", 0.25))
             t0 = time.monotonic()
             page.wait_for_function(f"({POINTS})() === 1", timeout=10_000)
             seen_after = time.monotonic() - t0

@@ -11,10 +11,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.store import Store, StudyNotFound
+from search.store import Store, StudyNotFound, TrialOutcome
+from worker.loop import outcome_of
 from worker.train import TrainResult
 
-DONE = TrainResult("done", 0.25, None, [], 100.0, 0.5, "")
+DONE = TrialOutcome("done", 0.25, seconds=0.5, images_per_s=100.0)
 
 
 def _tiny(spec, samples=3, **limits):
@@ -43,9 +44,9 @@ def test_create_samples_and_interleaves(sqlite_url, smoke_spec):
     first = trials[0]
     assert first.state == TrialState.WAITING
     assert first.user_attrs["net"] == rows[0]["spec"]
-    assert first.user_attrs["complexity"]["flops"] == rows[0]["flops"]
-    assert first.user_attrs["sampled"] == rows[0]["params_sampled"]
-    assert {"space", "sample", "level", "epochs"} <= set(first.user_attrs)
+    assert first.params["flops"] == rows[0]["flops"] and first.params["space"] == "AnyNetX_A"
+    assert first.params["d1"] == rows[0]["params_sampled"]["d1"]
+    assert {"sample", "level", "epochs", "attempt"} <= set(first.user_attrs)
     frame = store.trial_frame(study_id)
     assert len(frame) == 8 and frame["error"].isna().all()
     assert {
@@ -123,8 +124,9 @@ def test_diverged_and_oom(sqlite_url, smoke_spec):
     store = Store(sqlite_url)
     study_id = store.create_study(_tiny(smoke_spec, samples=1))
     a, b = store.claim("w"), store.claim("w")
-    assert store.finish(a, TrainResult("diverged", None, None, [], 0.0, 0.1, "nan loss at epoch 1"))
-    assert store.finish(b, TrainResult("oom", None, None, [], 0.0, 0.1, "CUDA out of memory"))
+    diverged = TrainResult("diverged", None, None, [], 0.0, 0.1, "nan loss at epoch 1")
+    assert store.finish(a, outcome_of(diverged))
+    assert store.finish(b, outcome_of(TrainResult("oom", None, None, [], 0.0, 0.1, "CUDA OOM")))
     rows = {r["trial_id"]: r for r in store.trials(study_id)}
     assert rows[a.trial_id]["status"] == "diverged"
     assert rows[a.trial_id]["reason"] == "nan loss at epoch 1"
@@ -151,7 +153,7 @@ def test_cancel(sqlite_url, smoke_spec):
     assert store.cancel_study(study_id)
     assert store.claim("w2") is None
     assert not store.report_epoch(running, {"epoch": 1, "val_error": 0.4})  # stop now
-    assert store.finish(running, TrainResult("cancelled", None, None, [], 0.0, 0.1, ""))
+    assert store.finish(running, TrialOutcome("cancelled"))
     progress = store.progress(study_id)
     assert progress["status"] == "cancelled"
     assert (progress["totals"]["cancelled"], progress["totals"]["total"]) == (6, 6)
