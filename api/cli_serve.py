@@ -11,8 +11,10 @@ import sys
 import threading
 import time
 
+from search.status import TrialStatus
+
 DEFAULT_DB = "sqlite:///dse.db"
-TERMINAL = ("done", "failed", "diverged", "cancelled")
+TERMINAL = tuple(s.value for s in TrialStatus.ended())
 
 
 def register(subparsers) -> None:

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from search import fidelity, trial_params
 from search.db import Database
@@ -105,13 +105,22 @@ class StudyCreation:
         infeasible, the budget runs out, or anything else goes wrong.
         """
         budget = budget or CreationBudget()
-        deadline = time.monotonic() + budget.seconds
+        start = time.monotonic()
+        deadline = start + budget.seconds
         with _Heartbeat(self.studies, study_id) as beat:
             try:
                 per_space, sampling = self._sample(study_id, budget, deadline, beat)
                 if per_space is None:  # cancelled while sampling
                     return self.studies.status(study_id)
+                sampled = time.monotonic()
                 self._store(study_id, per_space, sampling, beat)
+                progress = replace(
+                    beat.progress,
+                    sampling_seconds=round(sampled - start, 3),
+                    storing_seconds=round(time.monotonic() - sampled, 3),
+                )
+                beat.progress = progress
+                self.studies.report_creation(study_id, progress)
             except StudyClosed:
                 return self.studies.status(study_id)
             except BaseException as e:

@@ -142,6 +142,8 @@ class CreationProgress:
     total: int | None = None  # trials to store, known once every space is sampled
     stored: int = 0  # trials stored so far
     budget_seconds: float | None = None  # the creation's time budget
+    sampling_seconds: float | None = None  # how long sampling took, once done
+    storing_seconds: float | None = None  # how long storing the trials took, once done
 
     def to_json(self) -> dict[str, Any]:
         """As stored in dse_studies.creation."""

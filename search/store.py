@@ -97,6 +97,10 @@ class Store:
         """Every study, newest first."""
         return self.studies.list()
 
+    def count_studies(self) -> int:
+        """How many studies there are."""
+        return self.studies.count()
+
     def get_study(self, study_id: int) -> StudyRecord:
         """One study; StudyNotFound if there is none with this id."""
         return self.studies.get(study_id)

@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 
 import optuna
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from search import optuna_rdb
 from search.db import Database
@@ -146,6 +146,11 @@ class Studies:
         with self.db.read() as session:
             rows = session.scalars(select(StudyRow).order_by(StudyRow.id.desc())).all()
         return [self._record(r) for r in rows]
+
+    def count(self) -> int:
+        """How many studies there are (one indexed count: cheap enough for a health probe)."""
+        with self.db.read() as session:
+            return int(session.scalar(select(func.count()).select_from(StudyRow)))
 
     def get(self, study_id: int) -> StudyRecord:
         """One study; StudyNotFound if there is none with this id."""
