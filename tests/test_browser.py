@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -18,19 +15,10 @@ import pytest
 
 from api.app import create_app
 from search.store import Store, TrialOutcome
+from testkit import browser as chromium
+from testkit.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SPACE = {"stem": {"type": "cifar", "width": 16}, "stages": 3, "depth": [1, 3], "width": [8, 64]}
 SPEC = {
     "name": "browser test: AnyNetX A/C/E (seeded synthetic errors, no training)",
@@ -64,35 +52,18 @@ def fill(store: Store) -> tuple[int, int]:
 @pytest.fixture
 def server(tmp_path):
     """uvicorn in a thread on a free loopback port: (base URL, store)."""
-    import uvicorn
-
     store = Store(f"sqlite:///{tmp_path / 'browser.db'}")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(store=store), log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", store
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve(create_app(store=store)) as url:
+        yield url, store
     store.close()
 
 
 def launch(playwright):
     """Debian's chromium; a missing browser FAILS the test with the way to install it."""
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail(f"{CHROMIUM} not found: run `make browser` (apt-get install chromium)")
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-        headless=True,
-        args=CHROMIUM_ARGS,
-    )
+    try:
+        return chromium.launch(playwright)
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 POINTS = """() => {

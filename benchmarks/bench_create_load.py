@@ -1,0 +1,127 @@
+"""Load test: /healthz latency while the largest allowed study is being created.
+
+    .venv/bin/python benchmarks/bench_create_load.py [--db URL] [--requests 100]
+
+(dse installed in the virtualenv, `make install`; no path set-up in the script.)
+
+Starts `dse serve --workers 0` on a free loopback port (127.0.0.1 only; nothing leaves this
+machine), posts the largest study the default limits allow (12 spaces x 500 samples: the
+AnyNetX_A…E, AnyNetY_A…E, RegNetX and RegNetY presets in a 200-800 MF window), and sends
+`--requests` GET /healthz one after another (20 ms apart) while the study is `creating`.
+Goal (issue 15 finding 1): every one answers within 100 ms. Bounded: the study's creation
+has the server's time budget, and the run stops after `--timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+PRESETS = [f"AnyNet{k}_{x}" for k in "XY" for x in "ABCDE"] + ["RegNetX", "RegNetY"]
+LARGEST = {
+    "name": "load test: the largest allowed study (12 spaces x 500)",
+    "spaces": [{"preset": p} for p in PRESETS],
+    "samples": 500,
+    "complexity": {"flops": [200e6, 800e6]},
+}
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(db: str, port: int) -> subprocess.Popen:
+    """`dse serve --workers 0` on 127.0.0.1:port; returns once /healthz answers."""
+    dse = str(Path(sys.executable).with_name("dse"))
+    proc = subprocess.Popen(
+        [dse, "serve", "--db", db, "--workers", "0", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("dse serve did not answer /healthz within 120 s")
+
+
+def measure(url: str, requests: int, timeout: float) -> dict:
+    """POST the largest study, then time /healthz while it is being created."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        client.get("/healthz")  # a warm connection, as a monitoring probe would have
+        t0 = time.perf_counter()
+        r = client.post("/api/studies", json=LARGEST)
+        post_s = time.perf_counter() - t0
+        if r.status_code not in (201, 202):
+            raise RuntimeError(f"POST answered {r.status_code}: {r.text[:300]}")
+        study_id = r.json()["id"]
+        latencies, during = [], 0
+        deadline = time.monotonic() + timeout
+        while during < requests and time.monotonic() < deadline:
+            t1 = time.perf_counter()
+            assert client.get("/healthz").status_code == 200
+            latencies.append(time.perf_counter() - t1)
+            status = client.get(f"/api/studies/{study_id}").json()["status"]
+            if status != "creating":
+                break
+            during += 1
+            time.sleep(0.02)
+        while client.get(f"/api/studies/{study_id}").json()["status"] == "creating":
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        study = client.get(f"/api/studies/{study_id}").json()
+    ms = sorted(1000 * x for x in latencies)
+    return {
+        "post_status": r.status_code,
+        "post_answered_s": round(post_s, 3),
+        "study_status": study["status"],
+        "creation": study.get("creation"),
+        "trials": study["progress"]["totals"]["total"],
+        "healthz_while_creating": len(ms),
+        "healthz_ms_median": round(statistics.median(ms), 1) if ms else None,
+        "healthz_ms_p99": round(ms[int(0.99 * (len(ms) - 1))], 1) if ms else None,
+        "healthz_ms_max": round(ms[-1], 1) if ms else None,
+        "all_under_100ms": bool(ms) and ms[-1] < 100,
+    }
+
+
+def main() -> None:
+    """Run the load test and print one JSON document."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = args.db or f"sqlite:///{tmp}/load.db"
+        port = free_port()
+        server = start_server(db, port)
+        try:
+            figures = measure(f"http://127.0.0.1:{port}", args.requests, args.timeout)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    figures["load_average"] = os.getloadavg()
+    figures["cpus"] = os.cpu_count()
+    print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
