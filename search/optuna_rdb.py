@@ -14,7 +14,10 @@
 2. Bulk failing. Cancelling a study fails its waiting trials in Optuna; one
    `set_trial_state_values` per trial is the same 14 ms each. `fail_trials` is one UPDATE
    with the columns that call sets (state FAIL, datetime_complete now).
-3. Per-study heartbeat limits. `fail_stale_trials` reads the grace period from the storage
+3. Bulk deleting. `RDBStorage.delete_study` deletes through the ORM's cascade, loading
+   and deleting every trial, param and attribute object one by one: over four minutes for
+   a 5,000-trial study here. `delete_study` deletes the same rows with one DELETE per table.
+4. Per-study heartbeat limits. `fail_stale_trials` reads the grace period from the storage
    object, but studies differ in theirs; `heartbeat_view` is a shallow copy of the storage
    (same engine and sessions) carrying one study's limits.
 Optuna stores datetimes as naive UTC (optuna/storages/_rdb/models.py); so do we here.
@@ -37,7 +40,7 @@ from optuna.distributions import (
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models as optuna_models
 from optuna.trial import TrialState
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from search.db import bulk_insert
@@ -103,11 +106,18 @@ def _earlier_distributions(session: Session, study_id: int) -> dict[str, BaseDis
     return {name: json_to_distribution(text) for name, text in rows}
 
 
-def insert_trials(session: Session, study_id: int, trials: Sequence[NewTrial]) -> list[int]:
+def insert_trials(
+    session: Session,
+    study_id: int,
+    trials: Sequence[NewTrial],
+    stored: dict[str, BaseDistribution] | None = None,
+) -> list[int]:
     """Create `trials` in Optuna study `study_id` in the session's transaction; their ids.
 
     The rows are those `RDBStorage.create_new_trial(study_id, template_trial)` writes for a
-    template made by `optuna.trial.create_trial(state=..., params=..., ...)`.
+    template made by `optuna.trial.create_trial(state=..., params=..., ...)`. `stored`, if
+    given, is the caller's record of the distributions the study already holds, kept up to
+    date here: the study is asked only for names not in it (the query scans its params).
     """
     if not trials:
         return []
@@ -117,7 +127,10 @@ def insert_trials(session: Session, study_id: int, trials: Sequence[NewTrial]) -
     session.execute(
         select(STUDIES.c.study_id).where(STUDIES.c.study_id == study_id).with_for_update()
     )
-    earlier = _earlier_distributions(session, study_id)
+    names = {name for params in checked for name, _, _ in params}
+    earlier = stored if stored is not None else {}
+    if stored is None or not names <= stored.keys():
+        earlier.update(_earlier_distributions(session, study_id))
     as_json: dict[tuple[str, int], str] = {}  # trials of a study share distribution objects
     for params in checked:
         for name, _, dist in params:
@@ -184,6 +197,35 @@ def fail_trials(session: Session, trial_ids: Sequence[int]) -> None:
             )
             .values(state=TrialState.FAIL, datetime_complete=now)
         )
+
+
+# a trial's rows, then the trials, then the study's own rows (children before parents)
+TRIAL_TABLES = [
+    getattr(optuna_models, m).__table__
+    for m in (
+        "TrialParamModel",
+        "TrialValueModel",
+        "TrialIntermediateValueModel",
+        "TrialUserAttributeModel",
+        "TrialSystemAttributeModel",
+        "TrialHeartbeatModel",
+    )
+]
+STUDY_TABLES = [
+    getattr(optuna_models, m).__table__
+    for m in ("StudyDirectionModel", "StudyUserAttributeModel", "StudySystemAttributeModel")
+]
+
+
+def delete_study(session: Session, study_id: int) -> None:
+    """Delete an Optuna study with all its trials (RDBStorage.delete_study, in bulk)."""
+    trial_ids = select(TRIALS.c.trial_id).where(TRIALS.c.study_id == study_id)
+    for table in TRIAL_TABLES:
+        session.execute(delete(table).where(table.c.trial_id.in_(trial_ids)))
+    session.execute(delete(TRIALS).where(TRIALS.c.study_id == study_id))
+    for table in STUDY_TABLES:
+        session.execute(delete(table).where(table.c.study_id == study_id))
+    session.execute(delete(STUDIES).where(STUDIES.c.study_id == study_id))
 
 
 def orphan_trials(session: Session, study_id: int, indexed: Select) -> list[int]:

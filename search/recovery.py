@@ -114,16 +114,18 @@ class Recovery:
     def _fail_orphans(self) -> None:
         """Fail WAITING Optuna trials of our studies that have no dse_trials row."""
         with self.db.read() as session:
-            oids = session.scalars(
-                select(StudyRow.optuna_study_id).where(
+            studies = session.execute(
+                select(StudyRow.id, StudyRow.optuna_study_id).where(
                     StudyRow.optuna_study_id.is_not(None),
                     StudyRow.status != StudyStatus.CREATING,  # a live creation commits both
                 )
             ).all()
             orphans = [
                 trial_id
-                for oid in oids
-                for trial_id in optuna_rdb.orphan_trials(session, oid, select(TrialRow.trial_id))
+                for study_id, oid in studies
+                for trial_id in optuna_rdb.orphan_trials(
+                    session, oid, select(TrialRow.trial_id).where(TrialRow.study_id == study_id)
+                )
             ]
         for trial_id in orphans:
             self.db.optuna.set_trial_system_attr(trial_id, "dse_orphan", True)

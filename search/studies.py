@@ -31,7 +31,9 @@ class Studies:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._specs: dict[int, StudySpec] = {}
+        # study id → (its Optuna study's name, spec); the name tells a discarded study from
+        # a new one that reused its id (SQLite reuses the largest id after a delete)
+        self._specs: dict[int, tuple[str | None, StudySpec]] = {}
 
     # --- creation ---------------------------------------------------------------------
 
@@ -63,7 +65,7 @@ class Studies:
         except BaseException:
             self.discard(row.id)
             raise
-        self._specs[row.id] = spec
+        self._specs[row.id] = (optuna_name, spec)
         return row.id
 
     def report_creation(
@@ -127,17 +129,19 @@ class Studies:
 
     def _drop_trials(self, study_id: int, optuna_name: str | None) -> None:
         """Delete the study's dse_trials rows and its Optuna study (trials and all)."""
+        try:
+            oid = (
+                None if optuna_name is None else self.db.optuna.get_study_id_from_name(optuna_name)
+            )
+        except KeyError:
+            oid = None
         with self.db.write() as session, session.begin():
             session.execute(delete(TrialRow).where(TrialRow.study_id == study_id))
             session.execute(
                 update(StudyRow).where(StudyRow.id == study_id).values(optuna_study_id=None)
             )
-        if optuna_name is None:
-            return
-        try:
-            self.db.optuna.delete_study(self.db.optuna.get_study_id_from_name(optuna_name))
-        except KeyError:
-            pass
+            if oid is not None:
+                optuna_rdb.delete_study(session, oid)
 
     # --- reads --------------------------------------------------------------------------
 
@@ -168,23 +172,26 @@ class Studies:
             raise StudyNotFound(f"study {study_id}: no such study")
         return StudyStatus(status)
 
-    def spec(self, study_id: int, data: dict | None = None) -> StudySpec:
-        """The study's spec (parsed once per process)."""
-        if study_id not in self._specs:
-            if data is None:
-                with self.db.read() as session:
-                    data = session.scalar(select(StudyRow.spec).where(StudyRow.id == study_id))
-                if data is None:
-                    raise StudyNotFound(f"study {study_id}: no such study")
-            self._specs[study_id] = StudySpec.model_validate(data)
-        return self._specs[study_id]
+    def spec(self, study_id: int, row: StudyRow | None = None) -> StudySpec:
+        """The study's spec (parsed once per process; `row`, if read already, is used)."""
+        cached = self._specs.get(study_id)
+        if cached is not None and (row is None or cached[0] == row.optuna_name):
+            return cached[1]
+        if row is None:
+            with self.db.read() as session:
+                row = session.get(StudyRow, study_id)
+            if row is None:
+                raise StudyNotFound(f"study {study_id}: no such study")
+        spec = StudySpec.model_validate(row.spec)
+        self._specs[study_id] = (row.optuna_name, spec)
+        return spec
 
     def _record(self, row: StudyRow) -> StudyRecord:
         return StudyRecord(
             id=row.id,
             name=row.name,
             status=StudyStatus(row.status),
-            spec=self.spec(row.id, row.spec),
+            spec=self.spec(row.id, row),
             created=aware(row.created_at),
             updated=aware(row.updated_at),
             optuna_name=row.optuna_name,

@@ -37,7 +37,9 @@ class TrialWriter:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._distributions: dict[int, dict[str, BaseDistribution]] = {}
+        # keyed by the Optuna study's name (unique: ids of deleted studies are reused)
+        self._distributions: dict[str, dict[str, BaseDistribution]] = {}
+        self._stored: dict[str, dict[str, BaseDistribution]] = {}
 
     def distributions(self, study_id: int) -> dict[str, BaseDistribution]:
         """The study's param distributions (search/trial_params.py), read once per study.
@@ -45,19 +47,22 @@ class TrialWriter:
         Read outside any write transaction: Optuna's storage opens its own connection,
         which on SQLite would wait for ours.
         """
-        if study_id not in self._distributions:
-            with self.db.read() as session:
-                oid = session.scalar(
-                    select(StudyRow.optuna_study_id).where(StudyRow.id == study_id)
+        with self.db.read() as session:
+            found = session.execute(
+                select(StudyRow.optuna_study_id, StudyRow.optuna_name).where(
+                    StudyRow.id == study_id
                 )
-            if oid is None:
-                return {}
+            ).one_or_none()
+        if found is None or found[0] is None:
+            return {}
+        oid, name = found
+        if name not in self._distributions:
             attrs = self.db.optuna.get_study_system_attrs(oid)
-            found = trial_params.from_json(attrs.get(trial_params.STUDY_ATTR))
-            if not found:  # older studies have none; a study being created not yet
+            known = trial_params.from_json(attrs.get(trial_params.STUDY_ATTR))
+            if not known:  # older studies have none; a study being created not yet
                 return {}
-            self._distributions[study_id] = found
-        return self._distributions[study_id]
+            self._distributions[name] = known
+        return self._distributions[name]
 
     def add(
         self,
@@ -84,16 +89,17 @@ class TrialWriter:
 
     def _add(self, session: Session, study_id: int, rows, distributions) -> list[int]:
         found = session.execute(
-            select(StudyRow.status, StudyRow.optuna_study_id)
+            select(StudyRow.status, StudyRow.optuna_study_id, StudyRow.optuna_name)
             .where(StudyRow.id == study_id)
             .with_for_update()  # cancel_study takes this lock too (SQLite: BEGIN IMMEDIATE)
         ).one_or_none()
         if found is None or found[1] is None or found[0] == StudyStatus.FAILED:
             raise StudyClosed(f"study {study_id}: gone or failed; no trials are added")
-        status, optuna_study_id = found
+        status, optuna_study_id, optuna_name = found
         cancelled = status in (StudyStatus.CANCELLED, StudyStatus.DONE)
         trials = [self._optuna_trial(row, distributions, cancelled) for row in rows]
-        ids = optuna_rdb.insert_trials(session, optuna_study_id, trials)
+        stored = self._stored.setdefault(optuna_name, {})
+        ids = optuna_rdb.insert_trials(session, optuna_study_id, trials, stored)
         values = []
         now = utcnow()
         for trial_id, row in zip(ids, rows, strict=True):
