@@ -313,3 +313,45 @@ def test_url_from_environment(sqlite_url, monkeypatch):
     assert normalize_url("postgresql://u@h/db").startswith("postgresql")
     with pytest.raises(ValueError, match="db"):
         Store("sqlite://")
+
+
+def test_outcome_is_typed_and_adapted_from_training():
+    from types import SimpleNamespace
+
+    from search.status import TrialStatus
+
+    assert list(TrialStatus) == ["waiting", "running", "done", "failed", "diverged", "cancelled"]
+    assert TrialStatus.unfinished() == ("waiting", "running") and TrialStatus.DONE.finished
+    with pytest.raises(ValueError, match="status"):
+        TrialOutcome("running")
+    nan = TrialOutcome("done", float("nan"), seconds=float("inf"))
+    assert (nan.status, nan.reason, nan.seconds) == ("diverged", "training diverged", None)
+    assert TrialOutcome("done", 0.3).columns()["error"] == 0.3
+    assert TrialOutcome("failed", 0.3, reason="x").columns()["error"] is None
+    cases = {
+        "done": ("done", None),
+        "diverged": ("diverged", "nan at 2"),
+        "cancelled": ("cancelled", "nan at 2"),
+        "oom": ("failed", "out of memory: nan at 2"),
+        "exploded": ("failed", "nan at 2"),
+    }
+    for status, (want, reason) in cases.items():
+        out = outcome_of(TrainResult(status, 0.2, 0.3, [], 5.0, 1.0, "nan at 2"))
+        assert (out.status, out.reason) == (want, reason), status
+        assert (out.test_error, out.seconds, out.images_per_s) == (0.3, 1.0, 5.0)
+    from search.trial_life import TrialLifecycle
+
+    with pytest.raises(TypeError, match="TrialOutcome"):  # no duck-typed worker objects
+        TrialLifecycle.finish(None, None, SimpleNamespace(status="done", val_error=0.1))
+
+
+def test_reused_study_id_gets_its_own_spec(sqlite_url, smoke_spec):
+    """SQLite reuses the id of a discarded study; the cached spec must not leak into it."""
+    store = Store(sqlite_url)
+    first = store.begin_study({**smoke_spec, "name": "first"})
+    other = Store(sqlite_url)  # another process's view: it caches "first" too
+    assert store.get_study(first).spec.name == other.get_study(first).spec.name == "first"
+    store.discard_study(first)
+    second = store.begin_study({**smoke_spec, "name": "second"})
+    assert second == first
+    assert store.get_study(second).spec.name == other.get_study(second).spec.name == "second"
