@@ -115,41 +115,48 @@ class Database:
 
 
 def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows (dicts with the same keys) into `table` in the session's transaction.
+    """Insert rows (dicts with the same keys) into `table` in the session's transaction."""
+    if rows:
+        names = list(rows[0])
+        get = itemgetter(*names)
+        values = [list(get(r)) for r in rows] if len(names) > 1 else [[r[names[0]]] for r in rows]
+        bulk_insert_values(session, table, names, values)
+
+
+def bulk_insert_values(
+    session: Session, table: Table, names: Sequence[str], values: list[list[Any]]
+) -> None:
+    """Insert `values` (one list per row, in the order of `names`) into `table`.
 
     As fast as the driver allows: COPY on PostgreSQL with psycopg2 (about 6x a multi-row
     INSERT), the DB-API's executemany elsewhere (about 4x SQLAlchemy's). Values go through
     each column type's own bind processor, so they are stored exactly as SQLAlchemy would
-    store them (JSON text, SQLite's datetime format, enum names).
+    store them (JSON text, SQLite's datetime format, enum names). The lists are changed.
     """
-    if not rows:
+    if not values:
         return
     connection = session.connection()
     dialect = connection.dialect
-    names = list(rows[0])
-    data = [list(row) for row in map(itemgetter(*names), rows)] if len(names) > 1 else None
-    if data is None:
-        data = [[row[names[0]]] for row in rows]
     for i, name in enumerate(names):
         process = table.c[name].type.bind_processor(dialect)
         if process is not None:
-            for values in data:
-                if values[i] is not None:
-                    values[i] = process(values[i])
+            for row in values:
+                if row[i] is not None:
+                    row[i] = process(row[i])
     quote = dialect.identifier_preparer.quote
     target = f"{dialect.identifier_preparer.format_table(table)} ({', '.join(map(quote, names))})"
     if dialect.name == "postgresql" and dialect.driver == "psycopg2":
         text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows(data)  # None → empty → NULL
+        csv.writer(text, lineterminator="\n").writerows(values)  # None → empty → NULL
         text.seek(0)
         cursor = connection.connection.dbapi_connection.cursor()
         cursor.copy_expert(f"COPY {target} FROM STDIN WITH (FORMAT csv)", text)
         return
     marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
     if marker is None:  # a driver with another parameter style: SQLAlchemy's own executemany
-        session.execute(insert(table), list(rows))
+        session.execute(insert(table), [dict(zip(names, row, strict=True)) for row in values])
         return
     connection.exec_driver_sql(
         f"INSERT INTO {target} VALUES ({', '.join([marker] * len(names))})",
-        [tuple(values) for values in data],
+        [tuple(row) for row in values],
     )

@@ -43,7 +43,7 @@ from optuna.trial import TrialState
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from search.db import bulk_insert
+from search.db import bulk_insert, bulk_insert_values
 
 TRIALS = optuna_models.TrialModel.__table__
 PARAMS = optuna_models.TrialParamModel.__table__
@@ -165,22 +165,18 @@ def insert_trials(
     by_number = dict(numbered.all())
     ids = [by_number[first + k] for k in range(len(trials))]
     params, user, system = [], [], []
+    dumps = json.dumps
     for trial_id, t, checked_params in zip(ids, trials, checked, strict=True):
-        for name, internal, dist in checked_params:
-            params.append(
-                {
-                    "trial_id": trial_id,
-                    "param_name": name,
-                    "param_value": internal,
-                    "distribution_json": as_json[name, id(dist)],
-                }
-            )
-        for key, value in t.user_attrs.items():
-            user.append({"trial_id": trial_id, "key": key, "value_json": json.dumps(value)})
-        for key, value in t.system_attrs.items():
-            system.append({"trial_id": trial_id, "key": key, "value_json": json.dumps(value)})
-    for table, values in ((PARAMS, params), (USER_ATTRS, user), (SYSTEM_ATTRS, system)):
-        bulk_insert(session, table, values)
+        params += [
+            [trial_id, name, internal, as_json[name, id(dist)]]
+            for name, internal, dist in checked_params
+        ]
+        user += [[trial_id, key, dumps(value)] for key, value in t.user_attrs.items()]
+        system += [[trial_id, key, dumps(value)] for key, value in t.system_attrs.items()]
+    param_columns = ("trial_id", "param_name", "param_value", "distribution_json")
+    bulk_insert_values(session, PARAMS, param_columns, params)
+    for table, values in ((USER_ATTRS, user), (SYSTEM_ATTRS, system)):
+        bulk_insert_values(session, table, ("trial_id", "key", "value_json"), values)
     return ids
 
 
