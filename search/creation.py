@@ -178,11 +178,15 @@ class StudyCreation:
         """Store every sampled network as a level-0 trial, in chunks, interleaving spaces."""
         spec = self.studies.spec(study_id)
         rows_of = {
-            label: [trial_params.trial_params(label, s.params, s.complexity) for s in samples]
+            label: [
+                trial_params.trial_params(label, s.params, s.complexity, spec.fidelities[0])
+                for s in samples
+            ]
             for label, (_, samples) in per_space.items()
         }
         distributions = trial_params.study_distributions(
             {label: (space, rows_of[label]) for label, (space, _) in per_space.items()},
+            spec.fidelities,
             spec.bounds(),
         )
         record = self.studies.get(study_id)

@@ -2,7 +2,9 @@
 distributions, so Optuna's (and optuna-dashboard's) importance, slice and parallel-coordinate
 views work on a dse study.
 
-Each trial records: `space` (categorical over the study's spaces); every value the sampler
+Each trial records: `space` (categorical over the study's spaces); `epochs`, its fidelity
+(categorical over the study's levels: a trained-longer network's error is lower, and the
+views should see why); every value the sampler
 drew (`anynet.sampling.Sample.params`: d1.., w1.., bot_mul1.., g1.. or groups1.., a shared
 bot_mul / g once, and for RegNet spaces depth, w0, wa, wm, g, bot_mul, plus the stage depths
 and widths they give); and the network's complexity (flops, params, acts; docs/method.md §2).
@@ -34,6 +36,7 @@ from optuna.distributions import (
 )
 
 SPACE = "space"
+EPOCHS = "epochs"  # the trial's fidelity: errors at different fidelities are not alike
 COMPLEXITY = ("flops", "params", "acts")
 STUDY_ATTR = "dse_distributions"  # Optuna study system attribute: {name: distribution JSON}
 LOG_KINDS = ("log_uniform", "power_of_two", "power2_or_log_uniform")
@@ -70,13 +73,15 @@ def drawn_from(space: Any, name: str) -> Any | None:
     return per_stage[index] if 0 <= index < len(per_stage) else None
 
 
-def trial_params(space: str, sampled: Mapping[str, Any], complexity: Mapping[str, Any]) -> dict:
-    """The Optuna params of one network: its space, its drawn values and its complexity.
+def trial_params(
+    space: str, sampled: Mapping[str, Any], complexity: Mapping[str, Any], epochs: int
+) -> dict:
+    """The Optuna params of one trial: its space, its drawn values, its complexity, its epochs.
 
     A value shared by all stages (DDS §3.2: AnyNetX_B's b, _C's g) was drawn once and is
     recorded once, under its plain name; its per-stage copies are left out.
     """
-    params: dict[str, Any] = {SPACE: space}
+    params: dict[str, Any] = {SPACE: space, EPOCHS: int(epochs)}
     for name, value in sampled.items():
         base, stage = _STAGED.fullmatch(name).groups()
         if not (stage and base in sampled):
@@ -87,17 +92,19 @@ def trial_params(space: str, sampled: Mapping[str, Any], complexity: Mapping[str
 
 def study_distributions(
     spaces: Mapping[str, tuple[Any, list[dict]]],
+    fidelities: Iterable[int],
     bounds: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, BaseDistribution]:
     """One distribution per param name of a study.
 
     `spaces` maps each space's label to (its DesignSpace, the params of its networks as
-    `trial_params` gives them); `bounds` are the study's complexity bounds.
+    `trial_params` gives them); `fidelities` are the study's epochs per level, `bounds`
+    its complexity bounds.
     """
     sources: dict[str, list[Any]] = {}
     values: dict[str, list[Any]] = {}
     for space, rows in spaces.values():
-        names = {name for row in rows for name in row} - {SPACE}
+        names = {name for row in rows for name in row} - {SPACE, EPOCHS}
         for name in names:
             sources.setdefault(name, []).append(
                 None if name in COMPLEXITY else drawn_from(space, name)
@@ -105,7 +112,10 @@ def study_distributions(
         for row in rows:
             for name in names & set(row):
                 values.setdefault(name, []).append(row[name])
-    out: dict[str, BaseDistribution] = {SPACE: CategoricalDistribution(tuple(spaces))}
+    out: dict[str, BaseDistribution] = {
+        SPACE: CategoricalDistribution(tuple(spaces)),
+        EPOCHS: CategoricalDistribution(tuple(int(e) for e in fidelities)),
+    }
     for name in sorted(sources):
         extra = (bounds or {}).get(name)
         out[name] = _merged(sources[name], values.get(name, []), extra, log=name in COMPLEXITY)

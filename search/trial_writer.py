@@ -23,8 +23,8 @@ from search.db import Database, bulk_insert
 from search.models import StudyRow, TrialRow, utcnow
 from search.status import StudyStatus, TrialStatus
 
-# the space is a param; the dse study id is an attribute of the Optuna study
-USER_ATTRS = ("sample", "level", "epochs", "attempt", "net")
+# space and epochs are params; the dse study id is an attribute of the Optuna study
+USER_ATTRS = ("sample", "level", "attempt", "net")
 CANCELLED_REASON = "study cancelled"
 
 
@@ -119,7 +119,8 @@ class TrialWriter:
         """The Optuna trial of one dse_trials row: its network's params and attributes."""
         attrs = {k: row[k] for k in USER_ATTRS}
         complexity = {k: row[k] for k in trial_params.COMPLEXITY}
-        params = trial_params.trial_params(row["space"], row.get("sampled") or {}, complexity)
+        sampled = row.get("sampled") or {}
+        params = trial_params.trial_params(row["space"], sampled, complexity, row["epochs"])
         params = trial_params.restricted(params, distributions)
         return optuna_rdb.NewTrial(
             state=TrialState.FAIL if cancelled else TrialState.WAITING,

@@ -191,14 +191,39 @@ def test_importance_slice_and_parallel_coordinates_work(sqlite_url, smoke_spec):
     store.close()
 
 
+def test_promoted_trials_carry_their_params_and_fidelity(sqlite_url, smoke_spec):
+    """A promotion (and a retry) records the network's params again, at its own epochs."""
+    store = Store(sqlite_url)
+    smoke_spec.update(samples=3, fidelities=[1, 3])
+    study_id = store.create_study(smoke_spec)
+    while (claim := store.claim("w")) is not None and claim.level == 0:
+        store.finish(claim, TrialOutcome("done", 0.1 + 0.01 * claim.sample))
+    study = optuna.load_study(
+        study_name=store.get_study(study_id).optuna_name, storage=store.optuna
+    )
+    by_level: dict[int, dict] = {}
+    for t in study.trials:
+        by_level.setdefault(t.user_attrs["level"], {})[
+            (t.params["space"], t.user_attrs["sample"])
+        ] = t
+    assert len(by_level[0]) == 6 and len(by_level[1]) == 2  # ceil(3 / 3) per space
+    for key, promoted in by_level[1].items():
+        twin = by_level[0][key]
+        assert promoted.params == {**twin.params, "epochs": 3}
+        assert promoted.distributions == twin.distributions
+        assert promoted.distributions["epochs"] == CategoricalDistribution((1, 3))
+    store.close()
+
+
 def test_distributions_merge_across_spaces():
     """A name two spaces draw differently becomes one range covering both (Optuna's rule)."""
     from anynet.spaces import get_space
 
     a, regnet = get_space("AnyNetX_A"), get_space("RegNetX")
-    rows_a = [trial_params.trial_params("A", {"g": 4, "w1": 64}, _cx(1))]
-    rows_r = [trial_params.trial_params("R", {"g": 24, "w1": 48}, _cx(2))]
-    dists = trial_params.study_distributions({"A": (a, rows_a), "R": (regnet, rows_r)})
+    rows_a = [trial_params.trial_params("A", {"g": 4, "w1": 64}, _cx(1), 1)]
+    rows_r = [trial_params.trial_params("R", {"g": 24, "w1": 48}, _cx(2), 1)]
+    dists = trial_params.study_distributions({"A": (a, rows_a), "R": (regnet, rows_r)}, [1, 3])
+    assert dists["epochs"] == CategoricalDistribution((1, 3))
     assert dists["space"] == CategoricalDistribution(("A", "R"))
     # AnyNetX's g is a choice, RegNet's g power2_or_log_uniform: an int range over both
     assert dists["g"] == IntDistribution(1, 128)

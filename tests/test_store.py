@@ -46,7 +46,8 @@ def test_create_samples_and_interleaves(sqlite_url, smoke_spec):
     assert first.user_attrs["net"] == rows[0]["spec"]
     assert first.params["flops"] == rows[0]["flops"] and first.params["space"] == "AnyNetX_A"
     assert first.params["d1"] == rows[0]["params_sampled"]["d1"]
-    assert {"sample", "level", "epochs", "attempt"} <= set(first.user_attrs)
+    assert set(first.user_attrs) == {"sample", "level", "attempt", "net"}
+    assert first.params["epochs"] == 1
     frame = store.trial_frame(study_id)
     assert len(frame) == 8 and frame["error"].isna().all()
     assert {
