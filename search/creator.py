@@ -18,12 +18,15 @@ import multiprocessing
 import os
 import threading
 from dataclasses import dataclass, field
+from multiprocessing import spawn
 
 from search.creation import CreationBudget
 from search.status import StudyStatus
 
 log = logging.getLogger("dse.creator")
-PRELOAD = ["search.store", "anynet.sampling"]  # what the forkserver imports once
+# What the forkserver imports once (search/forkserver_main.py says why the first).
+PRELOAD = ["search.forkserver_main", "search.store", "anynet.sampling"]
+MAIN_ENV = "DSE_FORKSERVER_MAIN"  # read by search/forkserver_main.py in the forkserver
 NICENESS = 10  # a creation yields the CPU to the server's requests
 
 
@@ -79,6 +82,9 @@ class Creator:
         self._watcher: threading.Thread | None = None
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
+        main = spawn.get_preparation_data("dse").get("init_main_from_path")
+        if main:  # the path children would import again (search/forkserver_main.py)
+            os.environ[MAIN_ENV] = main
 
     def start(self, warm_timeout: float = 120.0) -> None:
         """Reap dead creations, start the forkserver (its imports take seconds once), watch.
