@@ -124,7 +124,7 @@ class StudyCreation:
             except StudyClosed:
                 return self.studies.status(study_id)
             except BaseException as e:
-                reason = _reason(e, deadline)
+                reason = _reason(e, deadline, budget)
                 self.studies.fail(study_id, reason)
                 if isinstance(e, Exception):
                     raise CreationFailed(reason) from e
@@ -145,6 +145,11 @@ class StudyCreation:
         left = budget.draws
         for i, (label, space_spec) in enumerate(zip(spec.space_names(), spec.spaces, strict=True)):
             space = space_spec.resolve()
+            if left < 1:
+                raise ValueError(
+                    f"spaces[{i}] ({label}): the creation's budget of {budget.draws} draws "
+                    "is spent (the server's DSE_CREATE_DRAWS)"
+                )
             try:
                 result = sample(
                     space,
@@ -234,11 +239,14 @@ class _CancelPoll:
         return self.seen
 
 
-def _reason(e: BaseException, deadline: float) -> str:
+def _reason(e: BaseException, deadline: float, budget: CreationBudget) -> str:
     """Why a creation failed, in one line for the study's `reason`."""
     text = " ".join(str(e).split()) or type(e).__name__
     if time.monotonic() > deadline and "interrupted" in text:
-        return f"creation ran out of its time budget: {text}"
+        return (
+            f"creation ran out of its time budget ({budget.seconds:g} s, the server's "
+            f"DSE_CREATE_SECONDS): {text}"
+        )
     if isinstance(e, KeyboardInterrupt | SystemExit):
         return "creation stopped: the creating process was interrupted"
     return text

@@ -255,3 +255,10 @@ def test_draw_budget_is_honoured(store, smoke_spec):
     with pytest.raises(ValueError, match=r"spaces\[\d\]"):
         store.create_study(smoke_spec, CreationBudget(draws=1000))
     assert store.list_studies() == []
+
+
+def test_draw_budget_spent_across_spaces(store, smoke_spec):
+    """AnyNetX_A takes all 20 draws of the budget (every draw fits): none left for E."""
+    with pytest.raises(ValueError, match=r"spaces\[1\] \(AnyNetX_E\): .*budget of 20 draws"):
+        store.create_study(smoke_spec, CreationBudget(draws=20))
+    assert store.list_studies() == []
