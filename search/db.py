@@ -23,7 +23,7 @@ from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage
 from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from search import migrations
@@ -150,7 +150,12 @@ def bulk_insert_values(
         csv.writer(text, lineterminator="\n").writerows(values)  # None → empty → NULL
         text.seek(0)
         cursor = connection.connection.dbapi_connection.cursor()
-        cursor.copy_expert(f"COPY {target} FROM STDIN WITH (FORMAT csv)", text)
+        sql = f"COPY {target} FROM STDIN WITH (FORMAT csv)"
+        base = dialect.loaded_dbapi.Error
+        try:
+            cursor.copy_expert(sql, text)
+        except base as e:  # as SQLAlchemy raises it (IntegrityError, OperationalError, …)
+            raise DBAPIError.instance(sql, None, e, base, dialect=dialect) from e
         return
     marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
     if marker is None:  # a driver with another parameter style: SQLAlchemy's own executemany

@@ -235,3 +235,26 @@ def test_distributions_merge_across_spaces():
 
 def _cx(k: int) -> dict:
     return {"flops": 1000 * k, "params": 100 * k, "acts": 10 * k}
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("pg", marks=pytest.mark.postgres)])
+def test_a_duplicate_trial_adds_nothing_anywhere(request, smoke_spec, db):
+    """An existing (space, sample, level, attempt) is an IntegrityError, and the Optuna trial
+    made in the same transaction is gone with it: never an Optuna trial without its row."""
+    from sqlalchemy.exc import IntegrityError
+
+    url = request.getfixturevalue("sqlite_url" if db == "sqlite" else "pg_url")
+    store = Store(url)
+    smoke_spec["samples"] = 2
+    study_id = store.create_study(smoke_spec)
+    with store.db.read() as session:
+        source = session.get(TrialRow, store.trials(study_id, limit=1)[0]["trial_id"])
+    twin = copy_values(source, source.level, source.epochs, source.attempt)
+    with pytest.raises(IntegrityError):
+        store.writer.add(study_id, [copy_values(source, 0, 1, 2), twin])
+    study = optuna.load_study(
+        study_name=store.get_study(study_id).optuna_name, storage=store.optuna
+    )
+    assert len(study.trials) == store.count(study_id, include_retried=True) == 4
+    assert store.writer.add(study_id, [copy_values(source, 0, 1, 2)])  # the new one alone
+    store.close()
