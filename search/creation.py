@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from search import fidelity, trial_params
@@ -208,19 +209,29 @@ class StudyCreation:
             row["sampled"] = dict(s.params)
             rows.append(row)
         n = len(spec.spaces)
-        for start in range(0, len(rows), CHUNK):
-            chunk = rows[start : start + CHUNK]
-            with self.db.write() as session, session.begin():
-                self.writer.add(study_id, chunk, session, distributions)
-                progress = CreationProgress(
-                    spaces=n,
-                    sampled=n,
-                    total=len(rows),
-                    stored=start + len(chunk),
-                    budget_seconds=beat.progress.budget_seconds if beat.progress else None,
-                )
-                self.studies.report_creation(study_id, progress, sampling, session)
-            beat.progress = progress
+        budget_seconds = beat.progress.budget_seconds if beat.progress else None
+        # the next chunks are checked and serialised while the database stores this one
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="dse-prepare")
+        starts = range(0, len(rows), CHUNK)
+        prepared = [
+            ahead.submit(self.writer.prepare, rows[s : s + CHUNK], distributions) for s in starts
+        ]
+        try:
+            for start, ready in zip(starts, prepared, strict=True):
+                chunk = rows[start : start + CHUNK]
+                with self.db.write() as session, session.begin():
+                    self.writer.add(study_id, chunk, session, distributions, ready.result())
+                    progress = CreationProgress(
+                        spaces=n,
+                        sampled=n,
+                        total=len(rows),
+                        stored=start + len(chunk),
+                        budget_seconds=budget_seconds,
+                    )
+                    self.studies.report_creation(study_id, progress, sampling, session)
+                beat.progress = progress
+        finally:
+            ahead.shutdown(cancel_futures=True)
 
 
 class _CancelPoll:

@@ -123,26 +123,37 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         bulk_insert_values(session, table, names, values)
 
 
-def bulk_insert_values(
-    session: Session, table: Table, names: Sequence[str], values: list[list[Any]]
-) -> None:
-    """Insert `values` (one list per row, in the order of `names`) into `table`.
-
-    As fast as the driver allows: COPY on PostgreSQL with psycopg2 (about 6x a multi-row
-    INSERT), the DB-API's executemany elsewhere (about 4x SQLAlchemy's). Values go through
-    each column type's own bind processor, so they are stored exactly as SQLAlchemy would
-    store them (JSON text, SQLite's datetime format, enum names). The lists are changed.
-    """
-    if not values:
-        return
-    connection = session.connection()
-    dialect = connection.dialect
+def bind_values(dialect, table: Table, names: Sequence[str], values: list[list[Any]]) -> None:
+    """Pass each value through its column type's bind processor, in place (JSON to text,
+    datetimes to SQLite's format, enums to names), as SQLAlchemy would before storing it."""
     for i, name in enumerate(names):
         process = table.c[name].type.bind_processor(dialect)
         if process is not None:
             for row in values:
                 if row[i] is not None:
                     row[i] = process(row[i])
+
+
+def bulk_insert_values(
+    session: Session,
+    table: Table,
+    names: Sequence[str],
+    values: list[list[Any]],
+    bound: bool = False,
+) -> None:
+    """Insert `values` (one list per row, in the order of `names`) into `table`.
+
+    As fast as the driver allows: COPY on PostgreSQL with psycopg2 (about 6x a multi-row
+    INSERT), the DB-API's executemany elsewhere (about 4x SQLAlchemy's). Values are stored
+    exactly as SQLAlchemy would store them (`bind_values`; already done if `bound`). The
+    lists are changed.
+    """
+    if not values:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    if not bound:
+        bind_values(dialect, table, names, values)
     quote = dialect.identifier_preparer.quote
     target = f"{dialect.identifier_preparer.format_table(table)} ({', '.join(map(quote, names))})"
     if dialect.name == "postgresql" and dialect.driver == "psycopg2":

@@ -63,6 +63,54 @@ class NewTrial:
     system_attrs: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PreparedTrials:
+    """New trials checked and serialised ahead of the transaction that inserts them.
+
+    The rows of Optuna's param and attribute tables start with the trial's index in
+    `trials`, replaced by its id when inserted (once: inserting consumes them).
+    """
+
+    trials: Sequence[NewTrial]
+    distributions: dict[str, BaseDistribution]  # every param's, by name
+    params: list[list[Any]]  # [index, name, internal value, distribution JSON]
+    user_attrs: list[list[Any]]  # [index, key, JSON]
+    system_attrs: list[list[Any]]
+
+
+def prepare(trials: Sequence[NewTrial]) -> PreparedTrials:
+    """Check the trials' params (create_trial's validation) and serialise every row.
+
+    Pure work, no database: a caller may do it for the next batch while the database
+    stores the last (search/creation.py).
+    """
+    seen: dict = {}
+    as_json: dict[tuple[str, int], str] = {}  # a study's trials share distribution objects
+    distributions: dict[str, BaseDistribution] = {}
+    params: list[list[Any]] = []
+    for k, t in enumerate(trials):
+        for name, internal, dist in _checked_params(t, seen):
+            text = as_json.get((name, id(dist)))
+            if text is None:
+                if name in distributions:  # one distribution per name, as in a study
+                    check_distribution_compatibility(distributions[name], dist)
+                distributions[name] = dist
+                text = as_json[name, id(dist)] = distribution_to_json(dist)
+            params.append([k, name, internal, text])
+    dumps = json.dumps
+    return PreparedTrials(
+        trials=trials,
+        distributions=distributions,
+        params=params,
+        user_attrs=[
+            [k, key, dumps(v)] for k, t in enumerate(trials) for key, v in t.user_attrs.items()
+        ],
+        system_attrs=[
+            [k, key, dumps(v)] for k, t in enumerate(trials) for key, v in t.system_attrs.items()
+        ],
+    )
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -109,7 +157,7 @@ def _earlier_distributions(session: Session, study_id: int) -> dict[str, BaseDis
 def insert_trials(
     session: Session,
     study_id: int,
-    trials: Sequence[NewTrial],
+    trials: Sequence[NewTrial] | PreparedTrials,
     stored: dict[str, BaseDistribution] | None = None,
 ) -> list[int]:
     """Create `trials` in Optuna study `study_id` in the session's transaction; their ids.
@@ -119,28 +167,22 @@ def insert_trials(
     given, is the caller's record of the distributions the study already holds, kept up to
     date here: the study is asked only for names not in it (the query scans its params).
     """
+    prepared = trials if isinstance(trials, PreparedTrials) else prepare(trials)
+    trials = prepared.trials
     if not trials:
         return []
-    seen: dict = {}
-    checked = [_checked_params(t, seen) for t in trials]
     # create_new_trial's lock: the numbers below are only right while nobody else adds
     session.execute(
         select(STUDIES.c.study_id).where(STUDIES.c.study_id == study_id).with_for_update()
     )
-    names = {name for params in checked for name, _, _ in params}
     earlier = stored if stored is not None else {}
-    if stored is None or not names <= stored.keys():
+    if stored is None or not prepared.distributions.keys() <= stored.keys():
         earlier.update(_earlier_distributions(session, study_id))
-    as_json: dict[tuple[str, int], str] = {}  # trials of a study share distribution objects
-    for params in checked:
-        for name, _, dist in params:
-            if (name, id(dist)) in as_json:
-                continue
-            if name in earlier:
-                check_distribution_compatibility(earlier[name], dist)
-            else:
-                earlier[name] = dist
-            as_json[name, id(dist)] = distribution_to_json(dist)
+    for name, dist in prepared.distributions.items():  # Optuna's check against the study
+        if name in earlier:
+            check_distribution_compatibility(earlier[name], dist)
+        else:
+            earlier[name] = dist
     first = session.scalar(select(func.count()).where(TRIALS.c.study_id == study_id))
     now = _utcnow()
     rows = []
@@ -164,15 +206,10 @@ def insert_trials(
     )
     by_number = dict(numbered.all())
     ids = [by_number[first + k] for k in range(len(trials))]
-    params, user, system = [], [], []
-    dumps = json.dumps
-    for trial_id, t, checked_params in zip(ids, trials, checked, strict=True):
-        params += [
-            [trial_id, name, internal, as_json[name, id(dist)]]
-            for name, internal, dist in checked_params
-        ]
-        user += [[trial_id, key, dumps(value)] for key, value in t.user_attrs.items()]
-        system += [[trial_id, key, dumps(value)] for key, value in t.system_attrs.items()]
+    for table_rows in (prepared.params, prepared.user_attrs, prepared.system_attrs):
+        for row in table_rows:
+            row[0] = ids[row[0]]
+    params, user, system = prepared.params, prepared.user_attrs, prepared.system_attrs
     param_columns = ("trial_id", "param_name", "param_value", "distribution_json")
     bulk_insert_values(session, PARAMS, param_columns, params)
     for table, values in ((USER_ATTRS, user), (SYSTEM_ATTRS, system)):

@@ -11,6 +11,7 @@ without its row, and a trial added after its study was cancelled is created canc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from optuna.distributions import BaseDistribution
@@ -19,13 +20,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from search import optuna_rdb, trial_params
-from search.db import Database, bulk_insert
+from search.db import Database, bind_values, bulk_insert, bulk_insert_values
 from search.models import StudyRow, TrialRow, utcnow
+from search.optuna_rdb import PreparedTrials
 from search.status import StudyStatus, TrialStatus
 
 # space and epochs are params; the dse study id is an attribute of the Optuna study
 USER_ATTRS = ("sample", "level", "attempt", "net")
 CANCELLED_REASON = "study cancelled"
+
+
+@dataclass(frozen=True)
+class PreparedRows:
+    """Trials made ready outside their transaction: Optuna's rows and our dse_trials values."""
+
+    optuna: PreparedTrials
+    names: list[str]  # dse_trials columns, trial_id first (filled in when inserted)
+    values: list[list[Any]]  # bound already (db.bind_values)
 
 
 class StudyClosed(LookupError):
@@ -64,19 +75,28 @@ class TrialWriter:
             self._distributions[name] = known
         return self._distributions[name]
 
+    def prepare(self, rows: Sequence[dict[str, Any]], distributions) -> PreparedRows:
+        """`rows` and their Optuna trials checked and serialised, to `add` as waiting trials."""
+        optuna = optuna_rdb.prepare([self._optuna_trial(r, distributions, False) for r in rows])
+        names = ["trial_id", *rows[0]] if rows else ["trial_id"]
+        values = [[None, *map(row.__getitem__, names[1:])] for row in rows]
+        bind_values(self.db.optuna.engine.dialect, TrialRow.__table__, names, values)
+        return PreparedRows(optuna, names, values)
+
     def add(
         self,
         study_id: int,
         rows: Sequence[dict[str, Any]],
         session: Session | None = None,
         distributions: dict[str, BaseDistribution] | None = None,
+        prepared: PreparedRows | None = None,
     ) -> list[int]:
         """Create these trials (waiting, or cancelled if the study was); their trial ids.
 
         In the caller's transaction if `session` is given (then with `distributions`),
-        else in one of its own. Raises StudyClosed if the study is gone or failed, and
-        IntegrityError (nothing added) if one exists already (the unique key: study,
-        space, sample, level, attempt).
+        else in one of its own; `prepared` (from `prepare`) saves that work here.
+        Raises StudyClosed if the study is gone or failed, and IntegrityError (nothing
+        added) if one exists already (the unique key: study, space, sample, level, attempt).
         """
         if distributions is None:
             if session is not None:
@@ -84,10 +104,10 @@ class TrialWriter:
             distributions = self.distributions(study_id)
         if session is None:
             with self.db.write() as session, session.begin():
-                return self._add(session, study_id, rows, distributions)
-        return self._add(session, study_id, rows, distributions)
+                return self._add(session, study_id, rows, distributions, prepared)
+        return self._add(session, study_id, rows, distributions, prepared)
 
-    def _add(self, session: Session, study_id: int, rows, distributions) -> list[int]:
+    def _add(self, session: Session, study_id: int, rows, distributions, prepared) -> list[int]:
         found = session.execute(
             select(StudyRow.status, StudyRow.optuna_study_id, StudyRow.optuna_name)
             .where(StudyRow.id == study_id)
@@ -97,8 +117,15 @@ class TrialWriter:
             raise StudyClosed(f"study {study_id}: gone or failed; no trials are added")
         status, optuna_study_id, optuna_name = found
         cancelled = status in (StudyStatus.CANCELLED, StudyStatus.DONE)
-        trials = [self._optuna_trial(row, distributions, cancelled) for row in rows]
         stored = self._stored.setdefault(optuna_name, {})
+        if prepared is not None and not cancelled:  # prepared rows are waiting ones
+            ids = optuna_rdb.insert_trials(session, optuna_study_id, prepared.optuna, stored)
+            for trial_id, values in zip(ids, prepared.values, strict=True):
+                values[0] = trial_id
+            table = TrialRow.__table__
+            bulk_insert_values(session, table, prepared.names, prepared.values, bound=True)
+            return ids
+        trials = [self._optuna_trial(row, distributions, cancelled) for row in rows]
         ids = optuna_rdb.insert_trials(session, optuna_study_id, trials, stored)
         values = []
         now = utcnow()

@@ -196,8 +196,9 @@ def test_promoted_trials_carry_their_params_and_fidelity(sqlite_url, smoke_spec)
     store = Store(sqlite_url)
     smoke_spec.update(samples=3, fidelities=[1, 3])
     study_id = store.create_study(smoke_spec)
-    while (claim := store.claim("w")) is not None and claim.level == 0:
-        store.finish(claim, TrialOutcome("done", 0.1 + 0.01 * claim.sample))
+    while (claim := store.claim("w")) is not None:  # level-1 claims are left running
+        if claim.level == 0:
+            store.finish(claim, TrialOutcome("done", 0.1 + 0.01 * claim.sample))
     study = optuna.load_study(
         study_name=store.get_study(study_id).optuna_name, storage=store.optuna
     )
