@@ -17,6 +17,7 @@ network after the space's group-compatibility rule.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,8 +81,13 @@ def sample(
     num_classes: int | None = None,
     in_channels: int | None = None,
     max_draws: int | None = None,
+    interrupt: Callable[[], bool] | None = None,
 ) -> SampleResult:
-    """Draw n networks of `space` whose complexity lies in `bounds` (joint rejection)."""
+    """Draw n networks of `space` whose complexity lies in `bounds` (joint rejection).
+
+    `interrupt` is asked before each batch; True stops sampling with InfeasibleError (a
+    caller's time budget or a cancel).
+    """
     if not isinstance(space, DesignSpace):
         raise ValueError(f"space: expected a DesignSpace, got {type(space).__name__}")
     if isinstance(n, bool) or int(n) != n or n < 1:
@@ -114,6 +120,11 @@ def sample(
     seen = {key: [math.inf, -math.inf] for key in BOUND_KEYS}
     draws, ahead, pending, used = 0, 1, [], 0
     while len(samples) < n and draws < max_draws:
+        if interrupt is not None and interrupt():
+            raise InfeasibleError(
+                f"space {space.name!r}: sampling interrupted after {draws} draws "
+                f"({len(samples)} of {n} networks)"
+            )
         if not pending:  # draw `ahead` batches in order and count them together
             ahead = _ahead(ahead, n - len(samples), len(samples), used) if used else 1
             left = -(-(max_draws - draws) // BATCH)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -90,24 +91,42 @@ def create_app(
     store=None,
     allowed_hosts: Iterable[str] | None = LOOPBACK_NAMES,
     allowed_origins: Iterable[str] = (),
+    create_wait: float = 2.0,
 ) -> FastAPI:
     """The dse HTTP app on one database (default $DSE_DB; a Store may be passed instead).
 
     allowed_hosts: the Host names answered (default loopback only; None = any name).
     allowed_origins: origins other than the server's own that may send mutating requests.
+    create_wait: seconds a POST of a study waits for its creation before answering 202.
     """
+    from search.creation import CreationBudget
+    from search.creator import Creator
+
     if store is None:
         from search.store import Store
 
         store = Store(db_url)
+    creator = Creator(store, CreationBudget.from_env())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        creator.start()  # reaps dead creations now and periodically (issue 15 finding 6)
+        try:
+            yield
+        finally:
+            creator.close()
+
     app = FastAPI(
         title="dse",
         version="0.1.0",
         description="Design-space exploration of CNNs: studies, live EDFs, RegNet export.",
         docs_url=None,  # the default /docs pulls Swagger UI from a CDN; ours is offline
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.store = store
+    app.state.creator = creator
+    app.state.create_wait = create_wait
     app.state.token = token or None
     app.state.limits = limits or SpecLimits()
     app.state.results = ResultsCache()

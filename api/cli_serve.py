@@ -11,8 +11,9 @@ import threading
 import time
 
 from api.cli import db_option
+from search.status import TrialStatus
 
-TERMINAL = ("done", "failed", "diverged", "cancelled")
+TERMINAL = tuple(s.value for s in TrialStatus.ended())
 
 
 def register(subparsers) -> None:

@@ -6,8 +6,7 @@ import sys
 import time
 
 from api.cli import CliError, db_option, emit_json
-
-COUNTS = ("waiting", "running", "done", "failed", "diverged", "cancelled")
+from search.status import StudyStatus, TrialStatus
 
 
 def register(subparsers) -> None:
@@ -113,18 +112,31 @@ def cmd_list(args) -> int:
             "created": s.created.isoformat(),
             "spaces": s.spec.space_names(),
             "samples": s.spec.samples,
+            "reason": s.reason,
+            "creation": s.creation.to_json() if s.creation else None,
         }
         for s in studies
     ]
     if args.json:
         emit_json(rows)
         return 0
-    for r in rows:
+    for r, s in zip(rows, studies, strict=True):
         print(
             f"{r['id']:>5}  {r['status']:<9}  {r['name']}  ({', '.join(r['spaces'])}; "
-            f"{r['samples']} samples each)"
+            f"{r['samples']} samples each){_state_note(s)}"
         )
     return 0
+
+
+def _state_note(study) -> str:
+    """What a creating or failed study adds to its line: creation progress or the reason."""
+    if study.status == StudyStatus.CREATING and study.creation is not None:
+        c = study.creation
+        stored = f", {c.stored} of {c.total} trials stored" if c.total is not None else ""
+        return f"  [creating: {c.sampled} of {c.spaces} spaces sampled{stored}]"
+    if study.status == StudyStatus.FAILED and study.reason:
+        return f"  [failed: {study.reason}]"
+    return ""
 
 
 def cmd_show(args) -> int:
@@ -140,12 +152,14 @@ def cmd_show(args) -> int:
                 "created": study.created.isoformat(),
                 "spec": study.spec,
                 "sampling": study.sampling,
+                "reason": study.reason,
+                "creation": study.creation.to_json() if study.creation else None,
                 **progress,
             }
         )
         return 0
-    print(f"study {study.id} {study.name!r}: {study.status}")
-    columns = (*COUNTS, "not_learned")  # done trials at chance (search/learning.py)
+    print(f"study {study.id} {study.name!r}: {study.status}{_state_note(study)}")
+    columns = (*(s.value for s in TrialStatus), "not_learned")  # at chance: search/learning.py
     print(f"  {'space':<16} {'level':>5} {'epochs':>6} " + " ".join(f"{c:>11}" for c in columns))
     for space, levels in progress["spaces"].items():
         for e in levels:
@@ -189,7 +203,7 @@ def cmd_wait(args) -> int:
                 f"{finished}/{totals['total']} trials, {totals['running']} running "
             )
             sys.stderr.flush()
-        if progress["status"] in ("done", "cancelled"):
+        if StudyStatus(progress["status"]).finished:
             break
         if deadline is not None and time.monotonic() >= deadline:
             if tty:
@@ -211,6 +225,9 @@ def cmd_wait(args) -> int:
         emit_json(progress)
     else:
         print(f"study {args.id}: {progress['status']}")
+    if progress["status"] == StudyStatus.FAILED:
+        print(f"dse study wait: {store.get_study(args.id).reason}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -127,7 +127,9 @@ def access(host: str, token: str | None, env=None, stream=sys.stderr) -> dict:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (port 0 = any free port), so the URL is known before serving."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so; without it
+    # every kept-alive response waited ~40 ms for a delayed ACK (Nagle on its body)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

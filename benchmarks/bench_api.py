@@ -5,6 +5,8 @@ with every trial in < 2 s (headless Debian chromium). The store is filled throug
 worker API (claim/finish) with seeded modelled errors, no training, and reused across runs.
 
     .venv/bin/python benchmarks/bench_api.py [--db sqlite:///bench-api.db] [--trials 5000]
+
+(dse installed in the virtualenv, `make install`; no path set-up in the script.)
 """
 
 from __future__ import annotations
@@ -13,22 +15,18 @@ import argparse
 import json
 import math
 import random
-import socket
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
+
+from api.app import create_app
+from api.results_cache import ResultsCache
+from search.store import Store, TrialOutcome
+from testkit import browser as chromium
+from testkit.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from test_browser import CHROMIUM_ARGS  # noqa: E402  (the browser test's launch, one copy)
-
-from api.app import create_app  # noqa: E402
-from api.results_cache import ResultsCache  # noqa: E402
-from search.store import Store  # noqa: E402
 
 SPACES = "ABCDE"
 
@@ -63,28 +61,12 @@ def filled_study(store: Store, trials: int) -> int:
         size = sum(s["width"] * s["depth"] for s in claim.net["stages"])
         err = 0.5 - 0.06 * math.log(size) + 0.015 * SPACES.index(claim.space[-1])
         err = min(0.95, max(0.02, err + rng.gauss(0, 0.03)))
-        result = SimpleNamespace(status="done", val_error=err, seconds=1.0, message="")
-        store.finish(claim, result)
+        store.finish(claim, TrialOutcome("done", err, seconds=1.0))
         n += 1
         if n % 500 == 0:
             print(f"  finished {n}/{trials}", file=sys.stderr)
     print(f"finished {n} trials in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return study_id
-
-
-def serve(store: Store):
-    """uvicorn in a thread on a free loopback port: (url, app, server, thread)."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    app = create_app(store=store)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", app, server, thread
 
 
 def time_edf(url: str, app, study_id: int, repeats: int) -> dict:
@@ -132,9 +114,7 @@ def time_page(url: str, study_id: int, trials: int, runs: int) -> dict:
       return (g.data || []).filter(t => t.meta === 'edf').reduce((n, t) => n + t.x.length, 0); }"""
     wall, in_page, full, params = [], [], [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-        )
+        browser = chromium.launch(p)
         try:
             for _ in range(runs):
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -189,16 +169,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     store = Store(args.db)
     study_id = filled_study(store, args.trials)
-    url, app, server, thread = serve(store)
-    try:
+    app = create_app(store=store)
+    with serve(app) as url:
         figures = {
             "trials": store.count(study_id, status="done"),
             "edf": time_edf(url, app, study_id, args.repeats),
             "page": time_page(url, study_id, args.trials, args.page_runs),
         }
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     figures["goals"] = {
         "edf_under_200ms": all(v["warm_ms"] < 200 for v in figures["edf"].values()),
         "page_under_2s": figures["page"]["first_plot_s_max"] < 2.0,

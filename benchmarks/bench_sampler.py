@@ -21,14 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anynet.sampling import sample  # noqa: E402
-from anynet.spaces import get_space  # noqa: E402
+from anynet.sampling import sample
+from anynet.spaces import get_space
 
 WINDOW = {"flops": (360e6, 400e6)}
 MAX_DRAWS = 100_000_000  # AnyNetX_E needs ~3e7 draws for 500 in the window

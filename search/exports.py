@@ -14,7 +14,7 @@ import io
 import json
 from typing import Any
 
-from search.store_reads import FRAME_COLUMNS
+from search.reads import FRAME_COLUMNS
 
 # timm's and torchvision's RegNet classes have only the simple (ImageNet) stem
 SIMPLE_STEM_ONLY = ("timm", "torchvision")

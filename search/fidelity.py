@@ -31,8 +31,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-FINISHED = ("done", "diverged", "failed", "cancelled")
-UNFINISHED = ("waiting", "running")
+from search.status import TrialStatus
 
 
 @dataclass(frozen=True)
@@ -54,13 +53,13 @@ def promote_count(n: int, fraction: float) -> int:
 def level_complete(statuses: Iterable[str]) -> bool:
     """True when no trial of the level is still waiting or running (and there is one)."""
     statuses = list(statuses)
-    return bool(statuses) and not any(s in UNFINISHED for s in statuses)
+    return bool(statuses) and all(TrialStatus(s).finished for s in statuses)
 
 
 def select_promoted(trials: Iterable[LevelTrial], fraction: float) -> list[int]:
     """Sample indices to train at the next level: the best ceil(n × fraction) done trials."""
     trials = list(trials)
-    done = [t for t in trials if t.status == "done" and t.error is not None]
+    done = [t for t in trials if t.status == TrialStatus.DONE and t.error is not None]
     done.sort(key=lambda t: (t.error, t.sample))
     return [t.sample for t in done[: promote_count(len(trials), fraction)]]
 

@@ -12,7 +12,7 @@ transitions; `dse_trials` is written right after each transition it won.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,9 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from search.spec import DatasetSpec, Limits, Recipe, StudySpec
-
-STUDY_STATUSES = ("creating", "running", "cancelled", "done")
-TRIAL_STATUSES = ("waiting", "running", "done", "diverged", "failed", "cancelled")
+from search.status import StudyStatus, TrialStatus
 
 
 def utcnow() -> datetime:
@@ -58,7 +56,11 @@ class StudyRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     # per space: draws and acceptance rate of the rejection sampler (docs/design.md: recorded)
     sampling: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="creating", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=StudyStatus.CREATING, index=True)
+    # why a study failed (its creation failed or was interrupted); None otherwise
+    reason: Mapped[str | None] = mapped_column(Text)
+    # while creating: how far sampling and storing got (CreationProgress as JSON)
+    creation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -85,7 +87,7 @@ class TrialRow(Base):
     level: Mapped[int] = mapped_column(Integer)
     epochs: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    status: Mapped[str] = mapped_column(String(16), default=TrialStatus.WAITING)
     error: Mapped[float | None] = mapped_column(Float)
     test_error: Mapped[float | None] = mapped_column(Float)
     last_val_error: Mapped[float | None] = mapped_column(Float)
@@ -123,7 +125,7 @@ def new_trial_values(study_id, space, sample, level, epochs, attempt, net, compl
         "level": level,
         "epochs": epochs,
         "attempt": attempt,
-        "status": "waiting",
+        "status": TrialStatus.WAITING.value,
         "epochs_done": 0,
         "flops": int(complexity["flops"]),
         "params": int(complexity["params"]),
@@ -139,17 +141,43 @@ def new_trial_values(study_id, space, sample, level, epochs, attempt, net, compl
 
 
 @dataclass(frozen=True)
+class CreationProgress:
+    """How far the creation of a study got: spaces sampled, trials stored."""
+
+    spaces: int  # spaces to sample
+    sampled: int = 0  # spaces sampled so far
+    total: int | None = None  # trials to store, known once every space is sampled
+    stored: int = 0  # trials stored so far
+    budget_seconds: float | None = None  # the creation's time budget
+    sampling_seconds: float | None = None  # how long sampling took, once done
+    storing_seconds: float | None = None  # how long storing the trials took, once done
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in dse_studies.creation."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> CreationProgress | None:
+        """From dse_studies.creation (None stays None; unknown keys are ignored)."""
+        if not data:
+            return None
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
 class StudyRecord:
     """A study as the API and CLI see it."""
 
     id: int
     name: str
-    status: str
+    status: StudyStatus
     spec: StudySpec
     created: datetime
     updated: datetime
     optuna_name: str
     sampling: dict
+    reason: str | None = None  # why it failed, when it did
+    creation: CreationProgress | None = None  # how far its creation got
 
 
 @dataclass

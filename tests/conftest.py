@@ -7,15 +7,13 @@ database must not pass as a green run.
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pytest
 
-PG_HOST = os.environ.get("DSE_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("DSE_PG_PORT", "5432"))
-PG_USERS = ("postgres", "root")
+from testkit.pg import PgServer, PgUnavailable
+
 REPO = Path(__file__).resolve().parents[1]
 DSE = REPO / ".venv" / "bin" / "dse"
 
@@ -52,64 +50,16 @@ SMOKE_SPEC = {
 }
 
 
-def _admin_connection():
-    """An autocommit psycopg2 connection to the `test` database, or the reason there is none."""
-    import psycopg2
-
-    errors = []
-    for user in PG_USERS:
-        try:
-            conn = psycopg2.connect(
-                host=PG_HOST, port=PG_PORT, user=user, dbname="test", connect_timeout=5
-            )
-        except psycopg2.OperationalError as e:
-            errors.append(f"{user}: {' '.join(str(e).split())}")
-            continue
-        conn.autocommit = True
-        return conn, user
-    pytest.fail(
-        f"PostgreSQL on {PG_HOST}:{PG_PORT} is unreachable ({'; '.join(errors)}). "
-        "Start it (trust auth, database `test`) or run `pytest -m 'not postgres'`.",
-        pytrace=False,
-    )
-
-
-class PgServer:
-    """Creates and drops databases on the test server (names are quoted, never spliced)."""
-
-    def __init__(self) -> None:
-        self.conn, self.user = _admin_connection()
-        self.created: list[str] = []
-
-    def url(self, name: str) -> str:
-        """The URL of database `name` (which may not exist yet)."""
-        return f"postgresql://{self.user}@{PG_HOST}:{PG_PORT}/{name}"
-
-    def create(self, name: str) -> str:
-        """Create database `name`; its URL."""
-        from psycopg2 import sql
-
-        with self.conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        self.created.append(name)
-        return self.url(name)
-
-    def drop_all(self) -> None:
-        """Drop every database this object created (connections are closed by force)."""
-        from psycopg2 import sql
-
-        with self.conn.cursor() as cur:
-            for name in self.created:
-                cur.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
-        self.conn.close()
-
-
 @pytest.fixture
 def pg_server():
     """The PostgreSQL test server; databases made through it are dropped after the test."""
-    server = PgServer()
+    try:
+        server = PgServer()
+    except PgUnavailable as e:
+        pytest.fail(
+            f"{e}. Start it (trust auth, database `test`) or run `pytest -m 'not postgres'`.",
+            pytrace=False,
+        )
     try:
         yield server
     finally:

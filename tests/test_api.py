@@ -6,7 +6,6 @@ import json
 import re
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -16,7 +15,7 @@ from pydantic import BaseModel
 from api.app import create_app
 from api.limits import SpecLimits
 from api.results_cache import ResultsCache
-from search.store import Store
+from search.store import Store, TrialOutcome
 
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
 SPEC = {
@@ -35,10 +34,7 @@ def finish_all(store: Store, error=lambda claim: 0.1 + 0.01 * claim.sample, limi
         claim = store.claim("test-filler")
         if claim is None:
             return n
-        result = SimpleNamespace(
-            status="done", val_error=error(claim), test_error=None, seconds=1.0,
-            images_per_s=1.0, message="",
-        )  # fmt: skip
+        result = TrialOutcome("done", error(claim), seconds=1.0, images_per_s=1.0)
         assert store.finish(claim, result)
         n += 1
     return n

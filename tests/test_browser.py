@@ -8,30 +8,17 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
-import socket
-import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from api.app import create_app
-from search.store import Store
+from search.store import Store, TrialOutcome
+from testkit import browser as chromium
+from testkit.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SPACE = {"stem": {"type": "cifar", "width": 16}, "stages": 3, "depth": [1, 3], "width": [8, 64]}
 SPEC = {
     "name": "browser test: AnyNetX A/C/E (seeded synthetic errors, no training)",
@@ -58,46 +45,25 @@ def fill(store: Store) -> tuple[int, int]:
     study_id = store.create_study(SPEC)
     rng = random.Random(0)
     while (claim := store.claim("browser-test")) is not None:
-        result = SimpleNamespace(
-            status="done", val_error=modelled_error(claim, rng), test_error=None,
-            seconds=1.0, images_per_s=1.0, message="",
-        )  # fmt: skip
-        store.finish(claim, result)
+        store.finish(claim, TrialOutcome("done", modelled_error(claim, rng), seconds=1.0))
     return study_id, store.count(study_id, level=0, status="done")
 
 
 @pytest.fixture
 def server(tmp_path):
     """uvicorn in a thread on a free loopback port: (base URL, store)."""
-    import uvicorn
-
     store = Store(f"sqlite:///{tmp_path / 'browser.db'}")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(store=store), log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", store
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve(create_app(store=store)) as url:
+        yield url, store
     store.close()
 
 
 def launch(playwright):
     """Debian's chromium; a missing browser FAILS the test with the way to install it."""
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail(f"{CHROMIUM} not found: run `make browser` (apt-get install chromium)")
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-        headless=True,
-        args=CHROMIUM_ARGS,
-    )
+    try:
+        return chromium.launch(playwright)
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 POINTS = """() => {
@@ -195,7 +161,7 @@ def test_page_updates_without_reload(server):
             assert page.evaluate(POINTS) == 0
             page.evaluate("() => { window.notReloaded = true; }")
             claim = store.claim("browser-test")
-            store.finish(claim, SimpleNamespace(status="done", val_error=0.25, message=""))
+            store.finish(claim, TrialOutcome("done", 0.25))
             t0 = time.monotonic()
             page.wait_for_function(f"({POINTS})() === 1", timeout=10_000)
             seen_after = time.monotonic() - t0
@@ -215,8 +181,7 @@ def test_space_names_are_text_in_the_plots(server):
     spec["spaces"] = [{**spec["spaces"][0], "name": name}, spec["spaces"][1]]
     study_id = store.create_study(spec)
     while (claim := store.claim("browser-test")) is not None:
-        store.finish(claim, SimpleNamespace(status="done", val_error=0.2 + 0.01 * claim.sample,
-                                            message=""))  # fmt: skip
+        store.finish(claim, TrialOutcome("done", 0.2 + 0.01 * claim.sample))
     with sync_playwright() as p:
         browser = launch(p)
         try:
@@ -245,9 +210,9 @@ def test_banner_names_the_spaces_whose_trainings_did_not_learn(server):
         # AnyNetX_A's trainings stay at chance (digits: 10 classes, 288 validation images)
         at_chance = claim.space == "AnyNetX_A"
         error = 0.9 - rng.random() * 0.02 if at_chance else modelled_error(claim, rng)
-        store.finish(claim, SimpleNamespace(
-            status="done", val_error=error, test_error=None, seconds=1.0, images_per_s=1.0,
-            message="", chance_error=0.8924, val_size=288, recipe={},
+        store.finish(claim, TrialOutcome(
+            "done", error, seconds=1.0, images_per_s=1.0, chance_error=0.8924, val_size=288,
+            recipe={},
         ))  # fmt: skip
     with sync_playwright() as p:
         browser = launch(p)

@@ -62,7 +62,7 @@ def _error_of(space: str, sample: int) -> float | None:
 
 def _drain_level(store, study_id, threads: int = 4) -> None:
     """Finish every claimable trial with its fixed error, from several threads at once."""
-    from worker.train import TrainResult
+    from search.store import TrialOutcome
 
     barrier = threading.Barrier(threads)
 
@@ -74,7 +74,7 @@ def _drain_level(store, study_id, threads: int = 4) -> None:
         for claim in claims:
             err = _error_of(claim.space, claim.sample)
             status = "done" if err is not None else "diverged"
-            store.finish(claim, TrainResult(status, err, None, [], 1.0, 0.1, ""))
+            store.finish(claim, TrialOutcome(status, err, seconds=0.1))
 
     pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
     for t in pool:

@@ -3,8 +3,6 @@ every response has the shape the schema documents (progress, results, trials, er
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +11,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from api.app import create_app
 from api.limits import SpecLimits
-from search.store import Store
+from search.store import Store, TrialOutcome
 
 pytestmark = pytest.mark.timeout(240)
 OPERATIONS = [
@@ -45,8 +43,7 @@ def api_schema(tmp_path_factory):
     # trials finished at both levels (one diverged): results and trials carry every part
     while (claim := store.claim("fuzz")) is not None:
         error = None if claim.sample == 1 else 0.2 + 0.1 * claim.sample
-        outcome = {"status": "done" if error else "diverged", "val_error": error}
-        store.finish(claim, SimpleNamespace(message="", **outcome))
+        store.finish(claim, TrialOutcome("done" if error else "diverged", error))
     # tight limits keep any spec the fuzzer manages to make valid cheap to sample; the
     # in-process client reaches the app by the name "testserver"
     limits = SpecLimits(max_samples=3, max_spaces=2, max_epochs=3)

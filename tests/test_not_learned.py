@@ -8,12 +8,11 @@ and `dse study create --check` / `POST /api/studies?check=true` refuse such a st
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
 from api.cli import main
-from search.store import Store
+from search.store import Store, TrialOutcome
 
 TINY = {
     "preset": "AnyNetX_A",
@@ -34,10 +33,9 @@ CANNOT_LEARN = {
 
 
 def _result(val_error, chance=0.9, val_size=288, status="done"):
-    """What a worker hands to Store.finish (worker.train.TrainResult's fields)."""
-    return SimpleNamespace(status=status, val_error=val_error, test_error=None, seconds=1.0,
-                           images_per_s=1.0, message="", chance_error=chance,
-                           val_size=val_size, recipe={"lr": 0.0125, "batch_size": 32})  # fmt: skip
+    """What a worker hands to Store.finish."""
+    return TrialOutcome(status, val_error, seconds=1.0, images_per_s=1.0, chance_error=chance,
+                        val_size=val_size, recipe={"lr": 0.0125, "batch_size": 32})  # fmt: skip
 
 
 @pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -292,9 +292,7 @@ def test_refinement_and_parameter_ranges_present():
 
 def _finished_study(url, smoke_spec, samples=8):
     """A study whose trials were all reported: errors by a known law, one diverged."""
-    from types import SimpleNamespace
-
-    from search.store import Store
+    from search.store import Store, TrialOutcome
 
     smoke_spec["samples"] = samples
     store = Store(url)
@@ -303,14 +301,7 @@ def _finished_study(url, smoke_spec, samples=8):
     while (claim := store.claim("w")) is not None:
         status = "diverged" if k == 3 else "done"
         err = 0.3 + 0.01 * claim.sample + (0.05 if claim.space == "AnyNetX_A" else 0.0)
-        result = SimpleNamespace(
-            status=status,
-            val_error=err if status == "done" else None,
-            test_error=None,
-            seconds=1.0,
-            images_per_s=1.0,
-            message="",
-        )
+        result = TrialOutcome(status, err if status == "done" else None, seconds=1.0)
         assert store.finish(claim, result)
         k += 1
     return store, study_id

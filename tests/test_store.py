@@ -11,10 +11,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.store import Store, StudyNotFound
+from search.store import Store, StudyNotFound, TrialOutcome
+from worker.loop import outcome_of
 from worker.train import TrainResult
 
-DONE = TrainResult("done", 0.25, None, [], 100.0, 0.5, "")
+DONE = TrialOutcome("done", 0.25, seconds=0.5, images_per_s=100.0)
 
 
 def _tiny(spec, samples=3, **limits):
@@ -43,9 +44,10 @@ def test_create_samples_and_interleaves(sqlite_url, smoke_spec):
     first = trials[0]
     assert first.state == TrialState.WAITING
     assert first.user_attrs["net"] == rows[0]["spec"]
-    assert first.user_attrs["complexity"]["flops"] == rows[0]["flops"]
-    assert first.user_attrs["sampled"] == rows[0]["params_sampled"]
-    assert {"space", "sample", "level", "epochs"} <= set(first.user_attrs)
+    assert first.params["flops"] == rows[0]["flops"] and first.params["space"] == "AnyNetX_A"
+    assert first.params["d1"] == rows[0]["params_sampled"]["d1"]
+    assert set(first.user_attrs) == {"sample", "level", "attempt", "net"}
+    assert first.params["epochs"] == 1
     frame = store.trial_frame(study_id)
     assert len(frame) == 8 and frame["error"].isna().all()
     assert {
@@ -123,8 +125,9 @@ def test_diverged_and_oom(sqlite_url, smoke_spec):
     store = Store(sqlite_url)
     study_id = store.create_study(_tiny(smoke_spec, samples=1))
     a, b = store.claim("w"), store.claim("w")
-    assert store.finish(a, TrainResult("diverged", None, None, [], 0.0, 0.1, "nan loss at epoch 1"))
-    assert store.finish(b, TrainResult("oom", None, None, [], 0.0, 0.1, "CUDA out of memory"))
+    diverged = TrainResult("diverged", None, None, [], 0.0, 0.1, "nan loss at epoch 1")
+    assert store.finish(a, outcome_of(diverged))
+    assert store.finish(b, outcome_of(TrainResult("oom", None, None, [], 0.0, 0.1, "CUDA OOM")))
     rows = {r["trial_id"]: r for r in store.trials(study_id)}
     assert rows[a.trial_id]["status"] == "diverged"
     assert rows[a.trial_id]["reason"] == "nan loss at epoch 1"
@@ -151,7 +154,7 @@ def test_cancel(sqlite_url, smoke_spec):
     assert store.cancel_study(study_id)
     assert store.claim("w2") is None
     assert not store.report_epoch(running, {"epoch": 1, "val_error": 0.4})  # stop now
-    assert store.finish(running, TrainResult("cancelled", None, None, [], 0.0, 0.1, ""))
+    assert store.finish(running, TrialOutcome("cancelled"))
     progress = store.progress(study_id)
     assert progress["status"] == "cancelled"
     assert (progress["totals"]["cancelled"], progress["totals"]["total"]) == (6, 6)
@@ -311,3 +314,45 @@ def test_url_from_environment(sqlite_url, monkeypatch):
     assert normalize_url("postgresql://u@h/db").startswith("postgresql")
     with pytest.raises(ValueError, match="db"):
         Store("sqlite://")
+
+
+def test_outcome_is_typed_and_adapted_from_training():
+    from types import SimpleNamespace
+
+    from search.status import TrialStatus
+
+    assert list(TrialStatus) == ["waiting", "running", "done", "failed", "diverged", "cancelled"]
+    assert TrialStatus.unfinished() == ("waiting", "running") and TrialStatus.DONE.finished
+    with pytest.raises(ValueError, match="status"):
+        TrialOutcome("running")
+    nan = TrialOutcome("done", float("nan"), seconds=float("inf"))
+    assert (nan.status, nan.reason, nan.seconds) == ("diverged", "training diverged", None)
+    assert TrialOutcome("done", 0.3).columns()["error"] == 0.3
+    assert TrialOutcome("failed", 0.3, reason="x").columns()["error"] is None
+    cases = {
+        "done": ("done", None),
+        "diverged": ("diverged", "nan at 2"),
+        "cancelled": ("cancelled", "nan at 2"),
+        "oom": ("failed", "out of memory: nan at 2"),
+        "exploded": ("failed", "nan at 2"),
+    }
+    for status, (want, reason) in cases.items():
+        out = outcome_of(TrainResult(status, 0.2, 0.3, [], 5.0, 1.0, "nan at 2"))
+        assert (out.status, out.reason) == (want, reason), status
+        assert (out.test_error, out.seconds, out.images_per_s) == (0.3, 1.0, 5.0)
+    from search.trial_life import TrialLifecycle
+
+    with pytest.raises(TypeError, match="TrialOutcome"):  # no duck-typed worker objects
+        TrialLifecycle.finish(None, None, SimpleNamespace(status="done", val_error=0.1))
+
+
+def test_reused_study_id_gets_its_own_spec(sqlite_url, smoke_spec):
+    """SQLite reuses the id of a discarded study; the cached spec must not leak into it."""
+    store = Store(sqlite_url)
+    first = store.begin_study({**smoke_spec, "name": "first"})
+    other = Store(sqlite_url)  # another process's view: it caches "first" too
+    assert store.get_study(first).spec.name == other.get_study(first).spec.name == "first"
+    store.discard_study(first)
+    second = store.begin_study({**smoke_spec, "name": "second"})
+    assert second == first
+    assert store.get_study(second).spec.name == other.get_study(second).spec.name == "second"

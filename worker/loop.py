@@ -21,10 +21,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from search.store import TRANSIENT_ERRORS, Claim, Store
+from search.store import TRANSIENT_ERRORS, Claim, Store, TrialOutcome, TrialStatus
 from worker.allocator import malloc_tuned
+
+if TYPE_CHECKING:
+    from worker.train import TrainResult
 
 log = logging.getLogger("dse.worker")
 T = TypeVar("T")
@@ -145,6 +148,33 @@ def fit_to_data(net: dict, data):
     return with_input(network_spec(net), **wanted)
 
 
+def outcome_of(result: TrainResult) -> TrialOutcome:
+    """What the store records of a worker.train TrainResult (its statuses → the trial's)."""
+    message = result.message or None
+    if result.status == "done":
+        status, reason = TrialStatus.DONE, None
+    elif result.status == "diverged":
+        status, reason = TrialStatus.DIVERGED, message or "training diverged"
+    elif result.status == "cancelled":
+        status, reason = TrialStatus.CANCELLED, message or "study cancelled"
+    elif result.status == "oom":
+        status, reason = TrialStatus.FAILED, f"out of memory: {result.message}".rstrip(": ")
+    else:
+        status = TrialStatus.FAILED
+        reason = message or f"training ended with status {result.status}"
+    return TrialOutcome(
+        status=status,
+        val_error=result.val_error,
+        test_error=result.test_error,
+        seconds=result.seconds,
+        images_per_s=result.images_per_s,
+        reason=reason,
+        chance_error=result.chance_error,
+        val_size=result.val_size,
+        recipe=result.recipe,
+    )
+
+
 def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, threads=None):
     """Train one claimed trial and record it; returns 'finished', 'released' or 'lost'."""
     from worker.train import TrainResult, train
@@ -177,7 +207,8 @@ def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, th
         if result.status == "cancelled" and stop.requested:
             released = retrying(lambda: store.release(claim), "release")
             return "released" if released else "lost"
-        finished = retrying(lambda: store.finish(claim, result), "finish")
+        outcome = outcome_of(result)
+        finished = retrying(lambda: store.finish(claim, outcome), "finish")
     return "finished" if finished else "lost"
 
 

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from anynet.spec import NetSpec
@@ -24,7 +25,7 @@ from api.deps import (
 from api.schemas import ErrorBody, Number, Progress, Results
 from search.exports import trials_csv
 from search.spec import StudySpec
-from search.store_reads import StudyNotFound
+from search.studies import StudyNotFound
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -33,10 +34,24 @@ Normalize = Literal["none", "flops", "params", "acts"]
 StudyId = Annotated[int, Path(ge=1, le=2_147_483_647, description="study id")]
 
 
+class CreationProgress(BaseModel):
+    """How far a study's creation got: spaces sampled, trials stored."""
+
+    spaces: int = Field(description="spaces to sample")
+    sampled: int = Field(description="spaces sampled so far")
+    total: int | None = Field(description="trials to store (known once all are sampled)")
+    stored: int = Field(description="trials stored so far")
+    budget_seconds: float | None = Field(description="the creation's time budget")
+    sampling_seconds: float | None = Field(None, description="how long sampling took")
+    storing_seconds: float | None = Field(None, description="how long storing took")
+
+
 class StudyCreated(BaseModel):
-    """The id of a new study."""
+    """A new study: 201 once its trials are stored, 202 while it is still being created."""
 
     id: int
+    status: str = Field(description="running, or creating (poll GET /api/studies/{id})")
+    creation: CreationProgress | None = None
 
 
 class StudySummary(BaseModel):
@@ -49,6 +64,8 @@ class StudySummary(BaseModel):
     spaces: list[str]
     samples: int
     fidelities: list[int]
+    reason: str | None = Field(None, description="why it failed, when it did")
+    creation: CreationProgress | None = Field(None, description="while creating: how far")
 
 
 class Sampling(BaseModel):
@@ -139,7 +156,14 @@ def _summary(study) -> dict:
         "spaces": spec.space_names(),
         "samples": spec.samples,
         "fidelities": list(spec.fidelities),
+        "reason": study.reason,
+        "creation": _creation(study),
     }
+
+
+def _creation(study) -> dict | None:
+    progress = study.creation
+    return None if progress is None else progress.to_json()
 
 
 SPEC_BODY = {
@@ -161,12 +185,14 @@ SPEC_BODY = {
     responses={
         **ERRORS,
         **MUTATING,
+        202: {"model": StudyCreated, "description": "accepted; the study is being created"},
         413: {"model": ErrorBody, "description": "body too large"},
         415: {"model": ErrorBody, "description": "neither JSON nor YAML"},
         429: {
             "model": ErrorBody,
             "description": "check=true while another recipe check is training",
         },
+        503: {"model": ErrorBody, "description": "too many studies are being created; retry"},
     },
     openapi_extra=SPEC_BODY,
 )
@@ -180,7 +206,16 @@ async def create_study(
         "recipe and data; a check that stays at chance refuses the study (422, with the numbers)",
     ),
 ):
-    """Create a study from a JSON or YAML spec; every network is sampled now."""
+    """Create a study from a JSON or YAML spec; its networks are sampled in the background.
+
+    201 when sampling and storing finished within the server's wait (a few seconds), else
+    202 with status `creating`; GET /api/studies/{id} then shows the progress, and the
+    study ends `running`, or `failed` with the reason. A creation that fails within the
+    wait is a 422 naming the space, and leaves nothing stored.
+    """
+    from search.creator import CreatorBusy
+    from search.status import StudyStatus
+
     try:
         data = parse_spec_body(await request.body(), request.headers.get("content-type"))
     except UnsupportedMediaType as e:
@@ -189,7 +224,30 @@ async def create_study(
     limits.check(spec)
     if check:
         await _check_recipe(spec)
-    return StudyCreated(id=store.create_study(spec))
+    creator = request.app.state.creator
+    busy = HTTPException(
+        503, detail="creation: too many studies are being created; retry in a few seconds",
+        headers={"Retry-After": "5"},
+    )  # fmt: skip
+    if creator.busy():
+        raise busy
+    study_id = await run_in_threadpool(store.begin_study, spec)  # never on the event loop
+    try:  # starting a child may wait for the forkserver: off the event loop too
+        job = await run_in_threadpool(creator.submit, study_id)
+    except CreatorBusy:
+        await run_in_threadpool(store.discard_study, study_id)
+        raise busy from None
+    finished = await run_in_threadpool(creator.wait, job, request.app.state.create_wait)
+    study = await run_in_threadpool(store.get_study, study_id)
+    if finished and study.status == StudyStatus.FAILED:
+        await run_in_threadpool(store.discard_study, study_id)
+        raise ValueError(study.reason or "creation failed")  # a 422 naming the space
+    body = StudyCreated(id=study_id, status=study.status, creation=_creation(study))
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=201 if finished else 202,
+        headers={"Location": f"/api/studies/{study_id}"},
+    )
 
 
 _CHECKING = threading.Semaphore(1)  # a check is a training in this process: one at a time

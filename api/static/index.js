@@ -42,7 +42,8 @@ document.getElementById("create").addEventListener("submit", async (ev) => {
   msg.className = ""; msg.textContent = "creating (every network is sampled now)…";
   const res = await fetch("/api/studies", { method: "POST", headers, body: document.getElementById("spec").value });
   const body = await res.json().catch(() => ({}));
-  if (res.status === 201) { window.location = `/studies/${body.id}`; return; }
+  // 201: created; 202: still being created, and its page shows the progress
+  if (res.status === 201 || res.status === 202) { window.location = `/studies/${body.id}`; return; }
   msg.className = "err"; msg.textContent = `${res.status}: ${body.detail || res.statusText}`;
 });
 refresh();

@@ -46,6 +46,7 @@ function renderProgress(study) {
   document.title = `dse — ${study.name}`;
   const st = document.getElementById("status");
   st.textContent = study.status; st.className = `status ${study.status}`;
+  renderCreation(study);
   const box = document.getElementById("progress");
   box.replaceChildren();
   for (const name of study.spaces) {
@@ -74,6 +75,18 @@ function renderProgress(study) {
     sel.value = state.fidelity;
   }
   renderExports(study);
+}
+// a study being created shows how far sampling and storing got; a failed one, why
+function renderCreation(study) {
+  const note = document.getElementById("creation");
+  const c = study.creation;
+  let text = "";
+  if (study.status === "creating" && c) {
+    text = `creating: ${c.sampled} of ${c.spaces} spaces sampled` +
+      (c.total === null || c.total === undefined ? "" : `, ${c.stored} of ${c.total} trials stored`);
+  } else if (study.status === "failed") text = `failed: ${study.reason || "no reason recorded"}`;
+  note.textContent = text; note.className = study.status === "failed" ? "err" : "muted";
+  note.hidden = !text;
 }
 function renderExports(study) {
   const box = document.getElementById("exports");

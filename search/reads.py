@@ -1,6 +1,6 @@
 """Reads for the API, the CLI and the analysis, aggregated and paged in the database.
 
-A mixin of search.store.Store. Counts are GROUP BY queries and pages are LIMIT/OFFSET over
+Nothing here writes. Counts are GROUP BY queries and pages are LIMIT/OFFSET over
 `dse_trials` (see search/models.py for why that index exists next to Optuna's tables);
 retried attempts are left out unless asked for, so each network counts once per level.
 """
@@ -12,15 +12,11 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import func, select
 
-from search import fidelity
+from search.db import Database
 from search.models import StudyRow, TrialRow
+from search.status import StudyStatus, TrialStatus
+from search.studies import Studies, StudyNotFound
 
-
-class StudyNotFound(LookupError):
-    """No study with this id."""
-
-
-TRIAL_COUNTS = ("waiting", "running", "done", "failed", "diverged", "cancelled")
 FRAME_COLUMNS = (
     "trial_id",
     "space",
@@ -45,20 +41,25 @@ FRAME_COLUMNS = (
 )
 
 
-class Reads:
-    """Progress, pages, counts, the trial frame and the version token (mixed into Store)."""
+def status_grid(db: Database, study_id: int) -> dict[tuple[str, int], dict[str, int]]:
+    """Trial counts by (space, level) and status, retried attempts left out."""
+    query = (
+        select(TrialRow.space, TrialRow.level, TrialRow.status, func.count())
+        .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
+        .group_by(TrialRow.space, TrialRow.level, TrialRow.status)
+    )
+    grid: dict[tuple[str, int], dict[str, int]] = {}
+    with db.read() as session:
+        for space, level, status, n in session.execute(query):
+            grid.setdefault((space, level), {})[status] = n
+    return grid
 
-    def _status_grid(self, study_id: int) -> dict[tuple[str, int], dict[str, int]]:
-        query = (
-            select(TrialRow.space, TrialRow.level, TrialRow.status, func.count())
-            .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
-            .group_by(TrialRow.space, TrialRow.level, TrialRow.status)
-        )
-        grid: dict[tuple[str, int], dict[str, int]] = {}
-        with self._read() as session:
-            for space, level, status, n in session.execute(query):
-                grid.setdefault((space, level), {})[status] = n
-        return grid
+
+class Reads:
+    """Progress, pages, counts, the trial frame, the version token and `has_unfinished`."""
+
+    def __init__(self, db: Database, studies: Studies) -> None:
+        self.db, self.studies = db, studies
 
     def _not_learned_grid(self, study_id: int) -> dict[tuple[str, int], int]:
         query = (
@@ -70,7 +71,7 @@ class Reads:
             )
             .group_by(TrialRow.space, TrialRow.level)
         )
-        with self._read() as session:
+        with self.db.read() as session:
             return {(space, level): n for space, level, n in session.execute(query)}
 
     def progress(self, study_id: int) -> dict:
@@ -79,25 +80,31 @@ class Reads:
         `not_learned` counts the done trials whose error is not clearly below chance
         (search/learning.py); they are among `done`, not apart from it.
         """
-        study = self.get_study(study_id)
-        grid = self._status_grid(study_id)
+        study = self.studies.get(study_id)
+        grid = status_grid(self.db, study_id)
         at_chance = self._not_learned_grid(study_id)
         spaces: dict[str, list[dict]] = {}
-        totals = dict.fromkeys(TRIAL_COUNTS, 0)
+        totals = dict.fromkeys(TrialStatus, 0)
         for space in study.spec.space_names():
             spaces[space] = []
             for level, epochs in enumerate(study.spec.fidelities):
                 counts = grid.get((space, level), {})
                 entry = {"level": level, "epochs": epochs}
-                entry.update({s: counts.get(s, 0) for s in TRIAL_COUNTS})
+                entry.update({s.value: counts.get(s, 0) for s in TrialStatus})
                 entry["total"] = sum(counts.values())
                 entry["not_learned"] = at_chance.get((space, level), 0)
-                for s in TRIAL_COUNTS:
+                for s in TrialStatus:
                     totals[s] += entry[s]
                 spaces[space].append(entry)
-        totals["total"] = sum(totals.values())
-        totals["not_learned"] = sum(at_chance.values())
-        return {"study_id": study_id, "status": study.status, "spaces": spaces, "totals": totals}
+        body = {s.value: n for s, n in totals.items()}
+        body["total"] = sum(totals.values())
+        body["not_learned"] = sum(at_chance.values())
+        return {
+            "study_id": study_id,
+            "status": study.status.value,
+            "spaces": spaces,
+            "totals": body,
+        }
 
     def _filtered(self, study_id: int, space, level, status, include_retried: bool):
         conds = [TrialRow.study_id == study_id]
@@ -124,7 +131,7 @@ class Reads:
         """One page of trials in enqueue order, as JSON-able dicts."""
         conds = self._filtered(study_id, space, level, status, include_retried)
         query = select(TrialRow).where(*conds).order_by(TrialRow.trial_id)
-        with self._read() as session:
+        with self.db.read() as session:
             rows = session.scalars(query.offset(max(0, offset)).limit(max(0, limit))).all()
         return [_trial_dict(r) for r in rows]
 
@@ -138,19 +145,19 @@ class Reads:
     ) -> int:
         """How many trials match (the same filters as `trials`)."""
         conds = self._filtered(study_id, space, level, status, include_retried)
-        with self._read() as session:
+        with self.db.read() as session:
             return int(session.scalar(select(func.count()).select_from(TrialRow).where(*conds)))
 
     def trial_frame(self, study_id: int) -> pd.DataFrame:
         """One row per trial (retried attempts left out): what the analysis reads."""
-        self.get_study(study_id)
+        self.studies.get(study_id)
         columns = [getattr(TrialRow, c) for c in FRAME_COLUMNS]
         query = (
             select(*columns, TrialRow.net, TrialRow.sampled)
             .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
             .order_by(TrialRow.trial_id)
         )
-        with self._read() as session:
+        with self.db.read() as session:
             rows = session.execute(query).all()
         frame = pd.DataFrame([r[: len(FRAME_COLUMNS)] for r in rows], columns=list(FRAME_COLUMNS))
         frame["error"] = pd.to_numeric(frame["error"], errors="coerce").astype(float)
@@ -162,7 +169,7 @@ class Reads:
 
     def version(self, study_id: int) -> str:
         """A token that changes whenever any trial (or the study) changes."""
-        with self._read() as session:
+        with self.db.read() as session:
             n, last = session.execute(
                 select(func.count(), func.max(TrialRow.updated_at)).where(
                     TrialRow.study_id == study_id
@@ -173,25 +180,29 @@ class Reads:
             raise StudyNotFound(f"study {study_id}: no such study")
         return f"{n}-{_stamp(last)}-{_stamp(updated)}"
 
-    def idle(self, study_ids: list[int] | None = None) -> bool:
-        """True when no running study has a waiting or running trial (after settling them)."""
-        query = select(StudyRow.id).where(StudyRow.status == "running")
-        if study_ids:
-            query = query.where(StudyRow.id.in_(study_ids))
-        with self._read() as session:
-            running = list(session.scalars(query))
-        for study_id in running:
-            self.settle(study_id)
+    def has_unfinished(self, study_ids: list[int] | None = None) -> bool:
+        """True when a running study (of `study_ids`, if given) has a waiting or running trial."""
         unfinished = (
             select(func.count())
             .select_from(TrialRow)
             .join(StudyRow, StudyRow.id == TrialRow.study_id)
-            .where(StudyRow.status == "running", TrialRow.status.in_(fidelity.UNFINISHED))
+            .where(
+                StudyRow.status == StudyStatus.RUNNING,
+                TrialRow.status.in_(TrialStatus.unfinished()),
+            )
         )
         if study_ids:
             unfinished = unfinished.where(TrialRow.study_id.in_(study_ids))
-        with self._read() as session:
-            return not session.scalar(unfinished)
+        with self.db.read() as session:
+            return bool(session.scalar(unfinished))
+
+    def running_studies(self, study_ids: list[int] | None = None) -> list[int]:
+        """Ids of running studies (of `study_ids`, if given)."""
+        query = select(StudyRow.id).where(StudyRow.status == StudyStatus.RUNNING)
+        if study_ids:
+            query = query.where(StudyRow.id.in_(study_ids))
+        with self.db.read() as session:
+            return list(session.scalars(query))
 
 
 def _trial_dict(row: TrialRow) -> dict:

@@ -1,0 +1,191 @@
+"""Creator: runs study creations in child processes, so no request waits for sampling.
+
+Why processes and not threads: sampling is CPU-bound Python and numpy, and a thread of the
+API process would hold the GIL; a pure-Python millisecond of request work took up to 40 ms
+next to a sampling thread (measured here), so `/healthz` could not promise 100 ms (issue 15
+finding 1). Children are forked from a forkserver whose one process imported the store and
+the sampler once: each creation starts in milliseconds, with no thread, lock or database
+connection inherited from the server. A child that dies leaves its study `creating`; its
+heartbeat stops and the reaper fails it (search/recovery.py), or at once here when this
+process sees the child end. At most `parallel` creations run at once; more are refused
+(CreatorBusy) rather than queued, so one client cannot pile up work behind the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from dataclasses import dataclass, field
+from multiprocessing import spawn
+
+from search.creation import CreationBudget
+from search.status import StudyStatus
+
+log = logging.getLogger("dse.creator")
+# What the forkserver imports once (search/forkserver_main.py says why the first).
+PRELOAD = ["search.forkserver_main", "search.store", "anynet.sampling"]
+MAIN_ENV = "DSE_FORKSERVER_MAIN"  # read by search/forkserver_main.py in the forkserver
+NICENESS = 10  # a creation yields the CPU to the server's requests
+
+
+class CreatorBusy(RuntimeError):
+    """Too many creations are running; try again later."""
+
+
+def _create(url: str, study_id: int, budget: CreationBudget) -> None:
+    """In the child: sample and store one study (failures are recorded on the study)."""
+    from search.creation import CreationFailed
+    from search.store import Store
+
+    os.nice(NICENESS)  # requests of the server come first on a busy machine
+    store = Store(url)
+    try:
+        store.fill_study(study_id, budget)
+    except CreationFailed:
+        pass  # the study is failed with the reason; nothing else to report
+    finally:
+        store.close()
+
+
+def _warm() -> None:
+    """In the child: nothing (starting one makes the forkserver import PRELOAD)."""
+
+
+@dataclass
+class CreationJob:
+    """One creation running in a child process."""
+
+    study_id: int
+    process: multiprocessing.process.BaseProcess
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Creator:
+    """Starts creations in child processes (`submit`), watches them, reaps dead ones."""
+
+    def __init__(
+        self,
+        store,
+        budget: CreationBudget | None = None,
+        parallel: int = 2,
+        reap_seconds: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.budget = budget or CreationBudget()
+        self.parallel = parallel
+        self.reap_seconds = reap_seconds
+        self._jobs: list[CreationJob] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(PRELOAD)
+        main = spawn.get_preparation_data("dse").get("init_main_from_path")
+        if main:  # the path children would import again (search/forkserver_main.py)
+            os.environ[MAIN_ENV] = main
+
+    def start(self, warm_timeout: float = 120.0) -> None:
+        """Reap dead creations, start the forkserver (its imports take seconds once), watch.
+
+        Waits up to `warm_timeout` s for the forkserver, so the first POST after a start
+        does not wait for it.
+        """
+        self.store.reap_creating()
+        warm = threading.Thread(target=self._warm, name="dse-creator-warm", daemon=True)
+        warm.start()
+        warm.join(warm_timeout)
+        self._watcher = threading.Thread(target=self._watch, name="dse-creator", daemon=True)
+        self._watcher.start()
+
+    def _warm(self) -> None:
+        try:
+            child = self._context.Process(target=_warm, daemon=True)
+            child.start()
+            child.join()
+        except Exception:  # only a head start for the first creation
+            log.debug("forkserver warm-up failed", exc_info=True)
+
+    def submit(self, study_id: int) -> CreationJob:
+        """Start creating `creating` study `study_id` in a child; CreatorBusy when full."""
+        with self._lock:
+            running = [j for j in self._jobs if not j.done.is_set()]
+            if len(running) >= self.parallel:
+                raise CreatorBusy(
+                    f"{len(running)} studies are being created; try again in a few seconds"
+                )
+            child = self._context.Process(
+                target=_create,
+                args=(self.store.url, study_id, self.budget),
+                name=f"dse-create-{study_id}",
+                daemon=True,
+            )
+            child.start()
+            job = CreationJob(study_id, child)
+            self._jobs.append(job)
+        return job
+
+    def busy(self) -> bool:
+        """True when `parallel` creations are running (a submit would be refused)."""
+        with self._lock:
+            return sum(not j.done.is_set() for j in self._jobs) >= self.parallel
+
+    def wait(self, job: CreationJob, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the job; True when it has finished."""
+        job.process.join(timeout)
+        if job.process.exitcode is not None:
+            self._finished(job)
+        return job.done.is_set()
+
+    def _finished(self, job: CreationJob) -> None:
+        """Record an ended child; a study it left `creating` is failed with the exit code."""
+        with self._lock:
+            if job.done.is_set():
+                return
+            job.done.set()
+            self._jobs.remove(job)
+        code = job.process.exitcode
+        if code:
+            try:
+                status = self.store.get_study(job.study_id).status
+                if status == StudyStatus.CREATING:
+                    self.store.studies.fail(
+                        job.study_id, f"creation process ended with exit code {code}"
+                    )
+            except Exception:  # the reaper will do it
+                log.warning("could not fail study %d after its creation died", job.study_id)
+
+    def _watch(self) -> None:
+        """Join ended children (no zombies) and reap dead creations periodically."""
+        waited = 0.0
+        while not self._stop.wait(0.2):
+            with self._lock:
+                ended = [j for j in self._jobs if j.process.exitcode is not None]
+            for job in ended:
+                job.process.join()
+                self._finished(job)
+            waited += 0.2
+            if waited >= self.reap_seconds:
+                waited = 0.0
+                try:
+                    self.store.reap_creating()
+                except Exception:  # the database may be down a while; try next time
+                    log.warning("reaping dead creations failed", exc_info=True)
+
+    def close(self) -> None:
+        """Stop watching; stop running creations, their studies failed with the reason."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.process.terminate()
+            job.process.join()
+            try:
+                self.store.studies.fail(
+                    job.study_id, "the server stopped while the study was being created"
+                )
+            except Exception:  # the reaper will do it
+                log.warning("could not fail study %d on shutdown", job.study_id)

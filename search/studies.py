@@ -1,0 +1,241 @@
+"""Studies: the dse_studies rows and their life cycle (creating → running → done, cancelled,
+failed), each study paired with one Optuna study holding its trials.
+
+Creating a study is two steps so that nobody waits for sampling: `begin` stores the spec
+with status `creating` (fast, validated), and search/creation.py samples and stores the
+trials, reporting progress here (`report_creation`) and finally `mark_running`. A creation
+that fails ends `failed` with the reason (`fail`), its trials removed; never silently gone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import optuna
+from sqlalchemy import delete, func, select, update
+
+from search import optuna_rdb
+from search.db import Database
+from search.models import CreationProgress, StudyRecord, StudyRow, TrialRow, utcnow
+from search.spec import StudySpec
+from search.status import StudyStatus, TrialStatus
+
+
+class StudyNotFound(LookupError):
+    """No study with this id."""
+
+
+class Studies:
+    """Create, read, cancel and fail studies; the spec of each, parsed once."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # study id → (its Optuna study's name, spec); the name tells a discarded study from
+        # a new one that reused its id (SQLite reuses the largest id after a delete)
+        self._specs: dict[int, tuple[str | None, StudySpec]] = {}
+
+    # --- creation ---------------------------------------------------------------------
+
+    def begin(self, spec: StudySpec | dict) -> int:
+        """Store a validated spec as a `creating` study with an empty Optuna study; its id."""
+        if not isinstance(spec, StudySpec):
+            spec = StudySpec.model_validate(spec)
+        optuna_name = f"dse-{uuid.uuid4().hex}"
+        progress = CreationProgress(spaces=len(spec.spaces))
+        with self.db.write() as session, session.begin():
+            row = StudyRow(
+                name=spec.name,
+                optuna_name=optuna_name,
+                spec=spec.model_dump(mode="json"),
+                sampling={},
+                status=StudyStatus.CREATING.value,
+                creation=progress.to_json(),
+            )
+            session.add(row)
+        try:
+            oid = self.db.optuna.create_new_study(
+                [optuna.study.StudyDirection.MINIMIZE], optuna_name
+            )
+            self.db.optuna.set_study_user_attr(oid, "dse_study_id", row.id)
+            with self.db.write() as session, session.begin():
+                session.execute(
+                    update(StudyRow).where(StudyRow.id == row.id).values(optuna_study_id=oid)
+                )
+        except BaseException:
+            self.discard(row.id)
+            raise
+        self._specs[row.id] = (optuna_name, spec)
+        return row.id
+
+    def report_creation(
+        self, study_id: int, progress: CreationProgress, sampling: dict | None = None, session=None
+    ) -> bool:
+        """Record creation progress (also the creation's heartbeat); False unless creating."""
+        values: dict = {"creation": progress.to_json(), "updated_at": utcnow()}
+        if sampling is not None:
+            values["sampling"] = sampling
+        query = (
+            update(StudyRow)
+            .where(StudyRow.id == study_id, StudyRow.status == StudyStatus.CREATING)
+            .values(**values)
+        )
+        if session is not None:
+            return bool(session.execute(query).rowcount)
+        with self.db.write() as session, session.begin():
+            return bool(session.execute(query).rowcount)
+
+    def mark_running(self, study_id: int) -> bool:
+        """creating → running (its trials are all stored); False if it was cancelled meanwhile."""
+        with self.db.write() as session, session.begin():
+            return bool(
+                session.execute(
+                    update(StudyRow)
+                    .where(StudyRow.id == study_id, StudyRow.status == StudyStatus.CREATING)
+                    .values(status=StudyStatus.RUNNING.value, updated_at=utcnow())
+                ).rowcount
+            )
+
+    def fail(self, study_id: int, reason: str, stale_before: datetime | None = None) -> bool:
+        """Fail a `creating` study with the reason and remove its trials; False if not creating.
+
+        With `stale_before`, only if its creation has not reported since then.
+        """
+        where = [StudyRow.id == study_id, StudyRow.status == StudyStatus.CREATING]
+        if stale_before is not None:
+            where.append(StudyRow.updated_at < stale_before)
+        with self.db.write() as session, session.begin():
+            failed = session.execute(
+                update(StudyRow)
+                .where(*where)
+                .values(status=StudyStatus.FAILED.value, reason=reason[:2000], updated_at=utcnow())
+                .returning(StudyRow.optuna_name)
+            ).one_or_none()
+        if failed is None:
+            return False
+        self._drop_trials(study_id, failed[0])
+        return True
+
+    def discard(self, study_id: int) -> None:
+        """Remove a study entirely (a creation that failed while its caller waited)."""
+        with self.db.read() as session:
+            optuna_name = session.scalar(
+                select(StudyRow.optuna_name).where(StudyRow.id == study_id)
+            )
+        self._drop_trials(study_id, optuna_name)
+        with self.db.write() as session, session.begin():
+            session.execute(delete(StudyRow).where(StudyRow.id == study_id))
+        self._specs.pop(study_id, None)
+
+    def _drop_trials(self, study_id: int, optuna_name: str | None) -> None:
+        """Delete the study's dse_trials rows and its Optuna study (trials and all)."""
+        try:
+            oid = (
+                None if optuna_name is None else self.db.optuna.get_study_id_from_name(optuna_name)
+            )
+        except KeyError:
+            oid = None
+        with self.db.write() as session, session.begin():
+            session.execute(delete(TrialRow).where(TrialRow.study_id == study_id))
+            session.execute(
+                update(StudyRow).where(StudyRow.id == study_id).values(optuna_study_id=None)
+            )
+            if oid is not None:
+                optuna_rdb.delete_study(session, oid)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def list(self) -> list[StudyRecord]:
+        """Every study, newest first."""
+        with self.db.read() as session:
+            rows = session.scalars(select(StudyRow).order_by(StudyRow.id.desc())).all()
+        return [self._record(r) for r in rows]
+
+    def count(self) -> int:
+        """How many studies there are (one indexed count: cheap enough for a health probe)."""
+        with self.db.read() as session:
+            return int(session.scalar(select(func.count()).select_from(StudyRow)))
+
+    def get(self, study_id: int) -> StudyRecord:
+        """One study; StudyNotFound if there is none with this id."""
+        with self.db.read() as session:
+            row = session.get(StudyRow, study_id)
+        if row is None:
+            raise StudyNotFound(f"study {study_id}: no such study")
+        return self._record(row)
+
+    def status(self, study_id: int) -> StudyStatus:
+        """The study's status; StudyNotFound if there is none."""
+        with self.db.read() as session:
+            status = session.scalar(select(StudyRow.status).where(StudyRow.id == study_id))
+        if status is None:
+            raise StudyNotFound(f"study {study_id}: no such study")
+        return StudyStatus(status)
+
+    def spec(self, study_id: int, row: StudyRow | None = None) -> StudySpec:
+        """The study's spec (parsed once per process; `row`, if read already, is used)."""
+        cached = self._specs.get(study_id)
+        if cached is not None and (row is None or cached[0] == row.optuna_name):
+            return cached[1]
+        if row is None:
+            with self.db.read() as session:
+                row = session.get(StudyRow, study_id)
+            if row is None:
+                raise StudyNotFound(f"study {study_id}: no such study")
+        spec = StudySpec.model_validate(row.spec)
+        self._specs[study_id] = (row.optuna_name, spec)
+        return spec
+
+    def _record(self, row: StudyRow) -> StudyRecord:
+        return StudyRecord(
+            id=row.id,
+            name=row.name,
+            status=StudyStatus(row.status),
+            spec=self.spec(row.id, row),
+            created=aware(row.created_at),
+            updated=aware(row.updated_at),
+            optuna_name=row.optuna_name,
+            sampling=row.sampling or {},
+            reason=row.reason,
+            creation=CreationProgress.from_json(row.creation),
+        )
+
+    # --- cancelling ---------------------------------------------------------------------
+
+    def cancel(self, study_id: int) -> bool:
+        """Cancel a study: waiting trials are cancelled, running ones stop at their next epoch.
+
+        One transaction: the study row (the lock TrialWriter takes, so trials added later
+        are created cancelled), our waiting rows and their Optuna trials (failed in bulk).
+        """
+        self.get(study_id)
+        now = utcnow()
+        with self.db.write() as session, session.begin():
+            changed = session.execute(
+                update(StudyRow)
+                .where(
+                    StudyRow.id == study_id,
+                    StudyRow.status.in_((StudyStatus.CREATING, StudyStatus.RUNNING)),
+                )
+                .values(status=StudyStatus.CANCELLED.value, updated_at=now)
+            ).rowcount
+            ids = session.scalars(
+                update(TrialRow)
+                .where(TrialRow.study_id == study_id, TrialRow.status == TrialStatus.WAITING)
+                .values(
+                    status=TrialStatus.CANCELLED.value,
+                    reason="study cancelled",
+                    finished_at=now,
+                    updated_at=now,
+                )
+                .returning(TrialRow.trial_id)
+            ).all()
+            # a claimer that won WAITING → RUNNING meanwhile finds our row cancelled and
+            # fails its trial itself; these are failed whether WAITING or RUNNING
+            optuna_rdb.fail_trials(session, ids)
+        return bool(changed)
+
+
+def aware(t: datetime) -> datetime:
+    """SQLite hands timestamps back naive; they were written in UTC."""
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t

@@ -1,0 +1,6 @@
+"""Helpers shared by tests/ and benchmarks/ (not used by the service itself).
+
+- testkit.pg: scratch PostgreSQL databases on the test server, created and dropped;
+- testkit.server: the dse app served by uvicorn in a thread on a free loopback port;
+- testkit.browser: how the real-browser tests and benchmarks launch Debian's chromium.
+"""
