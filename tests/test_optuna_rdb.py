@@ -156,7 +156,7 @@ def test_params_and_distributions_through_optunas_api(sqlite_url, smoke_spec):
     assert "bot_mul" in e.params and "g" in e.params and "bot_mul1" not in e.params
     # RegNetX: d, w0, wa, wm, g, b as drawn, plus the stages they give
     assert {"depth", "w0", "wa", "wm", "g", "bot_mul", "d1", "w1"} <= set(r.params)
-    assert r.distributions["wa"] == FloatDistribution(8.0, 256.0, log=True)
+    assert r.distributions["wa"] == FloatDistribution(8.0, 255.9, log=True)  # DDS §3.3: wa < 256
     assert r.distributions["w0"] == IntDistribution(16, 32, log=True)
     # total depth: RegNetX draws it in [6, 10], AnyNet sums its stages': one range
     assert r.distributions["depth"].high == 10 and r.distributions["depth"].low <= 6
@@ -180,7 +180,8 @@ def test_importance_slice_and_parallel_coordinates_work(sqlite_url, smoke_spec):
         study_name=store.get_study(study_id).optuna_name, storage=store.optuna
     )
     w1 = study.trials[0].distributions["w1"]
-    assert w1 == IntDistribution(8, 32, step=8)  # the smoke spec's width [8, 32], step 8
+    # the smoke spec's width [8, 32]: log-uniform (DDS §3.2), so step 1 (Optuna has no log steps)
+    assert w1 == IntDistribution(8, 32, log=True)
     importances = optuna.importance.get_param_importances(study)
     assert {"space", "flops", "d1", "w1"} <= set(importances)
     assert abs(sum(importances.values()) - 1.0) < 1e-6
@@ -220,7 +221,7 @@ def test_distributions_merge_across_spaces():
     """A name two spaces draw differently becomes one range covering both (Optuna's rule)."""
     from anynet.spaces import get_space
 
-    a, regnet = get_space("AnyNetX_A"), get_space("RegNetX")
+    a, regnet = get_space("AnyNetX_A"), get_space("RegNetX_pycls")
     rows_a = [trial_params.trial_params("A", {"g": 4, "w1": 64}, _cx(1), 1)]
     rows_r = [trial_params.trial_params("R", {"g": 24, "w1": 48}, _cx(2), 1)]
     dists = trial_params.study_distributions({"A": (a, rows_a), "R": (regnet, rows_r)}, [1, 3])
@@ -228,7 +229,7 @@ def test_distributions_merge_across_spaces():
     assert dists["space"] == CategoricalDistribution(("A", "R"))
     # AnyNetX's g is a choice, RegNet's g power2_or_log_uniform: an int range over both
     assert dists["g"] == IntDistribution(1, 128)
-    # w1: AnyNetX draws it (uniform_int step 8), RegNet derives it: the union, step 1
+    # w1: AnyNetX draws it (log-uniform, quantum 8), RegNet derives it: the union, step 1
     assert dists["w1"] == IntDistribution(8, 1024)
     restored = trial_params.from_json(trial_params.to_json(dists))
     assert restored == dists
