@@ -92,7 +92,10 @@ class Creator:
         Waits up to `warm_timeout` s for the forkserver, so the first POST after a start
         does not wait for it.
         """
-        self.store.reap_creating()
+        try:
+            self.store.reap_creating()
+        except Exception:  # the database may be down at start: /healthz says so, _watch retries
+            log.warning("could not reap stale creations at start", exc_info=True)
         warm = threading.Thread(target=self._warm, name="dse-creator-warm", daemon=True)
         warm.start()
         warm.join(warm_timeout)
