@@ -63,7 +63,11 @@ class Progress(_Exact):
     study_id: int
     status: str = Field(description="the study's status: creating, running, cancelled, done")
     spaces: dict[str, list[LevelCounts]] = Field(description="per space, one entry per level")
-    totals: StatusCounts
+    references: dict[str, list[LevelCounts]] = Field(
+        default_factory=dict,
+        description="per reference network (all its seeds), one entry per level; not in totals",
+    )
+    totals: StatusCounts = Field(description="the spaces' trials (reference trials apart)")
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -251,6 +255,30 @@ class Suggestion(_Exact):
     family: str | None = Field(None, description="the family of tests its q-value is over")
 
 
+class ReferenceMarker(_Exact):
+    """A reference network at one level: its error over seeds and its percentile per space."""
+
+    name: str
+    n: int = Field(description="seeds counted (done or diverged) at this level")
+    seeds: int = Field(description="seeds the spec asks for")
+    n_diverged: int
+    n_failed: int
+    n_pending: int
+    errors: list[Number] = Field(description="the error of each counted seed")
+    mean: Number = Field(description="mean error over the counted seeds (the marker's line)")
+    sd: Number = Field(description="standard deviation over the seeds (ddof 1)")
+    lo: Number = Field(description="the band: lowest error over the seeds")
+    hi: Number = Field(description="the band: highest error over the seeds")
+    band: str = Field(description="what lo and hi are")
+    flops: int | None
+    params: int | None
+    acts: int | None
+    percentile: dict[str, Number] = Field(
+        description="per space: the (weighted) fraction of its networks with a higher error"
+    )
+    text: dict[str, str] = Field(description="per space: 'resnet20 beats 62% of AnyNetX_E'")
+
+
 class Results(_Exact):
     """A study's results at one fidelity level (GET /api/studies/{id}/edf; docs/method.md §6)."""
 
@@ -274,4 +302,7 @@ class Results(_Exact):
     progress: dict[str, list[LevelCounts]]
     not_learned: list[NotLearned] = Field(
         default_factory=list, description="spaces whose trainings stayed at chance"
+    )
+    references: dict[str, ReferenceMarker] = Field(
+        default_factory=dict, description="reference networks' markers (docs/method.md §6)"
     )

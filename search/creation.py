@@ -208,6 +208,8 @@ class StudyCreation:
             )
             row["sampled"] = dict(s.params)
             rows.append(row)
+        first_space = next(iter(per_space.values()))[0]
+        rows += reference_rows(study_id, spec, first_space)
         n = len(spec.spaces)
         budget_seconds = beat.progress.budget_seconds if beat.progress else None
         # the next chunks are checked and serialised while the database stores this one
@@ -232,6 +234,34 @@ class StudyCreation:
                 beat.progress = progress
         finally:
             ahead.shutdown(cancel_futures=True)
+
+
+def reference_rows(study_id: int, spec, space) -> list[dict]:
+    """Trials of the study's reference networks: every seed at every level, all waiting now.
+
+    They are not promoted (each level trains every reference, so its marker is comparable
+    with every level's EDF); seed k is sample k (the worker seeds with study seed + sample).
+    Their input is the one the spaces were sampled for (`space`: the first DesignSpace).
+    """
+    from anynet.network import network_complexity
+
+    resolution = spec.dataset.resolution or space.resolution
+    num_classes = spec.dataset.num_classes or space.num_classes
+    rows = []
+    for i, (label, ref) in enumerate(zip(spec.reference_labels(), spec.references, strict=True)):
+        try:
+            net = ref.network(resolution, num_classes, 3)  # as the sampler: 3 channels
+            counts = network_complexity(net)
+        except ValueError as e:
+            raise ValueError(f"references[{i}] ({label}): {e}") from e
+        depth = sum(int(s.depth) for s in net.stages) if hasattr(net, "stages") else 0
+        for level, epochs in enumerate(spec.fidelities):
+            for seed in range(spec.reference_seeds):
+                row = new_trial_values(study_id, label, seed, level, epochs, 1, net.to_dict(),
+                                       counts, reference=label, depth=depth)  # fmt: skip
+                row["sampled"] = {}
+                rows.append(row)
+    return rows
 
 
 class _CancelPoll:

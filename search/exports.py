@@ -55,7 +55,7 @@ def _winner_net(store, study_id: int, space: str | None, trial_id: int | None):
     from anynet.spec import NetSpec
 
     frame = store.trial_frame(study_id)
-    done = frame[(frame["status"] == "done") & frame["error"].notna()]
+    done = frame[(frame["status"] == "done") & frame["error"].notna() & frame["reference"].isna()]
     if space is not None:
         done = done[done["space"] == space]
     if trial_id is not None:

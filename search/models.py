@@ -110,12 +110,17 @@ class TrialRow(Base):
     val_size: Mapped[int | None] = mapped_column(Integer)
     not_learned: Mapped[bool | None] = mapped_column(Boolean)
     recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the label of the study's reference network this trial trains (search/reference_spec.py);
+    # None for a space's sample. Reference trials never enter a space's statistics.
+    reference: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-def new_trial_values(study_id, space, sample, level, epochs, attempt, net, complexity) -> dict:
+def new_trial_values(
+    study_id, space, sample, level, epochs, attempt, net, complexity, reference=None, depth=None
+) -> dict:
     """Column values of a new waiting trial row (callers add trial_id and sampled)."""
     stages = net.get("stages", [])
     return {
@@ -130,9 +135,10 @@ def new_trial_values(study_id, space, sample, level, epochs, attempt, net, compl
         "flops": int(complexity["flops"]),
         "params": int(complexity["params"]),
         "acts": int(complexity["acts"]),
-        "depth": sum(int(s["depth"]) for s in stages),
+        "depth": sum(int(s["depth"]) for s in stages) if depth is None else int(depth),
         "net": net,
         "history": [],
+        "reference": reference,
         "updated_at": utcnow(),
     }
 

@@ -32,6 +32,8 @@ def copy_values(source: TrialRow, level: int, epochs: int, attempt: int) -> dict
         attempt,
         source.net,
         {"flops": source.flops, "params": source.params, "acts": source.acts},
+        reference=source.reference,
+        depth=source.depth,
     )
     values["sampled"] = source.sampled
     return values

@@ -38,6 +38,7 @@ FRAME_COLUMNS = (
     "chance_error",
     "val_size",
     "not_learned",
+    "reference",
 )
 
 
@@ -96,13 +97,24 @@ class Reads:
                 for s in TrialStatus:
                     totals[s] += entry[s]
                 spaces[space].append(entry)
+        references: dict[str, list[dict]] = {}
+        for label in study.spec.reference_labels():  # their own rows: never a space's
+            references[label] = []
+            for level, epochs in enumerate(study.spec.fidelities):
+                counts = grid.get((label, level), {})
+                entry = {"level": level, "epochs": epochs}
+                entry.update({s.value: counts.get(s, 0) for s in TrialStatus})
+                entry["total"] = sum(counts.values())
+                entry["not_learned"] = at_chance.get((label, level), 0)
+                references[label].append(entry)
         body = {s.value: n for s, n in totals.items()}
         body["total"] = sum(totals.values())
-        body["not_learned"] = sum(at_chance.values())
+        body["not_learned"] = sum(n for (space, _), n in at_chance.items() if space in spaces)
         return {
             "study_id": study_id,
             "status": study.status.value,
             "spaces": spaces,
+            "references": references,
             "totals": body,
         }
 

@@ -30,7 +30,10 @@ F, band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled}, ra
 wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths, stage_widths}},
 regnet_top_k; refinement [{space, kind, ..., text}]; progress {name: [{level, epochs,
 waiting, running, done, diverged, failed, cancelled, total, not_learned}]}; not_learned
-[{space, n, of, text}] (spaces with > 10% of done trials at chance, search/learning.py).
+[{space, n, of, text}] (spaces with > 10% of done trials at chance, search/learning.py);
+references {label: {name, n, seeds, n_diverged, n_failed, n_pending, errors, mean, sd, lo, hi,
+band, flops, params, acts, percentile {space}, text {space}}} (search/reference_results.py;
+reference trials enter no space's statistics).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from search.jsonable import Ready as _Ready
 from search.jsonable import json_safe as _jsonable
 from search.learning import not_learned_spaces, space_learning
 from search.normalize import DEFAULT_BINS, normalise
+from search.reference_results import reference_markers
 from search.refinement import benjamini_hochberg, refinement_suggestions
 
 NORMALIZE = ("flops", "params", "acts")
@@ -201,6 +205,7 @@ def study_results(
     level = _level_of(spec, fidelity)
     names = list(spec.space_names())
     frame = _pick_rows(frame) if len(frame) else frame
+    frame, refs = _split_references(frame)
     names += sorted(set(frame["space"]) - set(names)) if len(frame) else []
     info = _space_info(spec)
     here = frame[frame["level"] == level] if len(frame) else frame
@@ -213,7 +218,7 @@ def study_results(
         by_space = {n: i[norm.inside[n]] for n, i in by_space.items()}
     weights = {n: norm.weights[n] if norm else None for n in names}
     bin_of = {n: norm.bin_of[n] if norm else None for n in names}
-    spaces, params, refine_in, fits, e_fit = {}, {}, {}, {}, {}
+    spaces, params, refine_in, fits, e_fit, marked = {}, {}, {}, {}, {}, {}
     numeric = _numeric_columns(counted)
     all_specs = counted["spec"].tolist() if "spec" in counted else None
     efit_all = efits(all_specs) if all_specs is not None else np.full(len(counted), np.nan)
@@ -221,6 +226,7 @@ def study_results(
         idx = by_space[n]
         e_raw, w = err_all[idx], weights[n]
         e = A.as_errors(e_raw)
+        marked[n] = (e, w)
         st = here[here["space"] == n]["status"].value_counts() if len(here) else {}
         s = A.summary(e_raw, w)
         n_eff = A.effective_n(w) if w is not None else float(e.size)
@@ -306,8 +312,17 @@ def study_results(
             "refinement": refinement_suggestions(refine_in, pairwise=pairwise),
             "progress": _progress(frame, spec, names),
             "not_learned": not_learned_spaces(spaces, spec.fidelities[level]),
+            "references": reference_markers(refs, spec, level, marked),
         }
     )
+
+
+def _split_references(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the spaces' trials, the reference networks' trials): references join no space."""
+    if not len(frame) or "reference" not in frame:
+        return frame, frame.iloc[0:0]
+    is_ref = frame["reference"].notna().to_numpy()
+    return frame[~is_ref], frame[is_ref]
 
 
 def _efit_ranges() -> dict:

@@ -9,11 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from anynet.spaces import complexity_preset
 from anynet.spec import MAX_CLASSES, MAX_RESOLUTION
 from search import recipe as defaults
+from search.reference_spec import (
+    DEFAULT_REFERENCE_SEEDS,
+    MAX_REFERENCE_SEEDS,
+    MAX_REFERENCES,
+    StudyReference,
+)
 from search.space_spec import SpaceSpec
 from search.spec_text import load_text
 
@@ -154,6 +160,19 @@ class StudySpec(_Strict):
     recipe: Recipe = Recipe()
     seed: int = Field(0, ge=0, le=MAX_SEED)
     limits: Limits = Limits()
+    references: list[StudyReference] = Field(
+        default_factory=list,
+        max_length=MAX_REFERENCES,
+        description="reference networks drawn on every EDF: names of `dse anynet --references`, "
+        "{'regnet': 'D,W0,WA,WM,G'} or NetSpecs (search/reference_spec.py)",
+    )
+    reference_seeds: int = Field(
+        DEFAULT_REFERENCE_SEEDS,
+        ge=1,
+        le=MAX_REFERENCE_SEEDS,
+        validation_alias=AliasChoices("reference_seeds", "seeds"),
+        description="training repeats of each reference network at each level",
+    )
 
     @field_validator("name")
     @classmethod
@@ -200,7 +219,22 @@ class StudySpec(_Strict):
             raise ValueError(
                 f"spaces: names must be unique, {dupes} repeated (set 'name' on each space)"
             )
+        labels = self.reference_labels()
+        for i, label in enumerate(labels):
+            if label in names or label in RESERVED_SPACE_NAMES:
+                raise ValueError(
+                    f"references.{i}: the label {label!r} is taken by a space or reserved; "
+                    "set 'name' on the reference"
+                )
+            if labels.index(label) != i:
+                raise ValueError(
+                    f"references.{i}: {label!r} is listed twice; give each a distinct 'name'"
+                )
         return self
+
+    def reference_labels(self) -> list[str]:
+        """The label of every reference network, in spec order."""
+        return [r.label(i) for i, r in enumerate(self.references)]
 
     def space_names(self) -> list[str]:
         """The label of every space, in spec order (`name`, else the preset's name)."""

@@ -145,10 +145,18 @@ class TrialWriter:
     def _optuna_trial(self, row: dict, distributions: dict, cancelled: bool):
         """The Optuna trial of one dse_trials row: its network's params and attributes."""
         attrs = {k: row[k] for k in USER_ATTRS}
-        complexity = {k: row[k] for k in trial_params.COMPLEXITY}
-        sampled = row.get("sampled") or {}
-        params = trial_params.trial_params(row["space"], sampled, complexity, row["epochs"])
-        params = trial_params.restricted(params, distributions)
+        if row.get("reference") is not None:
+            # a reference network is no draw of a space: it records its label and fidelity
+            # only (its complexity may lie outside the spaces' ranges)
+            attrs["reference"] = row["reference"]
+            params = trial_params.restricted(
+                {trial_params.EPOCHS: int(row["epochs"])}, distributions
+            )
+        else:
+            complexity = {k: row[k] for k in trial_params.COMPLEXITY}
+            sampled = row.get("sampled") or {}
+            params = trial_params.trial_params(row["space"], sampled, complexity, row["epochs"])
+            params = trial_params.restricted(params, distributions)
         return optuna_rdb.NewTrial(
             state=TrialState.FAIL if cancelled else TrialState.WAITING,
             params=params,

@@ -1,0 +1,28 @@
+"""dse_trials: the reference network a trial trains (None for a space's sample)
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Add the reference label column (search/reference_spec.py)."""
+    with op.batch_alter_table("dse_trials") as batch:
+        batch.add_column(sa.Column("reference", sa.String(200)))
+
+
+def downgrade() -> None:
+    """Drop it."""
+    with op.batch_alter_table("dse_trials") as batch:
+        batch.drop_column("reference")
