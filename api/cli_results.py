@@ -119,6 +119,7 @@ def table(results: dict) -> str:
                 f" (95% bootstrap [{_fmt(b['lo'], '.3f')}, {_fmt(b['hi'], '.3f')}]),"
                 f" all {f['n']}: median {_fmt(_median(f['x']), '.3f')}"
             )
+    lines += _reference_lines(results.get("references", {}))
     rank = [r for r in results["rank_correlation"] if r["space"] == "all" and r["n"]]
     if rank:
         lines += ["", "rank correlation between levels (networks trained at both):"]
@@ -146,6 +147,46 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _reference_lines(refs: dict) -> list[str]:
+    """Each reference network's error over its seeds and its percentile in each space."""
+    if not refs:
+        return []
+    lines = ["", "reference networks (mean error over seeds, band min–max; beats = the share "
+             "of a space's networks with a higher error):"]  # fmt: skip
+    for r in refs.values():
+        size = f"{_fmt(r['flops'] and r['flops'] / 1e6, '.3g')} MF"
+        size += f", {_fmt(r['params'] and r['params'] / 1e6, '.3g')} M params"
+        if r["mean"] is None:
+            lines.append(f"  {r['name']} ({size}): no finished seed yet ({r['n_pending']} pending)")
+            continue
+        lines.append(
+            f"  {r['name']} ({size}): error {r['mean']:.4f} [{r['lo']:.4f}, {r['hi']:.4f}]"
+            f" over {r['n']} of {r['seeds']} seeds"
+            + (f" ({r['n_pending']} pending)" if r["n_pending"] else "")
+        )
+        shares = [f"{t}" for t in r["text"].values()]
+        lines += [f"    {t}" for t in shares]
+    return lines
+
+
+def _plot_references(ax, refs: dict, top: float = 0.98) -> None:
+    """Each reference as a vertical line at its mean error, its band shaded, and a label."""
+    for i, r in enumerate(refs.values()):
+        if r["mean"] is None:
+            continue
+        color = f"C{(i + 6) % 10}"
+        ax.axvspan(r["lo"], r["hi"], color=color, alpha=0.15, lw=0)
+        ax.axvline(r["mean"], color=color, lw=1.5, ls="--")
+        beats = ", ".join(
+            f"{share:.0%} of {space}"
+            for space, share in r["percentile"].items()
+            if share is not None
+        )
+        text = f"{r['name']} {r['mean']:.3f}" + (f": beats {beats}" if beats else "")
+        ax.text(r["mean"], top - 0.07 * i, text, color=color, fontsize=7, rotation=0,
+                ha="left", va="top", transform=ax.get_xaxis_transform())  # fmt: skip
+
+
 def plot(results: dict, path: str) -> None:
     """EDFs with DKW 95% bands, and e_fit vs error (DDS Fig. 8), to a PNG (matplotlib, Agg)."""
     import matplotlib
@@ -154,7 +195,9 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax, fx) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120, width_ratios=(3, 2))
+    refs = results.get("references", {})
     trained = [x for s in results["spaces"].values() for x in s["edf"]["x"] if x < 1.0]
+    trained += [v for r in refs.values() for v in (r["lo"], r["hi"]) if v is not None and v < 1.0]
     colors = {}
     for s in results["spaces"].values():
         e = s["edf"]
@@ -171,6 +214,7 @@ def plot(results: dict, path: str) -> None:
     if trained:  # diverged trials sit at error 1.0; keep the axis on the trained ones
         pad = 0.05 * (max(trained) - min(trained) or 1.0)
         ax.set_xlim(min(trained) - pad, max(trained) + pad)
+    _plot_references(ax, refs)
     norm = results["normalize"]
     ax.set_xlabel("error")
     ax.set_ylabel(f"cumulative prob. ({'normalised by ' + norm if norm else 'unnormalised'})")

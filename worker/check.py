@@ -3,8 +3,8 @@
 `dse study create --check` and `POST /api/studies?check=true` train one network once at the
 study's lowest fidelity, with its recipe, dataset and seed, and refuse a study whose check
 stays at chance (search/learning.py), so a study never spends its budget drawing EDFs of
-noise. The network is RegNetX-200MF (DDS, pycls's model zoo) unless a caller names another:
-a study's first reference network, once studies have them.
+noise. The network is the study's first reference network (search/reference_spec.py) when
+its spec lists any, else RegNetX-200MF (DDS, pycls's model zoo), unless a caller names another.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import dataclasses
 
 from anynet.spec import NetSpec
 from search.learning import ALPHA, CAUSES, above_chance_p, learned
+from search.reference_spec import stem_for
 from search.spec import StudySpec
 
 # RegNetX-200MF (d, w0, wa, wm, g): docs/method.md §3
@@ -31,9 +32,6 @@ def best_device() -> str:
     return "cpu"
 
 
-def stem_for(resolution: int) -> str:
-    """The stem for images of this side: no stride-2 stem on small images (NDS's CIFAR nets)."""
-    return "cifar" if resolution <= 64 else "simple"
 
 
 def check_network(resolution: int, num_classes: int) -> NetSpec:
@@ -85,12 +83,17 @@ def check_recipe(
     name: str | None = None,
     threads: int | None = None,
 ) -> RecipeCheck:
-    """Train `net` (default RegNetX-200MF) once at the study's lowest fidelity; did it learn?"""
+    """Train `net` (default: the study's first reference, else RegNetX-200MF) once at the
+    study's lowest fidelity; did it learn?"""
     from worker.data import load_dataset
     from worker.train import train
 
     data = load_dataset(spec.dataset)
-    if net is None:
+    if net is None and spec.references:
+        first = spec.references[0]
+        net = first.network(data.resolution, data.num_classes, data.in_channels)
+        name = name or first.label(0)
+    elif net is None:
         net, name = check_network(data.resolution, data.num_classes), CHECK_NAME
     else:
         net = net.model_copy(

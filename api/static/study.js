@@ -127,8 +127,11 @@ function renderEdf(r) {
     traces.push({ x, y, mode: x.length <= 300 ? "lines+markers" : "lines", marker: { size: 4 }, line: { shape: "hv", color, width: 2 },
       name: `${plotlyText(s.name)} (n=${s.n}, min ${pct(s.min)}, mean ${pct(s.mean)})`, meta: "edf" });
   }
+  const marks = referenceMarkers(r);
+  traces.push(...marks.traces);
   const norm = state.normalize === "none" ? "" : ` (normalised by ${state.normalize})`;
   Plotly.react("edf", traces, {
+    shapes: marks.shapes, annotations: marks.annotations,
     margin: { t: 30, r: 10, b: 45, l: 55 }, title: { text: `error EDF${norm}`, font: { size: 14 } },
     xaxis: { title: { text: "validation error" }, tickformat: ".0%" },
     yaxis: { title: { text: "cumulative prob." }, range: [0, 1.02] },
@@ -139,6 +142,45 @@ function renderEdf(r) {
     const tr = el("tr"); const sw = el("td", `■ ${s.name}`); sw.style.color = colorOf(s.name);
     tr.append(sw, el("td", fmt(s.n)), el("td", pct(s.min)), el("td", pct(s.mean)),
       el("td", acceptanceOf(s.name)));
+    return tr;
+  }));
+}
+// ---- reference markers (results.references: one per reference network, docs/method.md §6) ----
+// each reference is a vertical line at its mean error over seeds, its band (min–max over
+// seeds) shaded, and a label with its percentile in each space ("beats 62% of AnyNetX_E")
+const REF_COLORS = ["#111827", "#92400e", "#be185d", "#0f766e", "#6b7280", "#1e3a8a"];
+function referencesOf(r) {
+  return Object.values(r.references || {});
+}
+function referenceMarkers(r) {
+  const traces = [], shapes = [], annotations = [];
+  referencesOf(r).forEach((ref, i) => {
+    if (ref.mean === null || ref.mean === undefined) return;
+    const color = REF_COLORS[i % REF_COLORS.length];
+    shapes.push({ type: "rect", xref: "x", yref: "paper", x0: ref.lo, x1: ref.hi, y0: 0, y1: 1,
+      fillcolor: rgba(color, 0.12), line: { width: 0 }, layer: "below" });
+    traces.push({ x: [ref.mean, ref.mean], y: [0, 1], mode: "lines", meta: "reference",
+      line: { color, width: 2, dash: "dash" }, hoverinfo: "name",
+      name: `${plotlyText(ref.name)} (reference, ${ref.n} seeds, mean ${pct(ref.mean)})` });
+    const beats = Object.entries(ref.percentile || {}).filter(([, v]) => v !== null)
+      .map(([space, v]) => `${(100 * v).toFixed(0)}% of ${plotlyText(space)}`);
+    annotations.push({ x: ref.mean, y: 0.98 - 0.07 * i, xref: "x", yref: "paper", xanchor: "left",
+      showarrow: false, font: { size: 11, color }, bgcolor: "rgba(255,255,255,0.75)",
+      text: `${plotlyText(ref.name)} ${pct(ref.mean)}` + (beats.length ? `: beats ${beats.join(", ")}` : "") });
+  });
+  return { traces, shapes, annotations };
+}
+function renderReferences(r) {
+  const refs = referencesOf(r);
+  const table = document.getElementById("references");
+  table.hidden = !refs.length;
+  table.querySelector("tbody").replaceChildren(...refs.map((ref) => {
+    const tr = el("tr");
+    tr.dataset.reference = ref.name;
+    const texts = Object.values(ref.text || {});
+    tr.append(el("td", ref.name), el("td", `${ref.n} of ${ref.seeds}` + (ref.n_pending ? ` (${ref.n_pending} pending)` : "")),
+      el("td", pct(ref.mean)), el("td", ref.mean === null ? "–" : `${pct(ref.lo)} – ${pct(ref.hi)}`),
+      el("td", fmt(ref.flops)), el("td", fmt(ref.params)), el("td", texts.join(" · ")));
     return tr;
   }));
 }
@@ -292,7 +334,7 @@ async function render(r) {
   if (state.results !== r) return;
   for (const s of spacesOf(r)) if (!state.spaceOrder.includes(s.name)) state.spaceOrder.push(s.name);
   // the EDFs first: they are what the page is for; the rest follows a frame later
-  renderEdf(r); renderKs(r); renderBanner(r);
+  renderEdf(r); renderReferences(r); renderKs(r); renderBanner(r);
   if (!paramsInView) paramsObserver.observe(document.getElementById("params").parentElement);
   if (!performance.getEntriesByName("edf-plotted").length) performance.mark("edf-plotted");
   const notes = [...(r.warnings || [])];
