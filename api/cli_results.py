@@ -176,7 +176,8 @@ def _plot_references(ax, refs: dict, top: float = 0.98) -> None:
             continue
         color = f"C{(i + 6) % 10}"
         ax.axvspan(r["lo"], r["hi"], color=color, alpha=0.15, lw=0)
-        ax.axvline(r["mean"], color=color, lw=1.5, ls="--")
+        label = f"{r['name']} (reference, error {r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}])"
+        ax.axvline(r["mean"], color=color, lw=1.5, ls="--", label=label)
         beats = ", ".join(
             f"{share:.0%} of {space}"
             for space, share in r["percentile"].items()

@@ -32,8 +32,6 @@ def best_device() -> str:
     return "cpu"
 
 
-
-
 def check_network(resolution: int, num_classes: int) -> NetSpec:
     """RegNetX-200MF for this resolution and number of classes."""
     from anynet.regnet import regnet_spec
