@@ -245,3 +245,68 @@ def test_banner_names_the_spaces_whose_trainings_did_not_learn(server):
             assert not page.locator("#banner").is_visible()
         finally:
             browser.close()
+
+
+REFERENCE_ERRORS = {"resnet20": 0.12, "tiny regnet": 0.3}  # + 0.01 per seed
+
+
+def test_reference_markers_on_the_edf(server):
+    """Reference networks are dashed lines with a shaded band and 'beats N% of <space>' labels."""
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    url, store = server
+    spec = {**SPEC, "name": "references", "samples": 20, "fidelities": [1]}
+    spec["references"] = ["resnet20", {"name": "tiny regnet", "regnet": "2,8,8,2,8"}]
+    study_id = store.create_study(spec)
+    rng = random.Random(2)
+    while (claim := store.claim("browser-test")) is not None:
+        base = REFERENCE_ERRORS.get(claim.space)
+        error = modelled_error(claim, rng) if base is None else base + 0.01 * claim.sample
+        store.finish(claim, TrialOutcome("done", error, seconds=1.0))
+    results = httpx.get(f"{url}/api/studies/{study_id}/edf").json()
+    marker = results["references"]["resnet20"]
+    assert marker["n"] == 3 and marker["mean"] == pytest.approx(0.13)
+    share = marker["percentile"]["AnyNetX_E"]
+    assert share == pytest.approx(
+        sum(e > 0.13 for e in results["params"]["flops"]["spaces"]["AnyNetX_E"]["error"]) / 20
+    )
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 800})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
+            page.wait_for_function(f"({POINTS})() === 60", timeout=30_000)  # refs: no points
+            lines = page.evaluate(
+                """() => document.getElementById('edf').data.filter(t => t.meta === 'reference')
+                  .map(t => ({x: t.x, name: t.name}))"""
+            )
+            assert [line["x"] for line in lines] == [
+                [pytest.approx(0.13)] * 2,
+                [pytest.approx(0.31)] * 2,
+            ]
+            layout = page.evaluate(
+                """() => { const l = document.getElementById('edf').layout;
+                  return { bands: l.shapes.map(s => [s.x0, s.x1]),
+                           labels: l.annotations.map(a => a.text) }; }"""
+            )
+            assert layout["bands"] == [
+                [pytest.approx(0.12), pytest.approx(0.14)],
+                [pytest.approx(0.3), pytest.approx(0.32)],
+            ]
+            assert f"{round(100 * share)}% of AnyNetX_E" in layout["labels"][0]
+            assert layout["labels"][0].startswith("resnet20 13.00%: beats ")
+            rows = page.locator("#references tbody tr")
+            assert rows.count() == 2
+            assert f"resnet20 beats {round(100 * share)}% of AnyNetX_E" in rows.first.inner_text()
+            assert page.locator("#legend tbody tr").count() == 3  # still three spaces
+            assert not errors, errors
+            out = ROOT / "artifacts" / "study_references.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.locator("#edf").scroll_into_view_if_needed()
+            page.screenshot(path=str(out))
+            assert out.stat().st_size > 20_000
+        finally:
+            browser.close()
