@@ -302,6 +302,8 @@ def test_reference_markers_on_the_edf(server):
             assert rows.count() == 2
             assert f"resnet20 beats {round(100 * share)}% of AnyNetX_E" in rows.first.inner_text()
             assert page.locator("#legend tbody tr").count() == 3  # still three spaces
+            done = page.locator('#progress .progress-row[data-reference="tiny regnet"] .count')
+            done.filter(has_text="3 done").wait_for(timeout=10_000)
             assert not errors, errors
             out = ROOT / "artifacts" / "study_references.png"
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,7 @@ function renderProgress(study) {
         (c.not_learned ? ` · ${c.not_learned} at chance` : ""), "count"));
     box.append(row);
   }
+  renderReferenceProgress(study, box);
   const sel = document.getElementById("fidelity");
   if (sel.options.length !== study.fidelities.length) {
     sel.replaceChildren(...study.fidelities.map((e, i) => { const o = el("option", `level ${i} · ${e} epochs`); o.value = e; return o; }));
@@ -169,6 +170,22 @@ function referenceMarkers(r) {
       text: `${plotlyText(ref.name)} ${pct(ref.mean)}` + (beats.length ? `: beats ${beats.join(", ")}` : "") });
   });
   return { traces, shapes, annotations };
+}
+// reference trials (every seed at every level) are counted apart from the spaces' trials
+function renderReferenceProgress(study, box) {
+  for (const [name, levels] of Object.entries(study.progress.references || {})) {
+    const c = spaceCounts(levels);
+    const total = Object.values(c).reduce((a, b) => a + b, 0) - c.not_learned || 1;
+    const row = el("div", null, "progress-row reference");
+    row.dataset.reference = name;
+    const bar = el("div", null, "bar");
+    const span = el("span", null, "done");
+    span.style.left = "0%"; span.style.width = `${(100 * c.done) / total}%`; bar.append(span);
+    row.append(el("span", `${name} (reference)`, "label"), bar,
+      el("span", `${c.done} done · ${c.running} running · ${c.waiting} waiting` +
+        (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : ""), "count"));
+    box.append(row);
+  }
 }
 function renderReferences(r) {
   const refs = referencesOf(r);
