@@ -47,6 +47,8 @@ class SpecLimits:
     max_epochs: int = 100
     max_spaces: int = 12
     max_fidelities: int = 5
+    max_references: int = 8  # reference networks of a study (each trained at every level)
+    max_reference_seeds: int = 5  # repeats of each reference at each level
     max_stages: int = 8
     max_depth: int = 128  # blocks of one network (DDS AnyNet: 4 x 16, RegNet: d < 64)
     max_width: int = 4096  # channels of a stage, the stem, the head
@@ -93,7 +95,27 @@ class SpecLimits:
             _most(f"fidelities.{i}", epochs, self.max_epochs, "DSE_MAX_EPOCHS", "epochs")
         for i, space in enumerate(spec.spaces):
             self.check_space(space.resolve(), spec.dataset, f"spaces.{i}")
+        self.check_references(spec)
         self.check_dataset(spec.dataset)
+
+    def check_references(self, spec: Any) -> None:
+        """How many references and seeds; the depth and widths of inline ones (RegNet, NetSpec)."""
+        refs = list(getattr(spec, "references", []))
+        if not refs:
+            return
+        _most("references", len(refs), self.max_references, "DSE_MAX_REFERENCES", "networks")
+        _most("reference_seeds", spec.reference_seeds, self.max_reference_seeds,
+              "DSE_MAX_REFERENCE_SEEDS", "seeds")  # fmt: skip
+        for i, ref in enumerate(refs):
+            if ref.reference is not None:  # a named classic network: its size is fixed
+                continue
+            net = ref.network(spec.dataset.resolution or 32, spec.dataset.num_classes or 10)
+            where = f"references.{i}"
+            depth = sum(st.depth for st in net.stages)
+            _most(f"{where}.depth", depth, self.max_depth, "DSE_MAX_DEPTH", "blocks")
+            _most(f"{where}.stages", len(net.stages), self.max_stages, "DSE_MAX_STAGES", "stages")
+            widest = max([net.stem.width, net.head_width, *(st.width for st in net.stages)])
+            _most(f"{where}.width", widest, self.max_width, "DSE_MAX_WIDTH", "channels")
 
     def check_space(self, space, dataset, where: str) -> None:
         """The sizes of one design space's networks, as the study's dataset sets them."""

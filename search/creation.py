@@ -244,6 +244,7 @@ def reference_rows(study_id: int, spec, space) -> list[dict]:
     Their input is the one the spaces were sampled for (`space`: the first DesignSpace).
     """
     from anynet.network import network_complexity
+    from search.reference_spec import one_line
 
     resolution = spec.dataset.resolution or space.resolution
     num_classes = spec.dataset.num_classes or space.num_classes
@@ -253,7 +254,7 @@ def reference_rows(study_id: int, spec, space) -> list[dict]:
             net = ref.network(resolution, num_classes, 3)  # as the sampler: 3 channels
             counts = network_complexity(net)
         except ValueError as e:
-            raise ValueError(f"references[{i}] ({label}): {e}") from e
+            raise ValueError(f"references[{i}] ({label}): {one_line(e)}") from e
         depth = sum(int(s.depth) for s in net.stages) if hasattr(net, "stages") else 0
         for level, epochs in enumerate(spec.fidelities):
             for seed in range(spec.reference_seeds):

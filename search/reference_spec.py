@@ -40,6 +40,13 @@ def stem_for(resolution: int) -> str:
     return "cifar" if resolution <= 64 else "simple"
 
 
+def one_line(e: ValueError) -> str:
+    """A ValueError (a pydantic ValidationError too) as one line: its first error's message."""
+    if isinstance(e, ValidationError) and e.errors():
+        return e.errors()[0]["msg"].removeprefix("Value error, ")
+    return " ".join(str(e).split())
+
+
 class StudyReference(BaseModel):
     """One reference network of a study (exactly one of reference, regnet or net)."""
 

@@ -19,6 +19,7 @@ from search.reference_spec import (
     MAX_REFERENCE_SEEDS,
     MAX_REFERENCES,
     StudyReference,
+    one_line,
 )
 from search.space_spec import SpaceSpec
 from search.spec_text import load_text
@@ -230,6 +231,14 @@ class StudySpec(_Strict):
                 raise ValueError(
                     f"references.{i}: {label!r} is listed twice; give each a distinct 'name'"
                 )
+        side = self.dataset.resolution
+        for i, ref in enumerate(self.references if side else ()):  # e.g. too small for its strides
+            try:
+                ref.network(side, self.dataset.num_classes or 10)
+            except ValueError as e:
+                raise ValueError(
+                    f"references.{i} ({labels[i]}) at {side} px: {one_line(e)}"
+                ) from None
         return self
 
     def reference_labels(self) -> list[str]:

@@ -77,6 +77,36 @@ def test_spec_refuses_bad_references_naming_them(references, extra, says):
     assert says in str(info.value)
 
 
+def test_a_reference_too_small_for_the_dataset_is_refused_at_the_spec():
+    with pytest.raises(ValidationError) as info:
+        StudySpec.model_validate(_spec(references=["vgg16_cifar"]))  # needs 32 px, gets 16
+    assert "references.0 (vgg16_cifar) at 16 px: resolution: vgg16_cifar needs at least 32" in str(
+        info.value
+    )
+
+
+def test_operator_limits_bound_references_seeds_and_inline_sizes():
+    from api.limits import SpecLimitError, SpecLimits
+
+    spec = StudySpec.model_validate(SPEC)
+    SpecLimits().check(spec)
+    for limits, field in (
+        (SpecLimits(max_references=2), "references"),
+        (SpecLimits(max_reference_seeds=1), "reference_seeds"),
+    ):
+        with pytest.raises(SpecLimitError) as info:
+            limits.check(spec)
+        assert info.value.field == field, (field, str(info.value))
+    for limits, field in (  # the spaces are as deep and wide: check the references alone
+        (SpecLimits(max_depth=1), "references.1.depth"),  # the RegNet: 1 + 1 blocks
+        (SpecLimits(max_width=15), "references.1.width"),  # its widths: 8, 16
+    ):
+        with pytest.raises(SpecLimitError) as info:
+            limits.check_references(spec)
+        assert info.value.field == field, (field, str(info.value))
+    SpecLimits(max_depth=2, max_width=32).check_references(spec)
+
+
 def test_api_refuses_an_unknown_reference_with_a_422_naming_it(tmp_path):
     from fastapi.testclient import TestClient
 
