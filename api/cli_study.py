@@ -167,6 +167,14 @@ def cmd_show(args) -> int:
                 f"  {space:<16} {e['level']:>5} {e['epochs']:>6} "
                 + " ".join(f"{e[c]:>11}" for c in columns)
             )
+    if progress.get("references"):  # every seed at every level; in no space's counts
+        print("  reference networks:")
+    for label, levels in progress.get("references", {}).items():
+        for e in levels:
+            print(
+                f"  {label:<16} {e['level']:>5} {e['epochs']:>6} "
+                + " ".join(f"{e[c]:>11}" for c in columns)
+            )
     for warning in not_learned_warnings(progress):
         print(f"warning: {warning}")
     return 0

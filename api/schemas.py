@@ -65,9 +65,9 @@ class Progress(_Exact):
     spaces: dict[str, list[LevelCounts]] = Field(description="per space, one entry per level")
     references: dict[str, list[LevelCounts]] = Field(
         default_factory=dict,
-        description="per reference network (all its seeds), one entry per level; not in totals",
+        description="per reference network (all its seeds), one entry per level",
     )
-    totals: StatusCounts = Field(description="the spaces' trials (reference trials apart)")
+    totals: StatusCounts = Field(description="every trial: the spaces' and the references'")
 
 
 # --- results ---------------------------------------------------------------------------------

@@ -106,10 +106,12 @@ class Reads:
                 entry.update({s.value: counts.get(s, 0) for s in TrialStatus})
                 entry["total"] = sum(counts.values())
                 entry["not_learned"] = at_chance.get((label, level), 0)
+                for s in TrialStatus:
+                    totals[s] += entry[s]
                 references[label].append(entry)
         body = {s.value: n for s, n in totals.items()}
         body["total"] = sum(totals.values())
-        body["not_learned"] = sum(n for (space, _), n in at_chance.items() if space in spaces)
+        body["not_learned"] = sum(at_chance.values())
         return {
             "study_id": study_id,
             "status": study.status.value,

@@ -179,7 +179,8 @@ def test_creation_stores_every_reference_seed_at_every_level(store):
     progress = store.progress(study_id)
     assert set(progress["spaces"]) == {"AnyNetX_A", "C"}
     assert progress["references"]["resnet20"][1]["waiting"] == 2
-    assert progress["totals"]["total"] == 12  # the spaces' trials; references apart
+    assert progress["totals"]["total"] == 12 + 12  # every trial of the study
+    assert sum(e["total"] for levels in progress["spaces"].values() for e in levels) == 12
 
 
 def test_references_stay_out_of_spaces_promotion_and_statistics(store):
@@ -256,6 +257,11 @@ def test_edf_route_and_dse_edf_show_the_markers(store, tmp_path, capsys):
     assert main(["edf", str(study_id), "--db", url, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["references"]["net2"]["percentile"]["C"] == pytest.approx(1 / 6)
+    assert main(["study", "show", str(study_id), "--db", url]) == 0
+    shown = capsys.readouterr().out.split("reference networks:")
+    assert "tiny regnet" not in shown[0] and "AnyNetX_A" in shown[0]
+    row = next(x.split() for x in shown[1].splitlines() if x.strip().startswith("net2"))
+    assert row[1:5] == ["0", "1", "0", "0"] and row[5] == "2"  # level 0, 1 epoch: 2 done
     png = tmp_path / "edf.png"
     assert main(["edf", str(study_id), "--db", url, "--png", str(png)]) == 0
     assert png.stat().st_size > 10_000
