@@ -135,9 +135,9 @@ def test_percentile_is_the_share_of_a_space_with_a_higher_error():
 
 
 # --- the store --------------------------------------------------------------------------------
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'refs.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.postgres)])
+def store(request):
+    s = Store(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
     yield s
     s.close()
 
