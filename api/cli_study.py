@@ -53,7 +53,9 @@ def register(subparsers) -> None:
         "applied); prints the child's id",
     )
     p.add_argument("id", type=int, help="the parent study")
-    p.add_argument("suggestion", help="the suggestion's id, e.g. constraint:AnyNetX_A:shared_bottleneck")
+    p.add_argument(
+        "suggestion", help="the suggestion's id, e.g. constraint:AnyNetX_A:shared_bottleneck"
+    )
     _common(p, json_flag=True)
     p.set_defaults(func=cmd_refine)
 
@@ -216,7 +218,9 @@ def cmd_refine(args) -> int:
             raise CliError(str(e)) from None
         existing = store.create_study(spec, parent_id=args.id, suggestion=record)
     if args.json:
-        emit_json({"id": existing, "parent": args.id, "suggestion": args.suggestion, "created": created})
+        emit_json(
+            {"id": existing, "parent": args.id, "suggestion": args.suggestion, "created": created}
+        )
     else:
         print(existing)
     return 0

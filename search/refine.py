@@ -16,8 +16,8 @@ import math
 import re
 
 from anynet.spaces import FLAG_CONSTRAINTS, get_space
-from search.spec import StudySpec, space_label
 from search.space_spec import SpaceSpec
+from search.spec import StudySpec, space_label
 from search.trial_params import ANYNET_FIELDS, REGNET_FIELDS
 
 KINDS = ("constraint", "range")
@@ -166,7 +166,9 @@ def _narrow(dist, param: str, lo: float, hi: float) -> dict:
     try:
         return _json(dist.with_range(lo, hi))
     except ValueError as e:
-        raise NotApplicable(f"suggestion: {param} cannot be narrowed to [{lo}, {hi}]: {e}") from None
+        raise NotApplicable(
+            f"suggestion: {param} cannot be narrowed to [{lo}, {hi}]: {e}"
+        ) from None
 
 
 def refined_space(spec: StudySpec, row: dict) -> SpaceSpec:

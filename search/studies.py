@@ -199,7 +199,12 @@ class Studies:
                 .order_by(StudyRow.id)
             ).all()
         return [
-            {"id": r.id, "name": r.name, "status": r.status, "suggestion": (r.suggestion or {}).get("id")}
+            {
+                "id": r.id,
+                "name": r.name,
+                "status": r.status,
+                "suggestion": (r.suggestion or {}).get("id"),
+            }
             for r in rows
         ]
 
