@@ -126,7 +126,9 @@ def _validated(data: dict, what: str) -> SpaceSpec:
         raise NotApplicable(f"suggestion: {what} cannot be applied: {reason}") from None
 
 
-def _range_space(space: SpaceSpec, name: str, param: str, lo: float, hi: float) -> SpaceSpec:
+def _range_space(
+    space: SpaceSpec, name: str, param: str, lo: float, hi: float, narrows: bool = True
+) -> SpaceSpec:
     """The parent's space with the distribution `param` was drawn from narrowed to [lo, hi]."""
     ds = space.resolve()
     if param in ("flops", "params", "acts") or (param == "depth" and ds.kind != "regnet"):
@@ -134,15 +136,18 @@ def _range_space(space: SpaceSpec, name: str, param: str, lo: float, hi: float) 
             f"suggestion: {param} is a measure of the networks, not a value the space draws;"
             " narrow the study's complexity bounds instead"
         )
+    if ds.kind == "regnet" and param not in REGNET_FIELDS:
+        raise NotApplicable(
+            f"suggestion: {param} of a RegNet space is derived from (depth, w0, wa, wm), not drawn"
+        )
+    if not narrows:
+        raise NotApplicable(
+            f"suggestion: the best range of {param} in {name} is too wide to narrow the space"
+        )
     data = space.model_dump(mode="json", exclude_none=True)
     data["name"] = _fit(f"{name} {param}∈[{_g(lo)}, {_g(hi)}]")
     if ds.kind == "regnet":
-        field = REGNET_FIELDS.get(param)
-        if field is None:
-            raise NotApplicable(
-                f"suggestion: {param} of a RegNet space is derived from (depth, w0, wa, wm),"
-                " not drawn"
-            )
+        field = REGNET_FIELDS[param]
         data[field] = _narrow(getattr(ds, field), param, lo, hi)
         return _validated(data, param)
     base, stage = _STAGED.fullmatch(param).groups()
@@ -180,11 +185,7 @@ def refined_space(spec: StudySpec, row: dict) -> SpaceSpec:
     lo, hi = row.get("lo"), row.get("hi")
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
         raise NotApplicable(f"suggestion: {row_id(row)} has no bootstrap interval")
-    if not row.get("narrows", True):
-        raise NotApplicable(
-            f"suggestion: the best range of {tail} in {name} is too wide to narrow the space"
-        )
-    return _range_space(space, name, tail, float(lo), float(hi))
+    return _range_space(space, name, tail, float(lo), float(hi), row.get("narrows", True))
 
 
 def row_id(row: dict) -> str:

@@ -379,8 +379,6 @@ async def refine_study(
     the suggestion's space with that constraint added or that range narrowed. Idempotent:
     if a child trying this suggestion exists (and did not fail), it is answered (200).
     """
-    import json
-
     from search import refine
 
     study_or_404(store, study_id)
@@ -399,13 +397,13 @@ async def refine_study(
     if parent.status not in ("creating", "failed"):
         fidelity = body.fidelity or parent.spec.fidelities[0]
         norm = None if body.normalize == "none" else body.normalize
-        try:
-            _, raw = await run_in_threadpool(
-                request.app.state.results.get, store, study_id, fidelity, norm
+        try:  # the store's current version: a suggestion is read as it stands now
+            typed = await run_in_threadpool(
+                request.app.state.results.results, store, study_id, fidelity, norm
             )
         except ValueError as e:  # e.g. a fidelity not of this study
             raise HTTPException(422, detail=str(e)) from None
-        results = json.loads(raw)
+        results = typed.model_dump(mode="json", by_alias=True)
     try:
         spec, record = await run_in_threadpool(
             refine.plan, store, study_id, body.suggestion, results
