@@ -270,3 +270,25 @@ def test_cli_refine_and_show(tmp_path, capsys):
     assert main(["study", "show", str(parent), "--db", url]) == 0
     assert f"child: {child}" in capsys.readouterr().out
     store.close()
+
+
+def test_lineage_in_the_store_on_postgres(pg_url):
+    """The same lineage on PostgreSQL (migration 0004's columns and foreign key)."""
+    store = Store(pg_url)
+    try:
+        a = store.create_study(StudySpec.model_validate(SPEC))
+        finish_all(store)
+        spec, record = R.plan(store, a, SB)
+        b = store.create_study(spec, parent_id=a, suggestion=record)
+        finish_all(store)
+        spec, record = R.plan(store, b, "constraint:AnyNetX_A+shared_bottleneck:increasing_width")
+        c = store.create_study(spec, parent_id=b, suggestion=record)
+        assert [x["id"] for x in store.lineage(c)] == [a, b]
+        assert store.child_trying(a, SB) == b and store.child_trying(b, SB) is None
+        assert store.get_study(c).suggestion["refined"] == (
+            "AnyNetX_A+shared_bottleneck+increasing_width"
+        )
+        store.discard_study(b)  # a removed parent leaves its child without one
+        assert store.get_study(c).parent_id is None and store.lineage(c) == []
+    finally:
+        store.close()
