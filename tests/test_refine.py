@@ -292,3 +292,29 @@ def test_lineage_in_the_store_on_postgres(pg_url):
         assert store.get_study(c).parent_id is None and store.lineage(c) == []
     finally:
         store.close()
+
+
+def test_dse_edf_prints_the_refine_command_of_each_finding(tmp_path, capsys):
+    import random
+    import shlex
+
+    from api.cli import main
+    from search.store import TrialOutcome
+
+    url = f"sqlite:///{tmp_path / 'edf.db'}"
+    store = Store(url)
+    space = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 64]}
+    spec = {**SPEC, "spaces": [{"preset": "AnyNetX_A", **space}], "samples": 60, "fidelities": [1]}
+    parent = store.create_study(spec)
+    rng = random.Random(0)
+    while (claim := store.claim("t")) is not None:  # wider last stages are better
+        err = 0.6 - 0.005 * claim.net["stages"][1]["width"] + rng.gauss(0, 0.01)
+        store.finish(claim, TrialOutcome("done", err))
+    assert main(["edf", str(parent), "--db", url]) == 0
+    out = capsys.readouterr().out
+    cmds = [line.split("try it: ", 1)[1] for line in out.splitlines() if "try it: " in line]
+    assert cmds == [f"dse study refine {parent} constraint:AnyNetX_A:increasing_width"]
+    assert main([*shlex.split(cmds[0])[1:], "--db", url]) == 0  # the printed command works
+    child = int(capsys.readouterr().out)
+    assert store.get_study(child).spec.space_names() == ["AnyNetX_A+increasing_width"]
+    store.close()
