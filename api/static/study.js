@@ -128,6 +128,7 @@ function renderEdf(r) {
       name: `${plotlyText(s.name)} (n=${s.n}, min ${pct(s.min)}, mean ${pct(s.mean)})`, meta: "edf" });
   }
   traces.push(...parentEdfTraces());  // the refine loop: the parent's EDF, dashed
+  renderVsParent(r);
   const norm = state.normalize === "none" ? "" : ` (normalised by ${state.normalize})`;
   Plotly.react("edf", traces, {
     margin: { t: 30, r: 10, b: 45, l: 55 }, title: { text: `error EDF${norm}`, font: { size: 14 } },
@@ -401,6 +402,8 @@ function renderLineage(study) {
   if (study.suggestion) {
     box.append(el("p", `tries ${study.suggestion.id} on ${study.suggestion.space} of study ` +
       `${study.parent ? study.parent.id : "?"}: ${study.suggestion.text}`, "muted"));
+    const vs = el("p"); vs.id = "vs-parent"; vs.hidden = true; box.append(vs);
+    if (state.results) renderVsParent(state.results);
   }
   if ((study.children || []).length) {
     const kids = el("div", null, "children"); kids.append(el("span", "refined by: ", "muted"));
@@ -442,6 +445,26 @@ function parentEdfTraces() {
   return [{ x: s.edf.x, y: s.edf.F, mode: "lines", line: { shape: "hv", color, width: 2, dash: "dash" },
     name: `parent ${study.parent.id}: ${plotlyText(study.suggestion.space)} (n=${s.n}, min ${pct(s.min)}, mean ${pct(s.mean)})`,
     meta: "parent-edf" }];
+}
+// F at x of a plotted EDF step function (x sorted; F(x) counts errors <= x)
+function edfAt(edf, x) {
+  let lo = 0, hi = edf.x.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (edf.x[mid] <= x) lo = mid + 1; else hi = mid; }
+  return lo ? edf.F[lo - 1] : 0;
+}
+// one line under the lineage: the refined space against the parent's original one
+function renderVsParent(r) {
+  const box = document.getElementById("vs-parent");
+  const study = state.study, p = parentState.results;
+  const mine = study && study.suggestion && r && r.spaces && r.spaces[study.suggestion.refined];
+  const theirs = p && p.spaces && study.suggestion && p.spaces[study.suggestion.space];
+  if (!box || !mine || !theirs || !mine.n || !theirs.n) { if (box) box.hidden = true; return; }
+  const xs = [...mine.edf.x, ...theirs.edf.x];
+  const d = Math.max(...xs.map((x) => Math.abs(edfAt(mine.edf, x) - edfAt(theirs.edf, x))));
+  box.textContent = `${study.suggestion.refined}: mean ${pct(mine.mean)}, min ${pct(mine.min)} (n=${mine.n})` +
+    ` vs the parent's ${study.suggestion.space}: mean ${pct(theirs.mean)}, min ${pct(theirs.min)} (n=${theirs.n});` +
+    ` largest EDF gap D = ${d.toFixed(3)}`;
+  box.hidden = false;
 }
 document.getElementById("bands").addEventListener("change", (ev) => { state.bands = ev.target.checked; if (state.results) renderEdf(state.results); });
 document.getElementById("fidelity").addEventListener("change", (ev) => { state.fidelity = Number(ev.target.value); state.etag = null; pollResults(); });
