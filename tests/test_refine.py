@@ -151,11 +151,23 @@ def client(store):
 
 def _created(client, spec=SPEC) -> int:
     r = client.post("/api/studies", json=spec)
-    assert r.status_code == 201, r.text
+    assert r.status_code in (201, 202), r.text
+    assert _running(client, r.json()["id"])["status"] == "running"
     return r.json()["id"]
 
 
 SB = "constraint:AnyNetX_A:shared_bottleneck"
+
+
+def _running(client, study_id: int, timeout: float = 120.0) -> dict:
+    """The study once its creation is over (202: sampled in the background; a busy machine)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while (detail := client.get(f"/api/studies/{study_id}").json())["status"] == "creating":
+        assert time.monotonic() < end, f"study {study_id} still creating after {timeout} s"
+        time.sleep(0.2)
+    return detail
 
 
 def test_refine_route_creates_the_child_and_is_idempotent(client, store):
@@ -169,7 +181,7 @@ def test_refine_route_creates_the_child_and_is_idempotent(client, store):
     assert r.status_code in (201, 202), r.text
     child = r.json()["id"]
     assert r.headers["location"] == f"/api/studies/{child}"
-    detail = client.get(f"/api/studies/{child}").json()
+    detail = _running(client, child)
     assert detail["spaces"] == ["AnyNetX_A+shared_bottleneck"]
     assert detail["parent"] == {"id": parent, "name": SPEC["name"]}
     assert detail["lineage"] == [{"id": parent, "name": SPEC["name"]}]
@@ -221,12 +233,13 @@ def test_three_generations_of_lineage(client, store):
     a = _created(client)
     finish_all(store)
     b = client.post(f"/api/studies/{a}/refine", json={"suggestion": SB}).json()["id"]
+    assert _running(client, b)["status"] == "running"
     finish_all(store)
     sg = "constraint:AnyNetX_A+shared_bottleneck:shared_group_width"
     r = client.post(f"/api/studies/{b}/refine", json={"suggestion": sg})
     assert r.status_code in (201, 202), r.text
     c = r.json()["id"]
-    detail = client.get(f"/api/studies/{c}").json()
+    detail = _running(client, c)
     assert [x["id"] for x in detail["lineage"]] == [a, b]
     assert detail["parent"]["id"] == b
     assert detail["spaces"] == ["AnyNetX_A+shared_bottleneck+shared_group_width"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,11 @@ def test_try_it_creates_the_child_which_runs_beside_its_parent(tmp_path):
                 button.click()
                 page.wait_for_url(re.compile(rf"/studies/(?!{parent}$)\d+$"), timeout=30_000)
                 child = int(page.url.rsplit("/", 1)[1])
+                end = time.monotonic() + 120  # a 202: its networks are still being sampled
+                while store.get_study(child).status == "creating" and time.monotonic() < end:
+                    time.sleep(0.2)
                 study = store.get_study(child)
+                assert study.status == "running", (study.status, study.reason)
                 assert study.parent_id == parent and study.suggestion["id"] == TRY
                 assert study.spec.space_names() == ["AnyNetX_A+shared_bottleneck"]
                 assert study.spec.seed == SPEC["seed"] and study.spec.samples == 6
