@@ -15,12 +15,16 @@ from __future__ import annotations
 import math
 import re
 
+from pydantic import ValidationError
+
 from anynet.spaces import FLAG_CONSTRAINTS, get_space
 from search.space_spec import SpaceSpec
 from search.spec import StudySpec, space_label
 from search.trial_params import ANYNET_FIELDS, REGNET_FIELDS
 
 KINDS = ("constraint", "range")
+# blocks a RegNet (DDS §3.3) is made of: one width, b and g per stage, nothing else drawn
+REGNET_BLOCKS = ("vanilla", "res_basic", "res_bottleneck", "res_bottleneck_linear")
 _STAGED = re.compile(r"([a-z_]+?)(\d*)")
 _NAME_MAX = 200
 
@@ -89,6 +93,11 @@ def _regnet_space(space: SpaceSpec, ds, new_name: str) -> SpaceSpec:
     """An AnyNet space as its RegNet form (DDS §3.3): same stem, block, SE, stages, input."""
     if ds.kind == "regnet":
         raise NotApplicable(f"suggestion: {space_label(space)} is a RegNet space already")
+    if ds.block not in REGNET_BLOCKS:
+        raise NotApplicable(
+            f"suggestion: the RegNet form is for the blocks {', '.join(REGNET_BLOCKS)}; "
+            f"this space has {ds.block} blocks"
+        )
     preset = get_space("RegNetX").model_dump(mode="json", exclude_none=True)
     full = {
         **{k: preset[k] for k in ("depth", "w0", "wa", "wm")},
@@ -120,9 +129,9 @@ def _json(v):
 def _validated(data: dict, what: str) -> SpaceSpec:
     try:
         return SpaceSpec.model_validate(data)
-    except ValueError as e:
-        first = str(e).splitlines()
-        reason = first[2].strip() if len(first) > 2 else str(e)
+    except ValidationError as e:
+        first = e.errors()[0]
+        reason = str(first.get("msg", e)).removeprefix("Value error, ")
         raise NotApplicable(f"suggestion: {what} cannot be applied: {reason}") from None
 
 

@@ -67,6 +67,9 @@ def test_the_regnet_constraint_makes_the_regnet_form_of_the_space():
     assert ds.num_classes == 10 and ds.block == "res_bottleneck"
     with pytest.raises(R.NotApplicable, match="RegNet space"):
         R.child_spec(_spec(), _row("constraint", "R", "regnet"))
+    family = StudySpec.model_validate({**BASE, "spaces": [{"preset": "EfficientNet"}]})
+    with pytest.raises(R.NotApplicable, match="mbconv blocks"):
+        R.child_spec(family, _row("constraint", "EfficientNet", "regnet"))
     with pytest.raises(R.NotApplicable, match="RegNet space"):
         R.child_spec(_spec(), _row("constraint", "R", "shared_bottleneck"))
 
@@ -107,6 +110,11 @@ def test_a_too_wide_or_empty_range_does_not_apply():
         R.child_spec(_spec(), _row("range", "R", "wm", lo=1.5001, hi=1.5002))
     with pytest.raises(R.UnknownSuggestion, match="no space"):
         R.child_spec(_spec(), _row("range", "nope", "wa", lo=20.0, hi=30.0))
+
+
+def test_a_child_space_that_does_not_validate_does_not_apply():
+    with pytest.raises(R.NotApplicable, match="cannot be applied: constraints: unknown"):
+        R._validated({"preset": "AnyNetX_A", "constraints": ["bogus"]}, "bogus")
 
 
 def test_annotate_and_find():
