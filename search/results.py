@@ -47,6 +47,7 @@ from search.jsonable import Ready as _Ready
 from search.jsonable import json_safe as _jsonable
 from search.learning import not_learned_spaces, space_learning
 from search.normalize import DEFAULT_BINS, normalise
+from search.refine import annotate
 from search.refinement import benjamini_hochberg, refinement_suggestions
 
 NORMALIZE = ("flops", "params", "acts")
@@ -303,7 +304,7 @@ def study_results(
             "rank_correlation": _rank_correlations(frame, spec, names),
             "regnet": {**fits, "overall": overall},
             "regnet_top_k": top_k,
-            "refinement": refinement_suggestions(refine_in, pairwise=pairwise),
+            "refinement": annotate(refinement_suggestions(refine_in, pairwise=pairwise), spec),
             "progress": _progress(frame, spec, names),
             "not_learned": not_learned_spaces(spaces, spec.fidelities[level]),
         }
