@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_api import SPEC, finish_all, local_client
 
 from api.app import create_app
 from search import refine as R
 from search.results import results_for
 from search.spec import StudySpec
 from search.store import Store
-from tests.test_api import SPEC, finish_all, local_client
 
 SMALL = {"resolution": 16, "num_classes": 10, "stages": 2}
 BASE = {
