@@ -269,7 +269,12 @@ def estimate(spec: StudySpec, rate: Rate | None, workers: int = 1) -> dict:
     sizes = data_sizes(spec.dataset)
     per_space = level_counts(spec.samples, list(spec.fidelities), spec.promote)
     n_spaces = len(spec.spaces)
-    flops = [space_flops(spec, i, sizes) for i in range(n_spaces)]
+    flops = []
+    for i in range(n_spaces):
+        try:
+            flops.append(space_flops(spec, i, sizes))
+        except ValueError as e:  # no network of the space fits (its input, its bounds)
+            raise ValueError(f"spaces.{i}: {e}") from e
     known = sizes.train is not None and sizes.val is not None and sizes.train > 0
     recipe = None
     if known:

@@ -270,7 +270,8 @@ def measured_rate(device: str | None = None) -> dict:
     """Training throughput of this process's device, measured once and cached.
 
     RegNetX-200MF (the recipe check's network, worker.check) at 16 px on 256 synthetic
-    images, 2 epochs of batch 32 (a few seconds on a CPU): the last epoch's images/s x the network's forward flops.
+    images, 2 epochs of batch 32 (a few seconds on a CPU): the last epoch's images/s x the
+    network's forward flops.
     {"device", "network", "flops", "images_per_s", "flop_per_s", "seconds"}.
     """
     from search.spec import DatasetSpec, Recipe
