@@ -18,8 +18,13 @@ from search.store import Store, TrialOutcome
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
 SPEC = {
     "name": "estimate test",
-    "dataset": {"name": "synthetic", "resolution": 8, "num_classes": 4, "train_size": 128,
-                "val_size": 32},  # fmt: skip
+    "dataset": {
+        "name": "synthetic",
+        "resolution": 8,
+        "num_classes": 4,
+        "train_size": 128,
+        "val_size": 32,
+    },  # fmt: skip
     "spaces": [{"preset": "AnyNetX_A", **SPACE}, {"preset": "AnyNetX_E", **SPACE}],
     "samples": 10,
     "complexity": {"flops": [1e5, 3e5]},
@@ -93,6 +98,7 @@ def test_estimate_counts_and_time_exactly(client, store):
     assert [s.id for s in store.list_studies()] == [1]
 
 
+@pytest.mark.slow  # trains the speed probe (seconds on an idle CPU)
 def test_estimate_measures_this_machine_without_finished_trials(client):
     spec = {**SPEC, "fidelities": [1]}
     r = client.post("/api/studies/estimate", json=spec)
@@ -105,10 +111,11 @@ def test_estimate_measures_this_machine_without_finished_trials(client):
     assert r.json()["seconds"] == pytest.approx(seconds)
 
 
-def test_typical_flops_are_the_median_of_drawn_networks(client):
+def test_typical_flops_are_the_median_of_drawn_networks(client, store):
     from anynet.network import network_complexity, with_input
     from anynet.sampling import sample
 
+    finished_trial(store, images_per_s=500.0)  # the speed from the store: no probe
     spec = {**SPEC, "complexity": {}, "seed": 5}
     est = client.post("/api/studies/estimate", json=spec).json()
     assert est["rate"] is not None
@@ -140,7 +147,8 @@ def test_estimate_refuses_a_bad_spec_naming_the_field(client, change, field):
     assert any(f == field or f.startswith(f"{field}.") for f in fields), fields
 
 
-def test_estimate_takes_yaml_and_says_when_sizes_are_unknown(client):
+def test_estimate_takes_yaml_and_says_when_sizes_are_unknown(client, store):
+    finished_trial(store, images_per_s=500.0)
     text = "name: y\ndataset: {name: imagefolder, resolution: 16}\nspaces: [{preset: ResNet}]\n"
     text += "samples: 4\ncomplexity: {flops: [0, 2.0e6]}\n"
     r = client.post("/api/studies/estimate", content=text,
