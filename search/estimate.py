@@ -236,7 +236,7 @@ def trials_rate(db: Database, most: int = RATE_TRIALS) -> Rate | None:
         float(statistics.median(rates)),
         len(rates),
         None,
-        f"median of the {len(rates)} latest finished trials in this store "
+        f"median over the latest {len(rates)} finished trial(s) in this store "
         "(their images/s x their flops)",
     )
 

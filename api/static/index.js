@@ -310,7 +310,12 @@ async function runEstimate() {
 }
 
 function changed() {
-  $("spec-preview").textContent = JSON.stringify(buildSpec(), null, 2);
+  const text = JSON.stringify(buildSpec(), null, 2);
+  if (text !== $("spec-preview").textContent) {  // a new spec: the last POST's errors are stale
+    clearErrors("submit");
+    $("form-errors").replaceChildren();
+  }
+  $("spec-preview").textContent = text;
   $("estimate").dataset.state = "pending";
   clearTimeout(timer);
   timer = setTimeout(runEstimate, 400);
