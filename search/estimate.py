@@ -2,7 +2,7 @@
 
 The counts are exact: every sample of every space trains at the lowest fidelity, and each
 next level gets search.fidelity.promote_count(n, promote) of the n trials of the level below
-(per space; docs/method.md §6 "The estimate"). The images are the worker's: each epoch trains
+(per space; docs/method.md §9). The images are the worker's: each epoch trains
 ⌊train / batch⌋ full batches and evaluates the validation split once. The time divides each
 trial's images by the images/s a network of its flops trains at, from a throughput in
 multiply-adds per second (images/s x forward flops): measured by finished trials in this
