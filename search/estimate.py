@@ -207,9 +207,9 @@ def trials_rate(db: Database, most: int = RATE_TRIALS) -> Rate | None:
     from search.status import TrialStatus
 
     query = (
-        select(TrialRow.trial_id, TrialRow.net, TrialRow.images_per_s, TrialRow.study_id)
+        select(TrialRow.net, TrialRow.images_per_s, TrialRow.study_id)
         .where(TrialRow.status == TrialStatus.DONE, TrialRow.images_per_s > 0)
-        .order_by(TrialRow.finished_at.desc(), TrialRow.trial_id.desc())
+        .order_by(TrialRow.trial_id.desc())  # the latest by the primary key's index
         .limit(most)
     )
     with db.read() as session:
@@ -221,12 +221,20 @@ def trials_rate(db: Database, most: int = RATE_TRIALS) -> Rate | None:
                 select(StudyRow.id, StudyRow.spec).where(StudyRow.id.in_(ids))
             )
         }
-    rates = []
-    for trial_id, net, images_per_s, study_id in rows:
+    inputs = {}
+    for study_id, raw in specs.items():  # the input each study's trials trained at
         try:
-            sizes = data_sizes(StudySpec.model_validate(specs[study_id]).dataset)
-            flops = _trained_flops(trial_id, _freeze(net), sizes.resolution, sizes.classes)
-        except (ValueError, KeyError):
+            inputs[study_id] = data_sizes(StudySpec.model_validate(raw).dataset)
+        except ValueError:
+            continue  # a spec this version no longer reads: its trials are left out
+    rates = []
+    for net, images_per_s, study_id in rows:
+        if study_id not in inputs:
+            continue
+        sizes = inputs[study_id]
+        try:
+            flops = _trained_flops(_freeze(net), sizes.resolution, sizes.classes)
+        except ValueError:
             continue  # a network that no longer validates: not a measurement of this machine
         rates.append(images_per_s * flops)
     if not rates:
@@ -248,7 +256,7 @@ def _freeze(net: dict) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _trained_flops(trial_id: int, net_json: str, resolution, classes) -> float:
+def _trained_flops(net_json: str, resolution, classes) -> float:
     """A stored network's flops at the input its trial trained at."""
     import json
 

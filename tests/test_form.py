@@ -191,3 +191,22 @@ def test_level_counts_follow_promotion():
 def test_openapi_documents_the_form_routes(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert "post" in paths["/api/studies/estimate"] and "get" in paths["/api/presets"]
+
+
+def test_store_speed_counts_flops_at_the_input_trials_trained_at(client, store):
+    """A digits study without a resolution samples at the space's 224 px; its trials train at
+    16 px, and the speed is images/s x the flops there, not the stored ones."""
+    from anynet.network import network_complexity, network_spec, with_input
+
+    spec = {"name": "native", "dataset": {"name": "digits"},
+            "spaces": [{"preset": "AnyNetX_A", **SPACE}], "samples": 1}  # fmt: skip
+    study_id = store.create_study(spec)
+    claim = store.claim("form-test")
+    assert store.finish(claim, TrialOutcome("done", 0.5, seconds=1.0, images_per_s=100.0))
+    (row,) = store.trials(study_id, limit=1)
+    at_16 = network_complexity(
+        with_input(network_spec(claim.net), resolution=16, num_classes=10, in_channels=3)
+    )["flops"]
+    assert at_16 < row["flops"]  # the stored count is at 224 px and 1000 classes
+    rate = client.post("/api/studies/estimate", json=SPEC).json()["rate"]
+    assert rate["source"] == "trials" and rate["flop_per_s"] == pytest.approx(100.0 * at_16)

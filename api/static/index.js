@@ -45,7 +45,7 @@ const SUFFIX = { k: 1e3, K: 1e3, M: 1e6, G: 1e9 };
 function value(text) {
   const t = text.trim();
   if (t === "") return undefined;
-  const m = /^([-+]?[0-9.]+(?:e[-+]?[0-9]+)?)\s*([kKMG]?)$/.exec(t);
+  const m = /^([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*([kKMG]?)$/.exec(t);
   if (m && !Number.isNaN(Number(m[1]))) return Number(m[1]) * (SUFFIX[m[2]] || 1);
   return t;
 }
