@@ -142,6 +142,18 @@ def test_create_form_in_chromium(server):
             page.fill("textarea[data-preset=AnyNetX_A]", json.dumps(SMALL))
             page.wait_for_function(trials_shown(24), timeout=60_000)
             assert page.locator(".field-error").count() == 0
+            ranges = page.inner_text(".override:first-child .preset-ranges")
+            assert "depth 1–16" in ranges and "group_width {1, 2, 4, 8, 16, 32}" in ranges
+
+            # no space picked: the API's error is shown at the presets
+            boxes = page.locator("#presets input:checked")
+            for _ in range(3):
+                boxes.first.uncheck()
+            page.locator('.field-error[data-for="spaces"]').wait_for(timeout=30_000)
+            for x in "ACE":
+                page.check(f"#presets input[value=AnyNetX_{x}]")  # overrides kept meanwhile
+            page.wait_for_function(trials_shown(24), timeout=60_000)
+            assert json.loads(page.inner_text("#spec-preview")) == spec
 
             page.click("#f-submit")
             page.wait_for_url(re.compile(r"/studies/\d+$"), timeout=60_000)

@@ -103,7 +103,14 @@ function rangeText(r) {
   return Array.isArray(r) ? r.map(one).join(" | ") : one(r);
 }
 
+const PRESETS = new Map();  // name → the catalogue entry (GET /api/presets)
+
+function rangesText(p) {
+  return Object.entries(p.parameters).map(([k, r]) => `${k} ${rangeText(r)}`).join("; ");
+}
+
 function renderPresets(presets) {
+  for (const p of presets) PRESETS.set(p.name, p);
   const box = $("presets");
   box.replaceChildren();
   const families = new Map();
@@ -120,7 +127,7 @@ function renderPresets(presets) {
     group.append(legend);
     for (const p of items) {
       const label = document.createElement("label");
-      const ranges = Object.entries(p.parameters).map(([k, r]) => `${k} ${rangeText(r)}`).join("; ");
+      const ranges = rangesText(p);
       label.title = `${p.description}\n${p.block}, ${p.stages ?? "?"} stages, stem ${p.stem.type} ${p.stem.width}, `
         + `${p.resolution} px, ${p.num_classes} classes\n${ranges}`;
       const box = document.createElement("input");
@@ -153,7 +160,15 @@ function renderOverrides() {
     area.placeholder = '{"stages": 3, "depth": [1, 4]}  (empty: the preset as it is)';
     area.value = overrideText[name] ?? START[name] ?? "";
     area.addEventListener("input", changed);
-    row.append(label, area);
+    const p = PRESETS.get(name);
+    const hint = document.createElement("div");
+    hint.className = "muted small preset-ranges";
+    if (p) {
+      hint.textContent = `preset: ${p.block}, ${p.stages ?? "?"} stages, stem ${p.stem.type} ${p.stem.width}`
+        + `${p.se_ratio ? `, SE ${p.se_ratio}` : ""}; ${rangesText(p)}`
+        + (p.constraints.length ? `; ${p.constraints.map((c) => (typeof c === "string" ? c : JSON.stringify(c))).join(", ")}` : "");
+    }
+    row.append(label, area, hint);
     box.append(row);
   });
   if (!box.children.length) box.textContent = "Pick at least one design space above.";
