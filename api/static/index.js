@@ -216,7 +216,7 @@ function showDefaults(est) {
 
 // --- errors next to the fields ---------------------------------------------------------------
 function clearErrors(which) {
-  for (const el of document.querySelectorAll(`.field-error[data-from="${which}"]`)) el.remove();
+  for (const el of document.querySelectorAll(`[data-from="${which}"]`)) el.remove();
   for (const el of document.querySelectorAll(`[data-invalid="${which}"]`)) el.removeAttribute("data-invalid");
 }
 
@@ -247,6 +247,7 @@ function showErrors(items, which) {
     }
     if (which === "submit" || !el) {
       const li = document.createElement("li");
+      li.dataset.from = which;
       li.textContent = `${field}: ${reason}`;
       list.append(li);
     }
