@@ -210,3 +210,15 @@ def test_store_speed_counts_flops_at_the_input_trials_trained_at(client, store):
     assert at_16 < row["flops"]  # the stored count is at 224 px and 1000 classes
     rate = client.post("/api/studies/estimate", json=SPEC).json()["rate"]
     assert rate["source"] == "trials" and rate["flop_per_s"] == pytest.approx(100.0 * at_16)
+
+
+def test_estimate_counts_without_a_speed_when_the_probe_fails(client, monkeypatch):
+    import worker.bench
+
+    def broken(device=None):
+        raise RuntimeError("speed probe: oom")
+
+    monkeypatch.setattr(worker.bench, "measured_rate", broken)
+    est = client.post("/api/studies/estimate", json=SPEC).json()
+    assert est["trials"] == 36 and est["train_images"] == 8192
+    assert est["rate"] is None and est["seconds"] is None and "speed unknown" in est["note"]

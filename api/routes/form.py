@@ -7,6 +7,7 @@ per level, the images and the time it would take here (search/estimate.py), crea
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -20,6 +21,7 @@ from api.schemas import ErrorBody
 from search.spec import StudySpec
 
 router = APIRouter(tags=["form"])
+log = logging.getLogger("dse.api")
 
 
 class ParamRange(BaseModel):
@@ -151,9 +153,17 @@ async def estimate_study(
     spec = StudySpec.model_validate(data)
     limits.check(spec)
     rate = await run_in_threadpool(trials_rate, store.db)
+    unmeasured = None
     if rate is None:
-        rate = await run_in_threadpool(_measured)
-    return await run_in_threadpool(estimate, spec, rate, workers)
+        try:
+            rate = await run_in_threadpool(_measured)
+        except (RuntimeError, ValueError, MemoryError) as e:  # no speed: counts still hold
+            log.warning("estimate: the speed probe failed: %s", e)
+            unmeasured = "speed unknown: no finished trials in this store and the probe failed"
+    answer = await run_in_threadpool(estimate, spec, rate, workers)
+    if unmeasured:
+        answer["note"] = "; ".join(n for n in (answer["note"], unmeasured) if n)
+    return answer
 
 
 def _measured():
