@@ -182,6 +182,15 @@ def test_split_sizes_are_those_the_worker_loads():
         assert (sizes.train, sizes.val) == (loaded["train"], loaded["val"]), spec
 
 
+def test_split_sizes_of_the_datasets_read_from_files():
+    cifar = data_sizes(DatasetSpec(name="cifar10"))
+    assert (cifar.train, cifar.val, cifar.resolution, cifar.classes) == (45_000, 5_000, 32, 10)
+    small = data_sizes(DatasetSpec(name="mnist", train_size=1000, resolution=16))
+    assert (small.train, small.val, small.resolution) == (1000, 6_000, 16)
+    folder = data_sizes(DatasetSpec(name="imagefolder", train_size=100))
+    assert (folder.train, folder.val) == (100, None)
+
+
 def test_level_counts_follow_promotion():
     assert level_counts(20, [1, 3, 9], 1 / 3) == [20, 7, 3]  # ceil(20/3), ceil(7/3)
     assert level_counts(9, [1, 3], 1 / 3) == [9, 3]
