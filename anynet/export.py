@@ -1,5 +1,8 @@
 """Export a RegNet or a NetSpec to pycls YAML, timm, torchvision or our JSON (docs/method.md §3).
 
+(Past 400 lines on purpose: the three targets' rules, their checks against ours and the
+reader of pycls configs back into a NetSpec are one round trip, tested as one.)
+
 An export is honest only if the target builds *the same network*. Each target applies its own
 group-compatibility rule to RegNet parameters, so every export names the rule the target
 applies and checks the stages the target will build against ours (with the target's own code

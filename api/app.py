@@ -20,7 +20,7 @@ from api.deps import DEFAULT_MAX_BODY, SpecLimits
 from api.errors import error_items
 from api.middleware import LOOPBACK_NAMES, BodyLimit, HostOriginGuard
 from api.results_cache import ResultsCache
-from api.routes import exports, health, pages, studies
+from api.routes import exports, form, health, pages, studies
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("dse.api")
@@ -132,6 +132,7 @@ def create_app(
     app.state.results = ResultsCache()
     _install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(form.router)  # before studies: /api/studies/estimate
     app.include_router(studies.router)
     app.include_router(exports.router)
     app.include_router(pages.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 from api.cli import CliError, db_option, emit_json
@@ -138,10 +139,13 @@ def table(results: dict) -> str:
             f"group_width={p['group_width']} b={p['bottleneck_multiplier']:g} "
             f"se={p['se_ratio']:g}, e_fit={best['e_fit']:.3f}",
         ]
-    found = [r["text"] for r in results["refinement"] if r.get("verdict") in ("better", "worse")]
+    found = [r for r in results["refinement"] if r.get("verdict") in ("better", "worse")]
     if found:
         lines += ["", f"what the data say (q < 0.05; {len(found)} findings, --json for all):"]
-        lines += [f"  - {t}" for t in found]
+        for r in found:
+            lines.append(f"  - {r['text']}")
+            if r.get("applies") and sid is not None:  # the refine loop (search/refine.py)
+                lines.append(f"    try it: dse study refine {sid} {shlex.quote(r['id'])}")
     lines += [f"warning: {w}" for w in results["warnings"]]
     lines += [f"warning: {w['text']}" for w in results.get("not_learned", [])]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""`dse study create|list|show|wait|cancel` and `dse worker`, over one database URL."""
+"""`dse study create|list|show|wait|cancel|refine` and `dse worker`, over one database URL."""
 
 from __future__ import annotations
 
@@ -46,6 +46,18 @@ def register(subparsers) -> None:
     p.add_argument("id", type=int)
     _common(p, json_flag=True)
     p.set_defaults(func=cmd_cancel)
+
+    p = verbs.add_parser(
+        "refine",
+        help="try a refinement suggestion: create the child study (the parent's spec with it "
+        "applied); prints the child's id",
+    )
+    p.add_argument("id", type=int, help="the parent study")
+    p.add_argument(
+        "suggestion", help="the suggestion's id, e.g. constraint:AnyNetX_A:shared_bottleneck"
+    )
+    _common(p, json_flag=True)
+    p.set_defaults(func=cmd_refine)
 
     w = subparsers.add_parser("worker", help="claim and train trials of running studies")
     _common(w, json_flag=False)
@@ -154,11 +166,19 @@ def cmd_show(args) -> int:
                 "sampling": study.sampling,
                 "reason": study.reason,
                 "creation": study.creation.to_json() if study.creation else None,
+                **_lineage(store, study),
                 **progress,
             }
         )
         return 0
     print(f"study {study.id} {study.name!r}: {study.status}{_state_note(study)}")
+    lin = _lineage(store, study)
+    if lin["lineage"]:
+        chain = " → ".join(f"{a['id']} {a['name']!r}" for a in [*lin["lineage"], study.__dict__])
+        print(f"  lineage: {chain}")
+        print(f"  tries: {study.suggestion['id']} ({study.suggestion['text']})")
+    for c in lin["children"]:
+        print(f"  child: {c['id']} {c['name']!r} [{c['status']}] tries {c['suggestion']}")
     columns = (*(s.value for s in TrialStatus), "not_learned")  # at chance: search/learning.py
     print(f"  {'space':<16} {'level':>5} {'epochs':>6} " + " ".join(f"{c:>11}" for c in columns))
     for space, levels in progress["spaces"].items():
@@ -177,6 +197,40 @@ def cmd_show(args) -> int:
             )
     for warning in not_learned_warnings(progress):
         print(f"warning: {warning}")
+    return 0
+
+
+def _lineage(store, study) -> dict:
+    """parent, suggestion, lineage (ancestors, root first) and children of a study."""
+    lineage = store.lineage(study.id)
+    return {
+        "parent": lineage[-1] if lineage else None,
+        "suggestion": study.suggestion,
+        "lineage": lineage,
+        "children": store.children(study.id),
+    }
+
+
+def cmd_refine(args) -> int:
+    """Create the child study that tries one of a study's refinement suggestions."""
+    from search import refine
+
+    store = _store(args)
+    _study(store, args.id)
+    existing = store.child_trying(args.id, args.suggestion)
+    created = existing is None
+    if created:
+        try:
+            spec, record = refine.plan(store, args.id, args.suggestion)
+        except (refine.UnknownSuggestion, refine.NotApplicable) as e:
+            raise CliError(str(e)) from None
+        existing = store.create_study(spec, parent_id=args.id, suggestion=record)
+    if args.json:
+        emit_json(
+            {"id": existing, "parent": args.id, "suggestion": args.suggestion, "created": created}
+        )
+    else:
+        print(existing)
     return 0
 
 

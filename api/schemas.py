@@ -253,6 +253,10 @@ class Suggestion(_Exact):
     mean_with: Number = None
     verdict: str | None = None
     family: str | None = Field(None, description="the family of tests its q-value is over")
+    id: str = Field(description="stable id: constraint:SPACE:NAME or range:SPACE:PARAM")
+    narrows: bool | None = Field(None, description="range: the best range is narrow enough")
+    applies: bool = Field(description="whether POST /api/studies/{id}/refine can try it")
+    why_not: str | None = Field(None, description="why it cannot be tried, when it cannot")
 
 
 class ReferenceMarker(_Exact):

@@ -33,38 +33,9 @@ from pathlib import Path
 
 from search.store import Store, TrialOutcome
 from testkit.pg import PgServer, PgUnavailable
+from testkit.specs import smoke_spec
 
-SPEC = {
-    "name": "bench",
-    "dataset": {
-        "name": "synthetic",
-        "resolution": 16,
-        "num_classes": 4,
-        "train_size": 256,
-        "val_size": 128,
-    },
-    "spaces": [
-        {
-            "preset": "AnyNetX_A",
-            "stem": {"type": "cifar", "width": 16},
-            "stages": 2,
-            "depth": [1, 2],
-            "width": [8, 32],
-        },
-        {
-            "preset": "AnyNetX_E",
-            "stem": {"type": "cifar", "width": 16},
-            "stages": 2,
-            "depth": [1, 2],
-            "width": [8, 32],
-        },
-    ],
-    "samples": 20,
-    "complexity": {"flops": [0, 2e7]},
-    "fidelities": [1],
-    "recipe": {"batch_size": 64, "lr": 0.1},
-    "seed": 0,
-}
+SPEC = smoke_spec(name="bench")
 DONE = TrialOutcome("done", 0.5, seconds=1.0, images_per_s=1e4)
 
 

@@ -63,6 +63,12 @@ class StudyRow(Base):
     creation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # lineage (the refine loop, search/refine.py): the study this one refines, and the
+    # suggestion it tries ({id, text, space, refined}); None for a study made from a spec
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dse_studies.id", ondelete="SET NULL"), index=True
+    )
+    suggestion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class TrialRow(Base):
@@ -184,6 +190,8 @@ class StudyRecord:
     sampling: dict
     reason: str | None = None  # why it failed, when it did
     creation: CreationProgress | None = None  # how far its creation got
+    parent_id: int | None = None  # the study it refines (search/refine.py)
+    suggestion: dict | None = None  # the suggestion it tries: {id, text, space, refined}
 
 
 @dataclass

@@ -175,12 +175,13 @@ def _range_suggestions(name: str, s: dict, frac: float, reps: int, seed: int) ->
         lo, med, hi = best_range(x, draws)
         xmin, xmax = float(np.nanmin(x)), float(np.nanmax(x))
         row = {"space": name, "kind": "range", "param": param, "lo": lo, "median": med, "hi": hi}
-        row |= {"observed": [xmin, xmax], "evidence": "bootstrap"}
+        narrows = bool((hi - lo) <= 0.5 * (xmax - xmin))  # else too wide to suggest
+        row |= {"observed": [xmin, xmax], "evidence": "bootstrap", "narrows": narrows}
         head = (
             f"{name}: best {param} ≈ {med:.4g} (95% bootstrap interval [{lo:.4g}, {hi:.4g}]"
             f" of the sampled [{xmin:.4g}, {xmax:.4g}])"
         )
-        if (hi - lo) > 0.5 * (xmax - xmin):
+        if not narrows:
             out.append(row | {"text": head + "; too wide to suggest a narrower range."})
             continue
         flo, _, fhi = best_range(x, fit_draws)

@@ -51,6 +51,7 @@ from search.jsonable import json_safe as _jsonable
 from search.learning import not_learned_spaces, space_learning
 from search.normalize import DEFAULT_BINS, normalise
 from search.reference_results import reference_markers
+from search.refine import annotate
 from search.refinement import benjamini_hochberg, refinement_suggestions
 
 NORMALIZE = ("flops", "params", "acts")
@@ -309,7 +310,7 @@ def study_results(
             "rank_correlation": _rank_correlations(frame, spec, names),
             "regnet": {**fits, "overall": overall},
             "regnet_top_k": top_k,
-            "refinement": refinement_suggestions(refine_in, pairwise=pairwise),
+            "refinement": annotate(refinement_suggestions(refine_in, pairwise=pairwise), spec),
             "progress": _progress(frame, spec, names),
             "not_learned": not_learned_spaces(spaces, spec.fidelities[level]),
             "references": reference_markers(refs, spec, level, marked),

@@ -68,12 +68,18 @@ class Store:
 
     # --- studies ----------------------------------------------------------------------
 
-    def create_study(self, spec: StudySpec | dict, budget: CreationBudget | None = None) -> int:
+    def create_study(
+        self,
+        spec: StudySpec | dict,
+        budget: CreationBudget | None = None,
+        parent_id: int | None = None,
+        suggestion: dict | None = None,
+    ) -> int:
         """Sample every network of every space, store the study, enqueue level 0; its id.
 
         Synchronous (the CLI, tests): on failure nothing is stored and ValueError says why.
         """
-        study_id = self.studies.begin(spec)
+        study_id = self.studies.begin(spec, parent_id, suggestion)
         try:
             self.creation.fill(study_id, budget or CreationBudget.from_env())
         except BaseException:  # CreationFailed (a ValueError naming the space) or worse
@@ -81,9 +87,26 @@ class Store:
             raise
         return study_id
 
-    def begin_study(self, spec: StudySpec | dict) -> int:
-        """Store a validated spec as a `creating` study (fill_study samples it); its id."""
-        return self.studies.begin(spec)
+    def begin_study(
+        self, spec: StudySpec | dict, parent_id: int | None = None, suggestion: dict | None = None
+    ) -> int:
+        """Store a validated spec as a `creating` study (fill_study samples it); its id.
+
+        `parent_id` and `suggestion` record a refine-loop child's lineage (search/refine.py).
+        """
+        return self.studies.begin(spec, parent_id, suggestion)
+
+    def lineage(self, study_id: int) -> list[dict]:
+        """The study's ancestors, root first ([{id, name}])."""
+        return self.studies.lineage(study_id)
+
+    def children(self, study_id: int) -> list[dict]:
+        """The studies that refine this one ([{id, name, status, suggestion}])."""
+        return self.studies.children(study_id)
+
+    def child_trying(self, study_id: int, suggestion_id: str) -> int | None:
+        """The child of the study that tries this suggestion (not failed), if any."""
+        return self.studies.child_trying(study_id, suggestion_id)
 
     def fill_study(self, study_id: int, budget: CreationBudget | None = None) -> StudyStatus:
         """Sample and store a `creating` study's trials (CreationFailed: it is failed)."""

@@ -37,8 +37,13 @@ class Studies:
 
     # --- creation ---------------------------------------------------------------------
 
-    def begin(self, spec: StudySpec | dict) -> int:
-        """Store a validated spec as a `creating` study with an empty Optuna study; its id."""
+    def begin(
+        self, spec: StudySpec | dict, parent_id: int | None = None, suggestion: dict | None = None
+    ) -> int:
+        """Store a validated spec as a `creating` study with an empty Optuna study; its id.
+
+        A child of the refine loop (search/refine.py) also records its parent and suggestion.
+        """
         if not isinstance(spec, StudySpec):
             spec = StudySpec.model_validate(spec)
         optuna_name = f"dse-{uuid.uuid4().hex}"
@@ -51,6 +56,8 @@ class Studies:
                 sampling={},
                 status=StudyStatus.CREATING.value,
                 creation=progress.to_json(),
+                parent_id=parent_id,
+                suggestion=suggestion,
             )
             session.add(row)
         try:
@@ -164,6 +171,50 @@ class Studies:
             raise StudyNotFound(f"study {study_id}: no such study")
         return self._record(row)
 
+    def lineage(self, study_id: int) -> list[dict]:
+        """The study's ancestors, root first ([{id, name}]; A → B → C for C is [A, B])."""
+        out: list[dict] = []
+        seen = {study_id}
+        with self.db.read() as session:
+            parent = session.scalar(select(StudyRow.parent_id).where(StudyRow.id == study_id))
+            while parent is not None and parent not in seen:  # a cycle cannot be made; stay safe
+                seen.add(parent)
+                row = session.execute(
+                    select(StudyRow.id, StudyRow.name, StudyRow.parent_id).where(
+                        StudyRow.id == parent
+                    )
+                ).one_or_none()
+                if row is None:
+                    break
+                out.append({"id": row.id, "name": row.name})
+                parent = row.parent_id
+        return out[::-1]
+
+    def children(self, study_id: int) -> list[dict]:
+        """The studies that refine this one, oldest first ([{id, name, status, suggestion}])."""
+        with self.db.read() as session:
+            rows = session.execute(
+                select(StudyRow.id, StudyRow.name, StudyRow.status, StudyRow.suggestion)
+                .where(StudyRow.parent_id == study_id)
+                .order_by(StudyRow.id)
+            ).all()
+        return [
+            {
+                "id": r.id,
+                "name": r.name,
+                "status": r.status,
+                "suggestion": (r.suggestion or {}).get("id"),
+            }
+            for r in rows
+        ]
+
+    def child_trying(self, study_id: int, suggestion_id: str) -> int | None:
+        """The newest child of the study that tries this suggestion and did not fail, if any."""
+        for child in reversed(self.children(study_id)):
+            if child["suggestion"] == suggestion_id and child["status"] != StudyStatus.FAILED:
+                return child["id"]
+        return None
+
     def status(self, study_id: int) -> StudyStatus:
         """The study's status; StudyNotFound if there is none."""
         with self.db.read() as session:
@@ -198,6 +249,8 @@ class Studies:
             sampling=row.sampling or {},
             reason=row.reason,
             creation=CreationProgress.from_json(row.creation),
+            parent_id=row.parent_id,
+            suggestion=row.suggestion,
         )
 
     # --- cancelling ---------------------------------------------------------------------

@@ -3,4 +3,5 @@
 - testkit.pg: scratch PostgreSQL databases on the test server, created and dropped;
 - testkit.server: the dse app served by uvicorn in a thread on a free loopback port;
 - testkit.browser: how the real-browser tests and benchmarks launch Debian's chromium.
+- testkit.specs: the tiny smoke spec the store tests and benchmarks share.
 """

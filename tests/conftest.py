@@ -13,41 +13,10 @@ from pathlib import Path
 import pytest
 
 from testkit.pg import PgServer, PgUnavailable
+from testkit.specs import smoke_spec as _smoke_spec
 
 REPO = Path(__file__).resolve().parents[1]
 DSE = REPO / ".venv" / "bin" / "dse"
-
-SMOKE_SPEC = {
-    "name": "smoke",
-    "dataset": {
-        "name": "synthetic",
-        "resolution": 16,
-        "num_classes": 4,
-        "train_size": 256,
-        "val_size": 128,
-    },
-    "spaces": [
-        {
-            "preset": "AnyNetX_A",
-            "stem": {"type": "cifar", "width": 16},
-            "stages": 2,
-            "depth": [1, 2],
-            "width": [8, 32],
-        },
-        {
-            "preset": "AnyNetX_E",
-            "stem": {"type": "cifar", "width": 16},
-            "stages": 2,
-            "depth": [1, 2],
-            "width": [8, 32],
-        },
-    ],
-    "samples": 20,
-    "complexity": {"flops": [0, 2e7]},
-    "fidelities": [1],
-    "recipe": {"batch_size": 64, "lr": 0.1},
-    "seed": 0,
-}
 
 
 @pytest.fixture
@@ -81,9 +50,7 @@ def sqlite_url(tmp_path):
 @pytest.fixture
 def smoke_spec():
     """The spec of issue 4, exactly as written there (a fresh copy per test)."""
-    import copy
-
-    return copy.deepcopy(SMOKE_SPEC)
+    return _smoke_spec()
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def client(store):
-    with local_client(create_app(store=store)) as c:
+    with local_client(create_app(create_wait=30, store=store)) as c:
         yield c
 
 
@@ -219,7 +219,7 @@ def test_results_cache_serves_the_last_answer_while_recomputing():
 
 
 def test_token_guards_mutations(store):
-    with local_client(create_app(store=store, token="s3cret")) as c:
+    with local_client(create_app(create_wait=30, store=store, token="s3cret")) as c:
         assert c.post("/api/studies", json=SPEC).status_code == 401
         bad = {"Authorization": "Bearer nope"}
         assert c.post("/api/studies", json=SPEC, headers=bad).status_code == 401
@@ -232,7 +232,7 @@ def test_token_guards_mutations(store):
 
 
 def test_body_size_limit(store):
-    with local_client(create_app(store=store, max_body=2048)) as c:
+    with local_client(create_app(create_wait=30, store=store, max_body=2048)) as c:
         big = {**SPEC, "name": "x" * 4000}
         r = c.post("/api/studies", json=big)
         assert r.status_code == 413 and r.json()["errors"][0]["field"] == "body"
@@ -250,7 +250,7 @@ def test_spec_limits_and_data_dirs(store, tmp_path):
     data = tmp_path / "data"
     (data / "cifar").mkdir(parents=True)
     limits = SpecLimits(max_samples=4, max_epochs=3, max_spaces=1, data_dirs=(str(data),))
-    with local_client(create_app(store=store, limits=limits)) as c:
+    with local_client(create_app(create_wait=30, store=store, limits=limits)) as c:
         one = {**SPEC, "spaces": SPEC["spaces"][:1], "samples": 4, "fidelities": [1, 3]}
         cases = [
             ({**one, "samples": 5}, "samples"),
@@ -268,7 +268,9 @@ def test_spec_limits_and_data_dirs(store, tmp_path):
             assert r.json()["errors"][0]["field"] == field
         inside = {**one, "dataset": {"name": "cifar10", "root": str(data / "cifar")}}
         assert c.post("/api/studies", json=inside).status_code == 201
-    with local_client(create_app(store=store)) as c:  # default: no dataset roots at all
+    with local_client(
+        create_app(create_wait=30, store=store)
+    ) as c:  # default: no dataset roots at all
         r = c.post("/api/studies", json={**SPEC, "dataset": {"name": "cifar10", "root": "/tmp"}})
         assert r.status_code == 422 and "DSE_DATA_DIRS" in r.json()["detail"]
 

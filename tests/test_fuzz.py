@@ -23,6 +23,8 @@ OPERATIONS = [
     ("GET", "/api/studies/{study_id}/trials"),
     ("GET", "/api/studies/{study_id}/edf"),
     ("GET", "/api/studies/{study_id}/export"),
+    ("POST", "/api/studies/estimate"),
+    ("GET", "/api/presets"),
 ]
 
 
@@ -43,7 +45,8 @@ def api_schema(tmp_path_factory):
     # trials finished at both levels (one diverged): results and trials carry every part
     while (claim := store.claim("fuzz")) is not None:
         error = None if claim.sample == 1 else 0.2 + 0.1 * claim.sample
-        store.finish(claim, TrialOutcome("done" if error else "diverged", error))
+        outcome = TrialOutcome("done" if error else "diverged", error, images_per_s=100.0)
+        store.finish(claim, outcome)  # images/s: the estimate's speed (no probe training)
     # tight limits keep any spec the fuzzer manages to make valid cheap to sample; the
     # in-process client reaches the app by the name "testserver"
     limits = SpecLimits(max_samples=3, max_spaces=2, max_epochs=3)
@@ -81,6 +84,7 @@ def test_schema_types_progress_and_results(api_schema):
 
 # the study the fixture made (id 1): these reads answer 200 with their documented bodies
 KNOWN = [
+    ("/api/presets", {}),
     ("/api/studies", {}),
     ("/api/studies/{study_id}", {}),
     ("/api/studies/{study_id}/trials", {"limit": 4}),

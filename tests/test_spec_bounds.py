@@ -121,7 +121,7 @@ def client(request, tmp_path):
         else f"sqlite:///{tmp_path / 'bounds.db'}"
     )
     store = Store(url)
-    with TestClient(create_app(store=store), base_url="http://127.0.0.1:8000") as c:
+    with TestClient(create_app(create_wait=30, store=store), base_url="http://127.0.0.1:8000") as c:
         yield c
     store.close()
 
@@ -176,7 +176,9 @@ def test_the_operator_sets_the_limits(tmp_path):
         ({**space(**small), "dataset": {"name": "synthetic", "resolution": 8, "num_classes": 6}},
          "dataset.num_classes"),
     ]  # fmt: skip
-    with TestClient(create_app(store=store, limits=limits), base_url="http://127.0.0.1") as c:
+    with TestClient(
+        create_app(create_wait=30, store=store, limits=limits), base_url="http://127.0.0.1"
+    ) as c:
         for spec, field in cases:
             r = c.post("/api/studies", json=spec)
             assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import torch
@@ -257,6 +258,51 @@ def run_bench(quick: bool = False, log=print) -> dict:
             "torch_threads": cores,
         },  # fmt: skip
     }
+
+
+# --- a quick measurement for estimates (search/estimate.py, POST /api/studies/estimate) -----
+PROBE_RESOLUTION, PROBE_CLASSES, PROBE_IMAGES, PROBE_BATCH = 16, 10, 256, 32
+_PROBED: dict[str, dict] = {}
+_PROBE_LOCK = threading.Lock()
+
+
+def measured_rate(device: str | None = None) -> dict:
+    """Training throughput of this process's device, measured once and cached.
+
+    RegNetX-200MF (the recipe check's network, worker.check) at 16 px on 256 synthetic
+    images, 2 epochs of batch 32 (a few seconds on a CPU): the last epoch's images/s x the
+    network's forward flops.
+    {"device", "network", "flops", "images_per_s", "flop_per_s", "seconds"}.
+    """
+    from search.spec import DatasetSpec, Recipe
+    from worker.check import best_device, check_network
+    from worker.data import load_dataset
+    from worker.train import train
+
+    device = device or best_device()
+    with _PROBE_LOCK:  # one measurement per device, however many requests ask at once
+        if device in _PROBED:
+            return _PROBED[device]
+        t0 = time.perf_counter()
+        spec = check_network(PROBE_RESOLUTION, PROBE_CLASSES)
+        data = load_dataset(DatasetSpec(name="synthetic", train_size=PROBE_IMAGES, val_size=64,
+                                        test_size=0, resolution=PROBE_RESOLUTION))  # fmt: skip
+        result = train(spec, data, Recipe(batch_size=PROBE_BATCH), epochs=2, device=device)
+        if result.status != "done" or not result.epochs:
+            raise RuntimeError(f"speed probe: {result.status} {result.message}".strip())
+        from anynet.complexity import complexity
+
+        flops = complexity(spec)["flops"]
+        rate = result.epochs[-1]["images_per_s"]
+        _PROBED[device] = {
+            "device": device,
+            "network": f"RegNetX-200MF at {PROBE_RESOLUTION} px",
+            "flops": flops,
+            "images_per_s": rate,
+            "flop_per_s": rate * flops,
+            "seconds": time.perf_counter() - t0,
+        }
+        return _PROBED[device]
 
 
 def format_report(r: dict) -> str:

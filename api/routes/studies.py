@@ -75,6 +75,39 @@ class Sampling(BaseModel):
     acceptance: float
 
 
+class StudyRef(BaseModel):
+    """Another study, by id and name (lineage)."""
+
+    id: int
+    name: str
+
+
+class ChildRef(StudyRef):
+    """A study that refines this one, and the suggestion it tries."""
+
+    status: str
+    suggestion: str | None
+
+
+class Tried(BaseModel):
+    """The suggestion a child study tries: its id and sentence, the parent's space it refined
+    and the child's refined space."""
+
+    id: str
+    text: str
+    space: str = Field(description="the parent's space the suggestion was about")
+    refined: str = Field(description="the child's space: that space with the suggestion applied")
+
+
+class RefineBody(BaseModel):
+    """Which suggestion to try, as read at which fidelity and normalisation."""
+
+    model_config = {"extra": "forbid"}
+    suggestion: str = Field(min_length=1, max_length=500, description="the suggestion's id")
+    fidelity: int | None = Field(None, ge=1, le=100_000, description="epochs; None = lowest")
+    normalize: Normalize = "none"
+
+
 class StudyDetail(StudySummary):
     """One study: its spec and its progress per space and fidelity."""
 
@@ -84,6 +117,12 @@ class StudyDetail(StudySummary):
         default_factory=dict, description="per space: rejection-sampler draws and acceptance"
     )
     version: str
+    parent: StudyRef | None = Field(None, description="the study this one refines")
+    suggestion: Tried | None = Field(None, description="the suggestion of the parent it tries")
+    lineage: list[StudyRef] = Field(
+        default_factory=list, description="ancestors, root first: A → B → C for C is [A, B]"
+    )
+    children: list[ChildRef] = Field(default_factory=list, description="studies refining this")
 
 
 class Trial(BaseModel):
@@ -213,9 +252,6 @@ async def create_study(
     study ends `running`, or `failed` with the reason. A creation that fails within the
     wait is a 422 naming the space, and leaves nothing stored.
     """
-    from search.creator import CreatorBusy
-    from search.status import StudyStatus
-
     try:
         data = parse_spec_body(await request.body(), request.headers.get("content-type"))
     except UnsupportedMediaType as e:
@@ -224,6 +260,16 @@ async def create_study(
     limits.check(spec)
     if check:
         await _check_recipe(spec)
+    return await _create(request, store, spec)
+
+
+async def _create(
+    request: Request, store, spec: StudySpec, parent_id: int | None = None, suggestion=None
+) -> JSONResponse:
+    """Store the spec as `creating` and sample it in the background: 201, or 202 after the wait."""
+    from search.creator import CreatorBusy
+    from search.status import StudyStatus
+
     creator = request.app.state.creator
     busy = HTTPException(
         503, detail="creation: too many studies are being created; retry in a few seconds",
@@ -231,7 +277,8 @@ async def create_study(
     )  # fmt: skip
     if creator.busy():
         raise busy
-    study_id = await run_in_threadpool(store.begin_study, spec)  # never on the event loop
+    # never on the event loop
+    study_id = await run_in_threadpool(store.begin_study, spec, parent_id, suggestion)
     try:  # starting a child may wait for the forkserver: off the event loop too
         job = await run_in_threadpool(creator.submit, study_id)
     except CreatorBusy:
@@ -285,7 +332,88 @@ def show_study(study_id: StudyId, store=Depends(get_store)):
         "progress": store.progress(study_id),
         "sampling": study.sampling,
         "version": str(store.version(study_id)),
+        **lineage_of(store, study),
     }
+
+
+def lineage_of(store, study) -> dict:
+    """parent, suggestion, lineage and children of a study (the refine loop)."""
+    lineage = store.lineage(study.id)
+    return {
+        "parent": lineage[-1] if lineage else None,
+        "suggestion": study.suggestion,
+        "lineage": lineage,
+        "children": store.children(study.id),
+    }
+
+
+@router.post(
+    "/{study_id}/refine",
+    status_code=201,
+    response_model=StudyCreated,
+    dependencies=[Depends(require_token)],
+    responses={
+        **ERRORS,
+        **MUTATING,
+        200: {"model": StudyCreated, "description": "this suggestion's child exists: it"},
+        202: {"model": StudyCreated, "description": "accepted; the child is being created"},
+        404: {"model": ErrorBody, "description": "unknown study or suggestion"},
+        409: {
+            "model": ErrorBody,
+            "description": "the parent is being created, failed or has no results yet, or the "
+            "suggestion no longer applies",
+        },
+        503: {"model": ErrorBody, "description": "too many studies are being created; retry"},
+    },
+)
+async def refine_study(
+    study_id: StudyId,
+    body: RefineBody,
+    request: Request,
+    store=Depends(get_store),
+    limits: SpecLimits = Depends(get_limits),
+):
+    """Try a refinement suggestion: a child study, the parent's spec with it applied.
+
+    The child has the parent's dataset, recipe, samples, fidelities and seed, and one space:
+    the suggestion's space with that constraint added or that range narrowed. Idempotent:
+    if a child trying this suggestion exists (and did not fail), it is answered (200).
+    """
+    from search import refine
+
+    study_or_404(store, study_id)
+    try:
+        refine.parse_id(body.suggestion)
+    except refine.UnknownSuggestion as e:
+        raise HTTPException(404, detail=str(e)) from None
+    existing = await run_in_threadpool(store.child_trying, study_id, body.suggestion)
+    if existing is not None:
+        child = await run_in_threadpool(store.get_study, existing)
+        done = StudyCreated(id=existing, status=child.status, creation=_creation(child))
+        headers = {"Location": f"/api/studies/{existing}"}
+        return JSONResponse(done.model_dump(mode="json"), status_code=200, headers=headers)
+    parent = await run_in_threadpool(store.get_study, study_id)
+    results = None
+    if parent.status not in ("creating", "failed"):
+        fidelity = body.fidelity or parent.spec.fidelities[0]
+        norm = None if body.normalize == "none" else body.normalize
+        try:  # the store's current version: a suggestion is read as it stands now
+            typed = await run_in_threadpool(
+                request.app.state.results.results, store, study_id, fidelity, norm
+            )
+        except ValueError as e:  # e.g. a fidelity not of this study
+            raise HTTPException(422, detail=str(e)) from None
+        results = typed.model_dump(mode="json", by_alias=True)
+    try:
+        spec, record = await run_in_threadpool(
+            refine.plan, store, study_id, body.suggestion, results
+        )
+    except refine.UnknownSuggestion as e:
+        raise HTTPException(404, detail=str(e)) from None
+    except refine.NotApplicable as e:
+        raise HTTPException(409, detail=str(e)) from None
+    limits.check(spec)
+    return await _create(request, store, spec, study_id, record)
 
 
 @router.post(

@@ -1,0 +1,179 @@
+"""What the study form needs before posting: the preset catalogue and a study's estimate.
+
+GET /api/presets lists every preset design space with its family, description and ranges;
+POST /api/studies/estimate takes the same spec as POST /api/studies and answers the trials
+per level, the images and the time it would take here (search/estimate.py), creating nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from api.deps import UnsupportedMediaType, get_limits, get_store, parse_spec_body
+from api.limits import SpecLimits
+from api.routes.studies import ERRORS, SPEC_BODY
+from api.schemas import ErrorBody
+from search.spec import StudySpec
+
+router = APIRouter(tags=["form"])
+log = logging.getLogger("dse.api")
+
+
+class ParamRange(BaseModel):
+    """The values a drawn parameter takes: its distribution's kind and support."""
+
+    kind: str
+    lo: float
+    hi: float
+    values: list[float] | None = Field(None, description="a choice's values")
+
+
+class Preset(BaseModel):
+    """One preset design space as the form shows it."""
+
+    name: str
+    family: str = Field(description="AnyNetX, AnyNetY, RegNet, NDS CIFAR, EfficientNet, …")
+    description: str
+    kind: Literal["anynet", "regnet"]
+    block: str
+    stages: int | None
+    stem: dict[str, str | int]
+    se_ratio: float
+    resolution: int
+    num_classes: int
+    constraints: list[str | dict[str, int]]
+    parameters: dict[str, ParamRange | list[ParamRange]] = Field(
+        description="per drawn parameter: one range for every stage, or one per stage"
+    )
+
+
+class LevelEstimate(BaseModel):
+    """One fidelity level: its trials and their images and time."""
+
+    level: int
+    epochs: int
+    trials_per_space: int
+    trials: int
+    train_images: int | None = Field(description="None when the dataset's size is unknown")
+    eval_images: int | None = Field(description="validation images, once per epoch")
+    seconds: float | None
+
+
+class SpaceEstimate(BaseModel):
+    """One space: the flops the estimate takes for its networks, and its time."""
+
+    name: str
+    flops: float
+    flops_source: Literal["bounds_midpoint", "sampled_median"]
+    flops_note: str
+    seconds: float | None
+
+
+class DataEstimate(BaseModel):
+    """The split sizes and input the trials train with."""
+
+    name: str
+    train_size: int | None
+    val_size: int | None
+    resolution: int | None
+    num_classes: int | None
+
+
+class RateEstimate(BaseModel):
+    """How fast this machine trains: images/s x forward flops, and where that comes from."""
+
+    source: Literal["trials", "measured"] = Field(
+        description="trials: finished trials in this store; measured: a short training here"
+    )
+    flop_per_s: float = Field(description="images/s x forward multiply-adds per image")
+    trials: int
+    device: str | None
+    note: str
+
+
+class Estimate(BaseModel):
+    """What a study costs before it is created."""
+
+    trials: int
+    levels: list[LevelEstimate]
+    spaces: list[SpaceEstimate]
+    dataset: DataEstimate
+    recipe: dict[str, float | int | bool | str | None] | None = Field(
+        description="the recipe every unset field resolved, at the lowest fidelity"
+    )
+    train_images: int | None
+    eval_images: int | None
+    rate: RateEstimate | None
+    workers: int
+    seconds: float | None = Field(description="on `workers` workers as fast as the rate")
+    note: str | None
+
+
+@router.get("/api/presets", response_model=list[Preset])
+def list_presets():
+    """Every preset design space: name, family, description, block, input and ranges."""
+    from anynet.preset_catalog import catalog
+
+    return catalog()
+
+
+@router.post(
+    "/api/studies/estimate",
+    response_model=Estimate,
+    responses={
+        422: ERRORS[422],
+        415: {"model": ErrorBody, "description": "neither JSON nor YAML"},
+    },
+    openapi_extra=SPEC_BODY,
+)
+async def estimate_study(
+    request: Request,
+    store=Depends(get_store),
+    limits: SpecLimits = Depends(get_limits),
+    workers: int = Query(1, ge=1, le=4096, description="workers sharing the trials"),
+):
+    """The trials per level, training and evaluated images, and time of a spec (nothing stored).
+
+    The time uses the images/s of the latest finished trials in this store, scaled by flops,
+    or else a short training on this server's device (measured once); `rate.source` says
+    which. The networks' flops are the midpoint of the spec's flops bounds or the median of
+    a few networks drawn from each space (`spaces[].flops_source`).
+    """
+    from search.estimate import estimate, trials_rate
+
+    try:
+        data = parse_spec_body(await request.body(), request.headers.get("content-type"))
+    except UnsupportedMediaType as e:
+        raise HTTPException(415, detail=str(e)) from None
+    spec = StudySpec.model_validate(data)
+    limits.check(spec)
+    rate = await run_in_threadpool(trials_rate, store.db)
+    unmeasured = None
+    if rate is None:
+        try:
+            rate = await run_in_threadpool(_measured)
+        except (RuntimeError, ValueError, MemoryError) as e:  # no speed: counts still hold
+            log.warning("estimate: the speed probe failed: %s", e)
+            unmeasured = "speed unknown: no finished trials in this store and the probe failed"
+    answer = await run_in_threadpool(estimate, spec, rate, workers)
+    if unmeasured:
+        answer["note"] = "; ".join(n for n in (answer["note"], unmeasured) if n)
+    return answer
+
+
+def _measured():
+    """This server's measured rate (worker.bench.measured_rate) as a search.estimate.Rate."""
+    from search.estimate import Rate
+    from worker.bench import measured_rate
+
+    m = measured_rate()
+    note = (
+        f"no finished trials in this store yet: {m['network']} trained on this server's "
+        f"{m['device']} at {m['images_per_s']:.0f} images/s, scaled by flops"
+    )
+    return Rate("measured", m["flop_per_s"], 0, m["device"], note)

@@ -1,0 +1,343 @@
+"""What a study will cost before it is created: trials per level, images, time on this machine.
+
+The counts are exact: every sample of every space trains at the lowest fidelity, and each
+next level gets search.fidelity.promote_count(n, promote) of the n trials of the level below
+(per space; docs/method.md §9). The images are the worker's: each epoch trains
+⌊train / batch⌋ full batches and evaluates the validation split once. The time divides each
+trial's images by the images/s a network of its flops trains at, from a throughput in
+multiply-adds per second (images/s x forward flops): measured by finished trials in this
+store, or by a short training on this server's device (worker.bench.measured_rate).
+
+Sampled networks' flops are unknown before sampling: a study with flops bounds takes their
+midpoint; otherwise the median of a few networks drawn from the space (seeded, cheap).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import statistics
+from typing import TYPE_CHECKING
+
+from search.fidelity import promote_count
+from search.recipe import resolve_recipe
+
+if TYPE_CHECKING:
+    from search.db import Database
+    from search.spec import DatasetSpec, StudySpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """A dataset's files as worker.sources reads them and worker.data splits them."""
+
+    train: int | None  # images of the official train split (synthetic: generated)
+    test: int | None  # of the official test split; None = carved from train
+    side: int | None  # native (or default) side in pixels
+    classes: int | None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.0
+
+
+# worker.sources: digits (scikit-learn, 1,797 8x8 images read at 16 px, no test split);
+# CIFAR-10/100 50,000 + 10,000; (Fashion-)MNIST 60,000 + 10,000 at 28 px; SVHN 73,257 +
+# 26,032. tests/test_form.py holds these equal to the sources and to load_dataset's sizes.
+SPLITS: dict[str, Split] = {
+    "digits": Split(1797, None, 16, 10, val_fraction=0.2, test_fraction=0.2),
+    "synthetic": Split(2000, 500, 32, 10, val_fraction=0.2),
+    "cifar10": Split(50_000, 10_000, 32, 10),
+    "cifar100": Split(50_000, 10_000, 32, 100),
+    "mnist": Split(60_000, 10_000, 28, 10),
+    "fashion-mnist": Split(60_000, 10_000, 28, 10),
+    "svhn": Split(73_257, 26_032, 32, 10),
+    "imagefolder": Split(None, None, None, None, test_fraction=0.2),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSizes:
+    """The split sizes and input a study's trials train with (None: not known before loading)."""
+
+    train: int | None
+    val: int | None
+    resolution: int | None
+    classes: int | None
+
+
+def data_sizes(dataset: DatasetSpec) -> DataSizes:
+    """Train and validation images, side and classes, as worker.data.load_dataset gives them."""
+    split = SPLITS[dataset.name]
+    resolution = dataset.resolution or split.side
+    classes = dataset.num_classes or split.classes
+    if dataset.name == "synthetic":  # generated: train_size + a quarter for validation
+        n = dataset.train_size or split.train
+        total = n + (dataset.val_size if dataset.val_size is not None else round(n / 4))
+    else:
+        total = split.train
+    if total is None:  # an image folder: only sizes that were given are known
+        return DataSizes(dataset.train_size, dataset.val_size, resolution, classes)
+    if split.test is None:  # no test split: carved first, from all the data
+        total -= (
+            dataset.test_size
+            if dataset.test_size is not None
+            else int(round(split.test_fraction * total))
+        )
+    val = (
+        dataset.val_size if dataset.val_size is not None else int(round(split.val_fraction * total))
+    )
+    train = max(0, total - val)
+    if dataset.train_size is not None:
+        train = min(train, dataset.train_size)
+    return DataSizes(train, val, resolution, classes)
+
+
+def level_counts(samples: int, fidelities: list[int], promote: float) -> list[int]:
+    """Trials per space at each level: all samples, then promote_count of the level below."""
+    counts = [samples]
+    for _ in fidelities[1:]:
+        counts.append(promote_count(counts[-1], promote))
+    return counts
+
+
+def images_per_trial(train: int, val: int, batch: int, epochs: int) -> tuple[int, int]:
+    """(training images, evaluated images) of one trial: full batches, val once per epoch."""
+    batch = min(batch, train)
+    return epochs * (train // batch) * batch, epochs * val
+
+
+# --- flops of a space's networks ---------------------------------------------------------
+TYPICAL_DRAWS = 16  # networks drawn for a space's typical flops
+TYPICAL_MAX_DRAWS = 200_000  # rejection budget of that draw (bounds the estimate's time)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceFlops:
+    """The flops the estimate takes for one space's networks, and where they come from."""
+
+    flops: float
+    source: str  # "bounds_midpoint" | "sampled_median"
+    note: str
+
+
+def space_flops(spec: StudySpec, index: int, sizes: DataSizes) -> SpaceFlops:
+    """Flops of a typical network of spaces[index] at the resolution it trains at."""
+    space = spec.spaces[index].resolve()
+    sampled_at = spec.dataset.resolution or space.resolution  # the sampler's (and bounds')
+    trained_at = sizes.resolution or sampled_at
+    if "flops" in spec.complexity:
+        lo, hi = spec.complexity["flops"]
+        mid = (lo + hi) / 2
+        note = f"midpoint of the flops bounds [{lo:g}, {hi:g}]"
+        if trained_at != sampled_at:  # conv flops grow with the image's area
+            mid *= (trained_at / sampled_at) ** 2
+            note += f", scaled from {sampled_at} px to the {trained_at} px it trains at"
+        return SpaceFlops(mid, "bounds_midpoint", note)
+    bounds = tuple(sorted((k, float(lo), float(hi)) for k, (lo, hi) in spec.complexity.items()))
+    classes = sizes.classes or space.num_classes
+    flops, bounded = _sampled_median(
+        space.to_json(), spec.seed, bounds, spec.dataset.resolution,
+        spec.dataset.num_classes, trained_at, classes,
+    )  # fmt: skip
+    note = f"median of {TYPICAL_DRAWS} networks drawn from the space at {trained_at} px"
+    if bounds and not bounded:
+        note += " (without the complexity bounds: too few met them within the draw budget)"
+    return SpaceFlops(flops, "sampled_median", note)
+
+
+@functools.lru_cache(maxsize=256)
+def _sampled_median(
+    space_json: str,
+    seed: int,
+    bounds: tuple,
+    resolution,
+    num_classes,
+    trained_at: int,
+    classes: int,
+) -> tuple[float, bool]:
+    """(median flops at the training input, whether the bounds held) of a few drawn networks."""
+    from anynet.network import network_complexity, with_input
+    from anynet.sampling import InfeasibleError, sample
+    from anynet.spaces import DesignSpace
+
+    space = DesignSpace.model_validate_json(space_json)
+    limits = {k: (lo, hi) for k, lo, hi in bounds} or None
+    kw = dict(seed=seed, resolution=resolution, num_classes=num_classes, in_channels=3)
+    try:
+        result = sample(space, TYPICAL_DRAWS, bounds=limits, max_draws=TYPICAL_MAX_DRAWS, **kw)
+        bounded = True
+    except InfeasibleError:
+        result = sample(space, TYPICAL_DRAWS, bounds=None, max_draws=TYPICAL_MAX_DRAWS, **kw)
+        bounded = limits is None
+    flops = [
+        network_complexity(with_input(s.spec, resolution=trained_at, num_classes=classes))["flops"]
+        for s in result.samples
+    ]
+    return float(statistics.median(flops)), bounded
+
+
+# --- how fast this machine trains --------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    """Training throughput: forward multiply-adds x images per second, and its source."""
+
+    source: str  # "trials" | "measured"
+    flop_per_s: float
+    trials: int  # finished trials it is the median of (0 when measured)
+    device: str | None
+    note: str
+
+    def images_per_s(self, flops: float) -> float:
+        """Images/s of a network of `flops` multiply-adds at this throughput."""
+        return self.flop_per_s / max(flops, 1.0)
+
+
+RATE_TRIALS = 100  # the most recent finished trials the store's rate is the median of
+
+
+def trials_rate(db: Database, most: int = RATE_TRIALS) -> Rate | None:
+    """The median throughput of the latest finished trials in the store; None without any.
+
+    A trial records its training images/s; its flops are recomputed at the input it
+    trained at (its study's dataset), since the sampler counts them at the space's.
+    """
+    from sqlalchemy import select
+
+    from search.models import StudyRow, TrialRow
+    from search.spec import StudySpec
+    from search.status import TrialStatus
+
+    query = (
+        select(TrialRow.net, TrialRow.images_per_s, TrialRow.study_id)
+        .where(TrialRow.status == TrialStatus.DONE, TrialRow.images_per_s > 0)
+        .order_by(TrialRow.trial_id.desc())  # the latest by the primary key's index
+        .limit(most)
+    )
+    with db.read() as session:
+        rows = session.execute(query).all()
+        ids = {r.study_id for r in rows}
+        specs = {
+            sid: raw
+            for sid, raw in session.execute(
+                select(StudyRow.id, StudyRow.spec).where(StudyRow.id.in_(ids))
+            )
+        }
+    inputs = {}
+    for study_id, raw in specs.items():  # the input each study's trials trained at
+        try:
+            inputs[study_id] = data_sizes(StudySpec.model_validate(raw).dataset)
+        except ValueError:
+            continue  # a spec this version no longer reads: its trials are left out
+    rates = []
+    for net, images_per_s, study_id in rows:
+        if study_id not in inputs:
+            continue
+        sizes = inputs[study_id]
+        try:
+            flops = _trained_flops(_freeze(net), sizes.resolution, sizes.classes)
+        except ValueError:
+            continue  # a network that no longer validates: not a measurement of this machine
+        rates.append(images_per_s * flops)
+    if not rates:
+        return None
+    return Rate(
+        "trials",
+        float(statistics.median(rates)),
+        len(rates),
+        None,
+        f"median over the latest {len(rates)} finished trial(s) in this store "
+        "(their images/s x their flops)",
+    )
+
+
+def _freeze(net: dict) -> str:
+    import json
+
+    return json.dumps(net, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _trained_flops(net_json: str, resolution, classes) -> float:
+    """A stored network's flops at the input its trial trained at."""
+    import json
+
+    from anynet.network import network_complexity, network_spec, with_input
+
+    spec = network_spec(json.loads(net_json))
+    inputs = {"in_channels": 3}
+    if resolution:
+        inputs["resolution"] = resolution
+    if classes:
+        inputs["num_classes"] = classes
+    return float(network_complexity(with_input(spec, **inputs))["flops"])
+
+
+# --- the estimate -----------------------------------------------------------------------
+def estimate(spec: StudySpec, rate: Rate | None, workers: int = 1) -> dict:
+    """Trials per level, training and evaluated images, and time of a study (JSON-able)."""
+    sizes = data_sizes(spec.dataset)
+    per_space = level_counts(spec.samples, list(spec.fidelities), spec.promote)
+    n_spaces = len(spec.spaces)
+    flops = []
+    for i in range(n_spaces):
+        try:
+            flops.append(space_flops(spec, i, sizes))
+        except ValueError as e:  # no network of the space fits (its input, its bounds)
+            raise ValueError(f"spaces.{i}: {e}") from e
+    known = sizes.train is not None and sizes.val is not None and sizes.train > 0
+    recipe = None
+    if known:
+        first = resolve_recipe(spec.recipe, spec.dataset.name, sizes.train,
+                               sizes.resolution or 32, spec.fidelities[0])  # fmt: skip
+        recipe = first.model_dump(mode="json")
+    levels, space_seconds = [], [0.0] * n_spaces
+    for level, (epochs, n) in enumerate(zip(spec.fidelities, per_space, strict=True)):
+        row = {"level": level, "epochs": epochs, "trials_per_space": n, "trials": n * n_spaces,
+               "train_images": None, "eval_images": None, "seconds": None}  # fmt: skip
+        if known:
+            batch = resolve_recipe(spec.recipe, spec.dataset.name, sizes.train,
+                                   sizes.resolution or 32, epochs).batch_size  # fmt: skip
+            train, val = images_per_trial(sizes.train, sizes.val, batch, epochs)
+            row["train_images"] = n * n_spaces * train
+            row["eval_images"] = n * n_spaces * val
+            if rate is not None:
+                seconds = [n * (train + val) / rate.images_per_s(f.flops) for f in flops]
+                for i, s in enumerate(seconds):
+                    space_seconds[i] += s
+                row["seconds"] = sum(seconds) / workers
+        levels.append(row)
+    timed = known and rate is not None
+    names = spec.space_names()
+    notes = []
+    if not known:
+        notes.append(
+            f"dataset {spec.dataset.name!r}: its split sizes are known only after loading; "
+            "give dataset.train_size and dataset.val_size to estimate images and time"
+        )
+    return {
+        "trials": sum(r["trials"] for r in levels),
+        "levels": levels,
+        "spaces": [
+            {
+                "name": names[i],
+                "flops": f.flops,
+                "flops_source": f.source,
+                "flops_note": f.note,
+                "seconds": space_seconds[i] / workers if timed else None,
+            }  # fmt: skip
+            for i, f in enumerate(flops)
+        ],
+        "dataset": {
+            "name": spec.dataset.name,
+            "train_size": sizes.train,
+            "val_size": sizes.val,
+            "resolution": sizes.resolution,
+            "num_classes": sizes.classes,
+        },
+        "recipe": recipe,
+        "train_images": sum(r["train_images"] for r in levels) if known else None,
+        "eval_images": sum(r["eval_images"] for r in levels) if known else None,
+        "rate": dataclasses.asdict(rate) if rate is not None else None,
+        "workers": workers,
+        "seconds": sum(r["seconds"] for r in levels) if timed else None,
+        "note": "; ".join(notes) or None,
+    }
