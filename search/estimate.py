@@ -8,7 +8,8 @@ trial's images by the images/s a network of its flops trains at, from a throughp
 multiply-adds per second (images/s x forward flops): measured by finished trials in this
 store, or by a short training on this server's device (worker.bench.measured_rate).
 
-Sampled networks' flops are unknown before sampling: a study with flops bounds takes their
+Reference networks (search/reference_spec.py) train every seed at every level; their flops
+are exact. Sampled networks' flops are unknown before sampling: a study with flops bounds takes their
 midpoint; otherwise the median of a few networks drawn from the space (seeded, cheap).
 """
 
@@ -142,6 +143,23 @@ def space_flops(spec: StudySpec, index: int, sizes: DataSizes) -> SpaceFlops:
     if bounds and not bounded:
         note += " (without the complexity bounds: too few met them within the draw budget)"
     return SpaceFlops(flops, "sampled_median", note)
+
+
+def reference_flops(spec: StudySpec, sizes: DataSizes) -> dict[str, float]:
+    """Flops of each reference network (search/reference_spec.py) at the input it trains at."""
+    from anynet.network import network_complexity
+
+    if not spec.references:
+        return {}
+    side = sizes.resolution or spec.dataset.resolution or spec.spaces[0].resolve().resolution
+    classes = sizes.classes or spec.dataset.num_classes or 10
+    out = {}
+    for i, (label, ref) in enumerate(zip(spec.reference_labels(), spec.references, strict=True)):
+        try:
+            out[label] = float(network_complexity(ref.network(side, classes))["flops"])
+        except ValueError as e:
+            raise ValueError(f"references.{i} ({label}) at {side} px: {e}") from e
+    return out
 
 
 @functools.lru_cache(maxsize=256)
@@ -289,21 +307,28 @@ def estimate(spec: StudySpec, rate: Rate | None, workers: int = 1) -> dict:
         first = resolve_recipe(spec.recipe, spec.dataset.name, sizes.train,
                                sizes.resolution or 32, spec.fidelities[0])  # fmt: skip
         recipe = first.model_dump(mode="json")
-    levels, space_seconds = [], [0.0] * n_spaces
+    refs = reference_flops(spec, sizes)
+    n_refs = len(refs) * spec.reference_seeds  # every seed of every reference, at every level
+    levels, space_seconds, ref_seconds = [], [0.0] * n_spaces, [0.0] * len(refs)
     for level, (epochs, n) in enumerate(zip(spec.fidelities, per_space, strict=True)):
-        row = {"level": level, "epochs": epochs, "trials_per_space": n, "trials": n * n_spaces,
+        row = {"level": level, "epochs": epochs, "trials_per_space": n,
+               "trials": n * n_spaces + n_refs, "reference_trials": n_refs,
                "train_images": None, "eval_images": None, "seconds": None}  # fmt: skip
         if known:
             batch = resolve_recipe(spec.recipe, spec.dataset.name, sizes.train,
                                    sizes.resolution or 32, epochs).batch_size  # fmt: skip
             train, val = images_per_trial(sizes.train, sizes.val, batch, epochs)
-            row["train_images"] = n * n_spaces * train
-            row["eval_images"] = n * n_spaces * val
+            row["train_images"] = (n * n_spaces + n_refs) * train
+            row["eval_images"] = (n * n_spaces + n_refs) * val
             if rate is not None:
                 seconds = [n * (train + val) / rate.images_per_s(f.flops) for f in flops]
                 for i, s in enumerate(seconds):
                     space_seconds[i] += s
-                row["seconds"] = sum(seconds) / workers
+                by_ref = [spec.reference_seeds * (train + val) / rate.images_per_s(f)
+                          for f in refs.values()]  # fmt: skip
+                for i, s in enumerate(by_ref):
+                    ref_seconds[i] += s
+                row["seconds"] = (sum(seconds) + sum(by_ref)) / workers
         levels.append(row)
     timed = known and rate is not None
     names = spec.space_names()
@@ -325,6 +350,15 @@ def estimate(spec: StudySpec, rate: Rate | None, workers: int = 1) -> dict:
                 "seconds": space_seconds[i] / workers if timed else None,
             }  # fmt: skip
             for i, f in enumerate(flops)
+        ],
+        "references": [
+            {
+                "name": name,
+                "flops": f,
+                "trials": spec.reference_seeds * len(levels),
+                "seconds": ref_seconds[i] / workers if timed else None,
+            }
+            for i, (name, f) in enumerate(refs.items())
         ],
         "dataset": {
             "name": spec.dataset.name,

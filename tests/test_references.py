@@ -304,3 +304,21 @@ def test_check_trains_the_first_reference(sqlite_url, tmp_path, capsys, monkeypa
     assert code == 0, captured.err
     assert "resnet20 trained 1 epoch(s) on digits" in captured.err and "it learns" in captured.err
     assert json.loads(captured.out)["check"]["network"] == "resnet20"
+
+
+def test_the_estimate_counts_the_reference_trials_and_their_time():
+    from search.estimate import Rate, estimate
+
+    rate = Rate("measured", 1e9, 0, "cpu", "test")
+    spec = StudySpec.model_validate(SPEC)
+    without = estimate(StudySpec.model_validate(_spec(references=[])), rate)
+    est = estimate(spec, rate)
+    assert est["trials"] == without["trials"] + 3 * 2 * 2  # 3 references x 2 seeds x 2 levels
+    assert [lv["reference_trials"] for lv in est["levels"]] == [6, 6]
+    assert [r["name"] for r in est["references"]] == ["resnet20", "tiny regnet", "net2"]
+    assert all(r["trials"] == 4 for r in est["references"])
+    extra = sum(r["seconds"] for r in est["references"])
+    assert extra > 0 and est["seconds"] == pytest.approx(without["seconds"] + extra)
+    first = est["levels"][0]
+    per_trial = first["train_images"] // first["trials"]
+    assert first["train_images"] == without["levels"][0]["train_images"] + 6 * per_trial

@@ -58,7 +58,8 @@ class LevelEstimate(BaseModel):
     level: int
     epochs: int
     trials_per_space: int
-    trials: int
+    trials: int = Field(description="the spaces' trials and the reference networks'")
+    reference_trials: int = Field(0, description="reference networks x seeds (every level)")
     train_images: int | None = Field(description="None when the dataset's size is unknown")
     eval_images: int | None = Field(description="validation images, once per epoch")
     seconds: float | None
@@ -71,6 +72,15 @@ class SpaceEstimate(BaseModel):
     flops: float
     flops_source: Literal["bounds_midpoint", "sampled_median"]
     flops_note: str
+    seconds: float | None
+
+
+class ReferenceEstimate(BaseModel):
+    """One reference network: its flops at the study's input, its trials and their time."""
+
+    name: str
+    flops: float
+    trials: int = Field(description="its seeds at every level")
     seconds: float | None
 
 
@@ -102,6 +112,7 @@ class Estimate(BaseModel):
     trials: int
     levels: list[LevelEstimate]
     spaces: list[SpaceEstimate]
+    references: list[ReferenceEstimate] = Field(default_factory=list)
     dataset: DataEstimate
     recipe: dict[str, float | int | bool | str | None] | None = Field(
         description="the recipe every unset field resolved, at the lowest fidelity"
