@@ -6,7 +6,7 @@ EDF as a vertical line with its band and its percentile in each space. An item i
 
 - a name of anynet/reference.py (`"resnet20"`), or {"reference": name, "options": {...}};
 - {"regnet": "D,W0,WA,WM,G"} (or five numbers), the `--regnet` parameters of the CLI;
-- a NetSpec (as `dse anynet --json` prints one), or {"net": NetSpec, "name": label}.
+- a NetSpec (as `dse model --json` prints one), or {"net": NetSpec, "name": label}.
 
 Each gets a label (`name`, else the network's name, else `RegNet(d,w0,wa,wm,g)` or `net<i>`)
 which names it in the results; labels are unique and differ from the spaces' names.
@@ -53,7 +53,7 @@ class StudyReference(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str | None = Field(None, min_length=1, max_length=200, description="its label")
-    reference: str | None = Field(None, description="a name of `dse anynet --references`")
+    reference: str | None = Field(None, description="a name of `dse model --references`")
     options: dict[str, Any] = Field(default_factory=dict, description="the named network's")
     regnet: tuple[float, float, float, float, float] | None = Field(
         None, description="RegNet parameters D,W0,WA,WM,G (as --regnet takes them)"
@@ -105,7 +105,7 @@ class StudyReference(BaseModel):
             if self.reference not in REFERENCES:
                 raise ValueError(
                     f"reference: unknown network {self.reference!r}; known: "
-                    f"{', '.join(REFERENCES)} (dse anynet --references)"
+                    f"{', '.join(REFERENCES)} (dse model --references)"
                 )
             ReferenceSpec.model_validate({"reference": self.reference, "options": self.options})
         elif self.regnet is not None:

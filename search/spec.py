@@ -164,7 +164,7 @@ class StudySpec(_Strict):
     references: list[StudyReference] = Field(
         default_factory=list,
         max_length=MAX_REFERENCES,
-        description="reference networks drawn on every EDF: names of `dse anynet --references`, "
+        description="reference networks drawn on every EDF: names of `dse model --references`, "
         "{'regnet': 'D,W0,WA,WM,G'} or NetSpecs (search/reference_spec.py)",
     )
     reference_seeds: int = Field(
