@@ -20,7 +20,7 @@ from api.deps import DEFAULT_MAX_BODY, SpecLimits
 from api.errors import error_items
 from api.middleware import LOOPBACK_NAMES, BodyLimit, HostOriginGuard
 from api.results_cache import ResultsCache
-from api.routes import exports, form, health, pages, studies
+from api.routes import exports, form, health, pages, refine, studies
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("dse.api")
@@ -134,6 +134,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(form.router)  # before studies: /api/studies/estimate
     app.include_router(studies.router)
+    app.include_router(refine.router)
     app.include_router(exports.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -19,8 +19,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--check",
         action="store_true",
-        help="first train RegNetX-200MF once at the lowest fidelity with the study's recipe "
-        "and data; refuse the study if it stays at chance",
+        help="first train the spec's first reference (else RegNetX-200MF) once at the lowest "
+        "fidelity with the study's recipe and data; refuse the study if it stays at chance",
     )
     p.add_argument("--device", default=None, help="device of the --check training (default: best)")
     _common(p, json_flag=True)

@@ -1,4 +1,8 @@
-"""The typed shapes of the API's bodies: progress and results, as /openapi.json documents them.
+"""The typed shapes of the API's bodies: studies, progress and results, as /openapi.json
+documents them.
+
+(Past 400 lines on purpose: every body the API answers, in one place, is what the OpenAPI
+schema and the schemathesis run check against.)
 
 They mirror what search hands out (`Store.progress`, `search.results.study_results`), with
 no `Any`: every number is finite or null (JSON has no NaN), and the results models forbid
@@ -8,9 +12,13 @@ validates responses against this schema) instead of reaching the page unannounce
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from anynet.spec import NetSpec
+from search.spec import StudySpec
 
 Number = float | None  # NaN and infinities are sent as null
 
@@ -310,3 +318,130 @@ class Results(_Exact):
     references: dict[str, ReferenceMarker] = Field(
         default_factory=dict, description="reference networks' markers (docs/method.md §6)"
     )
+
+
+# --- studies: what /api/studies answers -------------------------------------------
+
+
+class CreationProgress(BaseModel):
+    """How far a study's creation got: spaces sampled, trials stored."""
+
+    spaces: int = Field(description="spaces to sample")
+    sampled: int = Field(description="spaces sampled so far")
+    total: int | None = Field(description="trials to store (known once all are sampled)")
+    stored: int = Field(description="trials stored so far")
+    budget_seconds: float | None = Field(description="the creation's time budget")
+    sampling_seconds: float | None = Field(None, description="how long sampling took")
+    storing_seconds: float | None = Field(None, description="how long storing took")
+
+
+class StudyCreated(BaseModel):
+    """A new study: 201 once its trials are stored, 202 while it is still being created."""
+
+    id: int
+    status: str = Field(description="running, or creating (poll GET /api/studies/{id})")
+    creation: CreationProgress | None = None
+
+
+class StudySummary(BaseModel):
+    """One study in the listing."""
+
+    id: int
+    name: str
+    status: str
+    created: datetime
+    spaces: list[str]
+    samples: int
+    fidelities: list[int]
+    reason: str | None = Field(None, description="why it failed, when it did")
+    creation: CreationProgress | None = Field(None, description="while creating: how far")
+
+
+class Sampling(BaseModel):
+    """How the rejection sampler did for one space (docs/method.md §4)."""
+
+    draws: int
+    acceptance: float
+
+
+class StudyRef(BaseModel):
+    """Another study, by id and name (lineage)."""
+
+    id: int
+    name: str
+
+
+class ChildRef(StudyRef):
+    """A study that refines this one, and the suggestion it tries."""
+
+    status: str
+    suggestion: str | None
+
+
+class Tried(BaseModel):
+    """The suggestion a child study tries: its id and sentence, the parent's space it refined
+    and the child's refined space."""
+
+    id: str
+    text: str
+    space: str = Field(description="the parent's space the suggestion was about")
+    refined: str = Field(description="the child's space: that space with the suggestion applied")
+
+
+class StudyDetail(StudySummary):
+    """One study: its spec and its progress per space and fidelity."""
+
+    spec: StudySpec
+    progress: Progress
+    sampling: dict[str, Sampling] = Field(
+        default_factory=dict, description="per space: rejection-sampler draws and acceptance"
+    )
+    version: str
+    parent: StudyRef | None = Field(None, description="the study this one refines")
+    suggestion: Tried | None = Field(None, description="the suggestion of the parent it tries")
+    lineage: list[StudyRef] = Field(
+        default_factory=list, description="ancestors, root first: A → B → C for C is [A, B]"
+    )
+    children: list[ChildRef] = Field(default_factory=list, description="studies refining this")
+
+
+class Trial(BaseModel):
+    """One trial: a network of a space at one fidelity level (one attempt)."""
+
+    trial_id: int
+    space: str
+    sample: int
+    level: int
+    epochs: int
+    status: str
+    error: Number = Field(description="validation error at the end of training")
+    flops: int
+    params: int
+    acts: int
+    depth: int
+    attempt: int
+    worker: str | None
+    test_error: Number
+    seconds: Number
+    images_per_s: Number
+    reason: str | None
+    spec: NetSpec
+    params_sampled: dict[str, int | float | None] = Field(description="the values drawn")
+    epochs_done: int
+    last_val_error: Number
+    retried_as: int | None
+    started: str | None
+    finished: str | None
+    history: list[dict[str, int | float | str | bool | None]] = Field(
+        description="per-epoch metrics"
+    )
+
+
+class TrialsPage(BaseModel):
+    """One page of a study's trials."""
+
+    study_id: int
+    total: int
+    offset: int
+    limit: int
+    trials: list[Trial]

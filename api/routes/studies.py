@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
 
-from anynet.spec import NetSpec
 from api.deps import (
     YAML_TYPES,
     SpecLimits,
@@ -22,7 +19,14 @@ from api.deps import (
     parse_spec_body,
     require_token,
 )
-from api.schemas import ErrorBody, Number, Progress, Results
+from api.schemas import (
+    ErrorBody,
+    Results,
+    StudyCreated,
+    StudyDetail,
+    StudySummary,
+    TrialsPage,
+)
 from search.exports import trials_csv
 from search.spec import StudySpec
 from search.studies import StudyNotFound
@@ -32,139 +36,6 @@ router = APIRouter(prefix="/api/studies", tags=["studies"])
 Normalize = Literal["none", "flops", "params", "acts"]
 # ids are database integers: bounded here so an absurd id is a 422, not a driver overflow
 StudyId = Annotated[int, Path(ge=1, le=2_147_483_647, description="study id")]
-
-
-class CreationProgress(BaseModel):
-    """How far a study's creation got: spaces sampled, trials stored."""
-
-    spaces: int = Field(description="spaces to sample")
-    sampled: int = Field(description="spaces sampled so far")
-    total: int | None = Field(description="trials to store (known once all are sampled)")
-    stored: int = Field(description="trials stored so far")
-    budget_seconds: float | None = Field(description="the creation's time budget")
-    sampling_seconds: float | None = Field(None, description="how long sampling took")
-    storing_seconds: float | None = Field(None, description="how long storing took")
-
-
-class StudyCreated(BaseModel):
-    """A new study: 201 once its trials are stored, 202 while it is still being created."""
-
-    id: int
-    status: str = Field(description="running, or creating (poll GET /api/studies/{id})")
-    creation: CreationProgress | None = None
-
-
-class StudySummary(BaseModel):
-    """One study in the listing."""
-
-    id: int
-    name: str
-    status: str
-    created: datetime
-    spaces: list[str]
-    samples: int
-    fidelities: list[int]
-    reason: str | None = Field(None, description="why it failed, when it did")
-    creation: CreationProgress | None = Field(None, description="while creating: how far")
-
-
-class Sampling(BaseModel):
-    """How the rejection sampler did for one space (docs/method.md §4)."""
-
-    draws: int
-    acceptance: float
-
-
-class StudyRef(BaseModel):
-    """Another study, by id and name (lineage)."""
-
-    id: int
-    name: str
-
-
-class ChildRef(StudyRef):
-    """A study that refines this one, and the suggestion it tries."""
-
-    status: str
-    suggestion: str | None
-
-
-class Tried(BaseModel):
-    """The suggestion a child study tries: its id and sentence, the parent's space it refined
-    and the child's refined space."""
-
-    id: str
-    text: str
-    space: str = Field(description="the parent's space the suggestion was about")
-    refined: str = Field(description="the child's space: that space with the suggestion applied")
-
-
-class RefineBody(BaseModel):
-    """Which suggestion to try, as read at which fidelity and normalisation."""
-
-    model_config = {"extra": "forbid"}
-    suggestion: str = Field(min_length=1, max_length=500, description="the suggestion's id")
-    fidelity: int | None = Field(None, ge=1, le=100_000, description="epochs; None = lowest")
-    normalize: Normalize = "none"
-
-
-class StudyDetail(StudySummary):
-    """One study: its spec and its progress per space and fidelity."""
-
-    spec: StudySpec
-    progress: Progress
-    sampling: dict[str, Sampling] = Field(
-        default_factory=dict, description="per space: rejection-sampler draws and acceptance"
-    )
-    version: str
-    parent: StudyRef | None = Field(None, description="the study this one refines")
-    suggestion: Tried | None = Field(None, description="the suggestion of the parent it tries")
-    lineage: list[StudyRef] = Field(
-        default_factory=list, description="ancestors, root first: A → B → C for C is [A, B]"
-    )
-    children: list[ChildRef] = Field(default_factory=list, description="studies refining this")
-
-
-class Trial(BaseModel):
-    """One trial: a network of a space at one fidelity level (one attempt)."""
-
-    trial_id: int
-    space: str
-    sample: int
-    level: int
-    epochs: int
-    status: str
-    error: Number = Field(description="validation error at the end of training")
-    flops: int
-    params: int
-    acts: int
-    depth: int
-    attempt: int
-    worker: str | None
-    test_error: Number
-    seconds: Number
-    images_per_s: Number
-    reason: str | None
-    spec: NetSpec
-    params_sampled: dict[str, int | float | None] = Field(description="the values drawn")
-    epochs_done: int
-    last_val_error: Number
-    retried_as: int | None
-    started: str | None
-    finished: str | None
-    history: list[dict[str, int | float | str | bool | None]] = Field(
-        description="per-epoch metrics"
-    )
-
-
-class TrialsPage(BaseModel):
-    """One page of a study's trials."""
-
-    study_id: int
-    total: int
-    offset: int
-    limit: int
-    trials: list[Trial]
 
 
 ERRORS = {
@@ -196,11 +67,12 @@ def _summary(study) -> dict:
         "samples": spec.samples,
         "fidelities": list(spec.fidelities),
         "reason": study.reason,
-        "creation": _creation(study),
+        "creation": creation_of(study),
     }
 
 
-def _creation(study) -> dict | None:
+def creation_of(study) -> dict | None:
+    """A study's creation progress as JSON (None once created)."""
     progress = study.creation
     return None if progress is None else progress.to_json()
 
@@ -241,8 +113,9 @@ async def create_study(
     limits: SpecLimits = Depends(get_limits),
     check: bool = Query(
         False,
-        description="first train RegNetX-200MF once at the lowest fidelity with the study's "
-        "recipe and data; a check that stays at chance refuses the study (422, with the numbers)",
+        description="first train the spec's first reference network (else RegNetX-200MF) once "
+        "at the lowest fidelity with the study's recipe and data; a check that stays at chance "
+        "refuses the study (422, with the numbers)",
     ),
 ):
     """Create a study from a JSON or YAML spec; its networks are sampled in the background.
@@ -260,10 +133,10 @@ async def create_study(
     limits.check(spec)
     if check:
         await _check_recipe(spec)
-    return await _create(request, store, spec)
+    return await create_from_spec(request, store, spec)
 
 
-async def _create(
+async def create_from_spec(
     request: Request, store, spec: StudySpec, parent_id: int | None = None, suggestion=None
 ) -> JSONResponse:
     """Store the spec as `creating` and sample it in the background: 201, or 202 after the wait."""
@@ -289,7 +162,7 @@ async def _create(
     if finished and study.status == StudyStatus.FAILED:
         await run_in_threadpool(store.discard_study, study_id)
         raise ValueError(study.reason or "creation failed")  # a 422 naming the space
-    body = StudyCreated(id=study_id, status=study.status, creation=_creation(study))
+    body = StudyCreated(id=study_id, status=study.status, creation=creation_of(study))
     return JSONResponse(
         body.model_dump(mode="json"),
         status_code=201 if finished else 202,
@@ -345,75 +218,6 @@ def lineage_of(store, study) -> dict:
         "lineage": lineage,
         "children": store.children(study.id),
     }
-
-
-@router.post(
-    "/{study_id}/refine",
-    status_code=201,
-    response_model=StudyCreated,
-    dependencies=[Depends(require_token)],
-    responses={
-        **ERRORS,
-        **MUTATING,
-        200: {"model": StudyCreated, "description": "this suggestion's child exists: it"},
-        202: {"model": StudyCreated, "description": "accepted; the child is being created"},
-        404: {"model": ErrorBody, "description": "unknown study or suggestion"},
-        409: {
-            "model": ErrorBody,
-            "description": "the parent is being created, failed or has no results yet, or the "
-            "suggestion no longer applies",
-        },
-        503: {"model": ErrorBody, "description": "too many studies are being created; retry"},
-    },
-)
-async def refine_study(
-    study_id: StudyId,
-    body: RefineBody,
-    request: Request,
-    store=Depends(get_store),
-    limits: SpecLimits = Depends(get_limits),
-):
-    """Try a refinement suggestion: a child study, the parent's spec with it applied.
-
-    The child has the parent's dataset, recipe, samples, fidelities and seed, and one space:
-    the suggestion's space with that constraint added or that range narrowed. Idempotent:
-    if a child trying this suggestion exists (and did not fail), it is answered (200).
-    """
-    from search import refine
-
-    study_or_404(store, study_id)
-    try:
-        refine.parse_id(body.suggestion)
-    except refine.UnknownSuggestion as e:
-        raise HTTPException(404, detail=str(e)) from None
-    existing = await run_in_threadpool(store.child_trying, study_id, body.suggestion)
-    if existing is not None:
-        child = await run_in_threadpool(store.get_study, existing)
-        done = StudyCreated(id=existing, status=child.status, creation=_creation(child))
-        headers = {"Location": f"/api/studies/{existing}"}
-        return JSONResponse(done.model_dump(mode="json"), status_code=200, headers=headers)
-    parent = await run_in_threadpool(store.get_study, study_id)
-    results = None
-    if parent.status not in ("creating", "failed"):
-        fidelity = body.fidelity or parent.spec.fidelities[0]
-        norm = None if body.normalize == "none" else body.normalize
-        try:  # the store's current version: a suggestion is read as it stands now
-            typed = await run_in_threadpool(
-                request.app.state.results.results, store, study_id, fidelity, norm
-            )
-        except ValueError as e:  # e.g. a fidelity not of this study
-            raise HTTPException(422, detail=str(e)) from None
-        results = typed.model_dump(mode="json", by_alias=True)
-    try:
-        spec, record = await run_in_threadpool(
-            refine.plan, store, study_id, body.suggestion, results
-        )
-    except refine.UnknownSuggestion as e:
-        raise HTTPException(404, detail=str(e)) from None
-    except refine.NotApplicable as e:
-        raise HTTPException(409, detail=str(e)) from None
-    limits.check(spec)
-    return await _create(request, store, spec, study_id, record)
 
 
 @router.post(
