@@ -295,7 +295,14 @@ def test_pages_work_offline(client):
     assert '"/vendor/plotly.min.js"' in client.get("/static/study.js").text
     js = client.get("/vendor/plotly.min.js")
     assert js.status_code == 200 and len(js.content) > 1_000_000 and b"plotly" in js.content[:2000]
-    for asset in ("study.js", "index.js", "docs.js", "dse.css"):
+    for asset in (
+        "study.js",
+        "study_references.js",
+        "study_refine.js",
+        "index.js",
+        "docs.js",
+        "dse.css",
+    ):
         assert client.get(f"/static/{asset}").status_code == 200
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/api/studies"]["post"]["requestBody"]["content"]
