@@ -166,13 +166,13 @@ def cmd_show(args) -> int:
                 "sampling": study.sampling,
                 "reason": study.reason,
                 "creation": study.creation.to_json() if study.creation else None,
-                **_lineage(store, study),
+                **store.family(study),
                 **progress,
             }
         )
         return 0
     print(f"study {study.id} {study.name!r}: {study.status}{_state_note(study)}")
-    lin = _lineage(store, study)
+    lin = store.family(study)
     if lin["lineage"]:
         chain = " → ".join(f"{a['id']} {a['name']!r}" for a in [*lin["lineage"], study.__dict__])
         print(f"  lineage: {chain}")
@@ -198,17 +198,6 @@ def cmd_show(args) -> int:
     for warning in not_learned_warnings(progress):
         print(f"warning: {warning}")
     return 0
-
-
-def _lineage(store, study) -> dict:
-    """parent, suggestion, lineage (ancestors, root first) and children of a study."""
-    lineage = store.lineage(study.id)
-    return {
-        "parent": lineage[-1] if lineage else None,
-        "suggestion": study.suggestion,
-        "lineage": lineage,
-        "children": store.children(study.id),
-    }
 
 
 def cmd_refine(args) -> int:

@@ -108,6 +108,16 @@ class Store:
         """The child of the study that tries this suggestion (not failed), if any."""
         return self.studies.child_trying(study_id, suggestion_id)
 
+    def family(self, study: StudyRecord) -> dict:
+        """A study's place in the refine loop: parent, suggestion, lineage and children."""
+        lineage = self.lineage(study.id)
+        return {
+            "parent": lineage[-1] if lineage else None,
+            "suggestion": study.suggestion,
+            "lineage": lineage,
+            "children": self.children(study.id),
+        }
+
     def fill_study(self, study_id: int, budget: CreationBudget | None = None) -> StudyStatus:
         """Sample and store a `creating` study's trials (CreationFailed: it is failed)."""
         return self.creation.fill(study_id, budget)

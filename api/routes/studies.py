@@ -205,18 +205,7 @@ def show_study(study_id: StudyId, store=Depends(get_store)):
         "progress": store.progress(study_id),
         "sampling": study.sampling,
         "version": str(store.version(study_id)),
-        **lineage_of(store, study),
-    }
-
-
-def lineage_of(store, study) -> dict:
-    """parent, suggestion, lineage and children of a study (the refine loop)."""
-    lineage = store.lineage(study.id)
-    return {
-        "parent": lineage[-1] if lineage else None,
-        "suggestion": study.suggestion,
-        "lineage": lineage,
-        "children": store.children(study.id),
+        **store.family(study),
     }
 
 
