@@ -9,11 +9,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_browser import launch
 
 from api.app import create_app
 from search.spec import StudySpec
 from search.store import Store, TrialOutcome
-from testkit import browser as chromium
 from testkit.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,14 +33,6 @@ def server(tmp_path):
     with serve(create_app(store=store)) as url:
         yield url, store
     store.close()
-
-
-def launch(playwright):
-    """Debian's chromium; a missing browser FAILS the test with the way to install it."""
-    try:
-        return chromium.launch(playwright)
-    except RuntimeError as e:
-        pytest.fail(str(e))
 
 
 def api_estimate(url: str, body: str) -> dict:

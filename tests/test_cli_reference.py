@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
+from test_cli_anynet import bad, run, run_json
 from torch.utils.flop_counter import FlopCounterMode
 
 from anynet.build import build
@@ -13,33 +12,8 @@ from anynet.complexity import counts
 from anynet.network import network_complexity
 from anynet.reference import REFERENCES, ReferenceSpec
 from anynet.reference_export import TIMM, TORCHVISION
-from api.cli import main
 
 torch.set_num_threads(1)
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *argv) -> dict:
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)  # exactly one JSON document
-
-
-def bad(capsys, *argv) -> str:
-    """A failing command: non-zero exit, nothing on stdout, one line on stderr."""
-    code, out, err = run(capsys, *argv)
-    assert code != 0 and out == ""
-    assert len(err.strip().splitlines()) == 1, err
-    return err
 
 
 def test_model_reference_json_has_the_counts_and_the_layer_table(capsys):
