@@ -70,6 +70,20 @@ def parse_spec_body(raw: bytes, content_type: str | None) -> dict:
     return data
 
 
+async def posted_spec(request: Request, limits: SpecLimits):
+    """The request's study spec, validated and within the operator's limits (415 if neither
+    JSON nor YAML; a ValueError, answered 422 naming the field, if invalid)."""
+    from search.spec import StudySpec
+
+    try:
+        data = parse_spec_body(await request.body(), request.headers.get("content-type"))
+    except UnsupportedMediaType as e:
+        raise HTTPException(415, detail=str(e)) from None
+    spec = StudySpec.model_validate(data)
+    limits.check(spec)
+    return spec
+
+
 class UnsupportedMediaType(ValueError):
     """The body's content type is neither JSON nor YAML."""
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.deps import UnsupportedMediaType, get_limits, get_store, parse_spec_body
+from api.deps import get_limits, get_store, posted_spec
 from api.limits import SpecLimits
 from api.routes.studies import ERRORS, SPEC_BODY
 from api.schemas import ErrorBody
-from search.spec import StudySpec
 
 router = APIRouter(tags=["form"])
 log = logging.getLogger("dse.api")
@@ -157,12 +156,7 @@ async def estimate_study(
     """
     from search.estimate import estimate, trials_rate
 
-    try:
-        data = parse_spec_body(await request.body(), request.headers.get("content-type"))
-    except UnsupportedMediaType as e:
-        raise HTTPException(415, detail=str(e)) from None
-    spec = StudySpec.model_validate(data)
-    limits.check(spec)
+    spec = await posted_spec(request, limits)
     rate = await run_in_threadpool(trials_rate, store.db)
     unmeasured = None
     if rate is None:

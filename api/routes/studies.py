@@ -12,11 +12,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from api.deps import (
     YAML_TYPES,
     SpecLimits,
-    UnsupportedMediaType,
     get_limits,
     get_store,
     not_found,
-    parse_spec_body,
+    posted_spec,
     require_token,
 )
 from api.schemas import (
@@ -125,12 +124,7 @@ async def create_study(
     study ends `running`, or `failed` with the reason. A creation that fails within the
     wait is a 422 naming the space, and leaves nothing stored.
     """
-    try:
-        data = parse_spec_body(await request.body(), request.headers.get("content-type"))
-    except UnsupportedMediaType as e:
-        raise HTTPException(415, detail=str(e)) from None
-    spec = StudySpec.model_validate(data)
-    limits.check(spec)
+    spec = await posted_spec(request, limits)
     if check:
         await _check_recipe(spec)
     return await create_from_spec(request, store, spec)
