@@ -84,31 +84,24 @@ class Reads:
         study = self.studies.get(study_id)
         grid = status_grid(self.db, study_id)
         at_chance = self._not_learned_grid(study_id)
-        spaces: dict[str, list[dict]] = {}
         totals = dict.fromkeys(TrialStatus, 0)
-        for space in study.spec.space_names():
-            spaces[space] = []
+
+        def levels(name: str) -> list[dict]:
+            out = []
             for level, epochs in enumerate(study.spec.fidelities):
-                counts = grid.get((space, level), {})
+                counts = grid.get((name, level), {})
                 entry = {"level": level, "epochs": epochs}
                 entry.update({s.value: counts.get(s, 0) for s in TrialStatus})
                 entry["total"] = sum(counts.values())
-                entry["not_learned"] = at_chance.get((space, level), 0)
+                entry["not_learned"] = at_chance.get((name, level), 0)
                 for s in TrialStatus:
                     totals[s] += entry[s]
-                spaces[space].append(entry)
-        references: dict[str, list[dict]] = {}
-        for label in study.spec.reference_labels():  # their own rows: never a space's
-            references[label] = []
-            for level, epochs in enumerate(study.spec.fidelities):
-                counts = grid.get((label, level), {})
-                entry = {"level": level, "epochs": epochs}
-                entry.update({s.value: counts.get(s, 0) for s in TrialStatus})
-                entry["total"] = sum(counts.values())
-                entry["not_learned"] = at_chance.get((label, level), 0)
-                for s in TrialStatus:
-                    totals[s] += entry[s]
-                references[label].append(entry)
+                out.append(entry)
+            return out
+
+        spaces = {space: levels(space) for space in study.spec.space_names()}
+        # the references get their own rows: never a space's
+        references = {label: levels(label) for label in study.spec.reference_labels()}
         body = {s.value: n for s, n in totals.items()}
         body["total"] = sum(totals.values())
         body["not_learned"] = sum(at_chance.values())
