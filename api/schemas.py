@@ -187,6 +187,17 @@ class KsTest(_Exact):
     p: Number
     q: Number
     test: str = Field(description="two-sample KS, or the within-bin permutation test (NDS)")
+    adjusted: bool | None = Field(
+        None,
+        description="normalised: p from permuting residuals of an error-vs-complexity fit"
+        " within bins (docs/method.md §6)",
+    )
+    imbalance_p: Number | None = Field(
+        None, description="normalised: p of 'the two spaces' complexity differs inside bins'"
+    )
+    refused: str | None = Field(
+        None, description="normalised: why no p is given (too few networks a bin), else null"
+    )
 
 
 class BestRange(_Exact):
@@ -299,6 +310,9 @@ class Results(_Exact):
     fidelity: FidelityLevel
     normalize: Literal["flops", "params", "acts"] | None
     bins: int | None
+    bins_auto: bool | None = Field(
+        None, description="normalised: the bin count was chosen from the data (no `bins` given)"
+    )
     complexity_range: list[float] | None
     warnings: list[str]
     spaces: dict[str, SpaceResults]

@@ -167,19 +167,52 @@ def ks_test(a, b, weights_a=None, weights_b=None) -> tuple[float, float]:
     return d, float(stats.kstwobign.sf(d * math.sqrt(m * n / (m + n))))
 
 
+def trend_fit(errors, complexity, bins, degree: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(fitted, residuals) of error on bin means plus one polynomial in complexity (§6).
+
+    The model is error = α_bin + Σ_{j<=degree} β_j z^j + ε, z the complexity scaled to
+    [-1, 1], fitted by least squares on every network given: the bin means take the
+    between-bin trend, the polynomial the trend inside bins, shared by all bins.
+    """
+    e = as_errors(errors)
+    c = np.asarray(complexity, dtype=np.float64).ravel()
+    k = np.asarray(bins, dtype=np.int64).ravel()
+    if not e.size == c.size == k.size:
+        raise ValueError(f"complexity/bins: need one per error ({e.size}, {c.size}, {k.size})")
+    if e.size == 0:
+        return np.zeros(0), np.zeros(0)
+    _, k = np.unique(k, return_inverse=True)
+    lo, hi = float(c.min()), float(c.max())
+    z = 2 * (c - lo) / (hi - lo) - 1 if hi > lo else np.zeros(c.size)
+    cols = [np.eye(int(k.max()) + 1)[k]] + [z[:, None] ** j for j in range(1, degree + 1)]
+    x = np.hstack(cols)
+    beta = np.linalg.lstsq(x, e, rcond=None)[0]
+    fitted = x @ beta
+    return fitted, e - fitted
+
+
 def stratified_ks_test(
-    errors_a, bins_a, errors_b, bins_b, reps: int = PERMUTATIONS, seed: int = 0
+    errors_a,
+    bins_a,
+    errors_b,
+    bins_b,
+    reps: int = PERMUTATIONS,
+    seed: int = 0,
+    complexity_a=None,
+    complexity_b=None,
 ) -> tuple[float, float]:
-    """NDS-normalised KS test: (D, p) with p from permuting space labels within bins (§6).
+    """NDS-normalised KS test: (D, p) with p from permutations within bins (§6).
 
     Only bins that both sides hold count; each gets weight 1/K (K such bins), split equally
     among its networks on each side (NDS §4), and D = sup |F_a − F_b| of those weighted EDFs.
-    Under the null (the same error law given the bin) labels are exchangeable within a bin,
-    and the weights depend only on (side, bin), which a within-bin shuffle keeps: so
-    p = (1 + #{D_perm >= D}) / (1 + reps) is exact for any sizes and weights (the asymptotic
-    Kolmogorov p with Kish sizes is conservative here, docs/method.md §6). Permutations stop
-    at the _STOP_HITS-th D_perm >= D, with p = hits / permutations (Besag & Clifford 1991, also
-    exact): large p cost a few dozen permutations, small ones all `reps`. Seeded.
+    Without complexities the space labels are permuted within bins: p = (1 + #{D_perm >= D})
+    / (1 + reps) is exact when error is exchangeable inside a bin under the null, and too
+    small when error depends on complexity and the sides spread differently inside a bin.
+    With complexities (complexity_a/_b) the residuals of trend_fit (bin means plus a
+    polynomial in complexity, fitted on both sides, the null model) are permuted within bins
+    instead and D is recomputed on fitted + permuted residuals (Freedman & Lane 1983): not
+    exact, calibrated to docs/method.md §6's table. Permutations stop at the _STOP_HITS-th
+    D_perm >= D with p = hits / permutations (Besag & Clifford 1991). Seeded.
     """
     ea, eb = as_errors(errors_a), as_errors(errors_b)
     ka, kb = (np.asarray(k, dtype=np.int64).ravel() for k in (bins_a, bins_b))
@@ -187,6 +220,13 @@ def stratified_ks_test(
         raise ValueError(f"bins_a/bins_b: need one bin per error ({ea.size}, {eb.size})")
     if isinstance(reps, bool) or int(reps) != reps or reps < 1:
         raise ValueError(f"reps: need a whole number >= 1, got {reps!r}")
+    adjust = complexity_a is not None or complexity_b is not None
+    if adjust:
+        ca, cb = (np.asarray(c, dtype=np.float64).ravel() for c in (complexity_a, complexity_b))
+        if ca.size != ea.size or cb.size != eb.size:
+            raise ValueError(
+                f"complexity_a/complexity_b: need one per error ({ea.size}, {eb.size})"
+            )
     common = np.intersect1d(ka, kb)
     if not common.size:
         return math.nan, math.nan
@@ -197,6 +237,10 @@ def stratified_ks_test(
     n_bins = common.size
     w_a = 1.0 / (n_bins * np.bincount(k[~is_b], minlength=n_bins))
     w_b = 1.0 / (n_bins * np.bincount(k[is_b], minlength=n_bins))
+    rng = np.random.default_rng(seed)
+    if adjust:
+        c = np.concatenate([ca[in_a], cb[in_b]])
+        return _residual_permutation_ks(e, c, k, is_b, w_a, w_b, int(reps), rng)
     order = np.argsort(e, kind="stable")
     e, k, is_b = e[order], k[order], is_b[order]
     ends = np.flatnonzero(np.append(e[1:] != e[:-1], True))  # F is read after each tie group
@@ -214,21 +258,49 @@ def stratified_ks_test(
     edges = np.cumsum(np.bincount(k, minlength=n_bins)) - np.bincount(k, minlength=n_bins)
     edges = np.append(edges, e.size)
     n_b = np.bincount(k[is_b], minlength=n_bins)
-    rng = np.random.default_rng(seed)
-    done, hits, block = 0, 0, 64
-    while done < reps:
-        r = min(block, int(reps) - done, max(1, _PERM_BLOCK // e.size))
+
+    def exceed(r: int) -> np.ndarray:
         labels = np.empty((r, e.size), dtype=bool)
         for j in range(n_bins):
             lo, hi = edges[j], edges[j + 1]
             u = rng.random((r, hi - lo))  # a uniform n_b-subset: the n_b smallest keys
             cut = np.partition(u, n_b[j] - 1, axis=1)[:, n_b[j] - 1 : n_b[j]]
             labels[:, lo:hi] = u <= cut
-        over = np.cumsum(sup_distance(labels[:, to_error_order]) >= d - _TIE)
-        if hits + over[-1] >= _STOP_HITS:  # Besag-Clifford: stop at the h-th exceedance, p = h/l
-            return d, _STOP_HITS / (done + 1 + int(np.searchsorted(over, _STOP_HITS - hits)))
+        return sup_distance(labels[:, to_error_order]) >= d - _TIE
+
+    return d, _sequential_p(exceed, int(reps), e.size)
+
+
+def _sequential_p(exceed, reps: int, n: int) -> float:
+    """Permutation p from blocks of exceedances, stopped at the _STOP_HITS-th (Besag-Clifford)."""
+    done, hits, block = 0, 0, 64
+    while done < reps:
+        r = min(block, reps - done, max(1, _PERM_BLOCK // n))
+        over = np.cumsum(exceed(r))
+        if hits + over[-1] >= _STOP_HITS:  # stop at the h-th exceedance, p = h/l
+            return _STOP_HITS / (done + 1 + int(np.searchsorted(over, _STOP_HITS - hits)))
         hits, done, block = hits + int(over[-1]), done + r, 2 * block
-    return d, (1 + hits) / (1 + int(reps))
+    return (1 + hits) / (1 + reps)
+
+
+def _residual_permutation_ks(e, c, k, is_b, w_a, w_b, reps, rng) -> tuple[float, float]:
+    """(D, p) with trend_fit's residuals permuted within bins (Freedman-Lane), labels kept."""
+    by_bin = np.argsort(k, kind="stable")
+    e, c, k, is_b = e[by_bin], c[by_bin], k[by_bin], is_b[by_bin]
+    signed = np.where(is_b, -w_b[k], w_a[k])
+    fitted, resid = trend_fit(e, c, k)
+    order = np.argsort(e, kind="stable")
+    ends = np.flatnonzero(np.append(e[order][1:] != e[order][:-1], True))
+    steps = np.cumsum(signed[order])[ends]
+    d = float(max(steps.max(), -steps.min()))
+
+    def exceed(r: int) -> np.ndarray:
+        perm = np.argsort(k[None, :] + rng.random((r, e.size)), axis=1)  # within-bin shuffles
+        pseudo = fitted[None, :] + resid[perm]
+        steps = np.cumsum(signed[np.argsort(pseudo, axis=1)], axis=1)
+        return np.maximum(steps.max(axis=1), -steps.min(axis=1)) >= d - _TIE
+
+    return d, _sequential_p(exceed, reps, e.size)
 
 
 def bootstrap_best_draws(errors, frac: float = 0.25, reps: int = 10_000, seed: int = 0):

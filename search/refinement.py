@@ -7,9 +7,9 @@ As DDS does, a constraint is judged by the EDF of the whole space against the ED
 space with the constraint: another space that differs by exactly that constraint, or else
 the subset of the space's networks that meet it. D is reported for whole vs subset; its
 test is subset vs the rest, the same test (D_whole = (1 − k/n)·D_rest unweighted) with
-independent samples, so its p-value is exact. With NDS normalisation (`bins` given) the
-tests are search.analysis.stratified_ks_test. Space-vs-space rows reuse the study's
-pairwise KS table (same test, same Benjamini–Hochberg family, so the page and `dse edf`
+independent samples. With NDS normalisation (`bins` given) the tests are
+search.analysis.stratified_ks_test, complexity-adjusted where `complexity` is given.
+Space-vs-space rows reuse the study's pairwise KS table (same test, same Benjamini–Hochberg family, so the page and `dse edf`
 agree); the within-space tests form their own family.
 """
 
@@ -51,18 +51,21 @@ def _bin_weights(bins: np.ndarray) -> np.ndarray:
     return 1.0 / (counts.size * counts[k])
 
 
-def _test(e_a, k_a, e_b, k_b, seed: int) -> tuple[float, float]:
-    """(D, p) of a vs b: stratified permutation KS with bins, plain KS without."""
+def _test(e_a, k_a, e_b, k_b, seed: int, c_a=None, c_b=None) -> tuple[float, float]:
+    """(D, p) of a vs b: stratified KS with bins (adjusted given complexities), else plain KS."""
     if k_a is None:
         return ks_test(e_a, e_b)
-    return stratified_ks_test(e_a, k_a, e_b, k_b, seed=seed)
+    if c_a is None or c_b is None:
+        c_a = c_b = None
+    return stratified_ks_test(e_a, k_a, e_b, k_b, seed=seed, complexity_a=c_a, complexity_b=c_b)
 
 
 def _compare_subset(s: dict, mask: np.ndarray, words: tuple, seed: int) -> dict:
     """Whole space vs its subset `mask` (DDS): D of whole vs subset, p of subset vs rest."""
-    e, w, k = s["errors"], s.get("weights"), s.get("bins")
+    e, w, k, c = s["errors"], s.get("weights"), s.get("bins"), s.get("complexity")
     sub = (lambda a: None) if k is None else (lambda a: np.asarray(k)[a])
-    _, p = _test(e[~mask], sub(~mask), e[mask], sub(mask), seed)
+    cs = (lambda a: None) if c is None or k is None else (lambda a: np.asarray(c)[a])
+    _, p = _test(e[~mask], sub(~mask), e[mask], sub(mask), seed, cs(~mask), cs(mask))
     if not np.isfinite(p):  # normalised, and no complexity bin holds networks of both sides
         text = "no complexity bin holds networks of both sides, so they cannot be compared"
         return {"evidence": "none", "text": f"{words[0]}{text} at equal complexity."}
@@ -129,7 +132,15 @@ def _constraint_suggestions(name: str, spaces: dict, pairwise: dict, seed: int) 
             if known is not None:  # the KS table's own test and q (one family, one answer)
                 cmp |= {"D": known["D"], "p": known["p"], "q": known["q"], "_family": "pairwise"}
             else:
-                d, p = _test(e, s.get("bins"), te, spaces[t].get("bins"), seed)
+                d, p = _test(
+                    e,
+                    s.get("bins"),
+                    te,
+                    spaces[t].get("bins"),
+                    seed,
+                    s.get("complexity"),
+                    spaces[t].get("complexity"),
+                )
                 cmp |= {"D": d, "p": p}
             out.append(row | cmp | {"evidence": "spaces", "with": t})
             continue
@@ -156,7 +167,7 @@ def _constraint_suggestions(name: str, spaces: dict, pairwise: dict, seed: int) 
 
 def _range_suggestions(name: str, s: dict, frac: float, reps: int, seed: int) -> list[dict]:
     out = []
-    e, k = s["errors"], s.get("bins")
+    e, k, c = s["errors"], s.get("bins"), s.get("complexity")
     draws = bootstrap_best_draws(e, frac, reps, seed)
     # Held-out check: an interval chosen on one random half, tested on the other, so the
     # KS p-value is not flattered by having picked the interval on the same networks.
@@ -167,6 +178,7 @@ def _range_suggestions(name: str, s: dict, frac: float, reps: int, seed: int) ->
         "errors": e[test_idx],
         "weights": None if k is None else _bin_weights(np.asarray(k)[test_idx]),
         "bins": None if k is None else np.asarray(k)[test_idx],
+        "complexity": None if c is None else np.asarray(c)[test_idx],
     }
     for param, x in s.get("params", {}).items():
         x = np.asarray(x, dtype=np.float64)
@@ -205,7 +217,8 @@ def refinement_suggestions(
 ) -> list:
     """What the data say about each constraint a user could add next and each best range.
 
-    spaces[name] holds arrays: errors, weights and bins (NDS normalisation; or None), params
+    spaces[name] holds arrays: errors, weights, bins and complexity (NDS normalisation; or
+    None), params
     {name: x}, satisfies {constraint: bool mask of networks that meet it}, and constraints
     (names the space already has) plus base (what must match for two spaces to differ only
     by constraints). Constraint evidence: the whole space against another space that differs

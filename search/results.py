@@ -11,18 +11,24 @@ Choices (documented here because the API and CLI inherit them):
 - Trials counted: `done` (their error) and `diverged` (error 1.0, also counted apart as
   n_diverged). `failed` and `cancelled` trials are left out and counted as n_failed /
   n_cancelled; `waiting` and `running` ones as n_pending.
-- Normalisation (NDS §4): `bins` equal bins (default 40) over `range` (default: the
-  overlap of the spaces' complexity); networks outside are left out of every statistic
-  and counted as n_outside; a bin a space does not reach is a ValueError naming both.
+- Normalisation (NDS §4): `bins` equal bins (default: chosen from the data,
+  search.normalize.choose_bins, at most 40) over `range` (default: the overlap of the
+  spaces' complexity); networks outside are left out of every statistic and counted as
+  n_outside; a bin a space does not reach is a ValueError naming both.
 - KS table: scipy's two-sample KS unnormalised; with normalisation the stratified
-  permutation test (search.analysis.stratified_ks_test, exact under the null, seeded).
-  Benjamini–Hochberg q over the pairwise tests; refinement rows between spaces reuse them.
+  permutation test with residuals of an error-vs-complexity fit permuted within bins
+  (search.analysis.stratified_ks_test, calibrated by docs/method.md §6's table, seeded),
+  or no p and `refused` saying why (search.normalize.ks_refusal: too few networks a bin).
+  `imbalance_p` tests whether the two spaces' complexity differs inside bins (why the
+  adjustment is needed). Benjamini–Hochberg q over the pairwise tests; refinement rows
+  between spaces reuse them.
 
 Shape (every number finite or null): study, fidelity {level, epochs, levels}, normalize,
-bins, complexity_range, warnings [str]; spaces {name: {name, n, n_diverged, n_done,
+bins, bins_auto, complexity_range, warnings [str]; spaces {name: {name, n, n_diverged, n_done,
 n_failed, n_cancelled, n_pending, n_outside, n_eff, min, q1, median, q3, mean, max, edf {x,
 F, band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled}, random_search
-{m, expected_min}, regnet, n_not_learned, chance_error}}; ks [{a, b, D, p, q, test}]; params
+{m, expected_min}, regnet, n_not_learned, chance_error}}; ks [{a, b, D, p, q, test,
+adjusted, imbalance_p, refused}]; params
 {column: {log, spaces {name: {x, error, best {lo, median, hi}}}}}; e_fit {ranges, spaces
 {name: {x (e_fit), error, best {lo, median, hi}, n}}} (DDS Fig. 8); rank_correlation
 [{space | "all", from_epochs, to_epochs, n, spearman, kendall}]; regnet {name | "overall":
@@ -38,6 +44,7 @@ reference trials enter no space's statistics).
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
@@ -49,7 +56,7 @@ from search.fits import efits, fit_winners
 from search.jsonable import Ready as _Ready
 from search.jsonable import json_safe as _jsonable
 from search.learning import not_learned_spaces, space_learning
-from search.normalize import DEFAULT_BINS, normalise
+from search.normalize import ks_refusal, normalise
 from search.reference_results import reference_markers
 from search.refine import annotate
 from search.refinement import benjamini_hochberg, refinement_suggestions
@@ -59,6 +66,7 @@ PLOT_POINTS = 500  # EDF step points sent per space; statistics always use every
 PLOT_DECIMALS = 6  # plotted values are rounded (halves the JSON); statistics are not
 TOP_K = 1  # winners per space fitted (DDS §3.3); each fit costs ~0.1 s cold, see benchmark
 COMPLEXITY_COLUMNS = ("flops", "params", "acts", "depth")
+IMBALANCE_REPS = 199  # permutations of the within-bin complexity test (a diagnostic)
 _STAGE = re.compile(r"^p_(d|w|bot_mul|g|groups)(\d+)$")
 
 
@@ -189,7 +197,7 @@ def _normalisation(counted, by_space, normalize, bins, c_range):
     if not normalize:
         return None
     groups = {n: counted[normalize].to_numpy(np.float64)[i] for n, i in by_space.items()}
-    return normalise(groups, normalize, DEFAULT_BINS if bins is None else bins, c_range)
+    return normalise(groups, normalize, bins, c_range)
 
 
 def _best(x, draws) -> dict:
@@ -266,6 +274,7 @@ def study_results(
             "errors": e,
             "weights": w,
             "bins": bin_of[n],
+            "complexity": norm.complexity.get(n) if norm else None,
             "satisfies": _satisfies(xs),
             "params": {c[2:] if c.startswith("p_") else c: x for c, x in xs.items()},
         }
@@ -275,7 +284,7 @@ def study_results(
             _identify(fits[n], counted, idx)
         row["regnet"] = fits[n]
         spaces[n] = row
-    ks = _pairwise(names, err_all, by_space, bin_of, normalized=norm is not None)
+    ks = _pairwise(names, err_all, by_space, bin_of, norm)
     pairwise = {(k["a"], k["b"]): k for k in ks}
     counted_idx = np.sort(np.concatenate([by_space[n] for n in names])) if names else []
     overall = None
@@ -291,6 +300,7 @@ def study_results(
             f"normalize: {sum(norm.outside.values())} networks outside the {normalize} range"
             f" [{norm.c_range[0]:.4g}, {norm.c_range[1]:.4g}] are left out ({left})"
         )
+    notes += _ks_notes(ks, normalize)
     return _jsonable(
         {
             "study": spec.name,
@@ -301,6 +311,7 @@ def study_results(
             },
             "normalize": normalize,
             "bins": norm.bins if norm else None,
+            "bins_auto": norm.auto if norm else None,
             "complexity_range": list(norm.c_range) if norm else None,
             "warnings": notes,
             "spaces": spaces,
@@ -332,21 +343,51 @@ def _efit_ranges() -> dict:
     return {k: list(v) for k, v in REGNET_RANGES.items()}
 
 
-def _pairwise(names, err_all, by_space, bin_of, normalized: bool) -> list[dict]:
+def _pairwise(names, err_all, by_space, bin_of, norm) -> list[dict]:
     """KS test of every pair of spaces, Benjamini–Hochberg adjusted (docs/method.md §6)."""
     ks = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             ea, eb = err_all[by_space[a]], err_all[by_space[b]]
-            if normalized:  # exact p under NDS weights: labels permuted within bins
-                d, p = A.stratified_ks_test(ea, bin_of[a], eb, bin_of[b], seed=len(ks))
-            else:
+            row = {"a": a, "b": b}
+            if norm is None:
                 d, p = A.ks_test(ea, eb)
-            test = "stratified permutation KS" if normalized else "two-sample KS"
-            ks.append({"a": a, "b": b, "D": d, "p": p, "test": test})
+                ks.append(row | {"D": d, "p": p, "test": "two-sample KS"})
+                continue
+            row |= {"test": "stratified permutation KS", "adjusted": False}
+            refused = ks_refusal(norm, a, b)
+            if refused is not None:  # D of the normalised EDFs, but no p to trust
+                d = A.ks_statistic(ea, eb, norm.weights[a], norm.weights[b])
+                ks.append(row | {"D": d, "p": math.nan, "refused": refused, "imbalance_p": None})
+                continue
+            ka, kb, seed = bin_of[a], bin_of[b], len(ks)
+            ca, cb = norm.complexity.get(a), norm.complexity.get(b)
+            if ca is None or cb is None:  # a space without networks: no test
+                d, p = A.stratified_ks_test(ea, ka, eb, kb, seed=seed)
+                ks.append(row | {"D": d, "p": p, "refused": None, "imbalance_p": None})
+                continue
+            d, p = A.stratified_ks_test(ea, ka, eb, kb, seed=seed, complexity_a=ca, complexity_b=cb)
+            _, imbalance = A.stratified_ks_test(ca, ka, cb, kb, reps=IMBALANCE_REPS, seed=seed)
+            row |= {"D": d, "p": p, "adjusted": True, "imbalance_p": imbalance, "refused": None}
+            ks.append(row)
     for row, q in zip(ks, benjamini_hochberg([k["p"] for k in ks]), strict=True):
         row["q"] = q  # pairwise tests are many: Benjamini–Hochberg adjusted
     return ks
+
+
+def _ks_notes(ks: list[dict], key: str | None) -> list[str]:
+    """Warnings of the normalised KS table: refused pairs, complexity imbalance inside bins."""
+    notes = []
+    for k in ks:
+        if k.get("refused"):
+            notes.append(f"normalize: no KS p for {k['a']} vs {k['b']}: {k['refused']}")
+        elif k.get("imbalance_p") is not None and k["imbalance_p"] <= A.ALPHA:
+            notes.append(
+                f"normalize: inside bins, {k['a']} and {k['b']} differ in {key} (p ="
+                f" {k['imbalance_p']:.2g}); their KS p permutes residuals of an error-vs-{key}"
+                " fit within bins to allow for it (docs/method.md §6)"
+            )
+    return notes
 
 
 def _rank_correlations(frame: pd.DataFrame, spec, names: list[str]) -> list[dict]:

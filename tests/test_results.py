@@ -138,24 +138,34 @@ def _uniform_flops(frame: pd.DataFrame, seed=1) -> pd.DataFrame:
 
 
 def test_normalised_results_follow_nds():
-    # NDS §4: 40 equal bins over the overlap of the spaces' complexity, networks outside
-    # it left out and counted, every bin of a space weighing the same
+    # NDS §4: equal bins over the overlap of the spaces' complexity (as many, up to 40, as
+    # leave 3 networks of each space a bin), networks outside it left out and counted,
+    # every bin of a space weighing the same
     frame, spec = _uniform_flops(_frame(n=400)), _spec()
     r = study_results(frame, spec, normalize="flops")
     json.dumps(r, allow_nan=False)
     lvl0 = frame[(frame.level == 0) & frame.status.isin(["done", "diverged"])]
     lo = max(lvl0[lvl0.space == s].flops.min() for s in ("AnyNetX_A", "AnyNetX_B"))
     hi = min(lvl0[lvl0.space == s].flops.max() for s in ("AnyNetX_A", "AnyNetX_B"))
-    assert r["bins"] == 40 and r["complexity_range"] == pytest.approx([lo, hi])
+    assert r["bins"] == 34 and r["bins_auto"] and r["complexity_range"] == pytest.approx([lo, hi])
     for name in ("AnyNetX_A", "AnyNetX_B"):
         sel = lvl0[lvl0.space == name]
         inside = sel[(sel.flops >= lo) & (sel.flops <= hi)]
         row = r["spaces"][name]
         assert row["n"] == len(inside) and row["n_outside"] == len(sel) - len(inside) > 0
         assert row["n_eff"] < row["n"]
-        w = A.normalized_weights(inside.flops.to_numpy(), 40, (lo, hi))
+        w = A.normalized_weights(inside.flops.to_numpy(), 34, (lo, hi))
         assert row["mean"] == pytest.approx(A.summary(inside.error.to_numpy(), w)["mean"])
     assert "left out" in r["warnings"][0] and r["ks"][0]["test"] == "stratified permutation KS"
+    assert r["ks"][0]["adjusted"] and r["ks"][0]["refused"] is None
+    assert 0 < r["ks"][0]["imbalance_p"] <= 1
+    # 40 bins leave a space fewer than 3 networks in some bin: the EDFs stand, the
+    # KS test is refused with the reason and the count that would do
+    given = study_results(frame, spec, normalize="flops", bins=40)
+    assert given["bins"] == 40 and not given["bins_auto"] and given["ks"][0]["p"] is None
+    assert "needs 3 of each space in every bin" in given["ks"][0]["refused"]
+    assert "34 bins leave every space at least 3" in given["ks"][0]["refused"]
+    assert any("no KS p for AnyNetX_A vs AnyNetX_B" in w for w in given["warnings"])
     narrow = study_results(frame, spec, normalize="flops", bins=10, c_range=(40e3, 80e3))
     assert narrow["bins"] == 10 and narrow["complexity_range"] == [40e3, 80e3]
     assert narrow["spaces"]["AnyNetX_A"]["n"] < r["spaces"]["AnyNetX_A"]["n"]
