@@ -24,7 +24,11 @@ def register(subparsers) -> None:
         "--normalize", choices=NORMALIZE, default=None, help="NDS complexity-normalised EDFs"
     )
     p.add_argument(
-        "--bins", type=int, default=None, help="equal complexity bins of --normalize (default 40)"
+        "--bins",
+        type=int,
+        default=None,
+        help="equal complexity bins of --normalize (default: chosen from the data, the most up"
+        " to 40 that leave every space 3 networks a bin)",
     )
     p.add_argument(
         "--range",
@@ -72,7 +76,8 @@ def table(results: dict) -> str:
     head += f" (level {fid['level']} of {fid['levels']})"
     if norm:
         lo, hi = results["complexity_range"]
-        head += f", normalised by {norm} ({results['bins']} bins over [{lo:.4g}, {hi:.4g}])"
+        chosen = " chosen from the data" if results.get("bins_auto") else ""
+        head += f", normalised by {norm} ({results['bins']} bins{chosen} over [{lo:.4g}, {hi:.4g}])"
     lines = [head, ""]
     cols = ("space", "n", "at chance", "diverged", "failed", "pending", "min", "mean", "median",
             "DKW ±")  # fmt: skip
@@ -105,11 +110,14 @@ def table(results: dict) -> str:
     if results["ks"]:
         test = results["ks"][0].get("test", "two-sample KS")
         lines += ["", f"KS tests ({test}; D, p, Benjamini–Hochberg q over the pairs):"]
+        if results["ks"][0].get("adjusted"):
+            lines.append("  (p: residuals of an error-vs-complexity fit permuted within bins)")
         for k in results["ks"]:
-            lines.append(
-                f"  {k['a']} vs {k['b']}: D={_fmt(k['D'], '.3f')} p={_fmt(k['p'], '.3g')}"
-                f" q={_fmt(k.get('q'), '.3g')}"
-            )
+            line = f"  {k['a']} vs {k['b']}: D={_fmt(k['D'], '.3f')}"
+            if k.get("refused"):  # no p to trust: say why (search.normalize.ks_refusal)
+                lines.append(f"{line} p refused: {k['refused']}")
+                continue
+            lines.append(f"{line} p={_fmt(k['p'], '.3g')} q={_fmt(k.get('q'), '.3g')}")
     fits = results.get("e_fit", {}).get("spaces", {})
     if fits:
         lines += ["", "e_fit, distance to the nearest RegNet (DDS Fig. 8; --png draws it):"]
@@ -285,6 +293,8 @@ def cmd_edf(args) -> int:
     else:
         print(table(results))
     if args.json or args.png:  # the table shows them; elsewhere they go to stderr
+        for w in results["warnings"]:
+            print(f"dse edf: warning: {w}", file=sys.stderr)
         for w in results.get("not_learned", []):
             print(f"dse edf: warning: {w['text']}", file=sys.stderr)
     return 0

@@ -106,12 +106,22 @@ def test_study_page_in_chromium(server):
             plain = page.evaluate(LAST_F)
 
             page.click("#normalize button[data-v=flops]")
-            # NDS' 40 bins over 40 networks a space leave some bin empty: the page says which
+            # bins chosen from the data by default: every space keeps 3 networks a bin
+            page.wait_for_function(
+                "() => (document.body.dataset.rendered || '').includes('|flops|\"')",
+                timeout=15_000,
+            )
+            assert "bins (chosen from the data)" in page.inner_text("#note")
+            # NDS' 40 bins over 40 networks a space leave some bin empty: the page says which,
+            # and which bin count stays honest
+            page.fill("#bins", "40")
+            page.dispatch_event("#bins", "change")
             page.wait_for_function(
                 "() => (document.body.dataset.rendered || '').endsWith('|flops|error')",
                 timeout=15_000,
             )
             assert "has no network in bin" in page.inner_text("#note")
+            assert "networks a bin" in page.inner_text("#note")
             page.fill("#bins", "4")
             page.dispatch_event("#bins", "change")
             page.wait_for_function(

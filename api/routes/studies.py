@@ -257,7 +257,11 @@ def study_edf(
     fidelity: int | None = Query(None, ge=1, le=100_000, description="epochs; None = lowest"),
     normalize: Normalize = "none",
     bins: int | None = Query(
-        None, ge=1, le=1000, description="equal complexity bins of the normalisation (NDS: 40)"
+        None,
+        ge=1,
+        le=1000,
+        description="equal complexity bins of the normalisation (default: chosen from the data,"
+        " the most up to NDS' 40 that leave every space 3 networks a bin)",
     ),
     c_range: str | None = Query(
         None,

@@ -2,7 +2,7 @@
 // changed) every second and the progress every two, and redraws only what changed.
 "use strict";
 const STUDY = Number(location.pathname.split("/").filter(Boolean).pop());
-const state = { fidelity: null, normalize: "none", bins: 40, range: null, etag: null,
+const state = { fidelity: null, normalize: "none", bins: null, range: null, etag: null,
   results: null, study: null, bands: false, shown: null };
 // Error-vs-parameter plots shown at first (more are a click away on the chips).
 const DEFAULT_PARAMS = ["flops", "params", "acts", "depth", "p_bot_mul", "p_g", "p_wm", "p_w0", "p_wa"];
@@ -162,11 +162,15 @@ function renderKs(r) {
   const list = r.ks || [];
   const test = list.length ? list[0].test : "two-sample KS";
   const bins = r.bins ? ` within ${r.bins} ${r.normalize} bins` : "";
-  document.getElementById("ks-test").textContent = `${test}${bins}; q: Benjamini–Hochberg ` +
+  const adjusted = list.some((k) => k.adjusted) ? ` (p: residuals of an error-vs-${r.normalize} fit permuted within bins)` : "";
+  document.getElementById("ks-test").textContent = `${test}${bins}${adjusted}; q: Benjamini–Hochberg ` +
     `over these ${list.length} pairs. The refinement suggestions between spaces below use these same tests and q.`;
   document.querySelector("#ks tbody").replaceChildren(...list.map((k) => {
     const tr = el("tr", null, k.q !== null && k.q < 0.05 ? "strong" : "");
-    tr.append(el("td", k.a), el("td", k.b), el("td", fmt(k.D, 3)), el("td", fmt(k.p, 4)), el("td", fmt(k.q, 4)));
+    // a refused normalised test: no p to trust, and the reason instead (search.normalize.ks_refusal)
+    const p = k.refused ? el("td", "refused", "refused") : el("td", fmt(k.p, 4));
+    if (k.refused) { p.title = k.refused; tr.dataset.refused = k.refused; }
+    tr.append(el("td", k.a), el("td", k.b), el("td", fmt(k.D, 3)), p, el("td", k.refused ? "–" : fmt(k.q, 4)));
     return tr;
   }));
 }
@@ -303,7 +307,8 @@ async function render(r) {
   const notes = [...(r.warnings || [])];
   if (r.bins) {
     const [lo, hi] = r.complexity_range;
-    notes.unshift(`${r.bins} equal ${r.normalize} bins over [${fmt(lo)}, ${fmt(hi)}]`);
+    const chosen = r.bins_auto ? " (chosen from the data)" : "";
+    notes.unshift(`${r.bins} equal ${r.normalize} bins${chosen} over [${fmt(lo)}, ${fmt(hi)}]`);
   }
   const note = document.getElementById("note");
   note.textContent = notes.join(" · "); note.className = "muted";
@@ -325,7 +330,7 @@ async function pollResults() {
   try {
     // before the study's levels are known, the server's default level (the lowest) is asked for
     let q = `${state.fidelity === null ? "" : `fidelity=${state.fidelity}&`}normalize=${state.normalize}`;
-    if (state.normalize !== "none") q += `&bins=${state.bins}` + (state.range ? `&range=${state.range}` : "");
+    if (state.normalize !== "none") q += (state.bins ? `&bins=${state.bins}` : "") + (state.range ? `&range=${state.range}` : "");
     const headers = state.etag ? { "If-None-Match": state.etag } : {};
     const res = await fetch(`/api/studies/${STUDY}/edf?${q}`, { headers, cache: "no-store" });
     if (res.status === 200) {
@@ -360,12 +365,12 @@ document.querySelectorAll("#normalize button").forEach((b) => b.addEventListener
   document.getElementById("norm-opts").hidden = state.normalize === "none";
   pollResults();
 }));
-// NDS normalisation: bins (default 40) over a range (default: the spaces' overlap)
+// NDS normalisation: bins (blank: chosen from the data) over a range (default: the spaces' overlap)
 for (const id of ["bins", "range-lo", "range-hi"]) {
   document.getElementById(id).addEventListener("change", () => {
-    const bins = Number(document.getElementById("bins").value);
+    const bins = Number(document.getElementById("bins").value.trim() || "0");
     const lo = document.getElementById("range-lo").value.trim(), hi = document.getElementById("range-hi").value.trim();
-    state.bins = Number.isInteger(bins) && bins >= 1 ? bins : 40;
+    state.bins = Number.isInteger(bins) && bins >= 1 ? bins : null;
     state.range = lo && hi ? `${encodeURIComponent(lo)},${encodeURIComponent(hi)}` : null;
     state.etag = null; pollResults();
   });
