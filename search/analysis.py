@@ -184,11 +184,17 @@ def trend_fit(errors, complexity, bins, degree: int = 3) -> tuple[np.ndarray, np
     _, k = np.unique(k, return_inverse=True)
     lo, hi = float(c.min()), float(c.max())
     z = 2 * (c - lo) / (hi - lo) - 1 if hi > lo else np.zeros(c.size)
-    cols = [np.eye(int(k.max()) + 1)[k]] + [z[:, None] ** j for j in range(1, degree + 1)]
-    x = np.hstack(cols)
-    beta = np.linalg.lstsq(x, e, rcond=None)[0]
-    fitted = x @ beta
-    return fitted, e - fitted
+    counts = np.bincount(k).astype(np.float64)
+
+    def demean(v: np.ndarray) -> np.ndarray:  # within bins: the bin means' part of the fit
+        return v - (np.bincount(k, weights=v) / counts)[k]
+
+    x = np.column_stack([demean(z**j) for j in range(1, degree + 1)]) if degree else None
+    trend = np.zeros(e.size)
+    if x is not None and np.any(x):  # Frisch-Waugh: the polynomial from within-bin variation
+        trend = x @ np.linalg.lstsq(x, demean(e), rcond=None)[0]
+    resid = demean(e) - trend
+    return e - resid, resid
 
 
 def stratified_ks_test(

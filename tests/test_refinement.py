@@ -111,7 +111,9 @@ def test_space_rows_reuse_the_pairwise_ks_table():
 
 
 def test_normalised_refinement_uses_the_stratified_test():
-    # with NDS bins, subset evidence is the within-bin permutation test (exact, seeded)
+    # with NDS bins, subset evidence is the within-bin permutation test (seeded); with the
+    # networks' complexity too, residuals of the error-vs-complexity fit are permuted
+    # (docs/method.md §6)
     rng = np.random.default_rng(5)
     n = 300
     bins = rng.integers(0, 5, n)
@@ -125,6 +127,15 @@ def test_normalised_refinement_uses_the_stratified_test():
 
     assert row["p"] == stratified_ks_test(e[~mask], bins[~mask], e[mask], bins[mask])[1]
     assert row["verdict"] == "no detectable difference"
+    c = bins + rng.random(n)  # complexity inside the bins: error does not depend on it there
+    adjusted = R.refinement_suggestions(
+        {"A": s | {"complexity": c, "satisfies": {"increasing_width": mask}}}, reps=500
+    )
+    (row,) = [r for r in adjusted if r.get("constraint") == "increasing_width"]
+    test = stratified_ks_test(
+        e[~mask], bins[~mask], e[mask], bins[mask], complexity_a=c[~mask], complexity_b=c[mask]
+    )
+    assert row["p"] == test[1] != stratified_ks_test(e[~mask], bins[~mask], e[mask], bins[mask])[1]
     plain = R.refinement_suggestions(
         {"A": {"errors": e, "satisfies": {"increasing_width": mask}}}, reps=500
     )
