@@ -1,7 +1,7 @@
 """Calibration of the NDS-normalised KS test (docs/method.md §6; issue 21): a seeded table.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/calibrate_normalised_ks.py [--null 1000]
-[--power 200] [--reps 39] [--sizes 32,200,1000]
+[--power 200] [--reps 39] [--sizes 32,200,1000] [--bins data,5,10,20,40]
 
 Two spaces whose complexity spreads differently (4·Beta(1.5, 2.5) against 4·Beta(2.5, 1.5),
 so inside a wide bin one space sits lower than the other) and one error law given
@@ -9,7 +9,7 @@ complexity, error = 0.3 − fall·log(1 + c)/log 5 + N(0, sd²): weak (fall 0.05
 strong (fall 0.2, sd 0.01). For each bin count (the data-chosen default, 5, 10, 20, 40) and
 networks a space (32, 200, 1000): how often search.normalize refuses (an empty bin, or
 ks_refusal: fewer than MIN_PER_BIN networks of a space in a bin); among the rest (drawn
-until `--null` of them are tested), the rejection rate at nominal 5% under the null of the test dse uses (residuals of the
+until `--null` of them are tested, at most DRAWS× as many), the rejection rate at nominal 5% under the null of the test dse uses (residuals of the
 error-vs-complexity fit permuted within bins), of the within-bin label permutation alone
 (the test before issue 21), and the power of dse's test against a shift of space b's
 error by half the noise sd. `reps` permutations a test (p <= 0.05 is exactly 5% for
@@ -29,6 +29,8 @@ from search.normalize import ks_refusal, normalise
 SLOPES = {"weak": (0.05, 0.03), "strong": (0.2, 0.01)}  # (fall across the range, noise sd)
 SIZES = (32, 200, 1000)
 BINS = (None, 5, 10, 20, 40)  # None: chosen from the data (the default)
+TEST_SEEDS = 10**8  # the tests' seeds start here (the data's at 0 and 10**6)
+DRAWS = 5  # a cell draws at most DRAWS × the studies it tests (the rest are refused)
 
 
 def spaces(rng, n: int, slope: str, shift: float = 0.0):
@@ -41,7 +43,12 @@ def spaces(rng, n: int, slope: str, shift: float = 0.0):
 
 
 def one(rng, n, slope, bins, shift, reps, seed, plain: bool):
-    """(refused, p of dse's test, p of the label permutation or None, bins used)."""
+    """(refused, p of dse's test, p of the label permutation or None, bins used).
+
+    The tests' permutations are seeded with `seed` + TEST_SEEDS, never the data's own seed:
+    two default_rng(i) give the same stream, which would tie the permutations to the data.
+    """
+    seed += TEST_SEEDS
     ea, ca, eb, cb = spaces(rng, n, slope, shift)
     try:
         norm = normalise({"a": ca, "b": cb}, "flops", bins)
@@ -58,9 +65,9 @@ def one(rng, n, slope, bins, shift, reps, seed, plain: bool):
 
 
 def cell(n, slope, bins, sims_null, sims_power, reps) -> dict:
-    """One row of the table: simulations until `sims_null` are tested (at most 10× as many)."""
+    """One row of the table: simulations until `sims_null` are tested (at most DRAWS× as many)."""
     refused, rej, rej_plain, tested, used, i = 0, 0, 0, 0, [], 0
-    while tested < sims_null and i < 10 * sims_null:
+    while tested < sims_null and i < DRAWS * sims_null:
         out, p, p_plain, b = one(np.random.default_rng(i), n, slope, bins, 0.0, reps, i, True)
         used.append(b)
         i += 1
@@ -72,7 +79,7 @@ def cell(n, slope, bins, sims_null, sims_power, reps) -> dict:
         rej_plain += p_plain <= 0.05
     power, tested_power, j = 0, 0, 0
     shift = SLOPES[slope][1] / 2
-    while tested_power < sims_power and j < 10 * sims_power:
+    while tested_power < sims_power and j < DRAWS * sims_power:
         rng = np.random.default_rng(10**6 + j)
         out, p, _, _ = one(rng, n, slope, bins, shift, reps, j, False)
         j += 1
@@ -100,11 +107,13 @@ def main() -> None:
     ap.add_argument("--power", type=int, default=200, help="shifted simulations a cell")
     ap.add_argument("--reps", type=int, default=39, help="permutations a test")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="networks a space")
+    every = ",".join("data" if b is None else str(b) for b in BINS)
+    ap.add_argument("--bins", default=every, help="bin counts ('data': chosen from the data)")
     args = ap.parse_args()
     start = time.perf_counter()
     print(
         f"per cell: simulations until {args.null} null and {args.power} shifted ones are tested"
-        f" (at most 10× as many), {args.reps} permutations a test; rates among those tested,"
+        f" (at most {DRAWS}× as many), {args.reps} permutations a test; rates among those tested,"
         " ± a 95% binomial half-width\n"
     )
     print(
@@ -113,7 +122,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for n in (int(v) for v in args.sizes.split(",")):
-        for bins in BINS:
+        for bins in (None if v == "data" else int(v) for v in args.bins.split(",")):
             for slope in SLOPES:
                 r = cell(n, slope, bins, args.null, args.power, args.reps)
                 b = str(bins) if bins else "data: {} ({}–{})".format(*r["bins"])
