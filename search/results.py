@@ -24,11 +24,11 @@ Choices (documented here because the API and CLI inherit them):
   between spaces reuse them.
 
 Shape (every number finite or null): study, fidelity {level, epochs, levels}, normalize,
-bins, bins_auto, complexity_range, warnings [str]; spaces {name: {name, n, n_diverged, n_done,
-n_failed, n_cancelled, n_pending, n_outside, n_eff, min, q1, median, q3, mean, max, edf {x,
-F, band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled}, random_search
-{m, expected_min}, regnet, n_not_learned, chance_error}}; ks [{a, b, D, p, q, test,
-adjusted, imbalance_p, refused}]; params
+bins, bins_auto, complexity_range, warnings [str]; spaces {name: {name, n, n_diverged,
+n_done, n_failed, n_cancelled, n_pending, n_outside, n_eff, min, q1, median, q3, mean, max,
+edf {x, F, band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled},
+random_search {m, expected_min}, regnet, n_not_learned, chance_error}}; ks [{a, b, D, p, q,
+test, adjusted, imbalance_p, refused}]; params
 {column: {log, spaces {name: {x, error, best {lo, median, hi}}}}}; e_fit {ranges, spaces
 {name: {x (e_fit), error, best {lo, median, hi}, n}}} (DDS Fig. 8); rank_correlation
 [{space | "all", from_epochs, to_epochs, n, spearman, kendall}]; regnet {name | "overall":
