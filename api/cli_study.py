@@ -203,6 +203,7 @@ def cmd_show(args) -> int:
 def cmd_refine(args) -> int:
     """Create the child study that tries one of a study's refinement suggestions."""
     from search import refine
+    from search.studies import ChildExists
 
     store = _store(args)
     _study(store, args.id)
@@ -213,7 +214,10 @@ def cmd_refine(args) -> int:
             spec, record = refine.plan(store, args.id, args.suggestion)
         except (refine.UnknownSuggestion, refine.NotApplicable) as e:
             raise CliError(str(e)) from None
-        existing = store.create_study(spec, parent_id=args.id, suggestion=record)
+        try:
+            existing = store.create_study(spec, parent_id=args.id, suggestion=record)
+        except ChildExists as e:  # another `dse study refine` created it first
+            existing, created = e.study_id, False
     if args.json:
         emit_json(
             {"id": existing, "parent": args.id, "suggestion": args.suggestion, "created": created}

@@ -26,6 +26,14 @@ class StudyNotFound(LookupError):
     """No study with this id."""
 
 
+class ChildExists(LookupError):
+    """A child of this parent already tries this suggestion: `study_id` is that child."""
+
+    def __init__(self, study_id: int) -> None:
+        super().__init__(f"study {study_id} already tries this suggestion")
+        self.study_id = study_id
+
+
 class Studies:
     """Create, read, cancel and fail studies; the spec of each, parsed once."""
 
@@ -49,6 +57,8 @@ class Studies:
         optuna_name = f"dse-{uuid.uuid4().hex}"
         progress = CreationProgress(spaces=len(spec.spaces))
         with self.db.write() as session, session.begin():
+            if parent_id is not None and (suggestion or {}).get("id"):
+                self._refuse_second_child(session, parent_id, suggestion["id"])
             row = StudyRow(
                 name=spec.name,
                 optuna_name=optuna_name,
@@ -74,6 +84,22 @@ class Studies:
             raise
         self._specs[row.id] = (optuna_name, spec)
         return row.id
+
+    def _refuse_second_child(self, session, parent_id: int, suggestion_id: str) -> None:
+        """ChildExists if a child of the parent already tries this suggestion (not failed).
+
+        Checked under the parent row's lock, in the transaction that inserts the child, so
+        two refine requests racing for one suggestion create one child, not two.
+        """
+        session.execute(select(StudyRow.id).where(StudyRow.id == parent_id).with_for_update())
+        siblings = session.execute(
+            select(StudyRow.id, StudyRow.suggestion)
+            .where(StudyRow.parent_id == parent_id, StudyRow.status != StudyStatus.FAILED)
+            .order_by(StudyRow.id.desc())
+        ).all()
+        for sibling_id, record in siblings:
+            if (record or {}).get("id") == suggestion_id:
+                raise ChildExists(sibling_id)
 
     def report_creation(
         self, study_id: int, progress: CreationProgress, sampling: dict | None = None, session=None

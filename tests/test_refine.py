@@ -339,3 +339,42 @@ def test_dse_edf_prints_the_refine_command_of_each_finding(tmp_path, capsys):
     child = int(capsys.readouterr().out)
     assert store.get_study(child).spec.space_names() == ["AnyNetX_A+increasing_width"]
     store.close()
+
+
+def _racing_children(url: str) -> None:
+    """Four requests for one suggestion at once create one child; the others are told which."""
+    import threading
+
+    from search.studies import ChildExists
+
+    store = Store(url)
+    parent = store.begin_study(_spec())
+    record = {"id": "constraint:AnyNetX_A:shared_bottleneck"}
+    barrier, outcomes = threading.Barrier(4), []
+
+    def ask() -> None:
+        barrier.wait(60)
+        try:
+            outcomes.append(("created", store.begin_study(_spec(), parent, record)))
+        except ChildExists as e:
+            outcomes.append(("exists", e.study_id))
+
+    pool = [threading.Thread(target=ask) for _ in range(4)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    created = [i for kind, i in outcomes if kind == "created"]
+    assert len(created) == 1 and len(outcomes) == 4
+    assert {i for _, i in outcomes} == set(created)
+    assert [c["id"] for c in store.children(parent)] == created
+    store.close()
+
+
+def test_racing_refine_requests_make_one_child_sqlite(sqlite_url):
+    _racing_children(sqlite_url)
+
+
+@pytest.mark.postgres
+def test_racing_refine_requests_make_one_child_postgres(pg_url):
+    _racing_children(pg_url)
