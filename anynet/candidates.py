@@ -152,30 +152,33 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
     group_key = "groups" if "groups" in dr else "group_width" if "group_width" in dr else None
     codes = np.zeros(size, dtype=np.int64)
     strides = space.stage_strides(k)
+    if space.has("increasing_depth"):  # the group rule keeps depths: checked first, cheaply
+        codes[np.any(np.diff(d, axis=1) < 0, axis=1)] = CODE["increasing_depth"]
+    alive = np.flatnonzero(codes == 0)
     wa, ga = w, g  # the network as built: the group rule first (docs/method.md §4)
-    if space.block in BOTTLENECK_BLOCKS:
-        wa, ga, ok = group_rule(w, m, g, space.rounding)
-        codes[~ok.all(axis=1)] = CODE["group_compatibility"]
+    if space.block in BOTTLENECK_BLOCKS:  # on the candidates still alive only
+        wa, ga = w.copy(), np.array(g, copy=True)
+        wa[alive], ga[alive], ok = group_rule(w[alive], m[alive], g[alive], space.rounding)
+        codes[alive[~ok.all(axis=1)]] = CODE["group_compatibility"]
     # the value recorded per stage: group width g_i, or number of groups (NDS ResNeXt)
     gb = groups_of(inner_width(wa, m), ga) if "groups" in dr else ga
     # every range and constraint is checked on the built values, so it holds on the network
     # trained: a width the rule moves out of its stage's range is rejected, not kept
-    for name, arr in (("width", wa), (group_key, gb)):
-        if name is not None:
+    checks = [("out_of_range", "width", wa), ("out_of_range", group_key, gb)]
+    checks += [("increasing_width", "", wa), ("shared_group_width", "", gb)]
+    for reason, name, arr in checks:
+        if name is None or (not name and not space.has(reason)):
+            continue
+        at = alive[codes[alive] == 0]
+        x = arr[at]
+        if name:
             lo, hi = np.array([support(dist) for dist in space.per_stage(name)]).T
-            out = np.any((arr < lo - 1e-9) | (arr > hi + 1e-9), axis=1)
-            codes[out & (codes == 0)] = CODE["out_of_range"]
-    for constraint, arr in (
-        ("increasing_width", wa),
-        ("increasing_depth", d),
-        ("shared_group_width", gb),
-    ):
-        if space.has(constraint):
-            if constraint == "shared_group_width":
-                bad = np.any(arr != arr[:, :1], axis=1)
-            else:
-                bad = np.any(np.diff(arr, axis=1) < 0, axis=1)
-            codes[bad & (codes == 0)] = CODE[constraint]
+            bad = np.any((x < lo - 1e-9) | (x > hi + 1e-9), axis=1)
+        elif reason == "shared_group_width":
+            bad = np.any(x != x[:, :1], axis=1)
+        else:
+            bad = np.any(np.diff(x, axis=1) < 0, axis=1)
+        codes[at[bad]] = CODE[reason]
     rows = np.flatnonzero(codes == 0)
     stages = []
     for j in range(k):
