@@ -9,9 +9,11 @@ so a seed gives the same networks and the first k of n samples are the k a small
 gives. Every bound is decided on exact complexity: anynet.candidates counts each batch by
 the network descriptions themselves (one value per candidate), so neither module holds a
 network rule of its own.
-`Sample.params` holds the values as drawn (d1.., w1.., bot_mul1.., g1.. or groups1..; for
-RegNets depth, w0, wa, wm, g, bot_mul and the resulting d1.., w1..); the spec holds the
-network after the space's group-compatibility rule.
+The space's group-compatibility rule is applied before any constraint is checked, so every
+constraint holds on the network a worker trains (docs/method.md §4). `Sample.params` holds
+the network's values as built, the ones its spec has (d1.., w1.., bot_mul1.., g1.. or
+groups1..; for RegNets the drawn depth, w0, wa, wm, g, bot_mul and the resulting d1..,
+w1..), so the refinement evidence reads what was trained.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class InfeasibleError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One sampled network: its spec, its exact complexity and the values drawn for it."""
+    """One sampled network: its spec, its exact complexity and its values (as built)."""
 
     spec: NetSpec
     complexity: dict
