@@ -42,9 +42,8 @@ def settle_levels(url: str, study_ids: list[int], k: int, settlers: int, barrier
     try:
         for study_id in study_ids:
             for level in range(len(RACE_LEVELS)):
-                barrier.wait(BARRIER_TIMEOUT)  # everyone sees the level's trials enqueued
-                waiting = store.count(study_id, level=level, status="waiting")
-                share = math.ceil(waiting / settlers)
+                trials = store.count(study_id, level=level)  # all still waiting here
+                share = math.ceil(trials / settlers)
                 claims = []
                 while len(claims) < share:
                     claim = store.claim(f"settler-{k}", [study_id])
@@ -55,7 +54,7 @@ def settle_levels(url: str, study_ids: list[int], k: int, settlers: int, barrier
                 for claim in claims:
                     err = fixed_error(claim.space, claim.sample, claim.level)
                     finished += store.finish(claim, TrialOutcome("done", err, seconds=0.01))
-                barrier.wait(BARRIER_TIMEOUT)  # the level is finished by everyone
+                barrier.wait(BARRIER_TIMEOUT)  # all settled: the next level is enqueued
     finally:
         store.close()
     return finished
