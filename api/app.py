@@ -130,6 +130,7 @@ def create_app(
     app.state.token = token or None
     app.state.limits = limits or SpecLimits()
     app.state.results = ResultsCache()
+    app.state.speed_probe = form.SpeedProbe(creator)
     _install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(form.router)  # before studies: /api/studies/estimate

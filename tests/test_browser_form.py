@@ -106,7 +106,7 @@ def test_create_form_in_chromium(server):
             summary = page.inner_text("#est-summary")
             assert summary.startswith("24 trials") and "1 worker" in summary
             assert page.locator("#est-levels tbody tr").count() == 2
-            assert "midpoint of the flops bounds" in page.inner_text("#est-spaces")
+            assert "networks creation samples first" in page.inner_text("#est-spaces")
             page.evaluate("() => window.scrollTo(0, 0)")  # the sticky estimate at its place
             out = ROOT / "artifacts" / "create_form.png"
             out.parent.mkdir(parents=True, exist_ok=True)
