@@ -1,7 +1,7 @@
 """Creator: runs study creations in child processes, so no request waits for sampling.
 
-The same children run other CPU-bound work of the server (`call`: the estimate's speed
-probe), bounded in time and memory.
+The same children run other CPU-bound work of the server: `call` (the estimate's speed
+probe, bounded in time and memory) and `pool` (the results of a study: api/results_cache.py).
 
 Why processes and not threads: sampling is CPU-bound Python and numpy, and a thread of the
 API process would hold the GIL; a pure-Python millisecond of request work took up to 40 ms
@@ -75,6 +75,11 @@ def _rss(pid: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _niced() -> None:
+    """In a pool's child, once: yield the CPU to the server's requests."""
+    os.nice(NICENESS)
 
 
 class ChildFailed(RuntimeError):
@@ -205,6 +210,12 @@ class Creator:
         if status != "ok":
             raise ChildFailed(f"{name}: {value}")
         return value
+
+    def pool(self, workers: int):
+        """A pool of `workers` forkserver children (niced; started when first used)."""
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(workers, mp_context=self._context, initializer=_niced)
 
     def busy(self) -> bool:
         """True when `parallel` creations are running (a submit would be refused)."""
