@@ -157,7 +157,12 @@ class ResultsCache:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
+            children = list(getattr(pool, "_processes", {}).values())  # ProcessPoolExecutor's
             pool.shutdown(wait=False, cancel_futures=True)
+            for child in children:  # an analysis may run for seconds: stopped, not awaited
+                child.terminate()
+            for child in children:
+                child.join(5)
 
     def _entry(self, store, key: tuple, wait: float | None) -> list:
         """The cached entry; `wait` None waits for the current version, else up to `wait` s."""
