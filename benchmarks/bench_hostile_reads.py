@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import socket
 import statistics
@@ -68,12 +69,27 @@ def percentiles(xs: list[float]) -> dict:
     }
 
 
+def prober(url: str, stop: float, conn) -> None:
+    """In its own process: GET /healthz every 50 ms until `stop`; sends the latencies."""
+    import httpx
+
+    health = []
+    with httpx.Client(timeout=30) as c:
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            r = c.get(f"{url}/healthz")
+            health.append(time.perf_counter() - t0)
+            assert r.status_code == 200, r.text
+            time.sleep(0.05)
+    conn.send(health)
+
+
 def hammer(url: str, study_id: int, seconds: float, max_requests: int, clients: int) -> dict:
     """`clients` cache-busting EDF clients and a /healthz prober for `seconds`; latencies."""
     import httpx
 
     stop = time.monotonic() + seconds
-    edf, statuses, health = [], {}, []
+    edf, statuses = [], {}
     lock = threading.Lock()
 
     def client(k: int) -> None:
@@ -94,26 +110,73 @@ def hammer(url: str, study_id: int, seconds: float, max_requests: int, clients: 
                 if r.status_code == 503:
                     time.sleep(float(r.headers.get("retry-after", "1")))
 
-    def prober() -> None:
-        with httpx.Client(timeout=30) as c:
-            while time.monotonic() < stop:
-                t0 = time.perf_counter()
-                r = c.get(f"{url}/healthz")
-                health.append(time.perf_counter() - t0)
-                assert r.status_code == 200, r.text
-                time.sleep(0.05)
-
+    # the prober in its own process: the clients' threads do not delay its timings
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe(duplex=False)
+    probe = context.Process(target=prober, args=(url, stop, theirs))
+    probe.start()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    threads.append(threading.Thread(target=prober))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    health = ours.recv()
+    probe.join()
     return {
         "healthz": percentiles(health),
         "edf_200": percentiles(edf),
         "edf_status": {str(k): v for k, v in sorted(statuses.items())},
     }
+
+
+def impossible_estimates(url: str, pid: int, n: int = 12) -> dict:
+    """n concurrent estimates whose params bound no network meets (issue 23 item 8: 39 s and
+    1.4 GB before): the wall time, the answers and the server's peak resident memory."""
+    import httpx
+    from bench_api import bench_spec
+
+    spec = {**bench_spec(100), "complexity": {"params": [1, 2]}}
+    answers: list[int] = []
+
+    def post() -> None:
+        with httpx.Client(timeout=300) as c:
+            answers.append(c.post(f"{url}/api/studies/estimate", json=spec).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {
+        "requests": n,
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "status": {str(k): answers.count(k) for k in sorted(set(answers))},
+        "server_peak_rss_mb": _peak_mb(pid),
+    }
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), None where unknown."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peak_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
 
 
 def run_mode(mode: str, db: str, study_id: int, seconds: float, max_requests: int) -> dict:
@@ -142,7 +205,12 @@ def run_mode(mode: str, db: str, study_id: int, seconds: float, max_requests: in
         out = {"warm_up_s": round(time.perf_counter() - t0, 2)}
         # the control: /healthz alone on this (shared, busy) machine, for a third of the time
         out["quiet_healthz"] = hammer(url, study_id, seconds / 3, 0, 0)["healthz"]
+        cpu = _cpu_s(server.pid)
         out.update(hammer(url, study_id, seconds, max_requests, CLIENTS))
+        if cpu is not None:  # the server process's own CPU time (not its children's)
+            out["server_cpu_s"] = round(_cpu_s(server.pid) - cpu, 2)
+        if mode == "fixed":
+            out["impossible_estimates"] = impossible_estimates(url, server.pid)
         return out
     finally:
         server.terminate()

@@ -169,6 +169,12 @@ async def estimate_study(
     from search.estimate import estimate, trials_rate
 
     spec = await posted_spec(request, limits)
+    # sampling holds the GIL at times: two estimates at once, the rest wait their turn
+    limiter = getattr(request.app.state, "estimates", None)
+    if limiter is None:  # made in the event loop of the app's first estimate
+        limiter = request.app.state.estimates = CapacityLimiter(ESTIMATES)
+    # counts and prices first: a bound no network meets is a 422 before any probe starts
+    answer = await to_thread.run_sync(estimate, spec, None, workers, limiter=limiter)
     rate = await run_in_threadpool(trials_rate, store.db)
     unmeasured = None
     if rate is None:
@@ -176,11 +182,8 @@ async def estimate_study(
             rate = await request.app.state.speed_probe.rate()
         except RuntimeError as e:  # no speed: counts still hold
             unmeasured = f"speed unknown: no finished trials in this store and {e}"
-    # sampling holds the GIL at times: two estimates at once, the rest wait their turn
-    limiter = getattr(request.app.state, "estimates", None)
-    if limiter is None:  # made in the event loop of the app's first estimate
-        limiter = request.app.state.estimates = CapacityLimiter(ESTIMATES)
-    answer = await to_thread.run_sync(estimate, spec, rate, workers, limiter=limiter)
+    if rate is not None:  # the prices are cached: this only divides
+        answer = await to_thread.run_sync(estimate, spec, rate, workers, limiter=limiter)
     if unmeasured:
         answer["note"] = "; ".join(n for n in (answer["note"], unmeasured) if n)
     return answer
