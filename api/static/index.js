@@ -251,7 +251,7 @@ function showErrors(items, which) {
       el.dataset.invalid = which;
       (el.closest("label") || el).after(note);
     }
-    if (which === "submit" || !el) {
+    if (!el) {  // at its field when the form has one, else in the list: once either way
       const li = document.createElement("li");
       li.dataset.from = which;
       li.textContent = `${field}: ${reason}`;
@@ -385,7 +385,7 @@ async function submitForm(ev) {
     if (res.status === 201 || res.status === 202) { window.location = `/studies/${body.id}`; return; }
     showErrors(errorItems(res.status, body), "submit");
     msg.className = "err";
-    msg.textContent = `${res.status}: not created (see the errors below)`;
+    msg.textContent = `${res.status}: not created (see the errors at the fields)`;
   } finally {
     $("f-submit").disabled = false;
   }
