@@ -288,6 +288,9 @@ def test_edf_is_analysed_in_a_child_process(client, store):
     assert pids and os.getpid() not in pids and cache.computed == 1
     here = ResultsCache()  # the same analysis in this process: the same answer
     assert here.get(store, sid, 1, "flops", 1)[1] == r.content
+    typed = cache.results(store, sid, 1, None)  # exports' and refine's: parsed from the child's
+    assert typed.model_dump_json() == here.results(store, sid, 1, None).model_dump_json()
+    assert cache.computed == 2
 
 
 def test_a_busy_results_cache_is_a_503_with_retry_after(client):
