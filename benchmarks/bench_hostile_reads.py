@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import random
 import socket
 import statistics
@@ -131,35 +132,59 @@ def hammer(url: str, study_id: int, seconds: float, max_requests: int, clients: 
 
 def impossible_estimates(url: str, pid: int, n: int = 12) -> dict:
     """n concurrent estimates whose params bound no network meets (issue 23 item 8: 39 s and
-    1.4 GB before): the wall time, the answers and the server's peak resident memory."""
+    1.4 GB before), each of another seed (no cached answer): the wall time, the answers,
+    /healthz meanwhile and the server's peak resident memory."""
     import httpx
     from bench_api import bench_spec
 
-    spec = {**bench_spec(100), "complexity": {"params": [1, 2]}}
     answers: list[int] = []
 
-    def post() -> None:
+    def post(k: int) -> None:
+        spec = {**bench_spec(100), "complexity": {"params": [1, 2]}, "seed": k}
         with httpx.Client(timeout=300) as c:
             answers.append(c.post(f"{url}/api/studies/estimate", json=spec).status_code)
 
-    threads = [threading.Thread(target=post) for _ in range(n)]
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe(duplex=False)
+    threads = [threading.Thread(target=post, args=(k,)) for k in range(n)]
     t0 = time.perf_counter()
+    stop_file = Path(f"/tmp/dse-bench-stop-{os.getpid()}")
+    probe = context.Process(target=_probe_until, args=(url, stop_file, theirs))
+    probe.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    wall = time.perf_counter() - t0
+    stop_file.touch()
+    health = ours.recv()
+    probe.join()
+    stop_file.unlink()
     return {
         "requests": n,
-        "wall_s": round(time.perf_counter() - t0, 2),
+        "wall_s": round(wall, 2),
         "status": {str(k): answers.count(k) for k in sorted(set(answers))},
+        "healthz": percentiles(health),
         "server_peak_rss_mb": _peak_mb(pid),
     }
 
 
+def _probe_until(url: str, stop_file: Path, conn) -> None:
+    """In its own process: GET /healthz every 50 ms until stop_file exists."""
+    import httpx
+
+    health = []
+    with httpx.Client(timeout=30) as c:
+        while not stop_file.exists():
+            t0 = time.perf_counter()
+            c.get(f"{url}/healthz")
+            health.append(time.perf_counter() - t0)
+            time.sleep(0.05)
+    conn.send(health)
+
+
 def _cpu_s(pid: int) -> float | None:
     """User + system CPU seconds of a process so far (Linux /proc), None where unknown."""
-    import os
-
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -179,7 +204,9 @@ def _peak_mb(pid: int) -> float | None:
     return None
 
 
-def run_mode(mode: str, db: str, study_id: int, seconds: float, max_requests: int) -> dict:
+def run_mode(
+    mode: str, db: str, study_id: int, seconds: float, max_requests: int, estimates: int
+) -> dict:
     """Start a server of `mode`, warm it (one analysis), hammer it, stop it."""
     import httpx
 
@@ -210,7 +237,7 @@ def run_mode(mode: str, db: str, study_id: int, seconds: float, max_requests: in
         if cpu is not None:  # the server process's own CPU time (not its children's)
             out["server_cpu_s"] = round(_cpu_s(server.pid) - cpu, 2)
         if mode == "fixed":
-            out["impossible_estimates"] = impossible_estimates(url, server.pid)
+            out["impossible_estimates"] = impossible_estimates(url, server.pid, estimates)
         return out
     finally:
         server.terminate()
@@ -225,6 +252,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--max-requests", type=int, default=200, help="per client")
     ap.add_argument("--modes", default="fixed,baseline")
+    ap.add_argument("--estimates", type=int, default=12, help="concurrent impossible estimates")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -240,7 +268,9 @@ def main(argv=None) -> int:
     store.close()
     figures = {"trials": args.trials, "clients": CLIENTS, "seconds": args.seconds}
     for mode in args.modes.split(","):
-        figures[mode] = run_mode(mode, args.db, study_id, args.seconds, args.max_requests)
+        figures[mode] = run_mode(
+            mode, args.db, study_id, args.seconds, args.max_requests, args.estimates
+        )
         print(mode, json.dumps(figures[mode]), file=sys.stderr)
     if "fixed" in figures:
         figures["goal_healthz_p99_under_100ms"] = figures["fixed"]["healthz"]["p99_ms"] < 100

@@ -319,19 +319,52 @@ def _trained_flops(net_json: str, resolution, classes) -> float:
 
 
 # --- the estimate -----------------------------------------------------------------------
-def estimate(spec: StudySpec, rate: Rate | None, workers: int = 1) -> dict:
-    """Trials per level, training and evaluated images, and time of a study (JSON-able)."""
+def prices(spec: StudySpec) -> list[SpaceFlops]:
+    """Each space's SpaceFlops (space_flops); ValueError naming the space or the bound."""
     sizes = data_sizes(spec.dataset)
-    per_space = level_counts(spec.samples, list(spec.fidelities), spec.promote)
-    n_spaces = len(spec.spaces)
     flops = []
-    for i in range(n_spaces):
+    for i in range(len(spec.spaces)):
         try:
             flops.append(space_flops(spec, i, sizes))
         except BoundUnmet:
             raise  # names the bound
         except ValueError as e:  # no network of the space fits (its input, its constraints)
             raise ValueError(f"spaces.{i}: {e}") from e
+    return flops
+
+
+def prices_or_error(spec_json: str) -> dict:
+    """In a child (api/routes/form.py): {"prices": [SpaceFlops fields]}, or {"error": message,
+    "field", "reason"}: a ValueError comes back as data, and the server answers its 422."""
+    from search.spec import StudySpec
+
+    try:
+        found = prices(StudySpec.model_validate_json(spec_json))
+    except ValueError as e:
+        field, reason = getattr(e, "field", None), getattr(e, "reason", None)
+        return {"error": str(e), "field": field, "reason": reason}
+    return {"prices": [dataclasses.asdict(f) for f in found]}
+
+
+def raise_or_prices(answer: dict) -> list[SpaceFlops]:
+    """prices_or_error's answer back as SpaceFlops, or its error raised (BoundUnmet, ValueError)."""
+    if "prices" in answer:
+        return [SpaceFlops(**f) for f in answer["prices"]]
+    if answer.get("field") and answer.get("reason"):
+        raise BoundUnmet(answer["field"], answer["reason"])
+    raise ValueError(answer["error"])
+
+
+def estimate(
+    spec: StudySpec, rate: Rate | None, workers: int = 1, flops: list[SpaceFlops] | None = None
+) -> dict:
+    """Trials per level, training and evaluated images, and time of a study (JSON-able).
+
+    `flops`: the spaces' prices when already known (prices(spec), e.g. from a child)."""
+    sizes = data_sizes(spec.dataset)
+    per_space = level_counts(spec.samples, list(spec.fidelities), spec.promote)
+    n_spaces = len(spec.spaces)
+    flops = prices(spec) if flops is None else flops
     known = sizes.train is not None and sizes.val is not None and sizes.train > 0
     recipe = None
     if known:

@@ -159,6 +159,18 @@ def test_an_impossible_bound_is_a_422_naming_it(client, bound):
     assert client.app.state.speed_probe.probes == 0  # no finished trials, yet no probe
 
 
+def test_spaces_are_priced_out_of_the_server_process(client, store):
+    from search import estimate
+
+    finished_trial(store, images_per_s=500.0)
+    estimate._priced.cache_clear()
+    r = client.post("/api/studies/estimate", json={**SPEC, "seed": 11})
+    assert r.status_code == 200 and r.json()["spaces"][0]["flops_source"] == "sampled_mean"
+    assert estimate._priced.cache_info().currsize == 0  # sampled in a child, not here
+    assert len(client.app.state.prices) == 1  # its prices kept for the same spec
+    assert client.post("/api/studies/estimate", json={**SPEC, "seed": 11}).json() == r.json()
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import OrderedDict
 from typing import Literal
 
 from anyio import CapacityLimiter, to_thread
@@ -25,7 +26,10 @@ from api.schemas import ErrorBody
 
 router = APIRouter(tags=["form"])
 log = logging.getLogger("dse.api")
-ESTIMATES = 2  # estimates computed at once (each samples at most PRICE_MAX_DRAWS per space)
+ESTIMATES = 2  # estimates priced at once (each samples at most PRICE_MAX_DRAWS per space)
+PRICE_SECONDS = 60.0  # a pricing child is stopped after this long
+PRICE_MEMORY = 1024 * 2**20  # or past this many resident bytes
+PRICES = 256  # the latest specs' prices kept
 
 
 class ParamRange(BaseModel):
@@ -162,19 +166,16 @@ async def estimate_study(
     The time uses the images/s of the latest finished trials in this store, scaled by flops,
     or else a short training on this server's device (measured once, in a child process:
     SpeedProbe); `rate.source` says which. The networks' flops are the mean of the first
-    networks creation would sample from each space (`spaces[].flops_note`); a bound no
-    network met within the estimate's draws is a 422 naming it. Needs the token when one
-    is set.
+    networks creation would sample from each space (`spaces[].flops_note`; sampled in a
+    child process); a bound no network met within the estimate's draws is a 422 naming
+    it. Needs the token when one is set.
     """
     from search.estimate import estimate, trials_rate
 
     spec = await posted_spec(request, limits)
-    # sampling holds the GIL at times: two estimates at once, the rest wait their turn
-    limiter = getattr(request.app.state, "estimates", None)
-    if limiter is None:  # made in the event loop of the app's first estimate
-        limiter = request.app.state.estimates = CapacityLimiter(ESTIMATES)
-    # counts and prices first: a bound no network meets is a 422 before any probe starts
-    answer = await to_thread.run_sync(estimate, spec, None, workers, limiter=limiter)
+    # prices first: a bound no network meets is a 422 before any probe starts
+    flops = await _prices(request, spec)
+    answer = await run_in_threadpool(estimate, spec, None, workers, flops)
     rate = await run_in_threadpool(trials_rate, store.db)
     unmeasured = None
     if rate is None:
@@ -182,11 +183,47 @@ async def estimate_study(
             rate = await request.app.state.speed_probe.rate()
         except RuntimeError as e:  # no speed: counts still hold
             unmeasured = f"speed unknown: no finished trials in this store and {e}"
-    if rate is not None:  # the prices are cached: this only divides
-        answer = await to_thread.run_sync(estimate, spec, rate, workers, limiter=limiter)
+    if rate is not None:
+        answer = await run_in_threadpool(estimate, spec, rate, workers, flops)
     if unmeasured:
         answer["note"] = "; ".join(n for n in (answer["note"], unmeasured) if n)
     return answer
+
+
+async def _prices(request: Request, spec) -> list:
+    """The spaces' prices (search.estimate.prices), sampled in a forkserver child.
+
+    Sampling is CPU-bound Python and numpy: in this process it held /healthz up to 2 s
+    while 24 estimates of an impossible bound ran (benchmarks/bench_hostile_reads.py).
+    ESTIMATES children at once, each stopped past PRICE_SECONDS; answers (and errors) are
+    kept for the same spec, the PRICES latest.
+    """
+    from fastapi import HTTPException
+
+    from search.creator import ChildFailed
+    from search.estimate import prices_or_error, raise_or_prices
+
+    state = request.app.state
+    if getattr(state, "estimates", None) is None:  # made in the event loop of the first one
+        state.estimates, state.prices = CapacityLimiter(ESTIMATES), OrderedDict()
+    key = spec.model_dump_json()
+    answer = state.prices.get(key)
+    if answer is None:
+        try:
+            answer = await to_thread.run_sync(
+                state.creator.call, prices_or_error, (key,), PRICE_SECONDS, PRICE_MEMORY,
+                limiter=state.estimates,
+            )  # fmt: skip
+        except ChildFailed as e:
+            log.warning("estimate: pricing failed: %s", e)
+            raise HTTPException(
+                503, f"estimate: pricing the spaces failed ({e}); retry later",
+                headers={"Retry-After": "5"},
+            ) from None  # fmt: skip
+        state.prices[key] = answer
+        while len(state.prices) > PRICES:
+            state.prices.popitem(last=False)
+    return raise_or_prices(answer)
 
 
 def measure() -> dict:
