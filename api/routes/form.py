@@ -151,6 +151,7 @@ def list_presets():
         422: ERRORS[422],
         401: MUTATING[401],
         415: {"model": ErrorBody, "description": "neither JSON nor YAML"},
+        503: {"model": ErrorBody, "description": "pricing the spaces failed; Retry-After"},
     },
     openapi_extra=SPEC_BODY,
     dependencies=[Depends(require_token)],  # it samples and may start the speed probe
