@@ -34,7 +34,15 @@ AHEAD = 16  # at most this many batches counted together (drawn in order: same n
 
 
 class InfeasibleError(ValueError):
-    """No (or too few) networks of the space meet its constraints and bounds."""
+    """No (or too few) networks of the space meet its constraints and bounds.
+
+    `got`: the networks that did; `bound`: the bound that rejected most (None when none did,
+    or sampling was interrupted).
+    """
+
+    def __init__(self, message: str, got: int = 0, bound: str | None = None) -> None:
+        super().__init__(message)
+        self.got, self.bound = got, bound
 
 
 @dataclass(frozen=True)
@@ -125,7 +133,8 @@ def sample(
         if interrupt is not None and interrupt():
             raise InfeasibleError(
                 f"space {space.name!r}: sampling interrupted after {draws} draws "
-                f"({len(samples)} of {n} networks)"
+                f"({len(samples)} of {n} networks)",
+                got=len(samples),
             )
         if not pending:  # draw `ahead` batches in order and count them together
             ahead = _ahead(ahead, n - len(samples), len(samples), used) if used else 1
@@ -162,8 +171,11 @@ def sample(
             break  # deterministic early stop: at this acceptance the budget cannot suffice
     broke_named = {REASONS[i]: int(c) for i, c in enumerate(broke) if i and c}
     if len(samples) < n:
+        worst = max(missed, key=missed.get) if any(missed.values()) else None
         raise InfeasibleError(
-            _explain(space, n, len(samples), draws, limits, broke_named, missed, seen)
+            _explain(space, n, len(samples), draws, limits, broke_named, missed, seen),
+            got=len(samples),
+            bound=worst,
         )
     return SampleResult(
         samples=samples,

@@ -1,5 +1,9 @@
 """Creator: runs study creations in child processes, so no request waits for sampling.
 
+The same children run other CPU-bound work of the server: `call` (the estimate's sampling
+and speed probe, bounded in time and memory: api/routes/form.py) and `pool` (the results of
+a study: api/results_cache.py).
+
 Why processes and not threads: sampling is CPU-bound Python and numpy, and a thread of the
 API process would hold the GIL; a pure-Python millisecond of request work took up to 40 ms
 next to a sampling thread (measured here), so `/healthz` could not promise 100 ms (issue 15
@@ -47,6 +51,40 @@ def _create(url: str, study_id: int, budget: CreationBudget) -> None:
         pass  # the study is failed with the reason; nothing else to report
     finally:
         store.close()
+
+
+def _call(conn, target, args: tuple) -> None:
+    """In the child: send back ("ok", target(*args)) or ("error", why it raised)."""
+    os.nice(NICENESS)
+    try:
+        value = target(*args)
+    except BaseException as e:  # the parent gets the reason; the child ends either way
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+    else:
+        conn.send(("ok", value))
+    finally:
+        conn.close()
+
+
+def _rss(pid: int) -> int | None:
+    """Resident bytes of a process (Linux /proc), None where unknown."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _niced() -> None:
+    """In a pool's child, once: yield the CPU to the server's requests."""
+    os.nice(NICENESS)
+
+
+class ChildFailed(RuntimeError):
+    """A call in a child process raised, died, or went past its time or memory."""
 
 
 def _warm() -> None:
@@ -128,6 +166,57 @@ class Creator:
             job = CreationJob(study_id, child)
             self._jobs.append(job)
         return job
+
+    def call(self, target, args: tuple = (), seconds: float = 60.0, memory: int | None = None):
+        """target(*args) run in a forkserver child (niced, like a creation): its value.
+
+        The child is killed past `seconds` or past `memory` resident bytes (polled every
+        0.1 s); that, an exception or a death raises ChildFailed with the reason. The value
+        and target must pickle (a module-level function).
+        """
+        import time
+
+        name = getattr(target, "__name__", "call")
+        ours, theirs = self._context.Pipe(duplex=False)
+        child = self._context.Process(
+            target=_call, args=(theirs, target, args), name=f"dse-{name}", daemon=True
+        )
+        child.start()
+        theirs.close()
+        deadline = time.monotonic() + seconds
+        answered = False
+        try:
+            while not ours.poll(0.1):
+                if time.monotonic() > deadline:
+                    raise ChildFailed(f"{name}: stopped after {seconds:g} s")
+                rss = _rss(child.pid) if memory else None
+                if rss is not None and rss > memory:
+                    raise ChildFailed(
+                        f"{name}: stopped at {rss / 2**20:.0f} MB (limit {memory / 2**20:.0f} MB)"
+                    )
+            try:
+                status, value = ours.recv()
+                answered = True
+            except EOFError:
+                child.join()
+                code = child.exitcode
+                raise ChildFailed(f"{name}: the process ended with exit code {code}") from None
+        finally:
+            if child.exitcode is None:
+                child.join(1.0 if answered else 0)  # an answered child is ending by itself
+                if child.exitcode is None:
+                    child.kill()
+            child.join()
+            ours.close()
+        if status != "ok":
+            raise ChildFailed(f"{name}: {value}")
+        return value
+
+    def pool(self, workers: int):
+        """A pool of `workers` forkserver children (niced; started when first used)."""
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(workers, mp_context=self._context, initializer=_niced)
 
     def busy(self) -> bool:
         """True when `parallel` creations are running (a submit would be refused)."""

@@ -255,6 +255,7 @@ def list_trials(
         **ERRORS,
         200: {"model": Results, "description": "the study's results at one fidelity level"},
         304: {"description": "unchanged"},
+        503: {"model": ErrorBody, "description": "too many analyses outstanding; Retry-After"},
     },
 )
 def study_edf(
