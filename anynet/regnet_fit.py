@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from anynet.regnet import QUANTUM, quantized_block_widths
+from anynet.regnet import QUANTUM, quantized_block_widths, quantized_widths
 
 # --- fitting (DDS §3.3) ---------------------------------------------------------------
 # e_fit = mean_j |log(w_pred_j / w_obs_j)| of the *quantised* prediction. For fixed (w0, wm)
@@ -161,16 +161,173 @@ def _fit_w0(
     return float(e[i]), _roundest(float(lo[i]), float(hi[i])), wm
 
 
+# --- the global fit: branch and bound over (w0, wm) (issue 21) ------------------------------
+# For a box of wm in [a, b] and one w0, block j's exponent at slope r = wa / w0 lies in
+# [round(log(1 + r·j) / log b), round(log(1 + r·j) / log a)], and the level of exponent k
+# among the multiples of 8 from round(w0·a^k / 8)·8 to round(w0·b^k / 8)·8. The least error
+# each block can then have, summed over blocks and minimised over r by a breakpoint sweep,
+# is a lower bound of e_fit over the box; when a = b it is the exact best e_fit over wa.
+# Boxes whose bound is not below the best fit found so far are dropped and the others
+# halved, so the search ends at the global optimum over every w0 and every (wa, wm) of
+# the ranges (to _TOL), whatever the network.
+_TOL = 1e-9  # a box is dropped when its bound is within this of the best e_fit found
+_BOXES = 16  # initial wm boxes per w0
+_MIN_WIDTH = 1e-7  # boxes are not halved below this relative width (wm to 7 decimals)
+_SWEEP_EVENTS = 1 << 20  # events swept at once (memory)
+
+
+def _range_min(e: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """min of e[r, j, lo..hi] for index arrays lo <= hi of shape (R, D, E) (gaps are short)."""
+    n, m, k = e.shape
+    flat = e.ravel()
+    base = (np.arange(n)[:, None, None] * m + np.arange(m)[None, :, None]) * k
+    v = np.take(flat, base + lo)
+    for g in range(1, int((hi - lo).max(initial=0)) + 1):
+        v = np.minimum(v, np.take(flat, base + np.minimum(lo + g, hi)))
+    return v
+
+
+def _block_errors(A, B, obs, allowed) -> np.ndarray:
+    """Least |log(level / w_j)| over the multiples of 8 in [A_k, B_k]: (R, d, K+1); 0 where an
+    allowed width of block j lies there."""
+    lo, hi = A[:, None, :], B[:, None, :]
+    c = np.clip(obs[None, :, None], lo, hi)
+    down = np.maximum(np.floor(c / QUANTUM) * QUANTUM, lo)
+    up = np.minimum(np.ceil(c / QUANTUM) * QUANTUM, hi)
+    lw = np.log(obs)[None, :, None]
+    err = np.minimum(np.abs(np.log(down) - lw), np.abs(np.log(up) - lw))
+    if allowed is not None:
+        al = allowed[None, :, None, :]
+        hit = ((al >= lo[..., None]) & (al <= hi[..., None])).any(axis=3)
+        err = np.where(hit, 0.0, err)
+    return err
+
+
+def _sweep(w0, a, b, r_lo, r_hi, obs, allowed, w_max, point: bool):
+    """Per row (w0, wm in [a, b]): least summed block error over r = wa/w0 in [r_lo, r_hi]
+    and that piece of r, (value, lo, hi). A lower bound of e_fit·d over the box; exact
+    (realisable pieces only) when `point` (a = b)."""
+    d, n = obs.size, w0.size
+    la, lb = np.log(a), np.log(b)
+    # Past r_cap every block j >= 1 has a level above every width, and more r only raises
+    # them: the sweep stops there (docs/method.md §3).
+    k_cap = np.maximum(np.ceil(np.log((w_max + QUANTUM) / w0) / la), 0.0)
+    r_eff = np.maximum(r_lo, np.minimum(r_hi, np.expm1(lb * (k_cap + 0.5))))
+    K = int(np.max(np.round(np.log1p(r_eff * max(d - 1, 0)) / la))) + 1
+    ks = np.arange(K + 1, dtype=np.float64)
+    A = np.round(w0[:, None] * np.exp(la[:, None] * ks) / QUANTUM) * QUANTUM
+    B = np.round(w0[:, None] * np.exp(lb[:, None] * ks) / QUANTUM) * QUANTUM
+    err = _block_errors(A, B, obs, allowed)  # (n, d, K+1)
+    init = err[:, :, 0].sum(axis=1)
+    if d == 1:
+        return init, r_lo, np.maximum(r_lo, r_eff)
+    j = np.arange(1, d, dtype=np.float64)[None, :, None]
+    half = ks[None, None, :-1] + 0.5
+    ta = np.expm1(la[:, None, None] * half) / j  # khi: k -> k + 1
+    tb = np.expm1(lb[:, None, None] * half) / j  # klo: k -> k + 1
+    t = np.concatenate([ta, tb], axis=2)  # (n, d-1, 2K)
+    order = np.argsort(t, axis=2, kind="stable")  # per block; ties: khi first
+    t = np.take_along_axis(t, order, axis=2)
+    is_lo = order >= K
+    khi = np.cumsum(~is_lo, axis=2)
+    klo = np.cumsum(is_lo, axis=2)
+    e = err[:, 1:, :]
+    v = _range_min(e, klo, khi)
+    delta = np.diff(np.concatenate([e[:, :, :1], v], axis=2), axis=2).reshape(n, -1)
+    t = t.reshape(n, -1)
+    order = np.argsort(t, axis=1, kind="stable")
+    t = np.take_along_axis(t, order, axis=1)
+    total = init[:, None] + np.cumsum(np.take_along_axis(delta, order, axis=1), axis=1)
+    starts = np.concatenate([np.zeros((n, 1)), t], axis=1)
+    ends = np.concatenate([t, np.full((n, 1), np.inf)], axis=1)
+    values = np.concatenate([init[:, None], total], axis=1)
+    lo = np.maximum(starts, r_lo[:, None])
+    hi = np.minimum(ends, r_eff[:, None])
+    if point:  # a piece too thin to hold a float that rounds the same way is not realisable
+        ok = (hi - lo > _EPS * np.maximum(1.0, hi)) | (
+            (r_lo == r_eff)[:, None] & (starts <= r_lo[:, None]) & (r_lo[:, None] < ends)
+        )
+    else:
+        ok = hi >= lo
+    values = np.where(ok, values, np.inf)
+    best = np.argmin(values, axis=1)
+    rows = np.arange(n)
+    return values[rows, best], lo[rows, best], hi[rows, best]
+
+
+def _sweep_chunked(w0, a, b, r_lo, r_hi, obs, allowed, w_max, point):
+    """_sweep over rows in chunks that keep its arrays small."""
+    d = obs.size
+    k = np.log1p(np.minimum(r_hi, 1e6) * max(d - 1, 1)) / np.log(a)
+    order = np.argsort(k, kind="stable")  # rows of similar exponent ranges swept together
+    size = np.cumsum(2.0 * d * (k[order] + 2.0))
+    cuts = np.searchsorted(size, np.arange(_SWEEP_EVENTS, size[-1], _SWEEP_EVENTS))
+    out = [np.empty(w0.size) for _ in range(3)]
+    for idx in np.split(order, np.unique(np.maximum(cuts, 1))):
+        if not idx.size:
+            continue
+        res = _sweep(w0[idx], a[idx], b[idx], r_lo[idx], r_hi[idx], obs, allowed, w_max, point)
+        for o, r in zip(out, res, strict=True):
+            o[idx] = r
+    return out
+
+
+def _global_fit(obs, allowed, w0s, bounds, incumbent):
+    """Branch and bound: (e_fit·d, w0, wm, r_lo, r_hi) of the global optimum, and the largest
+    amount by which a box left unresolved (narrower than _MIN_WIDTH) could still beat it."""
+    d = obs.size
+    (wa_lo, wa_hi), (wm_lo, wm_hi) = bounds["wa"], bounds["wm"]
+    w_max = float(np.nanmax(allowed)) if allowed is not None else float(obs.max())
+    w_max = max(w_max, float(obs.max()))
+    edges = np.geomspace(wm_lo, wm_hi, _BOXES + 1)
+    W0 = np.repeat(np.asarray(w0s, dtype=np.float64), _BOXES)
+    A = np.tile(edges[:-1], len(w0s))
+    B = np.tile(edges[1:], len(w0s))
+    best = incumbent
+    unresolved = 0.0
+    while W0.size:
+        rl, rh = wa_lo / W0, wa_hi / W0
+        lb, _, _ = _sweep_chunked(W0, A, B, rl, rh, obs, allowed, w_max, point=False)
+        keep = lb < best[0] - _TOL * d
+        W0, A, B, rl, rh, lb = W0[keep], A[keep], B[keep], rl[keep], rh[keep], lb[keep]
+        if not W0.size:
+            break
+        mid = np.sqrt(A * B)
+        v, lo, hi = _sweep_chunked(W0, mid, mid, rl, rh, obs, allowed, w_max, point=True)
+        i = int(np.argmin(v))
+        if v[i] < best[0]:
+            best = (float(v[i]), int(W0[i]), float(mid[i]), float(lo[i]), float(hi[i]))
+        keep = lb < best[0] - _TOL * d
+        W0, A, B, mid, lb = W0[keep], A[keep], B[keep], mid[keep], lb[keep]
+        thin = B / A - 1.0 < _MIN_WIDTH
+        if thin.any():
+            unresolved = max(unresolved, best[0] - float(lb[thin].min()))
+        W0, A, B, mid = W0[~thin], A[~thin], B[~thin], mid[~thin]
+        W0 = np.concatenate([W0, W0])
+        A, B = np.concatenate([A, mid]), np.concatenate([mid, B])
+    return best, unresolved / d
+
+
+def _real_e(obs: np.ndarray, sets: list, w0: int, wa: float, wm: float) -> float:
+    """e_fit of the real prediction at (w0, wa, wm), 0 for a block where it is allowed."""
+    pred = np.asarray(quantized_block_widths(obs.size, w0, wa, wm), dtype=np.float64)
+    err = np.abs(np.log(pred / obs))
+    err[[p in a for p, a in zip(pred, sets, strict=True)]] = 0.0
+    return float(np.mean(err))
+
+
 def fit_regnet(
     block_widths: list[int], allowed: list[list[int]] | None = None, ranges: dict | None = None
 ) -> tuple[int, float, float, float]:
-    """Nearest RegNet to per-block widths: (w0, wa, wm, e_fit) minimising e_fit (DDS §3.3).
+    """Nearest RegNet to per-block widths: (w0, wa, wm, e_fit), the global minimum of e_fit.
 
-    `allowed` (optional, per block): widths that count as exact for that block, e.g. every
-    width the group rule maps onto the observed one (used to recognise a RegNet after it).
-    `ranges` (optional): {"w0": (lo, hi), "wa": (lo, hi), "wm": (lo, hi)} the fit stays in,
-    e.g. DDS §3.3's RegNet space (anynet.efit.REGNET_RANGES); default: any valid RegNet
-    with FIT_WM_RANGE.
+    The minimum is over every multiple of 8 for w0 and every (wa, wm) inside the ranges
+    (DDS §3.3, docs/method.md §3), found by branch and bound to within 1e-9; an exact RegNet
+    is recognised first from its own widths. `allowed` (optional, per block): widths that
+    count as exact for that block, e.g. every width the group rule maps onto the observed
+    one (used to recognise a RegNet after it). `ranges` (optional): {"w0": (lo, hi),
+    "wa": (lo, hi), "wm": (lo, hi)} the fit stays in, e.g. DDS §3.3's RegNet space
+    (REGNET_RANGES); default: any valid RegNet with FIT_WM_RANGE.
     """
     obs = np.asarray(list(block_widths), dtype=np.float64)
     if obs.size == 0:
@@ -189,35 +346,53 @@ def fit_regnet(
             runs[-1][1] = j + 1
         else:
             runs.append([j, j + 1, a])
-    first = max(QUANTUM, int(round(obs[0] / QUANTUM)) * QUANTUM)
-    # w0 over the allowed first widths, then multiples of 8 near the first width, nearest
-    # first; stop at an exact fit.
-    steps = [0, -1, 1, -2, 2, -3, 3]
-    near = [first + s * QUANTUM for s in steps if first + s * QUANTUM >= QUANTUM]
-    exact = sorted((int(c) for c in sets[0] if c % QUANTUM == 0), key=lambda c: abs(c - obs[0]))
-    w0s = list(dict.fromkeys(exact + near))
     bounds = {"w0": (QUANTUM, np.inf), "wa": (0.0, np.inf), "wm": FIT_WM_RANGE} | (ranges or {})
-    w0_lo, w0_hi = bounds["w0"]
-    if ranges and "w0" in ranges:  # the nearest allowed w0 to the first width, and its neighbours
-        lo8, hi8 = math.ceil(w0_lo / QUANTUM) * QUANTUM, math.floor(w0_hi / QUANTUM) * QUANTUM
-        near = [min(max(first, lo8), hi8) + s * QUANTUM for s in steps]
-        w0s = list(dict.fromkeys(exact + near))
-    w0s = [w0 for w0 in w0s if w0_lo <= w0 <= w0_hi]
-    if not w0s:
+    lo8 = max(QUANTUM, math.ceil(bounds["w0"][0] / QUANTUM) * QUANTUM)
+    hi8 = math.floor(min(bounds["w0"][1], 1e9) / QUANTUM) * QUANTUM
+    if lo8 > hi8:
         raise ValueError(f"ranges: no multiple of {QUANTUM} in w0 range {bounds['w0']}")
-    best: tuple[float, int, float, float] | None = None
-    for w0 in w0s:
-        e, wa, wm = _fit_w0(w0, obs, runs, bounds["wm"], bounds["wa"])
-        pred = np.asarray(quantized_block_widths(obs.size, w0, wa, wm), dtype=np.float64)
-        err = np.abs(np.log(pred / obs))  # report the real prediction's error
-        err[[p in a for p, a in zip(pred, sets, strict=True)]] = 0.0
-        e = float(np.mean(err))
-        if best is None or e < best[0] - 1e-12:
+    # A w0 above every width (allowed ones too) only raises every prediction: the largest
+    # w0 worth trying is the first multiple of 8 at or above them.
+    top = max(float(max(s.max() for s in sets)), float(obs.max()))
+    w0s = list(range(lo8, max(lo8, min(hi8, math.ceil(top / QUANTUM) * QUANTUM)) + 1, QUANTUM))
+    # An exact RegNet starts at w0: try the allowed first widths first (exact in wa, the wm
+    # intervals where every stage width is a level); stop at an exact fit.
+    best: tuple[float, int, float, float] = (np.inf, 0, 0.0, 0.0)  # e_fit, w0, wa, wm
+    for w0 in sorted(int(c) for c in sets[0] if c % QUANTUM == 0 and lo8 <= c <= hi8):
+        _, wa, wm = _fit_w0(w0, obs, runs, bounds["wm"], bounds["wa"])
+        e = _real_e(obs, sets, w0, wa, wm)
+        if e < best[0]:
             best = (e, w0, wa, wm)
-        if best[0] == 0.0:
-            break
-    e, w0, wa, wm = best
-    return w0, wa, wm, e
+        if e == 0.0:
+            return w0, wa, wm, 0.0
+    padded = None
+    if allowed is not None:
+        m = max(s.size for s in sets)
+        padded = np.full((obs.size, m), np.nan)
+        for j, s in enumerate(sets):
+            padded[j, : s.size] = s
+    found, _ = _global_fit(obs, padded, w0s, bounds, (best[0] * obs.size, 0, 0.0, 0.0, 0.0))
+    if found[1] == 0:  # nothing beat the exact-RegNet candidates
+        return best[1], best[2], best[3], best[0]
+    _, w0, wm, r_lo, r_hi = found
+    # A rounder wm (2 to 6 decimals) that fits as well is kept, then the roundest wa.
+    for p in range(2, 7):
+        wr = round(wm, p)
+        if wr > 1.0 and bounds["wm"][0] <= wr <= bounds["wm"][1]:
+            x = np.array([wr])
+            v, lo, hi = _sweep(
+                np.array([float(w0)]), x, x, np.array([bounds["wa"][0] / w0]),
+                np.array([bounds["wa"][1] / w0]), obs, padded, top, point=True,
+            )  # fmt: skip
+            if v[0] <= found[0] + 1e-12:
+                wm, r_lo, r_hi = wr, float(lo[0]), float(hi[0])
+                break
+    wa = min(max(_roundest(r_lo * w0, r_hi * w0), bounds["wa"][0]), bounds["wa"][1])
+    e = _real_e(obs, sets, w0, wa, wm)
+    if e > found[0] / obs.size + 1e-9:  # a rounded wa on a piece's edge: take its middle
+        wa = min(r_lo + (r_hi - r_lo) / 2, bounds["wa"][1] / w0) * w0
+        e = _real_e(obs, sets, w0, wa, wm)
+    return (w0, wa, wm, e) if e < best[0] else (best[1], best[2], best[3], best[0])
 
 
 # --- the grid search of many networks (DDS Fig. 8) ---------------------------------------
@@ -336,6 +511,76 @@ def _best(obs: np.ndarray, cand: np.ndarray, keep: int = 1) -> tuple[np.ndarray,
     return np.take_along_axis(cand, k[..., None], axis=1), np.take_along_axis(e, k, axis=1)
 
 
+_SCAN = 32  # wm points per scan of the exact-RegNet candidate (two scans)
+
+
+def _wa_window(obs, w0, wm, starts, valid):
+    """(lowest, highest) wa that puts every stage of each network at its own exponent.
+
+    Stage i (i = 1, 2, ...) starts at block b_i: s_{b_i} >= i needs wa >= w0·c_i / b_i and
+    s_{b_i - 1} <= i − 1 needs wa < w0·c_i / (b_i − 1), with c_i = wm^(i − 1/2) − 1
+    (docs/method.md §3); the last block must stay below the next exponent.
+    """
+    n, s = starts.shape
+    d = obs.shape[1]
+    i = np.arange(1, s + 1, dtype=np.float64)
+    c = np.power(wm[..., None], i - 0.5) - 1.0  # (n, G, s)
+    b = starts[:, None, :].astype(np.float64)
+    low = np.where(valid[:, None, :], w0[:, None, None] * c / b, 0.0).max(axis=2)
+    with np.errstate(divide="ignore"):
+        high = np.where(valid[:, None, :], w0[:, None, None] * c / (b - 1.0), np.inf).min(axis=2)
+    top = valid.sum(axis=1).astype(np.float64)[:, None]  # exponent of the last stage
+    if d > 1:
+        high = np.minimum(high, w0[:, None] * (np.power(wm, top + 0.5) - 1.0) / (d - 1))
+    return low, np.minimum(high, REGNET_RANGES["wa"][1])
+
+
+def _exact_candidates(obs: np.ndarray) -> np.ndarray:
+    """(w0, wa, wm) per network (n, 3) that regenerates it if it is a RegNet of REGNET_RANGES
+    whose stages have exponents 0, 1, 2, ... (every RegNetX/RegNetY sample; docs/method.md §3).
+
+    w0 is the first width; each later stage width W_i bounds wm to where w0·wm^i rounds to
+    it, and the stage starts bound wa (`_wa_window`): wm is scanned twice for the widest wa
+    window and wa is its middle. Rows that are no such RegNet get some (w0, wa, wm) whose
+    e_fit the caller computes anyway.
+    """
+    n, d = obs.shape
+    w0 = np.clip(np.round(obs[:, 0] / QUANTUM) * QUANTUM, *REGNET_RANGES["w0"])
+    change = obs[:, 1:] != obs[:, :-1]
+    s = max(1, int(change.sum(axis=1).max()))
+    starts = np.sort(np.where(change, np.arange(1, d), d), axis=1)[:, :s]
+    valid = starts < d
+    width = np.take_along_axis(obs, np.minimum(starts, d - 1), axis=1)
+    i = np.arange(1, s + 1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.power(np.maximum(width - QUANTUM / 2, 1e-9) / w0[:, None], 1.0 / i)
+        hi = np.power((width + QUANTUM / 2) / w0[:, None], 1.0 / i)
+    wm_lo, wm_hi = REGNET_RANGES["wm"]
+    lo = np.maximum(np.where(valid, lo, wm_lo).max(axis=1), wm_lo)
+    lo = np.minimum(lo, wm_hi)  # not a RegNet of the range: any wm of it will do
+    hi = np.clip(np.where(valid, hi, wm_hi).min(axis=1), lo, wm_hi)
+    t = (np.arange(_SCAN) + 0.5) / _SCAN
+    for _ in range(2):
+        wm = lo[:, None] + (hi - lo)[:, None] * t
+        low, high = _wa_window(obs, w0, wm, starts, valid)
+        k = np.argmax((high - low) / np.maximum(high, 1e-12), axis=1)
+        step = (hi - lo) / _SCAN
+        mid = np.take_along_axis(wm, k[:, None], axis=1)[:, 0]
+        lo, hi = np.maximum(mid - step, lo), np.minimum(mid + step, hi)
+    rows = np.arange(n)
+    wa = np.clip((low[rows, k] + high[rows, k]) / 2, *REGNET_RANGES["wa"])
+    return np.stack([w0, np.where(np.isfinite(wa), wa, 0.0), mid], axis=1)
+
+
+def _e_fit(obs: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """e_fit (n,) of (w0, wa, wm) rows (n, 3), from the widths the generator gives."""
+    n, d = obs.shape
+    pred, _, _ = quantized_widths(np.full(n, d), params[:, 0], params[:, 1], params[:, 2])
+    with np.errstate(all="ignore"):
+        e = np.abs(np.log(pred / obs)).mean(axis=1)
+    return np.where(np.isfinite(e), e, np.inf)
+
+
 def fit_many(block_widths_list) -> list[tuple[int, float, float, float]]:
     """(w0, wa, wm, e_fit) per network by DDS §3.3's grid search inside REGNET_RANGES."""
     out: list = [None] * len(block_widths_list)
@@ -349,8 +594,13 @@ def fit_many(block_widths_list) -> list[tuple[int, float, float, float]]:
         obs = np.asarray([block_widths_list[i] for i in idx], dtype=np.float64)
         starts = _coarse(obs)
         for wm_step, wa_ratio, keep in _ROUNDS:
-            starts, e = _best(obs, _local(starts, wm_step, wa_ratio), keep)
-        for i, (w0, wa, wm), ei in zip(idx, starts[:, 0], e[:, 0], strict=True):
+            starts, _ = _best(obs, _local(starts, wm_step, wa_ratio), keep)
+        # the grid's best, or the network's own RegNet parameters when they regenerate it
+        cand = np.stack([starts[:, 0], _exact_candidates(obs)], axis=1)  # (n, 2, 3)
+        e = np.stack([_e_fit(obs, cand[:, 0]), _e_fit(obs, cand[:, 1])], axis=1)
+        k = np.argmin(e, axis=1)
+        rows = np.arange(len(idx))
+        for i, (w0, wa, wm), ei in zip(idx, cand[rows, k], e[rows, k], strict=True):
             out[i] = (int(w0), float(wa), float(wm), float(ei))
     return out
 
