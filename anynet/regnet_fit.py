@@ -316,19 +316,8 @@ def _real_e(obs: np.ndarray, sets: list, w0: int, wa: float, wm: float) -> float
     return float(np.mean(err))
 
 
-def fit_regnet(
-    block_widths: list[int], allowed: list[list[int]] | None = None, ranges: dict | None = None
-) -> tuple[int, float, float, float]:
-    """Nearest RegNet to per-block widths: (w0, wa, wm, e_fit), the global minimum of e_fit.
-
-    The minimum is over every multiple of 8 for w0 and every (wa, wm) inside the ranges
-    (DDS §3.3, docs/method.md §3), found by branch and bound to within 1e-9; an exact RegNet
-    is recognised first from its own widths. `allowed` (optional, per block): widths that
-    count as exact for that block, e.g. every width the group rule maps onto the observed
-    one (used to recognise a RegNet after it). `ranges` (optional): {"w0": (lo, hi),
-    "wa": (lo, hi), "wm": (lo, hi)} the fit stays in, e.g. DDS §3.3's RegNet space
-    (REGNET_RANGES); default: any valid RegNet with FIT_WM_RANGE.
-    """
+def _prepare(block_widths, allowed, ranges) -> tuple:
+    """Checked widths, per-block allowed sets, runs of equal blocks, bounds, w0 grid ends."""
     obs = np.asarray(list(block_widths), dtype=np.float64)
     if obs.size == 0:
         raise ValueError("block_widths: need at least one block")
@@ -351,20 +340,58 @@ def fit_regnet(
     hi8 = math.floor(min(bounds["w0"][1], 1e9) / QUANTUM) * QUANTUM
     if lo8 > hi8:
         raise ValueError(f"ranges: no multiple of {QUANTUM} in w0 range {bounds['w0']}")
-    # A w0 above every width (allowed ones too) only raises every prediction: the largest
-    # w0 worth trying is the first multiple of 8 at or above them.
-    top = max(float(max(s.max() for s in sets)), float(obs.max()))
-    w0s = list(range(lo8, max(lo8, min(hi8, math.ceil(top / QUANTUM) * QUANTUM)) + 1, QUANTUM))
-    # An exact RegNet starts at w0: try the allowed first widths first (exact in wa, the wm
-    # intervals where every stage width is a level); stop at an exact fit.
-    best: tuple[float, int, float, float] = (np.inf, 0, 0.0, 0.0)  # e_fit, w0, wa, wm
+    return obs, sets, runs, bounds, lo8, hi8
+
+
+def _own_parameters(obs, sets, runs, bounds, lo8, hi8) -> tuple[float, int, float, float]:
+    """Best (e_fit, w0, wa, wm) with w0 an allowed first width: an exact RegNet starts at w0
+    (s_0 = 0), so this is exact in wa and samples the wm intervals where every stage width is
+    a level; it stops at an exact fit."""
+    best: tuple[float, int, float, float] = (np.inf, 0, 0.0, 0.0)
     for w0 in sorted(int(c) for c in sets[0] if c % QUANTUM == 0 and lo8 <= c <= hi8):
         _, wa, wm = _fit_w0(w0, obs, runs, bounds["wm"], bounds["wa"])
         e = _real_e(obs, sets, w0, wa, wm)
         if e < best[0]:
             best = (e, w0, wa, wm)
         if e == 0.0:
-            return w0, wa, wm, 0.0
+            break
+    return best
+
+
+def recognise_regnet(
+    block_widths: list[int], allowed: list[list[int]] | None = None, ranges: dict | None = None
+) -> tuple[int, float, float] | None:
+    """(w0, wa, wm) of a RegNet that regenerates the widths exactly, or None if none is found.
+
+    Only the network's own parameters are tried (w0 its first width; `_own_parameters`), so
+    it is fast; arguments as in fit_regnet. Used by exports, which need an exact RegNet.
+    """
+    prepared = _prepare(block_widths, allowed, ranges)
+    e, w0, wa, wm = _own_parameters(*prepared)
+    return (w0, wa, wm) if e == 0.0 else None
+
+
+def fit_regnet(
+    block_widths: list[int], allowed: list[list[int]] | None = None, ranges: dict | None = None
+) -> tuple[int, float, float, float]:
+    """Nearest RegNet to per-block widths: (w0, wa, wm, e_fit), the global minimum of e_fit.
+
+    The minimum is over every multiple of 8 for w0 and every (wa, wm) inside the ranges
+    (DDS §3.3, docs/method.md §3), found by branch and bound to within 1e-9; an exact RegNet
+    is recognised first from its own widths. `allowed` (optional, per block): widths that
+    count as exact for that block, e.g. every width the group rule maps onto the observed
+    one (used to recognise a RegNet after it). `ranges` (optional): {"w0": (lo, hi),
+    "wa": (lo, hi), "wm": (lo, hi)} the fit stays in, e.g. DDS §3.3's RegNet space
+    (REGNET_RANGES); default: any valid RegNet with FIT_WM_RANGE.
+    """
+    obs, sets, runs, bounds, lo8, hi8 = prepared = _prepare(block_widths, allowed, ranges)
+    best = _own_parameters(*prepared)
+    if best[0] == 0.0:
+        return best[1], best[2], best[3], 0.0
+    # A w0 above every width (allowed ones too) only raises every prediction: the largest
+    # w0 worth trying is the first multiple of 8 at or above them.
+    top = max(float(max(s.max() for s in sets)), float(obs.max()))
+    w0s = list(range(lo8, max(lo8, min(hi8, math.ceil(top / QUANTUM) * QUANTUM)) + 1, QUANTUM))
     padded = None
     if allowed is not None:
         m = max(s.size for s in sets)
@@ -546,6 +573,8 @@ def _exact_candidates(obs: np.ndarray) -> np.ndarray:
     """
     n, d = obs.shape
     w0 = np.clip(np.round(obs[:, 0] / QUANTUM) * QUANTUM, *REGNET_RANGES["w0"])
+    if d == 1:
+        return np.stack([w0, np.zeros(n), np.full(n, REGNET_RANGES["wm"][0])], axis=1)
     change = obs[:, 1:] != obs[:, :-1]
     s = max(1, int(change.sum(axis=1).max()))
     starts = np.sort(np.where(change, np.arange(1, d), d), axis=1)[:, :s]
@@ -603,18 +632,3 @@ def fit_many(block_widths_list) -> list[tuple[int, float, float, float]]:
         for i, (w0, wa, wm), ei in zip(idx, cand[rows, k], e[rows, k], strict=True):
             out[i] = (int(w0), float(wa), float(wm), float(ei))
     return out
-
-
-def fit_dense(block_widths, wm_step: float = 0.01, wa_points: int = 200):
-    """A brute-force reference: every w0 of the range, a fine wm and wa grid (tests only)."""
-    obs = np.log(np.asarray(block_widths, dtype=np.float64))
-    wms = np.arange(REGNET_RANGES["wm"][0], REGNET_RANGES["wm"][1] + 1e-9, wm_step)
-    was = np.r_[0.0, np.geomspace(0.05, REGNET_RANGES["wa"][1], wa_points)]
-    best = (np.inf, 0, 0.0, 0.0)
-    for w0 in np.arange(REGNET_RANGES["w0"][0], REGNET_RANGES["w0"][1] + 1, QUANTUM):
-        wm, wa = np.meshgrid(wms, was, indexing="ij")
-        e = np.abs(_log_widths(w0, wa, wm, obs.size) - obs).mean(axis=2)
-        k = np.unravel_index(np.argmin(e), e.shape)
-        if e[k] < best[0]:
-            best = (float(e[k]), int(w0), float(wa[k]), float(wm[k]))
-    return best[1], best[2], best[3], best[0]
