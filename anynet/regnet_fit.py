@@ -1,17 +1,25 @@
 """Fitting RegNets to per-block widths (DDS §3.3, docs/method.md §3).
 
-Two fits of e_fit = mean over blocks of |log(w_pred / w_observed)|, w_pred the quantised
-linear prediction at (w0, wa, wm):
-- `fit_regnet`: the nearest RegNet to one network, exact in wa (breakpoints) with a fine wm
-  search; used to recognise exact RegNets (exports) and for the fitted RegNet of winners.
-- `fit_many`: DDS' grid search for every network of a study at once (DDS Fig. 8 plots e_fit
-  against error for all of them), about 1 ms a network. With wa = r·w0 the exponent of
-  every block depends on (r, wm) only, and the best w0 for given exponents is a median, so
-  the coarse grid is 2-D; its best points are refined on small local grids in (w0, wa, wm),
-  evaluated exactly. Its result is an upper bound close to the grid's limit (`fit_dense`).
-Both can be kept inside DDS §3.3's RegNet space (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3, w0 and wa
-below 256), so a fit never calls a network a "RegNet" that the space does not hold (wm 1.1
-and 20 stages).
+Fits of e_fit = mean over blocks of |log(w_pred / w_observed)|, w_pred the quantised linear
+prediction at (w0, wa, wm), and what each guarantees:
+- `fit_regnet`: the global minimum of e_fit over every multiple of 8 for w0 and every
+  (wa, wm) inside the ranges it is given (to 1e-9; pieces of wm narrower than 1e-7 of wm
+  aside), by branch and bound over (w0, wm) boxes with the best wa of each found exactly
+  from its breakpoints. An exact RegNet is recognised first from its own widths. About
+  0.1-0.5 s a network; used for the fitted RegNet of a study's winners.
+- `recognise_regnet`: only that first step, for exports: (w0, wa, wm) that regenerate the
+  widths exactly, or None.
+- `fit_many`: DDS' grid search for every network of a study at once (DDS Fig. 8 plots
+  e_fit against error for all of them), about 1 ms a network. With wa = r·w0 the exponent
+  of every block depends on (r, wm) only, and the best w0 for given exponents is a median,
+  so the coarse grid is 2-D; its best points are refined on small local grids. It returns
+  a real RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
+  REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
+  other networks it is an upper bound that may miss the optimum by a few hundredths
+  (benchmarks/bench_fit.py measures by how much).
+The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
+w0 and wa below 256), so a fit never calls a network a "RegNet" that the space does not
+hold (wm 1.1 and 20 stages).
 """
 
 from __future__ import annotations
@@ -23,12 +31,12 @@ import numpy as np
 
 from anynet.regnet import QUANTUM, quantized_block_widths, quantized_widths
 
-# --- fitting (DDS §3.3) ---------------------------------------------------------------
+# --- a network's own parameters (DDS §3.3) ---------------------------------------------
 # e_fit = mean_j |log(w_pred_j / w_obs_j)| of the *quantised* prediction. For fixed (w0, wm)
 # the prediction is a step function of wa: block j moves from exponent k to k+1 at
-# wa = w0·(wm^(k+1/2) − 1)/j. So the exact best wa is found by sorting those breakpoints and
-# summing the error changes; w0 is searched over multiples of 8 near the first width and wm
-# over a grid plus the intervals where a level round(w0·wm^k/8)·8 hits an observed width.
+# wa = w0·(wm^(k+1/2) − 1)/j. So the best wa is found by sorting those breakpoints and
+# summing the error changes; for w0 = the first width, wm is searched over a grid plus the
+# intervals where a level round(w0·wm^k/8)·8 hits an observed width (`_own_parameters`).
 FIT_WM_RANGE = (1.1, 4.0)
 _FIT_GRID = 240  # coarse log-spaced wm grid
 _FIT_PER_INTERVAL = 12  # wm samples inside each level interval
@@ -171,7 +179,8 @@ def _fit_w0(
 # halved, so the search ends at the global optimum over every w0 and every (wa, wm) of
 # the ranges (to _TOL), whatever the network.
 _TOL = 1e-9  # a box is dropped when its bound is within this of the best e_fit found
-_BOXES = 16  # initial wm boxes per w0
+_BOX_SPAN = 2.0  # initial wm boxes per w0: log b / log a at most this (more boxes cost more
+# sweeps up front than they prune; wider ones have long exponent ranges)
 _MIN_WIDTH = 1e-7  # boxes are not halved below this relative width (wm to 7 decimals)
 _SWEEP_EVENTS = 1 << 20  # events swept at once (memory)
 
@@ -279,24 +288,37 @@ def _global_fit(obs, allowed, w0s, bounds, incumbent):
     (wa_lo, wa_hi), (wm_lo, wm_hi) = bounds["wa"], bounds["wm"]
     w_max = float(np.nanmax(allowed)) if allowed is not None else float(obs.max())
     w_max = max(w_max, float(obs.max()))
-    edges = np.geomspace(wm_lo, wm_hi, _BOXES + 1)
-    W0 = np.repeat(np.asarray(w0s, dtype=np.float64), _BOXES)
+    boxes = max(1, math.ceil(math.log(math.log(wm_hi) / math.log(wm_lo)) / math.log(_BOX_SPAN)))
+    edges = np.exp(np.geomspace(math.log(wm_lo), math.log(wm_hi), boxes + 1))
+    W0 = np.repeat(np.asarray(w0s, dtype=np.float64), boxes)
     A = np.tile(edges[:-1], len(w0s))
     B = np.tile(edges[1:], len(w0s))
     best = incumbent
     unresolved = 0.0
+    # Every level is at least w0 and block 0's is w0: a bound per w0 alone, used once.
+    lw = np.log(obs)
+    top = np.nanmax(allowed, axis=1) if allowed is not None else obs
+    first = allowed[0] if allowed is not None else obs[:1]
+    lw0 = np.log(np.asarray(w0s, dtype=np.float64))[:, None]
+    above = np.where(top[None, 1:] >= np.exp(lw0), 0.0, np.maximum(lw0 - lw[None, 1:], 0.0))
+    own = np.where(np.isin(np.exp(lw0[:, 0]), first), 0.0, np.abs(lw0[:, 0] - lw[0]))
+    w0_bound = np.repeat(own + above.sum(axis=1), boxes)
+    keep = w0_bound < best[0] - _TOL * d  # against the incumbent, then the first sweeps'
+    W0, A, B, w0_bound = W0[keep], A[keep], B[keep], w0_bound[keep]
     while W0.size:
         rl, rh = wa_lo / W0, wa_hi / W0
-        lb, _, _ = _sweep_chunked(W0, A, B, rl, rh, obs, allowed, w_max, point=False)
-        keep = lb < best[0] - _TOL * d
-        W0, A, B, rl, rh, lb = W0[keep], A[keep], B[keep], rl[keep], rh[keep], lb[keep]
-        if not W0.size:
-            break
         mid = np.sqrt(A * B)
         v, lo, hi = _sweep_chunked(W0, mid, mid, rl, rh, obs, allowed, w_max, point=True)
         i = int(np.argmin(v))
         if v[i] < best[0]:
             best = (float(v[i]), int(W0[i]), float(mid[i]), float(lo[i]), float(hi[i]))
+        if w0_bound is not None:
+            keep = w0_bound < best[0] - _TOL * d
+            W0, A, B, rl, rh, mid = W0[keep], A[keep], B[keep], rl[keep], rh[keep], mid[keep]
+            w0_bound = None
+            if not W0.size:
+                break
+        lb, _, _ = _sweep_chunked(W0, A, B, rl, rh, obs, allowed, w_max, point=False)
         keep = lb < best[0] - _TOL * d
         W0, A, B, mid, lb = W0[keep], A[keep], B[keep], mid[keep], lb[keep]
         thin = B / A - 1.0 < _MIN_WIDTH
@@ -388,10 +410,14 @@ def fit_regnet(
     best = _own_parameters(*prepared)
     if best[0] == 0.0:
         return best[1], best[2], best[3], 0.0
-    # A w0 above every width (allowed ones too) only raises every prediction: the largest
-    # w0 worth trying is the first multiple of 8 at or above them.
+    # A w0 above every width (allowed ones too) loses to the first multiple of 8 at or above
+    # them with the same r = wa / w0 (the same exponents, lower levels, all still above the
+    # widths), whose wa is then lower: in range when wa's range starts at 0.
     top = max(float(max(s.max() for s in sets)), float(obs.max()))
-    w0s = list(range(lo8, max(lo8, min(hi8, math.ceil(top / QUANTUM) * QUANTUM)) + 1, QUANTUM))
+    cap = hi8 if bounds["wa"][0] > 0 else min(hi8, math.ceil(top / QUANTUM) * QUANTUM)
+    if cap - lo8 > 1e5 * QUANTUM:
+        raise ValueError("ranges: give w0 an upper end when wa's range does not start at 0")
+    w0s = list(range(lo8, max(lo8, cap) + 1, QUANTUM))
     padded = None
     if allowed is not None:
         m = max(s.size for s in sets)
