@@ -588,33 +588,39 @@ def _wa_window(obs, w0, wm, starts, valid):
     return low, np.minimum(high, REGNET_RANGES["wa"][1])
 
 
-def _exact_candidates(obs: np.ndarray) -> np.ndarray:
-    """(w0, wa, wm) per network (n, 3) that regenerates it if it is a RegNet of REGNET_RANGES
-    whose stages have exponents 0, 1, 2, ... (every RegNetX/RegNetY sample; docs/method.md §3).
+def _exact_candidates(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(w0, wa, wm) rows (m, 3) and the networks they are for (m,): for each network that may
+    be a RegNet of REGNET_RANGES whose stages have exponents 0, 1, 2, ... (every RegNetX/
+    RegNetY sample; docs/method.md §3), parameters that regenerate it if it is one.
 
     w0 is the first width; each later stage width W_i bounds wm to where w0·wm^i rounds to
-    it, and the stage starts bound wa (`_wa_window`): wm is scanned twice for the widest wa
-    window and wa is its middle. Rows that are no such RegNet get some (w0, wa, wm) whose
-    e_fit the caller computes anyway.
+    it (networks where no wm is left are skipped), and the stage starts bound wa
+    (`_wa_window`): wm is scanned twice for the widest wa window and wa is its middle.
     """
+    (w0_lo, w0_hi), (wm_lo, wm_hi) = REGNET_RANGES["w0"], REGNET_RANGES["wm"]
+    w0 = obs[:, 0]
+    ok = (w0 % QUANTUM == 0) & (w0 >= w0_lo) & (w0 <= w0_hi) & np.all(np.diff(obs) >= 0, axis=1)
+    obs, w0, rows = obs[ok], w0[ok], np.flatnonzero(ok)
     n, d = obs.shape
-    w0 = np.clip(np.round(obs[:, 0] / QUANTUM) * QUANTUM, *REGNET_RANGES["w0"])
-    if d == 1:
-        return np.stack([w0, np.zeros(n), np.full(n, REGNET_RANGES["wm"][0])], axis=1)
+    if d == 1 or n == 0:
+        return np.stack([w0, np.zeros(n), np.full(n, wm_lo)], axis=1), rows
     change = obs[:, 1:] != obs[:, :-1]
     s = max(1, int(change.sum(axis=1).max()))
     starts = np.sort(np.where(change, np.arange(1, d), d), axis=1)[:, :s]
     valid = starts < d
     width = np.take_along_axis(obs, np.minimum(starts, d - 1), axis=1)
     i = np.arange(1, s + 1, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lo = np.power(np.maximum(width - QUANTUM / 2, 1e-9) / w0[:, None], 1.0 / i)
-        hi = np.power((width + QUANTUM / 2) / w0[:, None], 1.0 / i)
-    wm_lo, wm_hi = REGNET_RANGES["wm"]
+    lo = np.power((width - QUANTUM / 2) / w0[:, None], 1.0 / i)
+    hi = np.power((width + QUANTUM / 2) / w0[:, None], 1.0 / i)
     lo = np.maximum(np.where(valid, lo, wm_lo).max(axis=1), wm_lo)
-    lo = np.minimum(lo, wm_hi)  # not a RegNet of the range: any wm of it will do
-    hi = np.clip(np.where(valid, hi, wm_hi).min(axis=1), lo, wm_hi)
+    hi = np.minimum(np.where(valid, hi, wm_hi).min(axis=1), wm_hi)
+    keep = lo < hi
+    obs, w0, rows, lo, hi = obs[keep], w0[keep], rows[keep], lo[keep], hi[keep]
+    starts, valid = starts[keep], valid[keep]
     t = (np.arange(_SCAN) + 0.5) / _SCAN
+    mid = lo
+    low = high = np.zeros((obs.shape[0], _SCAN))
+    k = np.zeros(obs.shape[0], dtype=np.int64)
     for _ in range(2):
         wm = lo[:, None] + (hi - lo)[:, None] * t
         low, high = _wa_window(obs, w0, wm, starts, valid)
@@ -622,9 +628,56 @@ def _exact_candidates(obs: np.ndarray) -> np.ndarray:
         step = (hi - lo) / _SCAN
         mid = np.take_along_axis(wm, k[:, None], axis=1)[:, 0]
         lo, hi = np.maximum(mid - step, lo), np.minimum(mid + step, hi)
-    rows = np.arange(n)
-    wa = np.clip((low[rows, k] + high[rows, k]) / 2, *REGNET_RANGES["wa"])
-    return np.stack([w0, np.where(np.isfinite(wa), wa, 0.0), mid], axis=1)
+    at = np.arange(obs.shape[0])
+    wa = np.clip((low[at, k] + high[at, k]) / 2, *REGNET_RANGES["wa"])
+    return np.stack([w0, np.where(np.isfinite(wa), wa, 0.0), mid], axis=1), rows
+
+
+def _kinks(obs: np.ndarray, w0: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """(n, d − 1, 3) points (w0, wa, wm) that keep each network's exponents s (n, d) and put
+    block j's level on its width: wm = (w_j / w0)^(1/s_j) (an L1 fit's optimum tends to sit
+    where a level meets a width), wa the middle of the window that keeps s; NaN where empty.
+
+    Block j keeps s_j for r = wa / w0 in [(wm^(s_j − 1/2) − 1)/j, (wm^(s_j + 1/2) − 1)/j).
+    """
+    n, d = obs.shape
+    (wm_lo, wm_hi), wa_hi = REGNET_RANGES["wm"], REGNET_RANGES["wa"][1]
+    sj = s[:, 1:]
+    with np.errstate(all="ignore"):
+        wm = np.clip(np.power(obs[:, 1:] / w0[:, None], 1.0 / sj), wm_lo, wm_hi)
+        wm = np.where(sj > 0, wm, np.nan)[..., None]  # (n, d-1, 1)
+        j = np.arange(1, d, dtype=np.float64)
+        k = sj[:, None, :]
+        lo = np.where(k >= 1, (np.power(wm, k - 0.5) - 1.0) / j, 0.0).max(axis=2)
+        hi = ((np.power(wm, k + 0.5) - 1.0) / j).min(axis=2)
+    lo, hi = lo * w0[:, None], np.minimum(hi * w0[:, None], wa_hi)
+    wa = np.where(lo < hi, (lo + hi) / 2, np.nan)
+    return np.stack([np.broadcast_to(w0[:, None], wa.shape), wa, wm[..., 0]], axis=2)
+
+
+def _improve(obs: np.ndarray, best: np.ndarray, e: np.ndarray) -> None:
+    """Replace a network's (w0, wa, wm) and e_fit in place by a kink (`_kinks`) that fits it
+    better: of the grid's exponents, and of its own stages as exponents 0, 1, 2, ..."""
+    n, d = obs.shape
+    own = np.concatenate([np.zeros((n, 1)), np.cumsum(obs[:, 1:] != obs[:, :-1], axis=1)], 1)
+    with np.errstate(all="ignore"):
+        grid = np.round(np.log1p(best[:, 1:2] * np.arange(d) / best[:, :1]) / np.log(best[:, 2:]))
+    step = max(1, _CHUNK // (4 * d * d))
+    for i in range(0, n, step):
+        sl = slice(i, i + step)
+        cand = np.concatenate([_kinks(obs[sl], best[sl, 0], p[sl]) for p in (grid, own)], 1)
+        m = cand.shape[1]
+        flat = cand.reshape(-1, 3)
+        ok = np.isfinite(flat).all(axis=1)
+        err = np.full(flat.shape[0], np.inf)
+        if ok.any():
+            err[ok] = _e_fit(np.repeat(obs[sl], m, axis=0)[ok], flat[ok])
+        err = err.reshape(-1, m)
+        k = np.argmin(err, axis=1)
+        rows = np.arange(err.shape[0])
+        better = np.flatnonzero(err[rows, k] < e[sl])
+        best[i + better] = cand[better, k[better]]
+        e[i + better] = err[better, k[better]]
 
 
 def _e_fit(obs: np.ndarray, params: np.ndarray) -> np.ndarray:
@@ -649,12 +702,16 @@ def fit_many(block_widths_list) -> list[tuple[int, float, float, float]]:
         obs = np.asarray([block_widths_list[i] for i in idx], dtype=np.float64)
         starts = _coarse(obs)
         for wm_step, wa_ratio, keep in _ROUNDS:
-            starts, _ = _best(obs, _local(starts, wm_step, wa_ratio), keep)
-        # the grid's best, or the network's own RegNet parameters when they regenerate it
-        cand = np.stack([starts[:, 0], _exact_candidates(obs)], axis=1)  # (n, 2, 3)
-        e = np.stack([_e_fit(obs, cand[:, 0]), _e_fit(obs, cand[:, 1])], axis=1)
-        k = np.argmin(e, axis=1)
-        rows = np.arange(len(idx))
-        for i, (w0, wa, wm), ei in zip(idx, cand[rows, k], e[rows, k], strict=True):
+            starts, e = _best(obs, _local(starts, wm_step, wa_ratio), keep)
+        best, e = starts[:, 0].copy(), e[:, 0].copy()
+        if obs.shape[1] > 1:
+            _improve(obs, best, e)
+        # the network's own RegNet parameters where they may regenerate it
+        own, rows = _exact_candidates(obs)
+        if rows.size:
+            e_own = _e_fit(obs[rows], own)
+            better = e_own < e[rows]
+            best[rows[better]], e[rows[better]] = own[better], e_own[better]
+        for i, (w0, wa, wm), ei in zip(idx, best, e, strict=True):
             out[i] = (int(w0), float(wa), float(wm), float(ei))
     return out
