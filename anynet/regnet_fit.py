@@ -12,7 +12,8 @@ prediction at (w0, wa, wm), and what each guarantees:
 - `fit_many`: DDS' grid search for every network of a study at once (DDS Fig. 8 plots
   e_fit against error for all of them), about 1 ms a network. With wa = r·w0 the exponent
   of every block depends on (r, wm) only, and the best w0 for given exponents is a median,
-  so the coarse grid is 2-D; its best points are refined on small local grids. It returns
+  so the coarse grid is 2-D; its best points are refined on small local grids, then on
+  kinks (a level put on a block's width, the exponents kept: `_kinks`). It returns
   a real RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
   REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
   other networks it is an upper bound that may miss the optimum by a few hundredths
@@ -224,8 +225,10 @@ def _sweep(w0, a, b, r_lo, r_hi, obs, allowed, w_max, point: bool):
     r_eff = np.maximum(r_lo, np.minimum(r_hi, np.expm1(lb * (k_cap + 0.5))))
     K = int(np.max(np.round(np.log1p(r_eff * max(d - 1, 0)) / la))) + 1
     ks = np.arange(K + 1, dtype=np.float64)
-    A = np.round(w0[:, None] * np.exp(la[:, None] * ks) / QUANTUM) * QUANTUM
-    B = np.round(w0[:, None] * np.exp(lb[:, None] * ks) / QUANTUM) * QUANTUM
+    # levels as the generator computes them (np.power: w0·wm^k / 8 exactly k + 1/2 rounds
+    # to even only at that wm, e.g. w0 216, wm 1.5: 40.5 -> 320)
+    A = np.round(w0[:, None] * np.power(a[:, None], ks) / QUANTUM) * QUANTUM
+    B = np.round(w0[:, None] * np.power(b[:, None], ks) / QUANTUM) * QUANTUM
     err = _block_errors(A, B, obs, allowed)  # (n, d, K+1)
     init = err[:, :, 0].sum(axis=1)
     if d == 1:
@@ -290,6 +293,7 @@ def _global_fit(obs, allowed, w0s, bounds, incumbent):
     w_max = max(w_max, float(obs.max()))
     boxes = max(1, math.ceil(math.log(math.log(wm_hi) / math.log(wm_lo)) / math.log(_BOX_SPAN)))
     edges = np.exp(np.geomspace(math.log(wm_lo), math.log(wm_hi), boxes + 1))
+    edges[0], edges[-1] = wm_lo, wm_hi  # exactly: an end may be a point that fits best
     W0 = np.repeat(np.asarray(w0s, dtype=np.float64), boxes)
     A = np.tile(edges[:-1], len(w0s))
     B = np.tile(edges[1:], len(w0s))
@@ -323,7 +327,22 @@ def _global_fit(obs, allowed, w0s, bounds, incumbent):
         W0, A, B, mid, lb = W0[keep], A[keep], B[keep], mid[keep], lb[keep]
         thin = B / A - 1.0 < _MIN_WIDTH
         if thin.any():
-            unresolved = max(unresolved, best[0] - float(lb[thin].min()))
+            # A box that stays below the best while it shrinks holds a point that fits better
+            # than any piece around it: a level w0·wm^k / 8 exactly k + 1/2, rounded to even,
+            # at wm a multiple of 1/32 (w0 <= 248 bounds the denominator), or an end.
+            t0, ta, tb = W0[thin], A[thin], B[thin]
+            dyadic = np.clip(np.round(np.sqrt(ta * tb) * 32.0) / 32.0, ta, tb)
+            pts = np.concatenate([ta, tb, dyadic])
+            t0 = np.concatenate([t0, t0, t0])
+            rl, rh = wa_lo / t0, wa_hi / t0
+            v, lo, hi = _sweep_chunked(t0, pts, pts, rl, rh, obs, allowed, w_max, point=True)
+            i = int(np.argmin(v))
+            if v[i] < best[0]:
+                best = (float(v[i]), int(t0[i]), float(pts[i]), float(lo[i]), float(hi[i]))
+            lb_thin = lb[thin]
+            unresolved = max(
+                unresolved, best[0] - float(lb_thin[lb_thin < best[0]].min(initial=best[0]))
+            )
         W0, A, B, mid = W0[~thin], A[~thin], B[~thin], mid[~thin]
         W0 = np.concatenate([W0, W0])
         A, B = np.concatenate([A, mid]), np.concatenate([mid, B])
