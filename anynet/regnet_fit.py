@@ -664,7 +664,9 @@ def _kinks(obs: np.ndarray, w0: np.ndarray, s: np.ndarray) -> np.ndarray:
     sj = s[:, 1:]
     with np.errstate(all="ignore"):
         wm = np.clip(np.power(obs[:, 1:] / w0[:, None], 1.0 / sj), wm_lo, wm_hi)
-        wm = np.where(sj > 0, wm, np.nan)[..., None]  # (n, d-1, 1)
+        same = np.zeros(sj.shape, dtype=bool)  # a block like the one before: the same point
+        same[:, 1:] = (sj[:, 1:] == sj[:, :-1]) & (obs[:, 2:] == obs[:, 1:-1])
+        wm = np.where((sj > 0) & ~same, wm, np.nan)[..., None]  # (n, d-1, 1)
         j = np.arange(1, d, dtype=np.float64)
         k = sj[:, None, :]
         lo = np.where(k >= 1, (np.power(wm, k - 0.5) - 1.0) / j, 0.0).max(axis=2)

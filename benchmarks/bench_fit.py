@@ -1,7 +1,7 @@
 """Benchmark: the RegNet fits against the exhaustive reference, old against new (issue 21).
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py [--n 150] [--wm-step 0.005]
-     [--old 0a52c34] [--regnets 200]
+     [--old 0a52c34] [--regnets 200] [--many-only]
 On n AnyNetX_A and n AnyNetX_E networks (seeded) it prints, for the old fits (anynet/
 regnet_fit.py at git revision --old, loaded from git) and the current ones: the largest
 amount and the share of networks by which each fit is worse than testkit.fit_reference
@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--wm-step", type=float, default=0.005, help="the reference's wm grid")
     ap.add_argument("--old", default="0a52c34", help="git revision of the old fits")
     ap.add_argument("--regnets", type=int, default=200, help="RegNet samples per space")
+    ap.add_argument("--many-only", action="store_true", help="only fit_many's time")
     args = ap.parse_args()
     old = old_module(args.old)
     ranges = new.REGNET_RANGES
@@ -83,6 +84,8 @@ def main() -> None:
         t_new += dt
     print(f"fit_many: {1e3 * t_old / 2 / len(every):.2f} ms a network old, "
           f"{1e3 * t_new / 2 / len(every):.2f} new (new/old {t_new / t_old:.2f})")  # fmt: skip
+    if args.many_only:
+        return
 
     t = {"old": 0.0, "new": 0.0, "ref": 0.0}
     rows = []

@@ -297,6 +297,16 @@ def test_fit_regnet_finds_the_optimum_the_old_fit_missed():
     assert e < 0.84
 
 
+def test_fit_regnet_finds_a_best_fit_that_is_a_single_point():
+    # at wm = 1.5 exactly, 216·1.5 / 8 = 40.5 rounds to even (320, the network's width);
+    # any wm above gives 328: the best fit is that one point (an end of the range)
+    widths = [32, 224, 288, 288, 288, 288] + [320] * 9
+    w0, wa, wm, e = fit_regnet(widths, ranges=REGNET_RANGES)
+    assert (w0, wm) == (216, 1.5)
+    assert e == pytest.approx(0.18213302168, abs=1e-9)
+    assert e == pytest.approx(e_fit(widths, w0, wa, wm), abs=1e-12)
+
+
 def test_fit_regnet_is_never_worse_than_an_exhaustive_search():
     # small networks and a small w0 range keep the reference (every w0, every wa piece,
     # wm every 0.001) cheap; the global fit may only tie or beat it
