@@ -3,14 +3,14 @@
 Fits of e_fit = mean over blocks of |log(w_pred / w_observed)|, w_pred the quantised linear
 prediction at (w0, wa, wm), and what each guarantees:
 - `fit_regnet`: the global minimum of e_fit over every multiple of 8 for w0 and every
-  (wa, wm) inside the ranges it is given (to 1e-9; pieces of wm narrower than 1e-7 of wm
-  aside), by branch and bound over (w0, wm) boxes with the best wa of each found exactly
-  from its breakpoints. An exact RegNet is recognised first from its own widths. About
-  0.1-0.5 s a network; used for the fitted RegNet of a study's winners.
+  (wa, wm) inside the ranges it is given (to 1e-9), by branch and bound over (w0, wm)
+  boxes with the best wa of each found exactly from its breakpoints. An exact RegNet is
+  recognised first from its own widths. About 0.2 s an AnyNetX network; used for the
+  fitted RegNet of a study's winners.
 - `recognise_regnet`: only that first step, for exports: (w0, wa, wm) that regenerate the
   widths exactly, or None.
 - `fit_many`: DDS' grid search for every network of a study at once (DDS Fig. 8 plots
-  e_fit against error for all of them), about 1 ms a network. With wa = r·w0 the exponent
+  e_fit against error for all of them), about 2 ms a network. With wa = r·w0 the exponent
   of every block depends on (r, wm) only, and the best w0 for given exponents is a median,
   so the coarse grid is 2-D; its best points are refined on small local grids, then on
   kinks (a level put on a block's width, the exponents kept: `_kinks`). It returns
@@ -225,7 +225,7 @@ def _sweep(w0, a, b, r_lo, r_hi, obs, allowed, w_max, point: bool):
     r_eff = np.maximum(r_lo, np.minimum(r_hi, np.expm1(lb * (k_cap + 0.5))))
     K = int(np.max(np.round(np.log1p(r_eff * max(d - 1, 0)) / la))) + 1
     ks = np.arange(K + 1, dtype=np.float64)
-    # levels as the generator computes them (np.power: w0·wm^k / 8 exactly k + 1/2 rounds
+    # levels as the generator computes them (np.power: w0·wm^k / 8 exactly m + 1/2 rounds
     # to even only at that wm, e.g. w0 216, wm 1.5: 40.5 -> 320)
     A = np.round(w0[:, None] * np.power(a[:, None], ks) / QUANTUM) * QUANTUM
     B = np.round(w0[:, None] * np.power(b[:, None], ks) / QUANTUM) * QUANTUM
@@ -328,8 +328,8 @@ def _global_fit(obs, allowed, w0s, bounds, incumbent):
         thin = B / A - 1.0 < _MIN_WIDTH
         if thin.any():
             # A box that stays below the best while it shrinks holds a point that fits better
-            # than any piece around it: a level w0·wm^k / 8 exactly k + 1/2, rounded to even,
-            # at wm a multiple of 1/32 (w0 <= 248 bounds the denominator), or an end.
+            # than any piece around it: a level w0·wm^k / 8 exactly m + 1/2, rounded to even,
+            # at wm a multiple of 1/32 (for w0 <= 248, the denominators it can be at), or an end.
             t0, ta, tb = W0[thin], A[thin], B[thin]
             dyadic = np.clip(np.round(np.sqrt(ta * tb) * 32.0) / 32.0, ta, tb)
             pts = np.concatenate([ta, tb, dyadic])

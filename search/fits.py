@@ -79,7 +79,7 @@ def clear_cache() -> None:
 
 @lru_cache(maxsize=4096)
 def _fit(widths: tuple[int, ...]) -> tuple[int, float, float, float]:
-    """fit_regnet inside the RegNet space, memoised by widths (a pure function, ~0.1 s)."""
+    """fit_regnet inside the RegNet space, memoised by widths (a pure function, ~0.2 s)."""
     from anynet.regnet_fit import REGNET_RANGES, fit_regnet
 
     return fit_regnet(list(widths), ranges=REGNET_RANGES)
