@@ -24,7 +24,7 @@ from typing import Any
 from anynet.reference import ReferenceSpec
 from anynet.reference_export import export_reference, render_reference
 from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, stages_of
-from anynet.regnet_fit import fit_regnet
+from anynet.regnet_fit import recognise_regnet
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 FORMATS = ("pycls", "timm", "torchvision", "json")
@@ -84,9 +84,10 @@ def as_regnet(spec: NetSpec, rounding: str) -> RegNetParams | None:
     ]
     if not all(allowed):
         return None
-    w0, wa, wm, e = fit_regnet(spec.block_widths, allowed=allowed)
-    if e > 0:
+    found = recognise_regnet(spec.block_widths, allowed=allowed)
+    if found is None:
         return None
+    w0, wa, wm = found
     p = RegNetParams(
         depth=spec.depth, w0=w0, wa=wa, wm=wm, group_width=g, bottleneck_multiplier=b,
         se_ratio=spec.se_ratio, rounding=rounding,

@@ -57,7 +57,7 @@ from search.refinement import benjamini_hochberg, refinement_suggestions
 NORMALIZE = ("flops", "params", "acts")
 PLOT_POINTS = 500  # EDF step points sent per space; statistics always use every trial
 PLOT_DECIMALS = 6  # plotted values are rounded (halves the JSON); statistics are not
-TOP_K = 1  # winners per space fitted (DDS §3.3); each fit costs ~0.1 s cold, see benchmark
+TOP_K = 1  # winners per space fitted (DDS §3.3); each fit costs ~0.2 s cold, see benchmarks
 COMPLEXITY_COLUMNS = ("flops", "params", "acts", "depth")
 _STAGE = re.compile(r"^p_(d|w|bot_mul|g|groups)(\d+)$")
 
