@@ -10,7 +10,8 @@ when it is importable, else with our copy of its rule):
 - pycls applies the pycls rule. A RegNet whose rule differs (torchvision-rounded) and gives a
   different network is written as an explicit ANYNET config, which pycls builds as given.
 - timm applies the pycls rule with group_min_ratio=0 and the torchvision rule with 0.9, so it
-  can carry either; it only builds 4-stage RegNets and refuses anything else.
+  can carry either; it only builds 4-stage RegNets (timm 1.0's RegNet.__init__ asserts four
+  stage configs, forward_features runs s1..s4) and refuses anything else, saying so.
 - torchvision applies its rule in BlockParams.from_init_params. If that gives a different
   network (a pycls-rounded RegNet, ~40% of sampled ones), the export uses explicit
   BlockParams(depths=…, widths=…) instead, which torchvision builds as given, and says so.
@@ -226,7 +227,9 @@ def _timm(regnet: RegNetParams | None, spec: NetSpec) -> dict:
         )
     if len(spec.stages) != 4:
         raise ValueError(
-            f"stages: timm's RegNet builds exactly 4 stages; this network has {len(spec.stages)}"
+            f"stages: timm's RegNet builds exactly 4 stages (RegNet.__init__ asserts 4 stage "
+            f"configs and forward_features runs s1 to s4), this network has {len(spec.stages)}; "
+            "pycls, torchvision and json build any number"
         )
     if regnet is None:
         regnet = as_regnet(spec, "pycls") or as_regnet(spec, "torchvision")

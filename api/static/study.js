@@ -89,21 +89,66 @@ function renderCreation(study) {
   note.textContent = text; note.className = study.status === "failed" ? "err" : "muted";
   note.hidden = !text;
 }
-function renderExports(study) {
+// ---- exports: per space the trained winner and the fitted RegNet side by side, each with
+// its flops, params, e_fit and the formats that build it (GET /api/studies/{id}/export lists
+// them in `candidates`; a format not listed there would answer 422, so it is not a link) ----
+const EXPORT_FORMATS = ["pycls", "timm", "torchvision", "json"];
+const EXPORT_EVERY_MS = 10000;  // a running study asks again at most this often per space
+const exportState = {};  // space -> { done, at, body }
+function exportUrl(space, network, f) {
+  return `/api/studies/${STUDY}/export?space=${encodeURIComponent(space)}&network=${network}&format=${f}`;
+}
+async function renderExports(study) {
   const box = document.getElementById("exports");
-  if (box.dataset.spaces === study.spaces.join("|")) return;
-  box.dataset.spaces = study.spaces.join("|");
-  box.replaceChildren();
-  for (const s of study.spaces) {
-    const line = el("div"); line.append(el("span", `${s}: `));
-    for (const f of ["pycls", "timm", "torchvision", "json"]) {
-      const a = el("a", f); a.href = `/api/studies/${STUDY}/export?space=${encodeURIComponent(s)}&format=${f}`;
-      a.target = "_blank"; line.append(a);
-    }
-    box.append(line);
+  if (box.dataset.spaces !== study.spaces.join("|")) {
+    box.dataset.spaces = study.spaces.join("|");
+    box.replaceChildren(...study.spaces.map((s) => { const d = el("div", `${s}: no finished trial yet`, "muted"); d.dataset.space = s; return d; }));
+    const csv = el("a", "trials.csv"); csv.href = `/api/studies/${STUDY}/trials?format=csv&limit=1000`;
+    box.append(csv);
   }
-  const csv = el("a", "trials.csv"); csv.href = `/api/studies/${STUDY}/trials?format=csv&limit=1000`;
-  box.append(csv);
+  for (const s of study.spaces) {
+    const done = spaceCounts(study.progress.spaces[s]).done;
+    const seen = exportState[s];
+    if (!done || (seen && (seen.done === done || Date.now() - seen.at < EXPORT_EVERY_MS))) continue;
+    exportState[s] = { done, at: Date.now(), body: seen && seen.body };
+    try {
+      const res = await fetch(`/api/studies/${STUDY}/export?space=${encodeURIComponent(s)}&format=json`, { cache: "no-store" });
+      if (res.ok) exportState[s].body = await res.json();
+    } catch (e) { /* the next poll retries */ }
+    const body = exportState[s].body;
+    const slot = [...box.children].find((c) => c.dataset.space === s);
+    if (body && slot) slot.replaceWith(exportTable(s, body));
+  }
+}
+function exportTable(space, body) {
+  const box = el("div"); box.dataset.space = space;
+  box.append(el("h3", space));
+  const t = el("table"); const h = el("tr");
+  ["network", "flops", "params", "e_fit", "stage depths", "stage widths", "error", "export"].forEach((k) => h.append(el("th", k)));
+  t.append(h);
+  for (const c of body.candidates || []) {
+    const tr = el("tr");
+    const what = el("td", c.network === "fit" ? "fitted RegNet" : `winner (trial ${c.trial_id})`);
+    what.title = c.source;
+    tr.append(what, el("td", fmt(c.complexity.flops)), el("td", fmt(c.complexity.params)),
+      el("td", fmt(c.e_fit, 3)), el("td", (c.stage_depths || []).join(", ")),
+      el("td", (c.stage_widths || []).join(", ")), el("td", c.error === null ? "not trained" : pct(c.error)));
+    const links = el("td");
+    for (const f of EXPORT_FORMATS) {
+      const why = c.formats[f];
+      if (why === null || why === undefined) {
+        const a = el("a", f); a.href = exportUrl(space, c.network, f); a.target = "_blank"; links.append(a, " ");
+      } else {
+        const off = el("span", f, "muted"); off.style.textDecoration = "line-through";
+        off.title = `${f} cannot build ${c.family}: ${why}`; links.append(off, " ");
+      }
+    }
+    tr.append(links); t.append(tr);
+  }
+  box.append(t);
+  const notes = (body.notes || []).filter((n) => /not RegNets|invalid|not buildable|input/.test(n));
+  for (const n of notes) box.append(el("p", n, "muted"));
+  return box;
 }
 
 // ---- results (GET /api/studies/{id}/edf) ----
