@@ -174,7 +174,13 @@ def _reference_lines(refs: dict) -> list[str]:
 
 
 def _plot_references(ax, refs: dict, top: float = 0.98) -> None:
-    """Each reference as a vertical line at its mean error, its band shaded, and a label."""
+    """Each reference as a vertical line at its mean error, its band shaded, and a label.
+
+    A label starts at its line and runs towards the wider side of the axes (leftwards for a
+    line right of the middle), one "beats" per line, so it stays inside the axes.
+    """
+    lo_x, hi_x = ax.get_xlim()
+    y = top
     for i, r in enumerate(refs.values()):
         if r["mean"] is None:
             continue
@@ -182,14 +188,18 @@ def _plot_references(ax, refs: dict, top: float = 0.98) -> None:
         ax.axvspan(r["lo"], r["hi"], color=color, alpha=0.15, lw=0)
         label = f"{r['name']} (reference, error {r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}])"
         ax.axvline(r["mean"], color=color, lw=1.5, ls="--", label=label)
-        beats = ", ".join(
-            f"{share:.0%} of {space}"
-            for space, share in r["percentile"].items()
-            if share is not None
-        )
-        text = f"{r['name']} {r['mean']:.3f}" + (f": beats {beats}" if beats else "")
-        ax.text(r["mean"], top - 0.07 * i, text, color=color, fontsize=7, rotation=0,
-                ha="left", va="top", transform=ax.get_xaxis_transform())  # fmt: skip
+        head = f"{r['name']} beats "
+        beats = [  # the server's words, as the page and the table give them
+            t.removeprefix(head)
+            for space, t in r.get("text", {}).items()
+            if r["percentile"].get(space) is not None
+        ]
+        lines = [f"{r['name']} {r['mean']:.3f}" + (": beats" if beats else ""), *beats]
+        right = (r["mean"] - lo_x) > 0.5 * (hi_x - lo_x)
+        ax.text(r["mean"], y, "\n".join(lines), color=color, fontsize=7,
+                ha="right" if right else "left", va="top", transform=ax.get_xaxis_transform(),
+                bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})  # fmt: skip
+        y -= 0.045 * len(lines) + 0.02
 
 
 def plot(results: dict, path: str) -> None:

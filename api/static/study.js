@@ -215,6 +215,22 @@ function renderKs(r) {
     return tr;
   }));
 }
+// The bootstrap range of the best networks' values, one per space: a strip of its own at the
+// foot of the plot (stacked, never on top of another space's: overlapping shades turned
+// brown) in the space's colour, the median a tick across it, named in the legend.
+const STRIP = 0.035;  // height of one space's strip, a fraction of the plot
+function bestStrips(entries) {
+  const shapes = [], traces = [];
+  entries.forEach(([space, best], i) => {
+    if (!best || best.lo === null || best.lo === undefined) return;
+    const color = colorOf(space), y0 = i * STRIP, y1 = y0 + STRIP * 0.8;
+    shapes.push({ type: "rect", xref: "x", yref: "paper", x0: best.lo, x1: best.hi, y0, y1, fillcolor: rgba(color, 0.45), line: { width: 0 } });
+    if (best.median !== null && best.median !== undefined) shapes.push({ type: "line", xref: "x", yref: "paper", x0: best.median, x1: best.median, y0, y1, line: { color, width: 2 } });
+    traces.push({ x: [null], y: [null], mode: "lines", line: { color: rgba(color, 0.45), width: 8 }, hoverinfo: "skip", meta: "best-strip",
+      name: `${plotlyText(space)}: best 95% range (bootstrap), median ${fmt(best.median, 3)}` });
+  });
+  return { shapes, traces };
+}
 // DDS Fig. 8: e_fit (distance to the nearest RegNet) against error, every network of a space
 function renderEfit(r) {
   const fits = Object.entries((r.e_fit || {}).spaces || {});
@@ -224,12 +240,9 @@ function renderEfit(r) {
     const color = colorOf(space);
     traces.push({ x: f.x, y: f.error, mode: "markers", type: many ? "scattergl" : "scatter", name: space,
       marker: { size: 5, color, opacity: 0.6 }, meta: "efit" });
-    const b = f.best;
-    if (b && b.lo !== null) {
-      shapes.push({ type: "rect", xref: "x", yref: "paper", x0: b.lo, x1: b.hi, y0: 0, y1: 1, fillcolor: rgba(color, 0.12), line: { width: 0 } });
-      shapes.push({ type: "line", xref: "x", yref: "paper", x0: b.median, x1: b.median, y0: 0, y1: 1, line: { color, width: 1.5, dash: "dot" } });
-    }
   }
+  const strips = bestStrips(fits.map(([space, f]) => [space, f.best]));
+  shapes.push(...strips.shapes); traces.push(...strips.traces);
   Plotly.react("efit", traces, {
     margin: { t: 10, r: 10, b: 45, l: 55 }, shapes,
     xaxis: { title: { text: "e_fit (mean |log(w_pred / w)| of the nearest RegNet)" } },
@@ -268,12 +281,9 @@ function renderParams(r) {
       const color = colorOf(space);
       traces.push({ x: d.x, y: d.error, mode: "markers", type: many ? "scattergl" : "scatter", name: plotlyText(space),
         marker: { size: 5, color, opacity: 0.6 }, meta: "param" });
-      const best = d.best;
-      if (best && best.lo !== null && best.lo !== undefined) {
-        shapes.push({ type: "rect", xref: "x", yref: "paper", x0: best.lo, x1: best.hi, y0: 0, y1: 1, fillcolor: rgba(color, 0.12), line: { width: 0 } });
-        if (best.median !== null && best.median !== undefined) shapes.push({ type: "line", xref: "x", yref: "paper", x0: best.median, x1: best.median, y0: 0, y1: 1, line: { color, width: 1.5, dash: "dot" } });
-      }
     }
+    const strips = bestStrips(bySpace.map(([space, d]) => [space, d.best]));
+    shapes.push(...strips.shapes); traces.push(...strips.traces);
     Plotly.react(div, traces, {
       margin: { t: 28, r: 10, b: 40, l: 50 }, title: { text: plotlyText(p.replace(/^p_/, "")), font: { size: 13 } }, shapes,
       xaxis: { type: params[p].log ? "log" : "linear" }, yaxis: { title: { text: "error" }, tickformat: ".0%" },
@@ -298,9 +308,19 @@ function renderFit(r) {
   const entries = Object.entries(fits).filter(([, v]) => v && typeof v === "object");
   if (!entries.length) box.replaceChildren(el("p", "No fit yet (needs finished trials).", "muted"));
   else {
-    const t = el("table"); const keys = [...new Set(entries.flatMap(([, v]) => Object.keys(v).filter((k) => typeof v[k] !== "object")))];
-    const h = el("tr"); h.append(el("th", "space")); keys.forEach((k) => h.append(el("th", k))); t.append(h);
-    for (const [s, v] of entries) { const tr = el("tr"); tr.append(el("td", s)); keys.forEach((k) => tr.append(el("td", fmt(v[k], 3)))); t.append(tr); }
+    // one row per fit: "fit of" (a space, or overall) and the winner it was fitted to; the
+    // winner's own `space` column would repeat the first for every row but overall
+    const keys = [...new Set(entries.flatMap(([, v]) => Object.keys(v).filter((k) => typeof v[k] !== "object" && k !== "space" && k !== "block")))];
+    const t = el("table"); const h = el("tr");
+    ["fit of", "winner's space", ...keys].forEach((k) => h.append(el("th", k))); t.append(h);
+    for (const [s, v] of entries) {
+      const tr = el("tr"); tr.append(el("td", s), el("td", v.space));
+      if (v.block && v.block !== "res_bottleneck") {  // a RegNet is made of X blocks
+        const td = el("td", `the winner has ${v.block} blocks: not a RegNet family, no fit`, "muted"); td.colSpan = keys.length;
+        tr.append(td);
+      } else keys.forEach((k) => tr.append(el("td", fmt(v[k], 3))));
+      t.append(tr);
+    }
     box.replaceChildren(t);
   }
   const list = (r.refinement || []).map((x) => (typeof x === "string" ? { text: x } : x));
