@@ -19,6 +19,8 @@ when it is importable, else with our copy of its rule):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 from typing import Any
 
@@ -111,9 +113,26 @@ def _resolve(target: RegNetParams | NetSpec, spec_kw: dict) -> tuple[RegNetParam
 
 
 # --- the rule each target applies ----------------------------------------------------------
+# True inside `own_rules()`: the targets' rules are computed with dse's copies, importing
+# neither torchvision nor timm (seconds cold): for asking which formats build a network
+_OWN_RULES: contextvars.ContextVar[bool] = contextvars.ContextVar("own_rules", default=False)
+
+
+@contextlib.contextmanager
+def own_rules():
+    """Within it, exports check the targets' rules with dse's copies (tested equal to theirs)."""
+    token = _OWN_RULES.set(True)
+    try:
+        yield
+    finally:
+        _OWN_RULES.reset(token)
+
+
 def torchvision_stages(p: RegNetParams) -> tuple[dict, str]:
     """Stages torchvision's BlockParams.from_init_params builds from p, and what computed them."""
     try:
+        if _OWN_RULES.get():
+            raise ImportError("own_rules")
         from torchvision.models.regnet import BlockParams
     except ImportError:
         tv = p.model_copy(update={"rounding": "torchvision"})
@@ -129,6 +148,8 @@ def timm_stages(p: RegNetParams) -> tuple[dict, str]:
     """Stages timm's RegNet builds from p's RegNetCfg, and what computed them."""
     ratio = _timm_min_ratio(p.rounding)
     try:
+        if _OWN_RULES.get():
+            raise ImportError("own_rules")
         from timm.models.regnet import adjust_widths_groups_comp, generate_regnet
     except ImportError:
         return dict(

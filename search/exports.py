@@ -150,12 +150,13 @@ def _regnet_kw(net) -> dict:
 
 def _formats(candidate: dict) -> dict[str, str | None]:
     """Per format: None when it builds this candidate, else why not (one line)."""
-    from anynet.export import FORMATS
+    from anynet.export import FORMATS, own_rules
 
     out = {}
     for fmt in FORMATS:
         try:
-            _candidate_export(candidate, fmt)
+            with own_rules():  # no torchvision/timm import just to ask (seconds cold)
+                _candidate_export(candidate, fmt)
             out[fmt] = None
         except ValueError as e:
             out[fmt] = " ".join(str(e).split())

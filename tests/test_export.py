@@ -422,3 +422,14 @@ def test_dse_export_study_space_format_and_trials_csv(tmp_path, capsys):
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 8 and {r["space"] for r in rows} == {"AnyNetX_E", "EfficientNet"}
+
+
+def test_own_rules_check_formats_with_dse_copies_of_the_targets_rules():
+    from anynet.export import own_rules, timm_stages, torchvision_stages
+
+    p = _params((22, 24, 24.48, 2.54, 16, 0.0), "pycls")
+    with own_rules():
+        (tv, tv_by), (tm, tm_by) = torchvision_stages(p), timm_stages(p)
+    assert tv_by == "dse's copy of the torchvision rule" and tm_by == "dse's copy of the pycls rule"
+    assert (tv, tm) == (torchvision_stages(p)[0], timm_stages(p)[0])  # the libraries agree
+    assert torchvision_stages(p)[1] == "torchvision's BlockParams"  # outside: the library
