@@ -375,6 +375,21 @@ def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent
         assert row["D"] == 1.0 and row["q"] == row["p"] and r["ks"] == [row]  # 0.3 vs 0.1
         norm = results_for(store, child, normalize="flops", bins=1)["vs_parent"]
         assert norm["test"] == "stratified permutation KS" and norm["q"] is not None
+        # the child's results read the parent's trials: its version follows them
+        from datetime import timedelta
+
+        from sqlalchemy import update
+
+        from search.models import TrialRow, utcnow
+
+        before = store.version(child)
+        with store.db.write() as session, session.begin():
+            session.execute(
+                update(TrialRow)
+                .where(TrialRow.study_id == parent)
+                .values(updated_at=utcnow() + timedelta(hours=1))
+            )
+        assert store.version(child) != before
         # another recipe is another training: nothing is reused
         recipe = child_spec.recipe.model_copy(update={"lr": 0.0123})
         other = child_spec.model_copy(update={"recipe": recipe})
