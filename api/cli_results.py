@@ -249,8 +249,9 @@ def plot(results: dict, path: str) -> None:
 
 
 def _plot_efit(ax, fits: dict, colors: dict) -> None:
-    """DDS Fig. 8: e_fit against error per space; shaded, the best networks' e_fit range."""
-    for name, f in fits.items():
+    """DDS Fig. 8: e_fit against error per space; the best networks' e_fit range (bootstrap
+    95%) as a strip of the space's own at the foot (stacked: overlapping shades mix), named."""
+    for i, (name, f) in enumerate(fits.items()):
         pts = [(x, e) for x, e in zip(f["x"], f["error"], strict=True) if x is not None]
         if not pts:
             continue
@@ -259,8 +260,10 @@ def _plot_efit(ax, fits: dict, colors: dict) -> None:
         ax.scatter(xs, es, s=6, alpha=0.5, color=c, label=name)
         b = f["best"]
         if b["lo"] is not None:
-            ax.axvspan(b["lo"], b["hi"], color=c, alpha=0.12, lw=0)
-            ax.axvline(b["median"], color=c, lw=1, ls=":")
+            y0 = 0.035 * i
+            ax.axvspan(b["lo"], b["hi"], ymin=y0, ymax=y0 + 0.028, color=c, alpha=0.45, lw=0,
+                       label=f"{name}: best 95% range, median {b['median']:.3f}")  # fmt: skip
+            ax.axvline(b["median"], ymin=y0, ymax=y0 + 0.028, color=c, lw=1.5)
     ax.set_xlabel("e_fit (distance to the nearest RegNet)")
     ax.set_ylabel("error")
     ax.set_title("e_fit vs error (DDS Fig. 8)")

@@ -356,3 +356,22 @@ def test_png_reference_labels_stay_inside_the_axes_and_quote_the_servers_percent
         got = t.get_window_extent()
         assert box.x0 - 1 <= got.x0 and got.x1 <= box.x1 + 1, (t.get_text(), got, box)
     plt.close(fig)
+
+
+def test_png_best_efit_ranges_are_stacked_strips_in_the_legend():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from api.cli_results import _plot_efit
+
+    best = {"lo": 0.1, "median": 0.2, "hi": 0.4}
+    fits = {f"S{i}": {"x": [0.1, 0.2], "error": [0.3, 0.4], "best": best} for i in range(5)}
+    fig, ax = plt.subplots()
+    _plot_efit(ax, fits, {f"S{i}": f"C{i}" for i in range(5)})
+    ys = sorted((p.get_y(), p.get_y() + p.get_height()) for p in ax.patches)  # axes fraction
+    assert len(ys) == 5 and all(a[1] <= b[0] for a, b in zip(ys, ys[1:], strict=False))
+    labels = ax.get_legend_handles_labels()[1]
+    assert sum("best 95% range" in t for t in labels) == 5
+    plt.close(fig)
