@@ -170,6 +170,8 @@ def _reference_lines(refs: dict) -> list[str]:
         )
         shares = [f"{t}" for t in r["text"].values()]
         lines += [f"    {t}" for t in shares]
+        if r.get("reused"):  # a refine child's seeds copied from its parent
+            lines.append(f"    {r['reused']}")
     return lines
 
 
