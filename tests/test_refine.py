@@ -342,10 +342,14 @@ def test_dse_edf_prints_the_refine_command_of_each_finding(tmp_path, capsys):
 
 
 # --- a child reuses the parent's reference runs and is tested against the parent's space ----
-def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent(tmp_path):
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent(
+    tmp_path, request, db
+):
     from search import reference_reuse
 
-    store = Store(f"sqlite:///{tmp_path / 'reuse.db'}")
+    url = request.getfixturevalue("pg_url") if db == "postgres" else f"sqlite:///{tmp_path}/r.db"
+    store = Store(url)
     try:
         spec = {**SPEC, "references": ["resnet20"], "reference_seeds": 2, "fidelities": [1]}
         parent = store.create_study(spec)
