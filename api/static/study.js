@@ -217,7 +217,8 @@ function renderKs(r) {
 }
 // The bootstrap range of the best networks' values, one per space: a strip of its own at the
 // foot of the plot (stacked, never on top of another space's: overlapping shades turned
-// brown) in the space's colour, the median a tick across it, named in the legend.
+// brown) in the space's colour, the median a tick across it, named in the legend. The
+// points are drawn above the strips (`yDomain`), the x axis below them (`xAxis`).
 const STRIP = 0.035;  // height of one space's strip, a fraction of the plot
 function bestStrips(entries) {
   const shapes = [], traces = [];
@@ -229,7 +230,8 @@ function bestStrips(entries) {
     traces.push({ x: [null], y: [null], mode: "lines", line: { color: rgba(color, 0.45), width: 8 }, hoverinfo: "skip", meta: "best-strip",
       name: `${plotlyText(space)}: best 95% range (bootstrap), median ${fmt(best.median, 3)}` });
   });
-  return { shapes, traces };
+  const bottom = entries.length * STRIP + 0.02;
+  return { shapes, traces, yDomain: [Math.min(bottom, 0.5), 1], xAxis: { anchor: "free", position: 0 } };
 }
 // DDS Fig. 8: e_fit (distance to the nearest RegNet) against error, every network of a space
 function renderEfit(r) {
@@ -245,8 +247,8 @@ function renderEfit(r) {
   shapes.push(...strips.shapes); traces.push(...strips.traces);
   Plotly.react("efit", traces, {
     margin: { t: 10, r: 10, b: 45, l: 55 }, shapes,
-    xaxis: { title: { text: "e_fit (mean |log(w_pred / w)| of the nearest RegNet)" } },
-    yaxis: { title: { text: "error" }, tickformat: ".0%" }, legend: { orientation: "h", y: -0.25 },
+    xaxis: { title: { text: "e_fit (mean |log(w_pred / w)| of the nearest RegNet)" }, ...strips.xAxis },
+    yaxis: { title: { text: "error" }, tickformat: ".0%", domain: strips.yDomain }, legend: { orientation: "h", y: -0.25 },
     uirevision: "efit",
   }, PLOT_CFG);
 }
@@ -286,7 +288,7 @@ function renderParams(r) {
     shapes.push(...strips.shapes); traces.push(...strips.traces);
     Plotly.react(div, traces, {
       margin: { t: 28, r: 10, b: 40, l: 50 }, title: { text: plotlyText(p.replace(/^p_/, "")), font: { size: 13 } }, shapes,
-      xaxis: { type: params[p].log ? "log" : "linear" }, yaxis: { title: { text: "error" }, tickformat: ".0%" },
+      xaxis: { type: params[p].log ? "log" : "linear", ...strips.xAxis }, yaxis: { title: { text: "error" }, tickformat: ".0%", domain: strips.yDomain },
       showlegend: false, uirevision: p,
     }, PLOT_CFG);
   }
