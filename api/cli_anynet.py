@@ -350,15 +350,16 @@ def _export_study(args) -> int:
         emit_json({"study_id": study_id, "space": args.space, "format": args.format, **plan,
                    "recipe": full_run_recipe(study.spec.recipe)})  # fmt: skip
         return 0
+    # stdout is the export alone (a JSON export stays JSON); what was chosen goes to stderr
     for c in plan["candidates"]:
         mark = "*" if c["network"] == plan["network"] else " "
         cx = c["complexity"]
         e_fit = "-" if c["e_fit"] is None else f"{c['e_fit']:.3f}"
         print(f"# {mark} {c['network']:<6} flops {_fmt(cx['flops']):>7} params "
               f"{_fmt(cx['params']):>7} e_fit {e_fit:>6} depths {c['stage_depths']} "
-              f"widths {c['stage_widths']}: {c['source']}")  # fmt: skip
+              f"widths {c['stage_widths']}: {c['source']}", file=sys.stderr)  # fmt: skip
     for note in plan["notes"]:
         if note != plan["structured"].get("note"):  # the export's own note heads its text
-            print(f"# {note}")
+            print(f"# {note}", file=sys.stderr)
     sys.stdout.write(plan["text"])
     return 0

@@ -407,8 +407,11 @@ def test_dse_export_study_space_format_and_trials_csv(tmp_path, capsys):
     code, out, err = run(capsys, "export", "--study", str(sid), "--space", "AnyNetX_E",
                          "--network", "winner", "--format", "pycls", "--db", url)  # fmt: skip
     assert code == 0, err
-    assert "# * winner" in out and "#   fit" in out and "NUM_CLASSES: 10" in out
-    assert "IM_SIZE: 16" in out
+    assert "# * winner" in err and "#   fit" in err  # what was chosen, beside the export
+    assert "NUM_CLASSES: 10" in out and "IM_SIZE: 16" in out
+    code, out, err = run(capsys, "export", "--study", str(sid), "--space", "AnyNetX_E",
+                         "--format", "json", "--db", url)  # fmt: skip
+    assert code == 0 and json.loads(out)["spec"]["num_classes"] == 10  # stdout: JSON alone
     err = bad(capsys, "export", "--study", str(sid), "--space", "EfficientNet",
               "--format", "pycls", "--db", url)  # fmt: skip
     assert "pycls cannot build the winner (mbconv blocks)" in err
