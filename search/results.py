@@ -33,7 +33,7 @@ regnet_top_k; refinement [{space, kind, ..., text}]; progress {name: [{level, ep
 waiting, running, done, diverged, failed, cancelled, total, not_learned}]}; not_learned
 [{space, n, of, text}] (spaces with > 10% of done trials at chance, search/learning.py);
 references {label: {name, n, seeds, n_diverged, n_failed, n_pending, errors, mean, sd, lo, hi,
-band, flops, params, acts, percentile {space}, text {space}}} (search/reference_results.py;
+band, flops, params, acts, percentile {space}, text {space}, n_reused, reused}} (search/reference_results.py;
 reference trials enter no space's statistics).
 """
 

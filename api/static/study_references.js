@@ -39,8 +39,11 @@ function renderReferenceProgress(study, box) {
     const bar = el("div", null, "bar");
     const span = el("span", null, "done");
     span.style.left = "0%"; span.style.width = `${(100 * c.done) / total}%`; bar.append(span);
+    // a refine child's seeds copied from its parent are done without a training: say so
+    const marker = state.results && state.results.references && state.results.references[name];
+    const reused = marker && marker.n_reused ? ` (${marker.n_reused} at this level reused, not trained)` : "";
     row.append(el("span", `${name} (reference)`, "label"), bar,
-      el("span", `${c.done} done · ${c.running} running · ${c.waiting} waiting` +
+      el("span", `${c.done} done${reused} · ${c.running} running · ${c.waiting} waiting` +
         (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : ""), "count"));
     box.append(row);
   }
