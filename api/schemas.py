@@ -142,6 +142,9 @@ class RegNetFit(_Exact):
     stage_depths: list[int] | None = None
     stage_widths: list[int] | None = None
     invalid: str | None = Field(None, description="why the fitted RegNet cannot be built")
+    block: str | None = Field(
+        None, description="the winner's block: a RegNet (X blocks) only fits res_bottleneck ones"
+    )
 
 
 class SpaceResults(_Exact):
@@ -187,6 +190,9 @@ class KsTest(_Exact):
     p: Number
     q: Number
     test: str = Field(description="two-sample KS, or the within-bin permutation test (NDS)")
+    parent: int | None = Field(
+        None, description="a refine child's test against its parent's space: the parent's id"
+    )
 
 
 class BestRange(_Exact):
@@ -289,6 +295,8 @@ class ReferenceMarker(_Exact):
         description="per space: the (weighted) fraction of its networks with a higher error"
     )
     text: dict[str, str] = Field(description="per space: 'resnet20 beats 62% of AnyNetX_E'")
+    n_reused: int = Field(0, description="counted seeds a refine child copied from its parent")
+    reused: str | None = Field(None, description="which study they came from, in words")
 
 
 class Results(_Exact):
@@ -303,6 +311,9 @@ class Results(_Exact):
     warnings: list[str]
     spaces: dict[str, SpaceResults]
     ks: list[KsTest]
+    vs_parent: KsTest | None = Field(
+        None, description="a refine child: its space against the parent's (also in ks)"
+    )
     params: dict[str, ParamPlot]
     e_fit: Efit
     rank_correlation: list[RankCorrelation]

@@ -126,9 +126,9 @@ def _regnet_params(value, fit: dict) -> dict:
     out["se_ratio"] = float(net.se_ratio or 0.0)
     try:
         depths, widths, _ = RegNetParams(**out).widths()
-        return {"params": out, "stage_depths": depths, "stage_widths": widths}
+        return {"params": out, "stage_depths": depths, "stage_widths": widths, "block": net.block}
     except ValueError as e:
-        return {"params": out, "invalid": " ".join(str(e).split())}
+        return {"params": out, "invalid": " ".join(str(e).split()), "block": net.block}
 
 
 def fit_winners(spec_values: list, errors: np.ndarray, k: int) -> dict | None:

@@ -175,16 +175,21 @@ class Reads:
         return frame
 
     def version(self, study_id: int) -> str:
-        """A token that changes whenever any trial (or the study) changes."""
+        """A token that changes whenever any trial (or the study) changes; a refine child's
+        also when its parent's trials do (its results test against the parent's space)."""
         with self.db.read() as session:
+            found = session.execute(
+                select(StudyRow.updated_at, StudyRow.parent_id).where(StudyRow.id == study_id)
+            ).one_or_none()
+            if found is None:
+                raise StudyNotFound(f"study {study_id}: no such study")
+            updated, parent = found
+            ids = [study_id] if parent is None else [study_id, parent]
             n, last = session.execute(
                 select(func.count(), func.max(TrialRow.updated_at)).where(
-                    TrialRow.study_id == study_id
+                    TrialRow.study_id.in_(ids)
                 )
             ).one()
-            updated = session.scalar(select(StudyRow.updated_at).where(StudyRow.id == study_id))
-        if updated is None:
-            raise StudyNotFound(f"study {study_id}: no such study")
         return f"{n}-{_stamp(last)}-{_stamp(updated)}"
 
     def has_unfinished(self, study_ids: list[int] | None = None) -> bool:

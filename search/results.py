@@ -22,17 +22,18 @@ Shape (every number finite or null): study, fidelity {level, epochs, levels}, no
 bins, complexity_range, warnings [str]; spaces {name: {name, n, n_diverged, n_done,
 n_failed, n_cancelled, n_pending, n_outside, n_eff, min, q1, median, q3, mean, max, edf {x,
 F, band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled}, random_search
-{m, expected_min}, regnet, n_not_learned, chance_error}}; ks [{a, b, D, p, q, test}]; params
+{m, expected_min}, regnet, n_not_learned, chance_error}}; ks [{a, b, D, p, q, test, parent}]; vs_parent (a refine child: its refined space against
+the parent's original one, also the last ks row, b = 'parent ID: SPACE'); params
 {column: {log, spaces {name: {x, error, best {lo, median, hi}}}}}; e_fit {ranges, spaces
 {name: {x (e_fit), error, best {lo, median, hi}, n}}} (DDS Fig. 8); rank_correlation
 [{space | "all", from_epochs, to_epochs, n, spearman, kendall}]; regnet {name | "overall":
 {space, sample, trial_id, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params {depth, w0,
-wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths, stage_widths}},
+wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths, stage_widths, block}},
 regnet_top_k; refinement [{space, kind, ..., text}]; progress {name: [{level, epochs,
 waiting, running, done, diverged, failed, cancelled, total, not_learned}]}; not_learned
 [{space, n, of, text}] (spaces with > 10% of done trials at chance, search/learning.py);
 references {label: {name, n, seeds, n_diverged, n_failed, n_pending, errors, mean, sd, lo, hi,
-band, flops, params, acts, percentile {space}, text {space}}} (search/reference_results.py;
+band, flops, params, acts, percentile {space}, text {space}, n_reused, reused}} (search/reference_results.py;
 reference trials enter no space's statistics).
 """
 
@@ -198,9 +199,13 @@ def _best(x, draws) -> dict:
 
 
 def study_results(
-    frame, spec, fidelity=None, normalize=None, bins=None, c_range=None, top_k=TOP_K
+    frame, spec, fidelity=None, normalize=None, bins=None, c_range=None, top_k=TOP_K, parent=None
 ) -> dict:
-    """EDFs, statistics, KS table, parameter data, e_fit, rank correlation, RegNet fits."""
+    """EDFs, statistics, KS table, parameter data, e_fit, rank correlation, RegNet fits.
+
+    `parent` (a refine child's: {study_id, space, refined, frame}) adds the test of the
+    refined space against the parent's original space to the KS table (`vs_parent`).
+    """
     if normalize not in (None, *NORMALIZE):
         raise ValueError(f"normalize: {normalize!r} is not one of none, {', '.join(NORMALIZE)}")
     level = _level_of(spec, fidelity)
@@ -276,6 +281,17 @@ def study_results(
         row["regnet"] = fits[n]
         spaces[n] = row
     ks = _pairwise(names, err_all, by_space, bin_of, normalized=norm is not None)
+    vs_parent = None
+    if parent is not None:
+        vs_parent, note = _vs_parent(parent, counted, err_all, spec.fidelities[level], level,
+                                     normalize, bins, c_range, len(ks))  # fmt: skip
+        notes_parent = [note] if note else []
+        if vs_parent is not None:
+            ks.append(vs_parent)  # one more test: Benjamini–Hochberg over all of them
+            for row, q in zip(ks, benjamini_hochberg([k["p"] for k in ks]), strict=True):
+                row["q"] = q
+    else:
+        notes_parent = []
     pairwise = {(k["a"], k["b"]): k for k in ks}
     counted_idx = np.sort(np.concatenate([by_space[n] for n in names])) if names else []
     overall = None
@@ -284,7 +300,7 @@ def study_results(
             [all_specs[i] for i in counted_idx], A.as_errors(err_all[counted_idx]), top_k
         )
         _identify(overall, counted, counted_idx)
-    notes = []
+    notes = list(notes_parent)
     if norm is not None and sum(norm.outside.values()):
         left = ", ".join(f"{n} {k}" for n, k in norm.outside.items() if k)
         notes.append(
@@ -305,6 +321,7 @@ def study_results(
             "warnings": notes,
             "spaces": spaces,
             "ks": ks,
+            "vs_parent": vs_parent,
             "params": params,
             "e_fit": {"ranges": _efit_ranges(), "spaces": e_fit},
             "rank_correlation": _rank_correlations(frame, spec, names),
@@ -347,6 +364,45 @@ def _pairwise(names, err_all, by_space, bin_of, normalized: bool) -> list[dict]:
     for row, q in zip(ks, benjamini_hochberg([k["p"] for k in ks]), strict=True):
         row["q"] = q  # pairwise tests are many: Benjamini–Hochberg adjusted
     return ks
+
+
+def _vs_parent(parent, counted, err_all, epochs, level, normalize, bins, c_range, seed):
+    """The refined space against the parent's original one at this level: one KS row, as
+    between two spaces (NDS-normalised over their joint overlap when asked), and a note."""
+    child = parent["refined"]
+    theirs = parent["frame"]
+    theirs = _split_references(_pick_rows(theirs) if len(theirs) else theirs)[0]
+    if len(theirs):
+        theirs = theirs[
+            (theirs["space"] == parent["space"])
+            & (theirs["level"] == level)
+            & (theirs["epochs"] == epochs)
+            & theirs["status"].isin(["done", "diverged"])
+        ]
+    label = f"parent {parent['study_id']}: {parent['space']}"
+    mine = np.flatnonzero(counted["space"].to_numpy() == child) if len(counted) else np.zeros(0)
+    if not len(theirs) or not len(mine):
+        return None, None
+    ea = err_all[mine]
+    eb = theirs["error"].to_numpy(np.float64)
+    eb = np.where(theirs["status"].to_numpy() == "diverged", np.nan, eb)
+    test = "two-sample KS"
+    if normalize:
+        groups = {
+            child: counted[normalize].to_numpy(np.float64)[mine],
+            label: theirs[normalize].to_numpy(np.float64),
+        }
+        try:
+            norm = normalise(groups, normalize, DEFAULT_BINS if bins is None else bins, c_range)
+        except ValueError as e:  # e.g. a bin the parent's space does not reach
+            return None, f"vs parent: no normalised test ({e})"
+        ea, eb = ea[norm.inside[child]], eb[norm.inside[label]]
+        d, p = A.stratified_ks_test(ea, norm.bin_of[child], eb, norm.bin_of[label], seed=seed)
+        test = "stratified permutation KS"
+    else:
+        d, p = A.ks_test(ea, eb)
+    row = {"a": child, "b": label, "D": d, "p": p, "test": test, "parent": parent["study_id"]}
+    return row, None
 
 
 def _rank_correlations(frame: pd.DataFrame, spec, names: list[str]) -> list[dict]:
@@ -392,7 +448,30 @@ def _progress(frame: pd.DataFrame, spec, names: list[str]) -> dict:
 def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, c_range=None):
     """study_results of a study in a store (the API caches them: api/results_cache.py)."""
     c_range = tuple(c_range) if c_range is not None else None
-    spec = store.get_study(study_id).spec
-    body = study_results(store.trial_frame(study_id), spec, fidelity, normalize, bins, c_range)
+    study = store.get_study(study_id)
+    spec = study.spec
+    parent = _parent_of(store, study)
+    body = study_results(
+        store.trial_frame(study_id), spec, fidelity, normalize, bins, c_range, parent=parent
+    )
     body["study_id"] = study_id
     return body
+
+
+def _parent_of(store, study) -> dict | None:
+    """A refine child's parent as study_results takes it (None: not a child, or gone)."""
+    from search.studies import StudyNotFound
+
+    tried = study.suggestion or {}
+    if study.parent_id is None or not tried.get("space") or not tried.get("refined"):
+        return None
+    try:
+        frame = store.trial_frame(study.parent_id)
+    except StudyNotFound:
+        return None
+    return {
+        "study_id": study.parent_id,
+        "space": tried["space"],
+        "refined": tried["refined"],
+        "frame": frame,
+    }

@@ -91,8 +91,36 @@ def test_study_page_in_chromium(server):
             assert page.locator("#legend tbody tr").count() == 3
             assert page.locator("#ks tbody tr").count() == 3  # A-C, A-E, C-E
             assert page.locator("#ks thead th").count() == 5  # a, b, D, p, q
-            efit = "() => document.getElementById('efit').data.reduce((n, t) => n + t.x.length, 0)"
+            efit = (
+                "() => document.getElementById('efit').data.filter(t => t.meta === 'efit')"
+                ".reduce((n, t) => n + t.x.length, 0)"
+            )
             page.wait_for_function(f"({efit})() === {level0}", timeout=15_000)  # DDS Fig. 8
+            # the best networks' e_fit ranges: one strip per space, none over another, each
+            # named in the legend (five overlapping shades had turned brown, unexplained)
+            strips = page.evaluate(
+                "() => document.getElementById('efit').layout.shapes"
+                ".filter(s => s.type === 'rect').map(s => [s.y0, s.y1])"
+            )
+            assert len(strips) == 3 and all(strips[i][1] <= strips[i + 1][0] for i in range(2))
+            legend = (
+                "() => document.getElementById('efit').data.filter(t => t.meta === 'best-strip')"
+            )
+            assert page.evaluate(f"({legend})().length") == 3
+            # the fitted-RegNet table names "space" once; the export table offers the winner
+            # and the fit, with links only for the formats that build them (3-stage: no timm)
+            heads = page.locator("#fit table th").all_inner_texts()
+            assert heads[:2] == ["fit of", "winner's space"] and heads.count("space") == 0
+            page.wait_for_function(
+                "() => document.querySelectorAll('#exports table').length === 3", timeout=30_000
+            )
+            rows = page.locator("#exports table").first.locator("tr")
+            assert rows.count() == 3  # header, winner, fitted RegNet
+            assert rows.nth(1).inner_text().startswith("winner (trial ")
+            links = rows.nth(1).locator("a").all_inner_texts()
+            assert "timm" not in links and "pycls" in links and "json" in links
+            off = rows.nth(1).locator("span.muted").first.get_attribute("title")
+            assert off.startswith("timm cannot build") and "4 stages" in off
             assert page.locator("#progress .progress-row").count() == 3
             params = "() => [...document.querySelectorAll('#params [data-param]')].length"
             far = page.evaluate(

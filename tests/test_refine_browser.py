@@ -105,7 +105,7 @@ def test_try_it_creates_the_child_which_runs_beside_its_parent(tmp_path):
                 assert f"parent {parent}: AnyNetX_A" in dashed[0][1]
                 assert any(n[0] == "edf" and "AnyNetX_A+shared_bottleneck" in n[1] for n in names)
                 vs = page.inner_text("#vs-parent")
-                assert "(n=6) vs the parent's AnyNetX_A" in vs and "D = " in vs, vs
+                assert "(n=6) vs the parent's AnyNetX_A" in vs and "D = " in vs and "q = " in vs, vs
                 page.goto(f"{url}/studies/{parent}", timeout=30_000)  # the parent lists it
                 page.wait_for_function(
                     f"() => document.getElementById('lineage').innerText.includes('{child}:')",
