@@ -22,6 +22,7 @@ import functools
 import statistics
 from typing import TYPE_CHECKING
 
+from search.creation import space_seed
 from search.fidelity import promote_count
 from search.recipe import resolve_recipe
 
@@ -133,7 +134,7 @@ class BoundUnmet(ValueError):
 def space_flops(spec: StudySpec, index: int, sizes: DataSizes) -> SpaceFlops:
     """Mean flops, at the input they train at, of the first networks creation would sample.
 
-    The sampler runs as search.creation runs it (the study's seed, bounds and input), for
+    The sampler runs as search.creation runs it (the space's seed stream, bounds, input), for
     min(samples, PRICED_NETWORKS) networks and at most PRICE_MAX_DRAWS draws: the same
     draws, so these are the first networks the study would get. A bound that no draw met
     raises BoundUnmet naming it.
@@ -144,7 +145,8 @@ def space_flops(spec: StudySpec, index: int, sizes: DataSizes) -> SpaceFlops:
     bounds = tuple(sorted((k, float(lo), float(hi)) for k, (lo, hi) in spec.complexity.items()))
     n = min(spec.samples, PRICED_NETWORKS)
     priced = _priced(
-        space.to_json(), n, spec.seed, bounds, spec.dataset.resolution,
+        space.to_json(), n, space_seed(spec.seed, spec.space_names()[index]), bounds,
+        spec.dataset.resolution,
         spec.dataset.num_classes, trained_at, classes,
     )  # fmt: skip
     if isinstance(priced[0], str):  # (field, reason): cached like an answer

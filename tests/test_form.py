@@ -110,7 +110,9 @@ def test_estimate_measures_this_machine_without_finished_trials(client):
     assert rate["source"] == "measured" and rate["trials"] == 0
     assert rate["device"] in ("cpu", "cuda", "mps") and rate["flop_per_s"] > 0
     assert "no finished trials" in rate["note"]
-    seconds = (2 * 10 * (128 + 32)) * 2e5 / rate["flop_per_s"]
+    # each space: 10 networks x (128 + 32) images at the mean flops of the networks it samples
+    flops = [s["flops"] for s in r.json()["spaces"]]
+    seconds = sum(10 * (128 + 32) * f for f in flops) / rate["flop_per_s"]
     assert r.json()["seconds"] == pytest.approx(seconds)
 
 
@@ -134,13 +136,16 @@ def test_spaces_are_priced_by_the_networks_creation_samples(client, store):
 def test_unbounded_spaces_are_priced_at_the_input_they_train_at(client, store):
     from anynet.network import network_complexity, with_input
     from anynet.sampling import sample
+    from search.creation import space_seed
 
     finished_trial(store, images_per_s=500.0)
     spec = {**SPEC, "complexity": {}, "seed": 5, "dataset": {**SPEC["dataset"], "resolution": None}}
     spec["dataset"] = {"name": "digits"}  # sampled at the space's 224 px, trained at 16
     est = client.post("/api/studies/estimate", json=spec).json()
+    typed = StudySpec.model_validate(spec)
     for i, space in enumerate(est["spaces"]):
-        drawn = sample(StudySpec.model_validate(spec).spaces[i].resolve(), 10, seed=5,
+        seed = space_seed(5, typed.space_names()[i])  # each space's own stream, as created
+        drawn = sample(typed.spaces[i].resolve(), 10, seed=seed,
                        in_channels=3, max_draws=200_000)  # fmt: skip
         counts = [network_complexity(with_input(s.spec, resolution=16, num_classes=10))["flops"]
                   for s in drawn.samples]  # fmt: skip
