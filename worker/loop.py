@@ -221,12 +221,18 @@ def run_worker(
     poll_seconds: float = 1.0,
     study_ids: list[int] | None = None,
     install_signals: bool = True,
+    stop: Stop | None = None,
+    worker: str | None = None,
 ) -> int:
-    """Claim and train trials of running studies until stopped, idle or max_trials; count."""
-    stop = Stop()
+    """Claim and train trials of running studies until stopped, idle or max_trials; count.
+
+    A launcher may pass its own `stop` (set it to stop the worker, as SIGTERM does) and a
+    `worker` id naming where it runs (default: host:pid:random).
+    """
+    stop = stop or Stop()
     if install_signals and threading.current_thread() is threading.main_thread():
         stop.install()
-    me = worker_id()
+    me = worker or worker_id()
     try:
         store = retrying(lambda: Store(db_url), "connect", stop)
     except TRANSIENT_ERRORS:  # stopped while the database was still down
