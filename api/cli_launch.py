@@ -136,15 +136,14 @@ def cmd_slurm(args) -> int:
         minutes=args.time,
         array_parallelism=args.array_parallelism,
     )
-    for job in jobs:
-        print(job.job_id)
+    print("\n".join(str(j.job_id) for j in jobs), flush=True)  # no loop variable keeps one
     logs = jobs[0].paths.folder if jobs else args.folder
     print(f"dse launch slurm: {len(jobs)} tasks; logs in {logs}", file=sys.stderr, flush=True)
     try:
         return _wait(url, jobs, command, args, logs) if args.wait else 0
     finally:
         jobs.clear()
-        gc.collect()  # submitit's LocalJob objects complain when left to interpreter exit
+        gc.collect()  # submitit's jobs (in cycles) complain when left to interpreter exit
 
 
 def _wait(url, jobs, command, args, logs) -> int:
