@@ -161,6 +161,7 @@ def ray_runtime():
         mp.setenv("PYTHONPATH", str(REPO))  # the actors import this checkout
         ray.init(
             num_cpus=2,
+            num_gpus=1,  # declared, not used: actors with a GPU share find nothing to train
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
             logging_level="warning",
@@ -208,6 +209,21 @@ def test_ray_two_actors_finish_a_two_level_study_once(ray_runtime, pg_url):
     assert any("workers 2/2 alive" in line for line in lines), lines
     assert lines[-1] == "workers 0/2 alive, trials 8 done, 0 left"
     store.close()
+
+
+@pytest.mark.slow
+def test_ray_quarter_gpus_put_four_workers_on_one_gpu(ray_runtime, sqlite_url):
+    from worker.launch_ray import RayFleet
+
+    Store(sqlite_url).close()  # the schema, before four workers open it at once
+    command = WorkerCommand(device="cuda", threads=1, exit_when_idle=True, poll_seconds=0.5)
+    fleet = RayFleet(sqlite_url, 4, command, cpus_per_worker=0.5, gpus_per_worker=0.25)
+    fleet.start()
+    try:  # four actors fit the runtime's one GPU (and 2 CPUs) only by sharing it
+        results = fleet.wait(interval=0.5)
+    finally:
+        fleet.kill()
+    assert results == {0: 0, 1: 0, 2: 0, 3: 0}  # each started, found no work, returned
 
 
 def _running_after_an_epoch(store: Store, study_id: int):
