@@ -44,10 +44,11 @@ def ray_worker_id() -> str:
     """ray:<node ip>:node-<id>:actor-<id>:<pid> for the actor calling it."""
     ray = ray_module()
     ctx = ray.get_runtime_context()
-    node_ip = ray.util.get_node_ip_address()
-    return (
-        f"ray:{node_ip}:node-{ctx.get_node_id()[:8]}:actor-{ctx.get_actor_id()[:12]}:{os.getpid()}"
-    )
+    node_id = ctx.get_node_id()
+    # the node's address as the cluster knows it (ray.nodes()), else this host's
+    addresses = [n.get("NodeManagerAddress") for n in ray.nodes() if n.get("NodeID") == node_id]
+    node_ip = addresses[0] if addresses and addresses[0] else ray.util.get_node_ip_address()
+    return f"ray:{node_ip}:node-{node_id[:8]}:actor-{ctx.get_actor_id()[:12]}:{os.getpid()}"
 
 
 class WorkerActor:
