@@ -357,3 +357,15 @@ def test_ray_ctrl_c_hands_trials_back_and_leaves_no_process(pg_url):
         time.sleep(0.5)
     assert _processes_mentioning(temp) == []
     store.close()
+
+
+def test_slurm_task_keeps_an_environment_url_out_of_its_pickle(monkeypatch):
+    from worker.launch_slurm import worker_task
+
+    command = WorkerCommand(threads=2)
+    monkeypatch.setenv("DSE_DB", "postgresql://u:secret@db/dse")
+    task = worker_task("postgresql://u:secret@db/dse", command)
+    assert "DSE_DB" not in task.env  # sbatch passes $DSE_DB on; the pickle never holds it
+    assert task.argv[1:3] == ["-m", "api.cli"] and task.argv[3:] == command.argv()[1:]
+    task = worker_task("postgresql://u:other@db/dse", command)  # given by --db
+    assert task.env == command.env("postgresql://u:other@db/dse")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from search.store import DB_ENV
 from worker.launch import FleetProgress, WorkerCommand
 
 CLUSTERS = ("slurm", "local", "debug")
@@ -49,8 +50,13 @@ class WorkerTask:
 
 
 def worker_task(db_url: str, command: WorkerCommand) -> WorkerTask:
-    """The task of every array element: this Python running the `dse` CLI's worker."""
-    return WorkerTask(command.argv((sys.executable, "-m", "api.cli")), command.env(db_url))
+    """The task of every array element: this Python running the `dse` CLI's worker.
+
+    The task is pickled into the log folder; a URL that is already $DSE_DB here stays out
+    of it (sbatch, like the local cluster, passes this environment on to the tasks).
+    """
+    env = command.env(None if os.environ.get(DB_ENV) == db_url else db_url)
+    return WorkerTask(command.argv((sys.executable, "-m", "api.cli")), env)
 
 
 def submit(
