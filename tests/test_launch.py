@@ -206,7 +206,8 @@ def test_ray_two_actors_finish_a_two_level_study_once(ray_runtime, pg_url):
         kind, ip, node, actor, pid = worker.split(":")
         assert kind == "ray" and nodes[node.removeprefix("node-")] == ip, worker
         assert actor.removeprefix("actor-") in actors and pid.isdigit(), worker
-    assert any("workers 2/2 alive" in line for line in lines), lines
+    assert lines[0].startswith("Ray ready in ") and "2 worker actors started" in lines[0]
+    assert all(line.startswith("workers ") for line in lines[1:]), lines
     assert lines[-1] == "workers 0/2 alive, trials 8 done, 0 left"
     store.close()
 
