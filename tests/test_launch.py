@@ -213,6 +213,7 @@ def test_ray_two_actors_finish_a_two_level_study_once(ray_runtime, pg_url):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("pg")  # with the other Ray tests: one Ray runtime for all of them
 def test_ray_quarter_gpus_put_four_workers_on_one_gpu(ray_runtime, sqlite_url):
     from worker.launch_ray import RayFleet
 
