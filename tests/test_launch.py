@@ -8,6 +8,7 @@ Waits are generous: these must pass with another job busy on the machine.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -358,6 +359,7 @@ def test_ray_ctrl_c_hands_trials_back_and_leaves_no_process(pg_url):
     while _processes_mentioning(temp) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _processes_mentioning(temp) == []
+    shutil.rmtree(temp, ignore_errors=True)
     store.close()
 
 
