@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "api.cli_study",
     "api.cli_results",
     "api.cli_serve",
+    "api.cli_launch",
 )
 
 # Commands that train in their own process: they start with glibc malloc settings that keep

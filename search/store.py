@@ -19,7 +19,7 @@ from __future__ import annotations
 import pandas as pd
 
 from search.creation import CreationBudget, CreationFailed, StudyCreation
-from search.db import DEFAULT_URL, TRANSIENT_ERRORS, Database, default_url, normalize_url
+from search.db import DB_ENV, DEFAULT_URL, TRANSIENT_ERRORS, Database, default_url, normalize_url
 from search.models import Claim, StudyRecord
 from search.outcome import TrialOutcome
 from search.promotion import Promotion
@@ -32,6 +32,7 @@ from search.trial_life import TrialLifecycle
 from search.trial_writer import TrialWriter
 
 __all__ = [
+    "DB_ENV",
     "DEFAULT_URL",
     "TRANSIENT_ERRORS",
     "Claim",
