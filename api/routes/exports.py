@@ -78,7 +78,10 @@ def export_network(
     except NothingToExport as e:
         raise HTTPException(409, detail=str(e)) from None
     except ValueError as e:  # the target cannot build this network, or a bad budget
-        raise HTTPException(422, detail=" ".join(str(e).split())) from None
+        detail = " ".join(str(e).split())
+        if detail.startswith("flops: "):  # the budget is this query's scale_flops
+            detail = "scale_flops: " + detail.removeprefix("flops: ")
+        raise HTTPException(422, detail=detail) from None
     return {
         "study_id": study_id,
         "space": space,

@@ -177,7 +177,7 @@ function renderEfit(r) {
   const many = fits.reduce((n, [, f]) => n + f.x.length, 0) > 1500;
   for (const [space, f] of fits) {
     const color = colorOf(space);
-    traces.push({ x: f.x, y: f.error, mode: "markers", type: many ? "scattergl" : "scatter", name: space,
+    traces.push({ x: f.x, y: f.error, mode: "markers", type: many ? "scattergl" : "scatter", name: plotlyText(space),
       marker: { size: 5, color, opacity: 0.6 }, meta: "efit" });
     const b = f.best;
     if (b && b.lo !== null) {
