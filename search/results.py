@@ -395,4 +395,5 @@ def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, 
     spec = store.get_study(study_id).spec
     body = study_results(store.trial_frame(study_id), spec, fidelity, normalize, bins, c_range)
     body["study_id"] = study_id
+    body["failures"] = store.studies.failures(study_id)  # why trials failed, commonest first
     return body

@@ -227,3 +227,12 @@ def test_recipe_numbers_have_bounds_with_a_reason(recipe, needle):
         StudySpec.model_validate({**SPEC, "recipe": recipe})
     assert needle in one_line(info.value)
     StudySpec.model_validate({**SPEC, "recipe": {"lr": 3.2, "weight_decay": 5e-4}})
+
+
+def test_dse_train_refuses_an_lr_past_the_bound(capsys):
+    from api.cli import main
+
+    code = main(["train", "--regnet", "2,16,16,2.5,8", "--dataset", "digits", "--epochs", "1",
+                 "--lr", "1e308"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "at most 10" in err

@@ -176,7 +176,8 @@ def outcome_of(result: TrainResult) -> TrialOutcome:
 
 
 def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, threads=None):
-    """Train one claimed trial and record it; returns 'finished', 'released' or 'lost'."""
+    """Train one claimed trial and record it; returns how it ended as the worker prints it:
+    'done', 'failed: <reason>', 'diverged: <reason>', 'cancelled', 'released' or 'lost'."""
     from worker.train import TrainResult, train
 
     def on_epoch(metrics: dict) -> bool:
@@ -209,7 +210,11 @@ def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, th
             return "released" if released else "lost"
         outcome = outcome_of(result)
         finished = retrying(lambda: store.finish(claim, outcome), "finish")
-    return "finished" if finished else "lost"
+    if not finished:
+        return "lost"
+    if outcome.status in (TrialStatus.FAILED, TrialStatus.DIVERGED):
+        return f"{outcome.status.value}: {outcome.reason}"
+    return outcome.status.value
 
 
 def run_worker(
@@ -221,14 +226,17 @@ def run_worker(
     poll_seconds: float = 1.0,
     study_ids: list[int] | None = None,
     install_signals: bool = True,
+    create_db: bool = False,
 ) -> int:
-    """Claim and train trials of running studies until stopped, idle or max_trials; count."""
+    """Claim and train trials of running studies until stopped, idle or max_trials; count.
+
+    A SQLite database that does not exist is refused (ValueError) unless create_db."""
     stop = Stop()
     if install_signals and threading.current_thread() is threading.main_thread():
         stop.install()
     me = worker_id()
     try:
-        store = retrying(lambda: Store(db_url), "connect", stop)
+        store = retrying(lambda: Store(db_url, create=create_db), "connect", stop)
     except TRANSIENT_ERRORS:  # stopped while the database was still down
         return 0
     where = store.url.split("@")[-1]
@@ -259,7 +267,7 @@ def _loop(store, me, stop, device, max_trials, exit_when_idle, threads, poll_sec
             stop.event.wait(poll_seconds)
             continue
         outcome = run_trial(store, claim, datasets, stop, threads)
-        trained += outcome == "finished"
+        trained += outcome not in ("released", "lost")  # recorded: done, failed, diverged…
         print(
             f"dse worker {me}: trial {claim.trial_id} ({claim.space} #{claim.sample}, "
             f"level {claim.level}) {outcome}",
