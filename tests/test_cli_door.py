@@ -93,6 +93,7 @@ def test_an_unreachable_database_is_one_line(capsys, tmp_path):
         ["study", "show", "1"],
         ["study", "create", spec],
         ["edf", "1"],
+        ["serve", "--workers", "0", "--port", "0"],
     ):
         err = bad(capsys, *argv, "--db", url)
         assert "database unreachable" in err and "--db" in err and "secret" not in err, err
