@@ -102,6 +102,10 @@ def table(results: dict) -> str:
                 for i, (v, w) in enumerate(zip(r, widths, strict=True))
             )
         )
+    if results.get("failures"):
+        from api.cli_study import failure_lines
+
+        lines += ["", *failure_lines(results["failures"])]
     if results["ks"]:
         test = results["ks"][0].get("test", "two-sample KS")
         lines += ["", f"KS tests ({test}; D, p, Benjamini–Hochberg q over the pairs):"]
@@ -286,7 +290,7 @@ def cmd_edf(args) -> int:
         from api.cli_anynet import parse_bounds
 
         c_range = parse_bounds(args.c_range, "--range")
-    store = Store(args.db)
+    store = Store(args.db, create=False)
     try:
         study_id = _study_id(store, args.study)
         results = results_for(store, study_id, args.fidelity, args.normalize, args.bins, c_range)

@@ -65,11 +65,24 @@ class LevelCounts(StatusCounts):
     epochs: int
 
 
+class Failure(_Exact):
+    """One reason trials failed with, and how many did (Studies.failures)."""
+
+    reason: str
+    trials: int
+
+
 class Progress(_Exact):
     """A study's trials per space and fidelity level, and over all of them."""
 
     study_id: int
-    status: str = Field(description="the study's status: creating, running, cancelled, done")
+    status: str = Field(
+        description="the study's status: creating, running, cancelled, done, failed"
+    )
+    reason: str | None = Field(None, description="why the study failed (None otherwise)")
+    failures: list[Failure] = Field(
+        default_factory=list, description="why its trials failed, commonest reason first"
+    )
     spaces: dict[str, list[LevelCounts]] = Field(description="per space, one entry per level")
     references: dict[str, list[LevelCounts]] = Field(
         default_factory=dict,
@@ -325,6 +338,9 @@ class Results(_Exact):
     progress: dict[str, list[LevelCounts]]
     not_learned: list[NotLearned] = Field(
         default_factory=list, description="spaces whose trainings stayed at chance"
+    )
+    failures: list[Failure] = Field(
+        default_factory=list, description="why trials failed, commonest reason first"
     )
     references: dict[str, ReferenceMarker] = Field(
         default_factory=dict, description="reference networks' markers (docs/method.md §6)"

@@ -20,7 +20,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from multiprocessing import spawn
 
@@ -32,17 +35,21 @@ log = logging.getLogger("dse.creator")
 PRELOAD = ["search.forkserver_main", "search.store", "anynet.sampling"]
 MAIN_ENV = "DSE_FORKSERVER_MAIN"  # read by search/forkserver_main.py in the forkserver
 NICENESS = 10  # a creation yields the CPU to the server's requests
+PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
+PARENT_CHECK_SECONDS = 1.0  # how often a creation child checks that its parent lives
+PARENT_GONE_EXIT = 70  # a creation child's exit code when its parent died (EX_SOFTWARE)
 
 
 class CreatorBusy(RuntimeError):
     """Too many creations are running; try again later."""
 
 
-def _create(url: str, study_id: int, budget: CreationBudget) -> None:
+def _create(url: str, study_id: int, budget: CreationBudget, server: int | None = None) -> None:
     """In the child: sample and store one study (failures are recorded on the study)."""
     from search.creation import CreationFailed
     from search.store import Store
 
+    exit_with_parent(server)  # a creation never outlives its server
     os.nice(NICENESS)  # requests of the server come first on a busy machine
     store = Store(url)
     try:
@@ -85,6 +92,54 @@ def _niced() -> None:
 
 class ChildFailed(RuntimeError):
     """A call in a child process raised, died, or went past its time or memory."""
+
+
+def exit_with_parent(server: int | None = None, every: float = PARENT_CHECK_SECONDS) -> None:
+    """In a creation child: end when the server (pid `server`) or the child's parent, the
+    forkserver, ends: at once by SIGKILL on Linux, else within `every` s. No creation runs
+    on after its server died, uncounted by the next one; its study stays `creating` and the
+    next server's reaper fails it (search/recovery.py).
+
+    multiprocessing hands every forkserver child the forkserver's "alive" pipe, and the
+    forkserver lives until the last holder closes it: the child closes its copy (it starts
+    no processes), so the forkserver ends with the server and PR_SET_PDEATHSIG fires."""
+    from multiprocessing import forkserver
+
+    alive = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
+    if alive is not None:
+        try:
+            os.close(alive)
+        except OSError:
+            pass
+        forkserver._forkserver._forkserver_alive_fd = None
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # no prctl: the thread below still watches
+            pass
+
+    def gone() -> bool:
+        if os.getppid() != parent:
+            return True
+        try:
+            os.kill(server, 0) if server else None
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, someone else's: a reused pid is not ours to judge
+            pass
+        return False
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(every)
+        os._exit(PARENT_GONE_EXIT)
+
+    if gone():
+        os._exit(PARENT_GONE_EXIT)
+    threading.Thread(target=watch, name="dse-parent-watch", daemon=True).start()
 
 
 def _warm() -> None:
@@ -158,7 +213,7 @@ class Creator:
                 )
             child = self._context.Process(
                 target=_create,
-                args=(self.store.url, study_id, self.budget),
+                args=(self.store.url, study_id, self.budget, os.getpid()),
                 name=f"dse-create-{study_id}",
                 daemon=True,
             )

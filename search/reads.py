@@ -108,9 +108,11 @@ class Reads:
         return {
             "study_id": study_id,
             "status": study.status.value,
+            "reason": study.reason,
             "spaces": spaces,
             "references": references,
             "totals": body,
+            "failures": self.studies.failures(study_id),
         }
 
     def _filtered(self, study_id: int, space, level, status, include_retried: bool):

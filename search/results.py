@@ -455,6 +455,7 @@ def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, 
         store.trial_frame(study_id), spec, fidelity, normalize, bins, c_range, parent=parent
     )
     body["study_id"] = study_id
+    body["failures"] = store.studies.failures(study_id)  # why trials failed, commonest first
     return body
 
 

@@ -52,8 +52,11 @@ __all__ = [
 class Store:
     """Studies and trials in one database: Optuna's storage plus the dse tables."""
 
-    def __init__(self, url: str | None = None, heartbeat_interval: int = 10) -> None:
-        self.db = Database(url, heartbeat_interval)
+    def __init__(
+        self, url: str | None = None, heartbeat_interval: int = 10, create: bool = True
+    ) -> None:
+        """create=False: only an existing database (a SQLite file is never made empty)."""
+        self.db = Database(url, heartbeat_interval, create)
         self.url, self.sqlite, self.optuna = self.db.url, self.db.sqlite, self.db.optuna
         self.studies = Studies(self.db)
         self.writer = TrialWriter(self.db)

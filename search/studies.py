@@ -9,6 +9,7 @@ that fails ends `failed` with the reason (`fail`), its trials removed; never sil
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -18,8 +19,11 @@ from sqlalchemy import delete, func, select, update
 from search import optuna_rdb
 from search.db import Database
 from search.models import CreationProgress, StudyRecord, StudyRow, TrialRow, utcnow
-from search.spec import StudySpec
+from search.spec import StudySpec, check_dataset_root
 from search.status import StudyStatus, TrialStatus
+
+# failed trials of the lowest level, none ended otherwise, that fail the study before the rest
+FAIL_FAST = 10
 
 
 class StudyNotFound(LookupError):
@@ -54,14 +58,15 @@ class Studies:
         """
         if not isinstance(spec, StudySpec):
             spec = StudySpec.model_validate(spec)
-        optuna_name = f"dse-{uuid.uuid4().hex}"
+        check_dataset_root(spec)  # else every trial fails in the workers
+        unique = uuid.uuid4().hex
         progress = CreationProgress(spaces=len(spec.spaces))
         with self.db.write() as session, session.begin():
             if parent_id is not None and (suggestion or {}).get("id"):
                 self._refuse_second_child(session, parent_id, suggestion["id"])
             row = StudyRow(
                 name=spec.name,
-                optuna_name=optuna_name,
+                optuna_name=f"dse-{unique}",
                 spec=spec.model_dump(mode="json"),
                 sampling={},
                 status=StudyStatus.CREATING.value,
@@ -70,6 +75,8 @@ class Studies:
                 suggestion=suggestion,
             )
             session.add(row)
+            session.flush()  # the id, for the readable name
+            optuna_name = row.optuna_name = optuna_study_name(row.id, spec.name, unique)
         try:
             oid = self.db.optuna.create_new_study(
                 [optuna.study.StudyDirection.MINIMIZE], optuna_name
@@ -288,7 +295,13 @@ class Studies:
         are created cancelled), our waiting rows and their Optuna trials (failed in bulk).
         """
         self.get(study_id)
+        return self._stop(study_id, StudyStatus.CANCELLED, None, "study cancelled")
+
+    def _stop(self, study_id: int, status: StudyStatus, reason: str | None, why: str) -> bool:
+        """A creating or running study to `status` (with `reason`); its waiting trials are
+        cancelled (`why`), running ones stop at their next epoch report. False if finished."""
         now = utcnow()
+        reason_value = {} if reason is None else {"reason": reason[:2000]}
         with self.db.write() as session, session.begin():
             changed = session.execute(
                 update(StudyRow)
@@ -296,14 +309,16 @@ class Studies:
                     StudyRow.id == study_id,
                     StudyRow.status.in_((StudyStatus.CREATING, StudyStatus.RUNNING)),
                 )
-                .values(status=StudyStatus.CANCELLED.value, updated_at=now)
+                .values(status=status.value, updated_at=now, **reason_value)
             ).rowcount
+            if not changed:
+                return False
             ids = session.scalars(
                 update(TrialRow)
                 .where(TrialRow.study_id == study_id, TrialRow.status == TrialStatus.WAITING)
                 .values(
                     status=TrialStatus.CANCELLED.value,
-                    reason="study cancelled",
+                    reason=why[:2000],
                     finished_at=now,
                     updated_at=now,
                 )
@@ -313,6 +328,71 @@ class Studies:
             # fails its trial itself; these are failed whether WAITING or RUNNING
             optuna_rdb.fail_trials(session, ids)
         return bool(changed)
+
+    # --- a study whose trials all fail --------------------------------------------------
+
+    def fail_if_all_failed(self, study_id: int) -> bool:
+        """Fail a running study, keeping its trials, when its lowest level learned nothing:
+        every trial of level 0 failed, or the first FAIL_FAST of them did and none ended
+        otherwise (a spec every network fails on, e.g. a dataset a worker cannot read).
+        The reason names the commonest failure; True if the study was failed now."""
+        failures = self.failures(study_id, level=0)
+        failed = sum(f["trials"] for f in failures)
+        with self.db.read() as session:
+            counts = dict(
+                session.execute(
+                    select(TrialRow.status, func.count())
+                    .where(
+                        TrialRow.study_id == study_id,
+                        TrialRow.level == 0,
+                        TrialRow.retried_as.is_(None),
+                    )
+                    .group_by(TrialRow.status)
+                ).all()
+            )
+        others = sum(n for s, n in counts.items() if s != TrialStatus.FAILED)
+        left = sum(counts.get(s, 0) for s in TrialStatus.unfinished())
+        if not failed or others > left or (left and failed < FAIL_FAST):
+            return False  # a trial ended otherwise, or too few have failed yet to tell
+        top = failures[0]
+        total = failed + others
+        which = f"all {total}" if not left else f"the first {failed}"
+        reason = (
+            f"{which} trials of the lowest level failed, e.g. {top['reason']} "
+            f"({top['trials']} of {failed}); fix the spec and create the study again"
+        )
+        return self._stop(study_id, StudyStatus.FAILED, reason, "study failed: " + reason)
+
+    def failures(self, study_id: int, level: int | None = None, most: int = 5) -> list[dict]:
+        """The reasons of the study's failed trials, commonest first: [{reason, trials}]
+        (trials retried after a lost worker are not counted; at most `most` reasons)."""
+        where = [
+            TrialRow.study_id == study_id,
+            TrialRow.status == TrialStatus.FAILED,
+            TrialRow.retried_as.is_(None),
+        ]
+        if level is not None:
+            where.append(TrialRow.level == level)
+        with self.db.read() as session:
+            rows = session.execute(
+                select(TrialRow.reason, func.count().label("n"))
+                .where(*where)
+                .group_by(TrialRow.reason)
+                .order_by(func.count().desc(), TrialRow.reason)
+            ).all()
+        out = [{"reason": r or "no reason recorded", "trials": int(n)} for r, n in rows[:most]]
+        if len(rows) > most:
+            out.append({"reason": "other reasons", "trials": int(sum(n for _, n in rows[most:]))})
+        return out
+
+
+def optuna_study_name(study_id: int, name: str, unique: str) -> str:
+    """The Optuna study's name, readable in optuna-dashboard: `dse-<id>-<name>-<8 hex>`.
+
+    The name keeps letters, digits, '.', '_' and '-' (others become '-', at most 60); the
+    hex suffix keeps it unique where a database reuses the id of a discarded study."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:60] or "study"
+    return f"dse-{study_id}-{slug}-{unique[:8]}"
 
 
 def aware(t: datetime) -> datetime:

@@ -163,6 +163,8 @@ class TrialLifecycle:
                     updated_at=now,
                 )
             )
+        if outcome.status == TrialStatus.FAILED:  # before settle would call it done
+            self.studies.fail_if_all_failed(claim.study_id)
         self.promotion.settle(claim.study_id)
         return True
 

@@ -216,13 +216,16 @@ def test_space_names_are_text_in_the_plots(server):
             page = browser.new_page()
             page.goto(f"{url}/studies/{study_id}", timeout=30_000)
             page.wait_for_function(f"({POINTS})() === 6", timeout=30_000)
-            legend = page.evaluate(
-                """() => { const g = document.querySelector('#edf .legend');
-                  return { links: g.querySelectorAll('a').length, text: g.textContent,
-                           bold: g.querySelectorAll('tspan[style*="bold"]').length }; }"""
-            )
-            assert legend["links"] == 0 and legend["bold"] == 0, legend  # no link, no markup
-            assert name in legend["text"], legend  # shown as written
+            page.wait_for_function("() => !!document.querySelector('#efit .legend')")
+            for plot in ("#edf", "#efit"):  # the EDF's and e_fit's legends (issue 23)
+                legend = page.evaluate(
+                    """(plot) => { const g = document.querySelector(plot + ' .legend');
+                      return { links: g.querySelectorAll('a').length, text: g.textContent,
+                               bold: g.querySelectorAll('tspan[style*="bold"]').length }; }""",
+                    plot,
+                )
+                assert legend["links"] == 0 and legend["bold"] == 0, legend  # no link, no markup
+                assert name in legend["text"], legend  # shown as written
         finally:
             browser.close()
 

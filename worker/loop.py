@@ -176,7 +176,8 @@ def outcome_of(result: TrainResult) -> TrialOutcome:
 
 
 def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, threads=None):
-    """Train one claimed trial and record it; returns 'finished', 'released' or 'lost'."""
+    """Train one claimed trial and record it; returns how it ended as the worker prints it:
+    'done', 'failed: <reason>', 'diverged: <reason>', 'cancelled', 'released' or 'lost'."""
 
     def on_epoch(metrics: dict) -> bool:
         """Report the epoch; go on unless the study was cancelled, the trial lost or a stop asked."""
@@ -210,7 +211,11 @@ def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, th
             return "released" if released else "lost"
         outcome = outcome_of(result)
         finished = retrying(lambda: store.finish(claim, outcome), "finish")
-    return "finished" if finished else "lost"
+    if not finished:
+        return "lost"
+    if outcome.status in (TrialStatus.FAILED, TrialStatus.DIVERGED):
+        return f"{outcome.status.value}: {outcome.reason}"
+    return outcome.status.value
 
 
 def run_worker(
@@ -224,18 +229,20 @@ def run_worker(
     install_signals: bool = True,
     stop: Stop | None = None,
     worker: str | None = None,
+    create_db: bool = False,
 ) -> int:
     """Claim and train trials of running studies until stopped, idle or max_trials; count.
 
     A launcher may pass its own `stop` (set it to stop the worker, as SIGTERM does) and a
-    `worker` id naming where it runs (default: host:pid:random).
+    `worker` id naming where it runs (default: host:pid:random). A SQLite database that
+    does not exist is refused (ValueError) unless create_db.
     """
     stop = stop or Stop()
     if install_signals and threading.current_thread() is threading.main_thread():
         stop.install()
     me = worker or worker_id()
     try:
-        store = retrying(lambda: Store(db_url), "connect", stop)
+        store = retrying(lambda: Store(db_url, create=create_db), "connect", stop)
     except TRANSIENT_ERRORS:  # stopped while the database was still down
         return 0
     where = store.url.split("@")[-1]
@@ -270,7 +277,7 @@ def _loop(store, me, stop, device, max_trials, exit_when_idle, threads, poll_sec
             stop.event.wait(poll_seconds)
             continue
         outcome = run_trial(store, claim, datasets, stop, threads)
-        trained += outcome == "finished"
+        trained += outcome not in ("released", "lost")  # recorded: done, failed, diverged…
         print(
             f"dse worker {me}: trial {claim.trial_id} ({claim.space} #{claim.sample}, "
             f"level {claim.level}) {outcome}",

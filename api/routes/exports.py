@@ -117,7 +117,10 @@ def export_network(
     except FormatUnavailable as e:  # names the format, the family and why
         raise HTTPException(422, detail=" ".join(str(e).split())) from None
     except ValueError as e:  # the target cannot build this network, or a bad budget
-        raise HTTPException(422, detail=" ".join(str(e).split())) from None
+        detail = " ".join(str(e).split())
+        if detail.startswith("flops: "):  # the budget is this query's scale_flops
+            detail = "scale_flops: " + detail.removeprefix("flops: ")
+        raise HTTPException(422, detail=detail) from None
     return {
         "study_id": study_id,
         "space": space,

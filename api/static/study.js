@@ -69,6 +69,7 @@ function renderProgress(study) {
     box.append(row);
   }
   renderReferenceProgress(study, box);
+  renderFailures(study.progress.failures || []);
   const sel = document.getElementById("fidelity");
   if (sel.options.length !== study.fidelities.length) {
     sel.replaceChildren(...study.fidelities.map((e, i) => { const o = el("option", `level ${i} · ${e} epochs`); o.value = e; return o; }));
@@ -76,6 +77,12 @@ function renderProgress(study) {
     sel.value = state.fidelity;
   }
   renderExports(study);
+}
+// why trials failed (progress.failures: one reason each, commonest first), as text
+function renderFailures(failures) {
+  const box = document.getElementById("failures");
+  box.hidden = !failures.length;
+  box.querySelector("ul").replaceChildren(...failures.map((f) => el("li", `${f.trials} × ${f.reason}`)));
 }
 // a study being created shows how far sampling and storing got; a failed one, why
 function renderCreation(study) {
@@ -240,7 +247,7 @@ function renderEfit(r) {
   const many = fits.reduce((n, [, f]) => n + f.x.length, 0) > 1500;
   for (const [space, f] of fits) {
     const color = colorOf(space);
-    traces.push({ x: f.x, y: f.error, mode: "markers", type: many ? "scattergl" : "scatter", name: space,
+    traces.push({ x: f.x, y: f.error, mode: "markers", type: many ? "scattergl" : "scatter", name: plotlyText(space),
       marker: { size: 5, color, opacity: 0.6 }, meta: "efit" });
   }
   const strips = bestStrips(fits.map(([space, f]) => [space, f.best]));
