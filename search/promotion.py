@@ -5,7 +5,8 @@ the store. Any worker may call `settle` at any time, and every decision is taken
 one transaction that holds the study row's lock (the lock TrialWriter and cancelling
 take): it reads the study's trials with a statement issued after the lock was granted,
 enqueues the missing promotions in that same transaction, and marks the study done only
-when that read shows no unfinished trial and no complete level still to promote. Settlers
+when that read shows no unfinished trial and no complete level still to promote (or
+failed, when its lowest level learned nothing: search/studies.py). Settlers
 racing on PostgreSQL (read committed: each statement sees what was committed before it
 began) or SQLite (BEGIN IMMEDIATE: one writer at a time) are thereby serialised, so no
 study is closed from a stale read while promoted trials wait (issue 20).
@@ -25,7 +26,7 @@ from search.models import StudyRow, TrialRow, new_trial_values, utcnow
 from search.reads import status_grid
 from search.spec import StudySpec
 from search.status import StudyStatus, TrialStatus
-from search.studies import Studies
+from search.studies import Studies, learned_nothing
 from search.trial_writer import StudyClosed, TrialWriter
 
 
@@ -86,6 +87,13 @@ def _may_need_settling(grid: dict[tuple[str, int], dict[str, int]], spec: StudyS
     unfinished = TrialStatus.unfinished()
     if not any(s in unfinished for counts in grid.values() for s in counts):
         return True
+    level0: dict[str, int] = defaultdict(int)
+    for (_, level), counts in grid.items():
+        if level == 0:
+            for status, n in counts.items():
+                level0[status] += n
+    if learned_nothing(level0):
+        return True
     for space in spec.space_names():
         for level in range(len(spec.fidelities) - 1):
             counts = grid.get((space, level), {})
@@ -128,6 +136,8 @@ class Promotion:
             select(StudyRow.status).where(StudyRow.id == study_id).with_for_update()
         )
         if status != StudyStatus.RUNNING:
+            return 0
+        if self.studies.fail_if_all_failed(study_id, session):
             return 0
         # a new statement after the lock was granted: it sees every settle committed before
         live = (TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import optuna
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from search import optuna_rdb
 from search.db import Database
@@ -297,73 +299,86 @@ class Studies:
         self.get(study_id)
         return self._stop(study_id, StudyStatus.CANCELLED, None, "study cancelled")
 
-    def _stop(self, study_id: int, status: StudyStatus, reason: str | None, why: str) -> bool:
+    def _stop(
+        self,
+        study_id: int,
+        status: StudyStatus,
+        reason: str | None,
+        why: str,
+        session: Session | None = None,
+    ) -> bool:
         """A creating or running study to `status` (with `reason`); its waiting trials are
-        cancelled (`why`), running ones stop at their next epoch report. False if finished."""
+        cancelled (`why`), running ones stop at their next epoch report. False if finished.
+
+        In the caller's transaction if `session` is given, else in one of its own."""
+        if session is None:
+            with self.db.write() as session, session.begin():
+                return self._stop(study_id, status, reason, why, session)
         now = utcnow()
         reason_value = {} if reason is None else {"reason": reason[:2000]}
-        with self.db.write() as session, session.begin():
-            changed = session.execute(
-                update(StudyRow)
-                .where(
-                    StudyRow.id == study_id,
-                    StudyRow.status.in_((StudyStatus.CREATING, StudyStatus.RUNNING)),
-                )
-                .values(status=status.value, updated_at=now, **reason_value)
-            ).rowcount
-            if not changed:
-                return False
-            ids = session.scalars(
-                update(TrialRow)
-                .where(TrialRow.study_id == study_id, TrialRow.status == TrialStatus.WAITING)
-                .values(
-                    status=TrialStatus.CANCELLED.value,
-                    reason=why[:2000],
-                    finished_at=now,
-                    updated_at=now,
-                )
-                .returning(TrialRow.trial_id)
-            ).all()
-            # a claimer that won WAITING → RUNNING meanwhile finds our row cancelled and
-            # fails its trial itself; these are failed whether WAITING or RUNNING
-            optuna_rdb.fail_trials(session, ids)
-        return bool(changed)
+        changed = session.execute(
+            update(StudyRow)
+            .where(
+                StudyRow.id == study_id,
+                StudyRow.status.in_((StudyStatus.CREATING, StudyStatus.RUNNING)),
+            )
+            .values(status=status.value, updated_at=now, **reason_value)
+        ).rowcount
+        if not changed:
+            return False
+        ids = session.scalars(
+            update(TrialRow)
+            .where(TrialRow.study_id == study_id, TrialRow.status == TrialStatus.WAITING)
+            .values(
+                status=TrialStatus.CANCELLED.value,
+                reason=why[:2000],
+                finished_at=now,
+                updated_at=now,
+            )
+            .returning(TrialRow.trial_id)
+        ).all()
+        # a claimer that won WAITING → RUNNING meanwhile finds our row cancelled and
+        # fails its trial itself; these are failed whether WAITING or RUNNING
+        optuna_rdb.fail_trials(session, ids)
+        return True
 
     # --- a study whose trials all fail --------------------------------------------------
 
-    def fail_if_all_failed(self, study_id: int) -> bool:
-        """Fail a running study, keeping its trials, when its lowest level learned nothing:
-        every trial of level 0 failed, or the first FAIL_FAST of them did and none ended
-        otherwise (a spec every network fails on, e.g. a dataset a worker cannot read).
-        The reason names the commonest failure; True if the study was failed now."""
-        failures = self.failures(study_id, level=0)
-        failed = sum(f["trials"] for f in failures)
-        with self.db.read() as session:
-            counts = dict(
-                session.execute(
-                    select(TrialRow.status, func.count())
-                    .where(
-                        TrialRow.study_id == study_id,
-                        TrialRow.level == 0,
-                        TrialRow.retried_as.is_(None),
-                    )
-                    .group_by(TrialRow.status)
-                ).all()
-            )
-        others = sum(n for s, n in counts.items() if s != TrialStatus.FAILED)
-        left = sum(counts.get(s, 0) for s in TrialStatus.unfinished())
-        if not failed or others > left or (left and failed < FAIL_FAST):
-            return False  # a trial ended otherwise, or too few have failed yet to tell
+    def fail_if_all_failed(self, study_id: int, session: Session) -> bool:
+        """Fail a running study, keeping its trials, when its lowest level learned nothing
+        (`learned_nothing`: a spec every network fails on, e.g. a dataset a worker cannot
+        read). The reason names the commonest failure; True if the study was failed now.
+
+        Called by promotion's settle in its transaction, under the study row's lock, so a
+        racing settle cannot call the study done first."""
+        counts = dict(
+            session.execute(
+                select(TrialRow.status, func.count())
+                .where(
+                    TrialRow.study_id == study_id,
+                    TrialRow.level == 0,
+                    TrialRow.retried_as.is_(None),
+                )
+                .group_by(TrialRow.status)
+            ).all()
+        )
+        if not learned_nothing(counts):
+            return False
+        failures = self.failures(study_id, level=0, session=session)
+        failed = counts[TrialStatus.FAILED]
         top = failures[0]
-        total = failed + others
-        which = f"all {total}" if not left else f"the first {failed}"
+        left = sum(counts.get(s, 0) for s in TrialStatus.unfinished())
+        which = f"all {sum(counts.values())}" if not left else f"the first {failed}"
         reason = (
             f"{which} trials of the lowest level failed, e.g. {top['reason']} "
             f"({top['trials']} of {failed}); fix the spec and create the study again"
         )
-        return self._stop(study_id, StudyStatus.FAILED, reason, "study failed: " + reason)
+        why = "study failed: " + reason
+        return self._stop(study_id, StudyStatus.FAILED, reason, why, session)
 
-    def failures(self, study_id: int, level: int | None = None, most: int = 5) -> list[dict]:
+    def failures(
+        self, study_id: int, level: int | None = None, most: int = 5, session: Session | None = None
+    ) -> list[dict]:
         """The reasons of the study's failed trials, commonest first: [{reason, trials}]
         (trials retried after a lost worker are not counted; at most `most` reasons)."""
         where = [
@@ -373,17 +388,30 @@ class Studies:
         ]
         if level is not None:
             where.append(TrialRow.level == level)
-        with self.db.read() as session:
-            rows = session.execute(
-                select(TrialRow.reason, func.count().label("n"))
-                .where(*where)
-                .group_by(TrialRow.reason)
-                .order_by(func.count().desc(), TrialRow.reason)
-            ).all()
+        query = (
+            select(TrialRow.reason, func.count().label("n"))
+            .where(*where)
+            .group_by(TrialRow.reason)
+            .order_by(func.count().desc(), TrialRow.reason)
+        )
+        if session is None:
+            with self.db.read() as session:
+                rows = session.execute(query).all()
+        else:
+            rows = session.execute(query).all()
         out = [{"reason": r or "no reason recorded", "trials": int(n)} for r, n in rows[:most]]
         if len(rows) > most:
             out.append({"reason": "other reasons", "trials": int(sum(n for _, n in rows[most:]))})
         return out
+
+
+def learned_nothing(level0: Mapping[str, int]) -> bool:
+    """From level 0's trial counts by status: every trial failed, or the first FAIL_FAST did
+    and none ended any other way (the study should stop and say why)."""
+    failed = level0.get(TrialStatus.FAILED, 0)
+    left = sum(level0.get(s, 0) for s in TrialStatus.unfinished())
+    ended_otherwise = sum(level0.values()) - failed - left
+    return failed > 0 and not ended_otherwise and (not left or failed >= FAIL_FAST)
 
 
 def optuna_study_name(study_id: int, name: str, unique: str) -> str:

@@ -163,9 +163,7 @@ class TrialLifecycle:
                     updated_at=now,
                 )
             )
-        if outcome.status == TrialStatus.FAILED:  # before settle would call it done
-            self.studies.fail_if_all_failed(claim.study_id)
-        self.promotion.settle(claim.study_id)
+        self.promotion.settle(claim.study_id)  # also stops a study that learns nothing
         return True
 
     def release(self, claim: Claim) -> bool:

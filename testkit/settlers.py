@@ -30,10 +30,13 @@ def fixed_error(space: str, sample: int, level: int) -> float:
     return ((sample * 7 + len(space) * 3) % 13) / 13 + sample * 1e-4 + level * 1e-6
 
 
-def settle_levels(url: str, study_ids: list[int], k: int, settlers: int, barrier) -> int:
+def settle_levels(
+    url: str, study_ids: list[int], k: int, settlers: int, barrier, fail: bool = False
+) -> int:
     """Settler k of `settlers`: for each study and level, claim a share, then finish together.
 
-    Returns how many trials this settler finished.
+    Every trial ends done with its fixed error, or failed (`fail`: a study that learns
+    nothing). Returns how many trials this settler finished.
     """
     from search.store import Store, TrialOutcome
 
@@ -53,22 +56,27 @@ def settle_levels(url: str, study_ids: list[int], k: int, settlers: int, barrier
                 barrier.wait(BARRIER_TIMEOUT)  # all have claimed: the level ends in a race
                 for claim in claims:
                     err = fixed_error(claim.space, claim.sample, claim.level)
-                    finished += store.finish(claim, TrialOutcome("done", err, seconds=0.01))
+                    outcome = TrialOutcome("done", err, seconds=0.01)
+                    if fail:
+                        outcome = TrialOutcome("failed", None, reason="DatasetError: unreadable")
+                    finished += store.finish(claim, outcome)
                 barrier.wait(BARRIER_TIMEOUT)  # all settled: the next level is enqueued
     finally:
         store.close()
     return finished
 
 
-def _settle_in_process(url, study_ids, k, settlers, barrier, results) -> None:
+def _settle_in_process(url, study_ids, k, settlers, barrier, results, fail) -> None:
     try:
-        results.put((k, settle_levels(url, study_ids, k, settlers, barrier)))
+        results.put((k, settle_levels(url, study_ids, k, settlers, barrier, fail)))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, the others released
         barrier.abort()
         results.put((k, f"{type(e).__name__}: {e}"))
 
 
-def race(url: str, study_ids: list[int], settlers: int = 4, processes: bool = False) -> int:
+def race(
+    url: str, study_ids: list[int], settlers: int = 4, processes: bool = False, fail: bool = False
+) -> int:
     """Run `settlers` racing settlers (threads or spawned processes); trials finished in all."""
     if not processes:
         barrier = threading.Barrier(settlers)
@@ -77,7 +85,7 @@ def race(url: str, study_ids: list[int], settlers: int = 4, processes: bool = Fa
 
         def run(k: int) -> None:
             try:
-                counts[k] = settle_levels(url, study_ids, k, settlers, barrier)
+                counts[k] = settle_levels(url, study_ids, k, settlers, barrier, fail)
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
                 errors.append(e)
                 barrier.abort()
@@ -93,7 +101,9 @@ def race(url: str, study_ids: list[int], settlers: int = 4, processes: bool = Fa
     ctx = multiprocessing.get_context("spawn")  # real worker processes share nothing
     barrier, results = ctx.Barrier(settlers), ctx.Queue()
     pool = [
-        ctx.Process(target=_settle_in_process, args=(url, study_ids, k, settlers, barrier, results))
+        ctx.Process(
+            target=_settle_in_process, args=(url, study_ids, k, settlers, barrier, results, fail)
+        )
         for k in range(settlers)
     ]
     for p in pool:

@@ -65,6 +65,28 @@ def test_racing_settlers_postgres(pg_url, processes):
     _check_race(pg_url, processes)
 
 
+def _check_failing_race(url: str) -> None:
+    store = Store(url)
+    ids = [store.create_study(race_spec()) for _ in range(10)]
+    race(url, ids, settlers=SETTLERS, fail=True)
+    for study_id in ids:
+        study = store.get_study(study_id)
+        assert study.status == "failed", (study_id, study.status)  # never done
+        assert "trials of the lowest level failed, e.g. DatasetError: unreadable" in study.reason
+        assert store.count(study_id, level=1) == 0
+    store.close()
+
+
+def test_racing_settlers_fail_a_study_that_learns_nothing_sqlite(sqlite_url):
+    _check_failing_race(sqlite_url)
+
+
+@pytest.mark.postgres
+@pytest.mark.xdist_group("pg")
+def test_racing_settlers_fail_a_study_that_learns_nothing_postgres(pg_url):
+    _check_failing_race(pg_url)
+
+
 def _finish_waiting(store: Store, study_id: int) -> int:
     """Claim and finish every claimable trial of the study in one thread; how many."""
     from search.store import TrialOutcome
