@@ -16,6 +16,7 @@ from api.app import create_app
 from api.limits import SpecLimits
 from api.results_cache import ResultsCache
 from search.store import Store, TrialOutcome
+from testkit.server import CREATE_WAIT
 
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
 SPEC = {
@@ -49,7 +50,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def client(store):
-    with local_client(create_app(create_wait=30, store=store)) as c:
+    with local_client(create_app(create_wait=CREATE_WAIT, store=store)) as c:
         yield c
 
 
@@ -309,7 +310,7 @@ def test_a_busy_results_cache_is_a_503_with_retry_after(client):
 
 
 def test_token_guards_mutations(store):
-    with local_client(create_app(create_wait=30, store=store, token="s3cret")) as c:
+    with local_client(create_app(create_wait=CREATE_WAIT, store=store, token="s3cret")) as c:
         assert c.post("/api/studies", json=SPEC).status_code == 401
         bad = {"Authorization": "Bearer nope"}
         assert c.post("/api/studies", json=SPEC, headers=bad).status_code == 401
@@ -322,7 +323,7 @@ def test_token_guards_mutations(store):
 
 
 def test_body_size_limit(store):
-    with local_client(create_app(create_wait=30, store=store, max_body=2048)) as c:
+    with local_client(create_app(create_wait=CREATE_WAIT, store=store, max_body=2048)) as c:
         big = {**SPEC, "name": "x" * 4000}
         r = c.post("/api/studies", json=big)
         assert r.status_code == 413 and r.json()["errors"][0]["field"] == "body"
@@ -340,7 +341,7 @@ def test_spec_limits_and_data_dirs(store, tmp_path):
     data = tmp_path / "data"
     (data / "cifar").mkdir(parents=True)
     limits = SpecLimits(max_samples=4, max_epochs=3, max_spaces=1, data_dirs=(str(data),))
-    with local_client(create_app(create_wait=30, store=store, limits=limits)) as c:
+    with local_client(create_app(create_wait=CREATE_WAIT, store=store, limits=limits)) as c:
         one = {**SPEC, "spaces": SPEC["spaces"][:1], "samples": 4, "fidelities": [1, 3]}
         cases = [
             ({**one, "samples": 5}, "samples"),
@@ -359,7 +360,7 @@ def test_spec_limits_and_data_dirs(store, tmp_path):
         inside = {**one, "dataset": {"name": "cifar10", "root": str(data / "cifar")}}
         assert c.post("/api/studies", json=inside).status_code == 201
     with local_client(
-        create_app(create_wait=30, store=store)
+        create_app(create_wait=CREATE_WAIT, store=store)
     ) as c:  # default: no dataset roots at all
         r = c.post("/api/studies", json={**SPEC, "dataset": {"name": "cifar10", "root": "/tmp"}})
         assert r.status_code == 422 and "DSE_DATA_DIRS" in r.json()["detail"]

@@ -16,6 +16,7 @@ import pytest
 from api.app import create_app
 from search.store import Store, TrialOutcome
 from testkit import browser as chromium
+from testkit.browser import WAIT_MS
 from testkit.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,7 @@ SPEC = {
     "fidelities": [1, 3],
     "seed": 3,
 }
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 
 def modelled_error(claim, rng: random.Random) -> float:
@@ -86,8 +87,8 @@ def test_study_page_in_chromium(server):
             page = browser.new_page(viewport={"width": 1400, "height": 600})
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
-            page.wait_for_function(f"({POINTS})() === {level0}", timeout=30_000)
+            page.goto(f"{url}/studies/{study_id}", timeout=WAIT_MS)
+            page.wait_for_function(f"({POINTS})() === {level0}", timeout=WAIT_MS)
             assert page.locator("#legend tbody tr").count() == 3
             assert page.locator("#ks tbody tr").count() == 3  # A-C, A-E, C-E
             assert page.locator("#ks thead th").count() == 5  # a, b, D, p, q
@@ -95,7 +96,7 @@ def test_study_page_in_chromium(server):
                 "() => document.getElementById('efit').data.filter(t => t.meta === 'efit')"
                 ".reduce((n, t) => n + t.x.length, 0)"
             )
-            page.wait_for_function(f"({efit})() === {level0}", timeout=15_000)  # DDS Fig. 8
+            page.wait_for_function(f"({efit})() === {level0}", timeout=WAIT_MS)  # DDS Fig. 8
             # the best networks' e_fit ranges: one strip per space, none over another, each
             # named in the legend (five overlapping shades had turned brown, unexplained)
             strips = page.evaluate(
@@ -112,7 +113,7 @@ def test_study_page_in_chromium(server):
             heads = page.locator("#fit table th").all_inner_texts()
             assert heads[:2] == ["fit of", "winner's space"] and heads.count("space") == 0
             page.wait_for_function(
-                "() => document.querySelectorAll('#exports table').length === 3", timeout=30_000
+                "() => document.querySelectorAll('#exports table').length === 3", timeout=WAIT_MS
             )
             rows = page.locator("#exports table").first.locator("tr")
             assert rows.count() == 3  # header, winner, fitted RegNet
@@ -129,7 +130,7 @@ def test_study_page_in_chromium(server):
             )
             assert far and page.evaluate(params) == 0  # off the first screen: drawn when near
             page.locator("#params").scroll_into_view_if_needed()
-            page.wait_for_function(f"({params})() >= 1", timeout=15_000)
+            page.wait_for_function(f"({params})() >= 1", timeout=WAIT_MS)
             page.evaluate("() => window.scrollTo(0, 0)")
             plain = page.evaluate(LAST_F)
 
@@ -137,14 +138,14 @@ def test_study_page_in_chromium(server):
             # NDS' 40 bins over 40 networks a space leave some bin empty: the page says which
             page.wait_for_function(
                 "() => (document.body.dataset.rendered || '').endsWith('|flops|error')",
-                timeout=15_000,
+                timeout=WAIT_MS,
             )
             assert "has no network in bin" in page.inner_text("#note")
             page.fill("#bins", "4")
             page.dispatch_event("#bins", "change")
             page.wait_for_function(
                 "() => (document.body.dataset.rendered || '').includes('|flops|\"')",
-                timeout=15_000,
+                timeout=WAIT_MS,
             )
             title = page.evaluate("() => document.getElementById('edf').layout.title.text")
             assert "flops" in title and "4 equal flops bins" in page.inner_text("#note")
@@ -155,13 +156,13 @@ def test_study_page_in_chromium(server):
 
             page.select_option("#fidelity", "3")
             page.wait_for_function(
-                "() => (document.body.dataset.rendered || '').startsWith('3|')", timeout=15_000
+                "() => (document.body.dataset.rendered || '').startsWith('3|')", timeout=WAIT_MS
             )
             page.select_option("#fidelity", "1")
             page.click("#normalize button[data-v=none]")
             page.wait_for_function(
                 "() => (document.body.dataset.rendered || '').startsWith('1|none|')",
-                timeout=15_000,
+                timeout=WAIT_MS,
             )
             assert not errors, errors
             # CI keeps it as an artifact; the README's picture is of a real demo
@@ -184,14 +185,14 @@ def test_page_updates_without_reload(server):
         browser = launch(p)
         try:
             page = browser.new_page()
-            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
-            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=30_000)
+            page.goto(f"{url}/studies/{study_id}", timeout=WAIT_MS)
+            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=WAIT_MS)
             assert page.evaluate(POINTS) == 0
             page.evaluate("() => { window.notReloaded = true; }")
             claim = store.claim("browser-test")
             store.finish(claim, TrialOutcome("done", 0.25))
             t0 = time.monotonic()
-            page.wait_for_function(f"({POINTS})() === 1", timeout=10_000)
+            page.wait_for_function(f"({POINTS})() === 1", timeout=WAIT_MS)
             seen_after = time.monotonic() - t0
             assert page.evaluate("() => window.notReloaded === true")
             print(f"result visible on the page {seen_after:.2f} s after it was stored")
@@ -214,8 +215,8 @@ def test_space_names_are_text_in_the_plots(server):
         browser = launch(p)
         try:
             page = browser.new_page()
-            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
-            page.wait_for_function(f"({POINTS})() === 6", timeout=30_000)
+            page.goto(f"{url}/studies/{study_id}", timeout=WAIT_MS)
+            page.wait_for_function(f"({POINTS})() === 6", timeout=WAIT_MS)
             page.wait_for_function("() => !!document.querySelector('#efit .legend')")
             for plot in ("#edf", "#efit"):  # the EDF's and e_fit's legends (issue 23)
                 legend = page.evaluate(
@@ -249,8 +250,8 @@ def test_banner_names_the_spaces_whose_trainings_did_not_learn(server):
         browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
-            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=30_000)
+            page.goto(f"{url}/studies/{study_id}", timeout=WAIT_MS)
+            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=WAIT_MS)
             banner = page.locator("#banner")
             assert banner.is_visible()
             text = banner.inner_text()
@@ -258,7 +259,7 @@ def test_banner_names_the_spaces_whose_trainings_did_not_learn(server):
             assert "learning rate" in text and "AnyNetX_C" not in text
             assert page.evaluate(POINTS) == 3 * 8  # kept in the EDFs, not dropped
             row = page.locator('#progress .progress-row[data-space="AnyNetX_A"] .count')
-            row.filter(has_text="8 at chance").wait_for(timeout=10_000)
+            row.filter(has_text="8 at chance").wait_for(timeout=WAIT_MS)
             assert "at chance" not in page.locator("#progress").inner_text().split("AnyNetX_C")[1]
             out = ROOT / "artifacts" / "not_learned_banner.png"
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -271,8 +272,8 @@ def test_banner_names_the_spaces_whose_trainings_did_not_learn(server):
         browser = launch(p)
         try:
             page = browser.new_page()
-            page.goto(f"{url}/studies/{study_id + 1}", timeout=30_000)
-            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=30_000)
+            page.goto(f"{url}/studies/{study_id + 1}", timeout=WAIT_MS)
+            page.wait_for_function("() => !!document.body.dataset.rendered", timeout=WAIT_MS)
             assert not page.locator("#banner").is_visible()
         finally:
             browser.close()
@@ -308,8 +309,8 @@ def test_reference_markers_on_the_edf(server):
             page = browser.new_page(viewport={"width": 1400, "height": 800})
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{url}/studies/{study_id}", timeout=30_000)
-            page.wait_for_function(f"({POINTS})() === 60", timeout=30_000)  # refs: no points
+            page.goto(f"{url}/studies/{study_id}", timeout=WAIT_MS)
+            page.wait_for_function(f"({POINTS})() === 60", timeout=WAIT_MS)  # refs: no points
             lines = page.evaluate(
                 """() => document.getElementById('edf').data.filter(t => t.meta === 'reference')
                   .map(t => ({x: t.x, name: t.name}))"""
@@ -334,7 +335,7 @@ def test_reference_markers_on_the_edf(server):
             assert f"resnet20 beats {round(100 * share)}% of AnyNetX_E" in rows.first.inner_text()
             assert page.locator("#legend tbody tr").count() == 3  # still three spaces
             done = page.locator('#progress .progress-row[data-reference="tiny regnet"] .count')
-            done.filter(has_text="3 done").wait_for(timeout=10_000)
+            done.filter(has_text="3 done").wait_for(timeout=WAIT_MS)
             assert not errors, errors
             out = ROOT / "artifacts" / "study_references.png"
             out.parent.mkdir(parents=True, exist_ok=True)
