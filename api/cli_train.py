@@ -43,8 +43,10 @@ def register(subparsers) -> None:
     p.add_argument("--flip", action=argparse.BooleanOptionalAction,
                    help=f"random horizontal flips; default {defaults.FLIP_RULE}")  # fmt: skip
     p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"),
-                   help="default auto: bf16 where the device gains (CUDA, native-bf16 CPUs)")  # fmt: skip
-    p.add_argument("--threads", type=int, help="torch threads (default: $DSE_THREADS or all)")
+                   help="default auto: bf16 where the device gains (CUDA, AVX512-BF16 CPUs "
+                   "without AMX), else fp32")  # fmt: skip
+    p.add_argument("--threads", type=int,
+                   help="torch threads (default: $DSE_THREADS or 1: one training per core)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_train)
 

@@ -260,6 +260,68 @@ def run_bench(quick: bool = False, log=print) -> dict:
     }
 
 
+# --- does bf16 give fp32's answers? (issue 24: AMX bf16 kernels diverged at random) --------
+def precision_agreement(space: str, n: int, data, epochs: int = 2, seed: int = 0,
+                        bounds: dict | None = None, precision: str = "bf16",
+                        log=lambda s: None) -> dict:  # fmt: skip
+    """Train n networks of `space` on `data` in fp32 (seeds s and s+1) and in `precision` (s).
+
+    The rule (docs/method.md §5): `precision` diverges on none that fp32 trains, and its
+    paired differences |e(p, s) - e(fp32, s)| are within the seed-to-seed spread
+    |e(fp32, s) - e(fp32, s+1)|: their mean exceeds the spread's by at most two standard
+    errors of that difference (a one-sided Welch bound; a short training is chaotic, so any
+    change of the numerics moves an error about as far as a change of seed does).
+    """
+    import statistics
+
+    from anynet.sampling import sample
+    from anynet.spaces import get_space
+    from search.spec import Recipe
+    from worker.train import train
+
+    nets = sample(get_space(space), n, seed, bounds=bounds, resolution=data.resolution,
+                  num_classes=data.num_classes).samples  # fmt: skip
+    rows = []
+    for i, net in enumerate(nets):
+        s = seed + i
+        runs = {
+            "fp32": train(net.spec, data, Recipe(precision="fp32"), epochs, seed=s),
+            "fp32_next_seed": train(net.spec, data, Recipe(precision="fp32"), epochs, seed=s + 1),
+            precision: train(net.spec, data, Recipe(precision=precision), epochs, seed=s),
+        }
+        row = {k: {"status": r.status, "val_error": r.val_error, "precision": r.precision}
+               for k, r in runs.items()}  # fmt: skip
+        rows.append(row)
+        log(f"precision: {space} #{i}: " + ", ".join(
+            f"{k} {r['status']} {r['val_error'] if r['val_error'] is None else round(r['val_error'], 4)}"
+            for k, r in row.items()))  # fmt: skip
+    trained = [r for r in rows if r["fp32"]["status"] == "done"]
+    lost = [r for r in trained if r[precision]["status"] != "done"]
+    pairs = [r for r in trained if r[precision]["status"] == "done"
+             and r["fp32_next_seed"]["status"] == "done"]  # fmt: skip
+    paired = [abs(r[precision]["val_error"] - r["fp32"]["val_error"]) for r in pairs]
+    spread = [abs(r["fp32_next_seed"]["val_error"] - r["fp32"]["val_error"]) for r in pairs]
+    mean = statistics.fmean
+
+    def var_of_mean(xs):
+        return statistics.variance(xs) / len(xs) if len(xs) > 1 else 0.0
+
+    se = (var_of_mean(paired) + var_of_mean(spread)) ** 0.5
+    return {
+        "space": space,
+        "precision": precision,
+        "networks": rows,
+        "fp32_done": len(trained),
+        "diverged_where_fp32_trains": len(lost),
+        "mean_paired_difference": mean(paired) if paired else None,
+        "mean_seed_spread": mean(spread) if spread else None,
+        "mean_signed_difference": mean(
+            [r[precision]["val_error"] - r["fp32"]["val_error"] for r in pairs]
+        ) if pairs else None,  # fmt: skip
+        "agree": not lost and bool(pairs) and mean(paired) <= mean(spread) + 2 * se,
+    }
+
+
 # --- a quick measurement for estimates (search/estimate.py, POST /api/studies/estimate) -----
 PROBE_RESOLUTION, PROBE_CLASSES, PROBE_IMAGES, PROBE_BATCH = 16, 10, 256, 32
 _PROBED: dict[str, dict] = {}
