@@ -72,4 +72,3 @@ def reexec_with_tuned_malloc() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, env)
-

@@ -301,6 +301,7 @@ def precision_agreement(space: str, n: int, data, epochs: int = 2, seed: int = 0
              and r["fp32_next_seed"]["status"] == "done"]  # fmt: skip
     paired = [abs(r[precision]["val_error"] - r["fp32"]["val_error"]) for r in pairs]
     spread = [abs(r["fp32_next_seed"]["val_error"] - r["fp32"]["val_error"]) for r in pairs]
+    signed = [r[precision]["val_error"] - r["fp32"]["val_error"] for r in pairs]
     mean = statistics.fmean
 
     def var_of_mean(xs):
@@ -315,9 +316,7 @@ def precision_agreement(space: str, n: int, data, epochs: int = 2, seed: int = 0
         "diverged_where_fp32_trains": len(lost),
         "mean_paired_difference": mean(paired) if paired else None,
         "mean_seed_spread": mean(spread) if spread else None,
-        "mean_signed_difference": mean(
-            [r[precision]["val_error"] - r["fp32"]["val_error"] for r in pairs]
-        ) if pairs else None,  # fmt: skip
+        "mean_signed_difference": mean(signed) if signed else None,
         "agree": not lost and bool(pairs) and mean(paired) <= mean(spread) + 2 * se,
     }
 
