@@ -143,3 +143,16 @@ def test_bf16_gives_fp32_answers_on_sampled_networks():
     assert report["diverged_where_fp32_trains"] == 0, report
     assert report["agree"], report
     assert all(r["bf16"]["precision"].startswith("bf16") for r in report["networks"])
+
+
+def test_results_warn_when_a_level_mixes_precisions():
+    import pandas as pd
+
+    from search.results import mixed_precisions
+
+    frame = pd.DataFrame({"status": ["done", "done", "done", "diverged"],
+                          "precision": ["fp32", "bf16", "fp32", "bf16"]})  # fmt: skip
+    note = mixed_precisions(frame)
+    assert note is not None and "1 in bf16, 2 in fp32" in note
+    assert mixed_precisions(frame[frame["precision"] == "fp32"]) is None
+    assert mixed_precisions(frame.assign(precision=[None, "fp32", "fp32", "bf16"])) is None
