@@ -50,9 +50,14 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_train)
 
-    b = subparsers.add_parser("bench", help="training engine vs a naive loop on this machine")
+    b = subparsers.add_parser(
+        "bench", help="this machine's peaks, the engine's fraction of them, workers per core"
+    )
     b.add_argument(
-        "--quick", action="store_true", help="one network, short runs (~1.5 min; full: ~12 min)"
+        "--quick",
+        action="store_true",
+        help="fewer images and repeats (the timings are medians either way; both take minutes, "
+        "more on a loaded machine)",
     )
     b.add_argument("--json", action="store_true", help="one JSON document on stdout")
     b.set_defaults(func=cmd_bench)
