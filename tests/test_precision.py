@@ -156,3 +156,22 @@ def test_results_warn_when_a_level_mixes_precisions():
     assert note is not None and "1 in bf16, 2 in fp32" in note
     assert mixed_precisions(frame[frame["precision"] == "fp32"]) is None
     assert mixed_precisions(frame.assign(precision=[None, "fp32", "fp32", "bf16"])) is None
+
+
+def test_workers_started_by_dse_serve_get_the_cap_on_amx_cpus(monkeypatch):
+    from api import cli_serve
+
+    started = []
+
+    class FakePopen:
+        def __init__(self, cmd, env, preexec_fn=None):
+            started.append((cmd, env))
+
+    monkeypatch.setattr(cpu, "has_amx", lambda flags=None: True)
+    monkeypatch.delenv(cpu.ONEDNN_ISA_ENV, raising=False)
+    monkeypatch.setattr(cli_serve.subprocess, "Popen", FakePopen)
+    cli_serve.start_workers(None, cli_serve.worker_plan(2, "cpu"))
+    assert len(started) == 2
+    for cmd, env in started:
+        assert env[cpu.ONEDNN_ISA_ENV] == "AVX512_CORE_BF16" and env["DSE_THREADS"] == "1"
+        assert cmd[-2:] == ["--threads", "1"]
