@@ -84,14 +84,16 @@ def test_bench_report_names_the_machine_peaks_split_and_workers():
                                              "data": 0.005}},
         "baseline": {"images_per_s": 50.0},
         "speedup": 3.0,
-        "workers": {"cores": 2, "goal": 0.8, "free": workers, "with_busy_core": workers},
+        "workers": {"cores": 2, "goal": 0.8, "free": workers, "with_busy_core": workers,
+                    "default_threads": [1]},
     }  # fmt: skip
     text = format_report(report)
     assert "AMD EPYC, 2 cores: avx2 (torch AVX2)" in text
     assert "fp32 60.0, bf16 0.3" in text and "fp32 channels_last 30.0, nchw 20.0" in text
     assert "20.0% of the GEMM peak, 40.0% of the conv-shape peak" in text
     assert "convolution 60%, normalisation 25%" in text and "3.00x" in text
-    assert "default / 1 thread 0.97, goal >= 0.8" in text and "one core busy" in text
+    assert "default / 1 thread 0.97, goal >= 0.8; default threads [1]" in text
+    assert "one core busy" in text
 
 
 def test_bench_conv_shapes_count_each_distinct_convolution():
