@@ -71,7 +71,8 @@ def register(subparsers) -> None:
     w.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best found)")
     w.add_argument("--max-trials", type=int, default=None, help="exit after N trials")
     w.add_argument("--exit-when-idle", action="store_true", help="exit when nothing is left")
-    w.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    w.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: $DSE_THREADS or 1; run one worker per core)")  # fmt: skip
     w.add_argument("--study", type=int, action="append", default=None, help="only these studies")
     w.add_argument("--poll", type=float, default=1.0, help="seconds between polls when idle")
     w.add_argument(

@@ -162,7 +162,7 @@ class Reads:
         self.studies.get(study_id)
         columns = [getattr(TrialRow, c) for c in FRAME_COLUMNS]
         query = (
-            select(*columns, TrialRow.net, TrialRow.sampled)
+            select(*columns, TrialRow.recipe, TrialRow.net, TrialRow.sampled)
             .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
             .order_by(TrialRow.trial_id)
         )
@@ -171,6 +171,7 @@ class Reads:
         frame = pd.DataFrame([r[: len(FRAME_COLUMNS)] for r in rows], columns=list(FRAME_COLUMNS))
         frame["error"] = pd.to_numeric(frame["error"], errors="coerce").astype(float)
         frame["spec"] = [r[-2] for r in rows]
+        frame["precision"] = [(r[-3] or {}).get("precision") for r in rows]  # as it ran
         sampled = pd.DataFrame([r[-1] or {} for r in rows], index=frame.index)
         for name in sampled.columns:
             frame[f"p_{name}"] = sampled[name]

@@ -301,6 +301,8 @@ def study_results(
         )
         _identify(overall, counted, counted_idx)
     notes = list(notes_parent)
+    if mixed := mixed_precisions(here):
+        notes.append(mixed)
     if norm is not None and sum(norm.outside.values()):
         left = ", ".join(f"{n} {k}" for n, k in norm.outside.items() if k)
         notes.append(
@@ -443,6 +445,22 @@ def _progress(frame: pd.DataFrame, spec, names: list[str]) -> dict:
             c = {s: int(counts.get((n, level, s), 0)) for s in statuses}
             out[n].append({"level": level, "epochs": epochs, **c, "total": sum(c.values())})
     return out
+
+
+def mixed_precisions(trials: pd.DataFrame) -> str | None:
+    """A warning when the done trials of one level ran in more than one precision."""
+    if not len(trials) or "precision" not in trials:
+        return None
+    done = trials[(trials["status"] == "done") & trials["precision"].notna()]
+    counts = done["precision"].value_counts()
+    if len(counts) < 2:
+        return None
+    parts = ", ".join(f"{n} in {p}" for p, n in sorted(counts.items()))
+    return (
+        f"precision: this level's trials ran in more than one precision ({parts}); "
+        "bf16 and fp32 errors of one network can differ by more than a change of seed "
+        "(docs/method.md §5)"
+    )
 
 
 def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, c_range=None):
