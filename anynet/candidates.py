@@ -1,13 +1,15 @@
 """Candidate networks of a design space, a batch at a time (DDS §3, docs/method.md §4).
 
 `anynet_batch` and `regnet_batch` draw every free value of BATCH candidates with numpy from
-the sampler's seeded Generator (in a fixed order, so a seed reproduces its draws), reject
-the constraint breakers with a reason, and give the stage values of the rest;
+the sampler's seeded Generator (in a fixed order, so a seed reproduces its draws), apply
+the space's group-compatibility rule, reject the candidates whose *built* values break a
+constraint (docs/method.md §4), with a reason, and give the stage values of the rest;
 `count_batches` counts those exactly by describing them with numpy arrays through
 anynet.families (complexity.anynet_counts): the group rule comes from anynet.rounding, the
 RegNet widths from anynet.regnet, so no network rule is copied here.
-`spec(i)` makes candidate i's NetSpec and the values drawn for it: d1.., w1.., bot_mul1..,
-g1.. or groups1..; for RegNets depth, w0, wa, wm, g, bot_mul and the resulting d1.., w1...
+`spec(i)` makes candidate i's NetSpec and its values as built: d1.., w1.., bot_mul1..,
+g1.. or groups1.. (the stage values of the NetSpec); for RegNets the drawn depth, w0, wa,
+wm, g, bot_mul and the resulting d1.., w1...
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from anynet.complexity import anynet_counts
 from anynet.families import Stage
 from anynet.regnet import QUANTUM, quantized_widths
 from anynet.rounding import group_rule, groups_of, inner_width
-from anynet.spaces import FAMILY_PER_STAGE, DesignSpace
+from anynet.spaces import FAMILY_PER_STAGE, DesignSpace, support
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 BOUND_KEYS = ("flops", "params", "acts")
@@ -29,7 +31,9 @@ REASONS = (
     "",
     "increasing_width",
     "increasing_depth",
+    "shared_group_width",
     "group_compatibility",
+    "out_of_range",
     "num_stages",
     "regnet_valid",
     "invalid_network",
@@ -61,7 +65,9 @@ class Batch:
     index; `rows` are the candidates that met the constraints (ascending), `parts` their
     stage values (a row mask and families.Stage arrays per stage count); `count_batches` then
     keeps in `rows` only the networks and puts their exact flops, params and acts in
-    `counts`. spec(i) → (NetSpec, params drawn).
+    `counts`. spec(i) → (NetSpec, its values as built). `drawn` keeps the AnyNet widths and
+    group widths of every candidate as drawn, before the group rule (width, group_width:
+    (size, stages) arrays), so the rule's effect can be measured (docs/method.md §4).
     """
 
     codes: np.ndarray
@@ -69,6 +75,7 @@ class Batch:
     parts: list[tuple[np.ndarray, list[Stage]]]
     spec: Callable[[int], tuple[NetSpec, dict]]
     counts: dict[str, np.ndarray] = field(default_factory=dict)
+    drawn: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _joined(values: list):
@@ -119,7 +126,7 @@ def count_batches(net: dict, batches: list[Batch]) -> None:
 
 
 def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict) -> Batch:
-    """`size` AnyNet candidates: per-stage values drawn, constraints and group rule applied."""
+    """`size` AnyNet candidates: per-stage values drawn, group rule applied, then constraints."""
     k = int(space.stages)
     shared = {
         "bottleneck_multiplier": space.has("shared_bottleneck"),
@@ -142,22 +149,36 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
         g = groups_of(inner_width(w, m), dr["groups"])
     else:
         g = dr.get("group_width", np.ones_like(w))
+    group_key = "groups" if "groups" in dr else "group_width" if "group_width" in dr else None
     codes = np.zeros(size, dtype=np.int64)
-    for constraint, arr in (("increasing_width", w), ("increasing_depth", d)):
-        if space.has(constraint):
-            bad = np.any(np.diff(arr, axis=1) < 0, axis=1)
-            codes[bad & (codes == 0)] = CODE[constraint]
     strides = space.stage_strides(k)
-    bottleneck = space.block in BOTTLENECK_BLOCKS
-    wa, ga = w, g
-    if bottleneck:  # the group rule, on the candidates still alive only
-        alive = np.flatnonzero(codes == 0)
+    if space.has("increasing_depth"):  # the group rule keeps depths: checked first, cheaply
+        codes[np.any(np.diff(d, axis=1) < 0, axis=1)] = CODE["increasing_depth"]
+    alive = np.flatnonzero(codes == 0)
+    wa, ga = w, g  # the network as built: the group rule first (docs/method.md §4)
+    if space.block in BOTTLENECK_BLOCKS:  # on the candidates still alive only
         wa, ga = w.copy(), np.array(g, copy=True)
         wa[alive], ga[alive], ok = group_rule(w[alive], m[alive], g[alive], space.rounding)
         codes[alive[~ok.all(axis=1)]] = CODE["group_compatibility"]
-        if space.has("increasing_width"):  # the rounding rule may break the order
-            bad = np.any(np.diff(wa[alive], axis=1) < 0, axis=1)
-            codes[alive[bad & (codes[alive] == 0)]] = CODE["increasing_width"]
+    # the value recorded per stage: group width g_i, or number of groups (NDS ResNeXt)
+    gb = groups_of(inner_width(wa, m), ga) if "groups" in dr else ga
+    # every range and constraint is checked on the built values, so it holds on the network
+    # trained: a width the rule moves out of its stage's range is rejected, not kept
+    checks = [("out_of_range", "width", wa), ("out_of_range", group_key, gb)]
+    checks += [("increasing_width", "", wa), ("shared_group_width", "", gb)]
+    for reason, name, arr in checks:
+        if name is None or (not name and not space.has(reason)):
+            continue
+        at = alive[codes[alive] == 0]
+        x = arr[at]
+        if name:
+            lo, hi = np.array([support(dist) for dist in space.per_stage(name)]).T
+            bad = np.any((x < lo - 1e-9) | (x > hi + 1e-9), axis=1)
+        elif reason == "shared_group_width":
+            bad = np.any(x != x[:, :1], axis=1)
+        else:
+            bad = np.any(np.diff(x, axis=1) < 0, axis=1)
+        codes[at[bad]] = CODE[reason]
     rows = np.flatnonzero(codes == 0)
     stages = []
     for j in range(k):
@@ -169,26 +190,25 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
         )  # fmt: skip
 
     family = [name for name in FAMILY if name in dr]
-    group_key = "groups" if "groups" in dr else "g" if "group_width" in dr else None
+    gkey = {"groups": "groups", "group_width": "g"}.get(group_key)  # its name in params
     keys = {n: [f"{n}{j + 1}" for j in range(k)] for n in ("d", "w", "bot_mul", "groups", "g")}
     keys.update({n: [f"{PARAM[n]}{j + 1}" for j in range(k)] for n in PARAM})
     keys["branches"] = [[f"br{j + 1}_{b}" for b in BRANCHES] for j in range(k)]
 
     def spec(i: int):
-        """Candidate i's NetSpec (widths after the group rule) and the values drawn."""
-        di, wi, mi = d[i].tolist(), w[i].tolist(), m[i].tolist()
+        """Candidate i's NetSpec and its values as built (after the group rule)."""
+        di, wi, mi = d[i].tolist(), wa[i].tolist(), m[i].tolist()
         params: dict = {"depth": sum(di)}
         params.update(zip(keys["d"], di, strict=True))
         params.update(zip(keys["w"], wi, strict=True))
         params.update(zip(keys["bot_mul"], mi, strict=True))
-        if group_key is not None:
-            drawn = dr["groups"][i] if group_key == "groups" else g[i]
-            params.update(zip(keys[group_key], drawn.tolist(), strict=True))
-        if shared["bottleneck_multiplier"]:  # one drawn value: also under its plain name
+        if gkey is not None:
+            params.update(zip(keys[gkey], gb[i].tolist(), strict=True))
+        if shared["bottleneck_multiplier"]:  # one value: also under its plain name
             params["bot_mul"] = mi[0]
         if shared["group_width"]:
-            params[group_key or "g"] = params.get(f"{group_key or 'g'}1", 1)
-        rows_ = zip(di, wa[i].tolist(), strides, mi, ga[i].tolist(), strict=True)
+            params[gkey or "g"] = params.get(f"{gkey or 'g'}1", 1)
+        rows_ = zip(di, wi, strides, mi, ga[i].tolist(), strict=True)
         stages = [dict(zip(STAGE_KEYS, row, strict=True)) for row in rows_]
         for name in family:
             values = dr[name][i].tolist()
@@ -201,7 +221,8 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
                 params.update(zip(keys[name], values, strict=True))
         return NetSpec.model_validate({**net, "stages": stages}), params
 
-    return Batch(codes, rows, [(np.ones(rows.size, bool), stages)], spec)
+    drawn = {"width": w, "group_width": g}
+    return Batch(codes, rows, [(np.ones(rows.size, bool), stages)], spec, drawn=drawn)
 
 
 def regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict) -> Batch:

@@ -10,7 +10,8 @@ when it is importable, else with our copy of its rule):
 - pycls applies the pycls rule. A RegNet whose rule differs (torchvision-rounded) and gives a
   different network is written as an explicit ANYNET config, which pycls builds as given.
 - timm applies the pycls rule with group_min_ratio=0 and the torchvision rule with 0.9, so it
-  can carry either; it only builds 4-stage RegNets and refuses anything else.
+  can carry either; it only builds 4-stage RegNets (timm 1.0's RegNet.__init__ asserts four
+  stage configs, forward_features runs s1..s4) and refuses anything else, saying so.
 - torchvision applies its rule in BlockParams.from_init_params. If that gives a different
   network (a pycls-rounded RegNet, ~40% of sampled ones), the export uses explicit
   BlockParams(depths=…, widths=…) instead, which torchvision builds as given, and says so.
@@ -18,13 +19,15 @@ when it is importable, else with our copy of its rule):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 from typing import Any
 
 from anynet.reference import ReferenceSpec
 from anynet.reference_export import export_reference, render_reference
 from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, stages_of
-from anynet.regnet_fit import fit_regnet
+from anynet.regnet_fit import recognise_regnet
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
 FORMATS = ("pycls", "timm", "torchvision", "json")
@@ -84,9 +87,10 @@ def as_regnet(spec: NetSpec, rounding: str) -> RegNetParams | None:
     ]
     if not all(allowed):
         return None
-    w0, wa, wm, e = fit_regnet(spec.block_widths, allowed=allowed)
-    if e > 0:
+    found = recognise_regnet(spec.block_widths, allowed=allowed)
+    if found is None:
         return None
+    w0, wa, wm = found
     p = RegNetParams(
         depth=spec.depth, w0=w0, wa=wa, wm=wm, group_width=g, bottleneck_multiplier=b,
         se_ratio=spec.se_ratio, rounding=rounding,
@@ -110,9 +114,26 @@ def _resolve(target: RegNetParams | NetSpec, spec_kw: dict) -> tuple[RegNetParam
 
 
 # --- the rule each target applies ----------------------------------------------------------
+# True inside `own_rules()`: the targets' rules are computed with dse's copies, importing
+# neither torchvision nor timm (seconds cold): for asking which formats build a network
+_OWN_RULES: contextvars.ContextVar[bool] = contextvars.ContextVar("own_rules", default=False)
+
+
+@contextlib.contextmanager
+def own_rules():
+    """Within it, exports check the targets' rules with dse's copies (tested equal to theirs)."""
+    token = _OWN_RULES.set(True)
+    try:
+        yield
+    finally:
+        _OWN_RULES.reset(token)
+
+
 def torchvision_stages(p: RegNetParams) -> tuple[dict, str]:
     """Stages torchvision's BlockParams.from_init_params builds from p, and what computed them."""
     try:
+        if _OWN_RULES.get():
+            raise ImportError("own_rules")
         from torchvision.models.regnet import BlockParams
     except ImportError:
         tv = p.model_copy(update={"rounding": "torchvision"})
@@ -128,6 +149,8 @@ def timm_stages(p: RegNetParams) -> tuple[dict, str]:
     """Stages timm's RegNet builds from p's RegNetCfg, and what computed them."""
     ratio = _timm_min_ratio(p.rounding)
     try:
+        if _OWN_RULES.get():
+            raise ImportError("own_rules")
         from timm.models.regnet import adjust_widths_groups_comp, generate_regnet
     except ImportError:
         return dict(
@@ -226,7 +249,9 @@ def _timm(regnet: RegNetParams | None, spec: NetSpec) -> dict:
         )
     if len(spec.stages) != 4:
         raise ValueError(
-            f"stages: timm's RegNet builds exactly 4 stages; this network has {len(spec.stages)}"
+            f"stages: timm's RegNet builds exactly 4 stages (RegNet.__init__ asserts 4 stage "
+            f"configs and forward_features runs s1 to s4), this network has {len(spec.stages)}; "
+            "pycls, torchvision and json build any number"
         )
     if regnet is None:
         regnet = as_regnet(spec, "pycls") or as_regnet(spec, "torchvision")

@@ -55,9 +55,7 @@ from anynet.layers import (
     repeat,
     when,
 )
-from anynet.spec import BOTTLENECK_BLOCKS, FAMILY_FIELDS, NetSpec, StageSpec
-
-SE_BLOCKS = (*BOTTLENECK_BLOCKS, "mbconv")  # the families with squeeze-excite
+from anynet.spec import FAMILY_FIELDS, SE_BLOCKS, NetSpec, StageSpec
 
 CONVNEXT_MLP_RATIO = 4  # ConvNeXt's inverted-bottleneck MLP ratio
 

@@ -1,17 +1,26 @@
 """Fitting RegNets to per-block widths (DDS §3.3, docs/method.md §3).
 
-Two fits of e_fit = mean over blocks of |log(w_pred / w_observed)|, w_pred the quantised
-linear prediction at (w0, wa, wm):
-- `fit_regnet`: the nearest RegNet to one network, exact in wa (breakpoints) with a fine wm
-  search; used to recognise exact RegNets (exports) and for the fitted RegNet of winners.
-- `fit_many`: DDS' grid search for every network of a study at once (DDS Fig. 8 plots e_fit
-  against error for all of them), about 1 ms a network. With wa = r·w0 the exponent of
-  every block depends on (r, wm) only, and the best w0 for given exponents is a median, so
-  the coarse grid is 2-D; its best points are refined on small local grids in (w0, wa, wm),
-  evaluated exactly. Its result is an upper bound close to the grid's limit (`fit_dense`).
-Both can be kept inside DDS §3.3's RegNet space (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3, w0 and wa
-below 256), so a fit never calls a network a "RegNet" that the space does not hold (wm 1.1
-and 20 stages).
+Fits of e_fit = mean over blocks of |log(w_pred / w_observed)|, w_pred the quantised linear
+prediction at (w0, wa, wm), and what each guarantees:
+- `fit_regnet`: the global minimum of e_fit over every multiple of 8 for w0 and every
+  (wa, wm) inside the ranges it is given (to 1e-9), by branch and bound over (w0, wm)
+  boxes with the best wa of each found exactly from its breakpoints. An exact RegNet is
+  recognised first from its own widths. About 0.2 s an AnyNetX network; used for the
+  fitted RegNet of a study's winners.
+- `recognise_regnet`: only that first step, for exports: (w0, wa, wm) that regenerate the
+  widths exactly, or None.
+- `fit_many`: DDS' grid search for every network of a study at once (DDS Fig. 8 plots
+  e_fit against error for all of them), about 2 ms a network. With wa = r·w0 the exponent
+  of every block depends on (r, wm) only, and the best w0 for given exponents is a median,
+  so the coarse grid is 2-D; its best points are refined on small local grids, then on
+  kinks (a level put on a block's width, the exponents kept: `_kinks`). It returns
+  a real RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
+  REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
+  other networks it is an upper bound that may miss the optimum by a few hundredths
+  (benchmarks/bench_fit.py measures by how much).
+The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
+w0 and wa below 256), so a fit never calls a network a "RegNet" that the space does not
+hold (wm 1.1 and 20 stages).
 """
 
 from __future__ import annotations
@@ -21,14 +30,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from anynet.regnet import QUANTUM, quantized_block_widths
+from anynet.regnet import QUANTUM, quantized_block_widths, quantized_widths
 
-# --- fitting (DDS §3.3) ---------------------------------------------------------------
+# --- a network's own parameters (DDS §3.3) ---------------------------------------------
 # e_fit = mean_j |log(w_pred_j / w_obs_j)| of the *quantised* prediction. For fixed (w0, wm)
 # the prediction is a step function of wa: block j moves from exponent k to k+1 at
-# wa = w0·(wm^(k+1/2) − 1)/j. So the exact best wa is found by sorting those breakpoints and
-# summing the error changes; w0 is searched over multiples of 8 near the first width and wm
-# over a grid plus the intervals where a level round(w0·wm^k/8)·8 hits an observed width.
+# wa = w0·(wm^(k+1/2) − 1)/j. So the best wa is found by sorting those breakpoints and
+# summing the error changes; for w0 = the first width, wm is searched over a grid plus the
+# intervals where a level round(w0·wm^k/8)·8 hits an observed width (`_own_parameters`).
 FIT_WM_RANGE = (1.1, 4.0)
 _FIT_GRID = 240  # coarse log-spaced wm grid
 _FIT_PER_INTERVAL = 12  # wm samples inside each level interval
@@ -161,17 +170,195 @@ def _fit_w0(
     return float(e[i]), _roundest(float(lo[i]), float(hi[i])), wm
 
 
-def fit_regnet(
-    block_widths: list[int], allowed: list[list[int]] | None = None, ranges: dict | None = None
-) -> tuple[int, float, float, float]:
-    """Nearest RegNet to per-block widths: (w0, wa, wm, e_fit) minimising e_fit (DDS §3.3).
+# --- the global fit: branch and bound over (w0, wm) (issue 21) ------------------------------
+# For a box of wm in [a, b] and one w0, block j's exponent at slope r = wa / w0 lies in
+# [round(log(1 + r·j) / log b), round(log(1 + r·j) / log a)], and the level of exponent k
+# among the multiples of 8 from round(w0·a^k / 8)·8 to round(w0·b^k / 8)·8. The least error
+# each block can then have, summed over blocks and minimised over r by a breakpoint sweep,
+# is a lower bound of e_fit over the box; when a = b it is the exact best e_fit over wa.
+# Boxes whose bound is not below the best fit found so far are dropped and the others
+# halved, so the search ends at the global optimum over every w0 and every (wa, wm) of
+# the ranges (to _TOL), whatever the network.
+_TOL = 1e-9  # a box is dropped when its bound is within this of the best e_fit found
+_BOX_SPAN = 2.0  # initial wm boxes per w0: log b / log a at most this (more boxes cost more
+# sweeps up front than they prune; wider ones have long exponent ranges)
+_MIN_WIDTH = 1e-7  # boxes are not halved below this relative width (wm to 7 decimals)
+_SWEEP_EVENTS = 1 << 20  # events swept at once (memory)
 
-    `allowed` (optional, per block): widths that count as exact for that block, e.g. every
-    width the group rule maps onto the observed one (used to recognise a RegNet after it).
-    `ranges` (optional): {"w0": (lo, hi), "wa": (lo, hi), "wm": (lo, hi)} the fit stays in,
-    e.g. DDS §3.3's RegNet space (anynet.efit.REGNET_RANGES); default: any valid RegNet
-    with FIT_WM_RANGE.
-    """
+
+def _range_min(e: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """min of e[r, j, lo..hi] for index arrays lo <= hi of shape (R, D, E) (gaps are short)."""
+    n, m, k = e.shape
+    flat = e.ravel()
+    base = (np.arange(n)[:, None, None] * m + np.arange(m)[None, :, None]) * k
+    v = np.take(flat, base + lo)
+    for g in range(1, int((hi - lo).max(initial=0)) + 1):
+        v = np.minimum(v, np.take(flat, base + np.minimum(lo + g, hi)))
+    return v
+
+
+def _block_errors(A, B, obs, allowed) -> np.ndarray:
+    """Least |log(level / w_j)| over the multiples of 8 in [A_k, B_k]: (R, d, K+1); 0 where an
+    allowed width of block j lies there."""
+    lo, hi = A[:, None, :], B[:, None, :]
+    c = np.clip(obs[None, :, None], lo, hi)
+    down = np.maximum(np.floor(c / QUANTUM) * QUANTUM, lo)
+    up = np.minimum(np.ceil(c / QUANTUM) * QUANTUM, hi)
+    lw = np.log(obs)[None, :, None]
+    err = np.minimum(np.abs(np.log(down) - lw), np.abs(np.log(up) - lw))
+    if allowed is not None:
+        al = allowed[None, :, None, :]
+        hit = ((al >= lo[..., None]) & (al <= hi[..., None])).any(axis=3)
+        err = np.where(hit, 0.0, err)
+    return err
+
+
+def _sweep(w0, a, b, r_lo, r_hi, obs, allowed, w_max, point: bool):
+    """Per row (w0, wm in [a, b]): least summed block error over r = wa/w0 in [r_lo, r_hi]
+    and that piece of r, (value, lo, hi). A lower bound of e_fit·d over the box; exact
+    (realisable pieces only) when `point` (a = b)."""
+    d, n = obs.size, w0.size
+    la, lb = np.log(a), np.log(b)
+    # Past r_cap every block j >= 1 has a level above every width, and more r only raises
+    # them: the sweep stops there (docs/method.md §3).
+    k_cap = np.maximum(np.ceil(np.log((w_max + QUANTUM) / w0) / la), 0.0)
+    r_eff = np.maximum(r_lo, np.minimum(r_hi, np.expm1(lb * (k_cap + 0.5))))
+    K = int(np.max(np.round(np.log1p(r_eff * max(d - 1, 0)) / la))) + 1
+    ks = np.arange(K + 1, dtype=np.float64)
+    # levels as the generator computes them (np.power: w0·wm^k / 8 exactly m + 1/2 rounds
+    # to even only at that wm, e.g. w0 216, wm 1.5: 40.5 -> 320)
+    A = np.round(w0[:, None] * np.power(a[:, None], ks) / QUANTUM) * QUANTUM
+    B = np.round(w0[:, None] * np.power(b[:, None], ks) / QUANTUM) * QUANTUM
+    err = _block_errors(A, B, obs, allowed)  # (n, d, K+1)
+    init = err[:, :, 0].sum(axis=1)
+    if d == 1:
+        return init, r_lo, np.maximum(r_lo, r_eff)
+    j = np.arange(1, d, dtype=np.float64)[None, :, None]
+    half = ks[None, None, :-1] + 0.5
+    ta = np.expm1(la[:, None, None] * half) / j  # khi: k -> k + 1
+    tb = np.expm1(lb[:, None, None] * half) / j  # klo: k -> k + 1
+    t = np.concatenate([ta, tb], axis=2)  # (n, d-1, 2K)
+    order = np.argsort(t, axis=2, kind="stable")  # per block; ties: khi first
+    t = np.take_along_axis(t, order, axis=2)
+    is_lo = order >= K
+    khi = np.cumsum(~is_lo, axis=2)
+    klo = np.cumsum(is_lo, axis=2)
+    e = err[:, 1:, :]
+    v = _range_min(e, klo, khi)
+    delta = np.diff(np.concatenate([e[:, :, :1], v], axis=2), axis=2).reshape(n, -1)
+    t = t.reshape(n, -1)
+    order = np.argsort(t, axis=1, kind="stable")
+    t = np.take_along_axis(t, order, axis=1)
+    total = init[:, None] + np.cumsum(np.take_along_axis(delta, order, axis=1), axis=1)
+    starts = np.concatenate([np.zeros((n, 1)), t], axis=1)
+    ends = np.concatenate([t, np.full((n, 1), np.inf)], axis=1)
+    values = np.concatenate([init[:, None], total], axis=1)
+    lo = np.maximum(starts, r_lo[:, None])
+    hi = np.minimum(ends, r_eff[:, None])
+    if point:  # a piece too thin to hold a float that rounds the same way is not realisable
+        ok = (hi - lo > _EPS * np.maximum(1.0, hi)) | (
+            (r_lo == r_eff)[:, None] & (starts <= r_lo[:, None]) & (r_lo[:, None] < ends)
+        )
+    else:
+        ok = hi >= lo
+    values = np.where(ok, values, np.inf)
+    best = np.argmin(values, axis=1)
+    rows = np.arange(n)
+    return values[rows, best], lo[rows, best], hi[rows, best]
+
+
+def _sweep_chunked(w0, a, b, r_lo, r_hi, obs, allowed, w_max, point):
+    """_sweep over rows in chunks that keep its arrays small."""
+    d = obs.size
+    k = np.log1p(np.minimum(r_hi, 1e6) * max(d - 1, 1)) / np.log(a)
+    order = np.argsort(k, kind="stable")  # rows of similar exponent ranges swept together
+    size = np.cumsum(2.0 * d * (k[order] + 2.0))
+    cuts = np.searchsorted(size, np.arange(_SWEEP_EVENTS, size[-1], _SWEEP_EVENTS))
+    out = [np.empty(w0.size) for _ in range(3)]
+    for idx in np.split(order, np.unique(np.maximum(cuts, 1))):
+        if not idx.size:
+            continue
+        res = _sweep(w0[idx], a[idx], b[idx], r_lo[idx], r_hi[idx], obs, allowed, w_max, point)
+        for o, r in zip(out, res, strict=True):
+            o[idx] = r
+    return out
+
+
+def _global_fit(obs, allowed, w0s, bounds, incumbent):
+    """Branch and bound: (e_fit·d, w0, wm, r_lo, r_hi) of the global optimum, and the largest
+    amount by which a box left unresolved (narrower than _MIN_WIDTH) could still beat it."""
+    d = obs.size
+    (wa_lo, wa_hi), (wm_lo, wm_hi) = bounds["wa"], bounds["wm"]
+    w_max = float(np.nanmax(allowed)) if allowed is not None else float(obs.max())
+    w_max = max(w_max, float(obs.max()))
+    boxes = max(1, math.ceil(math.log(math.log(wm_hi) / math.log(wm_lo)) / math.log(_BOX_SPAN)))
+    edges = np.exp(np.geomspace(math.log(wm_lo), math.log(wm_hi), boxes + 1))
+    edges[0], edges[-1] = wm_lo, wm_hi  # exactly: an end may be a point that fits best
+    W0 = np.repeat(np.asarray(w0s, dtype=np.float64), boxes)
+    A = np.tile(edges[:-1], len(w0s))
+    B = np.tile(edges[1:], len(w0s))
+    best = incumbent
+    unresolved = 0.0
+    # Every level is at least w0 and block 0's is w0: a bound per w0 alone, used once.
+    lw = np.log(obs)
+    top = np.nanmax(allowed, axis=1) if allowed is not None else obs
+    first = allowed[0] if allowed is not None else obs[:1]
+    lw0 = np.log(np.asarray(w0s, dtype=np.float64))[:, None]
+    above = np.where(top[None, 1:] >= np.exp(lw0), 0.0, np.maximum(lw0 - lw[None, 1:], 0.0))
+    own = np.where(np.isin(np.exp(lw0[:, 0]), first), 0.0, np.abs(lw0[:, 0] - lw[0]))
+    w0_bound = np.repeat(own + above.sum(axis=1), boxes)
+    keep = w0_bound < best[0] - _TOL * d  # against the incumbent, then the first sweeps'
+    W0, A, B, w0_bound = W0[keep], A[keep], B[keep], w0_bound[keep]
+    while W0.size:
+        rl, rh = wa_lo / W0, wa_hi / W0
+        mid = np.sqrt(A * B)
+        v, lo, hi = _sweep_chunked(W0, mid, mid, rl, rh, obs, allowed, w_max, point=True)
+        i = int(np.argmin(v))
+        if v[i] < best[0]:
+            best = (float(v[i]), int(W0[i]), float(mid[i]), float(lo[i]), float(hi[i]))
+        if w0_bound is not None:
+            keep = w0_bound < best[0] - _TOL * d
+            W0, A, B, rl, rh, mid = W0[keep], A[keep], B[keep], rl[keep], rh[keep], mid[keep]
+            w0_bound = None
+            if not W0.size:
+                break
+        lb, _, _ = _sweep_chunked(W0, A, B, rl, rh, obs, allowed, w_max, point=False)
+        keep = lb < best[0] - _TOL * d
+        W0, A, B, mid, lb = W0[keep], A[keep], B[keep], mid[keep], lb[keep]
+        thin = B / A - 1.0 < _MIN_WIDTH
+        if thin.any():
+            # A box that stays below the best while it shrinks holds a point that fits better
+            # than any piece around it: a level w0·wm^k / 8 exactly m + 1/2, rounded to even,
+            # at wm a multiple of 1/32 (for w0 <= 248, the denominators it can be at), or an end.
+            t0, ta, tb = W0[thin], A[thin], B[thin]
+            dyadic = np.clip(np.round(np.sqrt(ta * tb) * 32.0) / 32.0, ta, tb)
+            pts = np.concatenate([ta, tb, dyadic])
+            t0 = np.concatenate([t0, t0, t0])
+            rl, rh = wa_lo / t0, wa_hi / t0
+            v, lo, hi = _sweep_chunked(t0, pts, pts, rl, rh, obs, allowed, w_max, point=True)
+            i = int(np.argmin(v))
+            if v[i] < best[0]:
+                best = (float(v[i]), int(t0[i]), float(pts[i]), float(lo[i]), float(hi[i]))
+            lb_thin = lb[thin]
+            unresolved = max(
+                unresolved, best[0] - float(lb_thin[lb_thin < best[0]].min(initial=best[0]))
+            )
+        W0, A, B, mid = W0[~thin], A[~thin], B[~thin], mid[~thin]
+        W0 = np.concatenate([W0, W0])
+        A, B = np.concatenate([A, mid]), np.concatenate([mid, B])
+    return best, unresolved / d
+
+
+def _real_e(obs: np.ndarray, sets: list, w0: int, wa: float, wm: float) -> float:
+    """e_fit of the real prediction at (w0, wa, wm), 0 for a block where it is allowed."""
+    pred = np.asarray(quantized_block_widths(obs.size, w0, wa, wm), dtype=np.float64)
+    err = np.abs(np.log(pred / obs))
+    err[[p in a for p, a in zip(pred, sets, strict=True)]] = 0.0
+    return float(np.mean(err))
+
+
+def _prepare(block_widths, allowed, ranges) -> tuple:
+    """Checked widths, per-block allowed sets, runs of equal blocks, bounds, w0 grid ends."""
     obs = np.asarray(list(block_widths), dtype=np.float64)
     if obs.size == 0:
         raise ValueError("block_widths: need at least one block")
@@ -189,35 +376,95 @@ def fit_regnet(
             runs[-1][1] = j + 1
         else:
             runs.append([j, j + 1, a])
-    first = max(QUANTUM, int(round(obs[0] / QUANTUM)) * QUANTUM)
-    # w0 over the allowed first widths, then multiples of 8 near the first width, nearest
-    # first; stop at an exact fit.
-    steps = [0, -1, 1, -2, 2, -3, 3]
-    near = [first + s * QUANTUM for s in steps if first + s * QUANTUM >= QUANTUM]
-    exact = sorted((int(c) for c in sets[0] if c % QUANTUM == 0), key=lambda c: abs(c - obs[0]))
-    w0s = list(dict.fromkeys(exact + near))
     bounds = {"w0": (QUANTUM, np.inf), "wa": (0.0, np.inf), "wm": FIT_WM_RANGE} | (ranges or {})
-    w0_lo, w0_hi = bounds["w0"]
-    if ranges and "w0" in ranges:  # the nearest allowed w0 to the first width, and its neighbours
-        lo8, hi8 = math.ceil(w0_lo / QUANTUM) * QUANTUM, math.floor(w0_hi / QUANTUM) * QUANTUM
-        near = [min(max(first, lo8), hi8) + s * QUANTUM for s in steps]
-        w0s = list(dict.fromkeys(exact + near))
-    w0s = [w0 for w0 in w0s if w0_lo <= w0 <= w0_hi]
-    if not w0s:
+    lo8 = max(QUANTUM, math.ceil(bounds["w0"][0] / QUANTUM) * QUANTUM)
+    hi8 = math.floor(min(bounds["w0"][1], 1e9) / QUANTUM) * QUANTUM
+    if lo8 > hi8:
         raise ValueError(f"ranges: no multiple of {QUANTUM} in w0 range {bounds['w0']}")
-    best: tuple[float, int, float, float] | None = None
-    for w0 in w0s:
-        e, wa, wm = _fit_w0(w0, obs, runs, bounds["wm"], bounds["wa"])
-        pred = np.asarray(quantized_block_widths(obs.size, w0, wa, wm), dtype=np.float64)
-        err = np.abs(np.log(pred / obs))  # report the real prediction's error
-        err[[p in a for p, a in zip(pred, sets, strict=True)]] = 0.0
-        e = float(np.mean(err))
-        if best is None or e < best[0] - 1e-12:
+    return obs, sets, runs, bounds, lo8, hi8
+
+
+def _own_parameters(obs, sets, runs, bounds, lo8, hi8) -> tuple[float, int, float, float]:
+    """Best (e_fit, w0, wa, wm) with w0 an allowed first width: an exact RegNet starts at w0
+    (s_0 = 0), so this is exact in wa and samples the wm intervals where every stage width is
+    a level; it stops at an exact fit."""
+    best: tuple[float, int, float, float] = (np.inf, 0, 0.0, 0.0)
+    for w0 in sorted(int(c) for c in sets[0] if c % QUANTUM == 0 and lo8 <= c <= hi8):
+        _, wa, wm = _fit_w0(w0, obs, runs, bounds["wm"], bounds["wa"])
+        e = _real_e(obs, sets, w0, wa, wm)
+        if e < best[0]:
             best = (e, w0, wa, wm)
-        if best[0] == 0.0:
+        if e == 0.0:
             break
-    e, w0, wa, wm = best
-    return w0, wa, wm, e
+    return best
+
+
+def recognise_regnet(
+    block_widths: list[int], allowed: list[list[int]] | None = None, ranges: dict | None = None
+) -> tuple[int, float, float] | None:
+    """(w0, wa, wm) of a RegNet that regenerates the widths exactly, or None if none is found.
+
+    Only the network's own parameters are tried (w0 its first width; `_own_parameters`), so
+    it is fast; arguments as in fit_regnet. Used by exports, which need an exact RegNet.
+    """
+    prepared = _prepare(block_widths, allowed, ranges)
+    e, w0, wa, wm = _own_parameters(*prepared)
+    return (w0, wa, wm) if e == 0.0 else None
+
+
+def fit_regnet(
+    block_widths: list[int], allowed: list[list[int]] | None = None, ranges: dict | None = None
+) -> tuple[int, float, float, float]:
+    """Nearest RegNet to per-block widths: (w0, wa, wm, e_fit), the global minimum of e_fit.
+
+    The minimum is over every multiple of 8 for w0 and every (wa, wm) inside the ranges
+    (DDS §3.3, docs/method.md §3), found by branch and bound to within 1e-9; an exact RegNet
+    is recognised first from its own widths. `allowed` (optional, per block): widths that
+    count as exact for that block, e.g. every width the group rule maps onto the observed
+    one (used to recognise a RegNet after it). `ranges` (optional): {"w0": (lo, hi),
+    "wa": (lo, hi), "wm": (lo, hi)} the fit stays in, e.g. DDS §3.3's RegNet space
+    (REGNET_RANGES); default: any valid RegNet with FIT_WM_RANGE.
+    """
+    obs, sets, runs, bounds, lo8, hi8 = prepared = _prepare(block_widths, allowed, ranges)
+    best = _own_parameters(*prepared)
+    if best[0] == 0.0:
+        return best[1], best[2], best[3], 0.0
+    # A w0 above every width (allowed ones too) loses to the first multiple of 8 at or above
+    # them with the same r = wa / w0 (the same exponents, lower levels, all still above the
+    # widths), whose wa is then lower: in range when wa's range starts at 0.
+    top = max(float(max(s.max() for s in sets)), float(obs.max()))
+    cap = hi8 if bounds["wa"][0] > 0 else min(hi8, math.ceil(top / QUANTUM) * QUANTUM)
+    if cap - lo8 > 1e5 * QUANTUM:
+        raise ValueError("ranges: give w0 an upper end when wa's range does not start at 0")
+    w0s = list(range(lo8, max(lo8, cap) + 1, QUANTUM))
+    padded = None
+    if allowed is not None:
+        m = max(s.size for s in sets)
+        padded = np.full((obs.size, m), np.nan)
+        for j, s in enumerate(sets):
+            padded[j, : s.size] = s
+    found, _ = _global_fit(obs, padded, w0s, bounds, (best[0] * obs.size, 0, 0.0, 0.0, 0.0))
+    if found[1] == 0:  # nothing beat the exact-RegNet candidates
+        return best[1], best[2], best[3], best[0]
+    _, w0, wm, r_lo, r_hi = found
+    # A rounder wm (2 to 6 decimals) that fits as well is kept, then the roundest wa.
+    for p in range(2, 7):
+        wr = round(wm, p)
+        if wr > 1.0 and bounds["wm"][0] <= wr <= bounds["wm"][1]:
+            x = np.array([wr])
+            v, lo, hi = _sweep(
+                np.array([float(w0)]), x, x, np.array([bounds["wa"][0] / w0]),
+                np.array([bounds["wa"][1] / w0]), obs, padded, top, point=True,
+            )  # fmt: skip
+            if v[0] <= found[0] + 1e-12:
+                wm, r_lo, r_hi = wr, float(lo[0]), float(hi[0])
+                break
+    wa = min(max(_roundest(r_lo * w0, r_hi * w0), bounds["wa"][0]), bounds["wa"][1])
+    e = _real_e(obs, sets, w0, wa, wm)
+    if e > found[0] / obs.size + 1e-9:  # a rounded wa on a piece's edge: take its middle
+        wa = min(r_lo + (r_hi - r_lo) / 2, bounds["wa"][1] / w0) * w0
+        e = _real_e(obs, sets, w0, wa, wm)
+    return (w0, wa, wm, e) if e < best[0] else (best[1], best[2], best[3], best[0])
 
 
 # --- the grid search of many networks (DDS Fig. 8) ---------------------------------------
@@ -336,6 +583,133 @@ def _best(obs: np.ndarray, cand: np.ndarray, keep: int = 1) -> tuple[np.ndarray,
     return np.take_along_axis(cand, k[..., None], axis=1), np.take_along_axis(e, k, axis=1)
 
 
+_SCAN = 32  # wm points per scan of the exact-RegNet candidate (two scans)
+
+
+def _wa_window(obs, w0, wm, starts, valid):
+    """(lowest, highest) wa that puts every stage of each network at its own exponent.
+
+    Stage i (i = 1, 2, ...) starts at block b_i: s_{b_i} >= i needs wa >= w0·c_i / b_i and
+    s_{b_i - 1} <= i − 1 needs wa < w0·c_i / (b_i − 1), with c_i = wm^(i − 1/2) − 1
+    (docs/method.md §3); the last block must stay below the next exponent.
+    """
+    n, s = starts.shape
+    d = obs.shape[1]
+    i = np.arange(1, s + 1, dtype=np.float64)
+    c = np.power(wm[..., None], i - 0.5) - 1.0  # (n, G, s)
+    b = starts[:, None, :].astype(np.float64)
+    low = np.where(valid[:, None, :], w0[:, None, None] * c / b, 0.0).max(axis=2)
+    with np.errstate(divide="ignore"):
+        high = np.where(valid[:, None, :], w0[:, None, None] * c / (b - 1.0), np.inf).min(axis=2)
+    top = valid.sum(axis=1).astype(np.float64)[:, None]  # exponent of the last stage
+    if d > 1:
+        high = np.minimum(high, w0[:, None] * (np.power(wm, top + 0.5) - 1.0) / (d - 1))
+    return low, np.minimum(high, REGNET_RANGES["wa"][1])
+
+
+def _exact_candidates(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(w0, wa, wm) rows (m, 3) and the networks they are for (m,): for each network that may
+    be a RegNet of REGNET_RANGES whose stages have exponents 0, 1, 2, ... (every RegNetX/
+    RegNetY sample; docs/method.md §3), parameters that regenerate it if it is one.
+
+    w0 is the first width; each later stage width W_i bounds wm to where w0·wm^i rounds to
+    it (networks where no wm is left are skipped), and the stage starts bound wa
+    (`_wa_window`): wm is scanned twice for the widest wa window and wa is its middle.
+    """
+    (w0_lo, w0_hi), (wm_lo, wm_hi) = REGNET_RANGES["w0"], REGNET_RANGES["wm"]
+    w0 = obs[:, 0]
+    ok = (w0 % QUANTUM == 0) & (w0 >= w0_lo) & (w0 <= w0_hi) & np.all(np.diff(obs) >= 0, axis=1)
+    obs, w0, rows = obs[ok], w0[ok], np.flatnonzero(ok)
+    n, d = obs.shape
+    if d == 1 or n == 0:
+        return np.stack([w0, np.zeros(n), np.full(n, wm_lo)], axis=1), rows
+    change = obs[:, 1:] != obs[:, :-1]
+    s = max(1, int(change.sum(axis=1).max()))
+    starts = np.sort(np.where(change, np.arange(1, d), d), axis=1)[:, :s]
+    valid = starts < d
+    width = np.take_along_axis(obs, np.minimum(starts, d - 1), axis=1)
+    i = np.arange(1, s + 1, dtype=np.float64)
+    lo = np.power((width - QUANTUM / 2) / w0[:, None], 1.0 / i)
+    hi = np.power((width + QUANTUM / 2) / w0[:, None], 1.0 / i)
+    lo = np.maximum(np.where(valid, lo, wm_lo).max(axis=1), wm_lo)
+    hi = np.minimum(np.where(valid, hi, wm_hi).min(axis=1), wm_hi)
+    keep = lo < hi
+    obs, w0, rows, lo, hi = obs[keep], w0[keep], rows[keep], lo[keep], hi[keep]
+    starts, valid = starts[keep], valid[keep]
+    t = (np.arange(_SCAN) + 0.5) / _SCAN
+    mid = lo
+    low = high = np.zeros((obs.shape[0], _SCAN))
+    k = np.zeros(obs.shape[0], dtype=np.int64)
+    for _ in range(2):
+        wm = lo[:, None] + (hi - lo)[:, None] * t
+        low, high = _wa_window(obs, w0, wm, starts, valid)
+        k = np.argmax((high - low) / np.maximum(high, 1e-12), axis=1)
+        step = (hi - lo) / _SCAN
+        mid = np.take_along_axis(wm, k[:, None], axis=1)[:, 0]
+        lo, hi = np.maximum(mid - step, lo), np.minimum(mid + step, hi)
+    at = np.arange(obs.shape[0])
+    wa = np.clip((low[at, k] + high[at, k]) / 2, *REGNET_RANGES["wa"])
+    return np.stack([w0, np.where(np.isfinite(wa), wa, 0.0), mid], axis=1), rows
+
+
+def _kinks(obs: np.ndarray, w0: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """(n, d − 1, 3) points (w0, wa, wm) that keep each network's exponents s (n, d) and put
+    block j's level on its width: wm = (w_j / w0)^(1/s_j) (an L1 fit's optimum tends to sit
+    where a level meets a width), wa the middle of the window that keeps s; NaN where empty.
+
+    Block j keeps s_j for r = wa / w0 in [(wm^(s_j − 1/2) − 1)/j, (wm^(s_j + 1/2) − 1)/j).
+    """
+    n, d = obs.shape
+    (wm_lo, wm_hi), wa_hi = REGNET_RANGES["wm"], REGNET_RANGES["wa"][1]
+    sj = s[:, 1:]
+    with np.errstate(all="ignore"):
+        wm = np.clip(np.power(obs[:, 1:] / w0[:, None], 1.0 / sj), wm_lo, wm_hi)
+        same = np.zeros(sj.shape, dtype=bool)  # a block like the one before: the same point
+        same[:, 1:] = (sj[:, 1:] == sj[:, :-1]) & (obs[:, 2:] == obs[:, 1:-1])
+        wm = np.where((sj > 0) & ~same, wm, np.nan)[..., None]  # (n, d-1, 1)
+        j = np.arange(1, d, dtype=np.float64)
+        k = sj[:, None, :]
+        lo = np.where(k >= 1, (np.power(wm, k - 0.5) - 1.0) / j, 0.0).max(axis=2)
+        hi = ((np.power(wm, k + 0.5) - 1.0) / j).min(axis=2)
+    lo, hi = lo * w0[:, None], np.minimum(hi * w0[:, None], wa_hi)
+    wa = np.where(lo < hi, (lo + hi) / 2, np.nan)
+    return np.stack([np.broadcast_to(w0[:, None], wa.shape), wa, wm[..., 0]], axis=2)
+
+
+def _improve(obs: np.ndarray, best: np.ndarray, e: np.ndarray) -> None:
+    """Replace a network's (w0, wa, wm) and e_fit in place by a kink (`_kinks`) that fits it
+    better: of the grid's exponents, and of its own stages as exponents 0, 1, 2, ..."""
+    n, d = obs.shape
+    own = np.concatenate([np.zeros((n, 1)), np.cumsum(obs[:, 1:] != obs[:, :-1], axis=1)], 1)
+    with np.errstate(all="ignore"):
+        grid = np.round(np.log1p(best[:, 1:2] * np.arange(d) / best[:, :1]) / np.log(best[:, 2:]))
+    step = max(1, _CHUNK // (4 * d * d))
+    for i in range(0, n, step):
+        sl = slice(i, i + step)
+        cand = np.concatenate([_kinks(obs[sl], best[sl, 0], p[sl]) for p in (grid, own)], 1)
+        m = cand.shape[1]
+        flat = cand.reshape(-1, 3)
+        ok = np.isfinite(flat).all(axis=1)
+        err = np.full(flat.shape[0], np.inf)
+        if ok.any():
+            err[ok] = _e_fit(np.repeat(obs[sl], m, axis=0)[ok], flat[ok])
+        err = err.reshape(-1, m)
+        k = np.argmin(err, axis=1)
+        rows = np.arange(err.shape[0])
+        better = np.flatnonzero(err[rows, k] < e[sl])
+        best[i + better] = cand[better, k[better]]
+        e[i + better] = err[better, k[better]]
+
+
+def _e_fit(obs: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """e_fit (n,) of (w0, wa, wm) rows (n, 3), from the widths the generator gives."""
+    n, d = obs.shape
+    pred, _, _ = quantized_widths(np.full(n, d), params[:, 0], params[:, 1], params[:, 2])
+    with np.errstate(all="ignore"):
+        e = np.abs(np.log(pred / obs)).mean(axis=1)
+    return np.where(np.isfinite(e), e, np.inf)
+
+
 def fit_many(block_widths_list) -> list[tuple[int, float, float, float]]:
     """(w0, wa, wm, e_fit) per network by DDS §3.3's grid search inside REGNET_RANGES."""
     out: list = [None] * len(block_widths_list)
@@ -350,21 +724,15 @@ def fit_many(block_widths_list) -> list[tuple[int, float, float, float]]:
         starts = _coarse(obs)
         for wm_step, wa_ratio, keep in _ROUNDS:
             starts, e = _best(obs, _local(starts, wm_step, wa_ratio), keep)
-        for i, (w0, wa, wm), ei in zip(idx, starts[:, 0], e[:, 0], strict=True):
+        best, e = starts[:, 0].copy(), e[:, 0].copy()
+        if obs.shape[1] > 1:
+            _improve(obs, best, e)
+        # the network's own RegNet parameters where they may regenerate it
+        own, rows = _exact_candidates(obs)
+        if rows.size:
+            e_own = _e_fit(obs[rows], own)
+            better = e_own < e[rows]
+            best[rows[better]], e[rows[better]] = own[better], e_own[better]
+        for i, (w0, wa, wm), ei in zip(idx, best, e, strict=True):
             out[i] = (int(w0), float(wa), float(wm), float(ei))
     return out
-
-
-def fit_dense(block_widths, wm_step: float = 0.01, wa_points: int = 200):
-    """A brute-force reference: every w0 of the range, a fine wm and wa grid (tests only)."""
-    obs = np.log(np.asarray(block_widths, dtype=np.float64))
-    wms = np.arange(REGNET_RANGES["wm"][0], REGNET_RANGES["wm"][1] + 1e-9, wm_step)
-    was = np.r_[0.0, np.geomspace(0.05, REGNET_RANGES["wa"][1], wa_points)]
-    best = (np.inf, 0, 0.0, 0.0)
-    for w0 in np.arange(REGNET_RANGES["w0"][0], REGNET_RANGES["w0"][1] + 1, QUANTUM):
-        wm, wa = np.meshgrid(wms, was, indexing="ij")
-        e = np.abs(_log_widths(w0, wa, wm, obs.size) - obs).mean(axis=2)
-        k = np.unravel_index(np.argmin(e), e.shape)
-        if e[k] < best[0]:
-            best = (float(e[k]), int(w0), float(wa[k]), float(wm[k]))
-    return best[1], best[2], best[3], best[0]

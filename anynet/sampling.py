@@ -9,9 +9,11 @@ so a seed gives the same networks and the first k of n samples are the k a small
 gives. Every bound is decided on exact complexity: anynet.candidates counts each batch by
 the network descriptions themselves (one value per candidate), so neither module holds a
 network rule of its own.
-`Sample.params` holds the values as drawn (d1.., w1.., bot_mul1.., g1.. or groups1..; for
-RegNets depth, w0, wa, wm, g, bot_mul and the resulting d1.., w1..); the spec holds the
-network after the space's group-compatibility rule.
+The space's group-compatibility rule is applied before any constraint is checked, so every
+constraint holds on the network a worker trains (docs/method.md §4). `Sample.params` holds
+the network's values as built, the ones its spec has (d1.., w1.., bot_mul1.., g1.. or
+groups1..; for RegNets the drawn depth, w0, wa, wm, g, bot_mul and the resulting d1..,
+w1..), so the refinement evidence reads what was trained.
 """
 
 from __future__ import annotations
@@ -32,12 +34,20 @@ AHEAD = 16  # at most this many batches counted together (drawn in order: same n
 
 
 class InfeasibleError(ValueError):
-    """No (or too few) networks of the space meet its constraints and bounds."""
+    """No (or too few) networks of the space meet its constraints and bounds.
+
+    `got`: the networks that did; `bound`: the bound that rejected most (None when none did,
+    or sampling was interrupted).
+    """
+
+    def __init__(self, message: str, got: int = 0, bound: str | None = None) -> None:
+        super().__init__(message)
+        self.got, self.bound = got, bound
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One sampled network: its spec, its exact complexity and the values drawn for it."""
+    """One sampled network: its spec, its exact complexity and its values (as built)."""
 
     spec: NetSpec
     complexity: dict
@@ -123,7 +133,8 @@ def sample(
         if interrupt is not None and interrupt():
             raise InfeasibleError(
                 f"space {space.name!r}: sampling interrupted after {draws} draws "
-                f"({len(samples)} of {n} networks)"
+                f"({len(samples)} of {n} networks)",
+                got=len(samples),
             )
         if not pending:  # draw `ahead` batches in order and count them together
             ahead = _ahead(ahead, n - len(samples), len(samples), used) if used else 1
@@ -160,8 +171,11 @@ def sample(
             break  # deterministic early stop: at this acceptance the budget cannot suffice
     broke_named = {REASONS[i]: int(c) for i, c in enumerate(broke) if i and c}
     if len(samples) < n:
+        worst = max(missed, key=missed.get) if any(missed.values()) else None
         raise InfeasibleError(
-            _explain(space, n, len(samples), draws, limits, broke_named, missed, seen)
+            _explain(space, n, len(samples), draws, limits, broke_named, missed, seen),
+            got=len(samples),
+            bound=worst,
         )
     return SampleResult(
         samples=samples,

@@ -36,6 +36,10 @@ ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # EfficientNet §3.3: depth, width, resolut
 QUANTUM = 8  # DDS: widths in multiples of 8
 GRID = 161  # points of the first grid over the free variable
 REFINE = 6  # refinements of the grid around the best point
+# The furthest a network is scaled either way: EfficientNet-B0 → B7 is about 100 x, RegNetX
+# 200MF → 32GF 160 x (DDS Table 4); past this the widths and depths leave NetSpec's bounds or
+# overflow before the search ends.
+MAX_SCALE = 1000.0
 
 
 def parse_budget(text: str) -> tuple[float | None, float | None]:
@@ -219,6 +223,11 @@ def scale(
     if not (math.isfinite(goal) and goal > 0):
         raise ValueError(f"flops: the target must be a positive number, got {goal}")
     ratio = goal / base
+    if not 1 / MAX_SCALE <= ratio <= MAX_SCALE:
+        raise ValueError(
+            f"flops: the target {goal:.4g} is {ratio:.3g} x the network's {base} flops; "
+            f"scaling reaches from 1/{MAX_SCALE:g} x to {MAX_SCALE:g} x"
+        )
 
     def counted(net: NetSpec, result):
         try:

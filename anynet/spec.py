@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -38,8 +38,10 @@ MAX_KERNEL = 31
 BOTTLENECK_BLOCKS = ("res_bottleneck", "res_bottleneck_linear")
 # Per-stage fields only some families read (docs/method.md §1); None elsewhere.
 FAMILY_FIELDS = {"kernel": "mbconv", "expansion": "mbconv", "branches": "inception"}
-# Families without SE: se_ratio > 0 is an error, never silently ignored.
-NO_SE_BLOCKS = ("convnext", "dense", "inception", "vgg")
+# The one list of families with squeeze-excite (anynet.families builds SE only in these);
+# every other family refuses se_ratio > 0, never silently ignores it.
+SE_BLOCKS = (*BOTTLENECK_BLOCKS, "mbconv")
+NO_SE_BLOCKS = tuple(b for b in get_args(BlockType) if b not in SE_BLOCKS)
 
 
 class _Frozen(BaseModel):

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from api.deps import DEFAULT_MAX_BODY, SpecLimits
 from api.errors import error_items
 from api.middleware import LOOPBACK_NAMES, BodyLimit, HostOriginGuard
-from api.results_cache import ResultsCache
+from api.results_cache import ResultsBusy, ResultsCache
 from api.routes import exports, form, health, pages, refine, studies
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -50,6 +50,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         head, sep, tail = detail.partition(": ")
         item = {"field": head, "reason": tail} if sep else {"field": "request", "reason": detail}
         return _error_response(exc.status_code, [item], headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ResultsBusy)
+    async def _busy(request: Request, exc: ResultsBusy):
+        # hostile or heavy reads: refused now rather than holding the server's threads
+        item = {"field": "results", "reason": f"busy ({exc}); retry in a few seconds"}
+        return _error_response(503, [item], headers={"Retry-After": "2"})
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect):
@@ -107,6 +113,7 @@ def create_app(
 
         store = Store(db_url)
     creator = Creator(store, CreationBudget.from_env())
+    results = ResultsCache(pool=creator.pool)  # analyses in forkserver children
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -114,6 +121,7 @@ def create_app(
         try:
             yield
         finally:
+            results.close()
             creator.close()
 
     app = FastAPI(
@@ -129,7 +137,8 @@ def create_app(
     app.state.create_wait = create_wait
     app.state.token = token or None
     app.state.limits = limits or SpecLimits()
-    app.state.results = ResultsCache()
+    app.state.results = results
+    app.state.speed_probe = form.SpeedProbe(creator)
     _install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(form.router)  # before studies: /api/studies/estimate

@@ -19,11 +19,13 @@ COMMAND_MODULES = (
     "api.cli_study",
     "api.cli_results",
     "api.cli_serve",
+    "api.cli_launch",
 )
 
 # Commands that train in their own process: they start with glibc malloc settings that keep
 # activations mapped between steps (worker.allocator).
 TRAINING_COMMANDS = frozenset({"train", "bench", "worker"})
+TRACEBACK_ENV = "DSE_TRACEBACK"
 
 
 class CliError(Exception):
@@ -43,9 +45,25 @@ def db_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def version() -> str:
+    """The installed dse's version (its package metadata), else pyproject.toml's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("dse")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        import tomllib
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        return tomllib.loads(pyproject.read_text())["project"]["version"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `dse` parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="dse", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dse {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -68,7 +86,26 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, ValueError, OSError) as e:  # ValueError includes pydantic's errors
         print(f"dse {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001  (one line, never a traceback: see unexpected())
+        line, code = unexpected(e)
+        print(f"dse {args.command}: error: {line}", file=sys.stderr)
+        return code
     return int(code or 0)
+
+
+def unexpected(e: Exception) -> tuple[str, int]:
+    """(one line, exit code) for an error no command caught: an unreachable database is the
+    user's to fix (2); anything else is ours (1), its traceback shown with DSE_TRACEBACK=1."""
+    import os
+
+    if os.environ.get(TRACEBACK_ENV):
+        raise e
+    from sqlalchemy.exc import SQLAlchemyError
+
+    first = " ".join(str(e).split("\n")[0].split())[:300]
+    if isinstance(e, SQLAlchemyError) or type(e).__module__.startswith(("psycopg", "optuna")):
+        return f"database unreachable or refused: {first}; check --db / $DSE_DB", 2
+    return f"{type(e).__name__}: {first} (a bug: {TRACEBACK_ENV}=1 shows the traceback)", 1
 
 
 if __name__ == "__main__":

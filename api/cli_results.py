@@ -107,6 +107,10 @@ def table(results: dict) -> str:
                 for i, (v, w) in enumerate(zip(r, widths, strict=True))
             )
         )
+    if results.get("failures"):
+        from api.cli_study import failure_lines
+
+        lines += ["", *failure_lines(results["failures"])]
     if results["ks"]:
         test = results["ks"][0].get("test", "two-sample KS")
         lines += ["", f"KS tests ({test}; D, p, Benjamini–Hochberg q over the pairs):"]
@@ -178,11 +182,19 @@ def _reference_lines(refs: dict) -> list[str]:
         )
         shares = [f"{t}" for t in r["text"].values()]
         lines += [f"    {t}" for t in shares]
+        if r.get("reused"):  # a refine child's seeds copied from its parent
+            lines.append(f"    {r['reused']}")
     return lines
 
 
 def _plot_references(ax, refs: dict, top: float = 0.98) -> None:
-    """Each reference as a vertical line at its mean error, its band shaded, and a label."""
+    """Each reference as a vertical line at its mean error, its band shaded, and a label.
+
+    A label starts at its line and runs towards the wider side of the axes (leftwards for a
+    line right of the middle), one "beats" per line, so it stays inside the axes.
+    """
+    lo_x, hi_x = ax.get_xlim()
+    y = top
     for i, r in enumerate(refs.values()):
         if r["mean"] is None:
             continue
@@ -190,14 +202,18 @@ def _plot_references(ax, refs: dict, top: float = 0.98) -> None:
         ax.axvspan(r["lo"], r["hi"], color=color, alpha=0.15, lw=0)
         label = f"{r['name']} (reference, error {r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}])"
         ax.axvline(r["mean"], color=color, lw=1.5, ls="--", label=label)
-        beats = ", ".join(
-            f"{share:.0%} of {space}"
-            for space, share in r["percentile"].items()
-            if share is not None
-        )
-        text = f"{r['name']} {r['mean']:.3f}" + (f": beats {beats}" if beats else "")
-        ax.text(r["mean"], top - 0.07 * i, text, color=color, fontsize=7, rotation=0,
-                ha="left", va="top", transform=ax.get_xaxis_transform())  # fmt: skip
+        head = f"{r['name']} beats "
+        beats = [  # the server's words, as the page and the table give them
+            t.removeprefix(head)
+            for space, t in r.get("text", {}).items()
+            if r["percentile"].get(space) is not None
+        ]
+        lines = [f"{r['name']} {r['mean']:.3f}" + (": beats" if beats else ""), *beats]
+        right = (r["mean"] - lo_x) > 0.5 * (hi_x - lo_x)
+        ax.text(r["mean"], y, "\n".join(lines), color=color, fontsize=7,
+                ha="right" if right else "left", va="top", transform=ax.get_xaxis_transform(),
+                bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})  # fmt: skip
+        y -= 0.045 * len(lines) + 0.02
 
 
 def plot(results: dict, path: str) -> None:
@@ -247,8 +263,9 @@ def plot(results: dict, path: str) -> None:
 
 
 def _plot_efit(ax, fits: dict, colors: dict) -> None:
-    """DDS Fig. 8: e_fit against error per space; shaded, the best networks' e_fit range."""
-    for name, f in fits.items():
+    """DDS Fig. 8: e_fit against error per space; the best networks' e_fit range (bootstrap
+    95%) as a strip of the space's own at the foot (stacked: overlapping shades mix), named."""
+    for i, (name, f) in enumerate(fits.items()):
         pts = [(x, e) for x, e in zip(f["x"], f["error"], strict=True) if x is not None]
         if not pts:
             continue
@@ -257,8 +274,10 @@ def _plot_efit(ax, fits: dict, colors: dict) -> None:
         ax.scatter(xs, es, s=6, alpha=0.5, color=c, label=name)
         b = f["best"]
         if b["lo"] is not None:
-            ax.axvspan(b["lo"], b["hi"], color=c, alpha=0.12, lw=0)
-            ax.axvline(b["median"], color=c, lw=1, ls=":")
+            y0 = 0.035 * i
+            ax.axvspan(b["lo"], b["hi"], ymin=y0, ymax=y0 + 0.028, color=c, alpha=0.45, lw=0,
+                       label=f"{name}: best 95% range, median {b['median']:.3f}")  # fmt: skip
+            ax.axvline(b["median"], ymin=y0, ymax=y0 + 0.028, color=c, lw=1.5)
     ax.set_xlabel("e_fit (distance to the nearest RegNet)")
     ax.set_ylabel("error")
     ax.set_title("e_fit vs error (DDS Fig. 8)")
@@ -279,7 +298,7 @@ def cmd_edf(args) -> int:
         from api.cli_anynet import parse_bounds
 
         c_range = parse_bounds(args.c_range, "--range")
-    store = Store(args.db)
+    store = Store(args.db, create=False)
     try:
         study_id = _study_id(store, args.study)
         results = results_for(store, study_id, args.fidelity, args.normalize, args.bins, c_range)

@@ -14,7 +14,8 @@ def register(subparsers) -> None:
     net.add_argument("--spec", metavar="FILE", help="a NetSpec (or dse JSON export) file")
     p.add_argument("--flops", required=True, metavar="4x|1.6G", help="x the network's or a budget")
     p.add_argument("--rule", choices=("efficientnet", "dds"),
-                   help="default: dds for --regnet, efficientnet for --spec")  # fmt: skip
+                   help="default: dds for a RegNet (--regnet, or a --spec file that is a dse "
+                   "export of one), efficientnet for any other --spec")  # fmt: skip
     p.add_argument("--se", type=float, default=0.0, help="SE ratio (RegNetY: 0.25)")
     p.add_argument("--bot-mul", type=float, default=1.0, help="bottleneck multiplier b")
     p.add_argument("--rounding", default="pycls", metavar="pycls|torchvision")

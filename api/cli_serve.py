@@ -95,6 +95,7 @@ def start_workers(
     """Start `dse worker --device D` once per plan entry, on db_url (default: $DSE_DB)."""
     from search.db import DB_ENV
     from worker.allocator import tuned_env
+    from worker.cpu import onednn_env
 
     # the URL may hold a password: it goes in the environment, never on a command line (ps)
     env = {**os.environ, DB_ENV: db_url} if db_url else dict(os.environ)
@@ -106,7 +107,7 @@ def start_workers(
         procs.append(
             subprocess.Popen(
                 cmd,
-                env=tuned_env({**env, **extra}),
+                env=onednn_env(tuned_env({**env, **extra})),
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         )

@@ -39,6 +39,13 @@ def register(subparsers) -> None:
     p.add_argument("id", type=int)
     p.add_argument("--timeout", type=float, default=None, help="seconds; exit 1 on timeout")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
+    p.add_argument(
+        "--report",
+        type=float,
+        default=30.0,
+        help="seconds between progress lines on stderr when it is not a terminal (a terminal "
+        "gets one line redrawn at every poll)",
+    )
     _common(p, json_flag=True)
     p.set_defaults(func=cmd_wait)
 
@@ -64,9 +71,16 @@ def register(subparsers) -> None:
     w.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best found)")
     w.add_argument("--max-trials", type=int, default=None, help="exit after N trials")
     w.add_argument("--exit-when-idle", action="store_true", help="exit when nothing is left")
-    w.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    w.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: $DSE_THREADS or 1; run one worker per core)")  # fmt: skip
     w.add_argument("--study", type=int, action="append", default=None, help="only these studies")
     w.add_argument("--poll", type=float, default=1.0, help="seconds between polls when idle")
+    w.add_argument(
+        "--create-db",
+        action="store_true",
+        help="create the SQLite database if it is missing (default: refuse; a worker given a "
+        "mistyped path would otherwise wait forever on an empty one)",
+    )
     w.set_defaults(func=cmd_worker)
 
 
@@ -76,10 +90,11 @@ def _common(p, json_flag: bool) -> None:
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
 
-def _store(args):
+def _store(args, create: bool = False):
+    """The store of --db; only `dse study create` makes a database that is not there."""
     from search.store import Store
 
-    return Store(args.db)
+    return Store(args.db, create=create)
 
 
 def _study(store, study_id: int):
@@ -93,10 +108,11 @@ def _study(store, study_id: int):
 
 def cmd_create(args) -> int:
     """Validate, sample and store a study; print its id."""
-    from search.spec import StudySpec
+    from search.spec import StudySpec, check_dataset_root
 
     text = sys.stdin.read() if args.file == "-" else None
     spec = StudySpec.from_text(text) if text is not None else StudySpec.from_file(args.file)
+    check_dataset_root(spec)  # before --check trains on it
     check = None
     if args.check:
         from worker.check import check_recipe
@@ -105,7 +121,7 @@ def cmd_create(args) -> int:
         if not check.learned:
             raise CliError(f"--check: {check.text()}; the study was not created")
         print(f"dse study create: --check: {check.text()}", file=sys.stderr)
-    study_id = _store(args).create_study(spec)
+    study_id = _store(args, create=True).create_study(spec)
     if args.json:
         emit_json({"id": study_id} | ({"check": check} if check else {}))
     else:
@@ -195,14 +211,24 @@ def cmd_show(args) -> int:
                 f"  {label:<16} {e['level']:>5} {e['epochs']:>6} "
                 + " ".join(f"{e[c]:>11}" for c in columns)
             )
+    for line in failure_lines(progress.get("failures", [])):
+        print(f"  {line}")
     for warning in not_learned_warnings(progress):
         print(f"warning: {warning}")
     return 0
 
 
+def failure_lines(failures: list[dict]) -> list[str]:
+    """Why trials failed, one line per reason ('failed trials:' first), commonest first."""
+    if not failures:
+        return []
+    return ["failed trials:"] + [f"  {f['trials']:>5} x {f['reason']}" for f in failures]
+
+
 def cmd_refine(args) -> int:
     """Create the child study that tries one of a study's refinement suggestions."""
     from search import refine
+    from search.studies import ChildExists
 
     store = _store(args)
     _study(store, args.id)
@@ -213,7 +239,10 @@ def cmd_refine(args) -> int:
             spec, record = refine.plan(store, args.id, args.suggestion)
         except (refine.UnknownSuggestion, refine.NotApplicable) as e:
             raise CliError(str(e)) from None
-        existing = store.create_study(spec, parent_id=args.id, suggestion=record)
+        try:
+            existing = store.create_study(spec, parent_id=args.id, suggestion=record)
+        except ChildExists as e:  # another `dse study refine` created it first
+            existing, created = e.study_id, False
     if args.json:
         emit_json(
             {"id": existing, "parent": args.id, "suggestion": args.suggestion, "created": created}
@@ -236,24 +265,122 @@ def not_learned_warnings(progress: dict) -> list[str]:
     return out
 
 
+def level_work(progress: dict, promote: float) -> list[dict]:
+    """Per fidelity level, over spaces and references: epochs, finished, running and total
+    trials, and `expected`: the total once the levels below promote (ceil(n x promote) of a
+    space's trials, search/fidelity.py), for levels not yet filled."""
+    from search.fidelity import promote_count
+
+    groups = [*progress["spaces"].values(), *progress.get("references", {}).values()]
+    levels = []
+    for i, entry in enumerate(groups[0] if groups else []):
+        rows = [g[i] for g in groups]
+        total = sum(r["total"] for r in rows)
+        expected = sum(
+            max(r["total"], promote_count(g[i - 1]["total"], promote) if i else 0)
+            for g, r in zip(groups, rows, strict=True)
+        )
+        levels.append(
+            {
+                "level": i,
+                "epochs": entry["epochs"],
+                "total": total,
+                "expected": expected,
+                "running": sum(r["running"] for r in rows),
+                "finished": total - sum(r["waiting"] + r["running"] for r in rows),
+            }
+        )
+    for i in range(1, len(levels)):  # a level fills from the one below: chain the estimates
+        below = levels[i - 1]
+        if below["total"] < below["expected"]:
+            levels[i]["expected"] = max(
+                levels[i]["total"], promote_count(below["expected"], promote)
+            )
+    return levels
+
+
+def work_done(levels: list[dict]) -> tuple[float, float]:
+    """(epochs trained, epochs left) over the levels: finished and expected trials x epochs."""
+    done = sum(lv["finished"] * lv["epochs"] for lv in levels)
+    left = sum((max(lv["expected"], lv["total"]) - lv["finished"]) * lv["epochs"] for lv in levels)
+    return float(done), float(left)
+
+
+def wait_line(study_id: int, status: str, levels: list[dict], seconds_left: float | None) -> str:
+    """One progress line of `dse study wait`: finished and left per level, the time left."""
+    parts = []
+    for lv in levels:
+        total = max(lv["expected"], lv["total"])
+        approx = "~" if lv["expected"] > lv["total"] else ""
+        left = total - lv["finished"]
+        parts.append(
+            f"level {lv['level']} ({lv['epochs']} ep): {lv['finished']}/{approx}{total} "
+            f"finished, {approx}{left} left"
+        )
+    running = sum(lv["running"] for lv in levels)
+    eta = (
+        "time left unknown yet" if seconds_left is None else f"about {_duration(seconds_left)} left"
+    )
+    return f"study {study_id} {status}: " + "; ".join(parts) + f"; {running} running; {eta}"
+
+
+def _duration(seconds: float) -> str:
+    """3 s, 4 min, 2.5 h."""
+    if seconds < 90:
+        return f"{max(0, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class Eta:
+    """Time left from the rate epochs are trained at: measured since the wait began once a
+    trial finished during it, before that since the study was created."""
+
+    def __init__(self, done: float, created_seconds_ago: float) -> None:
+        self.start, self.done0 = time.monotonic(), done
+        self.since_created = (done, max(1.0, created_seconds_ago))
+
+    def seconds_left(self, done: float, left: float) -> float | None:
+        """Seconds until `left` epochs are trained at the measured rate (None: no rate yet)."""
+        if left <= 0:
+            return 0.0
+        if done > self.done0:
+            rate = (done - self.done0) / max(1e-6, time.monotonic() - self.start)
+        elif self.since_created[0] > 0:
+            trained, seconds = self.since_created
+            rate = trained / (seconds + time.monotonic() - self.start)
+        else:
+            return None
+        return left / rate
+
+
 def cmd_wait(args) -> int:
-    """Poll until done/cancelled (progress bar on a TTY); exit 1 on timeout."""
+    """Poll until done/cancelled, with progress on stderr (per level, time left); exit 1 on
+    timeout. A terminal gets one redrawn line; otherwise a line every --report seconds."""
+    from datetime import UTC, datetime
+
     store = _store(args)
-    _study(store, args.id)
+    study = _study(store, args.id)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     tty = sys.stderr.isatty()
+    eta, last_report = None, None
     while True:
         progress = store.progress(args.id)
         totals = progress["totals"]
         finished = totals["total"] - totals["waiting"] - totals["running"]
+        levels = level_work(progress, study.spec.promote)
+        done, left = work_done(levels)
+        if eta is None:
+            age = (datetime.now(UTC) - study.created).total_seconds()
+            eta = Eta(done, age)
+        line = wait_line(args.id, progress["status"], levels, eta.seconds_left(done, left))
         if tty:
-            width = 30
-            filled = width * finished // max(1, totals["total"])
-            sys.stderr.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] "
-                f"{finished}/{totals['total']} trials, {totals['running']} running "
-            )
+            sys.stderr.write(f"\r{line}\x1b[K")
             sys.stderr.flush()
+        elif last_report is None or time.monotonic() - last_report >= args.report:
+            print(f"dse study wait: {line}", file=sys.stderr, flush=True)
+            last_report = time.monotonic()
         if StudyStatus(progress["status"]).finished:
             break
         if deadline is not None and time.monotonic() >= deadline:
@@ -310,6 +437,7 @@ def cmd_worker(args) -> int:
         threads=args.threads,
         poll_seconds=args.poll,
         study_ids=args.study,
+        create_db=args.create_db,
     )
     return 0
 

@@ -43,14 +43,21 @@ def register(subparsers) -> None:
     p.add_argument("--flip", action=argparse.BooleanOptionalAction,
                    help=f"random horizontal flips; default {defaults.FLIP_RULE}")  # fmt: skip
     p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"),
-                   help="default auto: bf16 where the device gains (CUDA, native-bf16 CPUs)")  # fmt: skip
-    p.add_argument("--threads", type=int, help="torch threads (default: $DSE_THREADS or all)")
+                   help="default auto: bf16 where the device gains (CUDA, AVX512-BF16 CPUs "
+                   "without AMX), else fp32")  # fmt: skip
+    p.add_argument("--threads", type=int,
+                   help="torch threads (default: $DSE_THREADS or 1: one training per core)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_train)
 
-    b = subparsers.add_parser("bench", help="training engine vs a naive loop on this machine")
+    b = subparsers.add_parser(
+        "bench", help="this machine's peaks, the engine's fraction of them, workers per core"
+    )
     b.add_argument(
-        "--quick", action="store_true", help="one network, short runs (~1.5 min; full: ~12 min)"
+        "--quick",
+        action="store_true",
+        help="fewer images and repeats (the timings are medians either way; both take minutes, "
+        "more on a loaded machine)",
     )
     b.add_argument("--json", action="store_true", help="one JSON document on stdout")
     b.set_defaults(func=cmd_bench)

@@ -25,7 +25,7 @@ def get_limits(request: Request) -> SpecLimits:
 
 
 def require_token(request: Request) -> None:
-    """Mutating requests need `Authorization: Bearer <DSE_TOKEN>` when a token is set."""
+    """Mutating (and costly: the estimate) requests need `Authorization: Bearer <DSE_TOKEN>` when set."""
     token = request.app.state.token
     if not token:
         return

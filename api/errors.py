@@ -37,8 +37,11 @@ def _items(exc: BaseException) -> list[dict[str, str]]:
 
 
 def one_line(exc: BaseException) -> str:
-    """The reason for an exception as one line, `field: reason; field: reason`."""
-    return "; ".join(f"{i['field']}: {i['reason']}" for i in error_items(exc))
+    """The reason for an exception as one line, `field: reason; field: reason` (a reason that
+    names no field stands alone: the CLI has no request body)."""
+    return "; ".join(
+        f"{i['field']}: {i['reason']}" if i["field"] else i["reason"] for i in _items(exc)
+    )
 
 
 def _is_request_error(exc: BaseException) -> bool:

@@ -7,52 +7,126 @@ answer (with its own ETag) for up to `wait` seconds; the page picks the new one 
 next poll. Polls never queue behind the analysis and never run it twice at once. Each answer
 is validated into api.schemas.Results (the documented shape) and serialised by it (NaN and
 infinities as null); exports read the same cached answers.
+
+Hostile reads (issue 23: 8 clients each asking a new `range` of a 2,000-trial study held
+/healthz up to a second): the analysis runs in a pool of forkserver children (the Creator's,
+niced), not in this process, so it never holds this process's GIL; at most `parallel` run
+at once, at most `pending` distinct analyses are outstanding and at most `waiting` requests
+wait for one (more are refused with ResultsBusy, a 503, rather than holding the server's
+threads); the cache keeps at most `size` answers and `max_bytes` bytes, least recently used
+first out.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from concurrent.futures.process import BrokenProcessPool
 
 from pydantic import BaseModel
 
 from api.schemas import Results
 
 
+class ResultsBusy(RuntimeError):
+    """Too many analyses are outstanding; the client should retry (a 503)."""
+
+
+_STORES: dict = {}  # in a pool's child: one Store per database URL, kept between analyses
+
+
+def results_json(url: str, study_id, fidelity, normalize, bins, c_range) -> bytes:
+    """In a pool's child: the study's Results as the JSON bytes the API answers."""
+    from search.results import results_for
+    from search.store import Store
+
+    store = _STORES.get(url)
+    if store is None:
+        store = _STORES[url] = Store(url)
+    extra = {"bins": bins, "c_range": c_range} if bins is not None or c_range else {}
+    typed = Results.model_validate(results_for(store, study_id, fidelity, normalize, **extra))
+    return typed.model_dump_json(by_alias=True, exclude_unset=True).encode()
+
+
 class ResultsCache:
     """Results per (study, fidelity, normalisation): (version, ETag, JSON bytes, typed results).
 
     The normalisation is (normalize, bins, c_range): each setting is its own entry and ETag.
+    `pool` (a callable making a concurrent.futures executor, e.g. Creator.pool) runs the
+    analysis out of this process; without it (or with `compute`) it runs in the caller's
+    thread.
     """
 
     def __init__(
-        self, compute=None, wait: float = 0.1, size: int = 64, model: type[BaseModel] = Results
+        self,
+        compute=None,
+        wait: float = 0.1,
+        size: int = 64,
+        model: type[BaseModel] = Results,
+        pool=None,
+        parallel: int = 2,
+        pending: int = 16,
+        waiting: int = 24,
+        max_bytes: int = 256 * 2**20,
     ):
         self._compute = compute
         self._model = model
         self.wait = wait
         self.size = size
-        self._entries: dict[tuple, tuple[str, str, bytes, BaseModel]] = {}
+        self.max_bytes = max_bytes
+        self.pending, self.waiting = pending, waiting
+        self._make_pool = pool
+        self.parallel = parallel
+        self._pool = None
+        self._entries: OrderedDict[tuple, list] = OrderedDict()
+        self._bytes = 0
         self._running: dict[tuple, threading.Event] = {}
+        self._waiters = 0
         self._lock = threading.Lock()
+        self.computed = 0  # analyses run (benchmarks and tests read it)
 
-    def _results(self, store, study_id, fidelity, normalize, bins, c_range) -> BaseModel:
+    def _body(self, store, study_id, fidelity, normalize, bins, c_range) -> tuple[bytes, object]:
+        """(JSON bytes, typed results or None) of one analysis, in a child when there is a pool."""
         compute = self._compute
+        url = getattr(store, "url", None)
+        if compute is None and self._make_pool is not None and _shareable(url):
+            with self._lock:
+                if self._pool is None:
+                    self._pool = self._make_pool(self.parallel)
+                pool = self._pool
+            args = (url, study_id, fidelity, normalize, bins, c_range)
+            try:
+                return pool.submit(results_json, *args).result(), None
+            except BrokenProcessPool:  # a child died (killed, out of memory): a fresh pool next
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise RuntimeError("results: the analysis process died") from None
         if compute is None:
             from search.results import results_for as compute
         extra = {"bins": bins, "c_range": c_range} if bins is not None or c_range else {}
-        return self._model.model_validate(compute(store, study_id, fidelity, normalize, **extra))
+        typed = self._model.model_validate(compute(store, study_id, fidelity, normalize, **extra))
+        return typed.model_dump_json(by_alias=True, exclude_unset=True).encode(), typed
 
     def _refresh(self, key, store, version: str) -> None:
         study_id, fidelity, normalize, bins, c_range = key
         try:
-            typed = self._results(store, study_id, fidelity, normalize, bins, c_range)
-            body = typed.model_dump_json(by_alias=True, exclude_unset=True).encode()
+            body, typed = self._body(store, study_id, fidelity, normalize, bins, c_range)
             norm = f"{normalize}-{bins}" + "".join(f"-{v:g}" for v in c_range or ())
             etag = f'"{version}-{fidelity}-{norm}"'
             with self._lock:
-                self._entries[key] = (version, etag, body, typed)
-                while len(self._entries) > self.size:
-                    self._entries.pop(next(iter(self._entries)))
+                self.computed += 1
+                old = self._entries.pop(key, None)
+                if old is not None:
+                    self._bytes -= len(old[2])
+                self._entries[key] = [version, etag, body, typed]
+                self._bytes += len(body)
+                while len(self._entries) > 1 and (
+                    len(self._entries) > self.size or self._bytes > self.max_bytes
+                ):
+                    _, dropped = self._entries.popitem(last=False)  # least recently used
+                    self._bytes -= len(dropped[2])
         finally:
             with self._lock:
                 self._running.pop(key).set()
@@ -67,24 +141,61 @@ class ResultsCache:
 
     def results(self, store, study_id: int, fidelity, normalize) -> BaseModel:
         """The typed results of the store's current version (computed now if not cached)."""
-        return self._entry(store, (study_id, fidelity, normalize, None, None), None)[3]
+        entry = self._entry(store, (study_id, fidelity, normalize, None, None), None)
+        if entry[3] is None:  # computed in a child: parsed here once, when first asked
+            entry[3] = self._model.model_validate_json(entry[2])
+        return entry[3]
 
-    def _entry(self, store, key: tuple, wait: float | None) -> tuple:
+    def clear(self) -> None:
+        """Forget every cached answer (the next request of each computes it again)."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def close(self) -> None:
+        """Stop the analysis pool (running analyses are abandoned)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            children = list(getattr(pool, "_processes", {}).values())  # ProcessPoolExecutor's
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in children:  # an analysis may run for seconds: stopped, not awaited
+                child.terminate()
+            for child in children:
+                child.join(5)
+
+    def _entry(self, store, key: tuple, wait: float | None) -> list:
         """The cached entry; `wait` None waits for the current version, else up to `wait` s."""
         version = str(store.version(key[0]))
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry[0] == version:
-                return entry
+            if entry is not None:
+                self._entries.move_to_end(key)
+                if entry[0] == version:
+                    return entry
             done = self._running.get(key)
             owner = done is None
+            if entry is None or wait is None:  # this request will wait: bounded
+                if self._waiters >= self.waiting:
+                    raise ResultsBusy(f"{self._waiters} requests are waiting for results")
             if owner:
+                if len(self._running) >= self.pending:
+                    if entry is not None:
+                        return entry  # the last answer, until the server has room
+                    raise ResultsBusy(f"{len(self._running)} analyses are outstanding")
                 done = self._running[key] = threading.Event()
+            if entry is None or wait is None:
+                self._waiters += 1
         if entry is None or wait is None:  # nothing to show yet: compute (or wait for it)
-            if owner:
-                self._refresh(key, store, version)  # errors reach the caller
-            else:
-                done.wait()
+            try:
+                if owner:
+                    self._refresh(key, store, version)  # errors reach the caller
+                else:
+                    done.wait()
+            finally:
+                with self._lock:
+                    self._waiters -= 1
+            if not owner:
                 latest = self._entries.get(key)
                 if latest is None or (wait is None and latest[0] != version):
                     return self._entry(store, key, wait)
@@ -102,3 +213,10 @@ class ResultsCache:
             self._refresh(key, store, version)
         except Exception:  # a failed background refresh keeps the last answer; next poll retries
             pass
+
+
+def _shareable(url: str | None) -> bool:
+    """True when another process can open the store's database (not SQLite in memory)."""
+    if not url:
+        return False
+    return not (url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") == "sqlite:"))

@@ -65,11 +65,24 @@ class LevelCounts(StatusCounts):
     epochs: int
 
 
+class Failure(_Exact):
+    """One reason trials failed with, and how many did (Studies.failures)."""
+
+    reason: str
+    trials: int
+
+
 class Progress(_Exact):
     """A study's trials per space and fidelity level, and over all of them."""
 
     study_id: int
-    status: str = Field(description="the study's status: creating, running, cancelled, done")
+    status: str = Field(
+        description="the study's status: creating, running, cancelled, done, failed"
+    )
+    reason: str | None = Field(None, description="why the study failed (None otherwise)")
+    failures: list[Failure] = Field(
+        default_factory=list, description="why its trials failed, commonest reason first"
+    )
     spaces: dict[str, list[LevelCounts]] = Field(description="per space, one entry per level")
     references: dict[str, list[LevelCounts]] = Field(
         default_factory=dict,
@@ -142,6 +155,9 @@ class RegNetFit(_Exact):
     stage_depths: list[int] | None = None
     stage_widths: list[int] | None = None
     invalid: str | None = Field(None, description="why the fitted RegNet cannot be built")
+    block: str | None = Field(
+        None, description="the winner's block: a RegNet (X blocks) only fits res_bottleneck ones"
+    )
 
 
 class SpaceResults(_Exact):
@@ -197,6 +213,9 @@ class KsTest(_Exact):
     )
     refused: str | None = Field(
         None, description="normalised: why no p is given (too few networks a bin), else null"
+    )
+    parent: int | None = Field(
+        None, description="a refine child's test against its parent's space: the parent's id"
     )
 
 
@@ -300,6 +319,8 @@ class ReferenceMarker(_Exact):
         description="per space: the (weighted) fraction of its networks with a higher error"
     )
     text: dict[str, str] = Field(description="per space: 'resnet20 beats 62% of AnyNetX_E'")
+    n_reused: int = Field(0, description="counted seeds a refine child copied from its parent")
+    reused: str | None = Field(None, description="which study they came from, in words")
 
 
 class Results(_Exact):
@@ -317,6 +338,9 @@ class Results(_Exact):
     warnings: list[str]
     spaces: dict[str, SpaceResults]
     ks: list[KsTest]
+    vs_parent: KsTest | None = Field(
+        None, description="a refine child: its space against the parent's (also in ks)"
+    )
     params: dict[str, ParamPlot]
     e_fit: Efit
     rank_correlation: list[RankCorrelation]
@@ -328,6 +352,9 @@ class Results(_Exact):
     progress: dict[str, list[LevelCounts]]
     not_learned: list[NotLearned] = Field(
         default_factory=list, description="spaces whose trainings stayed at chance"
+    )
+    failures: list[Failure] = Field(
+        default_factory=list, description="why trials failed, commonest reason first"
     )
     references: dict[str, ReferenceMarker] = Field(
         default_factory=dict, description="reference networks' markers (docs/method.md §6)"

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from api.app import create_app
-from api.results_cache import ResultsCache
 from search.store import Store, TrialOutcome
 from testkit import browser as chromium
 from testkit.server import serve
@@ -79,7 +78,7 @@ def time_edf(url: str, app, study_id: int, repeats: int) -> dict:
             cold = []
             for _ in range(3):
                 # a version never analysed: the analysis runs inside the request (first visit)
-                app.state.results = ResultsCache()
+                app.state.results.clear()
                 t0 = time.perf_counter()
                 r = client.get(f"{url}/api/studies/{study_id}/edf?normalize={normalize}")
                 cold.append(time.perf_counter() - t0)

@@ -1,7 +1,7 @@
 """Filling a `creating` study: sample every space within a budget, store the trials in bulk.
 
 A study is sampled space by space (anynet.sampling, joint rejection; docs/method.md §4),
-then its level-0 trials are stored in round-robin order A0, B0, A1, … (so spaces fill
+each space from its own seed stream (`space_seed`), then its level-0 trials are stored in round-robin order A0, B0, A1, … (so spaces fill
 evenly) in chunks, each chunk one transaction (search/trial_writer.py). Progress is written
 to the study after each space and chunk, and a heartbeat thread touches it every few
 seconds meanwhile, so a reaper can tell a live creation from one whose process died
@@ -12,6 +12,7 @@ next batch. On any failure the study ends `failed` with the reason, its trials r
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from dataclasses import dataclass, replace
 from search import fidelity, trial_params
 from search.db import Database
 from search.models import CreationProgress, new_trial_values
+from search.reference_reuse import reuse_parent_references
 from search.status import StudyStatus
 from search.studies import Studies
 from search.trial_writer import StudyClosed, TrialWriter
@@ -61,6 +63,19 @@ class CreationBudget:
             if draws < 1:
                 raise ValueError(f"DSE_CREATE_DRAWS: must be at least 1, got {draws}")
         return cls(seconds=seconds, draws=draws)
+
+
+def space_seed(seed: int, label: str) -> int:
+    """The sampler seed of one space of a study: its own stream, from the study seed and label.
+
+    Spaces of one study never share a stream (the same seed for AnyNetX_D and _E drew the same
+    networks wherever their constraints allowed, so their KS test compared overlapping samples),
+    and a refine child's space (a new label) draws independently of its parent's. The same
+    space listed twice under one label draws the same networks. SHA-256 of "seed:label": stable
+    across processes and Python versions, unlike hash().
+    """
+    digest = hashlib.sha256(f"{int(seed)}:{label}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: numpy takes any int >= 0
 
 
 class CreationFailed(ValueError):
@@ -155,7 +170,7 @@ class StudyCreation:
                 result = sample(
                     space,
                     spec.samples,
-                    seed=spec.seed,
+                    seed=space_seed(spec.seed, label),
                     bounds=spec.bounds(),
                     resolution=spec.dataset.resolution,
                     num_classes=spec.dataset.num_classes,
@@ -234,6 +249,8 @@ class StudyCreation:
                 beat.progress = progress
         finally:
             ahead.shutdown(cancel_futures=True)
+        # a refine child: its parent's finished reference runs are the same trainings
+        reuse_parent_references(self.db, self.studies, study_id)
 
 
 def reference_rows(study_id: int, spec, space) -> list[dict]:

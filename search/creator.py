@@ -1,5 +1,9 @@
 """Creator: runs study creations in child processes, so no request waits for sampling.
 
+The same children run other CPU-bound work of the server: `call` (the estimate's sampling
+and speed probe, bounded in time and memory: api/routes/form.py) and `pool` (the results of
+a study: api/results_cache.py).
+
 Why processes and not threads: sampling is CPU-bound Python and numpy, and a thread of the
 API process would hold the GIL; a pure-Python millisecond of request work took up to 40 ms
 next to a sampling thread (measured here), so `/healthz` could not promise 100 ms (issue 15
@@ -16,7 +20,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from multiprocessing import spawn
 
@@ -28,17 +35,21 @@ log = logging.getLogger("dse.creator")
 PRELOAD = ["search.forkserver_main", "search.store", "anynet.sampling"]
 MAIN_ENV = "DSE_FORKSERVER_MAIN"  # read by search/forkserver_main.py in the forkserver
 NICENESS = 10  # a creation yields the CPU to the server's requests
+PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
+PARENT_CHECK_SECONDS = 1.0  # how often a creation child checks that its parent lives
+PARENT_GONE_EXIT = 70  # a creation child's exit code when its parent died (EX_SOFTWARE)
 
 
 class CreatorBusy(RuntimeError):
     """Too many creations are running; try again later."""
 
 
-def _create(url: str, study_id: int, budget: CreationBudget) -> None:
+def _create(url: str, study_id: int, budget: CreationBudget, server: int | None = None) -> None:
     """In the child: sample and store one study (failures are recorded on the study)."""
     from search.creation import CreationFailed
     from search.store import Store
 
+    exit_with_parent(server)  # a creation never outlives its server
     os.nice(NICENESS)  # requests of the server come first on a busy machine
     store = Store(url)
     try:
@@ -47,6 +58,88 @@ def _create(url: str, study_id: int, budget: CreationBudget) -> None:
         pass  # the study is failed with the reason; nothing else to report
     finally:
         store.close()
+
+
+def _call(conn, target, args: tuple) -> None:
+    """In the child: send back ("ok", target(*args)) or ("error", why it raised)."""
+    os.nice(NICENESS)
+    try:
+        value = target(*args)
+    except BaseException as e:  # the parent gets the reason; the child ends either way
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+    else:
+        conn.send(("ok", value))
+    finally:
+        conn.close()
+
+
+def _rss(pid: int) -> int | None:
+    """Resident bytes of a process (Linux /proc), None where unknown."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _niced() -> None:
+    """In a pool's child, once: yield the CPU to the server's requests."""
+    os.nice(NICENESS)
+
+
+class ChildFailed(RuntimeError):
+    """A call in a child process raised, died, or went past its time or memory."""
+
+
+def exit_with_parent(server: int | None = None, every: float = PARENT_CHECK_SECONDS) -> None:
+    """In a creation child: end when the server (pid `server`) or the child's parent, the
+    forkserver, ends: at once by SIGKILL on Linux, else within `every` s. No creation runs
+    on after its server died, uncounted by the next one; its study stays `creating` and the
+    next server's reaper fails it (search/recovery.py).
+
+    multiprocessing hands every forkserver child the forkserver's "alive" pipe, and the
+    forkserver lives until the last holder closes it: the child closes its copy (it starts
+    no processes), so the forkserver ends with the server and PR_SET_PDEATHSIG fires."""
+    from multiprocessing import forkserver
+
+    alive = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
+    if alive is not None:
+        try:
+            os.close(alive)
+        except OSError:
+            pass
+        forkserver._forkserver._forkserver_alive_fd = None
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # no prctl: the thread below still watches
+            pass
+
+    def gone() -> bool:
+        if os.getppid() != parent:
+            return True
+        try:
+            os.kill(server, 0) if server else None
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, someone else's: a reused pid is not ours to judge
+            pass
+        return False
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(every)
+        os._exit(PARENT_GONE_EXIT)
+
+    if gone():
+        os._exit(PARENT_GONE_EXIT)
+    threading.Thread(target=watch, name="dse-parent-watch", daemon=True).start()
 
 
 def _warm() -> None:
@@ -120,7 +213,7 @@ class Creator:
                 )
             child = self._context.Process(
                 target=_create,
-                args=(self.store.url, study_id, self.budget),
+                args=(self.store.url, study_id, self.budget, os.getpid()),
                 name=f"dse-create-{study_id}",
                 daemon=True,
             )
@@ -128,6 +221,57 @@ class Creator:
             job = CreationJob(study_id, child)
             self._jobs.append(job)
         return job
+
+    def call(self, target, args: tuple = (), seconds: float = 60.0, memory: int | None = None):
+        """target(*args) run in a forkserver child (niced, like a creation): its value.
+
+        The child is killed past `seconds` or past `memory` resident bytes (polled every
+        0.1 s); that, an exception or a death raises ChildFailed with the reason. The value
+        and target must pickle (a module-level function).
+        """
+        import time
+
+        name = getattr(target, "__name__", "call")
+        ours, theirs = self._context.Pipe(duplex=False)
+        child = self._context.Process(
+            target=_call, args=(theirs, target, args), name=f"dse-{name}", daemon=True
+        )
+        child.start()
+        theirs.close()
+        deadline = time.monotonic() + seconds
+        answered = False
+        try:
+            while not ours.poll(0.1):
+                if time.monotonic() > deadline:
+                    raise ChildFailed(f"{name}: stopped after {seconds:g} s")
+                rss = _rss(child.pid) if memory else None
+                if rss is not None and rss > memory:
+                    raise ChildFailed(
+                        f"{name}: stopped at {rss / 2**20:.0f} MB (limit {memory / 2**20:.0f} MB)"
+                    )
+            try:
+                status, value = ours.recv()
+                answered = True
+            except EOFError:
+                child.join()
+                code = child.exitcode
+                raise ChildFailed(f"{name}: the process ended with exit code {code}") from None
+        finally:
+            if child.exitcode is None:
+                child.join(1.0 if answered else 0)  # an answered child is ending by itself
+                if child.exitcode is None:
+                    child.kill()
+            child.join()
+            ours.close()
+        if status != "ok":
+            raise ChildFailed(f"{name}: {value}")
+        return value
+
+    def pool(self, workers: int):
+        """A pool of `workers` forkserver children (niced; started when first used)."""
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(workers, mp_context=self._context, initializer=_niced)
 
     def busy(self) -> bool:
         """True when `parallel` creations are running (a submit would be refused)."""

@@ -23,7 +23,13 @@ from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage
 from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from search import migrations
@@ -53,6 +59,47 @@ def normalize_url(url: str) -> str:
     return url
 
 
+URL_HELP = "sqlite:///dse.db (relative), sqlite:////abs/dse.db or postgresql://user@host/db"
+
+
+def check_url(url: str, create: bool = True) -> None:
+    """Refuse a URL that cannot name a dse database, with one line naming the fix: not a
+    URL, another backend, `sqlite://host/...` (two slashes), in-memory SQLite, and, unless
+    `create`, a SQLite file that does not exist (a worker never makes an empty one)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"db: not a database URL; use {URL_HELP}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    backend = parsed.get_backend_name()
+    try:
+        if backend != "postgres":  # normalize_url names its driver
+            parsed.get_dialect()
+    except (NoSuchModuleError, ImportError):
+        raise ValueError(f"db: {shown}: unknown database {backend!r}; use {URL_HELP}") from None
+    if backend != "sqlite":
+        return
+    if parsed.host:
+        raise ValueError(
+            f"db: {shown} names a host {parsed.host!r}; a SQLite URL has three slashes before "
+            f"a relative path and four before an absolute one: sqlite:////{parsed.host}/"
+            f"{parsed.database or ''}"
+        )
+    if parsed.database in (None, "", ":memory:"):
+        raise ValueError("db: in-memory SQLite cannot be shared by workers; use a file URL")
+    path = parsed.database
+    if path.startswith("file:"):  # a SQLite URI: let SQLite read it
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"db: no folder {folder} for the database {path}; create it first")
+    if not create and not os.path.exists(path):
+        raise ValueError(
+            f"db: no database at {os.path.abspath(path)}; `dse study create` or `dse serve` "
+            "creates one (a worker: --create-db), or fix --db / $DSE_DB"
+        )
+
+
 def _sqlite_connect(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
     cursor = dbapi_connection.cursor()
@@ -74,11 +121,12 @@ def _sqlite_begin_deferred(connection) -> None:
 class Database:
     """The storage of one URL: `optuna` (RDBStorage), `write()` and `read()` sessions."""
 
-    def __init__(self, url: str | None = None, heartbeat_interval: int = 10) -> None:
+    def __init__(
+        self, url: str | None = None, heartbeat_interval: int = 10, create: bool = True
+    ) -> None:
+        check_url(url or default_url(), create)  # create=False: an existing database only
         self.url = normalize_url(url or default_url())
         self.sqlite = make_url(self.url).get_backend_name() == "sqlite"
-        if self.sqlite and make_url(self.url).database in (None, "", ":memory:"):
-            raise ValueError("db: in-memory SQLite cannot be shared by workers; use a file URL")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if self.sqlite:

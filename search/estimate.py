@@ -9,8 +9,10 @@ multiply-adds per second (images/s x forward flops): measured by finished trials
 store, or by a short training on this server's device (worker.bench.measured_rate).
 
 Reference networks (search/reference_spec.py) train every seed at every level; their flops
-are exact. Sampled networks' flops are unknown before sampling: a study with flops bounds takes their
-midpoint; otherwise the median of a few networks drawn from the space (seeded, cheap).
+are exact. A space's networks are priced by their mean flops (the time is a sum over trials):
+the first few networks creation would sample, drawn the way it draws them (same sampler,
+seed, bounds and input; bounded draws), priced at the input they train at. Issue 23: the
+midpoint of the flops bounds priced 6.5 MF for networks of about 1.4 MF.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import functools
 import statistics
 from typing import TYPE_CHECKING
 
+from search.creation import space_seed
 from search.fidelity import promote_count
 from search.recipe import resolve_recipe
 
@@ -107,8 +110,8 @@ def images_per_trial(train: int, val: int, batch: int, epochs: int) -> tuple[int
 
 
 # --- flops of a space's networks ---------------------------------------------------------
-TYPICAL_DRAWS = 16  # networks drawn for a space's typical flops
-TYPICAL_MAX_DRAWS = 200_000  # rejection budget of that draw (bounds the estimate's time)
+PRICED_NETWORKS = 64  # at most this many of a space's networks are drawn and priced
+PRICE_MAX_DRAWS = 200_000  # the draws that pricing may take per space (~0.3 s here)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,33 +119,48 @@ class SpaceFlops:
     """The flops the estimate takes for one space's networks, and where they come from."""
 
     flops: float
-    source: str  # "bounds_midpoint" | "sampled_median"
+    source: str  # "sampled_mean" (older answers: "bounds_midpoint" | "sampled_median")
     note: str
 
 
+class BoundUnmet(ValueError):
+    """No network of a space met a complexity bound within the estimate's draws (a 422)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
 def space_flops(spec: StudySpec, index: int, sizes: DataSizes) -> SpaceFlops:
-    """Flops of a typical network of spaces[index] at the resolution it trains at."""
+    """Mean flops, at the input they train at, of the first networks creation would sample.
+
+    The sampler runs as search.creation runs it (the space's seed stream, bounds, input), for
+    min(samples, PRICED_NETWORKS) networks and at most PRICE_MAX_DRAWS draws: the same
+    draws, so these are the first networks the study would get. A bound that no draw met
+    raises BoundUnmet naming it.
+    """
     space = spec.spaces[index].resolve()
-    sampled_at = spec.dataset.resolution or space.resolution  # the sampler's (and bounds')
-    trained_at = sizes.resolution or sampled_at
-    if "flops" in spec.complexity:
-        lo, hi = spec.complexity["flops"]
-        mid = (lo + hi) / 2
-        note = f"midpoint of the flops bounds [{lo:g}, {hi:g}]"
-        if trained_at != sampled_at:  # conv flops grow with the image's area
-            mid *= (trained_at / sampled_at) ** 2
-            note += f", scaled from {sampled_at} px to the {trained_at} px it trains at"
-        return SpaceFlops(mid, "bounds_midpoint", note)
+    trained_at = sizes.resolution or spec.dataset.resolution or space.resolution
+    classes = sizes.classes or spec.dataset.num_classes or space.num_classes
     bounds = tuple(sorted((k, float(lo), float(hi)) for k, (lo, hi) in spec.complexity.items()))
-    classes = sizes.classes or space.num_classes
-    flops, bounded = _sampled_median(
-        space.to_json(), spec.seed, bounds, spec.dataset.resolution,
+    n = min(spec.samples, PRICED_NETWORKS)
+    priced = _priced(
+        space.to_json(), n, space_seed(spec.seed, spec.space_names()[index]), bounds,
+        spec.dataset.resolution,
         spec.dataset.num_classes, trained_at, classes,
     )  # fmt: skip
-    note = f"median of {TYPICAL_DRAWS} networks drawn from the space at {trained_at} px"
-    if bounds and not bounded:
-        note += " (without the complexity bounds: too few met them within the draw budget)"
-    return SpaceFlops(flops, "sampled_median", note)
+    if isinstance(priced[0], str):  # (field, reason): cached like an answer
+        raise BoundUnmet(*priced)
+    flops, got, draws = priced
+    where = " within the complexity bounds" if bounds else ""
+    if got == n:
+        note = f"mean of the {n} networks creation samples first{where}, at {trained_at} px"
+    else:  # rare under the bounds: the ones found in the estimate's draws
+        note = (
+            f"mean of the {got} networks of {n} found{where} in {draws} draws "
+            f"(the estimate's budget), at {trained_at} px"
+        )
+    return SpaceFlops(flops, "sampled_mean", note)
 
 
 def reference_flops(spec: StudySpec, sizes: DataSizes) -> dict[str, float]:
@@ -163,34 +181,47 @@ def reference_flops(spec: StudySpec, sizes: DataSizes) -> dict[str, float]:
 
 
 @functools.lru_cache(maxsize=256)
-def _sampled_median(
+def _priced(
     space_json: str,
+    n: int,
     seed: int,
     bounds: tuple,
     resolution,
     num_classes,
     trained_at: int,
     classes: int,
-) -> tuple[float, bool]:
-    """(median flops at the training input, whether the bounds held) of a few drawn networks."""
+) -> tuple:
+    """(mean flops at the training input, networks priced, draws) of the first n samples,
+    or (field, reason) of the bound that no draw met."""
     from anynet.network import network_complexity, with_input
     from anynet.sampling import InfeasibleError, sample
     from anynet.spaces import DesignSpace
 
     space = DesignSpace.model_validate_json(space_json)
     limits = {k: (lo, hi) for k, lo, hi in bounds} or None
-    kw = dict(seed=seed, resolution=resolution, num_classes=num_classes, in_channels=3)
+    kw = dict(seed=seed, bounds=limits, resolution=resolution, num_classes=num_classes,
+              in_channels=3, max_draws=PRICE_MAX_DRAWS)  # fmt: skip
     try:
-        result = sample(space, TYPICAL_DRAWS, bounds=limits, max_draws=TYPICAL_MAX_DRAWS, **kw)
-        bounded = True
-    except InfeasibleError:
-        result = sample(space, TYPICAL_DRAWS, bounds=None, max_draws=TYPICAL_MAX_DRAWS, **kw)
-        bounded = limits is None
+        result = sample(space, n, **kw)
+    except InfeasibleError as e:
+        if not e.got:
+            if e.bound is not None:
+                lo, hi = limits[e.bound]
+                covers = str(e).partition("; this space covers ")[2]
+                return (
+                    f"complexity.{e.bound}",
+                    f"no network of space {space.name!r} met [{lo:g}, {hi:g}] in "
+                    f"{PRICE_MAX_DRAWS} draws (the estimate's budget)"
+                    + (f"; this space covers {covers}" if covers else ""),
+                )
+            raise
+        # the same seed draws the same networks: the first e.got fit within the budget
+        result = sample(space, e.got, **kw)
     flops = [
         network_complexity(with_input(s.spec, resolution=trained_at, num_classes=classes))["flops"]
         for s in result.samples
     ]
-    return float(statistics.median(flops)), bounded
+    return float(statistics.fmean(flops)), len(flops), result.draws
 
 
 # --- how fast this machine trains --------------------------------------------------------
@@ -290,17 +321,52 @@ def _trained_flops(net_json: str, resolution, classes) -> float:
 
 
 # --- the estimate -----------------------------------------------------------------------
-def estimate(spec: StudySpec, rate: Rate | None, workers: int = 1) -> dict:
-    """Trials per level, training and evaluated images, and time of a study (JSON-able)."""
+def prices(spec: StudySpec) -> list[SpaceFlops]:
+    """Each space's SpaceFlops (space_flops); ValueError naming the space or the bound."""
+    sizes = data_sizes(spec.dataset)
+    flops = []
+    for i in range(len(spec.spaces)):
+        try:
+            flops.append(space_flops(spec, i, sizes))
+        except BoundUnmet:
+            raise  # names the bound
+        except ValueError as e:  # no network of the space fits (its input, its constraints)
+            raise ValueError(f"spaces.{i}: {e}") from e
+    return flops
+
+
+def prices_or_error(spec_json: str) -> dict:
+    """In a child (api/routes/form.py): {"prices": [SpaceFlops fields]}, or {"error": message,
+    "field", "reason"}: a ValueError comes back as data, and the server answers its 422."""
+    from search.spec import StudySpec
+
+    try:
+        found = prices(StudySpec.model_validate_json(spec_json))
+    except ValueError as e:
+        field, reason = getattr(e, "field", None), getattr(e, "reason", None)
+        return {"error": str(e), "field": field, "reason": reason}
+    return {"prices": [dataclasses.asdict(f) for f in found]}
+
+
+def raise_or_prices(answer: dict) -> list[SpaceFlops]:
+    """prices_or_error's answer back as SpaceFlops, or its error raised (BoundUnmet, ValueError)."""
+    if "prices" in answer:
+        return [SpaceFlops(**f) for f in answer["prices"]]
+    if answer.get("field") and answer.get("reason"):
+        raise BoundUnmet(answer["field"], answer["reason"])
+    raise ValueError(answer["error"])
+
+
+def estimate(
+    spec: StudySpec, rate: Rate | None, workers: int = 1, flops: list[SpaceFlops] | None = None
+) -> dict:
+    """Trials per level, training and evaluated images, and time of a study (JSON-able).
+
+    `flops`: the spaces' prices when already known (prices(spec), e.g. from a child)."""
     sizes = data_sizes(spec.dataset)
     per_space = level_counts(spec.samples, list(spec.fidelities), spec.promote)
     n_spaces = len(spec.spaces)
-    flops = []
-    for i in range(n_spaces):
-        try:
-            flops.append(space_flops(spec, i, sizes))
-        except ValueError as e:  # no network of the space fits (its input, its bounds)
-            raise ValueError(f"spaces.{i}: {e}") from e
+    flops = prices(spec) if flops is None else flops
     known = sizes.train is not None and sizes.val is not None and sizes.train > 0
     recipe = None
     if known:

@@ -4,9 +4,10 @@ DDS Fig. 8 plots e_fit (how far a network's per-block widths are from the neares
 against error for every network of a space; the best networks have low e_fit, which is what
 led DDS to the RegNet space. `efits` gives that number for every network with
 anynet.regnet_fit.fit_many, memoised by widths so that a running study only fits its new
-networks. `fit_winners` fits the lowest-error networks with the exact fit_regnet and gives
-the winner as export-ready RegNet parameters. Both fits stay inside DDS §3.3's RegNet space
-(REGNET_RANGES), so no fitted "RegNet" is one that space does not hold.
+networks (exactly 0 for a RegNet, an upper bound otherwise). `fit_winners` fits the
+lowest-error networks with fit_regnet, the global optimum, and gives the winner as
+export-ready RegNet parameters. Both fits stay inside DDS §3.3's RegNet space
+(REGNET_RANGES), so no fitted "RegNet" is one that space does not hold (docs/method.md §3).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def clear_cache() -> None:
 
 @lru_cache(maxsize=4096)
 def _fit(widths: tuple[int, ...]) -> tuple[int, float, float, float]:
-    """fit_regnet inside the RegNet space, memoised by widths (a pure function, ~0.1 s)."""
+    """fit_regnet inside the RegNet space, memoised by widths (a pure function, ~0.2 s)."""
     from anynet.regnet_fit import REGNET_RANGES, fit_regnet
 
     return fit_regnet(list(widths), ranges=REGNET_RANGES)
@@ -125,9 +126,9 @@ def _regnet_params(value, fit: dict) -> dict:
     out["se_ratio"] = float(net.se_ratio or 0.0)
     try:
         depths, widths, _ = RegNetParams(**out).widths()
-        return {"params": out, "stage_depths": depths, "stage_widths": widths}
+        return {"params": out, "stage_depths": depths, "stage_widths": widths, "block": net.block}
     except ValueError as e:
-        return {"params": out, "invalid": " ".join(str(e).split())}
+        return {"params": out, "invalid": " ".join(str(e).split()), "block": net.block}
 
 
 def fit_winners(spec_values: list, errors: np.ndarray, k: int) -> dict | None:

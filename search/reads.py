@@ -108,9 +108,11 @@ class Reads:
         return {
             "study_id": study_id,
             "status": study.status.value,
+            "reason": study.reason,
             "spaces": spaces,
             "references": references,
             "totals": body,
+            "failures": self.studies.failures(study_id),
         }
 
     def _filtered(self, study_id: int, space, level, status, include_retried: bool):
@@ -160,7 +162,7 @@ class Reads:
         self.studies.get(study_id)
         columns = [getattr(TrialRow, c) for c in FRAME_COLUMNS]
         query = (
-            select(*columns, TrialRow.net, TrialRow.sampled)
+            select(*columns, TrialRow.recipe, TrialRow.net, TrialRow.sampled)
             .where(TrialRow.study_id == study_id, TrialRow.retried_as.is_(None))
             .order_by(TrialRow.trial_id)
         )
@@ -169,22 +171,28 @@ class Reads:
         frame = pd.DataFrame([r[: len(FRAME_COLUMNS)] for r in rows], columns=list(FRAME_COLUMNS))
         frame["error"] = pd.to_numeric(frame["error"], errors="coerce").astype(float)
         frame["spec"] = [r[-2] for r in rows]
+        frame["precision"] = [(r[-3] or {}).get("precision") for r in rows]  # as it ran
         sampled = pd.DataFrame([r[-1] or {} for r in rows], index=frame.index)
         for name in sampled.columns:
             frame[f"p_{name}"] = sampled[name]
         return frame
 
     def version(self, study_id: int) -> str:
-        """A token that changes whenever any trial (or the study) changes."""
+        """A token that changes whenever any trial (or the study) changes; a refine child's
+        also when its parent's trials do (its results test against the parent's space)."""
         with self.db.read() as session:
+            found = session.execute(
+                select(StudyRow.updated_at, StudyRow.parent_id).where(StudyRow.id == study_id)
+            ).one_or_none()
+            if found is None:
+                raise StudyNotFound(f"study {study_id}: no such study")
+            updated, parent = found
+            ids = [study_id] if parent is None else [study_id, parent]
             n, last = session.execute(
                 select(func.count(), func.max(TrialRow.updated_at)).where(
-                    TrialRow.study_id == study_id
+                    TrialRow.study_id.in_(ids)
                 )
             ).one()
-            updated = session.scalar(select(StudyRow.updated_at).where(StudyRow.id == study_id))
-        if updated is None:
-            raise StudyNotFound(f"study {study_id}: no such study")
         return f"{n}-{_stamp(last)}-{_stamp(updated)}"
 
     def has_unfinished(self, study_ids: list[int] | None = None) -> bool:

@@ -7,6 +7,9 @@ conditional update, or an insert guarded by the unique key of `dse_trials`.
   the study's grace period; each is retried as a new WAITING trial (attempt + 1) up to
   `limits.max_attempts`, then left failed with the reason.
 - Crash windows: a row still `running` long after its Optuna trial finished is repaired.
+- Studies closed early (issue 20): versions before the locked done transition
+  (search/promotion.py) could mark a study done while promoted trials waited; such a study
+  is reopened, its trials stopped or created `cancelled` by the early close retried.
 - Dead creations (issue 15 finding 6): a `creating` study whose creation stopped beating
   (search/creation.py touches it every few seconds) is failed with the reason and its
   trials removed; WAITING Optuna trials without a `dse_trials` row (left by a crash in
@@ -63,6 +66,7 @@ class Recovery:
         if time.monotonic() - self._last_creating_reap >= REAP_CREATING_EVERY:
             self._last_creating_reap = time.monotonic()
             self.reap_creating()
+            self.reopen_closed_early()
         with self.db.read() as session:
             studies = session.execute(
                 select(StudyRow.id, StudyRow.optuna_name).where(
@@ -110,6 +114,65 @@ class Recovery:
                 failed.append(study_id)
         self._fail_orphans()
         return failed
+
+    def reopen_closed_early(self) -> list[int]:
+        """Reopen `done` studies with unfinished or early-cancelled trials; the ids reopened.
+
+        Nothing legitimately leaves a trial waiting, running or cancelled in a done study
+        (cancelling a study makes it `cancelled`), so such trials were left by a settler that
+        closed the study from a stale read before issue 20's fix: the study runs again, its
+        cancelled trials are retried (attempt + 1), and settling promotes what is due.
+        """
+        closed_early = (
+            select(TrialRow.study_id)
+            .join(StudyRow, StudyRow.id == TrialRow.study_id)
+            .where(
+                StudyRow.status == StudyStatus.DONE,
+                TrialRow.retried_as.is_(None),
+                TrialRow.status.in_((*TrialStatus.unfinished(), TrialStatus.CANCELLED)),
+            )
+            .distinct()
+        )
+        with self.db.read() as session:
+            ids = session.scalars(closed_early).all()
+        reopened = []
+        for study_id in ids:
+            distributions = self.writer.distributions(study_id)  # outside the transaction
+            with self.db.write() as session, session.begin():
+                if not self._reopen(session, study_id, distributions):
+                    continue
+            reopened.append(study_id)
+            self.promotion.settle(study_id)
+        return reopened
+
+    def _reopen(self, session, study_id: int, distributions) -> bool:
+        """done → running under the study row's lock; retry its cancelled trials."""
+        status = session.scalar(
+            select(StudyRow.status).where(StudyRow.id == study_id).with_for_update()
+        )
+        if status != StudyStatus.DONE:
+            return False
+        now = utcnow()
+        session.execute(
+            update(StudyRow)
+            .where(StudyRow.id == study_id)
+            .values(status=StudyStatus.RUNNING.value, updated_at=now)
+        )
+        cancelled = session.scalars(
+            select(TrialRow).where(
+                TrialRow.study_id == study_id,
+                TrialRow.retried_as.is_(None),
+                TrialRow.status == TrialStatus.CANCELLED,
+            )
+        ).all()
+        if cancelled:
+            retries = [copy_values(r, r.level, r.epochs, r.attempt + 1) for r in cancelled]
+            ids = self.writer.add(study_id, retries, session=session, distributions=distributions)
+            for row, retry_id in zip(cancelled, ids, strict=True):
+                row.retried_as = retry_id
+                row.reason = f"{row.reason or 'cancelled'}; the study was closed early: retried"
+                row.updated_at = now
+        return True
 
     def _fail_orphans(self) -> None:
         """Fail WAITING Optuna trials of our studies that have no dse_trials row."""

@@ -6,7 +6,9 @@ one counts as error 1.0, as in the spaces), its band (min–max over the seeds),
 deviation (ddof 1), the seeds counted and pending, and its complexity. Per space: the
 percentile, the fraction of the space's networks at that level whose error is above the
 reference's mean error (with NDS normalisation the weighted fraction, over the networks
-inside the range); "resnet20 beats 62% of AnyNetX_E" reads percentile 0.62.
+inside the range); "resnet20 beats 62% of AnyNetX_E" reads percentile 0.62. A refine child's
+seeds copied from its parent (search/reference_reuse.py) count as trained and are counted
+apart as n_reused, with a line saying so (`reused`).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def reference_markers(refs: pd.DataFrame, spec, level: int, spaces: dict) -> dic
             "acts": int(first["acts"]) if first is not None else None,
             "percentile": {},
             "text": {},
+            **_reused(counted),
         }
         for space, (errors, weights) in spaces.items():
             share = percentile(mean, errors, weights)
@@ -81,3 +84,20 @@ def reference_markers(refs: pd.DataFrame, spec, level: int, spaces: dict) -> dic
             marker["text"][space] = beats_text(label, share, space)
         out[label] = marker
     return out
+
+
+def _reused(counted: pd.DataFrame) -> dict:
+    """How many counted seeds a refine child copied from its parent (search/reference_reuse.py)."""
+    from search.reference_reuse import REUSED_PREFIX, REUSED_WORKER
+
+    if not len(counted) or "worker" not in counted:
+        return {"n_reused": 0, "reused": None}
+    reused = counted[counted["worker"] == REUSED_WORKER]
+    if not len(reused):
+        return {"n_reused": 0, "reused": None}
+    studies = sorted({str(r).removeprefix(REUSED_PREFIX).split()[0] for r in reused["reason"]})
+    text = (
+        f"{len(reused)} of {len(counted)} seeds reused from study {', '.join(studies)} "
+        "(the same network, data and recipe: not trained again)"
+    )
+    return {"n_reused": int(len(reused)), "reused": text}

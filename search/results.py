@@ -28,17 +28,19 @@ bins, bins_auto, complexity_range, warnings [str]; spaces {name: {name, n, n_div
 n_done, n_failed, n_cancelled, n_pending, n_outside, n_eff, min, q1, median, q3, mean, max,
 edf {x, F, band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled},
 random_search {m, expected_min}, regnet, n_not_learned, chance_error}}; ks [{a, b, D, p, q,
-test, adjusted, imbalance_p, refused}]; params
+test, adjusted, imbalance_p, refused, parent}]; vs_parent (a refine child: its refined
+space against the parent's original one, also the last ks row, b = 'parent ID: SPACE');
+params
 {column: {log, spaces {name: {x, error, best {lo, median, hi}}}}}; e_fit {ranges, spaces
 {name: {x (e_fit), error, best {lo, median, hi}, n}}} (DDS Fig. 8); rank_correlation
 [{space | "all", from_epochs, to_epochs, n, spearman, kendall}]; regnet {name | "overall":
 {space, sample, trial_id, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params {depth, w0,
-wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths, stage_widths}},
+wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths, stage_widths, block}},
 regnet_top_k; refinement [{space, kind, ..., text}]; progress {name: [{level, epochs,
 waiting, running, done, diverged, failed, cancelled, total, not_learned}]}; not_learned
 [{space, n, of, text}] (spaces with > 10% of done trials at chance, search/learning.py);
 references {label: {name, n, seeds, n_diverged, n_failed, n_pending, errors, mean, sd, lo, hi,
-band, flops, params, acts, percentile {space}, text {space}}} (search/reference_results.py;
+band, flops, params, acts, percentile {space}, text {space}, n_reused, reused}} (search/reference_results.py;
 reference trials enter no space's statistics).
 """
 
@@ -64,7 +66,7 @@ from search.refinement import benjamini_hochberg, refinement_suggestions
 NORMALIZE = ("flops", "params", "acts")
 PLOT_POINTS = 500  # EDF step points sent per space; statistics always use every trial
 PLOT_DECIMALS = 6  # plotted values are rounded (halves the JSON); statistics are not
-TOP_K = 1  # winners per space fitted (DDS §3.3); each fit costs ~0.1 s cold, see benchmark
+TOP_K = 1  # winners per space fitted (DDS §3.3); each fit costs ~0.2 s cold, see benchmarks
 COMPLEXITY_COLUMNS = ("flops", "params", "acts", "depth")
 IMBALANCE_REPS = 199  # permutations of the within-bin complexity test (a diagnostic)
 _STAGE = re.compile(r"^p_(d|w|bot_mul|g|groups)(\d+)$")
@@ -206,9 +208,13 @@ def _best(x, draws) -> dict:
 
 
 def study_results(
-    frame, spec, fidelity=None, normalize=None, bins=None, c_range=None, top_k=TOP_K
+    frame, spec, fidelity=None, normalize=None, bins=None, c_range=None, top_k=TOP_K, parent=None
 ) -> dict:
-    """EDFs, statistics, KS table, parameter data, e_fit, rank correlation, RegNet fits."""
+    """EDFs, statistics, KS table, parameter data, e_fit, rank correlation, RegNet fits.
+
+    `parent` (a refine child's: {study_id, space, refined, frame}) adds the test of the
+    refined space against the parent's original space to the KS table (`vs_parent`).
+    """
     if normalize not in (None, *NORMALIZE):
         raise ValueError(f"normalize: {normalize!r} is not one of none, {', '.join(NORMALIZE)}")
     level = _level_of(spec, fidelity)
@@ -284,7 +290,18 @@ def study_results(
             _identify(fits[n], counted, idx)
         row["regnet"] = fits[n]
         spaces[n] = row
-    ks = _pairwise(names, err_all, by_space, bin_of, norm)
+    ks = _pairwise(names, err_all, by_space, norm)
+    vs_parent = None
+    if parent is not None:
+        vs_parent, note = _vs_parent(parent, counted, err_all, spec.fidelities[level], level,
+                                     normalize, bins, c_range, len(ks))  # fmt: skip
+        notes_parent = [note] if note else []
+        if vs_parent is not None:
+            ks.append(vs_parent)  # one more test: Benjamini–Hochberg over all of them
+            for row, q in zip(ks, benjamini_hochberg([k["p"] for k in ks]), strict=True):
+                row["q"] = q
+    else:
+        notes_parent = []
     pairwise = {(k["a"], k["b"]): k for k in ks}
     counted_idx = np.sort(np.concatenate([by_space[n] for n in names])) if names else []
     overall = None
@@ -293,7 +310,9 @@ def study_results(
             [all_specs[i] for i in counted_idx], A.as_errors(err_all[counted_idx]), top_k
         )
         _identify(overall, counted, counted_idx)
-    notes = []
+    notes = list(notes_parent)
+    if mixed := mixed_precisions(here):
+        notes.append(mixed)
     if norm is not None and sum(norm.outside.values()):
         left = ", ".join(f"{n} {k}" for n, k in norm.outside.items() if k)
         notes.append(
@@ -316,6 +335,7 @@ def study_results(
             "warnings": notes,
             "spaces": spaces,
             "ks": ks,
+            "vs_parent": vs_parent,
             "params": params,
             "e_fit": {"ranges": _efit_ranges(), "spaces": e_fit},
             "rank_correlation": _rank_correlations(frame, spec, names),
@@ -343,36 +363,39 @@ def _efit_ranges() -> dict:
     return {k: list(v) for k, v in REGNET_RANGES.items()}
 
 
-def _pairwise(names, err_all, by_space, bin_of, norm) -> list[dict]:
+def _pairwise(names, err_all, by_space, norm) -> list[dict]:
     """KS test of every pair of spaces, Benjamini–Hochberg adjusted (docs/method.md §6)."""
     ks = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             ea, eb = err_all[by_space[a]], err_all[by_space[b]]
-            row = {"a": a, "b": b}
-            if norm is None:
-                d, p = A.ks_test(ea, eb)
-                ks.append(row | {"D": d, "p": p, "test": "two-sample KS"})
-                continue
-            row |= {"test": "stratified permutation KS", "adjusted": False}
-            refused = ks_refusal(norm, a, b)
-            if refused is not None:  # D of the normalised EDFs, but no p to trust
-                d = A.ks_statistic(ea, eb, norm.weights[a], norm.weights[b])
-                ks.append(row | {"D": d, "p": math.nan, "refused": refused, "imbalance_p": None})
-                continue
-            ka, kb, seed = bin_of[a], bin_of[b], len(ks)
-            ca, cb = norm.complexity.get(a), norm.complexity.get(b)
-            if ca is None or cb is None:  # a space without networks: no test
-                d, p = A.stratified_ks_test(ea, ka, eb, kb, seed=seed)
-                ks.append(row | {"D": d, "p": p, "refused": None, "imbalance_p": None})
-                continue
-            d, p = A.stratified_ks_test(ea, ka, eb, kb, seed=seed, complexity_a=ca, complexity_b=cb)
-            _, imbalance = A.stratified_ks_test(ca, ka, cb, kb, reps=IMBALANCE_REPS, seed=seed)
-            row |= {"D": d, "p": p, "adjusted": True, "imbalance_p": imbalance, "refused": None}
-            ks.append(row)
+            ks.append(_pair_test(a, b, ea, eb, norm, len(ks)))
     for row, q in zip(ks, benjamini_hochberg([k["p"] for k in ks]), strict=True):
         row["q"] = q  # pairwise tests are many: Benjamini–Hochberg adjusted
     return ks
+
+
+def _pair_test(a: str, b: str, ea, eb, norm, seed: int) -> dict:
+    """One KS row {a, b, D, p, test, …}: two-sample KS, or normalised (`norm`, errors of the
+    networks inside its range) the within-bin test on residuals of an error-vs-complexity
+    fit, refused where a bin holds too few networks of a space (docs/method.md §6)."""
+    row = {"a": a, "b": b}
+    if norm is None:
+        d, p = A.ks_test(ea, eb)
+        return row | {"D": d, "p": p, "test": "two-sample KS"}
+    row |= {"test": "stratified permutation KS", "adjusted": False}
+    refused = ks_refusal(norm, a, b)
+    if refused is not None:  # D of the normalised EDFs, but no p to trust
+        d = A.ks_statistic(ea, eb, norm.weights[a], norm.weights[b])
+        return row | {"D": d, "p": math.nan, "refused": refused, "imbalance_p": None}
+    ka, kb = norm.bin_of[a], norm.bin_of[b]
+    ca, cb = norm.complexity.get(a), norm.complexity.get(b)
+    if ca is None or cb is None:  # a space without networks: no test
+        d, p = A.stratified_ks_test(ea, ka, eb, kb, seed=seed)
+        return row | {"D": d, "p": p, "refused": None, "imbalance_p": None}
+    d, p = A.stratified_ks_test(ea, ka, eb, kb, seed=seed, complexity_a=ca, complexity_b=cb)
+    _, imbalance = A.stratified_ks_test(ca, ka, cb, kb, reps=IMBALANCE_REPS, seed=seed)
+    return row | {"D": d, "p": p, "adjusted": True, "imbalance_p": imbalance, "refused": None}
 
 
 def _ks_notes(ks: list[dict], key: str | None) -> list[str]:
@@ -388,6 +411,41 @@ def _ks_notes(ks: list[dict], key: str | None) -> list[str]:
                 " fit within bins to allow for it (docs/method.md §6)"
             )
     return notes
+
+
+def _vs_parent(parent, counted, err_all, epochs, level, normalize, bins, c_range, seed):
+    """The refined space against the parent's original one at this level: one KS row, as
+    between two spaces (NDS-normalised over their joint overlap when asked), and a note."""
+    child = parent["refined"]
+    theirs = parent["frame"]
+    theirs = _split_references(_pick_rows(theirs) if len(theirs) else theirs)[0]
+    if len(theirs):
+        theirs = theirs[
+            (theirs["space"] == parent["space"])
+            & (theirs["level"] == level)
+            & (theirs["epochs"] == epochs)
+            & theirs["status"].isin(["done", "diverged"])
+        ]
+    label = f"parent {parent['study_id']}: {parent['space']}"
+    mine = np.flatnonzero(counted["space"].to_numpy() == child) if len(counted) else np.zeros(0)
+    if not len(theirs) or not len(mine):
+        return None, None
+    ea = err_all[mine]
+    eb = theirs["error"].to_numpy(np.float64)
+    eb = np.where(theirs["status"].to_numpy() == "diverged", np.nan, eb)
+    norm = None
+    if normalize:
+        groups = {
+            child: counted[normalize].to_numpy(np.float64)[mine],
+            label: theirs[normalize].to_numpy(np.float64),
+        }
+        try:
+            norm = normalise(groups, normalize, bins, c_range)
+        except ValueError as e:  # e.g. a bin the parent's space does not reach
+            return None, f"vs parent: no normalised test ({e})"
+        ea, eb = ea[norm.inside[child]], eb[norm.inside[label]]
+    row = _pair_test(child, label, ea, eb, norm, seed)
+    return row | {"parent": parent["study_id"]}, None
 
 
 def _rank_correlations(frame: pd.DataFrame, spec, names: list[str]) -> list[dict]:
@@ -430,10 +488,50 @@ def _progress(frame: pd.DataFrame, spec, names: list[str]) -> dict:
     return out
 
 
+def mixed_precisions(trials: pd.DataFrame) -> str | None:
+    """A warning when the done trials of one level ran in more than one precision."""
+    if not len(trials) or "precision" not in trials:
+        return None
+    done = trials[(trials["status"] == "done") & trials["precision"].notna()]
+    counts = done["precision"].value_counts()
+    if len(counts) < 2:
+        return None
+    parts = ", ".join(f"{n} in {p}" for p, n in sorted(counts.items()))
+    return (
+        f"precision: this level's trials ran in more than one precision ({parts}); "
+        "bf16 and fp32 errors of one network can differ by more than a change of seed "
+        "(docs/method.md §5)"
+    )
+
+
 def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, c_range=None):
     """study_results of a study in a store (the API caches them: api/results_cache.py)."""
     c_range = tuple(c_range) if c_range is not None else None
-    spec = store.get_study(study_id).spec
-    body = study_results(store.trial_frame(study_id), spec, fidelity, normalize, bins, c_range)
+    study = store.get_study(study_id)
+    spec = study.spec
+    parent = _parent_of(store, study)
+    body = study_results(
+        store.trial_frame(study_id), spec, fidelity, normalize, bins, c_range, parent=parent
+    )
     body["study_id"] = study_id
+    body["failures"] = store.studies.failures(study_id)  # why trials failed, commonest first
     return body
+
+
+def _parent_of(store, study) -> dict | None:
+    """A refine child's parent as study_results takes it (None: not a child, or gone)."""
+    from search.studies import StudyNotFound
+
+    tried = study.suggestion or {}
+    if study.parent_id is None or not tried.get("space") or not tried.get("refined"):
+        return None
+    try:
+        frame = store.trial_frame(study.parent_id)
+    except StudyNotFound:
+        return None
+    return {
+        "study_id": study.parent_id,
+        "space": tried["space"],
+        "refined": tried["refined"],
+        "frame": frame,
+    }

@@ -30,6 +30,9 @@ MAX_SEED = 2**31 - 1
 MAX_EPOCHS = 10_000
 MAX_IMAGES = 10_000_000  # per split; ImageNet-1k has 1.28 M training images
 MAX_BATCH = 65536
+# Recipe numbers past which no network trains (a reason each in Recipe's validators).
+MAX_LR = 10.0
+MAX_WEIGHT_DECAY = 0.1
 MAX_SPACES = 100
 MAX_FIDELITIES = 20
 # keys the results use next to the space names (the pooled RegNet fit, the pooled rank
@@ -80,6 +83,26 @@ class Recipe(_Strict):
     )
     channels_last: bool | None = Field(None, description="None = where the device gains from it")
     eval_batch_size: int = Field(512, ge=1, le=MAX_BATCH)
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_that_can_train(cls, value: float | None) -> float | None:
+        if value is not None and value > MAX_LR:
+            raise ValueError(
+                f"at most {MAX_LR:g}, got {value:g}: SGD diverges far below it (Goyal et al. "
+                f"train batches of 8192 at 3.2; the default is {defaults.LR_RULE})"
+            )
+        return value
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _decay_that_leaves_weights(cls, value: float) -> float:
+        if value > MAX_WEIGHT_DECAY:
+            raise ValueError(
+                f"at most {MAX_WEIGHT_DECAY:g}, got {value:g}: each step shrinks the weights by "
+                "lr x weight_decay, past this to nothing (the default is 5e-4)"
+            )
+        return value
 
 
 class DatasetSpec(_Strict):
@@ -269,10 +292,37 @@ class StudySpec(_Strict):
         return cls.from_text(path.read_text(), fmt)
 
 
+# Unicode's bidirectional controls (LRM, RLM, ALM, the embeddings and overrides U+202A–E,
+# the isolates U+2066–9): a name holding one reads differently from what it is (U+202E
+# turns "exe.txt" around), in a table, a CSV cell or a legend.
+BIDI_CONTROLS = frozenset(
+    "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
 def printable(name: str, most: int = 200) -> bool:
-    """Whether a name is 1..most characters with no control character (C0, DEL, C1)."""
+    """Whether a name is 1..most characters with no control character (C0, DEL, C1, bidi)."""
     # names are table keys, CSV cells and legend labels; PostgreSQL text cannot hold NUL
-    return 0 < len(name) <= most and not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)
+    return 0 < len(name) <= most and not any(
+        ord(c) < 32 or 127 <= ord(c) < 160 or c in BIDI_CONTROLS for c in name
+    )
+
+
+# Datasets read from files: a study of one must say where they are (worker/sources.py).
+FILE_DATASETS = frozenset({"cifar10", "cifar100", "mnist", "fashion-mnist", "svhn", "imagefolder"})
+
+
+def check_dataset_root(spec: StudySpec) -> None:
+    """ValueError naming dataset.root when the study's dataset is read from files and the
+    spec says not where (else every trial would fail in the workers)."""
+    d = spec.dataset
+    if d.name in FILE_DATASETS and d.root is None:
+        how = (
+            " (with download: true, the folder to download into)" if d.name != "imagefolder" else ""
+        )
+        raise ValueError(
+            f"dataset.root: {d.name} is read from files; give root, the folder that holds them{how}"
+        )
 
 
 def space_label(space: SpaceSpec, index: int = 0) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import pandas as pd
 
 from search.creation import CreationBudget, CreationFailed, StudyCreation
-from search.db import DEFAULT_URL, TRANSIENT_ERRORS, Database, default_url, normalize_url
+from search.db import DB_ENV, DEFAULT_URL, TRANSIENT_ERRORS, Database, default_url, normalize_url
 from search.models import Claim, StudyRecord
 from search.outcome import TrialOutcome
 from search.promotion import Promotion
@@ -32,6 +32,7 @@ from search.trial_life import TrialLifecycle
 from search.trial_writer import TrialWriter
 
 __all__ = [
+    "DB_ENV",
     "DEFAULT_URL",
     "TRANSIENT_ERRORS",
     "Claim",
@@ -51,8 +52,11 @@ __all__ = [
 class Store:
     """Studies and trials in one database: Optuna's storage plus the dse tables."""
 
-    def __init__(self, url: str | None = None, heartbeat_interval: int = 10) -> None:
-        self.db = Database(url, heartbeat_interval)
+    def __init__(
+        self, url: str | None = None, heartbeat_interval: int = 10, create: bool = True
+    ) -> None:
+        """create=False: only an existing database (a SQLite file is never made empty)."""
+        self.db = Database(url, heartbeat_interval, create)
         self.url, self.sqlite, self.optuna = self.db.url, self.db.sqlite, self.db.optuna
         self.studies = Studies(self.db)
         self.writer = TrialWriter(self.db)

@@ -9,21 +9,35 @@ that fails ends `failed` with the reason (`fail`), its trials removed; never sil
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import optuna
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from search import optuna_rdb
 from search.db import Database
 from search.models import CreationProgress, StudyRecord, StudyRow, TrialRow, utcnow
-from search.spec import StudySpec
+from search.spec import StudySpec, check_dataset_root
 from search.status import StudyStatus, TrialStatus
+
+# failed trials of the lowest level, none ended otherwise, that fail the study before the rest
+FAIL_FAST = 10
 
 
 class StudyNotFound(LookupError):
     """No study with this id."""
+
+
+class ChildExists(LookupError):
+    """A child of this parent already tries this suggestion: `study_id` is that child."""
+
+    def __init__(self, study_id: int) -> None:
+        super().__init__(f"study {study_id} already tries this suggestion")
+        self.study_id = study_id
 
 
 class Studies:
@@ -46,12 +60,15 @@ class Studies:
         """
         if not isinstance(spec, StudySpec):
             spec = StudySpec.model_validate(spec)
-        optuna_name = f"dse-{uuid.uuid4().hex}"
+        check_dataset_root(spec)  # else every trial fails in the workers
+        unique = uuid.uuid4().hex
         progress = CreationProgress(spaces=len(spec.spaces))
         with self.db.write() as session, session.begin():
+            if parent_id is not None and (suggestion or {}).get("id"):
+                self._refuse_second_child(session, parent_id, suggestion["id"])
             row = StudyRow(
                 name=spec.name,
-                optuna_name=optuna_name,
+                optuna_name=f"dse-{unique}",
                 spec=spec.model_dump(mode="json"),
                 sampling={},
                 status=StudyStatus.CREATING.value,
@@ -60,6 +77,8 @@ class Studies:
                 suggestion=suggestion,
             )
             session.add(row)
+            session.flush()  # the id, for the readable name
+            optuna_name = row.optuna_name = optuna_study_name(row.id, spec.name, unique)
         try:
             oid = self.db.optuna.create_new_study(
                 [optuna.study.StudyDirection.MINIMIZE], optuna_name
@@ -74,6 +93,22 @@ class Studies:
             raise
         self._specs[row.id] = (optuna_name, spec)
         return row.id
+
+    def _refuse_second_child(self, session, parent_id: int, suggestion_id: str) -> None:
+        """ChildExists if a child of the parent already tries this suggestion (not failed).
+
+        Checked under the parent row's lock, in the transaction that inserts the child, so
+        two refine requests racing for one suggestion create one child, not two.
+        """
+        session.execute(select(StudyRow.id).where(StudyRow.id == parent_id).with_for_update())
+        siblings = session.execute(
+            select(StudyRow.id, StudyRow.suggestion)
+            .where(StudyRow.parent_id == parent_id, StudyRow.status != StudyStatus.FAILED)
+            .order_by(StudyRow.id.desc())
+        ).all()
+        for sibling_id, record in siblings:
+            if (record or {}).get("id") == suggestion_id:
+                raise ChildExists(sibling_id)
 
     def report_creation(
         self, study_id: int, progress: CreationProgress, sampling: dict | None = None, session=None
@@ -262,31 +297,130 @@ class Studies:
         are created cancelled), our waiting rows and their Optuna trials (failed in bulk).
         """
         self.get(study_id)
+        return self._stop(study_id, StudyStatus.CANCELLED, None, "study cancelled")
+
+    def _stop(
+        self,
+        study_id: int,
+        status: StudyStatus,
+        reason: str | None,
+        why: str,
+        session: Session | None = None,
+    ) -> bool:
+        """A creating or running study to `status` (with `reason`); its waiting trials are
+        cancelled (`why`), running ones stop at their next epoch report. False if finished.
+
+        In the caller's transaction if `session` is given, else in one of its own."""
+        if session is None:
+            with self.db.write() as session, session.begin():
+                return self._stop(study_id, status, reason, why, session)
         now = utcnow()
-        with self.db.write() as session, session.begin():
-            changed = session.execute(
-                update(StudyRow)
+        reason_value = {} if reason is None else {"reason": reason[:2000]}
+        changed = session.execute(
+            update(StudyRow)
+            .where(
+                StudyRow.id == study_id,
+                StudyRow.status.in_((StudyStatus.CREATING, StudyStatus.RUNNING)),
+            )
+            .values(status=status.value, updated_at=now, **reason_value)
+        ).rowcount
+        if not changed:
+            return False
+        ids = session.scalars(
+            update(TrialRow)
+            .where(TrialRow.study_id == study_id, TrialRow.status == TrialStatus.WAITING)
+            .values(
+                status=TrialStatus.CANCELLED.value,
+                reason=why[:2000],
+                finished_at=now,
+                updated_at=now,
+            )
+            .returning(TrialRow.trial_id)
+        ).all()
+        # a claimer that won WAITING → RUNNING meanwhile finds our row cancelled and
+        # fails its trial itself; these are failed whether WAITING or RUNNING
+        optuna_rdb.fail_trials(session, ids)
+        return True
+
+    # --- a study whose trials all fail --------------------------------------------------
+
+    def fail_if_all_failed(self, study_id: int, session: Session) -> bool:
+        """Fail a running study, keeping its trials, when its lowest level learned nothing
+        (`learned_nothing`: a spec every network fails on, e.g. a dataset a worker cannot
+        read). The reason names the commonest failure; True if the study was failed now.
+
+        Called by promotion's settle in its transaction, under the study row's lock, so a
+        racing settle cannot call the study done first."""
+        counts = dict(
+            session.execute(
+                select(TrialRow.status, func.count())
                 .where(
-                    StudyRow.id == study_id,
-                    StudyRow.status.in_((StudyStatus.CREATING, StudyStatus.RUNNING)),
+                    TrialRow.study_id == study_id,
+                    TrialRow.level == 0,
+                    TrialRow.retried_as.is_(None),
                 )
-                .values(status=StudyStatus.CANCELLED.value, updated_at=now)
-            ).rowcount
-            ids = session.scalars(
-                update(TrialRow)
-                .where(TrialRow.study_id == study_id, TrialRow.status == TrialStatus.WAITING)
-                .values(
-                    status=TrialStatus.CANCELLED.value,
-                    reason="study cancelled",
-                    finished_at=now,
-                    updated_at=now,
-                )
-                .returning(TrialRow.trial_id)
+                .group_by(TrialRow.status)
             ).all()
-            # a claimer that won WAITING → RUNNING meanwhile finds our row cancelled and
-            # fails its trial itself; these are failed whether WAITING or RUNNING
-            optuna_rdb.fail_trials(session, ids)
-        return bool(changed)
+        )
+        if not learned_nothing(counts):
+            return False
+        failures = self.failures(study_id, level=0, session=session)
+        failed = counts[TrialStatus.FAILED]
+        top = failures[0]
+        left = sum(counts.get(s, 0) for s in TrialStatus.unfinished())
+        which = f"all {sum(counts.values())}" if not left else f"the first {failed}"
+        reason = (
+            f"{which} trials of the lowest level failed, e.g. {top['reason']} "
+            f"({top['trials']} of {failed}); fix the spec and create the study again"
+        )
+        why = "study failed: " + reason
+        return self._stop(study_id, StudyStatus.FAILED, reason, why, session)
+
+    def failures(
+        self, study_id: int, level: int | None = None, most: int = 5, session: Session | None = None
+    ) -> list[dict]:
+        """The reasons of the study's failed trials, commonest first: [{reason, trials}]
+        (trials retried after a lost worker are not counted; at most `most` reasons)."""
+        where = [
+            TrialRow.study_id == study_id,
+            TrialRow.status == TrialStatus.FAILED,
+            TrialRow.retried_as.is_(None),
+        ]
+        if level is not None:
+            where.append(TrialRow.level == level)
+        query = (
+            select(TrialRow.reason, func.count().label("n"))
+            .where(*where)
+            .group_by(TrialRow.reason)
+            .order_by(func.count().desc(), TrialRow.reason)
+        )
+        if session is None:
+            with self.db.read() as session:
+                rows = session.execute(query).all()
+        else:
+            rows = session.execute(query).all()
+        out = [{"reason": r or "no reason recorded", "trials": int(n)} for r, n in rows[:most]]
+        if len(rows) > most:
+            out.append({"reason": "other reasons", "trials": int(sum(n for _, n in rows[most:]))})
+        return out
+
+
+def learned_nothing(level0: Mapping[str, int]) -> bool:
+    """From level 0's trial counts by status: every trial failed, or the first FAIL_FAST did
+    and none ended any other way (the study should stop and say why)."""
+    failed = level0.get(TrialStatus.FAILED, 0)
+    left = sum(level0.get(s, 0) for s in TrialStatus.unfinished())
+    ended_otherwise = sum(level0.values()) - failed - left
+    return failed > 0 and not ended_otherwise and (not left or failed >= FAIL_FAST)
+
+
+def optuna_study_name(study_id: int, name: str, unique: str) -> str:
+    """The Optuna study's name, readable in optuna-dashboard: `dse-<id>-<name>-<8 hex>`.
+
+    The name keeps letters, digits, '.', '_' and '-' (others become '-', at most 60); the
+    hex suffix keeps it unique where a database reuses the id of a discarded study."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:60] or "study"
+    return f"dse-{study_id}-{slug}-{unique[:8]}"
 
 
 def aware(t: datetime) -> datetime:

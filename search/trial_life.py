@@ -163,7 +163,7 @@ class TrialLifecycle:
                     updated_at=now,
                 )
             )
-        self.promotion.settle(claim.study_id)
+        self.promotion.settle(claim.study_id)  # also stops a study that learns nothing
         return True
 
     def release(self, claim: Claim) -> bool:

@@ -32,3 +32,9 @@ def serve(app, start_timeout: float = 30.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+# How long a test that needs a 201 lets the POST wait for creation (s). The POST answers as
+# soon as sampling is done; on a loaded machine (the suite beside another job) 30 s turned
+# some into 202s.
+CREATE_WAIT = 300

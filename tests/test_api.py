@@ -16,6 +16,7 @@ from api.app import create_app
 from api.limits import SpecLimits
 from api.results_cache import ResultsCache
 from search.store import Store, TrialOutcome
+from testkit.server import CREATE_WAIT
 
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
 SPEC = {
@@ -49,7 +50,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def client(store):
-    with local_client(create_app(create_wait=30, store=store)) as c:
+    with local_client(create_app(create_wait=CREATE_WAIT, store=store)) as c:
         yield c
 
 
@@ -227,8 +228,98 @@ def test_results_cache_serves_the_last_answer_while_recomputing():
     assert etag2 != etag1 and json.loads(body2)["v"] == "2" and calls == ["1", "2"]
 
 
+def test_results_cache_keeps_the_most_recently_used_answers():
+    calls = []
+
+    def compute(store, study_id, fidelity, normalize, **extra):
+        calls.append(extra.get("c_range"))
+        return {"v": "x" * 100, "x": 1.0}
+
+    class Body(BaseModel):
+        v: str
+        x: float | None
+
+    store = Versioned("1")
+    cache = ResultsCache(compute, model=Body, size=2)
+    for lo in (1, 2, 1, 3):  # 1 was used after 2: 2 goes when 3 comes
+        cache.get(store, 1, None, "flops", 1, (lo, 10))
+    cache.get(store, 1, None, "flops", 1, (1, 10))
+    assert calls == [(1, 10), (2, 10), (3, 10)]
+    cache.get(store, 1, None, "flops", 1, (2, 10))
+    assert calls[-1] == (2, 10) and len(calls) == 4
+    small = ResultsCache(compute, model=Body, max_bytes=250)  # two answers of ~120 bytes
+    for lo in (1, 2, 3, 1):
+        small.get(store, 1, None, "flops", 1, (lo, 10))
+    assert small._bytes <= 250 and len(small._entries) == 2
+
+
+def test_results_cache_bounds_what_waits_and_what_runs():
+    from api.results_cache import ResultsBusy
+
+    gate, started = threading.Event(), threading.Event()
+
+    def compute(store, study_id, fidelity, normalize, **extra):
+        started.set()
+        assert gate.wait(10)
+        return {"v": "1", "x": 1.0}
+
+    class Body(BaseModel):
+        v: str
+        x: float | None
+
+    store = Versioned("1")
+    cache = ResultsCache(compute, model=Body, pending=1, waiting=2)
+    first = threading.Thread(target=cache.get, args=(store, 1, None, "flops", 1, (1, 2)))
+    first.start()
+    assert started.wait(10)
+    with pytest.raises(ResultsBusy, match="1 analyses are outstanding"):
+        cache.get(store, 1, None, "flops", 1, (3, 4))  # another range: no room to run it
+    second = threading.Thread(target=cache.get, args=(store, 1, None, "flops", 1, (1, 2)))
+    second.start()  # the same range: waits for the running analysis
+    deadline = time.monotonic() + 10
+    while cache._waiters < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(ResultsBusy, match="2 requests are waiting"):
+        cache.get(store, 1, None, "flops", 1, (1, 2))
+    gate.set()
+    first.join(10), second.join(10)
+    assert cache.get(store, 1, None, "flops", 1, (3, 4))[1]  # room again
+
+
+def test_edf_is_analysed_in_a_child_process(client, store):
+    import os
+
+    sid = created(client)
+    finish_all(store)
+    r = client.get(f"/api/studies/{sid}/edf?normalize=flops&bins=1")
+    assert r.status_code == 200, r.text
+    cache = client.app.state.results
+    pids = set(cache._pool._processes)
+    assert pids and os.getpid() not in pids and cache.computed == 1
+    here = ResultsCache()  # the same analysis in this process: the same answer
+    assert here.get(store, sid, 1, "flops", 1)[1] == r.content
+    typed = cache.results(store, sid, 1, None)  # exports' and refine's: parsed from the child's
+    assert typed.model_dump_json() == here.results(store, sid, 1, None).model_dump_json()
+    assert cache.computed == 2
+
+
+def test_a_busy_results_cache_is_a_503_with_retry_after(client):
+    from api.results_cache import ResultsBusy
+
+    sid = created(client)
+
+    class Busy:
+        def get(self, *args):
+            raise ResultsBusy("16 analyses are outstanding")
+
+    client.app.state.results = Busy()
+    r = client.get(f"/api/studies/{sid}/edf?normalize=flops&range=1,2")
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+    assert r.json()["errors"][0]["field"] == "results"
+
+
 def test_token_guards_mutations(store):
-    with local_client(create_app(create_wait=30, store=store, token="s3cret")) as c:
+    with local_client(create_app(create_wait=CREATE_WAIT, store=store, token="s3cret")) as c:
         assert c.post("/api/studies", json=SPEC).status_code == 401
         bad = {"Authorization": "Bearer nope"}
         assert c.post("/api/studies", json=SPEC, headers=bad).status_code == 401
@@ -241,7 +332,7 @@ def test_token_guards_mutations(store):
 
 
 def test_body_size_limit(store):
-    with local_client(create_app(create_wait=30, store=store, max_body=2048)) as c:
+    with local_client(create_app(create_wait=CREATE_WAIT, store=store, max_body=2048)) as c:
         big = {**SPEC, "name": "x" * 4000}
         r = c.post("/api/studies", json=big)
         assert r.status_code == 413 and r.json()["errors"][0]["field"] == "body"
@@ -259,7 +350,7 @@ def test_spec_limits_and_data_dirs(store, tmp_path):
     data = tmp_path / "data"
     (data / "cifar").mkdir(parents=True)
     limits = SpecLimits(max_samples=4, max_epochs=3, max_spaces=1, data_dirs=(str(data),))
-    with local_client(create_app(create_wait=30, store=store, limits=limits)) as c:
+    with local_client(create_app(create_wait=CREATE_WAIT, store=store, limits=limits)) as c:
         one = {**SPEC, "spaces": SPEC["spaces"][:1], "samples": 4, "fidelities": [1, 3]}
         cases = [
             ({**one, "samples": 5}, "samples"),
@@ -278,7 +369,7 @@ def test_spec_limits_and_data_dirs(store, tmp_path):
         inside = {**one, "dataset": {"name": "cifar10", "root": str(data / "cifar")}}
         assert c.post("/api/studies", json=inside).status_code == 201
     with local_client(
-        create_app(create_wait=30, store=store)
+        create_app(create_wait=CREATE_WAIT, store=store)
     ) as c:  # default: no dataset roots at all
         r = c.post("/api/studies", json={**SPEC, "dataset": {"name": "cifar10", "root": "/tmp"}})
         assert r.status_code == 422 and "DSE_DATA_DIRS" in r.json()["detail"]

@@ -42,7 +42,10 @@ def test_missing_dataset_root_is_one_line_and_exit_2(tmp_path, capsys):
     assert "cifar-10-batches-py" in err and str(tmp_path / "none") in err
 
 
-def test_divergence_exits_1_with_the_status_not_a_traceback(capsys):
+def test_divergence_exits_1_with_the_status_not_a_traceback(capsys, monkeypatch):
+    # recipes stop at lr 10 (search.spec.MAX_LR), where this network only stays at chance;
+    # the training loop's divergence path is what is tested here
+    monkeypatch.setattr("search.spec.MAX_LR", 1e5)
     code = main(["train", "--regnet", "2,16,16,2.5,8", "--dataset", "digits", "--epochs", "2",
                  "--lr", "10000", "--threads", "1", "--json"])  # fmt: skip
     out, err = capsys.readouterr()
@@ -64,26 +67,51 @@ def test_bad_regnet_argument_names_the_flag():
     assert main(["train", "--regnet", "a,b,c,d,e", "--dataset", "digits", "--epochs", "1"]) == 2
 
 
-def test_bench_report_states_ratios_and_peak_fraction():
+def test_bench_report_names_the_machine_peaks_split_and_workers():
+    workers = {
+        "default": 300.0,
+        "one_thread": 310.0,
+        "all_cores": 20.0,
+        "default_over_one_thread": 300 / 310,
+        "all_cores_over_one_thread": 20 / 310,
+    }
     report = {
-        "engine": {"images_per_s": 3000.0, "flop_per_s": 1.2e11},
-        "baseline": {"images_per_s": 1000.0, "flop_per_s": 4e10,
-                     "tuned_malloc_images_per_s": 1500.0},
+        "machine": {"cpu": "AMD EPYC", "cores": 2, "torch_cpu_capability": "AVX2", "gpu": None,
+                    "features": {"avx2": True, "avx512f": False, "amx_bf16": False}},
+        "peak": {"gemm": {"fp32": {"flop_per_s": 6e10}, "bf16": {"flop_per_s": 3e8}},
+                 "conv": {"fp32": {"channels_last": 3e10, "nchw": 2e10}}},
+        "engine": {"images_per_s": 150.0, "flop_per_s": 1.2e10, "precision": "fp32, channels_last",
+                   "fraction_of_gemm_peak": 0.2, "fraction_of_conv_peak": 0.4},
+        "step": {"seconds": 0.8, "shares": {"convolution": 0.6, "normalisation": 0.25,
+                                             "elementwise": 0.14, "optimizer": 0.005,
+                                             "data": 0.005}},
+        "baseline": {"images_per_s": 50.0},
         "speedup": 3.0,
-        "service": {"images_per_s": 4000.0, "flop_per_s": 1.6e11},
-        "service_speedup": 4.0,
-        "peak": {"bf16_flop_per_s": 4e11, "fp32_flop_per_s": 1.7e11},
-        "engine_precision": "fp32",
-        "engine_fraction_of_peak": 0.7,
-        "service_fraction_of_peak": 0.94,
-        "engine_fraction_of_bf16_peak": 0.3,
-        "workers": {"one_worker_all_cores": 3000.0, "one_worker_per_core": 4000.0,
-                    "cores": 2, "default": "one_worker_per_core"},
-        "networks": [],
+        "workers": {"cores": 2, "goal": 0.8, "free": workers, "with_busy_core": workers,
+                    "default_threads": [1]},
     }  # fmt: skip
     text = format_report(report)
-    assert "3.00x" in text and "4.00x the naive loop" in text and "1500 images/s" in text
-    assert "fp32 at 70.0% of that peak" in text and "one_worker_per_core" in text
+    assert "AMD EPYC, 2 cores: avx2 (torch AVX2)" in text
+    assert "fp32 60.0, bf16 0.3" in text and "fp32 channels_last 30.0, nchw 20.0" in text
+    assert "20.0% of the GEMM peak, 40.0% of the conv-shape peak" in text
+    assert "convolution 60%, normalisation 25%" in text and "3.00x" in text
+    assert "default / 1 thread 0.97, goal >= 0.8; default threads [1]" in text
+    assert "one core busy" in text
+
+
+def test_bench_conv_shapes_count_each_distinct_convolution():
+    from anynet.complexity import complexity
+    from worker.bench import conv_shapes, networks
+
+    spec = networks(1)[0].spec
+    batch = 2
+    shapes = conv_shapes(spec, batch)
+    assert all(s["count"] >= 1 and s["input"][0] == batch for s in shapes)
+    assert sum(s["count"] for s in shapes) > len(shapes)  # blocks of a stage share shapes
+    # forward multiply-adds per image of the convs (train flops = 3 passes x 2 flops a MAC):
+    # most of the network's flops, never more
+    conv_flops = sum(s["count"] * s["train_flops"] for s in shapes) / (3 * 2 * batch)
+    assert 0.8 * complexity(spec)["flops"] < conv_flops <= complexity(spec)["flops"]
 
 
 def test_bench_runs_each_way_in_fresh_processes_with_the_right_malloc():

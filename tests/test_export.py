@@ -322,3 +322,117 @@ def test_the_released_pycls_builds_every_yaml_export_as_the_same_network(tmp_pat
     with_head = _release_cases()[4][1].model_copy(update={"head_width": 64})
     assert export_dict(with_head, "pycls")["config"]["ANYNET"]["HEAD_W"] == 64
     assert "newer than 0.1.1" in export_dict(with_head, "pycls")["note"]
+
+
+# --- a study's export: its input, the winner and the fit side by side, formats that build ----
+def _study_with_trials(tmp_path):
+    """A digits study (10 classes, 16 px) of two spaces stored at the space's 1000 classes."""
+    from test_api import finish_all
+
+    from search.spec import StudySpec
+    from search.store import Store
+
+    url = f"sqlite:///{tmp_path / 'export.db'}"
+    small = {"stem": {"type": "cifar", "width": 8}, "depth": [1, 2], "width": [8, 48]}
+    spec = StudySpec.model_validate({
+        "name": "export",
+        "dataset": {"name": "digits"},
+        "spaces": [{"preset": "AnyNetX_E", "num_classes": 1000, "stages": 3, **small},
+                   {"preset": "EfficientNet", "stem": {"type": "cifar", "width": 8},
+                    "stages": 2, "head_width": 32}],
+        "samples": 4,
+        "fidelities": [1],
+    })  # fmt: skip
+    store = Store(url)
+    sid = store.create_study(spec)
+    assert finish_all(store) == 8
+    return store, url, sid
+
+
+def test_a_study_export_has_the_study_input_both_networks_and_only_formats_that_build(tmp_path):
+    from test_api import local_client
+
+    from api.app import create_app
+
+    store, _, sid = _study_with_trials(tmp_path)
+    try:
+        with local_client(create_app(store=store)) as client:
+            url = f"/api/studies/{sid}/export"
+            r = client.get(url, params={"space": "AnyNetX_E", "format": "json"})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            spec = NetSpec.from_dict(body["structured"]["config"]["spec"])
+            assert (spec.num_classes, spec.resolution) == (10, 16)  # digits, not the space's
+            assert any("num_classes 1000 → 10" in n for n in body["notes"])
+            winner, fit = body["candidates"]
+            assert (winner["network"], fit["network"], body["network"]) == ("winner", "fit", "fit")
+            assert winner["error"] == pytest.approx(0.1) and fit["error"] is None
+            assert fit["e_fit"] == pytest.approx(winner["e_fit"])  # the winner's distance to it
+            for c in (winner, fit):
+                assert set(c["complexity"]) == {"flops", "params", "acts"}
+                assert c["formats"]["timm"] and "exactly 4 stages" in c["formats"]["timm"]
+                for fmt, why in c["formats"].items():  # the listed formats and the API agree
+                    got = client.get(url, params={"space": "AnyNetX_E", "format": fmt,
+                                                  "network": c["network"]})  # fmt: skip
+                    assert got.status_code == (200 if why is None else 422), (fmt, got.text)
+                    if why is not None:
+                        assert f"format: {fmt} cannot build the {c['network']}" in got.text
+            r = client.get(url, params={"space": "AnyNetX_E", "format": "pycls",
+                                        "network": "winner"})  # fmt: skip
+            got = spec_from_pycls(r.json()["text"].split("\n", 2)[2])
+            assert got.stage_widths == winner["stage_widths"] and got.num_classes == 10
+            assert r.json()["complexity"] == winner["complexity"]
+            r = client.get(url, params={"space": "EfficientNet", "format": "json"})
+            (only,) = r.json()["candidates"]  # no RegNet is offered for mbconv networks
+            assert only["network"] == "winner" and only["e_fit"] is None
+            assert [f for f, why in only["formats"].items() if why is None] == ["json"]
+            r = client.get(url, params={"space": "EfficientNet", "format": "torchvision"})
+            assert r.status_code == 422
+            assert "format: torchvision cannot build the winner (mbconv blocks)" in r.text
+            r = client.get(url, params={"space": "EfficientNet", "format": "json",
+                                        "network": "fit"})  # fmt: skip
+            assert r.status_code == 422 and "network: no fitted RegNet" in r.text
+    finally:
+        store.close()
+
+
+def test_dse_export_study_space_format_and_trials_csv(tmp_path, capsys):
+    import csv
+    import io
+
+    from test_cli_anynet import bad, run
+
+    store, url, sid = _study_with_trials(tmp_path)
+    store.close()
+    code, out, err = run(capsys, "export", "--study", str(sid), "--space", "AnyNetX_E",
+                         "--network", "winner", "--format", "pycls", "--db", url)  # fmt: skip
+    assert code == 0, err
+    assert "# * winner" in err and "#   fit" in err  # what was chosen, beside the export
+    assert "NUM_CLASSES: 10" in out and "IM_SIZE: 16" in out
+    code, out, err = run(capsys, "export", "--study", str(sid), "--space", "AnyNetX_E",
+                         "--format", "json", "--db", url)  # fmt: skip
+    assert code == 0 and json.loads(out)["spec"]["num_classes"] == 10  # stdout: JSON alone
+    err = bad(capsys, "export", "--study", str(sid), "--space", "EfficientNet",
+              "--format", "pycls", "--db", url)  # fmt: skip
+    assert "pycls cannot build the winner (mbconv blocks)" in err
+    assert "--resolution" in bad(capsys, "export", "--study", str(sid), "--format", "json",
+                                 "--resolution", "32", "--db", url)  # fmt: skip
+    assert "--space" in bad(capsys, "export", "--study", str(sid), "--space", "nope",
+                            "--format", "json", "--db", url)  # fmt: skip
+    assert "--study" in bad(capsys, "export", "--regnet", "13,24,36.44,2.49,8", "--trials",
+                            "--format", "json")  # fmt: skip
+    code, out, err = run(capsys, "export", "--study", str(sid), "--trials", "--db", url)
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 8 and {r["space"] for r in rows} == {"AnyNetX_E", "EfficientNet"}
+
+
+def test_own_rules_check_formats_with_dse_copies_of_the_targets_rules():
+    from anynet.export import own_rules, timm_stages, torchvision_stages
+
+    p = _params((22, 24, 24.48, 2.54, 16, 0.0), "pycls")
+    with own_rules():
+        (tv, tv_by), (tm, tm_by) = torchvision_stages(p), timm_stages(p)
+    assert tv_by == "dse's copy of the torchvision rule" and tm_by == "dse's copy of the pycls rule"
+    assert (tv, tm) == (torchvision_stages(p)[0], timm_stages(p)[0])  # the libraries agree
+    assert torchvision_stages(p)[1] == "torchvision's BlockParams"  # outside: the library

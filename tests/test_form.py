@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 
 import pytest
@@ -85,12 +86,14 @@ def test_estimate_counts_and_time_exactly(client, store):
     assert [lv.train_images for lv in est.levels] == [20 * 128, 10 * 128 * 2, 6 * 128 * 4]
     assert [lv.eval_images for lv in est.levels] == [20 * 32, 10 * 32 * 2, 6 * 32 * 4]
     assert (est.train_images, est.eval_images) == (8192, 2048)
-    assert all(s.flops == 2e5 and s.flops_source == "bounds_midpoint" for s in est.spaces)
+    assert all(s.flops_source == "sampled_mean" for s in est.spaces)
     assert est.rate.source == "trials" and est.rate.trials == 1
     assert est.rate.flop_per_s == pytest.approx(500.0 * flops)
-    seconds = (8192 + 2048) * 2e5 / (500.0 * flops)
+    # each space trains half the images, at its networks' mean flops
+    per_space = [(8192 + 2048) / 2 * s.flops / (500.0 * flops) for s in est.spaces]
+    seconds = sum(per_space)
+    assert [s.seconds for s in est.spaces] == pytest.approx(per_space)
     assert est.seconds == pytest.approx(seconds)
-    assert sum(s.seconds for s in est.spaces) == pytest.approx(seconds)
     assert est.recipe["batch_size"] == 32 and est.recipe["lr"] == 0.0125  # the defaults shown
     four = client.post("/api/studies/estimate?workers=4", json=SPEC).json()
     assert four["workers"] == 4 and four["seconds"] == pytest.approx(seconds / 4)
@@ -107,25 +110,70 @@ def test_estimate_measures_this_machine_without_finished_trials(client):
     assert rate["source"] == "measured" and rate["trials"] == 0
     assert rate["device"] in ("cpu", "cuda", "mps") and rate["flop_per_s"] > 0
     assert "no finished trials" in rate["note"]
-    seconds = (2 * 10 * (128 + 32)) * 2e5 / rate["flop_per_s"]
+    # each space: 10 networks x (128 + 32) images at the mean flops of the networks it samples
+    flops = [s["flops"] for s in r.json()["spaces"]]
+    seconds = sum(10 * (128 + 32) * f for f in flops) / rate["flop_per_s"]
     assert r.json()["seconds"] == pytest.approx(seconds)
 
 
-def test_typical_flops_are_the_median_of_drawn_networks(client, store):
+def test_spaces_are_priced_by_the_networks_creation_samples(client, store):
+    """Issue 23: the midpoint of the flops bounds priced 6.5 MF for networks of about 1.4 MF;
+    the estimate prices the mean flops of the networks the study will get."""
+    finished_trial(store, images_per_s=500.0)  # the speed from the store: no probe
+    spec = {**SPEC, "samples": 6, "complexity": {"flops": [1e4, 1e6]}, "seed": 5}
+    est = client.post("/api/studies/estimate", json=spec).json()
+    assert est["rate"]["source"] == "trials"
+    study_id = store.create_study({**spec, "name": "the same spec, created"})
+    trials = [t for t in store.trials(study_id, limit=100) if t["level"] == 0]
+    for space in est["spaces"]:
+        created = [t["flops"] for t in trials if t["space"] == space["name"]]
+        assert len(created) == 6 and space["flops_source"] == "sampled_mean"
+        assert space["flops"] == pytest.approx(statistics.fmean(created))
+        assert space["flops"] < 0.6 * (1e4 + 1e6) / 2  # not the midpoint of the bounds
+        assert "6 networks creation samples first" in space["flops_note"]
+
+
+def test_unbounded_spaces_are_priced_at_the_input_they_train_at(client, store):
     from anynet.network import network_complexity, with_input
     from anynet.sampling import sample
+    from search.creation import space_seed
 
-    finished_trial(store, images_per_s=500.0)  # the speed from the store: no probe
-    spec = {**SPEC, "complexity": {}, "seed": 5}
+    finished_trial(store, images_per_s=500.0)
+    spec = {**SPEC, "complexity": {}, "seed": 5, "dataset": {**SPEC["dataset"], "resolution": None}}
+    spec["dataset"] = {"name": "digits"}  # sampled at the space's 224 px, trained at 16
     est = client.post("/api/studies/estimate", json=spec).json()
-    assert est["rate"] is not None
+    typed = StudySpec.model_validate(spec)
     for i, space in enumerate(est["spaces"]):
-        assert space["flops_source"] == "sampled_median" and "16 networks" in space["flops_note"]
-        drawn = sample(StudySpec.model_validate(spec).spaces[i].resolve(), 16, seed=5,
-                       resolution=8, num_classes=4, in_channels=3)  # fmt: skip
-        counts = [network_complexity(with_input(s.spec, resolution=8, num_classes=4))["flops"]
+        seed = space_seed(5, typed.space_names()[i])  # each space's own stream, as created
+        drawn = sample(typed.spaces[i].resolve(), 10, seed=seed,
+                       in_channels=3, max_draws=200_000)  # fmt: skip
+        counts = [network_complexity(with_input(s.spec, resolution=16, num_classes=10))["flops"]
                   for s in drawn.samples]  # fmt: skip
-        assert space["flops"] == statistics.median(counts)
+        assert space["flops"] == pytest.approx(statistics.fmean(counts))
+        assert "at 16 px" in space["flops_note"]
+
+
+@pytest.mark.parametrize("bound", ["params", "flops"])
+def test_an_impossible_bound_is_a_422_naming_it(client, bound):
+    spec = {**SPEC, "complexity": {bound: [1, 2]}}
+    r = client.post("/api/studies/estimate", json=spec)
+    assert r.status_code == 422, r.text
+    (item,) = r.json()["errors"]
+    assert item["field"] == f"complexity.{bound}"
+    assert "[1, 2]" in item["reason"] and "200000 draws" in item["reason"]
+    assert client.app.state.speed_probe.probes == 0  # no finished trials, yet no probe
+
+
+def test_spaces_are_priced_out_of_the_server_process(client, store):
+    from search import estimate
+
+    finished_trial(store, images_per_s=500.0)
+    estimate._priced.cache_clear()
+    r = client.post("/api/studies/estimate", json={**SPEC, "seed": 11})
+    assert r.status_code == 200 and r.json()["spaces"][0]["flops_source"] == "sampled_mean"
+    assert estimate._priced.cache_info().currsize == 0  # sampled in a child, not here
+    assert len(client.app.state.prices) == 1  # its prices kept for the same spec
+    assert client.post("/api/studies/estimate", json={**SPEC, "seed": 11}).json() == r.json()
 
 
 @pytest.mark.parametrize(
@@ -221,13 +269,39 @@ def test_store_speed_counts_flops_at_the_input_trials_trained_at(client, store):
     assert rate["source"] == "trials" and rate["flop_per_s"] == pytest.approx(100.0 * at_16)
 
 
-def test_estimate_counts_without_a_speed_when_the_probe_fails(client, monkeypatch):
-    import worker.bench
+def test_estimate_counts_without_a_speed_when_the_probe_fails(client):
+    from api.routes.form import SpeedProbe
 
-    def broken(device=None):
-        raise RuntimeError("speed probe: oom")
-
-    monkeypatch.setattr(worker.bench, "measured_rate", broken)
+    app = client.app  # a probe whose child raises: int("x")
+    app.state.speed_probe = SpeedProbe(app.state.creator, target=functools.partial(int, "x"))
     est = client.post("/api/studies/estimate", json=SPEC).json()
     assert est["trials"] == 36 and est["train_images"] == 8192
     assert est["rate"] is None and est["seconds"] is None and "speed unknown" in est["note"]
+    assert "ValueError" in est["note"]
+    again = client.post("/api/studies/estimate", json=SPEC).json()
+    assert again["rate"] is None and app.state.speed_probe.probes == 1  # the failure is kept
+
+
+def test_the_speed_probe_runs_in_a_child_bounded_in_time(client):
+    import os
+    import time
+
+    from search.creator import ChildFailed
+
+    creator = client.app.state.creator
+    assert creator.call(os.getpid) != os.getpid()  # not this (the server's) process
+    with pytest.raises(ChildFailed, match="stopped after 0.5 s"):
+        creator.call(functools.partial(time.sleep, 60), seconds=0.5)
+    with pytest.raises(ChildFailed, match="ValueError"):
+        creator.call(functools.partial(int, "x"))
+
+
+def test_estimate_needs_the_token_when_one_is_set(store):
+    app = create_app(store=store, token="s3cret")
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        r = c.post("/api/studies/estimate", json=SPEC)
+        assert r.status_code == 401 and r.json()["errors"][0]["field"] == "authorization"
+        assert app.state.speed_probe.probes == 0  # refused before any work
+        finished_trial(store, images_per_s=500.0)
+        ok = c.post("/api/studies/estimate", json=SPEC, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200, ok.text

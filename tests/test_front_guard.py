@@ -25,6 +25,7 @@ from api.app import create_app
 from api.limits import SpecLimits
 from api.server import access, bind, make_server
 from search.store import Store
+from testkit.server import CREATE_WAIT
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 1, "depth": [1, 1], "width": [8, 16]}
@@ -51,7 +52,7 @@ def local(app, **kw) -> TestClient:
 # --- finding 5: CSRF and DNS rebinding --------------------------------------------------------
 def test_cross_site_mutations_are_refused(store):
     study_id = store.create_study(SPEC)
-    with local(create_app(create_wait=30, store=store)) as c:
+    with local(create_app(create_wait=CREATE_WAIT, store=store)) as c:
         evil = {"Origin": "http://evil.example"}
         r = c.post(f"/api/studies/{study_id}/cancel", headers=evil)  # a form POST elsewhere
         assert r.status_code == 403 and r.json()["errors"][0]["field"] == "origin"
@@ -64,19 +65,21 @@ def test_cross_site_mutations_are_refused(store):
         same = {"Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-origin"}
         assert c.post(f"/api/studies/{study_id}/cancel", headers=same).status_code == 200
         assert c.post("/api/studies", json=SPEC).status_code == 201  # the CLI, curl: no Origin
-    app = create_app(create_wait=30, store=store, allowed_origins=["https://dash.example"])
+    app = create_app(create_wait=CREATE_WAIT, store=store, allowed_origins=["https://dash.example"])
     with local(app) as c:
         r = c.post("/api/studies", json=SPEC, headers={"Origin": "https://dash.example"})
         assert r.status_code == 201
 
 
 def test_foreign_host_names_are_refused(store):
-    with local(create_app(create_wait=30, store=store)) as c:
+    with local(create_app(create_wait=CREATE_WAIT, store=store)) as c:
         r = c.get("/api/studies", headers={"Host": "attacker.example"})
         assert r.status_code == 400 and r.json()["errors"][0]["field"] == "host"
         for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
             assert c.get("/healthz", headers={"Host": host}).status_code == 200, host
-    with local(create_app(create_wait=30, store=store, allowed_hosts=None)) as c:  # a public server
+    with local(
+        create_app(create_wait=CREATE_WAIT, store=store, allowed_hosts=None)
+    ) as c:  # a public server
         assert c.get("/healthz", headers={"Host": "dse.example.org"}).status_code == 200
 
 
@@ -130,7 +133,9 @@ class Broken:
 
 
 def test_errors_do_not_show_the_database():
-    with local(create_app(create_wait=30, store=Broken()), raise_server_exceptions=False) as c:
+    with local(
+        create_app(create_wait=CREATE_WAIT, store=Broken()), raise_server_exceptions=False
+    ) as c:
         r = c.get("/healthz")
         assert r.status_code == 503 and r.json()["status"] == "unavailable"
         r500 = c.get("/api/studies/1")
@@ -149,14 +154,14 @@ def test_dataset_roots_are_absolute_existing_and_downloads_opt_in(store, tmp_pat
         ({**cifar, "dataset": {**cifar["dataset"], "download": True}}, "DSE_ALLOW_DOWNLOAD"),
     ]
     limits = SpecLimits(data_dirs=(str(data),))
-    with local(create_app(create_wait=30, store=store, limits=limits)) as c:
+    with local(create_app(create_wait=CREATE_WAIT, store=store, limits=limits)) as c:
         for spec, needle in cases:
             r = c.post("/api/studies", json=spec)
             assert r.status_code == 422 and needle in r.json()["detail"], r.text
             assert r.json()["errors"][0]["field"].startswith("dataset.")
         assert c.post("/api/studies", json=cifar).status_code == 201
     allowing = SpecLimits.from_env({"DSE_DATA_DIRS": str(data), "DSE_ALLOW_DOWNLOAD": "1"})
-    with local(create_app(create_wait=30, store=store, limits=allowing)) as c:
+    with local(create_app(create_wait=CREATE_WAIT, store=store, limits=allowing)) as c:
         assert c.post("/api/studies", json=cases[2][0]).status_code == 201
 
 
@@ -171,7 +176,7 @@ def test_csv_is_paged_and_formula_free(store, monkeypatch):
         raise AssertionError("the CSV route read every trial")
 
     monkeypatch.setattr(store, "trial_frame", whole_study)
-    with local(create_app(create_wait=30, store=store)) as c:
+    with local(create_app(create_wait=CREATE_WAIT, store=store)) as c:
         r = c.get(f"/api/studies/{study_id}/trials?format=csv&limit=4&offset=1")
     assert r.status_code == 200, r.text
     rows = list(csv.DictReader(io.StringIO(r.text)))
@@ -186,7 +191,7 @@ def test_csv_is_paged_and_formula_free(store, monkeypatch):
 @pytest.fixture
 def served(store):
     """The app on a real uvicorn socket with a 1 s read deadline: its (host, port)."""
-    server = make_server(create_app(create_wait=30, store=store), read_timeout=1.0)
+    server = make_server(create_app(create_wait=CREATE_WAIT, store=store), read_timeout=1.0)
     sock = bind("127.0.0.1", 0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

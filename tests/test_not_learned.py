@@ -13,6 +13,7 @@ import pytest
 
 from api.cli import main
 from search.store import Store, TrialOutcome
+from testkit.server import CREATE_WAIT
 
 TINY = {
     "preset": "AnyNetX_A",
@@ -133,7 +134,7 @@ def test_api_check_parameter_refuses_with_422_and_the_numbers(tmp_path, monkeypa
     store = Store(f"sqlite:///{tmp_path / 'api.db'}")
     try:
         with TestClient(
-            create_app(create_wait=30, store=store), base_url="http://127.0.0.1:8000"
+            create_app(create_wait=CREATE_WAIT, store=store), base_url="http://127.0.0.1:8000"
         ) as client:
             r = client.post("/api/studies?check=true", json=CANNOT_LEARN)
             assert r.status_code == 422, r.text

@@ -322,3 +322,56 @@ def test_the_estimate_counts_the_reference_trials_and_their_time():
     first = est["levels"][0]
     per_trial = first["train_images"] // first["trials"]
     assert first["train_images"] == without["levels"][0]["train_images"] + 6 * per_trial
+
+
+def test_png_reference_labels_stay_inside_the_axes_and_quote_the_servers_percentage():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from api.cli_results import _plot_references
+
+    spaces = ["AnyNetX_A", "AnyNetX_B", "AnyNetX_C", "AnyNetX_D", "AnyNetX_E"]
+    refs = {
+        name: {
+            "name": name,
+            "mean": mean,
+            "lo": mean - 0.01,
+            "hi": mean + 0.01,
+            "percentile": dict.fromkeys(spaces, 0.625),
+            "text": {s: f"{name} beats 62% of {s}" for s in spaces},
+        }  # fmt: skip
+        for name, mean in (("resnet20", 0.97), ("a much longer reference name", 0.02))
+    }
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.set_xlim(0, 1)
+    _plot_references(ax, refs)
+    fig.canvas.draw()
+    box = ax.get_window_extent()
+    texts = ax.texts
+    assert len(texts) == 2 and all("62% of AnyNetX_E" in t.get_text() for t in texts)
+    assert not any("63%" in t.get_text() for t in texts)
+    for t in texts:
+        got = t.get_window_extent()
+        assert box.x0 - 1 <= got.x0 and got.x1 <= box.x1 + 1, (t.get_text(), got, box)
+    plt.close(fig)
+
+
+def test_png_best_efit_ranges_are_stacked_strips_in_the_legend():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from api.cli_results import _plot_efit
+
+    best = {"lo": 0.1, "median": 0.2, "hi": 0.4}
+    fits = {f"S{i}": {"x": [0.1, 0.2], "error": [0.3, 0.4], "best": best} for i in range(5)}
+    fig, ax = plt.subplots()
+    _plot_efit(ax, fits, {f"S{i}": f"C{i}" for i in range(5)})
+    ys = sorted((p.get_y(), p.get_y() + p.get_height()) for p in ax.patches)  # axes fraction
+    assert len(ys) == 5 and all(a[1] <= b[0] for a, b in zip(ys, ys[1:], strict=False))
+    labels = ax.get_legend_handles_labels()[1]
+    assert sum("best 95% range" in t for t in labels) == 5
+    plt.close(fig)

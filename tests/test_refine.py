@@ -339,3 +339,125 @@ def test_dse_edf_prints_the_refine_command_of_each_finding(tmp_path, capsys):
     child = int(capsys.readouterr().out)
     assert store.get_study(child).spec.space_names() == ["AnyNetX_A+increasing_width"]
     store.close()
+
+
+def _racing_children(url: str) -> None:
+    """Four requests for one suggestion at once create one child; the others are told which."""
+    import threading
+
+    from search.studies import ChildExists
+
+    store = Store(url)
+    parent = store.begin_study(_spec())
+    record = {"id": "constraint:AnyNetX_A:shared_bottleneck"}
+    barrier, outcomes = threading.Barrier(4), []
+
+    def ask() -> None:
+        barrier.wait(60)
+        try:
+            outcomes.append(("created", store.begin_study(_spec(), parent, record)))
+        except ChildExists as e:
+            outcomes.append(("exists", e.study_id))
+
+    pool = [threading.Thread(target=ask) for _ in range(4)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    created = [i for kind, i in outcomes if kind == "created"]
+    assert len(created) == 1 and len(outcomes) == 4
+    assert {i for _, i in outcomes} == set(created)
+    assert [c["id"] for c in store.children(parent)] == created
+    store.close()
+
+
+def test_racing_refine_requests_make_one_child_sqlite(sqlite_url):
+    _racing_children(sqlite_url)
+
+
+@pytest.mark.postgres
+def test_racing_refine_requests_make_one_child_postgres(pg_url):
+    _racing_children(pg_url)
+
+
+# --- a child reuses the parent's reference runs and is tested against the parent's space ----
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent(
+    tmp_path, request, db
+):
+    from search import reference_reuse
+
+    url = request.getfixturevalue("pg_url") if db == "postgres" else f"sqlite:///{tmp_path}/r.db"
+    store = Store(url)
+    try:
+        spec = {**SPEC, "references": ["resnet20"], "reference_seeds": 2, "fidelities": [1]}
+        parent = store.create_study(spec)
+        n = finish_all(store, error=lambda c: 0.5 if c.space == "resnet20" else
+                       (0.1 if c.space == "AnyNetX_A" else 0.3) + 0.001 * c.sample)  # fmt: skip
+        assert n == 2 * SPEC["samples"] + 2
+        pr = results_for(store, parent)
+        assert pr["vs_parent"] is None and pr["references"]["resnet20"]["n_reused"] == 0
+        child_spec, record = R.plan(store, parent, SB)
+        child = store.create_study(child_spec, parent_id=parent, suggestion=record)
+        refs = store.trials(child, space="resnet20")
+        assert [t["status"] for t in refs] == ["done", "done"]  # copied, not queued
+        assert all(t["worker"] == reference_reuse.REUSED_WORKER for t in refs)
+        assert all(t["reason"].startswith(f"reused from study {parent} trial") for t in refs)
+        assert [t["error"] for t in refs] == [0.5, 0.5]
+        left = finish_all(store, error=lambda c: 0.3 + 0.001 * c.sample)
+        assert left == SPEC["samples"]  # only the refined space's networks trained
+        r = results_for(store, child)
+        marker = r["references"]["resnet20"]
+        assert marker["n"] == 2 and marker["n_reused"] == 2
+        assert f"reused from study {parent}" in marker["reused"]
+        from api.cli_results import table
+
+        assert f"2 of 2 seeds reused from study {parent}" in table(r)
+        row = r["vs_parent"]
+        assert (
+            row["a"] == "AnyNetX_A+shared_bottleneck" and row["b"] == f"parent {parent}: AnyNetX_A"
+        )
+        assert row["parent"] == parent and row["test"] == "two-sample KS"
+        assert row["D"] == 1.0 and row["q"] == row["p"] and r["ks"] == [row]  # 0.3 vs 0.1
+        norm = results_for(store, child, normalize="flops", bins=1)["vs_parent"]
+        assert norm["test"] == "stratified permutation KS" and norm["q"] is not None
+        # the child's results read the parent's trials: its version follows them
+        from datetime import timedelta
+
+        from sqlalchemy import update
+
+        from search.models import TrialRow, utcnow
+
+        before = store.version(child)
+        with store.db.write() as session, session.begin():
+            session.execute(
+                update(TrialRow)
+                .where(TrialRow.study_id == parent)
+                .values(updated_at=utcnow() + timedelta(hours=1))
+            )
+        assert store.version(child) != before
+        # another recipe is another training: nothing is reused
+        recipe = child_spec.recipe.model_copy(update={"lr": 0.0123})
+        other = child_spec.model_copy(update={"recipe": recipe})
+        third = store.create_study(other, parent_id=parent, suggestion=record)
+        assert {t["status"] for t in store.trials(third, space="resnet20")} == {"waiting"}
+    finally:
+        store.close()
+
+
+def test_spaces_of_a_study_draw_from_their_own_seed_streams(tmp_path):
+    from search.creation import space_seed
+
+    assert space_seed(0, "a") == space_seed(0, "a") != space_seed(0, "b") != space_seed(1, "a")
+    same = {"preset": "AnyNetX_A", **SMALL}
+    spec = {**BASE, "spaces": [{**same, "name": "a"}, {**same, "name": "b"}], "samples": 8,
+            "fidelities": [1]}  # fmt: skip
+    store = Store(f"sqlite:///{tmp_path / 'seeds.db'}")
+    try:
+        sid = store.create_study(spec)
+        nets = {s: [json.dumps(t["spec"], sort_keys=True) for t in store.trials(sid, space=s)]
+                for s in ("a", "b")}  # fmt: skip
+        assert len(nets["a"]) == len(nets["b"]) == 8
+        assert not set(nets["a"]) & set(nets["b"])  # one seed for both drew the same 8
+    finally:
+        store.close()

@@ -13,6 +13,7 @@ import pytest
 from api.app import create_app
 from search.store import Store
 from testkit import browser as chromium
+from testkit.browser import WAIT_MS
 from testkit.server import serve
 from worker.loop import run_worker
 
@@ -27,7 +28,7 @@ SPEC = {
     "seed": 5,
 }
 TRY = "constraint:AnyNetX_A:shared_bottleneck"
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 EDF = """(meta) => { const g = document.getElementById('edf');
   return (g && g.data || []).filter(t => t.meta === meta).reduce((n, t) => n + t.x.length, 0); }"""
@@ -50,7 +51,7 @@ def train(url: str, study_id: int) -> int:
         )
     )
     t.start()
-    t.join(timeout=240)
+    t.join(timeout=600)
     assert not t.is_alive(), "the worker did not finish in 240 s"
     return done[0]
 
@@ -72,14 +73,14 @@ def test_try_it_creates_the_child_which_runs_beside_its_parent(tmp_path):
                 page = browser.new_page(viewport={"width": 1300, "height": 900})
                 errors: list[str] = []
                 page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(f"{url}/studies/{parent}", timeout=30_000)
-                page.wait_for_function(f"({EDF})('edf') === 6", timeout=30_000)
+                page.goto(f"{url}/studies/{parent}", timeout=WAIT_MS)
+                page.wait_for_function(f"({EDF})('edf') === 6", timeout=WAIT_MS)
                 button = page.locator(f'button.try-it[data-suggestion="{TRY}"]')
-                button.wait_for(state="attached", timeout=15_000)
+                button.wait_for(state="attached", timeout=WAIT_MS)
                 if not button.is_visible():  # untested suggestions are folded away
                     page.click("#more-suggestions summary")
                 button.click()
-                page.wait_for_url(re.compile(rf"/studies/(?!{parent}$)\d+$"), timeout=30_000)
+                page.wait_for_url(re.compile(rf"/studies/(?!{parent}$)\d+$"), timeout=WAIT_MS)
                 child = int(page.url.rsplit("/", 1)[1])
                 end = time.monotonic() + 120  # a 202: its networks are still being sampled
                 while store.get_study(child).status == "creating" and time.monotonic() < end:
@@ -90,12 +91,12 @@ def test_try_it_creates_the_child_which_runs_beside_its_parent(tmp_path):
                 assert study.spec.space_names() == ["AnyNetX_A+shared_bottleneck"]
                 assert study.spec.seed == SPEC["seed"] and study.spec.samples == 6
                 # the child's page: the lineage, and the parent's EDF before the child trained
-                page.wait_for_function(f"({EDF})('parent-edf') === 6", timeout=30_000)
+                page.wait_for_function(f"({EDF})('parent-edf') === 6", timeout=WAIT_MS)
                 crumbs = page.inner_text("#lineage")
                 assert f"{parent}: {SPEC['name']}" in crumbs and TRY in crumbs
                 assert page.evaluate(f"({EDF})('edf')") == 0
                 assert train(url_db, child) == 6  # the child runs
-                page.wait_for_function(f"({EDF})('edf') === 6", timeout=30_000)
+                page.wait_for_function(f"({EDF})('edf') === 6", timeout=WAIT_MS)
                 names = page.evaluate(
                     "() => document.getElementById('edf').data.filter(t => t.meta)"
                     ".map(t => [t.meta, t.name, t.line.dash || 'solid'])"
@@ -105,15 +106,15 @@ def test_try_it_creates_the_child_which_runs_beside_its_parent(tmp_path):
                 assert f"parent {parent}: AnyNetX_A" in dashed[0][1]
                 assert any(n[0] == "edf" and "AnyNetX_A+shared_bottleneck" in n[1] for n in names)
                 vs = page.inner_text("#vs-parent")
-                assert "(n=6) vs the parent's AnyNetX_A" in vs and "D = " in vs, vs
-                page.goto(f"{url}/studies/{parent}", timeout=30_000)  # the parent lists it
+                assert "(n=6) vs the parent's AnyNetX_A" in vs and "D = " in vs and "q = " in vs, vs
+                page.goto(f"{url}/studies/{parent}", timeout=WAIT_MS)  # the parent lists it
                 page.wait_for_function(
                     f"() => document.getElementById('lineage').innerText.includes('{child}:')",
-                    timeout=15_000,
+                    timeout=WAIT_MS,
                 )
-                page.goto(f"{url}/studies/{child}", timeout=30_000)
-                page.wait_for_function(f"({EDF})('parent-edf') === 6", timeout=30_000)
-                page.wait_for_function(f"({EDF})('edf') === 6", timeout=30_000)
+                page.goto(f"{url}/studies/{child}", timeout=WAIT_MS)
+                page.wait_for_function(f"({EDF})('parent-edf') === 6", timeout=WAIT_MS)
+                page.wait_for_function(f"({EDF})('edf') === 6", timeout=WAIT_MS)
                 assert not errors, errors
                 out = ROOT / "artifacts" / "refine_child.png"
                 out.parent.mkdir(parents=True, exist_ok=True)

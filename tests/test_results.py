@@ -337,8 +337,10 @@ def test_cli_edf_table_json_png(sqlite_url, smoke_spec, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "AnyNetX_A" in out and "KS tests" in out and "as a RegNet" in out
     assert "e_fit, distance to the nearest RegNet" in out
+    # a range both spaces fill: AnyNetX_E's 8 networks (its constraints checked on the
+    # built widths) leave the upper half of the common range [1.66e5, 5.51e5] empty
     argv = ["edf", "smoke", "--db", sqlite_url, "--json", "--normalize", "flops", "--bins", "2"]
-    assert main(argv) == 0
+    assert main([*argv, "--range", "1.5e5:3e5"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["study_id"] == study_id and doc["normalize"] == "flops" and doc["bins"] == 2
     assert set(doc["e_fit"]["spaces"]) == {"AnyNetX_A", "AnyNetX_E"}
@@ -380,3 +382,26 @@ def test_cli_edf_before_any_trial_finished(sqlite_url, smoke_spec, capsys, tmp_p
     png = tmp_path / "empty.png"
     assert main(["edf", str(study_id), "--db", sqlite_url, "--png", str(png)]) == 0
     assert png.stat().st_size > 0
+
+
+def test_refinement_evidence_reads_the_widths_as_built():
+    # Issue 21: the within-space evidence reads the sampler's records (p_w1..), which are
+    # the built network's values; drawn widths that increase need not increase as built.
+    from anynet.candidates import anynet_batch, count_batches
+    from anynet.spaces import get_space
+    from search.results import _satisfies
+
+    space = get_space("AnyNetX_A")
+    net = {k: getattr(space, k) for k in ("stem", "block", "se_ratio", "head_width")}
+    net |= {k: getattr(space, k) for k in ("num_classes", "in_channels", "resolution")}
+    batch = anynet_batch(space, np.random.default_rng(0), 2000, net)
+    count_batches(net, [batch])
+    specs, params = zip(*(batch.spec(i) for i in batch.rows.tolist()), strict=True)
+    xs = {f"p_{k}": np.array([p[k] for p in params], np.float64) for k in params[0]}
+    got = _satisfies(xs)
+    built = np.array([s.stage_widths == sorted(s.stage_widths) for s in specs])
+    drawn = np.all(np.diff(batch.drawn["width"][batch.rows], axis=1) >= 0, axis=1)
+    assert np.array_equal(got["increasing_width"], built)
+    assert np.count_nonzero(drawn != built) > 0  # the rule reorders some networks' widths
+    shared = np.array([len(set(s.group_widths)) == 1 for s in specs])
+    assert np.array_equal(got["shared_group_width"], shared)

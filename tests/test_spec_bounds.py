@@ -25,6 +25,7 @@ from api.limits import SpecLimits
 from search.spec import DatasetName, DatasetSpec, StudySpec
 from search.spec_text import MAX_NODES, load_text
 from search.store import Store
+from testkit.server import CREATE_WAIT
 
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
 SPEC = {
@@ -121,7 +122,9 @@ def client(request, tmp_path):
         else f"sqlite:///{tmp_path / 'bounds.db'}"
     )
     store = Store(url)
-    with TestClient(create_app(create_wait=30, store=store), base_url="http://127.0.0.1:8000") as c:
+    with TestClient(
+        create_app(create_wait=CREATE_WAIT, store=store), base_url="http://127.0.0.1:8000"
+    ) as c:
         yield c
     store.close()
 
@@ -177,7 +180,7 @@ def test_the_operator_sets_the_limits(tmp_path):
          "dataset.num_classes"),
     ]  # fmt: skip
     with TestClient(
-        create_app(create_wait=30, store=store, limits=limits), base_url="http://127.0.0.1"
+        create_app(create_wait=CREATE_WAIT, store=store, limits=limits), base_url="http://127.0.0.1"
     ) as c:
         for spec, field in cases:
             r = c.post("/api/studies", json=spec)

@@ -257,6 +257,7 @@ def test_cli_create_rejects_with_reason(sqlite_url, smoke_spec, tmp_path, capsys
     change(smoke_spec)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(smoke_spec))
+    Store(sqlite_url).close()  # the database exists: `study list` reads it (never makes one)
     assert main(["study", "create", str(path), "--db", sqlite_url]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dse study: error:") and needle in err and "\n" not in err

@@ -170,3 +170,29 @@ def test_bf16_gain_probe_agrees_with_a_timed_matmul():
     if 0.5 < ratio < 2:  # too close to call on a loaded machine
         pytest.skip(f"bf16/fp32 matmul time ratio {ratio:.2f} is not decisive here")
     assert cpu_bf16_gains() == (ratio < 1)
+
+
+def test_a_training_uses_one_thread_unless_told_otherwise(monkeypatch):
+    from worker.train import THREADS_ENV, default_threads
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    torch.set_num_threads(2)
+    assert default_threads() == 1 and set_threads() == 1  # workers share the cores by default
+    monkeypatch.setenv(THREADS_ENV, "2")
+    assert set_threads() == 2
+    assert set_threads(1) == 1  # an explicit count wins over the variable
+    monkeypatch.setenv(THREADS_ENV, "many")
+    with pytest.raises(ValueError, match=THREADS_ENV):
+        set_threads()
+    monkeypatch.delenv(THREADS_ENV)
+    set_threads(1)
+
+
+def test_dse_train_and_dse_worker_say_the_default_is_one_thread():
+    from api.cli import build_parser
+
+    parser = build_parser()
+    for command in ("train", "worker"):
+        sub = parser._subparsers._group_actions[0].choices[command]
+        threads = next(a for a in sub._actions if a.dest == "threads")
+        assert threads.default is None and "1" in threads.help and "per core" in threads.help

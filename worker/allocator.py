@@ -56,12 +56,19 @@ def tuned_env(env: dict[str, str] | None = None) -> dict[str, str]:
 def reexec_with_tuned_malloc() -> None:
     """Replace this process by itself with the malloc settings, once; no-op where not needed.
 
+    On a CPU with AMX the same re-execution caps oneDNN below AMX (worker.cpu.onednn_env:
+    its bf16 kernels produced NaN there), which oneDNN also reads only once.
     Call before any work: the same PID, arguments and open files go on in the new image.
     """
-    if not applies() or os.environ.get(OPT_OUT) == "1" or malloc_tuned():
+    from worker.cpu import ONEDNN_ISA_ENV, onednn_env
+
+    env = onednn_env(tuned_env())
+    wanted = {k: env[k] for k in (*MALLOC_ENV, ONEDNN_ISA_ENV) if k in env}
+    start = _start_environ()
+    if all(start.get(k) == v for k, v in wanted.items()):
         return
-    if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
+    if all(os.environ.get(k) == v for k, v in wanted.items()):
         return  # set in os.environ after start (where glibc cannot see it): do not loop
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, sys.orig_argv, tuned_env())
+    os.execve(sys.executable, sys.orig_argv, env)

@@ -1,22 +1,39 @@
-"""How fast the engine trains sampled networks here, against the loop most sweep scripts use.
+"""How fast the engine trains sampled networks here, against this machine's limits and the loop
+most sweep scripts use.
 
-Everything is measured in one run on the same networks, data and batch size, each way in a
-fresh subprocess: the engine as a worker runs it (worker.train: data on the device, batch
-augmentation, bf16 where the CPU has it natively, channels_last, the worker's malloc
-settings), a naive baseline as a user's script runs (DataLoader over PIL images with
-per-sample torchvision transforms, fp32, NCHW, glibc's defaults), the baseline again with the
-worker's malloc settings (to attribute the gap), this machine's matmul peak (bf16 and fp32),
-and the service's layout: one single-threaded worker per core, images/s summed.
-Speedups: `speedup` is one process against one process, both with all cores;
-`service_speedup` is what the service gets from the machine (a worker per core) against one
-sweep script using all cores. Totals over networks add the time per image (a sweep's view).
-Effective training FLOP/s = 3 x forward multiply-adds x 2 x images/s (forward + 2x backward).
+Everything is measured in one run on the same networks, data and batch size, one thread per
+process (how the service runs: one worker per core, worker.train.DEFAULT_THREADS), each
+training in a fresh subprocess with the worker's settings (worker.allocator):
+- the machine: CPU model and features (AVX2, AVX-512, AVX512-BF16, AMX; worker.cpu) or GPU;
+- peaks, each the median of repeated timed runs: a large GEMM per dtype, and the convolution
+  shapes of the bench's own networks, forward + backward (input and weight gradients), per
+  dtype and memory format; bf16 only where the CPU has it natively (emulated bf16 is ~10x
+  slower than fp32 and never chosen by `auto`);
+- the engine (worker.train) in images/s and as a fraction of both peaks, with its step's time
+  split into convolutions, normalisation, elementwise (activations, adds, pooling, loss),
+  optimiser and data (crop, flip, normalise);
+- a naive baseline as a user's script runs (DataLoader over PIL images with per-sample
+  torchvision transforms, fp32, NCHW, glibc's malloc defaults): the engine / naive ratio;
+- workers: one per core started as `dse worker` starts them (no thread setting: the
+  default), against one thread each set explicitly and against the old default (every
+  worker using all cores), each with and without a competing process busy on one core.
+Totals over networks add the time per image (a sweep's view). Effective training FLOP/s =
+3 x forward multiply-adds x 2 x images/s (forward + 2x backward).
+Measured here (AMD EPYC, AVX2, one thread, fp32 channels_last, a 38 MF ResNeXt-A at batch
+128; two runs): the whole step at 64-81% of the conv-shape peak (24-41% of the GEMM peak);
+convolutions 52-61% of the step, normalisation 29-37%, elementwise 9-10%, optimiser and
+data under 1%. Normalisation is the
+share left to cut: torch's CPU batch norm, forward + backward, took 15-57 ms on a 2-8 MB
+activation where one elementwise pass takes 0.2-1 ms. Tried and not kept: batch norm as tensor
+ops (var_mean, addcmul; 1.1-3.5x slower), and with its sums as matrix-vector products
+(2x faster at 4 channels, 1.6-1.9x slower from 16 up, and less exact: E[x^2] - E[x]^2).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -25,13 +42,27 @@ import time
 import torch
 
 from worker.allocator import MALLOC_ENV, OPT_OUT, applies, tuned_env
+from worker.cpu import onednn_env
 
 SPACE, BOUNDS, RESOLUTION = "ResNeXt_A", (30e6, 80e6), 32  # NDS CIFAR sweeps (docs/method.md §4)
 BATCH_SIZE = 128  # both ways (the CIFAR recipe of NDS and of most sweep scripts)
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DSE_THREADS")
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
-    """Best FLOP/s of a square matmul in `dtype` (up to n x n) over ~`seconds` (2 n^3 each).
+def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of `fn()` over `repeats` timed calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> dict:
+    """FLOP/s of a square matmul in `dtype` (up to n x n; 2 n^3 each): median of `repeats`.
 
     The size grows from 256 while one product takes under 50 ms, so a dtype the CPU only
     emulates (bf16 without AVX512-BF16/AMX: ~0.3 GFLOP/s here) is measured in seconds too.
@@ -44,12 +75,24 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> floa
         if size >= n or time.perf_counter() - t > 0.05:
             break
         size *= 2
-    best, end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        a @ b
-        best = max(best, 2 * size**3 / (time.perf_counter() - t))
-    return best
+    return {"size": size, "flop_per_s": 2 * size**3 / median_seconds(lambda: a @ b, repeats)}
+
+
+def machine() -> dict:
+    """What this machine is: CPU model, features and torch's kernel level; GPU if any."""
+    from worker.cpu import cpu_features, cpu_model
+    from worker.train import cpu_bf16_gains
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 1,
+        "features": cpu_features(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_bf16_gains(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+    }
 
 
 def networks(n: int, seed: int = 0):
@@ -72,12 +115,157 @@ def bench_data(train_size: int):
     return load_dataset(spec)
 
 
-def engine_images_per_s(spec, data, batch_size: int, epochs: int = 2) -> float:
+# --- convolution peaks: the networks' own shapes, timed alone --------------------------------
+def conv_shapes(spec, batch_size: int) -> list[dict]:
+    """The distinct convolutions of `spec` at `batch_size`, with how often each occurs."""
+    from anynet.build import build
+
+    model, seen = build(spec), {}
+
+    def hook(module, inputs, _output):
+        key = (tuple(inputs[0].shape), module.out_channels, module.kernel_size, module.stride,
+               module.padding, module.dilation, module.groups, module.bias is not None)  # fmt: skip
+        seen[key] = seen.get(key, 0) + 1
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, torch.nn.Conv2d)]  # fmt: skip
+    with torch.no_grad():
+        model(torch.zeros(batch_size, spec.in_channels, spec.resolution, spec.resolution))
+    for h in handles:
+        h.remove()
+    shapes = []
+    for (inp, out, k, stride, pad, dil, groups, bias), count in seen.items():
+        n, c, h, w = inp
+        oh = (h + 2 * pad[0] - dil[0] * (k[0] - 1) - 1) // stride[0] + 1
+        ow = (w + 2 * pad[1] - dil[1] * (k[1] - 1) - 1) // stride[1] + 1
+        macs = n * out * oh * ow * (c // groups) * k[0] * k[1]
+        shapes.append({"input": inp, "out": out, "kernel": k, "stride": stride, "padding": pad,
+                       "dilation": dil, "groups": groups, "bias": bias, "count": count,
+                       "train_flops": 3 * 2 * macs})  # fmt: skip
+    return shapes
+
+
+def conv_seconds(shape: dict, dtype: torch.dtype | None, channels_last: bool,
+                 repeats: int = 3) -> float:  # fmt: skip
+    """Median seconds of one convolution's forward + backward (input and weight gradients)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    conv = torch.nn.Conv2d(shape["input"][1], shape["out"], shape["kernel"], shape["stride"],
+                           shape["padding"], shape["dilation"], shape["groups"],
+                           shape["bias"]).to(memory_format=fmt)  # fmt: skip
+    x = torch.randn(shape["input"]).contiguous(memory_format=fmt).requires_grad_()
+
+    def step():
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            y = conv(x)
+        y.backward(torch.ones_like(y))
+
+    return median_seconds(step, repeats)
+
+
+def conv_peaks(specs, batch_size: int, dtypes: dict, repeats: int = 3) -> dict:
+    """FLOP/s of the networks' convolutions timed alone, per dtype and memory format.
+
+    {"fp32": {"channels_last": F, "nchw": F}, ...}: the networks' total conv training flops
+    over the summed median seconds (each shape weighted by how often the networks run it).
+    """
+    shapes: dict = {}
+    for spec in specs:
+        for s in conv_shapes(spec, batch_size):
+            key = json.dumps({k: v for k, v in s.items() if k not in ("count", "train_flops")})
+            if key in shapes:
+                shapes[key]["count"] += s["count"]
+            else:
+                shapes[key] = s
+    flops = sum(s["count"] * s["train_flops"] for s in shapes.values())
+    peaks = {}
+    for name, dtype in dtypes.items():
+        peaks[name] = {}
+        for fmt, cl in (("channels_last", True), ("nchw", False)):
+            secs = sum(s["count"] * conv_seconds(s, dtype, cl, repeats) for s in shapes.values())
+            peaks[name][fmt] = flops / secs
+    return {"shapes": len(shapes), "flop_per_s": peaks}
+
+
+# --- the engine's step, split ----------------------------------------------------------------
+CATEGORIES = ("convolution", "normalisation", "elementwise", "optimizer", "data")
+
+
+def op_category(name: str) -> str:
+    """The share of the step an aten op of forward + backward counts in."""
+    low = name.lower()
+    if "conv" in low:
+        return "convolution"
+    if "norm" in low:
+        return "normalisation"
+    return "elementwise"  # activations, adds, pooling, linear head, loss, copies
+
+
+def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
+    """Seconds per step of the engine on `spec`, split into CATEGORIES.
+
+    Data (crop, flip, normalise) and optimiser (step, zero_grad) are timed directly; the
+    forward + backward time is split between convolutions, normalisation and elementwise
+    ops in proportion to their self time in torch's profiler.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    from anynet.network import network
+    from search.recipe import resolve_recipe
+    from search.spec import Recipe
+    from worker.augment import BatchAugment, Normalize
+    from worker.train import Engine
+
+    recipe = resolve_recipe(Recipe(batch_size=batch_size), data.name, len(data.train_y),
+                            data.resolution, 2)  # fmt: skip
+    engine = Engine(network(spec)[0], recipe, torch.device("cpu"))
+    normalize = Normalize(data.mean, data.std, "cpu", engine.channels_last)
+    augment = BatchAugment(recipe.crop_padding, recipe.flip, normalize,
+                           torch.Generator().manual_seed(0))  # fmt: skip
+    x, y = data.train_x[:batch_size], data.train_y[:batch_size]
+    for group in engine.optimizer.param_groups:
+        group["lr"] = 0.01
+
+    def fwd_bwd(inputs):
+        with engine.autocast():
+            loss = torch.nn.functional.cross_entropy(engine.model(inputs), y)
+        loss.backward()
+
+    fwd_bwd(augment(x))  # warm-up: oneDNN primitives, allocator
+    engine.optimizer.step()
+    totals = dict.fromkeys(("data", "forward_backward", "optimizer"), 0.0)
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        inputs = augment(x)
+        t1 = time.perf_counter()
+        engine.optimizer.zero_grad(set_to_none=True)
+        fwd_bwd(inputs)
+        t2 = time.perf_counter()
+        engine.optimizer.step()
+        t3 = time.perf_counter()
+        totals["data"] += t1 - t0
+        totals["forward_backward"] += t2 - t1
+        totals["optimizer"] += t3 - t2
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fwd_bwd(inputs)
+    self_time = dict.fromkeys(CATEGORIES[:3], 0.0)
+    for event in prof.key_averages():
+        if event.key.startswith("aten::"):
+            self_time[op_category(event.key)] += event.self_cpu_time_total
+    profiled = sum(self_time.values()) or 1.0
+    per_step = {k: v / steps for k, v in totals.items()}
+    split = {k: per_step["forward_backward"] * v / profiled for k, v in self_time.items()}
+    split.update(optimizer=per_step["optimizer"], data=per_step["data"])
+    return {"seconds": sum(per_step.values()), "split": split, "precision": engine.describe()}
+
+
+# --- training, each way in a fresh process ---------------------------------------------------
+def engine_images_per_s(spec, data, batch_size: int, epochs: int = 2, threads=None) -> float:
     """Steady images/s of worker.train: the last epoch (the first pays for warm-up)."""
     from search.spec import Recipe
     from worker.train import train
 
-    result = train(spec, data, Recipe(batch_size=batch_size), epochs=epochs, seed=0)
+    result = train(spec, data, Recipe(batch_size=batch_size), epochs=epochs, seed=0,
+                   threads=threads)  # fmt: skip
     if result.status != "done":
         raise RuntimeError(f"bench network failed: {result.status} {result.message}")
     return result.epochs[-1]["images_per_s"]
@@ -132,33 +320,49 @@ def baseline_images_per_s(spec, data, batch_size: int, warmup: int, timed: int) 
 
 
 def child_main(job: dict) -> dict:
-    """Inside a bench subprocess: images/s of each network of `job` in one way of training."""
+    """Inside a bench subprocess: one way of training (or timing) the networks of `job`."""
     from anynet.spec import NetSpec
     from worker.allocator import malloc_tuned
+    from worker.train import set_threads
 
-    torch.set_num_threads(job["threads"])
-    data = bench_data(job["train_size"])
+    threads = set_threads(job.get("threads"))  # None: the worker's default
     specs = [NetSpec.from_json(s) for s in job["specs"]]
+    reply = {"malloc_tuned": malloc_tuned(), "threads": threads}
+    if job["way"] == "convs":
+        dtypes = {"fp32": None, **({"bf16": torch.bfloat16} if job.get("bf16") else {})}
+        return {**reply, **conv_peaks(specs, job["batch_size"], dtypes, job.get("repeats", 3))}
+    data = bench_data(job["train_size"])
+    if job["way"] == "split":
+        return {**reply, "splits": [step_split(s, data, job["batch_size"]) for s in specs]}
     if job["way"] == "engine":
-        rates = [engine_images_per_s(s, data, job["batch_size"]) for s in specs]
+        rates = [engine_images_per_s(s, data, job["batch_size"], threads=threads) for s in specs]
     else:
         steps = job["train_size"] // job["batch_size"]  # the engine's epoch: warm-up, timed
         rates = [baseline_images_per_s(s, data, job["batch_size"], steps, steps) for s in specs]
-    return {"images_per_s": rates, "malloc_tuned": malloc_tuned()}
+    return {**reply, "images_per_s": rates}
 
 
-def in_processes(job: dict, processes: int, tuned_malloc: bool) -> list[float]:
-    """Run `job` in `processes` concurrent subprocesses; aggregate images/s per network.
+def child_env(job: dict, tuned_malloc: bool) -> dict[str, str]:
+    """The environment of a bench subprocess: thread variables only where the job sets them."""
+    drop = (*MALLOC_ENV, OPT_OUT, *THREAD_VARS)
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env = onednn_env(tuned_env(env) if tuned_malloc else env)  # off AMX, as workers run
+    if job.get("threads") is not None:
+        env["OMP_NUM_THREADS"] = str(job["threads"])
+    return env
+
+
+def run_children(job: dict, processes: int, tuned_malloc: bool) -> list[dict]:
+    """Run `job` in `processes` concurrent fresh subprocesses; their replies.
 
     Each starts fresh (glibc reads its malloc settings only at start-up): with the worker's
     settings (worker.allocator) or with glibc's defaults, as a user's own script runs.
     """
-    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV and k != OPT_OUT}
-    env = {**(tuned_env(env) if tuned_malloc else env), "OMP_NUM_THREADS": str(job["threads"])}
     cmd = [sys.executable, "-m", "worker.bench", "--child", json.dumps(job)]
+    env = child_env(job, tuned_malloc)
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
              for _ in range(processes)]  # fmt: skip
-    totals = None
+    replies = []
     for p in procs:
         out, _ = p.communicate(timeout=1800)
         if p.returncode != 0:
@@ -167,9 +371,26 @@ def in_processes(job: dict, processes: int, tuned_malloc: bool) -> list[float]:
         if reply["malloc_tuned"] != tuned_malloc and applies():
             raise RuntimeError(f"bench subprocess: malloc settings {reply['malloc_tuned']}, "
                                f"expected {tuned_malloc}")  # fmt: skip
-        rates = reply["images_per_s"]
-        totals = rates if totals is None else [a + b for a, b in zip(totals, rates, strict=True)]
-    return totals
+        replies.append(reply)
+    return replies
+
+
+def in_processes(job: dict, processes: int, tuned_malloc: bool) -> list[float]:
+    """Run a training `job` in `processes` concurrent subprocesses; images/s per network, summed."""
+    replies = run_children(job, processes, tuned_malloc)
+    return [sum(rates) for rates in zip(*(r["images_per_s"] for r in replies), strict=True)]
+
+
+class BusyCore:
+    """A competing process spinning on one core while the block runs (another user's job)."""
+
+    def __enter__(self) -> BusyCore:
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 def harmonic(rates: list[float]) -> float:
@@ -177,86 +398,185 @@ def harmonic(rates: list[float]) -> float:
     return len(rates) / sum(1 / r for r in rates)
 
 
+def workers_under_load(job: dict, cores: int, log=print, rounds: int = 1) -> dict:
+    """images/s of `cores` workers: default threads, 1 thread each, all cores each; +- load.
+
+    Each of `rounds` runs the layouts in a rotated order and the rates are averaged (other
+    users' load drifts between runs); `default_threads` is what the default workers chose.
+    """
+    layouts = {"default": None, "one_thread": 1, "all_cores": cores}
+    result = {}
+    for loaded in (False, True):
+        key = "with_busy_core" if loaded else "free"
+        rates: dict[str, list[float]] = {name: [] for name in layouts}
+        for r in range(rounds):
+            names = list(layouts)[r % len(layouts) :] + list(layouts)[: r % len(layouts)]
+            for name in names:
+                threads = layouts[name]
+                log(f"bench: {cores} workers, threads {threads or 'default'}"
+                    f"{', one core busy with another process' if loaded else ''}")  # fmt: skip
+                run = {**job, "threads": threads}
+                if loaded:
+                    with BusyCore():
+                        replies = run_children(run, cores, True)
+                else:
+                    replies = run_children(run, cores, True)
+                if name == "default":
+                    result["default_threads"] = sorted({r["threads"] for r in replies})
+                per_net = zip(*(r["images_per_s"] for r in replies), strict=True)
+                rates[name].append(harmonic([sum(x) for x in per_net]))
+        result[key] = {name: statistics.fmean(v) for name, v in rates.items()}
+    for key in ("free", "with_busy_core"):
+        r = result[key]
+        r["default_over_one_thread"] = r["default"] / r["one_thread"]
+        r["all_cores_over_one_thread"] = r["all_cores"] / r["one_thread"]
+    result["cores"] = cores
+    result["rounds"] = rounds
+    result["goal"] = 0.8  # default / one thread each, under the competing load
+    return result
+
+
 def run_bench(quick: bool = False, log=print) -> dict:
     """Measure everything above; a dict of figures (JSON-able)."""
     from anynet.complexity import complexity
-    from worker.train import auto_precision
+    from worker.train import set_threads
 
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(cores)
-    n_nets, train_size = (1, 512) if quick else (3, 1536)
-    log(f"bench: peak matmul with {cores} threads")
-    peak = {
-        "bf16_flop_per_s": matmul_peak(torch.bfloat16),
-        "fp32_flop_per_s": matmul_peak(torch.float32),
-    }
-    specs = [s.spec for s in networks(n_nets)]
+    info = machine()
+    cores = info["cores"]
+    set_threads(1)  # peaks per core: the service runs one single-threaded worker per core
+    train_size, repeats = (256, 3) if quick else (512, 5)
+    feats = ", ".join(k for k, v in info["features"].items() if v) or "none of " + ", ".join(
+        info["features"]
+    )
+    log(f"bench: {info['cpu']} ({cores} cores; {feats}; torch {info['torch_cpu_capability']})"
+        + (f", GPU {info['gpu']}" if info["gpu"] else ""))  # fmt: skip
+    log("bench: GEMM peak, 1 thread, median of repeated runs")
+    gemm = {"fp32": matmul_peak(torch.float32, repeats=repeats),
+            "bf16": matmul_peak(torch.bfloat16, repeats=repeats)}  # fmt: skip
+    specs = [s.spec for s in networks(1)]
     flops = [complexity(s)["flops"] for s in specs]
-    job = {"specs": [s.to_json() for s in specs], "threads": cores, "train_size": train_size,
+    job = {"specs": [s.to_json() for s in specs], "threads": None, "train_size": train_size,
            "batch_size": BATCH_SIZE}  # fmt: skip
-    log(f"bench: {n_nets} networks of {SPACE}, {', '.join(f'{f / 1e6:.0f}' for f in flops)} MF")
-    log("bench: engine, one worker with all cores")
+    log(f"bench: {len(specs)} network of {SPACE}, {', '.join(f'{f / 1e6:.0f}' for f in flops)} MF")
+    log("bench: conv peaks: the network's own conv shapes alone, fwd + bwd"
+        + ("" if info["native_bf16"] else " (fp32 only: bf16 is emulated here)"))  # fmt: skip
+    convs = run_children({**job, "way": "convs", "threads": 1, "bf16": info["native_bf16"],
+                          "repeats": repeats}, 1, tuned_malloc=True)[0]  # fmt: skip
+    log("bench: engine, one worker as `dse worker` starts it")
     engine = in_processes({**job, "way": "engine"}, 1, tuned_malloc=True)
-    log("bench: naive loop, one process with all cores, glibc's malloc defaults")
-    baseline = in_processes({**job, "way": "baseline"}, 1, tuned_malloc=False)
-    log("bench: naive loop with the worker's malloc settings (how much of the gap they are)")
-    baseline_tuned = in_processes({**job, "way": "baseline"}, 1, tuned_malloc=True)
-    log(f"bench: engine, {cores} workers x 1 thread (how the service runs)")
-    per_core = in_processes({**job, "way": "engine", "threads": 1}, cores, tuned_malloc=True)
-    log("bench: peak matmul again (a shared machine's speed drifts: the best of both counts)")
-    peak["fp32_flop_per_s"] = max(peak["fp32_flop_per_s"], matmul_peak(torch.float32))
-    if auto_precision(torch.device("cpu")) == "bf16":
-        peak["bf16_flop_per_s"] = max(peak["bf16_flop_per_s"], matmul_peak(torch.bfloat16))
-    rows = [{"stage_depths": s.stage_depths, "stage_widths": s.stage_widths,
-             "group_widths": s.group_widths, "flops": f,
-             "engine_images_per_s": e, "baseline_images_per_s": b,
-             "baseline_tuned_malloc_images_per_s": bt, "per_core_images_per_s": pc,
-             "speedup": e / b, "service_speedup": pc / b, "engine_flop_per_s": 6 * f * e}
-            for s, f, e, b, bt, pc in zip(specs, flops, engine, baseline, baseline_tuned,
-                                          per_core, strict=True)]  # fmt: skip
-    for r in rows:
-        log(f"bench:   {r['flops'] / 1e6:.0f} MF: engine {r['engine_images_per_s']:.0f}, "
-            f"baseline {r['baseline_images_per_s']:.0f} img/s ({r['speedup']:.2f}x); "
-            f"{cores} workers {r['per_core_images_per_s']:.0f} img/s")  # fmt: skip
-    precision = auto_precision(torch.device("cpu"))
-    peak_used = peak["bf16_flop_per_s" if precision == "bf16" else "fp32_flop_per_s"]
-    # effective FLOP/s: each network's own multiply-adds at its own rate, averaged
-    engine_fps = sum(r["engine_flop_per_s"] for r in rows) / len(rows)
-    per_core_fps = sum(6 * r["flops"] * r["per_core_images_per_s"] for r in rows) / len(rows)
-    base_total = harmonic(baseline)
+    log("bench: the engine's step, split")
+    split = run_children({**job, "way": "split", "threads": 1}, 1, tuned_malloc=True)[0]
+    split = split["splits"][0]
+    log("bench: naive loop, one thread, glibc's malloc defaults")
+    baseline = in_processes({**job, "way": "baseline", "threads": 1}, 1, tuned_malloc=False)
+    workers = workers_under_load({**job, "way": "engine", "train_size": train_size // 2}, cores,
+                                 log, rounds=1 if quick else 2)  # fmt: skip
+    dtype, fmt = (p.strip() for p in split["precision"].split(",")[:2])
+    fmt = "nchw" if fmt == "NCHW" else fmt
+    engine_fps = sum(6 * f * e for f, e in zip(flops, engine, strict=True)) / len(flops)
+    conv_peak = convs["flop_per_s"].get(dtype, {}).get(fmt)
     return {
-        "networks": rows,
-        "engine": {"images_per_s": harmonic(engine), "flop_per_s": engine_fps},
+        "machine": info,
+        "peak": {"gemm": gemm, "conv": convs["flop_per_s"], "conv_shapes": convs["shapes"]},
+        "networks": [
+            {
+                "stage_depths": s.stage_depths,
+                "stage_widths": s.stage_widths,
+                "group_widths": s.group_widths,
+                "flops": f,
+                "engine_images_per_s": e,
+                "baseline_images_per_s": b,
+            }
+            for s, f, e, b in zip(specs, flops, engine, baseline, strict=True)
+        ],  # fmt: skip
+        "engine": {
+            "images_per_s": harmonic(engine),
+            "flop_per_s": engine_fps,
+            "precision": split["precision"],
+            "fraction_of_gemm_peak": engine_fps / gemm[dtype]["flop_per_s"],
+            "fraction_of_conv_peak": engine_fps / conv_peak if conv_peak else None,
+        },
+        "step": {
+            "seconds": split["seconds"],
+            "split": split["split"],
+            "shares": {k: v / split["seconds"] for k, v in split["split"].items()},
+        },  # fmt: skip
         "baseline": {
-            "images_per_s": base_total,
-            "flop_per_s": sum(6 * f * b for f, b in zip(flops, baseline, strict=True)) / len(rows),
-            "tuned_malloc_images_per_s": harmonic(baseline_tuned),
-        },
-        "speedup": harmonic(engine) / base_total,
-        "service": {"images_per_s": harmonic(per_core), "flop_per_s": per_core_fps},
-        "service_speedup": harmonic(per_core) / base_total,
-        "peak": peak,
-        "engine_precision": precision,
-        "engine_fraction_of_peak": engine_fps / peak_used,  # of the precision it trains in
-        "service_fraction_of_peak": per_core_fps / peak_used,
-        "engine_fraction_of_bf16_peak": engine_fps / peak["bf16_flop_per_s"],
-        "engine_fraction_of_fp32_peak": engine_fps / peak["fp32_flop_per_s"],
-        "workers": {
-            "cores": cores,
-            "one_worker_all_cores": harmonic(engine),
-            "one_worker_per_core": harmonic(per_core),
-            "default": "one_worker_per_core"
-            if harmonic(per_core) >= harmonic(engine)
-            else "one_worker_all_cores",
-        },
+            "images_per_s": harmonic(baseline),
+            "flop_per_s": sum(6 * f * b for f, b in zip(flops, baseline, strict=True)) / len(flops),
+        },  # fmt: skip
+        "speedup": harmonic(engine) / harmonic(baseline),
+        "workers": workers,
         "settings": {
             "space": SPACE,
             "flops_bounds": BOUNDS,
             "resolution": RESOLUTION,
             "train_size": train_size,
             "batch_size": BATCH_SIZE,
-            "torch_threads": cores,
+            "threads": 1,
+            "repeats": repeats,
         },  # fmt: skip
+    }
+
+
+# --- does bf16 give fp32's answers? (issue 24: AMX bf16 kernels diverged at random) --------
+def precision_agreement(space: str, n: int, data, epochs: int = 2, seed: int = 0,
+                        bounds: dict | None = None, precision: str = "bf16",
+                        log=lambda s: None) -> dict:  # fmt: skip
+    """Train n networks of `space` on `data` in fp32 (seeds s and s+1) and in `precision` (s).
+
+    The rule (docs/method.md §5): `precision` diverges on none that fp32 trains, and its
+    paired differences |e(p, s) - e(fp32, s)| are within the seed-to-seed spread
+    |e(fp32, s) - e(fp32, s+1)|: their mean exceeds the spread's by at most two standard
+    errors of that difference (a one-sided Welch bound; a short training is chaotic, so any
+    change of the numerics moves an error about as far as a change of seed does).
+    """
+    import statistics
+
+    from anynet.sampling import sample
+    from anynet.spaces import get_space
+    from search.spec import Recipe
+    from worker.train import train
+
+    nets = sample(get_space(space), n, seed, bounds=bounds, resolution=data.resolution,
+                  num_classes=data.num_classes).samples  # fmt: skip
+    rows = []
+    for i, net in enumerate(nets):
+        s = seed + i
+        runs = {
+            "fp32": train(net.spec, data, Recipe(precision="fp32"), epochs, seed=s),
+            "fp32_next_seed": train(net.spec, data, Recipe(precision="fp32"), epochs, seed=s + 1),
+            precision: train(net.spec, data, Recipe(precision=precision), epochs, seed=s),
+        }
+        row = {k: {"status": r.status, "val_error": r.val_error, "precision": r.precision}
+               for k, r in runs.items()}  # fmt: skip
+        rows.append(row)
+        log(f"precision: {space} #{i}: " + ", ".join(
+            f"{k} {r['status']} {r['val_error'] if r['val_error'] is None else round(r['val_error'], 4)}"
+            for k, r in row.items()))  # fmt: skip
+    trained = [r for r in rows if r["fp32"]["status"] == "done"]
+    lost = [r for r in trained if r[precision]["status"] != "done"]
+    pairs = [r for r in trained if r[precision]["status"] == "done"
+             and r["fp32_next_seed"]["status"] == "done"]  # fmt: skip
+    paired = [abs(r[precision]["val_error"] - r["fp32"]["val_error"]) for r in pairs]
+    spread = [abs(r["fp32_next_seed"]["val_error"] - r["fp32"]["val_error"]) for r in pairs]
+    signed = [r[precision]["val_error"] - r["fp32"]["val_error"] for r in pairs]
+    mean = statistics.fmean
+
+    def var_of_mean(xs):
+        return statistics.variance(xs) / len(xs) if len(xs) > 1 else 0.0
+
+    se = (var_of_mean(paired) + var_of_mean(spread)) ** 0.5
+    return {
+        "space": space,
+        "precision": precision,
+        "networks": rows,
+        "fp32_done": len(trained),
+        "diverged_where_fp32_trains": len(lost),
+        "mean_paired_difference": mean(paired) if paired else None,
+        "mean_seed_spread": mean(spread) if spread else None,
+        "mean_signed_difference": mean(signed) if signed else None,
+        "agree": not lost and bool(pairs) and mean(paired) <= mean(spread) + 2 * se,
     }
 
 
@@ -307,25 +627,33 @@ def measured_rate(device: str | None = None) -> dict:
 
 def format_report(r: dict) -> str:
     """The figures as a few human-readable lines."""
-    w, b = r["workers"], r["baseline"]
+    m, e, w = r["machine"], r["engine"], r["workers"]
+    feats = ", ".join(k for k, v in m["features"].items() if v) or "none of the listed"
+    gemm = ", ".join(f"{k} {v['flop_per_s'] / 1e9:.1f}" for k, v in r["peak"]["gemm"].items())
+    conv = "; ".join(f"{d} " + ", ".join(f"{f} {v / 1e9:.1f}" for f, v in fmts.items())
+                     for d, fmts in r["peak"]["conv"].items())  # fmt: skip
+    conv_frac = e["fraction_of_conv_peak"]
+    shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["step"]["shares"].items())
     lines = [
-        f"engine   {r['engine']['images_per_s']:8.0f} images/s   "
-        f"{r['engine']['flop_per_s'] / 1e9:6.1f} GFLOP/s effective (one worker, all cores)",
-        f"baseline {b['images_per_s']:8.0f} images/s   "
-        f"{b['flop_per_s'] / 1e9:6.1f} GFLOP/s effective "
-        f"({b['tuned_malloc_images_per_s']:.0f} images/s with the worker's malloc settings)",
-        f"speedup  {r['speedup']:.2f}x (engine / naive DataLoader loop, same networks)",
-        f"service  {r['service']['images_per_s']:8.0f} images/s with {w['cores']} workers x 1 "
-        f"thread: {r['service_speedup']:.2f}x the naive loop",
-        f"peak     bf16 matmul {r['peak']['bf16_flop_per_s'] / 1e9:.0f} GFLOP/s, "
-        f"fp32 {r['peak']['fp32_flop_per_s'] / 1e9:.0f} GFLOP/s; engine trains in "
-        f"{r['engine_precision']} at {100 * r['engine_fraction_of_peak']:.1f}% of that peak "
-        f"({100 * r['service_fraction_of_peak']:.1f}% as the service; "
-        f"{100 * r['engine_fraction_of_bf16_peak']:.1f}% of bf16 peak)",
-        f"workers  1 x {w['cores']} threads: {w['one_worker_all_cores']:.0f} images/s; "
-        f"{w['cores']} x 1 thread: {w['one_worker_per_core']:.0f} images/s "
-        f"-> default {w['default']}",
+        f"machine  {m['cpu']}, {m['cores']} cores: {feats} (torch {m['torch_cpu_capability']})"
+        + (f"; GPU {m['gpu']}" if m.get("gpu") else ""),
+        f"peak     GEMM per core (GFLOP/s, median): {gemm}",
+        f"peak     the network's convs alone, fwd+bwd per core (GFLOP/s): {conv}",
+        f"engine   {e['images_per_s']:8.0f} images/s {e['flop_per_s'] / 1e9:6.1f} GFLOP/s in "
+        f"{e['precision']}: {100 * e['fraction_of_gemm_peak']:.1f}% of the GEMM peak, "
+        + (f"{100 * conv_frac:.1f}% of the conv-shape peak" if conv_frac else "conv peak n/a"),
+        f"step     {r['step']['seconds'] * 1e3:.0f} ms: {shares}",
+        f"baseline {r['baseline']['images_per_s']:8.0f} images/s (naive DataLoader loop, 1 thread)",
+        f"speedup  {r['speedup']:.2f}x (engine / naive loop, same network)",
     ]
+    for key, label in (("free", "free"), ("with_busy_core", "one core busy")):
+        x = w[key]
+        lines.append(
+            f"workers  {w['cores']} workers, {label}: default {x['default']:.0f}, 1 thread "
+            f"{x['one_thread']:.0f}, all cores each {x['all_cores']:.0f} images/s "
+            f"(default / 1 thread {x['default_over_one_thread']:.2f}, goal >= {w['goal']}; "
+            f"default threads {w.get('default_threads')})"
+        )
     return "\n".join(lines)
 
 

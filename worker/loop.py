@@ -176,8 +176,8 @@ def outcome_of(result: TrainResult) -> TrialOutcome:
 
 
 def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, threads=None):
-    """Train one claimed trial and record it; returns 'finished', 'released' or 'lost'."""
-    from worker.train import TrainResult, train
+    """Train one claimed trial and record it; returns how it ended as the worker prints it:
+    'done', 'failed: <reason>', 'diverged: <reason>', 'cancelled', 'released' or 'lost'."""
 
     def on_epoch(metrics: dict) -> bool:
         """Report the epoch; go on unless the study was cancelled, the trial lost or a stop asked."""
@@ -188,7 +188,9 @@ def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, th
         last = int(metrics.get("epoch", 0)) >= claim.epochs
         return go_on and (last or not stop.requested)  # SIGTERM in the last epoch: finish it
 
-    with Heartbeat(store, claim):
+    with Heartbeat(store, claim):  # first: importing torch may take a while on a busy host
+        from worker.train import TrainResult, train
+
         try:
             data = datasets.get(claim.dataset)
             spec = fit_to_data(claim.net, data)
@@ -209,7 +211,11 @@ def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, th
             return "released" if released else "lost"
         outcome = outcome_of(result)
         finished = retrying(lambda: store.finish(claim, outcome), "finish")
-    return "finished" if finished else "lost"
+    if not finished:
+        return "lost"
+    if outcome.status in (TrialStatus.FAILED, TrialStatus.DIVERGED):
+        return f"{outcome.status.value}: {outcome.reason}"
+    return outcome.status.value
 
 
 def run_worker(
@@ -221,14 +227,22 @@ def run_worker(
     poll_seconds: float = 1.0,
     study_ids: list[int] | None = None,
     install_signals: bool = True,
+    stop: Stop | None = None,
+    worker: str | None = None,
+    create_db: bool = False,
 ) -> int:
-    """Claim and train trials of running studies until stopped, idle or max_trials; count."""
-    stop = Stop()
+    """Claim and train trials of running studies until stopped, idle or max_trials; count.
+
+    A launcher may pass its own `stop` (set it to stop the worker, as SIGTERM does) and a
+    `worker` id naming where it runs (default: host:pid:random). A SQLite database that
+    does not exist is refused (ValueError) unless create_db.
+    """
+    stop = stop or Stop()
     if install_signals and threading.current_thread() is threading.main_thread():
         stop.install()
-    me = worker_id()
+    me = worker or worker_id()
     try:
-        store = retrying(lambda: Store(db_url), "connect", stop)
+        store = retrying(lambda: Store(db_url, create=create_db), "connect", stop)
     except TRANSIENT_ERRORS:  # stopped while the database was still down
         return 0
     where = store.url.split("@")[-1]
@@ -246,6 +260,10 @@ def run_worker(
 
 def _loop(store, me, stop, device, max_trials, exit_when_idle, threads, poll_seconds, study_ids):
     """Claim → train → finish until stopped, idle or max_trials; trials finished."""
+    # torch and the training code load before the first claim, not while a claimed trial
+    # waits for them without a heartbeat (a minute on a busy machine: reaped as lost)
+    import worker.train  # noqa: F401
+
     datasets = DatasetCache(device)
     trained, last_reap = 0, 0.0
     while not stop.requested and (max_trials is None or trained < max_trials):
@@ -259,7 +277,7 @@ def _loop(store, me, stop, device, max_trials, exit_when_idle, threads, poll_sec
             stop.event.wait(poll_seconds)
             continue
         outcome = run_trial(store, claim, datasets, stop, threads)
-        trained += outcome == "finished"
+        trained += outcome not in ("released", "lost")  # recorded: done, failed, diverged…
         print(
             f"dse worker {me}: trial {claim.trial_id} ({claim.space} #{claim.sample}, "
             f"level {claim.level}) {outcome}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import os
 import pickle
 from pathlib import Path
 
@@ -34,6 +35,31 @@ class Raw:
     num_classes: int
 
 
+DATA_DIRS_ENV = "DSE_DATA_DIRS"
+
+
+def allowed_root(root: Path, env: dict[str, str] | None = None) -> Path:
+    """The root resolved (symlinks and '..' followed), refused with DatasetError when the
+    process's DSE_DATA_DIRS is set and the resolved root lies outside every directory in it.
+
+    The server checks a root when the study is posted (api.limits); this is the check where
+    the files are opened, so a directory replaced later by a symlink outward is not read.
+    The worker reads the resolved path, not the link."""
+    env = os.environ if env is None else env
+    dirs = [d for d in env.get(DATA_DIRS_ENV, "").split(os.pathsep) if d.strip()]
+    path = root.resolve()
+    if not dirs:
+        return path
+    for allowed in dirs:
+        base = Path(allowed).expanduser().resolve()
+        if path == base or base in path.parents:
+            return path
+    raise DatasetError(
+        f"dataset root {root} resolves to {path}, outside the allowed data directories "
+        f"({DATA_DIRS_ENV})"
+    )
+
+
 # --- sources ------------------------------------------------------------------------------
 class Source:
     """One dataset: how to read it and what layout it expects on disk."""
@@ -49,10 +75,11 @@ class Source:
         raise NotImplementedError
 
     def root(self, spec: DatasetSpec) -> Path:
-        """The spec's root, which must be given for file-backed datasets."""
+        """The spec's root, which must be given for file-backed datasets, resolved and
+        re-checked against DSE_DATA_DIRS where this process has it (allowed_root)."""
         if spec.root is None:
             raise DatasetError(f"dataset {self.name!r}: root is required; expected {self.layout}")
-        return Path(spec.root).expanduser()
+        return allowed_root(Path(spec.root).expanduser())
 
     def missing(self, path: Path, why: str = "missing") -> DatasetError:
         """The error for a missing or unreadable file."""

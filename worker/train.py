@@ -3,8 +3,9 @@
 The whole step is `train_step` (augment, forward under autocast, loss, backward, optimiser);
 the speed tricks are chosen once in `Engine` and named there:
 - bf16 autocast where the device gains: on CUDA bf16 if supported (else fp16 with a
-  GradScaler); on a CPU only with native bf16 (AVX512-BF16/AMX: 2-3x), found by timing a
+  GradScaler); on a CPU only with native bf16 (AVX512-BF16: 2-3x), found by timing a
   matmul once, since without it bf16 is ~10x slower than fp32 (AVX2 machines like this one);
+  never on a CPU with AMX, whose oneDNN bf16 kernels produced NaN at random (worker.cpu);
 - channels_last on CPUs (fp32 here: 1.0-1.5x NCHW on sampled nets) and with mixed precision
   on CUDA; cudnn.benchmark on CUDA;
 - the dataset stays on the device as uint8; crops and flips run on whole batches
@@ -12,8 +13,11 @@ the speed tricks are chosen once in `Engine` and named there:
 - one fused SGD kernel for all parameters; no host sync inside an epoch (the loss is summed
   on the device and checked for NaN/inf once per epoch);
 - outside this module, set when the process starts: glibc keeps activations mapped between
-  steps (worker.allocator: no page faults per step, 1.2-2x here) and, on CPUs, one
-  single-threaded worker per core (`dse bench` measures both).
+  steps (worker.allocator: no page faults per step, 1.2-2x here) and oneDNN kept off AMX
+  (worker.cpu);
+- one torch thread unless told otherwise ($DSE_THREADS, `threads`): the service runs one
+  worker per core, and a process using every core collapses as soon as another one runs
+  (issue 24: 8-13 images/s against 170-380 with one thread; `dse bench` measures it).
 Each call is a full schedule: linear warm-up then half-period cosine, per step (docs/design.md:
 fidelities are complete short schedules; docs/method.md §5). Unset recipe fields get their
 dataset's defaults from search.recipe.resolve_recipe, and the result carries the recipe as it
@@ -40,7 +44,8 @@ from search.spec import Recipe
 from worker.augment import BatchAugment, Normalize
 from worker.data import Dataset
 
-THREADS_ENV = "DSE_THREADS"  # torch intra-op threads of a worker (one per core: 1)
+THREADS_ENV = "DSE_THREADS"  # torch intra-op threads of a training process
+DEFAULT_THREADS = 1  # one worker per core, each single-threaded (README: how many workers)
 
 
 @dataclasses.dataclass
@@ -60,14 +65,24 @@ class TrainResult:
     val_size: int = 0
 
 
+def default_threads() -> int:
+    """Torch threads of a training process not told otherwise: $DSE_THREADS, else 1."""
+    raw = os.environ.get(THREADS_ENV)
+    if not raw:
+        return DEFAULT_THREADS
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV}: expected a number of threads, got {raw!r}") from None
+
+
 def set_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads from the argument or $DSE_THREADS; return the count."""
-    if threads is None and os.environ.get(THREADS_ENV):
-        threads = int(os.environ[THREADS_ENV])
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads: must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    """Set torch's intra-op threads from the argument, $DSE_THREADS or 1; return the count."""
+    if threads is None:
+        threads = default_threads()
+    if threads < 1:
+        raise ValueError(f"threads: must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
     return torch.get_num_threads()
 
 
@@ -106,11 +121,29 @@ def cpu_bf16_gains(size: int = 256, repeats: int = 5) -> bool:
 
 def auto_precision(device: torch.device) -> str:
     """The training precision for `device` when the recipe says auto."""
+    from worker.cpu import has_amx
+
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu":
-        return "bf16" if cpu_bf16_gains() else "fp32"
+    if device.type == "cpu":  # AMX: fp32 until bf16 is shown to give its answers (worker.cpu)
+        return "bf16" if not has_amx() and cpu_bf16_gains() else "fp32"
     return "fp32"  # mps and others: no autocast gain we have measured
+
+
+def keep_onednn_off_amx() -> str:
+    """For a low-precision CPU run: "" without AMX; else cap oneDNN below it, name the ISA.
+
+    The `dse` training commands start with the cap (worker.allocator); a library caller gets
+    it set here, which oneDNN honours if it has not dispatched a kernel yet in this process.
+    """
+    from worker.cpu import AMX_CAP, ONEDNN_ISA_ENV, amx_capped, has_amx
+
+    if not has_amx():
+        return ""
+    if not amx_capped():
+        os.environ[ONEDNN_ISA_ENV] = AMX_CAP
+    isa = os.environ.get(ONEDNN_ISA_ENV, "")
+    return f"oneDNN {isa}" if amx_capped() else "oneDNN AMX"
 
 
 class Engine:
@@ -128,6 +161,9 @@ class Engine:
         )
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
+        self.isa_note = ""
+        if device.type == "cpu" and self.dtype is not None:
+            self.isa_note = keep_onednn_off_amx()
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(device=device, memory_format=fmt)
         self.device = device
@@ -149,7 +185,9 @@ class Engine:
 
     def describe(self) -> str:
         """The precision and memory format in use, e.g. "bf16, channels_last"."""
-        return f"{self.precision}, {'channels_last' if self.channels_last else 'NCHW'}"
+        return f"{self.precision}, {'channels_last' if self.channels_last else 'NCHW'}" + (
+            f", {self.isa_note}" if self.isa_note else ""
+        )
 
     def autocast(self):
         """The autocast context of this run (a no-op context for fp32)."""

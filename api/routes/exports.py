@@ -1,4 +1,4 @@
-"""GET /api/studies/{id}/export: the fitted (or best) RegNet of a space, for a full run elsewhere."""
+"""GET /api/studies/{id}/export: a space's winner or fitted RegNet, for a full run elsewhere."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from api.deps import get_store
 from api.routes.studies import ERRORS, StudyId, study_or_404
 from api.schemas import ErrorBody
-from search.exports import NothingToExport, full_run_recipe, plan_export
+from search.exports import FormatUnavailable, NothingToExport, full_run_recipe, plan_export
 from search.spec import Recipe
 
 router = APIRouter(prefix="/api/studies", tags=["export"])
@@ -22,6 +22,26 @@ class FullRunRecipe(Recipe):
     """The study's recipe scaled for a full run (DDS §5)."""
 
     epochs: int
+
+
+class ExportCandidate(BaseModel):
+    """One network a space's export offers: the trained winner or the fitted RegNet."""
+
+    network: Literal["winner", "fit"]
+    source: str
+    trial_id: int | None = None
+    error: float | None = Field(None, description="validation error (the winner only: trained)")
+    e_fit: float | None = Field(
+        None, description="winner: its distance to the nearest RegNet; fit: the winner's to it"
+    )
+    family: str = Field(description="'a RegNet', or the winner's block family")
+    regnet: dict[str, Any] | None = Field(None, description="the fit's RegNet parameters")
+    stage_depths: list[int]
+    stage_widths: list[int]
+    complexity: dict[str, int] = Field(description="flops, params, acts at the study's input")
+    formats: dict[str, str | None] = Field(
+        description="per format: null when it builds this network, else why not"
+    )
 
 
 class ExportOut(BaseModel):
@@ -41,6 +61,12 @@ class ExportOut(BaseModel):
         None, description="anynet.scaling's account when scale_flops was given: rule, factors"
     )
     notes: list[str]
+    network: Literal["winner", "fit"] = Field(
+        "winner", description="which candidate was exported: the trained winner or the fit"
+    )
+    candidates: list[ExportCandidate] = Field(
+        default_factory=list, description="the winner and the fitted RegNet, side by side"
+    )
 
 
 @router.get(
@@ -60,6 +86,9 @@ def export_network(
     rule: Literal["efficientnet", "dds"] | None = Query(
         None, description="scaling rule; None: dds for a fitted RegNet, else efficientnet"
     ),
+    network: Literal["winner", "fit"] | None = Query(
+        None, description="the trained winner or the fitted RegNet; None: the fit when it builds"
+    ),
     store=Depends(get_store),
 ):
     """The fitted (else best) RegNet of a space, in pycls/timm/torchvision/json, with its recipe."""
@@ -73,12 +102,25 @@ def export_network(
     fit = results.regnet.get(space or "overall")
     try:
         plan = plan_export(
-            store, study_id, fit and fit.model_dump(), space, format, scale_flops, rule
+            store,
+            study_id,
+            fit and fit.model_dump(),
+            space,
+            format,
+            scale_flops,
+            rule,
+            network,
+            study.spec,
         )
     except NothingToExport as e:
         raise HTTPException(409, detail=str(e)) from None
-    except ValueError as e:  # the target cannot build this network, or a bad budget
+    except FormatUnavailable as e:  # names the format, the family and why
         raise HTTPException(422, detail=" ".join(str(e).split())) from None
+    except ValueError as e:  # the target cannot build this network, or a bad budget
+        detail = " ".join(str(e).split())
+        if detail.startswith("flops: "):  # the budget is this query's scale_flops
+            detail = "scale_flops: " + detail.removeprefix("flops: ")
+        raise HTTPException(422, detail=detail) from None
     return {
         "study_id": study_id,
         "space": space,

@@ -136,6 +136,7 @@ async def create_from_spec(
     """Store the spec as `creating` and sample it in the background: 201, or 202 after the wait."""
     from search.creator import CreatorBusy
     from search.status import StudyStatus
+    from search.studies import ChildExists
 
     creator = request.app.state.creator
     busy = HTTPException(
@@ -144,8 +145,13 @@ async def create_from_spec(
     )  # fmt: skip
     if creator.busy():
         raise busy
-    # never on the event loop
-    study_id = await run_in_threadpool(store.begin_study, spec, parent_id, suggestion)
+    try:  # never on the event loop
+        study_id = await run_in_threadpool(store.begin_study, spec, parent_id, suggestion)
+    except ChildExists as e:  # a concurrent refine request created it first: idempotent
+        child = await run_in_threadpool(store.get_study, e.study_id)
+        body = StudyCreated(id=e.study_id, status=child.status, creation=creation_of(child))
+        headers = {"Location": f"/api/studies/{e.study_id}"}
+        return JSONResponse(body.model_dump(mode="json"), status_code=200, headers=headers)
     try:  # starting a child may wait for the forkserver: off the event loop too
         job = await run_in_threadpool(creator.submit, study_id)
     except CreatorBusy:
@@ -249,6 +255,7 @@ def list_trials(
         **ERRORS,
         200: {"model": Results, "description": "the study's results at one fidelity level"},
         304: {"description": "unchanged"},
+        503: {"model": ErrorBody, "description": "too many analyses outstanding; Retry-After"},
     },
 )
 def study_edf(

@@ -231,10 +231,16 @@ function inputFor(field) {
 }
 
 function showErrors(items, which) {
+  // one spec, one set of errors: the submit's replace the estimate's (the same 422s)
   clearErrors(which);
+  if (which === "submit") clearErrors("estimate");
   const list = $("form-errors");
   if (which === "submit") list.replaceChildren();
+  const seen = new Set();
   for (const { field, reason } of items) {
+    const key = `${field}\u0000${reason}`;
+    if (seen.has(key)) continue;  // each message once
+    seen.add(key);
     const el = inputFor(field);
     if (el) {
       const note = document.createElement("span");
@@ -245,7 +251,7 @@ function showErrors(items, which) {
       el.dataset.invalid = which;
       (el.closest("label") || el).after(note);
     }
-    if (which === "submit" || !el) {
+    if (!el) {  // at its field when the form has one, else in the list: once either way
       const li = document.createElement("li");
       li.dataset.from = which;
       li.textContent = `${field}: ${reason}`;
@@ -297,6 +303,22 @@ function renderEstimate(est) {
   showDefaults(est);
 }
 
+// An estimate that no longer describes the spec (it changed, or it has errors) is not shown.
+function clearEstimate() {
+  const panel = $("estimate");
+  for (const key of ["trials", "seconds", "source"]) delete panel.dataset[key];
+  $("est-summary").textContent = "";
+  document.querySelector("#est-levels tbody").replaceChildren();
+  $("est-spaces").replaceChildren();
+  $("est-source").textContent = "";
+}
+
+function authHeaders(headers) {
+  const token = $("token").value.trim();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
+
 let seq = 0, timer = null;
 
 async function runEstimate() {
@@ -306,10 +328,10 @@ async function runEstimate() {
   let res, answer;
   try {
     res = await fetch(`/api/studies/estimate?workers=${encodeURIComponent($("f-workers").value || 1)}`,
-      { method: "POST", headers: { "Content-Type": "application/json" }, body });
+      { method: "POST", headers: authHeaders({ "Content-Type": "application/json" }), body });
     answer = await res.json().catch(() => ({}));
   } catch (e) {
-    if (mine === seq) $("est-state").textContent = `(failed: ${e})`;
+    if (mine === seq) { clearEstimate(); $("est-state").textContent = `(failed: ${e})`; }
     return;
   }
   if (mine !== seq) return;  // a newer spec is being estimated
@@ -318,11 +340,17 @@ async function runEstimate() {
     renderEstimate(answer);
     $("est-state").textContent = "";
     $("estimate").dataset.state = "ok";
-  } else {
-    showErrors(errorItems(res.status, answer), "estimate");
-    $("est-state").textContent = "(the spec has errors: see the fields)";
-    $("estimate").dataset.state = "error";
+    return;
   }
+  clearEstimate();
+  $("estimate").dataset.state = "error";
+  if (res.status === 401) {  // not the spec's fault: the server wants its token
+    clearErrors("estimate");
+    $("est-state").textContent = "(the server needs its token: fill in the token field)";
+    return;
+  }
+  showErrors(errorItems(res.status, answer), "estimate");
+  $("est-state").textContent = "(the spec has errors: see the fields)";
 }
 
 function changed() {
@@ -330,6 +358,7 @@ function changed() {
   if (text !== $("spec-preview").textContent) {  // a new spec: the last POST's errors are stale
     clearErrors("submit");
     $("form-errors").replaceChildren();
+    clearEstimate();  // and so is the last estimate
   }
   $("spec-preview").textContent = text;
   $("estimate").dataset.state = "pending";
@@ -343,9 +372,7 @@ async function submitForm(ev) {
   changed();  // the preview is what is posted
   clearTimeout(timer);
   const msg = $("msg");
-  const headers = { "Content-Type": "application/json" };
-  const token = $("token").value.trim();
-  if (token) headers.Authorization = `Bearer ${token}`;
+  const headers = authHeaders({ "Content-Type": "application/json" });
   const check = $("f-check").checked;
   msg.className = "";
   msg.textContent = check ? "checking the recipe, then sampling every network…" : "creating (every network is sampled now)…";
@@ -358,7 +385,7 @@ async function submitForm(ev) {
     if (res.status === 201 || res.status === 202) { window.location = `/studies/${body.id}`; return; }
     showErrors(errorItems(res.status, body), "submit");
     msg.className = "err";
-    msg.textContent = `${res.status}: not created (see the errors below)`;
+    msg.textContent = `${res.status}: not created (see the errors at the fields)`;
   } finally {
     $("f-submit").disabled = false;
   }
@@ -367,9 +394,7 @@ async function submitForm(ev) {
 async function pasteSubmit(ev) {
   ev.preventDefault();
   const msg = $("paste-msg");
-  const headers = { "Content-Type": $("fmt").value };
-  const token = $("token").value.trim();
-  if (token) headers.Authorization = `Bearer ${token}`;
+  const headers = authHeaders({ "Content-Type": $("fmt").value });
   msg.className = ""; msg.textContent = "creating (every network is sampled now)…";
   const res = await fetch("/api/studies", { method: "POST", headers, body: $("spec").value });
   const body = await res.json().catch(() => ({}));
@@ -382,7 +407,11 @@ async function init() {
   document.querySelectorAll(".origin").forEach((e) => { e.textContent = location.origin; });
   $("create").addEventListener("submit", pasteSubmit);
   $("study-form").addEventListener("submit", submitForm);
-  $("study-form").addEventListener("input", (ev) => { if (ev.target.id !== "token") changed(); });
+  $("study-form").addEventListener("input", (ev) => {
+    if (ev.target.id !== "token") { changed(); return; }
+    clearTimeout(timer);  // a new token: the same spec, estimated again
+    timer = setTimeout(runEstimate, 400);
+  });
   $("study-form").addEventListener("change", (ev) => { if (ev.target.tagName === "SELECT") changed(); });
   await loadSchema().catch(() => {});
   const res = await fetch("/api/presets");

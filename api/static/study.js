@@ -69,6 +69,7 @@ function renderProgress(study) {
     box.append(row);
   }
   renderReferenceProgress(study, box);
+  renderFailures(study.progress.failures || []);
   const sel = document.getElementById("fidelity");
   if (sel.options.length !== study.fidelities.length) {
     sel.replaceChildren(...study.fidelities.map((e, i) => { const o = el("option", `level ${i} · ${e} epochs`); o.value = e; return o; }));
@@ -76,6 +77,12 @@ function renderProgress(study) {
     sel.value = state.fidelity;
   }
   renderExports(study);
+}
+// why trials failed (progress.failures: one reason each, commonest first), as text
+function renderFailures(failures) {
+  const box = document.getElementById("failures");
+  box.hidden = !failures.length;
+  box.querySelector("ul").replaceChildren(...failures.map((f) => el("li", `${f.trials} × ${f.reason}`)));
 }
 // a study being created shows how far sampling and storing got; a failed one, why
 function renderCreation(study) {
@@ -89,21 +96,66 @@ function renderCreation(study) {
   note.textContent = text; note.className = study.status === "failed" ? "err" : "muted";
   note.hidden = !text;
 }
-function renderExports(study) {
+// ---- exports: per space the trained winner and the fitted RegNet side by side, each with
+// its flops, params, e_fit and the formats that build it (GET /api/studies/{id}/export lists
+// them in `candidates`; a format not listed there would answer 422, so it is not a link) ----
+const EXPORT_FORMATS = ["pycls", "timm", "torchvision", "json"];
+const EXPORT_EVERY_MS = 10000;  // a running study asks again at most this often per space
+const exportState = {};  // space -> { done, at, body }
+function exportUrl(space, network, f) {
+  return `/api/studies/${STUDY}/export?space=${encodeURIComponent(space)}&network=${network}&format=${f}`;
+}
+async function renderExports(study) {
   const box = document.getElementById("exports");
-  if (box.dataset.spaces === study.spaces.join("|")) return;
-  box.dataset.spaces = study.spaces.join("|");
-  box.replaceChildren();
-  for (const s of study.spaces) {
-    const line = el("div"); line.append(el("span", `${s}: `));
-    for (const f of ["pycls", "timm", "torchvision", "json"]) {
-      const a = el("a", f); a.href = `/api/studies/${STUDY}/export?space=${encodeURIComponent(s)}&format=${f}`;
-      a.target = "_blank"; line.append(a);
-    }
-    box.append(line);
+  if (box.dataset.spaces !== study.spaces.join("|")) {
+    box.dataset.spaces = study.spaces.join("|");
+    box.replaceChildren(...study.spaces.map((s) => { const d = el("div", `${s}: no finished trial yet`, "muted"); d.dataset.space = s; return d; }));
+    const csv = el("a", "trials.csv"); csv.href = `/api/studies/${STUDY}/trials?format=csv&limit=1000`;
+    box.append(csv);
   }
-  const csv = el("a", "trials.csv"); csv.href = `/api/studies/${STUDY}/trials?format=csv&limit=1000`;
-  box.append(csv);
+  for (const s of study.spaces) {
+    const done = spaceCounts(study.progress.spaces[s]).done;
+    const seen = exportState[s];
+    if (!done || (seen && (seen.done === done || Date.now() - seen.at < EXPORT_EVERY_MS))) continue;
+    exportState[s] = { done, at: Date.now(), body: seen && seen.body };
+    try {
+      const res = await fetch(`/api/studies/${STUDY}/export?space=${encodeURIComponent(s)}&format=json`, { cache: "no-store" });
+      if (res.ok) exportState[s].body = await res.json();
+    } catch (e) { /* the next poll retries */ }
+    const body = exportState[s].body;
+    const slot = [...box.children].find((c) => c.dataset.space === s);
+    if (body && slot) slot.replaceWith(exportTable(s, body));
+  }
+}
+function exportTable(space, body) {
+  const box = el("div"); box.dataset.space = space;
+  box.append(el("h3", space));
+  const t = el("table"); const h = el("tr");
+  ["network", "flops", "params", "e_fit", "stage depths", "stage widths", "error", "export"].forEach((k) => h.append(el("th", k)));
+  t.append(h);
+  for (const c of body.candidates || []) {
+    const tr = el("tr");
+    const what = el("td", c.network === "fit" ? "fitted RegNet" : `winner (trial ${c.trial_id})`);
+    what.title = c.source;
+    tr.append(what, el("td", fmt(c.complexity.flops)), el("td", fmt(c.complexity.params)),
+      el("td", fmt(c.e_fit, 3)), el("td", (c.stage_depths || []).join(", ")),
+      el("td", (c.stage_widths || []).join(", ")), el("td", c.error === null ? "not trained" : pct(c.error)));
+    const links = el("td");
+    for (const f of EXPORT_FORMATS) {
+      const why = c.formats[f];
+      if (why === null || why === undefined) {
+        const a = el("a", f); a.href = exportUrl(space, c.network, f); a.target = "_blank"; links.append(a, " ");
+      } else {
+        const off = el("span", f, "muted"); off.style.textDecoration = "line-through";
+        off.title = `${f} cannot build ${c.family}: ${why}`; links.append(off, " ");
+      }
+    }
+    tr.append(links); t.append(tr);
+  }
+  box.append(t);
+  const notes = (body.notes || []).filter((n) => /not RegNets|invalid|not buildable|input/.test(n));
+  for (const n of notes) box.append(el("p", n, "muted"));
+  return box;
 }
 
 // ---- results (GET /api/studies/{id}/edf) ----
@@ -174,6 +226,24 @@ function renderKs(r) {
     return tr;
   }));
 }
+// The bootstrap range of the best networks' values, one per space: a strip of its own at the
+// foot of the plot (stacked, never on top of another space's: overlapping shades turned
+// brown) in the space's colour, the median a tick across it, named in the legend. The
+// points are drawn above the strips (`yDomain`), the x axis below them (`xAxis`).
+const STRIP = 0.035;  // height of one space's strip, a fraction of the plot
+function bestStrips(entries) {
+  const shapes = [], traces = [];
+  entries.forEach(([space, best], i) => {
+    if (!best || best.lo === null || best.lo === undefined) return;
+    const color = colorOf(space), y0 = i * STRIP, y1 = y0 + STRIP * 0.8;
+    shapes.push({ type: "rect", xref: "x", yref: "paper", x0: best.lo, x1: best.hi, y0, y1, fillcolor: rgba(color, 0.45), line: { width: 0 } });
+    if (best.median !== null && best.median !== undefined) shapes.push({ type: "line", xref: "x", yref: "paper", x0: best.median, x1: best.median, y0, y1, line: { color, width: 2 } });
+    traces.push({ x: [null], y: [null], mode: "lines", line: { color: rgba(color, 0.45), width: 8 }, hoverinfo: "skip", meta: "best-strip",
+      name: `${plotlyText(space)}: best 95% range (bootstrap), median ${fmt(best.median, 3)}` });
+  });
+  const bottom = entries.length * STRIP + 0.02;
+  return { shapes, traces, yDomain: [Math.min(bottom, 0.5), 1], xAxis: { anchor: "free", position: 0 } };
+}
 // DDS Fig. 8: e_fit (distance to the nearest RegNet) against error, every network of a space
 function renderEfit(r) {
   const fits = Object.entries((r.e_fit || {}).spaces || {});
@@ -181,18 +251,15 @@ function renderEfit(r) {
   const many = fits.reduce((n, [, f]) => n + f.x.length, 0) > 1500;
   for (const [space, f] of fits) {
     const color = colorOf(space);
-    traces.push({ x: f.x, y: f.error, mode: "markers", type: many ? "scattergl" : "scatter", name: space,
+    traces.push({ x: f.x, y: f.error, mode: "markers", type: many ? "scattergl" : "scatter", name: plotlyText(space),
       marker: { size: 5, color, opacity: 0.6 }, meta: "efit" });
-    const b = f.best;
-    if (b && b.lo !== null) {
-      shapes.push({ type: "rect", xref: "x", yref: "paper", x0: b.lo, x1: b.hi, y0: 0, y1: 1, fillcolor: rgba(color, 0.12), line: { width: 0 } });
-      shapes.push({ type: "line", xref: "x", yref: "paper", x0: b.median, x1: b.median, y0: 0, y1: 1, line: { color, width: 1.5, dash: "dot" } });
-    }
   }
+  const strips = bestStrips(fits.map(([space, f]) => [space, f.best]));
+  shapes.push(...strips.shapes); traces.push(...strips.traces);
   Plotly.react("efit", traces, {
     margin: { t: 10, r: 10, b: 45, l: 55 }, shapes,
-    xaxis: { title: { text: "e_fit (mean |log(w_pred / w)| of the nearest RegNet)" } },
-    yaxis: { title: { text: "error" }, tickformat: ".0%" }, legend: { orientation: "h", y: -0.25 },
+    xaxis: { title: { text: "e_fit (mean |log(w_pred / w)| of the nearest RegNet)" }, ...strips.xAxis },
+    yaxis: { title: { text: "error" }, tickformat: ".0%", domain: strips.yDomain }, legend: { orientation: "h", y: -0.25 },
     uirevision: "efit",
   }, PLOT_CFG);
 }
@@ -227,15 +294,12 @@ function renderParams(r) {
       const color = colorOf(space);
       traces.push({ x: d.x, y: d.error, mode: "markers", type: many ? "scattergl" : "scatter", name: plotlyText(space),
         marker: { size: 5, color, opacity: 0.6 }, meta: "param" });
-      const best = d.best;
-      if (best && best.lo !== null && best.lo !== undefined) {
-        shapes.push({ type: "rect", xref: "x", yref: "paper", x0: best.lo, x1: best.hi, y0: 0, y1: 1, fillcolor: rgba(color, 0.12), line: { width: 0 } });
-        if (best.median !== null && best.median !== undefined) shapes.push({ type: "line", xref: "x", yref: "paper", x0: best.median, x1: best.median, y0: 0, y1: 1, line: { color, width: 1.5, dash: "dot" } });
-      }
     }
+    const strips = bestStrips(bySpace.map(([space, d]) => [space, d.best]));
+    shapes.push(...strips.shapes); traces.push(...strips.traces);
     Plotly.react(div, traces, {
       margin: { t: 28, r: 10, b: 40, l: 50 }, title: { text: plotlyText(p.replace(/^p_/, "")), font: { size: 13 } }, shapes,
-      xaxis: { type: params[p].log ? "log" : "linear" }, yaxis: { title: { text: "error" }, tickformat: ".0%" },
+      xaxis: { type: params[p].log ? "log" : "linear", ...strips.xAxis }, yaxis: { title: { text: "error" }, tickformat: ".0%", domain: strips.yDomain },
       showlegend: false, uirevision: p,
     }, PLOT_CFG);
   }
@@ -257,9 +321,19 @@ function renderFit(r) {
   const entries = Object.entries(fits).filter(([, v]) => v && typeof v === "object");
   if (!entries.length) box.replaceChildren(el("p", "No fit yet (needs finished trials).", "muted"));
   else {
-    const t = el("table"); const keys = [...new Set(entries.flatMap(([, v]) => Object.keys(v).filter((k) => typeof v[k] !== "object")))];
-    const h = el("tr"); h.append(el("th", "space")); keys.forEach((k) => h.append(el("th", k))); t.append(h);
-    for (const [s, v] of entries) { const tr = el("tr"); tr.append(el("td", s)); keys.forEach((k) => tr.append(el("td", fmt(v[k], 3)))); t.append(tr); }
+    // one row per fit: "fit of" (a space, or overall) and the winner it was fitted to; the
+    // winner's own `space` column would repeat the first for every row but overall
+    const keys = [...new Set(entries.flatMap(([, v]) => Object.keys(v).filter((k) => typeof v[k] !== "object" && k !== "space" && k !== "block")))];
+    const t = el("table"); const h = el("tr");
+    ["fit of", "winner's space", ...keys].forEach((k) => h.append(el("th", k))); t.append(h);
+    for (const [s, v] of entries) {
+      const tr = el("tr"); tr.append(el("td", s), el("td", v.space));
+      if (v.block && v.block !== "res_bottleneck") {  // a RegNet is made of X blocks
+        const td = el("td", `the winner has ${v.block} blocks: not a RegNet family, no fit`, "muted"); td.colSpan = keys.length;
+        tr.append(td);
+      } else keys.forEach((k) => tr.append(el("td", fmt(v[k], 3))));
+      t.append(tr);
+    }
     box.replaceChildren(t);
   }
   const list = (r.refinement || []).map((x) => (typeof x === "string" ? { text: x } : x));

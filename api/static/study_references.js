@@ -18,8 +18,11 @@ function referenceMarkers(r) {
     traces.push({ x: [ref.mean, ref.mean], y: [0, 1], mode: "lines", meta: "reference",
       line: { color, width: 2, dash: "dash" }, hoverinfo: "name",
       name: `${plotlyText(ref.name)} (reference, ${ref.n} seeds, mean ${pct(ref.mean)})` });
-    const beats = Object.entries(ref.percentile || {}).filter(([, v]) => v !== null)
-      .map(([space, v]) => `${(100 * v).toFixed(0)}% of ${plotlyText(space)}`);
+    // the server's own words ("resnet20 beats 62% of X", as the table shows them): a
+    // percentage rounded here could differ (0.625: 63% in JavaScript, 62% in Python)
+    const head = `${ref.name} beats `;
+    const beats = Object.entries(ref.text || {}).filter(([space]) => (ref.percentile || {})[space] !== null)
+      .map(([, t]) => plotlyText(t.startsWith(head) ? t.slice(head.length) : t));
     annotations.push({ x: ref.mean, y: 0.98 - 0.07 * i, xref: "x", yref: "paper", xanchor: "left",
       showarrow: false, font: { size: 11, color }, bgcolor: "rgba(255,255,255,0.75)",
       text: `${plotlyText(ref.name)} ${pct(ref.mean)}` + (beats.length ? `: beats ${beats.join(", ")}` : "") });
@@ -36,8 +39,11 @@ function renderReferenceProgress(study, box) {
     const bar = el("div", null, "bar");
     const span = el("span", null, "done");
     span.style.left = "0%"; span.style.width = `${(100 * c.done) / total}%`; bar.append(span);
+    // a refine child's seeds copied from its parent are done without a training: say so
+    const marker = state.results && state.results.references && state.results.references[name];
+    const reused = marker && marker.n_reused ? ` (${marker.n_reused} at this level reused, not trained)` : "";
     row.append(el("span", `${name} (reference)`, "label"), bar,
-      el("span", `${c.done} done · ${c.running} running · ${c.waiting} waiting` +
+      el("span", `${c.done} done${reused} · ${c.running} running · ${c.waiting} waiting` +
         (c.failed + c.diverged ? ` · ${c.failed + c.diverged} failed/diverged` : ""), "count"));
     box.append(row);
   }
@@ -52,7 +58,8 @@ function renderReferences(r) {
     const texts = Object.values(ref.text || {});
     tr.append(el("td", ref.name), el("td", `${ref.n} of ${ref.seeds}` + (ref.n_pending ? ` (${ref.n_pending} pending)` : "")),
       el("td", pct(ref.mean)), el("td", ref.mean === null ? "–" : `${pct(ref.lo)} – ${pct(ref.hi)}`),
-      el("td", fmt(ref.flops)), el("td", fmt(ref.params)), el("td", texts.join(" · ")));
+      el("td", fmt(ref.flops)), el("td", fmt(ref.params)),
+      el("td", texts.join(" · ") + (ref.reused ? ` · ${ref.reused}` : "")));
     return tr;
   }));
 }

@@ -98,23 +98,19 @@ function parentEdfTraces() {
     name: `parent ${study.parent.id}: ${plotlyText(study.suggestion.space)} (n=${s.n}, min ${pct(s.min)}, mean ${pct(s.mean)})`,
     meta: "parent-edf" }];
 }
-// F at x of a plotted EDF step function (x sorted; F(x) counts errors <= x)
-function edfAt(edf, x) {
-  let lo = 0, hi = edf.x.length;
-  while (lo < hi) { const mid = (lo + hi) >> 1; if (edf.x[mid] <= x) lo = mid + 1; else hi = mid; }
-  return lo ? edf.F[lo - 1] : 0;
-}
-// one line under the lineage: the refined space against the parent's original one
+// one line under the lineage: the refined space against the parent's original one, with the
+// server's test of the two (results.vs_parent: KS, or the within-bin permutation test when
+// normalised, its q over the study's KS table, where it is the last row)
 function renderVsParent(r) {
   const box = document.getElementById("vs-parent");
   const study = state.study, p = parentState.results;
   const mine = study && study.suggestion && r && r.spaces && r.spaces[study.suggestion.refined];
   const theirs = p && p.spaces && study.suggestion && p.spaces[study.suggestion.space];
   if (!box || !mine || !theirs || !mine.n || !theirs.n) { if (box) box.hidden = true; return; }
-  const xs = [...mine.edf.x, ...theirs.edf.x];
-  const d = Math.max(...xs.map((x) => Math.abs(edfAt(mine.edf, x) - edfAt(theirs.edf, x))));
+  const t = r.vs_parent;
+  const test = t ? `; ${t.test}: D = ${fmt(t.D, 3)}, p = ${fmt(t.p, 4)}, q = ${fmt(t.q, 4)}` +
+    (t.q !== null && t.q < 0.05 ? " (a difference)" : " (no detectable difference)") : "; no test yet";
   box.textContent = `${study.suggestion.refined}: mean ${pct(mine.mean)}, min ${pct(mine.min)} (n=${mine.n})` +
-    ` vs the parent's ${study.suggestion.space}: mean ${pct(theirs.mean)}, min ${pct(theirs.min)} (n=${theirs.n});` +
-    ` largest EDF gap D = ${d.toFixed(3)}`;
+    ` vs the parent's ${study.suggestion.space}: mean ${pct(theirs.mean)}, min ${pct(theirs.min)} (n=${theirs.n})` + test;
   box.hidden = false;
 }

@@ -1,0 +1,127 @@
+"""Benchmark: the RegNet fits against the exhaustive reference, old against new (issue 21).
+
+Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py [--n 150] [--wm-step 0.005]
+     [--old 0a52c34] [--regnets 200] [--many-only]
+On n AnyNetX_A and n AnyNetX_E networks (seeded) it prints, for the old fits (anynet/
+regnet_fit.py at git revision --old, loaded from git) and the current ones: the largest
+amount and the share of networks by which each fit is worse than testkit.fit_reference
+(every w0, every wa piece, wm every --wm-step inside DDS §3.3's ranges), and the time per
+network, with the new/old ratio measured in this one run. Then e_fit of the quantised
+widths of --regnets RegNetX and RegNetY samples, which is 0 for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+from anynet import regnet_fit as new
+from anynet.regnet import quantized_block_widths
+from anynet.sampling import sample
+from anynet.spaces import get_space
+from testkit.fit_reference import reference_fit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def old_module(rev: str) -> types.ModuleType:
+    """anynet/regnet_fit.py as it was at git revision `rev`, as a module."""
+    text = subprocess.run(
+        ["git", "show", f"{rev}:anynet/regnet_fit.py"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    mod = types.ModuleType("regnet_fit_old")
+    sys.modules[mod.__name__] = mod
+    exec(compile(text, f"{rev}:anynet/regnet_fit.py", "exec"), mod.__dict__)
+    return mod
+
+
+def timed(fn, *args):
+    """(result, seconds) of fn(*args)."""
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t
+
+
+def report(name: str, e: np.ndarray, ref: np.ndarray, tol: float) -> None:
+    """Largest gap to the reference and the share of networks worse than it by more than tol."""
+    gap = e - ref
+    print(
+        f"  {name:<18} max gap {gap.max():+.4f}   worse by > {tol:g}: "
+        f"{(gap > tol).mean():6.1%}   worse by > 0.01: {(gap > 0.01).mean():6.1%}"
+    )
+
+
+def main() -> None:
+    """Run the comparison and print it."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=150, help="networks per space")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--wm-step", type=float, default=0.005, help="the reference's wm grid")
+    ap.add_argument("--old", default="0a52c34", help="git revision of the old fits")
+    ap.add_argument("--regnets", type=int, default=200, help="RegNet samples per space")
+    ap.add_argument("--many-only", action="store_true", help="only fit_many's time")
+    args = ap.parse_args()
+    old = old_module(args.old)
+    ranges = new.REGNET_RANGES
+    spaces = ("AnyNetX_A", "AnyNetX_E")
+    nets = {s: [x.spec.block_widths for x in sample(get_space(s), args.n, args.seed).samples]
+            for s in spaces}  # fmt: skip
+    every = [w for s in spaces for w in nets[s]]
+
+    # fit_many: the same networks, old and new in turn twice (the machine is shared)
+    t_old = t_new = 0.0
+    for _ in range(2):
+        many_old, dt = timed(old.fit_many, every)
+        t_old += dt
+        many_new, dt = timed(new.fit_many, every)
+        t_new += dt
+    print(f"fit_many: {1e3 * t_old / 2 / len(every):.2f} ms a network old, "
+          f"{1e3 * t_new / 2 / len(every):.2f} new (new/old {t_new / t_old:.2f})")  # fmt: skip
+    if args.many_only:
+        return
+
+    t = {"old": 0.0, "new": 0.0, "ref": 0.0}
+    rows = []
+    for w in every:
+        a, dt = timed(old.fit_regnet, w, None, ranges)
+        t["old"] += dt
+        b, dt = timed(new.fit_regnet, w, None, ranges)
+        t["new"] += dt
+        r, dt = timed(reference_fit, w, ranges, args.wm_step)
+        t["ref"] += dt
+        rows.append((a[3], b[3], r[3]))
+    e = np.asarray(rows)
+    m_old = np.array([f[3] for f in many_old])
+    m_new = np.array([f[3] for f in many_new])
+    n = len(every)
+    print(f"fit_regnet: {1e3 * t['old'] / n:.0f} ms a network old, {1e3 * t['new'] / n:.0f} new "
+          f"(new/old {t['new'] / t['old']:.2f}); reference {t['ref'] / n:.2f} s a network "
+          f"(wm step {args.wm_step})")  # fmt: skip
+    for k, s in enumerate(spaces):
+        sl = slice(k * args.n, (k + 1) * args.n)
+        print(f"{s} ({args.n} networks), against the reference:")
+        report("fit_regnet old", e[sl, 0], e[sl, 2], 1e-3)
+        report("fit_regnet new", e[sl, 1], e[sl, 2], 1e-3)
+        report("fit_many old", m_old[sl], e[sl, 2], 0.005)
+        report("fit_many new", m_new[sl], e[sl, 2], 0.005)
+        report("fit_many new*", m_new[sl], e[sl, 1], 0.005)
+    print("  (* against the new fit_regnet, the global optimum, instead of the reference)")
+
+    for s in ("RegNetX", "RegNetY"):
+        params = [x.params for x in sample(get_space(s), args.regnets, args.seed).samples]
+        widths = [quantized_block_widths(p["depth"], p["w0"], p["wa"], p["wm"]) for p in params]
+        for name, fit in (("old", old.fit_many), ("new", new.fit_many)):
+            e_fit = np.array([f[3] for f in fit(widths)])
+            print(f"{s} ({len(widths)} samples), fit_many {name}: e_fit > 0 on {(e_fit > 0).sum()}, "
+                  f"median {np.median(e_fit):.4f}, max {e_fit.max():.4f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
