@@ -439,7 +439,8 @@ def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent
         # another recipe is another training: nothing is reused
         recipe = child_spec.recipe.model_copy(update={"lr": 0.0123})
         other = child_spec.model_copy(update={"recipe": recipe})
-        third = store.create_study(other, parent_id=parent, suggestion=record)
+        again = {**record, "id": f"{record['id']}:other-recipe"}  # one child a suggestion
+        third = store.create_study(other, parent_id=parent, suggestion=again)
         assert {t["status"] for t in store.trials(third, space="resnet20")} == {"waiting"}
     finally:
         store.close()
