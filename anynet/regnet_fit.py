@@ -633,8 +633,11 @@ def _exact_candidates(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hi = np.power((width + QUANTUM / 2) / w0[:, None], 1.0 / i)
     lo = np.maximum(np.where(valid, lo, wm_lo).max(axis=1), wm_lo)
     hi = np.minimum(np.where(valid, hi, wm_hi).min(axis=1), wm_hi)
-    keep = lo < hi
-    obs, w0, rows, lo, hi = obs[keep], w0[keep], rows[keep], lo[keep], hi[keep]
+    # a single point counts: at wm = 1.5, 224·1.5^3 / 8 = 94.5 rounds to even, to 752, and
+    # any wm above gives 760 (the interval's ends meet there, to rounding)
+    keep = lo <= hi * (1.0 + 1e-12)
+    obs, w0, rows, lo = obs[keep], w0[keep], rows[keep], lo[keep]
+    hi = np.maximum(hi[keep], lo)
     starts, valid = starts[keep], valid[keep]
     t = (np.arange(_SCAN) + 0.5) / _SCAN
     mid = lo
