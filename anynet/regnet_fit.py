@@ -821,10 +821,15 @@ def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, flo
         own, rows = _exact_candidates(obs)
         if rows.size:
             e_own = _e_fit(obs[rows], own)
-            better = e_own < e[rows]
+            # ties go to the own parameters: the middle of their window, where no level is
+            # a tie of the rounding to 8 (a kink can be: 16·2.5^2 / 8 = 12.5)
+            better = e_own <= e[rows]
             best[rows[better]], e[rows[better]] = own[better], e_own[better]
         if tol is not None:
             _bound_many(obs, best, e, float(tol))
-        for i, (w0, wa, wm), ei in zip(idx, best, e, strict=True):
-            out[i] = (int(w0), float(wa), float(wm), float(ei))
+        for k, (i, (w0, wa, wm)) in enumerate(zip(idx, best, strict=True)):
+            # e_fit once more as quantized_block_widths computes it, one network at a time:
+            # np.power in a batch can be an ulp off at such a tie (16·2.5^2 = 100 + 1e-14)
+            ek = float(_e_fit(obs[k : k + 1], best[k : k + 1])[0])
+            out[i] = (int(w0), float(wa), float(wm), ek)
     return out

@@ -352,6 +352,8 @@ def test_fit_many_is_exactly_zero_on_every_regnet_sample(space):
 )
 # at wm = 1.5 exactly, 224·1.5^3 / 8 = 94.5 rounds to even (752): one point of wm
 @example(depth=28, w0=224, wa=150.0, wm=1.5)
+# a kink at wm = 40 / 16 = 2.5 puts 16·2.5^2 / 8 = 12.5 on a tie: 96 alone, 104 in a batch
+@example(depth=22, w0=16, wa=2.3, wm=2.501)
 def test_fit_many_is_exactly_zero_on_regnets_of_the_space(depth, w0, wa, wm):
     # any RegNet of DDS §3.3's ranges whose stages are consecutive exponents (no exponent
     # skipped or merged by the rounding to 8: what the samplers keep)
