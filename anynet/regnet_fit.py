@@ -723,22 +723,6 @@ def _e_fit(obs: np.ndarray, params: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(e), e, np.inf)
 
 
-def _any_exponent_bound(w0, a, b, obs, w_max) -> np.ndarray:
-    """A lower bound of e_fit·d per (w0, wm in [a, b]) box, weaker than the sweep's and cheaper:
-    block 0 at w0, every other block at its nearest level of any exponent (per-row obs)."""
-    k_cap = np.maximum(np.ceil(np.log((w_max + QUANTUM) / w0) / np.log(a)), 0.0)
-    out = np.empty(w0.size)
-    order = np.argsort(k_cap, kind="stable")  # levels above every width only raise the error
-    parts = max(1, int(w0.size * obs.shape[1] * (k_cap.max() + 2) // _SWEEP_EVENTS))
-    for idx in np.array_split(order, parts):
-        ks = np.arange(int(k_cap[idx].max()) + 2, dtype=np.float64)
-        lo = np.round(w0[idx, None] * np.power(a[idx, None], ks) / QUANTUM) * QUANTUM
-        hi = np.round(w0[idx, None] * np.power(b[idx, None], ks) / QUANTUM) * QUANTUM
-        err = _block_errors(lo, hi, obs[idx], None)
-        out[idx] = err[:, 0, 0] + err[:, 1:, :].min(axis=2).sum(axis=1)
-    return out
-
-
 def _bound_many(obs: np.ndarray, best: np.ndarray, e: np.ndarray, tol: float) -> None:
     """Branch and bound of fit_regnet (`_global_fit`) for networks of one depth at once.
 
@@ -764,9 +748,6 @@ def _bound_many(obs: np.ndarray, best: np.ndarray, e: np.ndarray, tol: float) ->
     found = np.full((n, 4), np.nan)  # w0, wm, r_lo, r_hi of a better piece
     keep = (W0 <= np.ceil(w_max / QUANTUM)[net] * QUANTUM) & (bound < inc[net] - tol * d)
     net, W0, A, B = net[keep], W0[keep], A[keep], B[keep]
-    if W0.size:  # first a bound that needs no sweep (a fifth of the boxes go for less)
-        keep = _any_exponent_bound(W0, A, B, obs[net], w_max[net]) < inc[net] - tol * d
-        net, W0, A, B = net[keep], W0[keep], A[keep], B[keep]
 
     def better(rows, w0, wm, v, lo, hi):
         order = np.lexsort((v, rows))
