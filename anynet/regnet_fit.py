@@ -19,7 +19,7 @@ prediction at (w0, wa, wm), and what each guarantees:
   other networks it is an upper bound that may miss the optimum by a few hundredths
   (benchmarks/bench_fit.py measures by how much). With tol, fit_regnet's branch and bound
   follows for every network of a depth at once (`_bound_many`): each e_fit is then within
-  tol of the global optimum, at about 20 ms a network.
+  tol of the global optimum, at 20-30 ms a network.
 The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
 w0 and wa below 256), so a fit never calls a network a "RegNet" that the space does not
 hold (wm 1.1 and 20 stages).
@@ -800,7 +800,7 @@ def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, flo
     """(w0, wa, wm, e_fit) per network by DDS §3.3's grid search inside REGNET_RANGES.
 
     With tol (e.g. 0.004), a branch and bound then brings each e_fit within tol of the
-    global minimum over REGNET_RANGES (`_bound_many`; 24x the grid's time in bench_fit.py).
+    global minimum over REGNET_RANGES (`_bound_many`; 24-26x the grid's time in bench_fit.py).
     """
     if tol is not None and not tol >= 0:
         raise ValueError(f"tol: need a number >= 0, got {tol}")
