@@ -17,7 +17,9 @@ prediction at (w0, wa, wm), and what each guarantees:
   a real RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
   REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
   other networks it is an upper bound that may miss the optimum by a few hundredths
-  (benchmarks/bench_fit.py measures by how much).
+  (benchmarks/bench_fit.py measures by how much). With tol, fit_regnet's branch and bound
+  follows for every network of a depth at once (`_bound_many`): each e_fit is then within
+  tol of the global optimum, at 20-30 ms a network.
 The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
 w0 and wa below 256), so a fit never calls a network a "RegNet" that the space does not
 hold (wm 1.1 and 20 stages).
@@ -199,12 +201,13 @@ def _range_min(e: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 def _block_errors(A, B, obs, allowed) -> np.ndarray:
     """Least |log(level / w_j)| over the multiples of 8 in [A_k, B_k]: (R, d, K+1); 0 where an
-    allowed width of block j lies there."""
+    allowed width of block j lies there. obs: (d,) or one row per row of A (R, d)."""
     lo, hi = A[:, None, :], B[:, None, :]
-    c = np.clip(obs[None, :, None], lo, hi)
+    obs = np.atleast_2d(obs)
+    c = np.clip(obs[:, :, None], lo, hi)
     down = np.maximum(np.floor(c / QUANTUM) * QUANTUM, lo)
     up = np.minimum(np.ceil(c / QUANTUM) * QUANTUM, hi)
-    lw = np.log(obs)[None, :, None]
+    lw = np.log(obs)[:, :, None]
     err = np.minimum(np.abs(np.log(down) - lw), np.abs(np.log(up) - lw))
     if allowed is not None:
         al = allowed[None, :, None, :]
@@ -216,8 +219,8 @@ def _block_errors(A, B, obs, allowed) -> np.ndarray:
 def _sweep(w0, a, b, r_lo, r_hi, obs, allowed, w_max, point: bool):
     """Per row (w0, wm in [a, b]): least summed block error over r = wa/w0 in [r_lo, r_hi]
     and that piece of r, (value, lo, hi). A lower bound of e_fit·d over the box; exact
-    (realisable pieces only) when `point` (a = b)."""
-    d, n = obs.size, w0.size
+    (realisable pieces only) when `point` (a = b). obs and w_max: one network's, or per row."""
+    d, n = obs.shape[-1], w0.size
     la, lb = np.log(a), np.log(b)
     # Past r_cap every block j >= 1 has a level above every width, and more r only raises
     # them: the sweep stops there (docs/method.md §3).
@@ -269,7 +272,8 @@ def _sweep(w0, a, b, r_lo, r_hi, obs, allowed, w_max, point: bool):
 
 def _sweep_chunked(w0, a, b, r_lo, r_hi, obs, allowed, w_max, point):
     """_sweep over rows in chunks that keep its arrays small."""
-    d = obs.size
+    d = obs.shape[-1]
+    per_row = obs.ndim == 2
     k = np.log1p(np.minimum(r_hi, 1e6) * max(d - 1, 1)) / np.log(a)
     order = np.argsort(k, kind="stable")  # rows of similar exponent ranges swept together
     size = np.cumsum(2.0 * d * (k[order] + 2.0))
@@ -278,7 +282,8 @@ def _sweep_chunked(w0, a, b, r_lo, r_hi, obs, allowed, w_max, point):
     for idx in np.split(order, np.unique(np.maximum(cuts, 1))):
         if not idx.size:
             continue
-        res = _sweep(w0[idx], a[idx], b[idx], r_lo[idx], r_hi[idx], obs, allowed, w_max, point)
+        o, w = (obs[idx], w_max[idx]) if per_row else (obs, w_max)
+        res = _sweep(w0[idx], a[idx], b[idx], r_lo[idx], r_hi[idx], o, allowed, w, point)
         for o, r in zip(out, res, strict=True):
             o[idx] = r
     return out
@@ -479,6 +484,11 @@ _STARTS = 4  # coarse points refined per network
 _FINE = 7  # points per wm and wa axis of a local grid
 # local refinement rounds: (wm half-width, wa ratio, points kept)
 _ROUNDS = ((0.1, 1.3, 2), (0.025, 1.07, 1))
+# fit_many's branch and bound (tol given): initial wm boxes per w0 (8 cost the least of 2,
+# 8 and 16 on benchmarks/bench_fit.py's 300 networks), and boxes of least bound per network
+# whose middles are swept exactly each round (1 let a few networks halve boxes for long)
+_MANY_BOXES = 8
+_POINTS = 2
 _CHUNK = 1 << 22  # floats per (networks × grid × blocks) block
 
 
@@ -633,8 +643,11 @@ def _exact_candidates(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hi = np.power((width + QUANTUM / 2) / w0[:, None], 1.0 / i)
     lo = np.maximum(np.where(valid, lo, wm_lo).max(axis=1), wm_lo)
     hi = np.minimum(np.where(valid, hi, wm_hi).min(axis=1), wm_hi)
-    keep = lo < hi
-    obs, w0, rows, lo, hi = obs[keep], w0[keep], rows[keep], lo[keep], hi[keep]
+    # a single point counts: at wm = 1.5, 224·1.5^3 / 8 = 94.5 rounds to even, to 752, and
+    # any wm above gives 760 (the interval's ends meet there, to rounding)
+    keep = lo <= hi * (1.0 + 1e-12)
+    obs, w0, rows, lo = obs[keep], w0[keep], rows[keep], lo[keep]
+    hi = np.maximum(hi[keep], lo)
     starts, valid = starts[keep], valid[keep]
     t = (np.arange(_SCAN) + 0.5) / _SCAN
     mid = lo
@@ -710,8 +723,87 @@ def _e_fit(obs: np.ndarray, params: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(e), e, np.inf)
 
 
-def fit_many(block_widths_list) -> list[tuple[int, float, float, float]]:
-    """(w0, wa, wm, e_fit) per network by DDS §3.3's grid search inside REGNET_RANGES."""
+def _bound_many(obs: np.ndarray, best: np.ndarray, e: np.ndarray, tol: float) -> None:
+    """Branch and bound of fit_regnet (`_global_fit`) for networks of one depth at once.
+
+    Inside REGNET_RANGES, from the grid fits (best, e: replaced in place where a better real
+    RegNet is found). A box is dropped when its bound is within tol of the network's best
+    e_fit, so each network ends within tol of its global optimum.
+    """
+    n, d = obs.shape
+    (w0_lo, w0_hi), (wa_lo, wa_hi), (wm_lo, wm_hi) = (REGNET_RANGES[k] for k in ("w0", "wa", "wm"))
+    boxes = _MANY_BOXES
+    edges = np.exp(np.geomspace(math.log(wm_lo), math.log(wm_hi), boxes + 1))
+    edges[0], edges[-1] = wm_lo, wm_hi
+    w0s = np.arange(w0_lo, w0_hi + 1, QUANTUM, dtype=np.float64)
+    net = np.repeat(np.arange(n), w0s.size * boxes)
+    W0 = np.tile(np.repeat(w0s, boxes), n)
+    A, B = np.tile(edges[:-1], n * w0s.size), np.tile(edges[1:], n * w0s.size)
+    # A w0 above every width loses to the first multiple of 8 at or above them (fit_regnet);
+    # every level is at least w0 and block 0's is w0: a bound per w0 alone.
+    w_max = obs.max(axis=1)
+    lw, lw0 = np.log(obs)[net], np.log(W0)
+    bound = np.abs(lw0 - lw[:, 0]) + np.maximum(lw0[:, None] - lw[:, 1:], 0.0).sum(axis=1)
+    inc = e * d  # the grid fits' summed errors: the incumbents
+    found = np.full((n, 4), np.nan)  # w0, wm, r_lo, r_hi of a better piece
+    keep = (W0 <= np.ceil(w_max / QUANTUM)[net] * QUANTUM) & (bound < inc[net] - tol * d)
+    net, W0, A, B = net[keep], W0[keep], A[keep], B[keep]
+
+    def better(rows, w0, wm, v, lo, hi):
+        order = np.lexsort((v, rows))
+        first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
+        win = first[v[first] < inc[rows[first]]]
+        inc[rows[win]] = v[win]
+        found[rows[win]] = np.stack([w0[win], wm[win], lo[win], hi[win]], axis=1)
+
+    while W0.size:
+        rl, rh = wa_lo / W0, wa_hi / W0
+        mid = np.sqrt(A * B)
+        lb, _, _ = _sweep_chunked(W0, A, B, rl, rh, obs[net], None, w_max[net], point=False)
+        keep = lb < inc[net] - tol * d
+        net, W0, A, B, mid, lb = net[keep], W0[keep], A[keep], B[keep], mid[keep], lb[keep]
+        if not W0.size:
+            break
+        # the incumbents improve at the boxes of least bound (_POINTS a network)
+        order = np.lexsort((lb, net))
+        rank = np.arange(order.size) - np.searchsorted(net[order], net[order])
+        pick = order[rank < _POINTS]
+        v, lo, hi = _sweep_chunked(
+            W0[pick], mid[pick], mid[pick], wa_lo / W0[pick], wa_hi / W0[pick], obs[net[pick]],
+            None, w_max[net[pick]], point=True,
+        )  # fmt: skip
+        better(net[pick], W0[pick], mid[pick], v, lo, hi)
+        keep = lb < inc[net] - tol * d
+        net, W0, A, B, mid = net[keep], W0[keep], A[keep], B[keep], mid[keep]
+        thin = B / A - 1.0 < _MIN_WIDTH
+        if thin.any():  # as in _global_fit: the ends and the multiple of 1/32 inside
+            t0, ta, tb, tn = W0[thin], A[thin], B[thin], net[thin]
+            dyadic = np.clip(np.round(np.sqrt(ta * tb) * 32.0) / 32.0, ta, tb)
+            pts, t0, tn = np.concatenate([ta, tb, dyadic]), np.tile(t0, 3), np.tile(tn, 3)
+            v, lo, hi = _sweep_chunked(
+                t0, pts, pts, wa_lo / t0, wa_hi / t0, obs[tn], None, w_max[tn], point=True
+            )
+            better(tn, t0, pts, v, lo, hi)
+        net, W0, A, B, mid = net[~thin], W0[~thin], A[~thin], B[~thin], mid[~thin]
+        net, W0 = np.tile(net, 2), np.tile(W0, 2)
+        A, B = np.concatenate([A, mid]), np.concatenate([mid, B])
+    rows = np.flatnonzero(np.isfinite(found[:, 0]))
+    if rows.size:
+        w0, wm, lo, hi = found[rows].T
+        cand = np.stack([w0, np.clip(w0 * (lo + hi) / 2, wa_lo, wa_hi), wm], axis=1)
+        real = _e_fit(obs[rows], cand)
+        win = real < e[rows]
+        best[rows[win]], e[rows[win]] = cand[win], real[win]
+
+
+def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, float, float, float]]:
+    """(w0, wa, wm, e_fit) per network by DDS §3.3's grid search inside REGNET_RANGES.
+
+    With tol (e.g. 0.004), a branch and bound then brings each e_fit within tol of the
+    global minimum over REGNET_RANGES (`_bound_many`; 24-26x the grid's time in bench_fit.py).
+    """
+    if tol is not None and not tol >= 0:
+        raise ValueError(f"tol: need a number >= 0, got {tol}")
     out: list = [None] * len(block_widths_list)
     groups: dict[int, list[int]] = {}
     for i, widths in enumerate(block_widths_list):
@@ -731,8 +823,15 @@ def fit_many(block_widths_list) -> list[tuple[int, float, float, float]]:
         own, rows = _exact_candidates(obs)
         if rows.size:
             e_own = _e_fit(obs[rows], own)
-            better = e_own < e[rows]
+            # ties go to the own parameters: the middle of their window, where no level is
+            # a tie of the rounding to 8 (a kink can be: 16·2.5^2 / 8 = 12.5)
+            better = e_own <= e[rows]
             best[rows[better]], e[rows[better]] = own[better], e_own[better]
-        for i, (w0, wa, wm), ei in zip(idx, best, e, strict=True):
-            out[i] = (int(w0), float(wa), float(wm), float(ei))
+        if tol is not None:
+            _bound_many(obs, best, e, float(tol))
+        for k, (i, (w0, wa, wm)) in enumerate(zip(idx, best, strict=True)):
+            # e_fit once more as quantized_block_widths computes it, one network at a time:
+            # np.power in a batch can be an ulp off at such a tie (16·2.5^2 = 100 + 1e-14)
+            ek = float(_e_fit(obs[k : k + 1], best[k : k + 1])[0])
+            out[i] = (int(w0), float(wa), float(wm), ek)
     return out

@@ -1,13 +1,14 @@
 """Benchmark: the RegNet fits against the exhaustive reference, old against new (issue 21).
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py [--n 150] [--wm-step 0.005]
-     [--old 0a52c34] [--regnets 200] [--many-only]
+     [--old 0a52c34] [--regnets 200] [--tol 0.004] [--many-only]
 On n AnyNetX_A and n AnyNetX_E networks (seeded) it prints, for the old fits (anynet/
 regnet_fit.py at git revision --old, loaded from git) and the current ones: the largest
 amount and the share of networks by which each fit is worse than testkit.fit_reference
 (every w0, every wa piece, wm every --wm-step inside DDS §3.3's ranges), and the time per
-network, with the new/old ratio measured in this one run. Then e_fit of the quantised
-widths of --regnets RegNetX and RegNetY samples, which is 0 for each.
+network, with the new/old ratio measured in this one run; the same for fit_many with
+--tol (its branch and bound, against the grid alone). Then e_fit of the quantised widths of
+--regnets RegNetX and RegNetY samples, which is 0 for each.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--wm-step", type=float, default=0.005, help="the reference's wm grid")
     ap.add_argument("--old", default="0a52c34", help="git revision of the old fits")
     ap.add_argument("--regnets", type=int, default=200, help="RegNet samples per space")
+    ap.add_argument("--tol", type=float, default=0.004, help="fit_many's tol")
     ap.add_argument("--many-only", action="store_true", help="only fit_many's time")
     args = ap.parse_args()
     old = old_module(args.old)
@@ -84,6 +86,10 @@ def main() -> None:
         t_new += dt
     print(f"fit_many: {1e3 * t_old / 2 / len(every):.2f} ms a network old, "
           f"{1e3 * t_new / 2 / len(every):.2f} new (new/old {t_new / t_old:.2f})")  # fmt: skip
+    many_tol, t_tol = timed(new.fit_many, every, args.tol)
+    _, t_grid = timed(new.fit_many, every)
+    print(f"fit_many tol={args.tol:g}: {1e3 * t_tol / len(every):.2f} ms a network, "
+          f"{t_tol / t_grid:.1f}x the grid alone ({1e3 * t_grid / len(every):.2f})")  # fmt: skip
     if args.many_only:
         return
 
@@ -100,6 +106,7 @@ def main() -> None:
     e = np.asarray(rows)
     m_old = np.array([f[3] for f in many_old])
     m_new = np.array([f[3] for f in many_new])
+    m_tol = np.array([f[3] for f in many_tol])
     n = len(every)
     print(f"fit_regnet: {1e3 * t['old'] / n:.0f} ms a network old, {1e3 * t['new'] / n:.0f} new "
           f"(new/old {t['new'] / t['old']:.2f}); reference {t['ref'] / n:.2f} s a network "
@@ -112,6 +119,8 @@ def main() -> None:
         report("fit_many old", m_old[sl], e[sl, 2], 0.005)
         report("fit_many new", m_new[sl], e[sl, 2], 0.005)
         report("fit_many new*", m_new[sl], e[sl, 1], 0.005)
+        report(f"fit_many tol={args.tol:g}", m_tol[sl], e[sl, 2], 0.005)
+        report(f"fit_many tol={args.tol:g}*", m_tol[sl], e[sl, 1], 0.005)
     print("  (* against the new fit_regnet, the global optimum, instead of the reference)")
 
     for s in ("RegNetX", "RegNetY"):
