@@ -25,7 +25,7 @@ SPEC = {"name": "guards", "spaces": [{"preset": "AnyNetX_A"}], "samples": 2}
 PAGE_SCRIPTS = sorted((ROOT / "api" / "static").glob("study*.js"))
 # what may be interpolated into a Plotly label unescaped: numbers and the page's own words
 SAFE = re.compile(
-    r"^(plotlyText\(.*\)|pct\(.*\)|s\.n|ref\.n|study\.parent\.id|norm|beats\.join\(.*\))$"
+    r"^(plotlyText\(.*\)|pct\(.*\)|fmt\(.*\)|s\.n|ref\.n|study\.parent\.id|norm|beats\.join\(.*\))$"
 )
 
 

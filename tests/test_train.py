@@ -72,8 +72,8 @@ def digits_subset(data, n):
 
 
 def test_huge_lr_diverges_as_a_result_not_an_exception(digits):
-    r = train(small_regnet(2), digits_subset(digits, 256), Recipe(batch_size=64, lr=1e4),
-              epochs=3, seed=0)  # fmt: skip
+    huge = Recipe(batch_size=64).model_copy(update={"lr": 1e4})  # past the spec's lr bound
+    r = train(small_regnet(2), digits_subset(digits, 256), huge, epochs=3, seed=0)
     assert isinstance(r, TrainResult)
     assert r.status == "diverged" and r.val_error is None
     # the message names the epoch whose loss went NaN/inf; the epochs before it are kept
