@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DSE = [sys.executable, "-m", "api.cli"]
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def tiny_spec(name: str) -> dict:
@@ -133,8 +133,8 @@ def wait_healthy(url: str, timeout: float = 60) -> None:
     raise AssertionError(f"{url}/healthz never answered 200")
 
 
-def wait_finished(url: str, study_id: int, timeout: float = 200) -> dict:
-    """Poll the study until no trial is waiting or running; return its detail."""
+def wait_finished(url: str, study_id: int, timeout: float = 600) -> dict:
+    """Poll the study until it is sampled and no trial is waiting or running; its detail."""
     from api.cli_serve import progress_counts
 
     deadline = time.monotonic() + timeout
@@ -174,7 +174,7 @@ def test_serve_sqlite_end_to_end(tmp_path, processes):
     assert len(workers) == 2, children
     assert not any(db in " ".join(cmd) for cmd in children), children  # the URL stays in env
     status, created = http("POST", f"{url}/api/studies", tiny_spec("e2e sqlite"))
-    assert status == 201, created
+    assert status in (201, 202), created  # 202: sampled after the 2 s wait on a busy machine
     study_id = created["id"]
     detail = wait_finished(url, study_id)
     assert detail["status"] in ("done", "running")
@@ -246,7 +246,7 @@ def test_compose_commands_on_postgres(pg_url, processes, tmp_path):
     assert http("POST", f"{url}/api/studies", spec)[0] == 401
     token = {"Authorization": "Bearer e2e-token"}
     status, created = http("POST", f"{url}/api/studies", spec, headers=token)
-    assert status == 201, created
+    assert status in (201, 202), created  # 202: sampled after the 2 s wait on a busy machine
     wait_finished(url, created["id"])
     check_results(url, created["id"], samples=6)
 
