@@ -2,8 +2,9 @@
 // changed) every second and the progress every two, and redraws only what changed.
 "use strict";
 const STUDY = Number(location.pathname.split("/").filter(Boolean).pop());
+// `asked` counts changes of the view: an answer to an older question is dropped, never shown
 const state = { fidelity: null, normalize: "none", bins: null, range: null, etag: null,
-  results: null, study: null, bands: false, shown: null };
+  results: null, study: null, bands: false, shown: null, asked: 0 };
 // Error-vs-parameter plots shown at first (more are a click away on the chips).
 const DEFAULT_PARAMS = ["flops", "params", "acts", "depth", "p_bot_mul", "p_g", "p_wm", "p_w0", "p_wa"];
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
@@ -397,16 +398,18 @@ async function render(r) {
 }
 
 // ---- polling ----
-let inFlight = false;
+let inFlight = false, askAgain = false;
 async function pollResults() {
-  if (inFlight) return;
+  if (inFlight) { askAgain = true; return; }  // asked again once the answer in flight is in
   inFlight = true;
+  const asked = state.asked;
   try {
     // before the study's levels are known, the server's default level (the lowest) is asked for
     let q = `${state.fidelity === null ? "" : `fidelity=${state.fidelity}&`}normalize=${state.normalize}`;
     if (state.normalize !== "none") q += (state.bins ? `&bins=${state.bins}` : "") + (state.range ? `&range=${state.range}` : "");
     const headers = state.etag ? { "If-None-Match": state.etag } : {};
     const res = await fetch(`/api/studies/${STUDY}/edf?${q}`, { headers, cache: "no-store" });
+    if (asked !== state.asked) return;  // the view changed meanwhile: its own request follows
     if (res.status === 200) {
       state.etag = res.headers.get("ETag");
       const body = await res.json();
@@ -420,7 +423,10 @@ async function pollResults() {
       document.body.dataset.rendered = `${state.fidelity}|${state.normalize}|error`;
     }
   } catch (e) { document.getElementById("note").textContent = `offline? ${e}`; }
-  finally { inFlight = false; }
+  finally {
+    inFlight = false;
+    if (askAgain) { askAgain = false; pollResults(); }
+  }
 }
 async function pollStudy() {
   try {
@@ -432,9 +438,9 @@ async function pollStudy() {
   } catch (e) { /* the next poll retries */ }
 }
 document.getElementById("bands").addEventListener("change", (ev) => { state.bands = ev.target.checked; if (state.results) renderEdf(state.results); });
-document.getElementById("fidelity").addEventListener("change", (ev) => { state.fidelity = Number(ev.target.value); state.etag = null; pollResults(); });
+document.getElementById("fidelity").addEventListener("change", (ev) => { state.fidelity = Number(ev.target.value); state.etag = null; state.asked++; pollResults(); });
 document.querySelectorAll("#normalize button").forEach((b) => b.addEventListener("click", () => {
-  state.normalize = b.dataset.v; state.etag = null;
+  state.normalize = b.dataset.v; state.etag = null; state.asked++;
   document.querySelectorAll("#normalize button").forEach((x) => x.classList.toggle("on", x === b));
   document.getElementById("norm-opts").hidden = state.normalize === "none";
   pollResults();
@@ -446,7 +452,7 @@ for (const id of ["bins", "range-lo", "range-hi"]) {
     const lo = document.getElementById("range-lo").value.trim(), hi = document.getElementById("range-hi").value.trim();
     state.bins = Number.isInteger(bins) && bins >= 1 ? bins : null;
     state.range = lo && hi ? `${encodeURIComponent(lo)},${encodeURIComponent(hi)}` : null;
-    state.etag = null; pollResults();
+    state.etag = null; state.asked++; pollResults();
   });
 }
 (async () => {
