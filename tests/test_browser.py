@@ -306,7 +306,7 @@ def test_reference_markers_on_the_edf(server):
         base = REFERENCE_ERRORS.get(claim.space)
         error = modelled_error(claim, rng) if base is None else base + 0.01 * claim.sample
         store.finish(claim, TrialOutcome("done", error, seconds=1.0))
-    results = httpx.get(f"{url}/api/studies/{study_id}/edf").json()
+    results = httpx.get(f"{url}/api/studies/{study_id}/edf", timeout=WAIT_MS / 1000).json()
     marker = results["references"]["resnet20"]
     assert marker["n"] == 3 and marker["mean"] == pytest.approx(0.13)
     share = marker["percentile"]["AnyNetX_E"]
