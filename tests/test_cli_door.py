@@ -11,14 +11,9 @@ import pytest
 from test_cli_anynet import bad, run, run_json
 
 from search.store import Store, TrialOutcome
+from testkit.specs import smoke_spec
 
-TINY = {
-    "preset": "AnyNetX_A",
-    "stem": {"type": "cifar", "width": 16},
-    "stages": 2,
-    "depth": [1, 2],
-    "width": [8, 32],
-}
+TINY = smoke_spec()["spaces"][0]  # the smoke study's AnyNetX_A: 2 stages, 8–32 wide
 
 
 def _spec(**changes) -> dict:
