@@ -8,7 +8,7 @@ A `DesignSpace` is plain JSON (DDS §3, NDS §3; docs/method.md §4): per-stage 
 depth, width, bottleneck multiplier and group width (or, for RegNet spaces, of d, w0, wa,
 wm), a list of constraints, and the fixed parts of every network (stem, block, SE, strides,
 input, classes, group-compatibility rule). Presets are entries of one table (docs/design.md,
-"presets are data"); search.space_spec.SpaceSpec is a preset plus overrides, as a study
+"presets are data"); search.spec.space.SpaceSpec is a preset plus overrides, as a study
 spec writes it.
 The paper's bottleneck *ratio* b is the inverse of our `bottleneck_multiplier`:
 b ∈ {1, 2, 4} is multiplier ∈ {1, 1/2, 1/4}.

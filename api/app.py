@@ -71,7 +71,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _offline_openapi(app: FastAPI) -> None:
     """Put the StudySpec model into the schema: POST /api/studies reads JSON or YAML itself."""
-    from search.spec import StudySpec
+    from search.spec.study import StudySpec
 
     def openapi():
         if app.openapi_schema:

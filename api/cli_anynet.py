@@ -103,7 +103,7 @@ def _network(args):
 
 def _space(text: str):
     from anynet.spaces import DesignSpace, get_space
-    from search.space_spec import SpaceSpec
+    from search.spec.space import SpaceSpec
 
     if not (Path(text).suffix in (".json", ".yaml", ".yml") or "/" in text):
         return get_space(text)

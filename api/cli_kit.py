@@ -1,7 +1,7 @@
 """The CLI's toolkit: what several `dse` commands parse the same way.
 
 Numbers with SI suffixes and LO:HI bounds, one RegNet from `D,W0,WA,WM,G`, a JSON or YAML file
-(search.spec_text's safe reader), and `network`: the one network a command is asked for by
+(search.spec.text's safe reader), and `network`: the one network a command is asked for by
 --regnet, --spec or --space, at a resolution and number of classes.
 """
 
@@ -76,7 +76,7 @@ def parse_regnet(text: str, se: float = 0.0, bot_mul: float = 1.0, rounding: str
 
 def read_data(path: str, name: str):
     """A JSON or YAML file as data; a missing or malformed file is one clear error."""
-    from search.spec_text import TextError, load_text
+    from search.spec.text import TextError, load_text
 
     p = Path(path)
     if not p.is_file():

@@ -11,7 +11,7 @@ import threading
 import time
 
 from api.cli import db_option
-from search.status import TrialStatus
+from search.spec.status import TrialStatus
 
 TERMINAL = tuple(s.value for s in TrialStatus.ended())
 
@@ -184,7 +184,7 @@ def demo_spec(samples: int, epochs: int) -> dict:
         # space's networks comparable and each training a few seconds on one core
         "complexity": {"flops": [1_000_000, 12_000_000]},
         "fidelities": [epochs],
-        # no recipe: digits' defaults (search/recipe.py) learn in a few epochs
+        # no recipe: digits' defaults (search/spec/recipe.py) learn in a few epochs
         "seed": 0,
     }
 
@@ -221,7 +221,7 @@ def watch(store, study_id: int, stop: threading.Event, stream=sys.stderr) -> boo
 
 def cmd_demo(args) -> int:
     """`dse demo`: create the AnyNetX_A…E study on digits, train it, serve its page."""
-    from search.spec import StudySpec
+    from search.spec.study import StudySpec
     from search.store import Store
 
     store = Store(args.db)

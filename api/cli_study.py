@@ -6,7 +6,7 @@ import sys
 import time
 
 from api.cli import CliError, db_option, emit_json
-from search.status import StudyStatus, TrialStatus
+from search.spec.status import StudyStatus, TrialStatus
 
 
 def register(subparsers) -> None:
@@ -108,7 +108,7 @@ def _study(store, study_id: int):
 
 def cmd_create(args) -> int:
     """Validate, sample and store a study; print its id."""
-    from search.spec import StudySpec, check_dataset_root
+    from search.spec.study import StudySpec, check_dataset_root
 
     text = sys.stdin.read() if args.file == "-" else None
     spec = StudySpec.from_text(text) if text is not None else StudySpec.from_file(args.file)
@@ -195,7 +195,7 @@ def cmd_show(args) -> int:
         print(f"  tries: {study.suggestion['id']} ({study.suggestion['text']})")
     for c in lin["children"]:
         print(f"  child: {c['id']} {c['name']!r} [{c['status']}] tries {c['suggestion']}")
-    columns = (*(s.value for s in TrialStatus), "not_learned")  # at chance: search/learning.py
+    columns = (*(s.value for s in TrialStatus), "not_learned")  # at chance: search/spec/learning.py
     print(f"  {'space':<16} {'level':>5} {'epochs':>6} " + " ".join(f"{c:>11}" for c in columns))
     for space, levels in progress["spaces"].items():
         for e in levels:
@@ -254,7 +254,7 @@ def cmd_refine(args) -> int:
 
 def not_learned_warnings(progress: dict) -> list[str]:
     """A warning per space and level with more than 10% of its done trials at chance."""
-    from search.learning import not_learned_warning
+    from search.spec.learning import not_learned_warning
 
     out = []
     for space, levels in progress["spaces"].items():
@@ -268,8 +268,8 @@ def not_learned_warnings(progress: dict) -> list[str]:
 def level_work(progress: dict, promote: float) -> list[dict]:
     """Per fidelity level, over spaces and references: epochs, finished, running and total
     trials, and `expected`: the total once the levels below promote (ceil(n x promote) of a
-    space's trials, search/fidelity.py), for levels not yet filled."""
-    from search.fidelity import promote_count
+    space's trials, search/spec/fidelity.py), for levels not yet filled."""
+    from search.spec.fidelity import promote_count
 
     groups = [*progress["spaces"].values(), *progress.get("references", {}).values()]
     levels = []

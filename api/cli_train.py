@@ -11,7 +11,7 @@ from api.cli_kit import network, reference_network
 
 def register(subparsers) -> None:
     """Add the train and bench subcommands."""
-    from search import recipe as defaults
+    from search.spec import recipe as defaults
 
     p = subparsers.add_parser(
         "train",
@@ -66,9 +66,9 @@ def register(subparsers) -> None:
 def cmd_train(args) -> int:
     """Load the dataset, build the network, train it and report."""
     from anynet.network import network_complexity, with_input
-    from search.learning import CAUSES, learned
-    from search.recipe import resolve_recipe
-    from search.spec import DatasetSpec, Recipe
+    from search.spec.learning import CAUSES, learned
+    from search.spec.recipe import resolve_recipe
+    from search.spec.study import DatasetSpec, Recipe
     from worker.allocator import malloc_tuned
     from worker.check import stem_for
     from worker.data import load_dataset

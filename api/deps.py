@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from api.limits import SpecLimits
-from search.spec_text import load_text
+from search.spec.text import load_text
 
 # A spec is a few kB; the operator's other limits (api/limits.py) bound what it may ask for.
 DEFAULT_MAX_BODY = 256 * 1024
@@ -50,7 +50,7 @@ YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yam
 
 
 def parse_spec_body(raw: bytes, content_type: str | None) -> dict:
-    """A posted study spec as a dict: JSON, or YAML by content type (search.spec_text's rules)."""
+    """A posted study spec as a dict: JSON, or YAML by content type (search.spec.text's rules)."""
     kind = (content_type or "application/json").split(";")[0].strip().lower()
     if kind in YAML_TYPES:
         fmt = "yaml"
@@ -73,7 +73,7 @@ def parse_spec_body(raw: bytes, content_type: str | None) -> dict:
 async def posted_spec(request: Request, limits: SpecLimits):
     """The request's study spec, validated and within the operator's limits (415 if neither
     JSON nor YAML; a ValueError, answered 422 naming the field, if invalid)."""
-    from search.spec import StudySpec
+    from search.spec.study import StudySpec
 
     try:
         data = parse_spec_body(await request.body(), request.headers.get("content-type"))

@@ -1,6 +1,6 @@
 """The operator's limits on what one posted study may ask for, and where its data may live.
 
-The study spec's own bounds (search.spec, anynet.spec) are hard: sizes no CNN study needs
+The study spec's own bounds (search.spec.study, anynet.spec) are hard: sizes no CNN study needs
 and no server could serve. These are the server's, tighter by default and set by the
 operator (DSE_MAX_* environment variables or create_app(limits=...)), for every size that
 multiplies the memory or time a study costs: samples, spaces, fidelity levels and epochs,

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from anynet.spec import NetSpec
-from search.spec import StudySpec
+from search.spec.study import StudySpec
 
 Number = float | None  # NaN and infinities are sent as null
 
@@ -181,7 +181,7 @@ class SpaceResults(_Exact):
     edf: Edf
     random_search: RandomSearch
     regnet: RegNetFit | None
-    n_not_learned: int = Field(0, description="done trials at chance (search/learning.py)")
+    n_not_learned: int = Field(0, description="done trials at chance (search/spec/learning.py)")
     chance_error: Number = Field(None, description="median chance error of the done trials")
 
 

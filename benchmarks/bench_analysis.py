@@ -18,7 +18,7 @@ import pandas as pd
 from search import analysis as A
 from search.fits import clear_cache, efits
 from search.results import study_results
-from search.spec import StudySpec
+from search.spec.study import StudySpec
 
 SPACES = ("AnyNetX_A", "AnyNetX_B", "AnyNetX_C", "AnyNetX_D", "AnyNetX_E")
 STATUSES = ("done", "diverged", "failed")

@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-from search.spec import DatasetSpec
+from search.spec.study import DatasetSpec
 from worker.bench import precision_agreement
 from worker.data import load_dataset
 from worker.train import set_threads

@@ -20,11 +20,12 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from search import fidelity, trial_params
+from search import trial_params
 from search.db import Database
 from search.models import CreationProgress, new_trial_values
 from search.reference_reuse import reuse_parent_references
-from search.status import StudyStatus
+from search.spec import fidelity
+from search.spec.status import StudyStatus
 from search.studies import Studies
 from search.trial_writer import StudyClosed, TrialWriter
 
@@ -261,7 +262,7 @@ def reference_rows(study_id: int, spec, space) -> list[dict]:
     Their input is the one the spaces were sampled for (`space`: the first DesignSpace).
     """
     from anynet.network import network_complexity
-    from search.reference_spec import one_line
+    from search.spec.reference import one_line
 
     resolution = spec.dataset.resolution or space.resolution
     num_classes = spec.dataset.num_classes or space.num_classes

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from multiprocessing import spawn
 
 from search.creation import CreationBudget
-from search.status import StudyStatus
+from search.spec.status import StudyStatus
 
 log = logging.getLogger("dse.creator")
 # What the forkserver imports once (search/forkserver_main.py says why the first).

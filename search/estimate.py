@@ -1,14 +1,14 @@
 """What a study will cost before it is created: trials per level, images, time on this machine.
 
 The counts are exact: every sample of every space trains at the lowest fidelity, and each
-next level gets search.fidelity.promote_count(n, promote) of the n trials of the level below
+next level gets search.spec.fidelity.promote_count(n, promote) of the n trials of the level below
 (per space; docs/method.md §9). The images are the worker's: each epoch trains
 ⌊train / batch⌋ full batches and evaluates the validation split once. The time divides each
 trial's images by the images/s a network of its flops trains at, from a throughput in
 multiply-adds per second (images/s x forward flops): measured by finished trials in this
 store, or by a short training on this server's device (worker.bench.measured_rate).
 
-Reference networks (search/reference_spec.py) train every seed at every level; their flops
+Reference networks (search/spec/reference.py) train every seed at every level; their flops
 are exact. A space's networks are priced by their mean flops (the time is a sum over trials):
 the first few networks creation would sample, drawn the way it draws them (same sampler,
 seed, bounds and input; bounded draws), priced at the input they train at. Issue 23: the
@@ -23,12 +23,12 @@ import statistics
 from typing import TYPE_CHECKING
 
 from search.creation import space_seed
-from search.fidelity import promote_count
-from search.recipe import resolve_recipe
+from search.spec.fidelity import promote_count
+from search.spec.recipe import resolve_recipe
 
 if TYPE_CHECKING:
     from search.db import Database
-    from search.spec import DatasetSpec, StudySpec
+    from search.spec.study import DatasetSpec, StudySpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +164,7 @@ def space_flops(spec: StudySpec, index: int, sizes: DataSizes) -> SpaceFlops:
 
 
 def reference_flops(spec: StudySpec, sizes: DataSizes) -> dict[str, float]:
-    """Flops of each reference network (search/reference_spec.py) at the input it trains at."""
+    """Flops of each reference network (search/spec/reference.py) at the input it trains at."""
     from anynet.network import network_complexity
 
     if not spec.references:
@@ -252,8 +252,8 @@ def trials_rate(db: Database, most: int = RATE_TRIALS) -> Rate | None:
     from sqlalchemy import select
 
     from search.models import StudyRow, TrialRow
-    from search.spec import StudySpec
-    from search.status import TrialStatus
+    from search.spec.status import TrialStatus
+    from search.spec.study import StudySpec
 
     query = (
         select(TrialRow.net, TrialRow.images_per_s, TrialRow.study_id)
@@ -338,7 +338,7 @@ def prices(spec: StudySpec) -> list[SpaceFlops]:
 def prices_or_error(spec_json: str) -> dict:
     """In a child (api/routes/form.py): {"prices": [SpaceFlops fields]}, or {"error": message,
     "field", "reason"}: a ValueError comes back as data, and the server answers its 422."""
-    from search.spec import StudySpec
+    from search.spec.study import StudySpec
 
     try:
         found = prices(StudySpec.model_validate_json(spec_json))

@@ -31,8 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from search.spec import DatasetSpec, Limits, Recipe, StudySpec
-from search.status import StudyStatus, TrialStatus
+from search.spec.status import StudyStatus, TrialStatus
+from search.spec.study import DatasetSpec, Limits, Recipe, StudySpec
 
 
 def utcnow() -> datetime:
@@ -110,13 +110,13 @@ class TrialRow(Base):
     retried_as: Mapped[int | None] = mapped_column(Integer)
     images_per_s: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float | None] = mapped_column(Float)
-    # did it learn? (search/learning.py): the validation split's chance error and size, and
+    # did it learn? (search/spec/learning.py): the validation split's chance error and size, and
     # whether a done trial's error is not clearly below chance; the recipe as it ran
     chance_error: Mapped[float | None] = mapped_column(Float)
     val_size: Mapped[int | None] = mapped_column(Integer)
     not_learned: Mapped[bool | None] = mapped_column(Boolean)
     recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # the label of the study's reference network this trial trains (search/reference_spec.py);
+    # the label of the study's reference network this trial trains (search/spec/reference.py);
     # None for a space's sample. Reference trials never enter a space's statistics.
     reference: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

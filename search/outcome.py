@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from search.learning import learned
-from search.status import TrialStatus
+from search.spec.learning import learned
+from search.spec.status import TrialStatus
 
 
 def finite(x: Any) -> float | None:
@@ -36,7 +36,7 @@ class TrialOutcome:
     seconds: float | None = None
     images_per_s: float | None = None
     reason: str | None = None
-    chance_error: float | None = None  # of the validation split (search/learning.py)
+    chance_error: float | None = None  # of the validation split (search/spec/learning.py)
     val_size: int | None = None  # validation images the error was measured on
     recipe: dict | None = None  # the recipe as it ran, every default resolved
 
@@ -60,7 +60,7 @@ class TrialOutcome:
         values["error"] = val_error if self.status == TrialStatus.DONE else None
         values["status"] = self.status.value
         values["val_size"] = self.val_size or None
-        # a done trial not clearly below chance is marked, never dropped (search/learning.py)
+        # a done trial not clearly below chance is marked, never dropped (search/spec/learning.py)
         verdict = (
             learned(self.val_error, self.chance_error, self.val_size)
             if values["error"] is not None

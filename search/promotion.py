@@ -1,6 +1,6 @@
 """Promotion: when a space's level is complete, enqueue its best fraction at the next level.
 
-The rule is search/fidelity.py's (level-complete successive halving); this applies it to
+The rule is search/spec/fidelity.py's (level-complete successive halving); this applies it to
 the store. Any worker may call `settle` at any time, and every decision is taken inside
 one transaction that holds the study row's lock (the lock TrialWriter and cancelling
 take): it reads the study's trials with a statement issued after the lock was granted,
@@ -20,12 +20,12 @@ from collections.abc import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from search import fidelity
 from search.db import Database
 from search.models import StudyRow, TrialRow, new_trial_values, utcnow
 from search.reads import status_grid
-from search.spec import StudySpec
-from search.status import StudyStatus, TrialStatus
+from search.spec import fidelity
+from search.spec.status import StudyStatus, TrialStatus
+from search.spec.study import StudySpec
 from search.studies import Studies, learned_nothing
 from search.trial_writer import StudyClosed, TrialWriter
 
@@ -54,7 +54,7 @@ def promotions_due(
     """{(space, level + 1): samples to enqueue there}: complete levels not yet promoted.
 
     `rows` are (space, sample, level, status, error) of the study's space trials (retried
-    attempts left out). A level counts once it is complete (search/fidelity.py); samples
+    attempts left out). A level counts once it is complete (search/spec/fidelity.py); samples
     already present at the next level are not enqueued again.
     """
     by_level: dict[tuple[str, int], list[tuple[int, str, float | None]]] = defaultdict(list)

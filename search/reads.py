@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from search.db import Database
 from search.models import StudyRow, TrialRow
-from search.status import StudyStatus, TrialStatus
+from search.spec.status import StudyStatus, TrialStatus
 from search.studies import Studies, StudyNotFound
 
 FRAME_COLUMNS = (
@@ -79,7 +79,7 @@ class Reads:
         """Trial counts per space and fidelity level (waiting, running, done, failed, …).
 
         `not_learned` counts the done trials whose error is not clearly below chance
-        (search/learning.py); they are among `done`, not apart from it.
+        (search/spec/learning.py); they are among `done`, not apart from it.
         """
         study = self.studies.get(study_id)
         grid = status_grid(self.db, study_id)

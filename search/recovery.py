@@ -33,8 +33,8 @@ from search import optuna_rdb
 from search.db import Database
 from search.models import StudyRow, TrialRow, utcnow
 from search.promotion import Promotion, copy_values
-from search.spec import Limits
-from search.status import StudyStatus, TrialStatus
+from search.spec.status import StudyStatus, TrialStatus
+from search.spec.study import Limits
 from search.studies import Studies
 from search.trial_life import OUTCOME_ATTR, TrialLifecycle
 from search.trial_writer import StudyClosed, TrialWriter

@@ -16,7 +16,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from search.models import TrialRow, utcnow
-from search.status import TrialStatus
+from search.spec.status import TrialStatus
 from search.studies import StudyNotFound
 
 REUSED_WORKER = "reused"

@@ -18,8 +18,8 @@ import re
 from pydantic import ValidationError
 
 from anynet.spaces import FLAG_CONSTRAINTS, get_space
-from search.space_spec import SpaceSpec
-from search.spec import StudySpec, space_label
+from search.spec.space import SpaceSpec
+from search.spec.study import StudySpec, space_label
 from search.trial_params import ANYNET_FIELDS, REGNET_FIELDS
 
 KINDS = ("constraint", "range")
@@ -253,7 +253,7 @@ def plan(store, parent_id: int, sid: str, results: dict | None = None) -> tuple[
     `find`.
     """
     from search.results import results_for
-    from search.status import StudyStatus
+    from search.spec.status import StudyStatus
 
     parent = store.get_study(parent_id)
     if parent.status == StudyStatus.CREATING:

@@ -38,7 +38,7 @@ params
 wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths, stage_widths, block}},
 regnet_top_k; refinement [{space, kind, ..., text}]; progress {name: [{level, epochs,
 waiting, running, done, diverged, failed, cancelled, total, not_learned}]}; not_learned
-[{space, n, of, text}] (spaces with > 10% of done trials at chance, search/learning.py);
+[{space, n, of, text}] (spaces with > 10% of done trials at chance, search/spec/learning.py);
 references {label: {name, n, seeds, n_diverged, n_failed, n_pending, errors, mean, sd, lo, hi,
 band, flops, params, acts, percentile {space}, text {space}, n_reused, reused}} (search/reference_results.py;
 reference trials enter no space's statistics).
@@ -57,11 +57,11 @@ from search import analysis as A
 from search.fits import efits, fit_winners
 from search.jsonable import Ready as _Ready
 from search.jsonable import json_safe as _jsonable
-from search.learning import not_learned_spaces, space_learning
 from search.normalize import ks_refusal, normalise
 from search.reference_results import reference_markers
 from search.refine import annotate
 from search.refinement import benjamini_hochberg, refinement_suggestions
+from search.spec.learning import not_learned_spaces, space_learning
 
 NORMALIZE = ("flops", "params", "acts")
 PLOT_POINTS = 500  # EDF step points sent per space; statistics always use every trial
@@ -248,7 +248,7 @@ def study_results(
         row = {"name": n, **s, "n_eff": n_eff, "n_outside": norm.outside[n] if norm else 0}
         row |= {
             "n_done": int(st.get("done", 0)),
-            **space_learning(here, n),  # n_not_learned, chance_error (search/learning.py)
+            **space_learning(here, n),  # n_not_learned, chance_error (search/spec/learning.py)
             "n_failed": int(st.get("failed", 0)),
             "n_cancelled": int(st.get("cancelled", 0)),
             "n_pending": int(st.get("waiting", 0) + st.get("running", 0)),

@@ -25,8 +25,8 @@ from search.outcome import TrialOutcome
 from search.promotion import Promotion
 from search.reads import Reads
 from search.recovery import Recovery
-from search.spec import StudySpec
-from search.status import StudyStatus, TrialStatus
+from search.spec.status import StudyStatus, TrialStatus
+from search.spec.study import StudySpec
 from search.studies import Studies, StudyNotFound
 from search.trial_life import TrialLifecycle
 from search.trial_writer import TrialWriter

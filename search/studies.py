@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from search import optuna_rdb
 from search.db import Database
 from search.models import CreationProgress, StudyRecord, StudyRow, TrialRow, utcnow
-from search.spec import StudySpec, check_dataset_root
-from search.status import StudyStatus, TrialStatus
+from search.spec.status import StudyStatus, TrialStatus
+from search.spec.study import StudySpec, check_dataset_root
 
 # failed trials of the lowest level, none ended otherwise, that fail the study before the rest
 FAIL_FAST = 10

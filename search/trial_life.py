@@ -24,7 +24,7 @@ from search.db import Database
 from search.models import Claim, StudyRow, TrialRow, utcnow
 from search.outcome import TrialOutcome, finite
 from search.promotion import Promotion
-from search.status import StudyStatus, TrialStatus
+from search.spec.status import StudyStatus, TrialStatus
 from search.studies import Studies
 
 OUTCOME_ATTR = "dse_outcome"  # Optuna trial system attribute: the outcome of a failed trial

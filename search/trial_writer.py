@@ -23,7 +23,7 @@ from search import optuna_rdb, trial_params
 from search.db import Database, bind_values, bulk_insert, bulk_insert_values
 from search.models import StudyRow, TrialRow, utcnow
 from search.optuna_rdb import PreparedTrials
-from search.status import StudyStatus, TrialStatus
+from search.spec.status import StudyStatus, TrialStatus
 
 # space and epochs are params; the dse study id is an attribute of the Optuna study
 USER_ATTRS = ("sample", "level", "attempt", "net")

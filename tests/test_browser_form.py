@@ -12,7 +12,7 @@ import pytest
 from test_browser import launch
 
 from api.app import create_app
-from search.spec import StudySpec
+from search.spec.study import StudySpec
 from search.store import Store, TrialOutcome
 from testkit.browser import WAIT_MS
 from testkit.server import serve

@@ -43,9 +43,9 @@ def test_missing_dataset_root_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_divergence_exits_1_with_the_status_not_a_traceback(capsys, monkeypatch):
-    # recipes stop at lr 10 (search.spec.MAX_LR), where this network only stays at chance;
+    # recipes stop at lr 10 (search.spec.study.MAX_LR), where this network only stays at chance;
     # the training loop's divergence path is what is tested here
-    monkeypatch.setattr("search.spec.MAX_LR", 1e5)
+    monkeypatch.setattr("search.spec.study.MAX_LR", 1e5)
     code = main(["train", "--regnet", "2,16,16,2.5,8", "--dataset", "digits", "--epochs", "2",
                  "--lr", "10000", "--threads", "1", "--json"])  # fmt: skip
     out, err = capsys.readouterr()

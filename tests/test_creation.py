@@ -24,7 +24,7 @@ from api.app import create_app
 from search.creation import CreationBudget
 from search.creator import Creator
 from search.models import CreationProgress
-from search.status import StudyStatus, TrialStatus
+from search.spec.status import StudyStatus, TrialStatus
 from search.store import Store
 from testkit.server import CREATE_WAIT, serve
 

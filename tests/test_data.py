@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from search.spec import DatasetSpec
+from search.spec.study import DatasetSpec
 from worker.augment import BatchAugment, Normalize, random_crop, random_flip
 from worker.data import SOURCES, DatasetError, load_dataset
 
@@ -57,7 +57,7 @@ def test_synthetic_is_seeded_and_class_dependent():
 
 
 def test_unknown_name_and_num_classes_misuse_name_the_field():
-    # the study spec refuses both (search.spec); a spec built without validation meets the
+    # the study spec refuses both (search.spec.study); a spec built without validation meets the
     # loader's own check
     with pytest.raises(ValueError, match="name"):
         DatasetSpec(name="nope")

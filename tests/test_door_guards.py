@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from search.spec import StudySpec
+from search.spec.study import StudySpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = {"name": "guards", "spaces": [{"preset": "AnyNetX_A"}], "samples": 2}
@@ -123,7 +123,7 @@ def test_export_route_names_scale_flops_for_a_budget_out_of_reach(tmp_path):
 
 # --- dataset roots re-checked where the worker opens them -------------------------------------
 def test_a_root_replaced_by_a_symlink_outward_is_refused(tmp_path):
-    from search.spec import DatasetSpec
+    from search.spec.study import DatasetSpec
     from worker.sources import SOURCES, DatasetError, allowed_root
 
     data, outside = tmp_path / "data", tmp_path / "secrets"

@@ -329,7 +329,7 @@ def _study_with_trials(tmp_path):
     """A digits study (10 classes, 16 px) of two spaces stored at the space's 1000 classes."""
     from test_api import finish_all
 
-    from search.spec import StudySpec
+    from search.spec.study import StudySpec
     from search.store import Store
 
     url = f"sqlite:///{tmp_path / 'export.db'}"

@@ -28,8 +28,8 @@ from anynet.sampling import sample
 from anynet.scaling import compound
 from anynet.spaces import DesignSpace, get_space
 from anynet.spec import NetSpec
-from search.space_spec import SpaceSpec
-from search.spec import DatasetSpec, Recipe
+from search.spec.space import SpaceSpec
+from search.spec.study import DatasetSpec, Recipe
 from worker.data import load_dataset
 from worker.train import train
 

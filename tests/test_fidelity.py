@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from search import fidelity
-from search.fidelity import LevelTrial, level_complete, promote_count, select_promoted
+from search.spec import fidelity
+from search.spec.fidelity import LevelTrial, level_complete, promote_count, select_promoted
 
 
 def test_promote_count_rounds_up_robustly():

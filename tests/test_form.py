@@ -13,7 +13,7 @@ from anynet.spaces import PRESETS
 from api.app import create_app
 from api.routes.form import Estimate, Preset
 from search.estimate import SPLITS, data_sizes, level_counts
-from search.spec import DatasetSpec, StudySpec
+from search.spec.study import DatasetSpec, StudySpec
 from search.store import Store, TrialOutcome
 
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}

@@ -1,11 +1,11 @@
-"""Did it learn? (search/learning.py): chance error, the binomial test, the 10% warning."""
+"""Did it learn? (search/spec/learning.py): chance error, the binomial test, the 10% warning."""
 
 from __future__ import annotations
 
 import pytest
 from scipy.stats import binomtest
 
-from search.learning import (
+from search.spec.learning import (
     ALPHA,
     WARN_FRACTION,
     above_chance_p,

@@ -16,7 +16,7 @@ from anynet.complexity import bias_flops
 from anynet.network import describe_network, network, network_spec, with_input
 from anynet.reference import REFERENCES, ReferenceSpec, least_resolution
 from anynet.spec import NetSpec
-from search.spec import DatasetSpec, Recipe
+from search.spec.study import DatasetSpec, Recipe
 from worker.data import load_dataset
 from worker.loop import fit_to_data
 from worker.train import train

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from search.spec import DatasetSpec, Recipe
+from search.spec.study import DatasetSpec, Recipe
 from worker import cpu
 from worker.data import load_dataset
 

@@ -1,4 +1,4 @@
-"""Recipe defaults (search/recipe.py): one resolution, user fields kept, every default stated."""
+"""Recipe defaults (search/spec/recipe.py): one resolution, user fields kept, every default stated."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from search import recipe as defaults
-from search.recipe import default_batch_size, resolve_recipe
-from search.spec import Recipe, StudySpec
+from search.spec import recipe as defaults
+from search.spec.recipe import default_batch_size, resolve_recipe
+from search.spec.study import Recipe, StudySpec
 
 ROOT = Path(__file__).resolve().parent.parent
 

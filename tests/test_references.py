@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from search.reference_results import beats_text, percentile
-from search.spec import StudySpec
+from search.spec.study import StudySpec
 from search.store import Store, TrialOutcome
 
 TINY = {

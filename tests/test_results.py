@@ -10,7 +10,7 @@ import pytest
 
 from search import analysis as A
 from search.results import results_for, study_results
-from search.spec import StudySpec
+from search.spec.study import StudySpec
 
 
 def _net(depths, widths, b=1.0, g=8, se=0.0) -> dict:

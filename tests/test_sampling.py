@@ -14,7 +14,7 @@ from anynet.regnet import quantized_block_widths, regnet_spec
 from anynet.sampling import BATCH, InfeasibleError, sample
 from anynet.spaces import PRESETS, get_space, support
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
-from search.space_spec import SpaceSpec
+from search.spec.space import SpaceSpec
 
 NAMES = list(PRESETS)
 FAST = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,7 +17,7 @@ from anynet.spaces import (
     UniformInt,
     get_space,
 )
-from search.space_spec import SpaceSpec
+from search.spec.space import SpaceSpec
 
 ISSUE_SPACE = {
     "preset": "AnyNetX_A",

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from anynet.spaces import PRESETS
 from api.app import create_app
 from api.limits import SpecLimits
-from search.spec import DatasetName, DatasetSpec, StudySpec
-from search.spec_text import MAX_NODES, load_text
+from search.spec.study import DatasetName, DatasetSpec, StudySpec
+from search.spec.text import MAX_NODES, load_text
 from search.store import Store
 from testkit.server import CREATE_WAIT
 

@@ -320,7 +320,7 @@ def test_url_from_environment(sqlite_url, monkeypatch):
 def test_outcome_is_typed_and_adapted_from_training():
     from types import SimpleNamespace
 
-    from search.status import TrialStatus
+    from search.spec.status import TrialStatus
 
     assert list(TrialStatus) == ["waiting", "running", "done", "failed", "diverged", "cancelled"]
     assert TrialStatus.unfinished() == ("waiting", "running") and TrialStatus.DONE.finished

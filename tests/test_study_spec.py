@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from search.spec import StudySpec
+from search.spec.study import StudySpec
 
 
 def test_issue_example_accepted_exactly(smoke_spec):

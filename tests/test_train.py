@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from anynet.regnet import regnet_spec
-from search.spec import DatasetSpec, Recipe
+from search.spec.study import DatasetSpec, Recipe
 from worker.data import load_dataset
 from worker.train import TrainResult, lr_at, set_threads, train
 

@@ -13,7 +13,7 @@ from anynet.complexity import anynet_counts, complexity, node_counts, sum_counts
 from anynet.rounding import groups_of, inner_width
 from anynet.sampling import sample
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
-from search.space_spec import SpaceSpec
+from search.spec.space import SpaceSpec
 
 STEMS = ("cifar", "simple", "resnet", "convnext")
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -107,7 +107,7 @@ def networks(n: int, seed: int = 0):
 
 def bench_data(train_size: int):
     """CIFAR-shaped synthetic data (32 px, 10 classes), so the bench needs no download."""
-    from search.spec import DatasetSpec
+    from search.spec.study import DatasetSpec
     from worker.data import load_dataset
 
     spec = DatasetSpec(name="synthetic", train_size=train_size, val_size=256, test_size=0,
@@ -210,8 +210,8 @@ def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from anynet.network import network
-    from search.recipe import resolve_recipe
-    from search.spec import Recipe
+    from search.spec.recipe import resolve_recipe
+    from search.spec.study import Recipe
     from worker.augment import BatchAugment, Normalize
     from worker.train import Engine
 
@@ -261,7 +261,7 @@ def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
 # --- training, each way in a fresh process ---------------------------------------------------
 def engine_images_per_s(spec, data, batch_size: int, epochs: int = 2, threads=None) -> float:
     """Steady images/s of worker.train: the last epoch (the first pays for warm-up)."""
-    from search.spec import Recipe
+    from search.spec.study import Recipe
     from worker.train import train
 
     result = train(spec, data, Recipe(batch_size=batch_size), epochs=epochs, seed=0,
@@ -535,7 +535,7 @@ def precision_agreement(space: str, n: int, data, epochs: int = 2, seed: int = 0
 
     from anynet.sampling import sample
     from anynet.spaces import get_space
-    from search.spec import Recipe
+    from search.spec.study import Recipe
     from worker.train import train
 
     nets = sample(get_space(space), n, seed, bounds=bounds, resolution=data.resolution,
@@ -594,7 +594,7 @@ def measured_rate(device: str | None = None) -> dict:
     network's forward flops.
     {"device", "network", "flops", "images_per_s", "flop_per_s", "seconds"}.
     """
-    from search.spec import DatasetSpec, Recipe
+    from search.spec.study import DatasetSpec, Recipe
     from worker.check import best_device, check_network
     from worker.data import load_dataset
     from worker.train import train

@@ -2,8 +2,8 @@
 
 `dse study create --check` and `POST /api/studies?check=true` train one network once at the
 study's lowest fidelity, with its recipe, dataset and seed, and refuse a study whose check
-stays at chance (search/learning.py), so a study never spends its budget drawing EDFs of
-noise. The network is the study's first reference network (search/reference_spec.py) when
+stays at chance (search/spec/learning.py), so a study never spends its budget drawing EDFs of
+noise. The network is the study's first reference network (search/spec/reference.py) when
 its spec lists any, else RegNetX-200MF (DDS, pycls's model zoo), unless a caller names another.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 
 from anynet.spec import NetSpec
-from search.learning import ALPHA, CAUSES, above_chance_p, learned
-from search.reference_spec import stem_for
-from search.spec import StudySpec
+from search.spec.learning import ALPHA, CAUSES, above_chance_p, learned
+from search.spec.reference import stem_for
+from search.spec.study import StudySpec
 
 # RegNetX-200MF (d, w0, wa, wm, g): docs/method.md §3
 CHECK_REGNET = (13, 24, 36.44, 2.49, 8)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search.learning import chance_error
-from search.spec import DatasetSpec
+from search.spec.learning import chance_error
+from search.spec.study import DatasetSpec
 from worker.sources import SOURCES, DatasetError
 
 __all__ = ["SOURCES", "Dataset", "DatasetError", "load_dataset"]

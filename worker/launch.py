@@ -101,7 +101,7 @@ class FleetProgress:
 
     def counts(self) -> tuple[int, int]:
         """(trials finished, trials waiting or running) over the studies seen so far."""
-        from search.status import StudyStatus
+        from search.spec.status import StudyStatus
 
         if not self.fixed:
             self.seen |= {

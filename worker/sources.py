@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search.spec import DatasetSpec
+from search.spec.study import DatasetSpec
 
 
 class DatasetError(ValueError):

@@ -20,8 +20,8 @@ the speed tricks are chosen once in `Engine` and named there:
   (issue 24: 8-13 images/s against 170-380 with one thread; `dse bench` measures it).
 Each call is a full schedule: linear warm-up then half-period cosine, per step (docs/design.md:
 fidelities are complete short schedules; docs/method.md §5). Unset recipe fields get their
-dataset's defaults from search.recipe.resolve_recipe, and the result carries the recipe as it
-ran, with the chance error and size of the validation split (did it learn? search.learning).
+dataset's defaults from search.spec.recipe.resolve_recipe, and the result carries the recipe as it
+ran, with the chance error and size of the validation split (did it learn? search.spec.learning).
 Weight decay applies to every parameter, BN and biases included, as pycls does by default
 (the DDS/NDS sweeps were run that way).
 """
@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from anynet.network import NetworkSpec
-from search.recipe import resolve_recipe
-from search.spec import Recipe
+from search.spec.recipe import resolve_recipe
+from search.spec.study import Recipe
 from worker.augment import BatchAugment, Normalize
 from worker.data import Dataset
 
@@ -61,7 +61,7 @@ class TrainResult:
     message: str = ""
     precision: str = ""  # what ran: e.g. "fp32, channels_last" (auto picks per device)
     recipe: dict | None = None  # every field resolved, precision as it ran
-    chance_error: float | None = None  # of the validation split (search.learning)
+    chance_error: float | None = None  # of the validation split (search.spec.learning)
     val_size: int = 0
 
 

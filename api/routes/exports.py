@@ -11,7 +11,7 @@ from api.deps import get_store
 from api.routes.studies import ERRORS, StudyId, study_or_404
 from api.schemas import ErrorBody
 from search.exports import FormatUnavailable, NothingToExport, full_run_recipe, plan_export
-from search.spec import Recipe
+from search.spec.study import Recipe
 
 router = APIRouter(prefix="/api/studies", tags=["export"])
 

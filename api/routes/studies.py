@@ -27,7 +27,7 @@ from api.schemas import (
     TrialsPage,
 )
 from search.exports import trials_csv
-from search.spec import StudySpec
+from search.spec.study import StudySpec
 from search.studies import StudyNotFound
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
@@ -135,7 +135,7 @@ async def create_from_spec(
 ) -> JSONResponse:
     """Store the spec as `creating` and sample it in the background: 201, or 202 after the wait."""
     from search.creator import CreatorBusy
-    from search.status import StudyStatus
+    from search.spec.status import StudyStatus
     from search.studies import ChildExists
 
     creator = request.app.state.creator

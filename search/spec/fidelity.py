@@ -31,7 +31,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from search.status import TrialStatus
+from search.spec.status import TrialStatus
 
 
 @dataclass(frozen=True)

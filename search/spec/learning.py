@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from search import recipe as defaults
+from search.spec import recipe as defaults
 
 ALPHA = 0.01
 WARN_FRACTION = 0.10  # warn when more than this share of a space's finished trials are at chance

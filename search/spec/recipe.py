@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from search.spec import Recipe
+    from search.spec.study import Recipe
 
 # DDS §5's sweeps train at lr 0.05 per batch of 128, and lr scales linearly with the batch
 # (Goyal et al., as DDS §5 does for its final models). 0.1 per 128 fails on digits in short

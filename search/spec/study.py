@@ -13,16 +13,16 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from anynet.spaces import complexity_preset
 from anynet.spec import MAX_CLASSES, MAX_RESOLUTION
-from search import recipe as defaults
-from search.reference_spec import (
+from search.spec import recipe as defaults
+from search.spec.reference import (
     DEFAULT_REFERENCE_SEEDS,
     MAX_REFERENCE_SEEDS,
     MAX_REFERENCES,
     StudyReference,
     one_line,
 )
-from search.space_spec import SpaceSpec
-from search.spec_text import load_text
+from search.spec.space import SpaceSpec
+from search.spec.text import load_text
 
 # Hard bounds of a study (a server sets tighter limits of its own, the operator's settings):
 # seeds fit every RNG that takes them (numpy, torch, Python) with room for seed + sample.
@@ -51,7 +51,7 @@ class _Strict(BaseModel):
 class Recipe(_Strict):
     """How one network is trained at one fidelity; unset fields get their dataset's defaults."""
 
-    # None = the default for the dataset, resolved in one place: search/recipe.py
+    # None = the default for the dataset, resolved in one place: search/spec/recipe.py
 
     lr: float | None = Field(
         None, gt=0, description=f"peak learning rate (after warm-up); default {defaults.LR_RULE}"
@@ -188,7 +188,7 @@ class StudySpec(_Strict):
         default_factory=list,
         max_length=MAX_REFERENCES,
         description="reference networks drawn on every EDF: names of `dse model --references`, "
-        "{'regnet': 'D,W0,WA,WM,G'} or NetSpecs (search/reference_spec.py)",
+        "{'regnet': 'D,W0,WA,WM,G'} or NetSpecs (search/spec/reference.py)",
     )
     reference_seeds: int = Field(
         DEFAULT_REFERENCE_SEEDS,
