@@ -105,8 +105,8 @@ def create_app(
     allowed_origins: origins other than the server's own that may send mutating requests.
     create_wait: seconds a POST of a study waits for its creation before answering 202.
     """
-    from search.creation import CreationBudget
     from search.creator import Creator
+    from search.store.creation import CreationBudget
 
     if store is None:
         from search.store import Store

@@ -93,7 +93,7 @@ def start_workers(
     db_url: str | None, plan: list[tuple[str, dict[str, str]]]
 ) -> list[subprocess.Popen]:
     """Start `dse worker --device D` once per plan entry, on db_url (default: $DSE_DB)."""
-    from search.db import DB_ENV
+    from search.store.db import DB_ENV
     from worker.allocator import tuned_env
     from worker.cpu import onednn_env
 

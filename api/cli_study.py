@@ -228,7 +228,7 @@ def failure_lines(failures: list[dict]) -> list[str]:
 def cmd_refine(args) -> int:
     """Create the child study that tries one of a study's refinement suggestions."""
     from search import refine
-    from search.studies import ChildExists
+    from search.store.studies import ChildExists
 
     store = _store(args)
     _study(store, args.id)

@@ -10,7 +10,7 @@ next to a sampling thread (measured here), so `/healthz` could not promise 100 m
 finding 1). Children are forked from a forkserver whose one process imported the store and
 the sampler once: each creation starts in milliseconds, with no thread, lock or database
 connection inherited from the server. A child that dies leaves its study `creating`; its
-heartbeat stops and the reaper fails it (search/recovery.py), or at once here when this
+heartbeat stops and the reaper fails it (search/store/recovery.py), or at once here when this
 process sees the child end. At most `parallel` creations run at once; more are refused
 (CreatorBusy) rather than queued, so one client cannot pile up work behind the server.
 """
@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing import spawn
 
-from search.creation import CreationBudget
 from search.spec.status import StudyStatus
+from search.store.creation import CreationBudget
 
 log = logging.getLogger("dse.creator")
 # What the forkserver imports once (search/forkserver_main.py says why the first).
@@ -46,8 +46,8 @@ class CreatorBusy(RuntimeError):
 
 def _create(url: str, study_id: int, budget: CreationBudget, server: int | None = None) -> None:
     """In the child: sample and store one study (failures are recorded on the study)."""
-    from search.creation import CreationFailed
     from search.store import Store
+    from search.store.creation import CreationFailed
 
     exit_with_parent(server)  # a creation never outlives its server
     os.nice(NICENESS)  # requests of the server come first on a busy machine
@@ -98,7 +98,7 @@ def exit_with_parent(server: int | None = None, every: float = PARENT_CHECK_SECO
     """In a creation child: end when the server (pid `server`) or the child's parent, the
     forkserver, ends: at once by SIGKILL on Linux, else within `every` s. No creation runs
     on after its server died, uncounted by the next one; its study stays `creating` and the
-    next server's reaper fails it (search/recovery.py).
+    next server's reaper fails it (search/store/recovery.py).
 
     multiprocessing hands every forkserver child the forkserver's "alive" pipe, and the
     forkserver lives until the last holder closes it: the child closes its copy (it starts

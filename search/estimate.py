@@ -22,13 +22,13 @@ import functools
 import statistics
 from typing import TYPE_CHECKING
 
-from search.creation import space_seed
 from search.spec.fidelity import promote_count
 from search.spec.recipe import resolve_recipe
+from search.store.creation import space_seed
 
 if TYPE_CHECKING:
-    from search.db import Database
     from search.spec.study import DatasetSpec, StudySpec
+    from search.store.db import Database
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +134,7 @@ class BoundUnmet(ValueError):
 def space_flops(spec: StudySpec, index: int, sizes: DataSizes) -> SpaceFlops:
     """Mean flops, at the input they train at, of the first networks creation would sample.
 
-    The sampler runs as search.creation runs it (the space's seed stream, bounds, input), for
+    The sampler runs as search.store.creation runs it (the space's seed stream, bounds, input), for
     min(samples, PRICED_NETWORKS) networks and at most PRICE_MAX_DRAWS draws: the same
     draws, so these are the first networks the study would get. A bound that no draw met
     raises BoundUnmet naming it.
@@ -251,9 +251,9 @@ def trials_rate(db: Database, most: int = RATE_TRIALS) -> Rate | None:
     """
     from sqlalchemy import select
 
-    from search.models import StudyRow, TrialRow
     from search.spec.status import TrialStatus
     from search.spec.study import StudySpec
+    from search.store.models import StudyRow, TrialRow
 
     query = (
         select(TrialRow.net, TrialRow.images_per_s, TrialRow.study_id)

@@ -19,7 +19,7 @@ import json
 import math
 from typing import Any
 
-from search.reads import FRAME_COLUMNS
+from search.store.reads import FRAME_COLUMNS
 
 # timm's and torchvision's RegNet classes have only the simple (ImageNet) stem
 SIMPLE_STEM_ONLY = ("timm", "torchvision")

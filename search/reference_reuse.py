@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from search.models import TrialRow, utcnow
 from search.spec.status import TrialStatus
-from search.studies import StudyNotFound
+from search.store.models import TrialRow, utcnow
+from search.store.studies import StudyNotFound
 
 REUSED_WORKER = "reused"
 REUSED_PREFIX = "reused from study"  # a reused trial's reason starts with this

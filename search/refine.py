@@ -7,7 +7,7 @@ fidelities, promotion, complexity bounds, limits and seed, and one space, the re
 (the parent's space plus that constraint, or with that parameter's range narrowed to the
 suggestion's bootstrap interval). The parent's EDF of the original space is the baseline
 the child is compared against, so the child does not sample the original space again.
-Pure functions: no database (search/studies.py stores the lineage).
+Pure functions: no database (search/store/studies.py stores the lineage).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from anynet.spaces import FLAG_CONSTRAINTS, get_space
 from search.spec.space import SpaceSpec
 from search.spec.study import StudySpec, space_label
-from search.trial_params import ANYNET_FIELDS, REGNET_FIELDS
+from search.store.trial_params import ANYNET_FIELDS, REGNET_FIELDS
 
 KINDS = ("constraint", "range")
 # blocks a RegNet (DDS §3.3) is made of: one width, b and g per stage, nothing else drawn

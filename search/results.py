@@ -520,7 +520,7 @@ def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, 
 
 def _parent_of(store, study) -> dict | None:
     """A refine child's parent as study_results takes it (None: not a child, or gone)."""
-    from search.studies import StudyNotFound
+    from search.store.studies import StudyNotFound
 
     tried = study.suggestion or {}
     if study.parent_id is None or not tried.get("space") or not tried.get("refined"):

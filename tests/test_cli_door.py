@@ -121,7 +121,7 @@ def _failed(reason: str) -> TrialOutcome:
 
 
 def test_a_study_stops_failed_once_its_first_trials_all_fail(sqlite_url):
-    from search.studies import FAIL_FAST
+    from search.store.studies import FAIL_FAST
 
     with closing(Store(sqlite_url)) as store:
         study_id = store.create_study(_spec(samples=FAIL_FAST + 2))

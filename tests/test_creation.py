@@ -21,11 +21,11 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from api.app import create_app
-from search.creation import CreationBudget
 from search.creator import Creator
-from search.models import CreationProgress
 from search.spec.status import StudyStatus, TrialStatus
 from search.store import Store
+from search.store.creation import CreationBudget
+from search.store.models import CreationProgress
 from testkit.server import CREATE_WAIT, serve
 
 # A narrow 360-380 MF window on AnyNetX_D/E (docs/method.md §4): AnyNetX_E needs ~2e4
@@ -208,10 +208,10 @@ def test_partly_stored_creation_is_reaped_and_orphans_failed(store, smoke_spec):
     # a creation that stored its first chunk, then stopped beating
     creating = store.begin_study(smoke_spec)
     with store.db.read() as session:
-        from search.models import TrialRow
+        from search.store.models import TrialRow
 
         source = session.get(TrialRow, store.trials(running, limit=1)[0]["trial_id"])
-    from search.promotion import copy_values
+    from search.store.promotion import copy_values
 
     row = copy_values(source, 0, 1, 1)
     row["study_id"] = creating

@@ -149,7 +149,7 @@ def test_a_root_replaced_by_a_symlink_outward_is_refused(tmp_path):
 SERVER = textwrap.dedent(
     """
     import sys, time
-    from search.creation import CreationBudget
+    from search.store.creation import CreationBudget
     from search.creator import Creator
     from search.store import Store
     from test_creation import SLOW

@@ -136,7 +136,7 @@ def test_spaces_are_priced_by_the_networks_creation_samples(client, store):
 def test_unbounded_spaces_are_priced_at_the_input_they_train_at(client, store):
     from anynet.network import network_complexity, with_input
     from anynet.sampling import sample
-    from search.creation import space_seed
+    from search.store.creation import space_seed
 
     finished_trial(store, images_per_s=500.0)
     spec = {**SPEC, "complexity": {}, "seed": 5, "dataset": {**SPEC["dataset"], "resolution": None}}

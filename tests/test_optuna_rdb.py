@@ -13,10 +13,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 from sqlalchemy import select
 
-from search import optuna_rdb, trial_params
-from search.models import TrialRow
-from search.promotion import copy_values
-from search.store import Store, TrialOutcome
+from search.store import Store, TrialOutcome, optuna_rdb, trial_params
+from search.store.models import TrialRow
+from search.store.promotion import copy_values
 
 REGNET = {"preset": "RegNetX", "resolution": 32, "num_classes": 10, "stem": {"width": 16}}
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
-from search.models import StudyRow, TrialRow
 from search.store import Store
+from search.store.models import StudyRow, TrialRow
 from testkit.settlers import RACE_LEVELS, RACE_SAMPLES, fixed_error, race, race_spec
 
 STUDIES = 40

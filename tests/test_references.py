@@ -212,11 +212,11 @@ def test_references_stay_out_of_spaces_promotion_and_statistics(store):
 
 
 def test_a_retried_reference_trial_stays_a_reference(store):
-    from search.promotion import copy_values
+    from search.store.promotion import copy_values
 
     study_id = store.create_study(_spec(fidelities=[1]))
     claim = next(c for c in iter(lambda: store.claim("w"), None) if c.space == "tiny regnet")
-    from search.models import TrialRow
+    from search.store.models import TrialRow
 
     with store.db.read() as session:
         row = session.get(TrialRow, claim.trial_id)

@@ -345,7 +345,7 @@ def _racing_children(url: str) -> None:
     """Four requests for one suggestion at once create one child; the others are told which."""
     import threading
 
-    from search.studies import ChildExists
+    from search.store.studies import ChildExists
 
     store = Store(url)
     parent = store.begin_study(_spec())
@@ -426,7 +426,7 @@ def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent
 
         from sqlalchemy import update
 
-        from search.models import TrialRow, utcnow
+        from search.store.models import TrialRow, utcnow
 
         before = store.version(child)
         with store.db.write() as session, session.begin():
@@ -447,7 +447,7 @@ def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent
 
 
 def test_spaces_of_a_study_draw_from_their_own_seed_streams(tmp_path):
-    from search.creation import space_seed
+    from search.store.creation import space_seed
 
     assert space_seed(0, "a") == space_seed(0, "a") != space_seed(0, "b") != space_seed(1, "a")
     same = {"preset": "AnyNetX_A", **SMALL}

@@ -341,7 +341,7 @@ def test_outcome_is_typed_and_adapted_from_training():
         out = outcome_of(TrainResult(status, 0.2, 0.3, [], 5.0, 1.0, "nan at 2"))
         assert (out.status, out.reason) == (want, reason), status
         assert (out.test_error, out.seconds, out.images_per_s) == (0.3, 1.0, 5.0)
-    from search.trial_life import TrialLifecycle
+    from search.store.trial_life import TrialLifecycle
 
     with pytest.raises(TypeError, match="TrialOutcome"):  # no duck-typed worker objects
         TrialLifecycle.finish(None, None, SimpleNamespace(status="done", val_error=0.1))

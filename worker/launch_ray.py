@@ -11,7 +11,7 @@ the actor: `ray:<node ip>:node-<id>:actor-<id>:<pid>`.
   each of them (CUDA_VISIBLE_DEVICES); a CPU worker trains with one thread per CPU.
 - An actor that dies (killed, its node lost) is restarted by Ray (`max_restarts`) and its
   `run` call retried (`max_task_retries`); the trial it held stops heartbeating and the
-  store's lease rules fail it and retry it once (search/recovery.py), like a crashed
+  store's lease rules fail it and retry it once (search/store/recovery.py), like a crashed
   `dse worker`.
 - `stop` asks every actor to stop at its next epoch boundary and hand its trial back (what
   SIGTERM does to `dse worker`); `kill` ends them at once (their trials are then retried by

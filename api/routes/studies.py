@@ -28,7 +28,7 @@ from api.schemas import (
 )
 from search.exports import trials_csv
 from search.spec.study import StudySpec
-from search.studies import StudyNotFound
+from search.store.studies import StudyNotFound
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -136,7 +136,7 @@ async def create_from_spec(
     """Store the spec as `creating` and sample it in the background: 201, or 202 after the wait."""
     from search.creator import CreatorBusy
     from search.spec.status import StudyStatus
-    from search.studies import ChildExists
+    from search.store.studies import ChildExists
 
     creator = request.app.state.creator
     busy = HTTPException(

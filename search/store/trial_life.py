@@ -8,7 +8,7 @@ conditional update of our `dse_trials` row second:
   complete a trial the reaper already failed, so a result from a lost worker whose trial
   was retried is dropped, never counted twice;
 - release: RUNNING → WAITING, the trial handed back untrained.
-A crash between the two steps is repaired by search/recovery.py.
+A crash between the two steps is repaired by search/store/recovery.py.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from sqlalchemy import func, select, update
 
-from search.db import Database
-from search.models import Claim, StudyRow, TrialRow, utcnow
-from search.outcome import TrialOutcome, finite
-from search.promotion import Promotion
 from search.spec.status import StudyStatus, TrialStatus
-from search.studies import Studies
+from search.store.db import Database
+from search.store.models import Claim, StudyRow, TrialRow, utcnow
+from search.store.outcome import TrialOutcome, finite
+from search.store.promotion import Promotion
+from search.store.studies import Studies
 
 OUTCOME_ATTR = "dse_outcome"  # Optuna trial system attribute: the outcome of a failed trial
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from search.models import Base
+from search.store.models import Base
 
 VERSION_TABLE = "dse_alembic_version"
 

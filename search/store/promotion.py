@@ -6,7 +6,7 @@ one transaction that holds the study row's lock (the lock TrialWriter and cancel
 take): it reads the study's trials with a statement issued after the lock was granted,
 enqueues the missing promotions in that same transaction, and marks the study done only
 when that read shows no unfinished trial and no complete level still to promote (or
-failed, when its lowest level learned nothing: search/studies.py). Settlers
+failed, when its lowest level learned nothing: search/store/studies.py). Settlers
 racing on PostgreSQL (read committed: each statement sees what was committed before it
 began) or SQLite (BEGIN IMMEDIATE: one writer at a time) are thereby serialised, so no
 study is closed from a stale read while promoted trials wait (issue 20).
@@ -20,14 +20,14 @@ from collections.abc import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from search.db import Database
-from search.models import StudyRow, TrialRow, new_trial_values, utcnow
-from search.reads import status_grid
 from search.spec import fidelity
 from search.spec.status import StudyStatus, TrialStatus
 from search.spec.study import StudySpec
-from search.studies import Studies, learned_nothing
-from search.trial_writer import StudyClosed, TrialWriter
+from search.store.db import Database
+from search.store.models import StudyRow, TrialRow, new_trial_values, utcnow
+from search.store.reads import status_grid
+from search.store.studies import Studies, learned_nothing
+from search.store.trial_writer import StudyClosed, TrialWriter
 
 
 def copy_values(source: TrialRow, level: int, epochs: int, attempt: int) -> dict:

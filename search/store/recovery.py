@@ -8,10 +8,10 @@ conditional update, or an insert guarded by the unique key of `dse_trials`.
   `limits.max_attempts`, then left failed with the reason.
 - Crash windows: a row still `running` long after its Optuna trial finished is repaired.
 - Studies closed early (issue 20): versions before the locked done transition
-  (search/promotion.py) could mark a study done while promoted trials waited; such a study
+  (search/store/promotion.py) could mark a study done while promoted trials waited; such a study
   is reopened, its trials stopped or created `cancelled` by the early close retried.
 - Dead creations (issue 15 finding 6): a `creating` study whose creation stopped beating
-  (search/creation.py touches it every few seconds) is failed with the reason and its
+  (search/store/creation.py touches it every few seconds) is failed with the reason and its
   trials removed; WAITING Optuna trials without a `dse_trials` row (left by a crash in
   older versions, which created the two in separate transactions) are failed.
 """
@@ -29,15 +29,15 @@ from optuna.trial import TrialState
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from search import optuna_rdb
-from search.db import Database
-from search.models import StudyRow, TrialRow, utcnow
-from search.promotion import Promotion, copy_values
 from search.spec.status import StudyStatus, TrialStatus
 from search.spec.study import Limits
-from search.studies import Studies
-from search.trial_life import OUTCOME_ATTR, TrialLifecycle
-from search.trial_writer import StudyClosed, TrialWriter
+from search.store import optuna_rdb
+from search.store.db import Database
+from search.store.models import StudyRow, TrialRow, utcnow
+from search.store.promotion import Promotion, copy_values
+from search.store.studies import Studies
+from search.store.trial_life import OUTCOME_ATTR, TrialLifecycle
+from search.store.trial_writer import StudyClosed, TrialWriter
 
 CREATION_GRACE_SECONDS = 60  # a creation that has not beaten for this long is dead
 REAP_CREATING_EVERY = 30.0  # seconds between reaps of dead creations (reap_stale)

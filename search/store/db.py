@@ -1,6 +1,6 @@
 """One database URL: Optuna's RDB storage and our tables, their engines and sessions.
 
-Optuna's RDB storage is the trial engine; our tables (search/models.py) sit next to its
+Optuna's RDB storage is the trial engine; our tables (search/store/models.py) sit next to its
 tables in the same database and are written on the same engine, so one transaction can
 cover both. SQLite: WAL, a busy timeout and `BEGIN IMMEDIATE` on the writing engine (a
 deferred transaction that reads and then writes fails at once with "database is locked"
@@ -32,7 +32,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from search import migrations
+from search.store import migrations
 
 DEFAULT_URL = "sqlite:///dse.db"
 DB_ENV = "DSE_DB"

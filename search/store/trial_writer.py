@@ -2,7 +2,7 @@
 
 Every trial dse creates goes through here: a new study's networks, a promotion to the next
 fidelity level, a retry after a lost worker. One transaction holds the study row's lock,
-reads the study's status, inserts the Optuna trials (search/optuna_rdb.py: as Optuna's
+reads the study's status, inserts the Optuna trials (search/store/optuna_rdb.py: as Optuna's
 `create_new_trial` would) and their `dse_trials` rows, so there is never an Optuna trial
 without its row, and a trial added after its study was cancelled is created cancelled
 (Optuna FAIL, ours `cancelled`): cancelling takes the same lock (issue 15 finding 6).
@@ -19,11 +19,11 @@ from optuna.trial import TrialState
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from search import optuna_rdb, trial_params
-from search.db import Database, bind_values, bulk_insert, bulk_insert_values
-from search.models import StudyRow, TrialRow, utcnow
-from search.optuna_rdb import PreparedTrials
 from search.spec.status import StudyStatus, TrialStatus
+from search.store import optuna_rdb, trial_params
+from search.store.db import Database, bind_values, bulk_insert, bulk_insert_values
+from search.store.models import StudyRow, TrialRow, utcnow
+from search.store.optuna_rdb import PreparedTrials
 
 # space and epochs are params; the dse study id is an attribute of the Optuna study
 USER_ATTRS = ("sample", "level", "attempt", "net")
@@ -53,7 +53,7 @@ class TrialWriter:
         self._stored: dict[str, dict[str, BaseDistribution]] = {}
 
     def distributions(self, study_id: int) -> dict[str, BaseDistribution]:
-        """The study's param distributions (search/trial_params.py), read once per study.
+        """The study's param distributions (search/store/trial_params.py), read once per study.
 
         Read outside any write transaction: Optuna's storage opens its own connection,
         which on SQLite would wait for ours.

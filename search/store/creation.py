@@ -2,10 +2,10 @@
 
 A study is sampled space by space (anynet.sampling, joint rejection; docs/method.md §4),
 each space from its own seed stream (`space_seed`), then its level-0 trials are stored in round-robin order A0, B0, A1, … (so spaces fill
-evenly) in chunks, each chunk one transaction (search/trial_writer.py). Progress is written
+evenly) in chunks, each chunk one transaction (search/store/trial_writer.py). Progress is written
 to the study after each space and chunk, and a heartbeat thread touches it every few
 seconds meanwhile, so a reaper can tell a live creation from one whose process died
-(search/recovery.py). The budget bounds the time and the draws one creation may take
+(search/store/recovery.py). The budget bounds the time and the draws one creation may take
 (issue 15: one POST may not hold the service); a cancel stops sampling at the sampler's
 next batch. On any failure the study ends `failed` with the reason, its trials removed.
 """
@@ -20,14 +20,14 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from search import trial_params
-from search.db import Database
-from search.models import CreationProgress, new_trial_values
 from search.reference_reuse import reuse_parent_references
 from search.spec import fidelity
 from search.spec.status import StudyStatus
-from search.studies import Studies
-from search.trial_writer import StudyClosed, TrialWriter
+from search.store import trial_params
+from search.store.db import Database
+from search.store.models import CreationProgress, new_trial_values
+from search.store.studies import Studies
+from search.store.trial_writer import StudyClosed, TrialWriter
 
 CHUNK = 1000  # trials per transaction: a cancel or a reader never waits long behind one
 HEARTBEAT_SECONDS = 5.0  # how often a live creation touches its study

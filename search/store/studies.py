@@ -2,7 +2,7 @@
 failed), each study paired with one Optuna study holding its trials.
 
 Creating a study is two steps so that nobody waits for sampling: `begin` stores the spec
-with status `creating` (fast, validated), and search/creation.py samples and stores the
+with status `creating` (fast, validated), and search/store/creation.py samples and stores the
 trials, reporting progress here (`report_creation`) and finally `mark_running`. A creation
 that fails ends `failed` with the reason (`fail`), its trials removed; never silently gone.
 """
@@ -18,11 +18,11 @@ import optuna
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from search import optuna_rdb
-from search.db import Database
-from search.models import CreationProgress, StudyRecord, StudyRow, TrialRow, utcnow
 from search.spec.status import StudyStatus, TrialStatus
 from search.spec.study import StudySpec, check_dataset_root
+from search.store import optuna_rdb
+from search.store.db import Database
+from search.store.models import CreationProgress, StudyRecord, StudyRow, TrialRow, utcnow
 
 # failed trials of the lowest level, none ended otherwise, that fail the study before the rest
 FAIL_FAST = 10

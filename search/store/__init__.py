@@ -1,35 +1,43 @@
 """The study store: Optuna's RDB storage is the trial engine; our tables index it for queries.
 
-One database URL (`--db` / $DSE_DB, default sqlite:///dse.db) holds both (search/db.py).
-`Store` is the one object callers hold; it wires the collaborators, each owning one seam,
-and forwards the calls the API, the CLI and the workers make:
+One database URL (`--db` / $DSE_DB, default sqlite:///dse.db) holds both (`db`). `Store` is
+the one object callers hold; it wires the collaborators of this package, each owning one
+seam, and forwards the calls the API, the CLI and the workers make:
 
-- `studies`   Studies         search/studies.py    create (begin), read, cancel, fail
-- `creation`  StudyCreation   search/creation.py   sample and store a study's trials
-- `lifecycle` TrialLifecycle  search/trial_life.py claim, heartbeat, report, finish, release
-- `promotion` Promotion       search/promotion.py  promote complete fidelity levels
-- `recovery`  Recovery        search/recovery.py   lost workers, crash windows, dead creations
-- `reads`     Reads           search/reads.py      progress, pages, the trial frame (no writes)
-- `writer`    TrialWriter     search/trial_writer.py  every new trial, Optuna's and ours at once
-The Optuna internals this relies on sit in search/optuna_rdb.py.
+- `studies`   Studies         studies      create (begin), read, cancel, fail
+- `creation`  StudyCreation   creation     sample and store a study's trials
+- `lifecycle` TrialLifecycle  trial_life   claim, heartbeat, report, finish, release
+- `promotion` Promotion       promotion    promote complete fidelity levels
+- `recovery`  Recovery        recovery     lost workers, crash windows, dead creations
+- `reads`     Reads           reads        progress, pages, the trial frame (no writes)
+- `writer`    TrialWriter     trial_writer every new trial, Optuna's and ours at once
+Our tables are `models` (+ `migrations`); what a worker hands back is `outcome`; the Optuna
+internals this relies on sit in `optuna_rdb`.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from search.creation import CreationBudget, CreationFailed, StudyCreation
-from search.db import DB_ENV, DEFAULT_URL, TRANSIENT_ERRORS, Database, default_url, normalize_url
-from search.models import Claim, StudyRecord
-from search.outcome import TrialOutcome
-from search.promotion import Promotion
-from search.reads import Reads
-from search.recovery import Recovery
 from search.spec.status import StudyStatus, TrialStatus
 from search.spec.study import StudySpec
-from search.studies import Studies, StudyNotFound
-from search.trial_life import TrialLifecycle
-from search.trial_writer import TrialWriter
+from search.store.creation import CreationBudget, CreationFailed, StudyCreation
+from search.store.db import (
+    DB_ENV,
+    DEFAULT_URL,
+    TRANSIENT_ERRORS,
+    Database,
+    default_url,
+    normalize_url,
+)
+from search.store.models import Claim, StudyRecord
+from search.store.outcome import TrialOutcome
+from search.store.promotion import Promotion
+from search.store.reads import Reads
+from search.store.recovery import Recovery
+from search.store.studies import Studies, StudyNotFound
+from search.store.trial_life import TrialLifecycle
+from search.store.trial_writer import TrialWriter
 
 __all__ = [
     "DB_ENV",

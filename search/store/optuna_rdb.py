@@ -43,7 +43,7 @@ from optuna.trial import TrialState
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from search.db import bulk_insert, bulk_insert_values
+from search.store.db import bulk_insert, bulk_insert_values
 
 TRIALS = optuna_models.TrialModel.__table__
 PARAMS = optuna_models.TrialParamModel.__table__
@@ -82,7 +82,7 @@ def prepare(trials: Sequence[NewTrial]) -> PreparedTrials:
     """Check the trials' params (create_trial's validation) and serialise every row.
 
     Pure work, no database: a caller may do it for the next batch while the database
-    stores the last (search/creation.py).
+    stores the last (search/store/creation.py).
     """
     seen: dict = {}
     as_json: dict[tuple[str, int], str] = {}  # a study's trials share distribution objects

@@ -1,7 +1,7 @@
 """Reads for the API, the CLI and the analysis, aggregated and paged in the database.
 
 Nothing here writes. Counts are GROUP BY queries and pages are LIMIT/OFFSET over
-`dse_trials` (see search/models.py for why that index exists next to Optuna's tables);
+`dse_trials` (see search/store/models.py for why that index exists next to Optuna's tables);
 retried attempts are left out unless asked for, so each network counts once per level.
 """
 
@@ -12,10 +12,10 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import func, select
 
-from search.db import Database
-from search.models import StudyRow, TrialRow
 from search.spec.status import StudyStatus, TrialStatus
-from search.studies import Studies, StudyNotFound
+from search.store.db import Database
+from search.store.models import StudyRow, TrialRow
+from search.store.studies import Studies, StudyNotFound
 
 FRAME_COLUMNS = (
     "trial_id",

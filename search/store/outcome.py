@@ -4,7 +4,7 @@ The store depends on this type only; a worker adapts its own training result to 
 (worker/loop.py). Every field other than `status` and `val_error` is stored in the
 `dse_trials` column of the same name (val_error becomes `error` of a done trial), so
 adding a recorded field is: a field here with a default, a column of that name (a
-migration in search/migrations/versions), nothing in the store.
+migration in search/store/migrations/versions), nothing in the store.
 """
 
 from __future__ import annotations
