@@ -310,8 +310,8 @@ def _export_study(args) -> int:
     """`dse export --study ID [--space S] --format F`: as GET /api/studies/{id}/export;
     `dse export --study ID --trials`: every trial as CSV (GET .../trials?format=csv)."""
     from api.cli_results import _study_id
+    from search.analysis.results import results_for
     from search.exports import NothingToExport, full_run_recipe, plan_export, trials_csv
-    from search.results import results_for
     from search.store import Store
 
     for flag, attr in STUDY_ONLY.items():

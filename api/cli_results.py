@@ -118,7 +118,7 @@ def table(results: dict) -> str:
             lines.append("  (p: residuals of an error-vs-complexity fit permuted within bins)")
         for k in results["ks"]:
             line = f"  {k['a']} vs {k['b']}: D={_fmt(k['D'], '.3f')}"
-            if k.get("refused"):  # no p to trust: say why (search.normalize.ks_refusal)
+            if k.get("refused"):  # no p to trust: say why (search.analysis.normalize.ks_refusal)
                 lines.append(f"{line} p refused: {k['refused']}")
                 continue
             lines.append(f"{line} p={_fmt(k['p'], '.3g')} q={_fmt(k.get('q'), '.3g')}")
@@ -288,7 +288,7 @@ def _plot_efit(ax, fits: dict, colors: dict) -> None:
 
 def cmd_edf(args) -> int:
     """Print, dump or plot a study's results."""
-    from search.results import results_for
+    from search.analysis.results import results_for
     from search.store import Store
 
     if (args.bins is not None or args.c_range) and not args.normalize:

@@ -234,7 +234,7 @@ def cmd_demo(args) -> int:
             watch(store, study_id, stop)
         finally:
             stop_workers(procs)
-        from search.results import results_for
+        from search.analysis.results import results_for
 
         summary = results_for(store, study_id, None, None)
         print(_demo_summary(summary))

@@ -37,7 +37,7 @@ _STORES: dict = {}  # in a pool's child: one Store per database URL, kept betwee
 
 def results_json(url: str, study_id, fidelity, normalize, bins, c_range) -> bytes:
     """In a pool's child: the study's Results as the JSON bytes the API answers."""
-    from search.results import results_for
+    from search.analysis.results import results_for
     from search.store import Store
 
     store = _STORES.get(url)
@@ -104,7 +104,7 @@ class ResultsCache:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise RuntimeError("results: the analysis process died") from None
         if compute is None:
-            from search.results import results_for as compute
+            from search.analysis.results import results_for as compute
         extra = {"bins": bins, "c_range": c_range} if bins is not None or c_range else {}
         typed = self._model.model_validate(compute(store, study_id, fidelity, normalize, **extra))
         return typed.model_dump_json(by_alias=True, exclude_unset=True).encode(), typed

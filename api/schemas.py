@@ -4,7 +4,7 @@ documents them.
 (Past 400 lines on purpose: every body the API answers, in one place, is what the OpenAPI
 schema and the schemathesis run check against.)
 
-They mirror what search hands out (`Store.progress`, `search.results.study_results`), with
+They mirror what search hands out (`Store.progress`, `search.analysis.results.study_results`), with
 no `Any`: every number is finite or null (JSON has no NaN), and the results models forbid
 keys they do not name, so a change of the results' shape fails loudly (tests/test_fuzz.py
 validates responses against this schema) instead of reaching the page unannounced.

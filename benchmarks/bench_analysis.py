@@ -15,9 +15,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from search import analysis as A
-from search.fits import clear_cache, efits
-from search.results import study_results
+from search.analysis import statistics as A
+from search.analysis.fits import clear_cache, efits
+from search.analysis.results import study_results
 from search.spec.study import StudySpec
 
 SPACES = ("AnyNetX_A", "AnyNetX_B", "AnyNetX_C", "AnyNetX_D", "AnyNetX_E")

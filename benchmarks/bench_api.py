@@ -120,7 +120,7 @@ def time_page(url: str, study_id: int, trials: int, runs: int) -> dict:
                 t0 = time.perf_counter()
                 page.goto(f"{url}/studies/{study_id}")
                 # the EDF plot is drawn from all trials (its legend counts them; long EDFs
-                # are subsampled for drawing by search.results)
+                # are subsampled for drawing by search.analysis.results)
                 page.wait_for_function(
                     f"() => document.body.dataset.edfN === '{trials}' && ({points})() > 0",
                     timeout=60_000,

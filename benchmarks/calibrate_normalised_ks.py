@@ -7,7 +7,7 @@ Two spaces whose complexity spreads differently (4·Beta(1.5, 2.5) against 4·Be
 so inside a wide bin one space sits lower than the other) and one error law given
 complexity, error = 0.3 − fall·log(1 + c)/log 5 + N(0, sd²): weak (fall 0.05, sd 0.03) and
 strong (fall 0.2, sd 0.01). For each bin count (the data-chosen default, 5, 10, 20, 40) and
-networks a space (32, 200, 1000): how often search.normalize refuses (an empty bin, or
+networks a space (32, 200, 1000): how often search.analysis.normalize refuses (an empty bin, or
 ks_refusal: fewer than MIN_PER_BIN networks of a space in a bin); among the rest (drawn
 until `--null` of them are tested, at most DRAWS× as many), the rejection rate at nominal 5% under the null of the test dse uses (residuals of the
 error-vs-complexity fit permuted within bins), of the within-bin label permutation alone
@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from search import analysis as A
-from search.normalize import ks_refusal, normalise
+from search.analysis import statistics as A
+from search.analysis.normalize import ks_refusal, normalise
 
 SLOPES = {"weak": (0.05, 0.03), "strong": (0.2, 0.01)}  # (fall across the range, noise sd)
 SIZES = (32, 200, 1000)

@@ -167,7 +167,7 @@ def _candidates(fit: dict | None, net, trial_id: int, error: float, notes: list[
     """The trained winner and (when it builds) the RegNet fitted to the winners."""
     from anynet.complexity import complexity
     from anynet.regnet import RegNetParams
-    from search.fits import efits
+    from search.analysis.fits import efits
 
     # e_fit (DDS §3.3) says how far a network is from a RegNet: only X-block networks have one
     e_win = float(efits([net.to_dict()])[0]) if net.block == "res_bottleneck" else math.nan

@@ -7,7 +7,7 @@ would only repeat it. `reuse_parent_references` copies the parent's finished res
 or diverged, the attempt that counts) onto the child's waiting reference trial, Optuna
 state included, once the child's trials are stored and before it runs. The copy says where
 it came from: `worker` is "reused", `reason` names the parent study and trial, and the
-results count them (search/reference_results.py: n_reused). A reference whose network,
+results count them (search/analysis/markers.py: n_reused). A reference whose network,
 recipe, data, epochs or seed differ from the parent's trains as usual.
 """
 

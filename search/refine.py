@@ -1,6 +1,6 @@
 """The refine loop (DDS §3 as a product): a refinement suggestion becomes a child study.
 
-A suggestion (search/refinement.py) has a stable id, readable and the same on every read:
+A suggestion (search/analysis/suggestions.py) has a stable id, readable and the same on every read:
 `constraint:<space>:<constraint>` or `range:<space>:<param>`. `child_spec` turns a parent
 study's spec and one suggestion into the child's spec: the same dataset, recipe, samples,
 fidelities, promotion, complexity bounds, limits and seed, and one space, the refined one
@@ -252,7 +252,7 @@ def plan(store, parent_id: int, sid: str, results: dict | None = None) -> tuple[
     being created, failed, or has no finished trials; UnknownSuggestion / NotApplicable as
     `find`.
     """
-    from search.results import results_for
+    from search.analysis.results import results_for
     from search.spec.status import StudyStatus
 
     parent = store.get_study(parent_id)

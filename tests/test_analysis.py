@@ -1,4 +1,4 @@
-"""search.analysis against scipy, hand-worked cases and simulations with known answers."""
+"""search.analysis.statistics against scipy, hand-worked cases and simulations with known answers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from search import analysis as A
+from search.analysis import statistics as A
 
 # --- EDF and summary -----------------------------------------------------------------------
 
@@ -302,7 +302,7 @@ def test_dkw_band():
 
 def test_fit_top_regnet_recovers_a_regnet_among_winners():
     from anynet.regnet import quantized_block_widths
-    from search.fits import fit_top_regnet
+    from search.analysis.fits import fit_top_regnet
 
     regnet = quantized_block_widths(13, 24, 36.44, 2.49)  # RegNetX-200MF's block widths
     messy = [8, 64, 16, 200, 32, 48, 8, 512, 24, 24, 96, 256, 40]

@@ -1,4 +1,4 @@
-"""search.normalize: NDS normalisation of several spaces over one range (docs/method.md §6)."""
+"""search.analysis.normalize: NDS normalisation of several spaces over one range (docs/method.md §6)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from search import analysis as A
-from search.analysis import normalized_weights
-from search.normalize import DEFAULT_BINS, MIN_PER_BIN, choose_bins, ks_refusal, normalise
+from search.analysis import statistics as A
+from search.analysis.normalize import DEFAULT_BINS, MIN_PER_BIN, choose_bins, ks_refusal, normalise
+from search.analysis.statistics import normalized_weights
 
 
 def test_default_range_is_the_overlap_and_outside_is_left_out():

@@ -41,7 +41,7 @@ def _result(val_error, chance=0.9, val_size=288, status="done"):
 
 @pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_store_marks_counts_and_reports_trials_at_chance(db, request):
-    from search.results import results_for
+    from search.analysis.results import results_for
 
     url = request.getfixturevalue("sqlite_url" if db == "sqlite" else "pg_url")
     store = Store(url)

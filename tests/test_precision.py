@@ -148,7 +148,7 @@ def test_bf16_gives_fp32_answers_on_sampled_networks():
 def test_results_warn_when_a_level_mixes_precisions():
     import pandas as pd
 
-    from search.results import mixed_precisions
+    from search.analysis.results import mixed_precisions
 
     frame = pd.DataFrame({"status": ["done", "done", "done", "diverged"],
                           "precision": ["fp32", "bf16", "fp32", "bf16"]})  # fmt: skip

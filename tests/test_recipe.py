@@ -117,7 +117,7 @@ def test_the_readme_train_line_learns_digits_with_the_defaults(capsys):
 
 @pytest.mark.slow
 def test_a_study_of_regnetx_200mf_sized_networks_learns_with_the_defaults(sqlite_url):
-    from search.results import results_for
+    from search.analysis.results import results_for
     from search.store import Store
     from worker.loop import run_worker
 

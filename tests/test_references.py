@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from search.reference_results import beats_text, percentile
+from search.analysis.markers import beats_text, percentile
 from search.spec.study import StudySpec
 from search.store import Store, TrialOutcome
 
@@ -184,7 +184,7 @@ def test_creation_stores_every_reference_seed_at_every_level(store):
 
 
 def test_references_stay_out_of_spaces_promotion_and_statistics(store):
-    from search.results import results_for
+    from search.analysis.results import results_for
 
     study_id = store.create_study(SPEC)
     claims = _finish_all(store)
@@ -282,7 +282,7 @@ def test_a_worker_trains_reference_trials(sqlite_url):
         refs = [r for r in store.trials(study_id) if r["reference"] == "lenet"]
         assert [r["status"] for r in refs] == ["done", "done"], refs
         assert all(0 <= r["error"] <= 1 and r["epochs_done"] == 1 for r in refs)
-        from search.results import results_for
+        from search.analysis.results import results_for
 
         marker = results_for(store, study_id)["references"]["lenet"]
         assert marker["n"] == 2 and marker["percentile"]["AnyNetX_A"] in (0.0, 1.0)

@@ -9,7 +9,7 @@ from test_api import SPEC, finish_all, local_client
 
 from api.app import create_app
 from search import refine as R
-from search.results import results_for
+from search.analysis.results import results_for
 from search.spec.study import StudySpec
 from search.store import Store
 

@@ -1,4 +1,4 @@
-"""search.refinement: suggested constraints and ranges, with their false-discovery control."""
+"""search.analysis.suggestions: suggested constraints and ranges, with their false-discovery control."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from test_analysis import _bowl  # errors with a known best depth
 
-from search import refinement as R
+from search.analysis import suggestions as R
 
 
 def test_no_networks_no_suggestions():
@@ -123,7 +123,7 @@ def test_normalised_refinement_uses_the_stratified_test():
     s = {"errors": e, "bins": bins, "weights": 1.0 / (5 * np.bincount(bins)[bins])}
     rows = R.refinement_suggestions({"A": s | {"satisfies": {"increasing_width": mask}}}, reps=500)
     (row,) = [r for r in rows if r.get("constraint") == "increasing_width"]
-    from search.analysis import stratified_ks_test
+    from search.analysis.statistics import stratified_ks_test
 
     assert row["p"] == stratified_ks_test(e[~mask], bins[~mask], e[mask], bins[mask])[1]
     assert row["verdict"] == "no detectable difference"

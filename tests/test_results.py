@@ -1,4 +1,4 @@
-"""search.results: a study's results from a trial frame (and from a store, cached)."""
+"""search.analysis.results: a study's results from a trial frame (and from a store, cached)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search import analysis as A
-from search.results import results_for, study_results
+from search.analysis import statistics as A
+from search.analysis.results import results_for, study_results
 from search.spec.study import StudySpec
 
 
@@ -389,7 +389,7 @@ def test_refinement_evidence_reads_the_widths_as_built():
     # the built network's values; drawn widths that increase need not increase as built.
     from anynet.candidates import anynet_batch, count_batches
     from anynet.spaces import get_space
-    from search.results import _satisfies
+    from search.analysis.results import _satisfies
 
     space = get_space("AnyNetX_A")
     net = {k: getattr(space, k) for k in ("stem", "block", "se_ratio", "head_width")}

@@ -220,7 +220,7 @@ function renderKs(r) {
     `over these ${list.length} pairs. The refinement suggestions between spaces below use these same tests and q.`;
   document.querySelector("#ks tbody").replaceChildren(...list.map((k) => {
     const tr = el("tr", null, k.q !== null && k.q < 0.05 ? "strong" : "");
-    // a refused normalised test: no p to trust, and the reason instead (search.normalize.ks_refusal)
+    // a refused normalised test: no p to trust, and the reason instead (search.analysis.normalize.ks_refusal)
     const p = k.refused ? el("td", "refused", "refused") : el("td", fmt(k.p, 4));
     if (k.refused) { p.title = k.refused; tr.dataset.refused = k.refused; }
     tr.append(el("td", k.a), el("td", k.b), el("td", fmt(k.D, 3)), p, el("td", k.refused ? "–" : fmt(k.q, 4)));

@@ -1,14 +1,14 @@
 """Refinement: what a study's errors say about the next constraint or range (DDS §3).
 
-Pure functions over the per-space arrays that search.results gathers; the statistics come
-from search.analysis (means, KS tests, permutation tests, bootstrap best ranges).
+Pure functions over the per-space arrays that search.analysis.results gathers; the statistics come
+from search.analysis.statistics (means, KS tests, permutation tests, bootstrap best ranges).
 
 As DDS does, a constraint is judged by the EDF of the whole space against the EDF of the
 space with the constraint: another space that differs by exactly that constraint, or else
 the subset of the space's networks that meet it. D is reported for whole vs subset; its
 test is subset vs the rest, the same test (D_whole = (1 − k/n)·D_rest unweighted) with
 independent samples. With NDS normalisation (`bins` given) the tests are
-search.analysis.stratified_ks_test, complexity-adjusted where `complexity` is given.
+search.analysis.statistics.stratified_ks_test, complexity-adjusted where `complexity` is given.
 Space-vs-space rows reuse the study's pairwise KS table (same test, same Benjamini–Hochberg family, so the page and `dse edf`
 agree); the within-space tests form their own family.
 """
@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from search.analysis import (
+from search.analysis.statistics import (
     ALPHA,
     as_errors,
     best_range,

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from search.analysis import as_errors
+from search.analysis.statistics import as_errors
 
 _EFIT: OrderedDict[tuple[int, ...], float] = OrderedDict()  # e_fit by block widths
 _EFIT_SIZE = 200_000

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from search.analysis import bin_index
+from search.analysis.statistics import bin_index
 
 DEFAULT_BINS = 40  # NDS Figs. 1 and 3 (20 in Figs. 9-11): the most bins chosen from the data
 MIN_PER_BIN = 3  # networks of each space a bin needs for the within-bin KS test (§6 table)

@@ -2,7 +2,7 @@
 
 `study_results` is a pure function of the store's trial frame and the study spec;
 `results_for` reads both from a store (the API caches its answers: api/results_cache.py).
-The statistics live in search.analysis, .normalize (NDS), .fits (RegNet), .refinement and
+The statistics live in search.analysis.statistics, .normalize (NDS), .fits (RegNet), .refinement and
 .learning; this file (~420 lines) has the one job of assembling them into the results dict.
 
 Choices (documented here because the API and CLI inherit them):
@@ -12,13 +12,13 @@ Choices (documented here because the API and CLI inherit them):
   n_diverged). `failed` and `cancelled` trials are left out and counted as n_failed /
   n_cancelled; `waiting` and `running` ones as n_pending.
 - Normalisation (NDS §4): `bins` equal bins (default: chosen from the data,
-  search.normalize.choose_bins, at most 40) over `range` (default: the overlap of the
+  search.analysis.normalize.choose_bins, at most 40) over `range` (default: the overlap of the
   spaces' complexity); networks outside are left out of every statistic and counted as
   n_outside; a bin a space does not reach is a ValueError naming both.
 - KS table: scipy's two-sample KS unnormalised; with normalisation the stratified
   permutation test with residuals of an error-vs-complexity fit permuted within bins
-  (search.analysis.stratified_ks_test, calibrated by docs/method.md §6's table, seeded),
-  or no p and `refused` saying why (search.normalize.ks_refusal: too few networks a bin).
+  (search.analysis.statistics.stratified_ks_test, calibrated by docs/method.md §6's table, seeded),
+  or no p and `refused` saying why (search.analysis.normalize.ks_refusal: too few networks a bin).
   `imbalance_p` tests whether the two spaces' complexity differs inside bins (why the
   adjustment is needed). Benjamini–Hochberg q over the pairwise tests; refinement rows
   between spaces reuse them.
@@ -40,7 +40,7 @@ regnet_top_k; refinement [{space, kind, ..., text}]; progress {name: [{level, ep
 waiting, running, done, diverged, failed, cancelled, total, not_learned}]}; not_learned
 [{space, n, of, text}] (spaces with > 10% of done trials at chance, search/spec/learning.py);
 references {label: {name, n, seeds, n_diverged, n_failed, n_pending, errors, mean, sd, lo, hi,
-band, flops, params, acts, percentile {space}, text {space}, n_reused, reused}} (search/reference_results.py;
+band, flops, params, acts, percentile {space}, text {space}, n_reused, reused}} (search/analysis/markers.py;
 reference trials enter no space's statistics).
 """
 
@@ -53,14 +53,14 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from search import analysis as A
-from search.fits import efits, fit_winners
+from search.analysis import statistics as A
+from search.analysis.fits import efits, fit_winners
+from search.analysis.markers import reference_markers
+from search.analysis.normalize import ks_refusal, normalise
+from search.analysis.suggestions import benjamini_hochberg, refinement_suggestions
 from search.jsonable import Ready as _Ready
 from search.jsonable import json_safe as _jsonable
-from search.normalize import ks_refusal, normalise
-from search.reference_results import reference_markers
 from search.refine import annotate
-from search.refinement import benjamini_hochberg, refinement_suggestions
 from search.spec.learning import not_learned_spaces, space_learning
 
 NORMALIZE = ("flops", "params", "acts")
@@ -195,7 +195,7 @@ def _pick_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _normalisation(counted, by_space, normalize, bins, c_range):
-    """NDS normalisation of every space over one range (search.normalize), or None."""
+    """NDS normalisation of every space over one range (search.analysis.normalize), or None."""
     if not normalize:
         return None
     groups = {n: counted[normalize].to_numpy(np.float64)[i] for n, i in by_space.items()}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from search import analysis as A
+from search.analysis import statistics as A
 
 COUNTED = ("done", "diverged")
 
