@@ -130,9 +130,9 @@ def stop_workers(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
 
 def serve(args, on_ready=None) -> int:
     """Run uvicorn on args.host:args.port with the planned local workers until interrupted."""
-    from api.app import create_app
-    from api.limits import SpecLimits
-    from api.server import access, bind, make_server, url_of
+    from api.http.app import create_app
+    from api.http.limits import SpecLimits
+    from api.http.server import access, bind, make_server, url_of
 
     sock = bind(args.host, args.port)
     app = create_app(

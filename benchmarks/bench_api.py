@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from api.app import create_app
+from api.http.app import create_app
 from search.store import Store, TrialOutcome
 from testkit import browser as chromium
 from testkit.server import serve

@@ -40,8 +40,8 @@ def serve_main(db: str, port: int, mode: str) -> None:
     """In the server's process: the app on 127.0.0.1:port (`mode`: fixed or baseline)."""
     import uvicorn
 
-    from api.app import create_app
-    from api.results_cache import ResultsCache
+    from api.http.app import create_app
+    from api.http.results_cache import ResultsCache
 
     app = create_app(db)
     if mode == "baseline":  # in the request's thread, nothing refused (the cache of before)

@@ -1,8 +1,8 @@
 """Creator: runs study creations in child processes, so no request waits for sampling.
 
 The same children run other CPU-bound work of the server: `call` (the estimate's sampling
-and speed probe, bounded in time and memory: api/routes/form.py) and `pool` (the results of
-a study: api/results_cache.py).
+and speed probe, bounded in time and memory: api/http/routes/form.py) and `pool` (the results of
+a study: api/http/results_cache.py).
 
 Why processes and not threads: sampling is CPU-bound Python and numpy, and a thread of the
 API process would hold the GIL; a pure-Python millisecond of request work took up to 40 ms

@@ -336,7 +336,7 @@ def prices(spec: StudySpec) -> list[SpaceFlops]:
 
 
 def prices_or_error(spec_json: str) -> dict:
-    """In a child (api/routes/form.py): {"prices": [SpaceFlops fields]}, or {"error": message,
+    """In a child (api/http/routes/form.py): {"prices": [SpaceFlops fields]}, or {"error": message,
     "field", "reason"}: a ValueError comes back as data, and the server answers its 422."""
     from search.spec.study import StudySpec
 

@@ -12,9 +12,9 @@ import yaml
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from api.app import create_app
-from api.limits import SpecLimits
-from api.results_cache import ResultsCache
+from api.http.app import create_app
+from api.http.limits import SpecLimits
+from api.http.results_cache import ResultsCache
 from search.store import Store, TrialOutcome
 from testkit.server import CREATE_WAIT
 
@@ -257,7 +257,7 @@ def test_results_cache_keeps_the_most_recently_used_answers():
 
 
 def test_results_cache_bounds_what_waits_and_what_runs():
-    from api.results_cache import ResultsBusy
+    from api.http.results_cache import ResultsBusy
 
     gate, started = threading.Event(), threading.Event()
 
@@ -307,7 +307,7 @@ def test_edf_is_analysed_in_a_child_process(client, store):
 
 
 def test_a_busy_results_cache_is_a_503_with_retry_after(client):
-    from api.results_cache import ResultsBusy
+    from api.http.results_cache import ResultsBusy
 
     sid = created(client)
 

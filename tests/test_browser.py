@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from api.app import create_app
+from api.http.app import create_app
 from search.store import Store, TrialOutcome
 from testkit import browser as chromium
 from testkit.browser import WAIT_MS

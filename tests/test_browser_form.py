@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_browser import launch
 
-from api.app import create_app
+from api.http.app import create_app
 from search.spec.study import StudySpec
 from search.store import Store, TrialOutcome
 from testkit.browser import WAIT_MS

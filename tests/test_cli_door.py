@@ -240,7 +240,7 @@ def test_failures_in_the_api_and_a_page_that_shows_them(tmp_path, sqlite_url):
 
     from test_api import local_client
 
-    from api.app import create_app
+    from api.http.app import create_app
 
     store = Store(sqlite_url)
     try:
@@ -257,7 +257,7 @@ def test_failures_in_the_api_and_a_page_that_shows_them(tmp_path, sqlite_url):
             assert edf.status_code == 200 and edf.json()["failures"] == expected
     finally:
         store.close()
-    static = Path(__file__).parents[1] / "api" / "static"
+    static = Path(__file__).parents[1] / "api" / "http" / "static"
     assert 'id="failures"' in (static / "study.html").read_text()
     assert "renderFailures(study.progress.failures" in (static / "study.js").read_text()
 

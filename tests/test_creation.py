@@ -20,7 +20,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from api.app import create_app
+from api.http.app import create_app
 from search.creator import Creator
 from search.spec.status import StudyStatus, TrialStatus
 from search.store import Store

@@ -22,7 +22,7 @@ SPEC = {"name": "guards", "spaces": [{"preset": "AnyNetX_A"}], "samples": 2}
 
 
 # --- Plotly renders a subset of HTML in trace names, titles and annotations -------------------
-PAGE_SCRIPTS = sorted((ROOT / "api" / "static").glob("study*.js"))
+PAGE_SCRIPTS = sorted((ROOT / "api" / "http" / "static").glob("study*.js"))
 # what may be interpolated into a Plotly label unescaped: numbers and the page's own words
 SAFE = re.compile(
     r"^(plotlyText\(.*\)|pct\(.*\)|fmt\(.*\)|s\.n|ref\.n|study\.parent\.id|norm|beats\.join\(.*\))$"
@@ -69,7 +69,7 @@ def test_every_plotly_label_escapes_what_it_interpolates(script):
 
 
 def test_the_efit_legend_escapes_space_names():
-    text = (ROOT / "api" / "static" / "study.js").read_text()
+    text = (ROOT / "api" / "http" / "static" / "study.js").read_text()
     efit = text[text.index("function renderEfit") : text.index("function renderParams")]
     names = [v for k, v in _plotly_labels(efit) if k == "name"]
     assert names and all(v.startswith("plotlyText(") for v in names)
@@ -89,7 +89,7 @@ def test_scaling_refuses_budgets_out_of_reach(budget):
 def test_export_route_names_scale_flops_for_a_budget_out_of_reach(tmp_path):
     from test_api import finish_all, local_client
 
-    from api.app import create_app
+    from api.http.app import create_app
     from search.store import Store
 
     spec = {

@@ -352,7 +352,7 @@ def _study_with_trials(tmp_path):
 def test_a_study_export_has_the_study_input_both_networks_and_only_formats_that_build(tmp_path):
     from test_api import local_client
 
-    from api.app import create_app
+    from api.http.app import create_app
 
     store, _, sid = _study_with_trials(tmp_path)
     try:

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from anynet.preset_catalog import INFO
 from anynet.spaces import PRESETS
-from api.app import create_app
-from api.routes.form import Estimate, Preset
+from api.http.app import create_app
+from api.http.routes.form import Estimate, Preset
 from search.estimate import SPLITS, data_sizes, level_counts
 from search.spec.study import DatasetSpec, StudySpec
 from search.store import Store, TrialOutcome
@@ -270,7 +270,7 @@ def test_store_speed_counts_flops_at_the_input_trials_trained_at(client, store):
 
 
 def test_estimate_counts_without_a_speed_when_the_probe_fails(client):
-    from api.routes.form import SpeedProbe
+    from api.http.routes.form import SpeedProbe
 
     app = client.app  # a probe whose child raises: int("x")
     app.state.speed_probe = SpeedProbe(app.state.creator, target=functools.partial(int, "x"))

@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
 from api import cli_serve
-from api.app import create_app
-from api.limits import SpecLimits
-from api.server import access, bind, make_server
+from api.http.app import create_app
+from api.http.limits import SpecLimits
+from api.http.server import access, bind, make_server
 from search.store import Store
 from testkit.server import CREATE_WAIT
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from api.app import create_app
-from api.limits import SpecLimits
+from api.http.app import create_app
+from api.http.limits import SpecLimits
 from search.store import Store, TrialOutcome
 
 pytestmark = pytest.mark.timeout(240)

@@ -129,7 +129,7 @@ def test_api_check_parameter_refuses_with_422_and_the_numbers(tmp_path, monkeypa
     monkeypatch.setenv("DSE_THREADS", "1")
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from api.http.app import create_app
 
     store = Store(f"sqlite:///{tmp_path / 'api.db'}")
     try:
@@ -143,7 +143,7 @@ def test_api_check_parameter_refuses_with_422_and_the_numbers(tmp_path, monkeypa
             assert "against chance" in error["reason"] and "288 images" in error["reason"]
             assert client.get("/api/studies").json() == []
             assert client.post("/api/studies", json=CANNOT_LEARN).status_code == 201  # unchecked
-            from api.routes import studies
+            from api.http.routes import studies
 
             assert studies._CHECKING.acquire(blocking=False)  # a check is training meanwhile
             try:

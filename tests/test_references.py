@@ -86,7 +86,7 @@ def test_a_reference_too_small_for_the_dataset_is_refused_at_the_spec():
 
 
 def test_operator_limits_bound_references_seeds_and_inline_sizes():
-    from api.limits import SpecLimitError, SpecLimits
+    from api.http.limits import SpecLimitError, SpecLimits
 
     spec = StudySpec.model_validate(SPEC)
     SpecLimits().check(spec)
@@ -110,7 +110,7 @@ def test_operator_limits_bound_references_seeds_and_inline_sizes():
 def test_api_refuses_an_unknown_reference_with_a_422_naming_it(tmp_path):
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from api.http.app import create_app
 
     store = Store(f"sqlite:///{tmp_path / 'api.db'}")
     try:
@@ -229,9 +229,9 @@ def test_a_retried_reference_trial_stays_a_reference(store):
 def test_edf_route_and_dse_edf_show_the_markers(store, tmp_path, capsys):
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
     from api.cli import main
-    from api.schemas import Results
+    from api.http.app import create_app
+    from api.http.schemas import Results
 
     study_id = store.create_study(SPEC)
     _finish_all(store)

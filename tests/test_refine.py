@@ -7,7 +7,7 @@ import json
 import pytest
 from test_api import SPEC, finish_all, local_client
 
-from api.app import create_app
+from api.http.app import create_app
 from search import refine as R
 from search.analysis.results import results_for
 from search.spec.study import StudySpec

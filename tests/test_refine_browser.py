@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from api.app import create_app
+from api.http.app import create_app
 from search.store import Store
 from testkit import browser as chromium
 from testkit.browser import WAIT_MS

@@ -26,7 +26,7 @@ from anynet.scaling import (
 )
 from anynet.spaces import get_space
 from anynet.spec import NetSpec
-from api.app import create_app
+from api.http.app import create_app
 from search.store import Store
 
 X400_PARAMS = RegNetParams(depth=22, w0=24, wa=24.48, wm=2.54, group_width=16)

@@ -20,8 +20,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from anynet.spaces import PRESETS
-from api.app import create_app
-from api.limits import SpecLimits
+from api.http.app import create_app
+from api.http.limits import SpecLimits
 from search.spec.study import DatasetName, DatasetSpec, StudySpec
 from search.spec.text import MAX_NODES, load_text
 from search.store import Store

@@ -42,7 +42,7 @@ def allowed_root(root: Path, env: dict[str, str] | None = None) -> Path:
     """The root resolved (symlinks and '..' followed), refused with DatasetError when the
     process's DSE_DATA_DIRS is set and the resolved root lies outside every directory in it.
 
-    The server checks a root when the study is posted (api.limits); this is the check where
+    The server checks a root when the study is posted (api.http.limits); this is the check where
     the files are opened, so a directory replaced later by a symlink outward is not read.
     The worker reads the resolved path, not the link."""
     env = os.environ if env is None else env

@@ -1,7 +1,7 @@
 """A study's results: the numbers docs/method.md §6 compares design spaces by, as one JSON-able dict.
 
 `study_results` is a pure function of the store's trial frame and the study spec;
-`results_for` reads both from a store (the API caches its answers: api/results_cache.py).
+`results_for` reads both from a store (the API caches its answers: api/http/results_cache.py).
 The statistics live in search.analysis.statistics, .normalize (NDS), .fits (RegNet), .refinement and
 .learning; this file (~420 lines) has the one job of assembling them into the results dict.
 
@@ -505,7 +505,7 @@ def mixed_precisions(trials: pd.DataFrame) -> str | None:
 
 
 def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, c_range=None):
-    """study_results of a study in a store (the API caches them: api/results_cache.py)."""
+    """study_results of a study in a store (the API caches them: api/http/results_cache.py)."""
     c_range = tuple(c_range) if c_range is not None else None
     study = store.get_study(study_id)
     spec = study.spec

@@ -7,9 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from api.deps import get_store
-from api.routes.studies import ERRORS, StudyId, study_or_404
-from api.schemas import ErrorBody
+from api.http.deps import get_store
+from api.http.routes.studies import ERRORS, StudyId, study_or_404
+from api.http.schemas import ErrorBody
 from search.exports import FormatUnavailable, NothingToExport, full_run_recipe, plan_export
 from search.spec.study import Recipe
 

@@ -16,11 +16,11 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from api.deps import DEFAULT_MAX_BODY, SpecLimits
 from api.errors import error_items
-from api.middleware import LOOPBACK_NAMES, BodyLimit, HostOriginGuard
-from api.results_cache import ResultsBusy, ResultsCache
-from api.routes import exports, form, health, pages, refine, studies
+from api.http.deps import DEFAULT_MAX_BODY, SpecLimits
+from api.http.middleware import LOOPBACK_NAMES, BodyLimit, HostOriginGuard
+from api.http.results_cache import ResultsBusy, ResultsCache
+from api.http.routes import exports, form, health, pages, refine, studies
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("dse.api")

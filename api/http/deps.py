@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from api.limits import SpecLimits
+from api.http.limits import SpecLimits
 from search.spec.text import load_text
 
-# A spec is a few kB; the operator's other limits (api/limits.py) bound what it may ask for.
+# A spec is a few kB; the operator's other limits (api/http/limits.py) bound what it may ask for.
 DEFAULT_MAX_BODY = 256 * 1024
 
 

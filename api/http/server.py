@@ -23,7 +23,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from api.middleware import LOOPBACK_NAMES
+from api.http.middleware import LOOPBACK_NAMES
 
 READ_TIMEOUT = 30.0  # seconds for one request to arrive (256 kB at ~10 kB/s)
 KEEP_ALIVE = 5.0  # seconds an idle keep-alive connection stays open (uvicorn's default)

@@ -19,10 +19,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.deps import get_limits, get_store, posted_spec, require_token
-from api.limits import SpecLimits
-from api.routes.studies import ERRORS, MUTATING, SPEC_BODY
-from api.schemas import ErrorBody
+from api.http.deps import get_limits, get_store, posted_spec, require_token
+from api.http.limits import SpecLimits
+from api.http.routes.studies import ERRORS, MUTATING, SPEC_BODY
+from api.http.schemas import ErrorBody
 
 router = APIRouter(tags=["form"])
 log = logging.getLogger("dse.api")

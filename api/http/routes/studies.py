@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from api.deps import (
+from api.http.deps import (
     YAML_TYPES,
     SpecLimits,
     get_limits,
@@ -18,7 +18,7 @@ from api.deps import (
     posted_spec,
     require_token,
 )
-from api.schemas import (
+from api.http.schemas import (
     ErrorBody,
     Results,
     StudyCreated,

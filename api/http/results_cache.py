@@ -5,7 +5,7 @@ every second. So: the first request computes and waits; once a version is cached
 store version is computed by one background thread while requests keep getting the last
 answer (with its own ETag) for up to `wait` seconds; the page picks the new one up at its
 next poll. Polls never queue behind the analysis and never run it twice at once. Each answer
-is validated into api.schemas.Results (the documented shape) and serialised by it (NaN and
+is validated into api.http.schemas.Results (the documented shape) and serialised by it (NaN and
 infinities as null); exports read the same cached answers.
 
 Hostile reads (issue 23: 8 clients each asking a new `range` of a 2,000-trial study held
@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from pydantic import BaseModel
 
-from api.schemas import Results
+from api.http.schemas import Results
 
 
 class ResultsBusy(RuntimeError):

@@ -8,8 +8,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import SpecLimits, get_limits, get_store, require_token
-from api.routes.studies import (
+from api.http.deps import SpecLimits, get_limits, get_store, require_token
+from api.http.routes.studies import (
     ERRORS,
     MUTATING,
     Normalize,
@@ -18,7 +18,7 @@ from api.routes.studies import (
     creation_of,
     study_or_404,
 )
-from api.schemas import ErrorBody, StudyCreated
+from api.http.schemas import ErrorBody, StudyCreated
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import get_store
+from api.http.deps import get_store
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("dse.api")
