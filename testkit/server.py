@@ -16,7 +16,7 @@ def serve(app, start_timeout: float = 30.0) -> Iterator[str]:
 
     sock = socket.socket(
         socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
-    )  # cli_serve.bind: NODELAY
+    )  # api.cli.serve bind: NODELAY
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -1,4 +1,4 @@
-"""`dse model`, `dse sample`, `dse export`: in-process through api.cli.main, once as a process."""
+"""`dse model`, `dse sample`, `dse export`: in-process through api.cli.parser, once as a process."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from anynet.export import spec_from_pycls
 from anynet.regnet import RegNetParams, regnet_spec
 from anynet.spec import NetSpec
 from api.cli import main
-from api.cli_kit import parse_bounds, parse_number
+from api.cli.kit import parse_bounds, parse_number
 
 ROOT = Path(__file__).resolve().parents[1]
 X400 = "22,24,24.48,2.54,16"

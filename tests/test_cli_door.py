@@ -101,12 +101,12 @@ def test_an_unknown_study_names_no_request_part(capsys, tmp_path, sqlite_url):
 
 
 def test_an_unexpected_error_is_one_line_without_traceback(capsys, monkeypatch, sqlite_url):
-    import api.cli_study
+    import api.cli.study
 
     def boom(args):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(api.cli_study, "cmd_list", boom)
+    monkeypatch.setattr(api.cli.study, "cmd_list", boom)
     code, out, err = run(capsys, "study", "list", "--db", sqlite_url)
     assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
     assert "KeyError" in err and "DSE_TRACEBACK=1" in err
@@ -222,7 +222,7 @@ def test_wait_reports_progress_per_level_and_time_left(capsys, tmp_path, sqlite_
 
 
 def test_eta_from_the_rate_measured():
-    from api.cli_study import Eta, wait_line
+    from api.cli.study import Eta, wait_line
 
     eta = Eta(done=0.0, created_seconds_ago=100.0)
     assert eta.seconds_left(0.0, 10.0) is None  # nothing trained yet: no rate

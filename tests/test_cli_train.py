@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from api.cli import CliError, main
-from api.cli_kit import parse_regnet
+from api.cli.kit import parse_regnet
+from api.cli.parser import CliError, main
 from worker.bench import format_report
 
 

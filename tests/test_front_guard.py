@@ -20,7 +20,7 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
-from api import cli_serve
+from api.cli import serve as cli_serve
 from api.http.app import create_app
 from api.http.limits import SpecLimits
 from api.http.server import access, bind, make_server

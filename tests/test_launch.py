@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from api.cli import build_parser
-from api.cli_launch import ray_command, slurm_command
+from api.cli.launch import ray_command, slurm_command
+from api.cli.parser import build_parser
 from search.store import Store
 from worker.launch import WorkerCommand, require_shared_database
 

@@ -159,7 +159,7 @@ def test_results_warn_when_a_level_mixes_precisions():
 
 
 def test_workers_started_by_dse_serve_get_the_cap_on_amx_cpus(monkeypatch):
-    from api import cli_serve
+    from api.cli import serve as cli_serve
 
     started = []
 

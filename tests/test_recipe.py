@@ -73,7 +73,7 @@ def test_a_stored_spec_keeps_its_unset_fields_unset():
 
 
 def test_defaults_are_stated_in_the_schema_the_cli_help_and_the_readme(capsys):
-    from api.cli import build_parser
+    from api.cli.parser import build_parser
 
     props = StudySpec.model_json_schema()["$defs"]["Recipe"]["properties"]
     rules = {

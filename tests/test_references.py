@@ -330,7 +330,7 @@ def test_png_reference_labels_stay_inside_the_axes_and_quote_the_servers_percent
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from api.cli_results import _plot_references
+    from api.cli.edf import _plot_references
 
     spaces = ["AnyNetX_A", "AnyNetX_B", "AnyNetX_C", "AnyNetX_D", "AnyNetX_E"]
     refs = {
@@ -364,7 +364,7 @@ def test_png_best_efit_ranges_are_stacked_strips_in_the_legend():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from api.cli_results import _plot_efit
+    from api.cli.edf import _plot_efit
 
     best = {"lo": 0.1, "median": 0.2, "hi": 0.4}
     fits = {f"S{i}": {"x": [0.1, 0.2], "error": [0.3, 0.4], "best": best} for i in range(5)}

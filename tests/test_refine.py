@@ -410,7 +410,7 @@ def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent
         marker = r["references"]["resnet20"]
         assert marker["n"] == 2 and marker["n_reused"] == 2
         assert f"reused from study {parent}" in marker["reused"]
-        from api.cli_results import table
+        from api.cli.edf import table
 
         assert f"2 of 2 seeds reused from study {parent}" in table(r)
         row = r["vs_parent"]

@@ -127,7 +127,7 @@ def test_bad_arguments_name_the_field(digits, monkeypatch):
 
 
 def test_local_cpu_workers_are_given_the_thread_variable_the_worker_reads():
-    from api.cli_serve import worker_plan
+    from api.cli.serve import worker_plan
     from worker.train import THREADS_ENV
 
     plan = worker_plan(2, "cpu")
@@ -189,7 +189,7 @@ def test_a_training_uses_one_thread_unless_told_otherwise(monkeypatch):
 
 
 def test_dse_train_and_dse_worker_say_the_default_is_one_thread():
-    from api.cli import build_parser
+    from api.cli.parser import build_parser
 
     parser = build_parser()
     for command in ("train", "worker"):

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from api.cli import db_option
+from api.cli.parser import db_option
 from search.spec.status import TrialStatus
 
 TERMINAL = tuple(s.value for s in TrialStatus.ended())
@@ -252,6 +252,6 @@ def cmd_demo(args) -> int:
 
 def _demo_summary(results: dict) -> str:
     """What `dse edf` prints for the study: per-space errors, KS table, findings, e_fit."""
-    from api.cli_results import table
+    from api.cli.edf import table
 
     return table(results)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from api.cli import CliError, db_option
+from api.cli.parser import CliError, db_option
 
 
 def register(subparsers) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from api.cli import CliError, db_option, emit_json
-from api.cli_kit import network, one_line_errors, parse_bounds, read_data, reference_network
+from api.cli.kit import network, one_line_errors, parse_bounds, read_data, reference_network
+from api.cli.parser import CliError, db_option, emit_json
 
 
 def register(subparsers) -> None:
@@ -309,7 +309,7 @@ STUDY_ONLY = {"se": "se", "bot-mul": "bot_mul", "rounding": "rounding", "resolut
 def _export_study(args) -> int:
     """`dse export --study ID [--space S] --format F`: as GET /api/studies/{id}/export;
     `dse export --study ID --trials`: every trial as CSV (GET .../trials?format=csv)."""
-    from api.cli_results import _study_id
+    from api.cli.edf import _study_id
     from search.analysis.results import results_for
     from search.exports import NothingToExport, full_run_recipe, plan_export, trials_csv
     from search.store import Store

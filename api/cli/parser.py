@@ -13,13 +13,13 @@ from search.jsonable import json_safe
 # Each module defines register(subparsers); their handlers take the parsed args and
 # return an exit code (or None for 0).
 COMMAND_MODULES = (
-    "api.cli_anynet",
-    "api.cli_scale",
-    "api.cli_train",
-    "api.cli_study",
-    "api.cli_results",
-    "api.cli_serve",
-    "api.cli_launch",
+    "api.cli.anynet",
+    "api.cli.scale",
+    "api.cli.train",
+    "api.cli.study",
+    "api.cli.edf",
+    "api.cli.serve",
+    "api.cli.launch",
 )
 
 # Commands that train in their own process: they start with glibc malloc settings that keep
@@ -56,7 +56,7 @@ def version() -> str:
         import tomllib
         from pathlib import Path
 
-        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
         return tomllib.loads(pyproject.read_text())["project"]["version"]
 
 
@@ -106,7 +106,3 @@ def unexpected(e: Exception) -> tuple[str, int]:
     if isinstance(e, SQLAlchemyError) or type(e).__module__.startswith(("psycopg", "optuna")):
         return f"database unreachable or refused: {first}; check --db / $DSE_DB", 2
     return f"{type(e).__name__}: {first} (a bug: {TRACEBACK_ENV}=1 shows the traceback)", 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from api.cli import CliError, emit_json
-from api.cli_kit import network, reference_network
+from api.cli.kit import network, reference_network
+from api.cli.parser import CliError, emit_json
 
 
 def register(subparsers) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api.cli import emit_json
-from api.cli_kit import network, one_line_errors
+from api.cli.kit import network, one_line_errors
+from api.cli.parser import emit_json
 
 
 def register(subparsers) -> None:

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from api.cli import CliError
+from api.cli.parser import CliError
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*([kmgt]?)f?\s*$", re.I)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from api.cli import CliError, db_option, emit_json
+from api.cli.parser import CliError, db_option, emit_json
 
 NORMALIZE = ("flops", "params", "acts")
 
@@ -108,7 +108,7 @@ def table(results: dict) -> str:
             )
         )
     if results.get("failures"):
-        from api.cli_study import failure_lines
+        from api.cli.study import failure_lines
 
         lines += ["", *failure_lines(results["failures"])]
     if results["ks"]:
@@ -295,7 +295,7 @@ def cmd_edf(args) -> int:
         raise CliError("--bins/--range: they set up --normalize; give --normalize too")
     c_range = None
     if args.c_range:
-        from api.cli_anynet import parse_bounds
+        from api.cli.anynet import parse_bounds
 
         c_range = parse_bounds(args.c_range, "--range")
     store = Store(args.db, create=False)

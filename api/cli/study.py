@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from api.cli import CliError, db_option, emit_json
+from api.cli.parser import CliError, db_option, emit_json
 from search.spec.status import StudyStatus, TrialStatus
 
 
