@@ -20,9 +20,9 @@ from anynet.reference import REFERENCES, ReferenceSpec, reference
 from anynet.regnet import RegNetParams, regnet_spec, regnet_widths
 from anynet.regnet_fit import fit_regnet
 from anynet.rounding import Rounding
-from anynet.sampling import InfeasibleError, sample
 from anynet.scaling import scale
 from anynet.spaces import PRESETS, DesignSpace, get_space
+from anynet.spaces.sampling import InfeasibleError, sample
 from anynet.spec import NetSpec, StageSpec, StemSpec
 
 __all__ = [

@@ -25,7 +25,7 @@ import json
 from typing import Any
 
 from anynet.reference import ReferenceSpec
-from anynet.reference_export import export_reference, render_reference
+from anynet.reference.export import export_reference, render_reference
 from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, stages_of
 from anynet.regnet_fit import recognise_regnet
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
@@ -354,7 +354,7 @@ def export_dict(target: RegNetParams | NetSpec | ReferenceSpec, fmt: str, **spec
 
     Every export builds the same network (the module docstring says how), so the result
     does not say so per export. A reference network exports by name
-    (anynet.reference_export).
+    (anynet.reference.export).
     """
     if isinstance(target, ReferenceSpec):
         return export_reference(target, fmt)

@@ -24,8 +24,8 @@ import numpy as np
 
 from anynet import regnet_fit as new
 from anynet.regnet import quantized_block_widths
-from anynet.sampling import sample
 from anynet.spaces import get_space
+from anynet.spaces.sampling import sample
 from testkit.fit_reference import reference_fit
 
 ROOT = Path(__file__).resolve().parents[1]

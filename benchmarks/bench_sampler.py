@@ -6,7 +6,7 @@ Rates are per CPU second (the machine is shared; wall seconds are printed too).
 Figures (issue 2 goals: ≥ 5,000 draws/s; 500 AnyNetX_A networks in 360–400 MF at 224 px
 in under 10 s on a 2-core machine):
 - exact: unbounded sampling, so every candidate that meets the constraints is a sample:
-  counted exactly over its batch (anynet.candidates, the layer descriptions over arrays)
+  counted exactly over its batch (anynet.spaces.candidates, the layer descriptions over arrays)
   and built as a NetSpec: draws/s and counted/s (samples per second);
 - window: 500 networks in the DDS window (docs/method.md §4), draws, acceptance, seconds,
   candidate draws per second (every candidate is counted exactly over its batch; only the
@@ -23,8 +23,8 @@ import argparse
 import json
 import time
 
-from anynet.sampling import sample
 from anynet.spaces import get_space
+from anynet.spaces.sampling import sample
 
 WINDOW = {"flops": (360e6, 400e6)}
 MAX_DRAWS = 100_000_000  # AnyNetX_E needs ~3e7 draws for 500 in the window

@@ -32,7 +32,7 @@ from search.store.creation import CreationBudget
 
 log = logging.getLogger("dse.creator")
 # What the forkserver imports once (search/forkserver_main.py says why the first).
-PRELOAD = ["search.forkserver_main", "search.store", "anynet.sampling"]
+PRELOAD = ["search.forkserver_main", "search.store", "anynet.spaces.sampling"]
 MAIN_ENV = "DSE_FORKSERVER_MAIN"  # read by search/forkserver_main.py in the forkserver
 NICENESS = 10  # a creation yields the CPU to the server's requests
 PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies

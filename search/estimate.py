@@ -194,8 +194,8 @@ def _priced(
     """(mean flops at the training input, networks priced, draws) of the first n samples,
     or (field, reason) of the bound that no draw met."""
     from anynet.network import network_complexity, with_input
-    from anynet.sampling import InfeasibleError, sample
     from anynet.spaces import DesignSpace
+    from anynet.spaces.sampling import InfeasibleError, sample
 
     space = DesignSpace.model_validate_json(space_json)
     limits = {k: (lo, hi) for k, lo, hi in bounds} or None

@@ -11,7 +11,7 @@ from anynet.build import build
 from anynet.complexity import counts
 from anynet.network import network_complexity
 from anynet.reference import REFERENCES, ReferenceSpec
-from anynet.reference_export import TIMM, TORCHVISION
+from anynet.reference.export import TIMM, TORCHVISION
 
 torch.set_num_threads(1)
 

@@ -207,8 +207,8 @@ def test_bad_format_and_options():
 
 @pytest.mark.parametrize("space", ["RegNetX", "RegNetY"])
 def test_sampled_regnets_export_to_every_target(space):
-    from anynet.sampling import sample
     from anynet.spaces import get_space
+    from anynet.spaces.sampling import sample
 
     bounds = {"flops": (150e6, 250e6)}
     for s in sample(get_space(space), 2, seed=11, bounds=bounds, num_classes=10).samples:
@@ -293,8 +293,8 @@ def _shapes(model) -> list[tuple[int, ...]]:
 
 
 def _release_cases() -> list[tuple[str, NetSpec]]:
-    from anynet.sampling import sample
     from anynet.spaces import get_space
+    from anynet.spaces.sampling import sample
 
     cifar = {"stem": {"type": "cifar", "width": 16}, "resolution": 32, "num_classes": 10}
     stages = [{"depth": 3, "width": w, "stride": s} for w, s in ((16, 1), (32, 2), (64, 2))]

@@ -22,11 +22,11 @@ from anynet import families as F
 from anynet.build import build
 from anynet.complexity import anynet_counts, bias_flops, complexity
 from anynet.export import export_dict
-from anynet.family_spaces import EFFICIENTNET_B0_NET, FAMILY_PRESETS, efficientnet_b0_stages
 from anynet.rounding import inner_width
-from anynet.sampling import sample
 from anynet.scaling import compound
 from anynet.spaces import DesignSpace, get_space
+from anynet.spaces.families import EFFICIENTNET_B0_NET, FAMILY_PRESETS, efficientnet_b0_stages
+from anynet.spaces.sampling import sample
 from anynet.spec import NetSpec
 from search.spec.space import SpaceSpec
 from search.spec.study import DatasetSpec, Recipe

@@ -8,8 +8,8 @@ import statistics
 import pytest
 from fastapi.testclient import TestClient
 
-from anynet.preset_catalog import INFO
 from anynet.spaces import PRESETS
+from anynet.spaces.catalog import INFO
 from api.http.app import create_app
 from api.http.routes.form import Estimate, Preset
 from search.estimate import SPLITS, data_sizes, level_counts
@@ -135,7 +135,7 @@ def test_spaces_are_priced_by_the_networks_creation_samples(client, store):
 
 def test_unbounded_spaces_are_priced_at_the_input_they_train_at(client, store):
     from anynet.network import network_complexity, with_input
-    from anynet.sampling import sample
+    from anynet.spaces.sampling import sample
     from search.store.creation import space_seed
 
     finished_trial(store, images_per_s=500.0)

@@ -18,8 +18,8 @@ from anynet.regnet import (
     regnet_widths,
 )
 from anynet.regnet_fit import FIT_WM_RANGE, REGNET_RANGES, fit_many, fit_regnet, recognise_regnet
-from anynet.sampling import sample
 from anynet.spaces import get_space
+from anynet.spaces.sampling import sample
 from testkit.fit_reference import e_fit, reference_fit
 
 ROOT = Path(__file__).resolve().parents[1]

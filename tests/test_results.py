@@ -387,8 +387,8 @@ def test_cli_edf_before_any_trial_finished(sqlite_url, smoke_spec, capsys, tmp_p
 def test_refinement_evidence_reads_the_widths_as_built():
     # Issue 21: the within-space evidence reads the sampler's records (p_w1..), which are
     # the built network's values; drawn widths that increase need not increase as built.
-    from anynet.candidates import anynet_batch, count_batches
     from anynet.spaces import get_space
+    from anynet.spaces.candidates import anynet_batch, count_batches
     from search.analysis.results import _satisfies
 
     space = get_space("AnyNetX_A")

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anynet.candidates import REASONS, anynet_batch, count_batches, regnet_batch
 from anynet.complexity import complexity
-from anynet.family_spaces import FAMILY_PRESETS as FAMILY  # tests/test_families.py covers them
 from anynet.regnet import quantized_block_widths, regnet_spec
-from anynet.sampling import BATCH, InfeasibleError, sample
 from anynet.spaces import PRESETS, get_space, support
+from anynet.spaces.candidates import REASONS, anynet_batch, count_batches, regnet_batch
+from anynet.spaces.families import FAMILY_PRESETS as FAMILY  # tests/test_families.py covers them
+from anynet.spaces.sampling import BATCH, InfeasibleError, sample
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 from search.spec.space import SpaceSpec
 

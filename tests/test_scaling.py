@@ -12,7 +12,6 @@ from test_families import b0_spec
 
 from anynet.complexity import complexity
 from anynet.regnet import RegNetParams
-from anynet.sampling import sample
 from anynet.scaling import (
     ALPHA,
     BETA,
@@ -25,6 +24,7 @@ from anynet.scaling import (
     widen_regnet,
 )
 from anynet.spaces import get_space
+from anynet.spaces.sampling import sample
 from anynet.spec import NetSpec
 from api.http.app import create_app
 from search.store import Store

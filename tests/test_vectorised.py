@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from anynet import families as F
 from anynet.complexity import anynet_counts, complexity, node_counts, sum_counts
 from anynet.rounding import groups_of, inner_width
-from anynet.sampling import sample
+from anynet.spaces.sampling import sample
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 from search.spec.space import SpaceSpec
 

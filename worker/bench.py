@@ -97,8 +97,8 @@ def machine() -> dict:
 
 def networks(n: int, seed: int = 0):
     """n networks sampled from the NDS ResNeXt-A space at CIFAR size (30-80 MF)."""
-    from anynet.sampling import sample
     from anynet.spaces import get_space
+    from anynet.spaces.sampling import sample
 
     result = sample(get_space(SPACE), n, seed, bounds={"flops": BOUNDS},
                     resolution=RESOLUTION, num_classes=10)  # fmt: skip
@@ -533,8 +533,8 @@ def precision_agreement(space: str, n: int, data, epochs: int = 2, seed: int = 0
     """
     import statistics
 
-    from anynet.sampling import sample
     from anynet.spaces import get_space
+    from anynet.spaces.sampling import sample
     from search.spec.study import Recipe
     from worker.train import train
 

@@ -225,8 +225,8 @@ def _references(args) -> int:
 
 def cmd_sample(args) -> int:
     """Sample networks of a space within complexity bounds."""
-    from anynet.sampling import sample
     from anynet.spaces import complexity_preset
+    from anynet.spaces.sampling import sample
 
     space = _space(args.space)
     bounds = complexity_preset(args.complexity) if args.complexity else {}

@@ -113,8 +113,8 @@ def network(
         params = parse_regnet(regnet, se, bot_mul, rounding)
         return params, params.spec(**kw, **({"stem_type": stem_type} if stem_type else {}))
     if space:
-        from anynet.sampling import sample
         from anynet.spaces import get_space
+        from anynet.spaces.sampling import sample
 
         return None, sample(get_space(space), 1, seed, **kw).samples[0].spec
     data = read_data(spec, "--spec")

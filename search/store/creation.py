@@ -1,6 +1,6 @@
 """Filling a `creating` study: sample every space within a budget, store the trials in bulk.
 
-A study is sampled space by space (anynet.sampling, joint rejection; docs/method.md §4),
+A study is sampled space by space (anynet.spaces.sampling, joint rejection; docs/method.md §4),
 each space from its own seed stream (`space_seed`), then its level-0 trials are stored in round-robin order A0, B0, A1, … (so spaces fill
 evenly) in chunks, each chunk one transaction (search/store/trial_writer.py). Progress is written
 to the study after each space and chunk, and a heartbeat thread touches it every few
@@ -151,7 +151,7 @@ class StudyCreation:
 
     def _sample(self, study_id: int, budget: CreationBudget, deadline: float, beat: _Heartbeat):
         """Per space: (DesignSpace, samples); None if the study was cancelled meanwhile."""
-        from anynet.sampling import sample  # the sampler is only needed here
+        from anynet.spaces.sampling import sample  # the sampler is only needed here
 
         spec = self.studies.spec(study_id)
         progress = CreationProgress(spaces=len(spec.spaces), budget_seconds=budget.seconds)

@@ -5,7 +5,7 @@ views work on a dse study.
 Each trial records: `space` (categorical over the study's spaces); `epochs`, its fidelity
 (categorical over the study's levels: a trained-longer network's error is lower, and the
 views should see why); every value the sampler
-recorded (`anynet.sampling.Sample.params`, the network's values as built, after the group
+recorded (`anynet.spaces.sampling.Sample.params`, the network's values as built, after the group
 rule: d1.., w1.., bot_mul1.., g1.. or groups1.., a shared bot_mul / g once, and for RegNet
 spaces depth, w0, wa, wm, g, bot_mul, plus the stage depths and widths they give); and the
 network's complexity (flops, params, acts; docs/method.md §2, §4).

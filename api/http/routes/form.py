@@ -139,7 +139,7 @@ class Estimate(BaseModel):
 @router.get("/api/presets", response_model=list[Preset])
 def list_presets():
     """Every preset design space: name, family, description, block, input and ranges."""
-    from anynet.preset_catalog import catalog
+    from anynet.spaces.catalog import catalog
 
     return catalog()
 

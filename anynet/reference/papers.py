@@ -26,7 +26,7 @@ from anynet.layers import (
     Net,
     ZeroPadShortcut,
 )
-from anynet.reference_torchvision import VGG_CONFIGS, vgg_stages
+from anynet.reference.torchvision import VGG_CONFIGS, vgg_stages
 from anynet.spec import NetSpec, StageSpec, StemSpec
 
 

@@ -2,7 +2,7 @@
 
 (Past 400 lines on purpose: the AnyNet blocks, the walk of a NetSpec and the classic pieces
 that the other families and the reference networks share are one vocabulary; the families
-beyond ResNeXt live in anynet.classic_families.)
+beyond ResNeXt live in anynet.families.classic.)
 
 Every function takes ints (one network) or numpy arrays (a sampler batch) and returns the
 nodes of anynet.layers, so `build`, `complexity` and the sampler's vectorised counts all
@@ -262,7 +262,7 @@ class FamilyRules:
     stage: Callable | None = None
 
 
-FAMILY_RULES: dict[str, FamilyRules] = {}  # block family -> its rules (anynet.classic_families)
+FAMILY_RULES: dict[str, FamilyRules] = {}  # block family -> its rules (anynet.families.classic)
 _DEFAULT_RULES = FamilyRules()
 
 
@@ -422,4 +422,4 @@ def classifier(c_in, num_classes, dropout: float = 0.0) -> tuple:
 
 # The design-space families built from the classic pieces (mbconv, dense, inception, vgg)
 # register their blocks and rules here; imported last because they use the pieces above.
-from anynet import classic_families  # noqa: E402, F401
+from anynet.families import classic as classic_families  # noqa: E402, F401

@@ -6,7 +6,7 @@ Rejection (never sorting or repairing) keeps the paper's distribution conditione
 constraints. "Shared" values are drawn once per network (DDS §3.2: one b, one g for all
 stages). Draws are vectorised with numpy in fixed-size batches from one seeded Generator,
 so a seed gives the same networks and the first k of n samples are the k a smaller request
-gives. Every bound is decided on exact complexity: anynet.candidates counts each batch by
+gives. Every bound is decided on exact complexity: anynet.spaces.candidates counts each batch by
 the network descriptions themselves (one value per candidate), so neither module holds a
 network rule of its own.
 The space's group-compatibility rule is applied before any constraint is checked, so every
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anynet.candidates import BOUND_KEYS, REASONS, anynet_batch, count_batches, regnet_batch
 from anynet.spaces import DesignSpace
+from anynet.spaces.candidates import BOUND_KEYS, REASONS, anynet_batch, count_batches, regnet_batch
 from anynet.spec import NetSpec
 
 EARLY = 1_000_000  # draws after which a hopeless default budget is given up

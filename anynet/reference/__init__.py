@@ -7,9 +7,9 @@ data (a name, the input, the options), the form studies and workers pass around
 input by default) and fails with a ValueError naming the smallest resolution its strides
 allow when the feature map would vanish.
 
-The networks themselves live in anynet.reference_torchvision (torchvision's constructors, the
+The networks themselves live in anynet.reference.torchvision (torchvision's constructors, the
 same network: parameters, flops, logits with torchvision's weights) and
-anynet.reference_papers (d2l's LeNet and NiN; the CIFAR ResNets, DenseNet-BC and VGG-16 of
+anynet.reference.papers (d2l's LeNet and NiN; the CIFAR ResNets, DenseNet-BC and VGG-16 of
 the papers NDS and DDS compare against). Adding a network means describing it there and
 adding a row to REFERENCES.
 """
@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from anynet import reference_papers as P
-from anynet import reference_torchvision as T
 from anynet.layers import Net
+from anynet.reference import papers as P
+from anynet.reference import torchvision as T
 
 INPUT = ("num_classes", "in_channels", "resolution")
 # options that are probabilities (dropout, stochastic depth): 0 <= p < 1

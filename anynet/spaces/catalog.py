@@ -1,7 +1,7 @@
 """The preset design spaces as a catalogue: family, one-line description, parameter ranges.
 
 What the study form (GET /api/presets) shows for each entry of anynet.spaces.PRESETS; the
-sources of the ranges are in anynet.spaces and anynet.family_spaces (docs/method.md §4).
+sources of the ranges are in anynet.spaces and anynet.spaces.families (docs/method.md §4).
 """
 
 from __future__ import annotations

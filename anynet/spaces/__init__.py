@@ -2,7 +2,7 @@
 
 (Past 400 lines on purpose: distributions, constraints, the DesignSpace model and the
 preset table are one vocabulary that study specs write; the family presets' data live in
-anynet.family_spaces.)
+anynet.spaces.families.)
 
 A `DesignSpace` is plain JSON (DDS §3, NDS §3; docs/method.md §4): per-stage distributions of
 depth, width, bottleneck multiplier and group width (or, for RegNet spaces, of d, w0, wa,
@@ -37,7 +37,7 @@ Preset ranges and their sources (docs/method.md §4; `dse sample --space NAME` s
 - Complexity presets (`COMPLEXITY_PRESETS`, a study spec's `"complexity": "nds_r56"` or
   `dse sample --complexity nds_r56`): NDS' cap at the size of ResNet-56, params ≤ 0.856 M
   and flops ≤ 0.129 G.
-- EfficientNet, DenseNet, Inception, VGG (issue 16): anynet.family_spaces says what each
+- EfficientNet, DenseNet, Inception, VGG (issue 16): anynet.spaces.families says what each
   range follows (docs/method.md §4).
 """
 
@@ -49,8 +49,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from anynet.family_spaces import FAMILY_PRESETS
 from anynet.rounding import Rounding
+from anynet.spaces.families import FAMILY_PRESETS
 from anynet.spec import (
     BOTTLENECK_BLOCKS,
     FAMILY_FIELDS,
@@ -395,7 +395,7 @@ def _values(dist) -> list:
 
 
 def _check_family(space: DesignSpace) -> None:
-    """The per-stage fields and SE of the families beyond ResNeXt (anynet.classic_families)."""
+    """The per-stage fields and SE of the families beyond ResNeXt (anynet.families.classic)."""
     for name, owner in FAMILY_FIELDS.items():
         if getattr(space, name) is not None and space.block != owner:
             raise ValueError(f"{name}: only the {owner} block draws {name}, not {space.block}")
@@ -517,7 +517,7 @@ _TABLE: dict[str, dict] = {
         "width": {"kind": "choice", "values": [64, 128, 256, 512, 1024]},
         "groups": {"kind": "choice", "values": [1, 2, 4, 8, 16]},
     },
-    # EfficientNet, DenseNet, Inception, VGG: anynet.family_spaces says what they follow
+    # EfficientNet, DenseNet, Inception, VGG: anynet.spaces.families says what they follow
     **FAMILY_PRESETS,
 }
 # NDS §4 compares spaces under a cap at the size of ResNet-56 (0.856 M params, 0.129 GF);
