@@ -385,7 +385,7 @@ def test_racing_refine_requests_make_one_child_postgres(pg_url):
 def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent(
     tmp_path, request, db
 ):
-    from search import reference_reuse
+    from search.store import reference_reuse
 
     url = request.getfixturevalue("pg_url") if db == "postgres" else f"sqlite:///{tmp_path}/r.db"
     store = Store(url)

@@ -20,12 +20,12 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from search.reference_reuse import reuse_parent_references
 from search.spec import fidelity
 from search.spec.status import StudyStatus
 from search.store import trial_params
 from search.store.db import Database
 from search.store.models import CreationProgress, new_trial_values
+from search.store.reference_reuse import reuse_parent_references
 from search.store.studies import Studies
 from search.store.trial_writer import StudyClosed, TrialWriter
 
