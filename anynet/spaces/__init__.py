@@ -19,7 +19,8 @@ Preset ranges and their sources (docs/method.md §4; `dse sample --space NAME` s
   64), b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16, 32}, simple stem 32, 224 px, 1000 classes;
   B shares b, C also g, D adds w_{i+1} ≥ w_i, E adds d_{i+1} ≥ d_i. AnyNetY_*: SE 1/4.
 - RegNetX / RegNetY (DDS §3.3, Fig. 9): d < 64, w0 < 256, wa < 256, 1.5 ≤ wm ≤ 3, b and g
-  as in AnyNetX, one b and one g per network, exactly 4 stages. Distribution kinds and quanta
+  as in AnyNetX, one b and one g drawn per network (built, pycls' rule lowers g in narrow
+  stages of 12.9% of RegNetX networks: docs/method.md §4), exactly 4 stages. Distribution kinds and quanta
   are pycls `regnet_sampler`'s (d uniform; w0, wa, wm log-uniform with quanta 8, 0.1, 0.001);
   the lower ends w0, wa ≥ 8 are pycls' defaults; the strict upper bounds are read as
   d ≤ 63, w0 ≤ 248, wa ≤ 255.9 (the largest values below them on those quanta).

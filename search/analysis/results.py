@@ -111,7 +111,9 @@ def _space_info(spec) -> dict[str, dict]:
             out[name] = {"constraints": set(), "base": ("unknown", i)}
             continue
         flags = {c for c in ds.constraints if isinstance(c, str)}
-        if ds.kind == "regnet":  # b shared (= 1), one g, w_{i+1} >= w_i (wm > 1): DDS §3.3
+        # RegNet by construction (DDS §3.3): one b, one g drawn (narrow stages may build a
+        # smaller g: docs/method.md §4), w_{i+1} >= w_i (wm > 1)
+        if ds.kind == "regnet":
             flags |= {"shared_bottleneck", "shared_group_width", "increasing_width", "regnet"}
         stages = ds.stages or ds.num_stages
         base = (ds.block, ds.se_ratio > 0, ds.stem.type, stages, ds.resolution)
