@@ -24,9 +24,11 @@ import contextvars
 import json
 from typing import Any
 
+import yaml
+
 from anynet.reference import ReferenceSpec
 from anynet.reference.export import export_reference, render_reference
-from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, stages_of
+from anynet.regnet import QUANTUM, RegNetParams, adjust_widths_groups, regnet_spec, stages_of
 from anynet.regnet_fit import recognise_regnet
 from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
 
@@ -412,10 +414,6 @@ def render(out: dict) -> str:
 
 def spec_from_pycls(text: str) -> NetSpec:
     """Read a pycls YAML config (as export writes it) back into the NetSpec pycls builds."""
-    import yaml
-
-    from anynet.regnet import regnet_spec
-
     cfg = yaml.safe_load(text)
     if not isinstance(cfg, dict) or "MODEL" not in cfg:
         raise ValueError("pycls: expected a YAML mapping with a MODEL section")

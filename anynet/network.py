@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from anynet.build import build
 from anynet.complexity import complexity
 from anynet.families import describe
 from anynet.layers import Net
@@ -66,8 +67,6 @@ def network(spec: NetworkSpec | Net, zero_init_final_bn: bool = False) -> tuple[
     The module is initialised as every network of a study is (pycls, docs/method.md §1), so
     reference networks and sampled ones differ only in their architecture.
     """
-    from anynet.build import build  # torch, on first use
-
     target = spec if isinstance(spec, NetSpec) else describe_network(spec)
     model = build(target, zero_init_final_bn)
     if isinstance(spec, ReferenceSpec):

@@ -24,11 +24,13 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import spawn
+from multiprocessing import forkserver, spawn
 
 from search.spec.status import StudyStatus
-from search.store.creation import CreationBudget
+from search.store import Store
+from search.store.creation import CreationBudget, CreationFailed
 
 log = logging.getLogger("dse.creator")
 # What the forkserver imports once (search/forkserver_main.py says why the first).
@@ -46,9 +48,6 @@ class CreatorBusy(RuntimeError):
 
 def _create(url: str, study_id: int, budget: CreationBudget, server: int | None = None) -> None:
     """In the child: sample and store one study (failures are recorded on the study)."""
-    from search.store import Store
-    from search.store.creation import CreationFailed
-
     exit_with_parent(server)  # a creation never outlives its server
     os.nice(NICENESS)  # requests of the server come first on a busy machine
     store = Store(url)
@@ -103,8 +102,6 @@ def exit_with_parent(server: int | None = None, every: float = PARENT_CHECK_SECO
     multiprocessing hands every forkserver child the forkserver's "alive" pipe, and the
     forkserver lives until the last holder closes it: the child closes its copy (it starts
     no processes), so the forkserver ends with the server and PR_SET_PDEATHSIG fires."""
-    from multiprocessing import forkserver
-
     alive = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
     if alive is not None:
         try:
@@ -229,8 +226,6 @@ class Creator:
         0.1 s); that, an exception or a death raises ChildFailed with the reason. The value
         and target must pickle (a module-level function).
         """
-        import time
-
         name = getattr(target, "__name__", "call")
         ours, theirs = self._context.Pipe(duplex=False)
         child = self._context.Process(
@@ -269,8 +264,6 @@ class Creator:
 
     def pool(self, workers: int):
         """A pool of `workers` forkserver children (niced; started when first used)."""
-        from concurrent.futures import ProcessPoolExecutor
-
         return ProcessPoolExecutor(workers, mp_context=self._context, initializer=_niced)
 
     def busy(self) -> bool:

@@ -19,6 +19,13 @@ import json
 import math
 from typing import Any
 
+from anynet.complexity import complexity
+from anynet.export import FORMATS, export_dict, own_rules, render
+from anynet.network import with_input
+from anynet.regnet import RegNetParams
+from anynet.scaling import scale_to
+from anynet.spec import NetSpec
+from search.estimate import data_sizes
 from search.store.reads import FRAME_COLUMNS
 
 # timm's and torchvision's RegNet classes have only the simple (ImageNet) stem
@@ -57,8 +64,6 @@ def full_run_recipe(recipe) -> dict[str, Any]:
 
 def _winner_net(store, study_id: int, space: str | None, trial_id: int | None):
     """(NetSpec, trial_id, error) of trial_id, or of the lowest-error done trial of the space."""
-    from anynet.spec import NetSpec
-
     frame = store.trial_frame(study_id)
     done = frame[(frame["status"] == "done") & frame["error"].notna() & frame["reference"].isna()]
     if space is not None:
@@ -79,8 +84,6 @@ def study_inputs(spec) -> dict[str, int]:
     data.py), so an export of the study must do the same. An image folder's side and classes
     are known only once loaded: those keys are left out (the stored values are kept).
     """
-    from search.estimate import data_sizes
-
     sizes = data_sizes(spec.dataset)
     out = {"resolution": sizes.resolution, "num_classes": sizes.classes, "in_channels": 3}
     return {k: int(v) for k, v in out.items() if v is not None}
@@ -88,8 +91,6 @@ def study_inputs(spec) -> dict[str, int]:
 
 def _as_trained(net, inputs: dict, notes: list[str]):
     """The winner with the study's input (as the worker trained it), saying what changed."""
-    from anynet.network import with_input
-
     changed = {k: (getattr(net, k), v) for k, v in inputs.items() if getattr(net, k) != v}
     if not changed:
         return net
@@ -100,8 +101,6 @@ def _as_trained(net, inputs: dict, notes: list[str]):
 
 def _simple_stem(net, notes: list[str], fmt: str):
     """The same network with the simple stem (the only one timm's and torchvision's RegNet have)."""
-    from anynet.spec import NetSpec
-
     if net.stem.type == "simple":
         return net
     notes.append(
@@ -130,8 +129,6 @@ def _family(candidate: dict) -> str:
 
 def _candidate_export(candidate: dict, fmt: str, notes: list[str] | None = None):
     """(structured export, exported NetSpec) of a candidate in `fmt` (ValueError: cannot)."""
-    from anynet.export import export_dict
-
     notes = [] if notes is None else notes
     net = candidate["net"]
     if fmt in SIMPLE_STEM_ONLY:
@@ -150,8 +147,6 @@ def _regnet_kw(net) -> dict:
 
 def _formats(candidate: dict) -> dict[str, str | None]:
     """Per format: None when it builds this candidate, else why not (one line)."""
-    from anynet.export import FORMATS, own_rules
-
     out = {}
     for fmt in FORMATS:
         try:
@@ -165,8 +160,6 @@ def _formats(candidate: dict) -> dict[str, str | None]:
 
 def _candidates(fit: dict | None, net, trial_id: int, error: float, notes: list[str]) -> list:
     """The trained winner and (when it builds) the RegNet fitted to the winners."""
-    from anynet.complexity import complexity
-    from anynet.regnet import RegNetParams
     from search.analysis.fits import efits
 
     # e_fit (DDS §3.3) says how far a network is from a RegNet: only X-block networks have one
@@ -239,11 +232,6 @@ def plan_export(
     scale_flops ('4x', '1.6G'): export that network scaled to the budget by `rule`
     (anynet.scaling; None: dds for a RegNet, efficientnet for a trial's network).
     """
-    from anynet.complexity import complexity
-    from anynet.export import export_dict, render
-    from anynet.regnet import RegNetParams
-    from anynet.scaling import scale_to
-
     if network not in (None, *NETWORKS):
         raise ValueError(f"network: must be one of {', '.join(NETWORKS)}, got {network!r}")
     if spec is None:

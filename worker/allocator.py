@@ -15,7 +15,10 @@ the add 8x slower) and glibc.malloc.hugetlb=1 (no gain on whole steps).
 from __future__ import annotations
 
 import os
+import platform
 import sys
+
+from worker.cpu import ONEDNN_ISA_ENV, onednn_env
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 OPT_OUT = "DSE_DEFAULT_MALLOC"  # set to 1 to keep glibc's defaults (no re-exec)
@@ -34,8 +37,6 @@ def _start_environ() -> dict[str, str]:
 
 def applies() -> bool:
     """Whether the settings mean anything here: Linux with glibc."""
-    import platform
-
     return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
@@ -60,8 +61,6 @@ def reexec_with_tuned_malloc() -> None:
     its bf16 kernels produced NaN there), which oneDNN also reads only once.
     Call before any work: the same PID, arguments and open files go on in the new image.
     """
-    from worker.cpu import ONEDNN_ISA_ENV, onednn_env
-
     env = onednn_env(tuned_env())
     wanted = {k: env[k] for k in (*MALLOC_ENV, ONEDNN_ISA_ENV) if k in env}
     start = _start_environ()

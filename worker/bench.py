@@ -39,10 +39,27 @@ import sys
 import threading
 import time
 
+import numpy as np
 import torch
+from PIL import Image
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.data import DataLoader
+from torchvision import transforms
 
-from worker.allocator import MALLOC_ENV, OPT_OUT, applies, tuned_env
-from worker.cpu import onednn_env
+from anynet.build import build
+from anynet.complexity import complexity
+from anynet.network import network
+from anynet.spaces import get_space
+from anynet.spaces.sampling import sample
+from anynet.spec import NetSpec
+from search.spec.recipe import resolve_recipe
+from search.spec.study import DatasetSpec, Recipe
+from worker.allocator import MALLOC_ENV, OPT_OUT, applies, malloc_tuned, tuned_env
+from worker.augment import BatchAugment, Normalize
+from worker.check import best_device, check_network
+from worker.cpu import cpu_features, cpu_model, onednn_env
+from worker.data import load_dataset
+from worker.train import Engine, cpu_bf16_gains, set_threads, train
 
 SPACE, BOUNDS, RESOLUTION = "ResNeXt_A", (30e6, 80e6), 32  # NDS CIFAR sweeps (docs/method.md §4)
 BATCH_SIZE = 128  # both ways (the CIFAR recipe of NDS and of most sweep scripts)
@@ -80,9 +97,6 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> dict:
 
 def machine() -> dict:
     """What this machine is: CPU model, features and torch's kernel level; GPU if any."""
-    from worker.cpu import cpu_features, cpu_model
-    from worker.train import cpu_bf16_gains
-
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "cpu": cpu_model(),
@@ -97,9 +111,6 @@ def machine() -> dict:
 
 def networks(n: int, seed: int = 0):
     """n networks sampled from the NDS ResNeXt-A space at CIFAR size (30-80 MF)."""
-    from anynet.spaces import get_space
-    from anynet.spaces.sampling import sample
-
     result = sample(get_space(SPACE), n, seed, bounds={"flops": BOUNDS},
                     resolution=RESOLUTION, num_classes=10)  # fmt: skip
     return result.samples
@@ -107,9 +118,6 @@ def networks(n: int, seed: int = 0):
 
 def bench_data(train_size: int):
     """CIFAR-shaped synthetic data (32 px, 10 classes), so the bench needs no download."""
-    from search.spec.study import DatasetSpec
-    from worker.data import load_dataset
-
     spec = DatasetSpec(name="synthetic", train_size=train_size, val_size=256, test_size=0,
                        resolution=RESOLUTION)  # fmt: skip
     return load_dataset(spec)
@@ -118,8 +126,6 @@ def bench_data(train_size: int):
 # --- convolution peaks: the networks' own shapes, timed alone --------------------------------
 def conv_shapes(spec, batch_size: int) -> list[dict]:
     """The distinct convolutions of `spec` at `batch_size`, with how often each occurs."""
-    from anynet.build import build
-
     model, seen = build(spec), {}
 
     def hook(module, inputs, _output):
@@ -207,14 +213,6 @@ def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
     forward + backward time is split between convolutions, normalisation and elementwise
     ops in proportion to their self time in torch's profiler.
     """
-    from torch.profiler import ProfilerActivity, profile
-
-    from anynet.network import network
-    from search.spec.recipe import resolve_recipe
-    from search.spec.study import Recipe
-    from worker.augment import BatchAugment, Normalize
-    from worker.train import Engine
-
     recipe = resolve_recipe(Recipe(batch_size=batch_size), data.name, len(data.train_y),
                             data.resolution, 2)  # fmt: skip
     engine = Engine(network(spec)[0], recipe, torch.device("cpu"))
@@ -261,9 +259,6 @@ def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
 # --- training, each way in a fresh process ---------------------------------------------------
 def engine_images_per_s(spec, data, batch_size: int, epochs: int = 2, threads=None) -> float:
     """Steady images/s of worker.train: the last epoch (the first pays for warm-up)."""
-    from search.spec.study import Recipe
-    from worker.train import train
-
     result = train(spec, data, Recipe(batch_size=batch_size), epochs=epochs, seed=0,
                    threads=threads)  # fmt: skip
     if result.status != "done":
@@ -276,12 +271,6 @@ def baseline_images_per_s(spec, data, batch_size: int, warmup: int, timed: int) 
 
     `warmup` batches untimed (as the engine's first epoch), then `timed` batches timed.
     """
-    import numpy as np
-    from PIL import Image
-    from torch.utils.data import DataLoader
-    from torchvision import transforms
-
-    from anynet.build import build
 
     class ImageDataset(torch.utils.data.Dataset):  # as torchvision's CIFAR10 serves images
         def __init__(self, x, y, transform):
@@ -321,10 +310,6 @@ def baseline_images_per_s(spec, data, batch_size: int, warmup: int, timed: int) 
 
 def child_main(job: dict) -> dict:
     """Inside a bench subprocess: one way of training (or timing) the networks of `job`."""
-    from anynet.spec import NetSpec
-    from worker.allocator import malloc_tuned
-    from worker.train import set_threads
-
     threads = set_threads(job.get("threads"))  # None: the worker's default
     specs = [NetSpec.from_json(s) for s in job["specs"]]
     reply = {"malloc_tuned": malloc_tuned(), "threads": threads}
@@ -438,9 +423,6 @@ def workers_under_load(job: dict, cores: int, log=print, rounds: int = 1) -> dic
 
 def run_bench(quick: bool = False, log=print) -> dict:
     """Measure everything above; a dict of figures (JSON-able)."""
-    from anynet.complexity import complexity
-    from worker.train import set_threads
-
     info = machine()
     cores = info["cores"]
     set_threads(1)  # peaks per core: the service runs one single-threaded worker per core
@@ -531,13 +513,6 @@ def precision_agreement(space: str, n: int, data, epochs: int = 2, seed: int = 0
     errors of that difference (a one-sided Welch bound; a short training is chaotic, so any
     change of the numerics moves an error about as far as a change of seed does).
     """
-    import statistics
-
-    from anynet.spaces import get_space
-    from anynet.spaces.sampling import sample
-    from search.spec.study import Recipe
-    from worker.train import train
-
     nets = sample(get_space(space), n, seed, bounds=bounds, resolution=data.resolution,
                   num_classes=data.num_classes).samples  # fmt: skip
     rows = []
@@ -594,11 +569,6 @@ def measured_rate(device: str | None = None) -> dict:
     network's forward flops.
     {"device", "network", "flops", "images_per_s", "flop_per_s", "seconds"}.
     """
-    from search.spec.study import DatasetSpec, Recipe
-    from worker.check import best_device, check_network
-    from worker.data import load_dataset
-    from worker.train import train
-
     device = device or best_device()
     with _PROBE_LOCK:  # one measurement per device, however many requests ask at once
         if device in _PROBED:
@@ -610,7 +580,6 @@ def measured_rate(device: str | None = None) -> dict:
         result = train(spec, data, Recipe(batch_size=PROBE_BATCH), epochs=2, device=device)
         if result.status != "done" or not result.epochs:
             raise RuntimeError(f"speed probe: {result.status} {result.message}".strip())
-        from anynet.complexity import complexity
 
         flops = complexity(spec)["flops"]
         rate = result.epochs[-1]["images_per_s"]

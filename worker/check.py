@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from anynet.regnet import regnet_spec
 from anynet.spec import NetSpec
 from search.spec.learning import ALPHA, CAUSES, above_chance_p, learned
 from search.spec.reference import stem_for
@@ -34,8 +35,6 @@ def best_device() -> str:
 
 def check_network(resolution: int, num_classes: int) -> NetSpec:
     """RegNetX-200MF for this resolution and number of classes."""
-    from anynet.regnet import regnet_spec
-
     d, w0, wa, wm, g = CHECK_REGNET
     return regnet_spec(d, w0, wa, wm, g, resolution=resolution, num_classes=num_classes,
                        stem_type=stem_for(resolution))  # fmt: skip

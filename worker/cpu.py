@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 
 CPUINFO = "/proc/cpuinfo"
 ONEDNN_ISA_ENV = "ONEDNN_MAX_CPU_ISA"  # read by oneDNN once, when it first dispatches
@@ -45,7 +46,6 @@ def cpu_model(text: str | None = None) -> str:
         key, _, value = line.partition(":")
         if key.strip() == "model name":
             return value.strip()
-    import platform
 
     return platform.processor() or platform.machine()
 

@@ -16,6 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from sqlalchemy.engine import make_url
+
+from search.spec.status import StudyStatus
 from search.store import DB_ENV
 from worker.allocator import MALLOC_ENV
 
@@ -81,8 +84,6 @@ class SharedDatabaseRequired(ValueError):
 
 def require_shared_database(url: str, where: str) -> None:
     """Refuse a SQLite URL for workers that may run on other machines (`where` says which)."""
-    from sqlalchemy.engine import make_url
-
     if make_url(url).get_backend_name() == "sqlite":
         raise SharedDatabaseRequired(
             f"{where} may run workers on other machines, which cannot share the SQLite file "
@@ -101,8 +102,6 @@ class FleetProgress:
 
     def counts(self) -> tuple[int, int]:
         """(trials finished, trials waiting or running) over the studies seen so far."""
-        from search.spec.status import StudyStatus
-
         if not self.fixed:
             self.seen |= {
                 s.id for s in self.store.list_studies() if s.status == StudyStatus.RUNNING

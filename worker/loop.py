@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from anynet.network import network_spec, with_input
 from search.store import TRANSIENT_ERRORS, Claim, Store, TrialOutcome, TrialStatus
 from worker.allocator import malloc_tuned
 
@@ -138,8 +139,6 @@ class DatasetCache:
 def fit_to_data(net: dict, data):
     """The network (a NetSpec or a reference network), with classes, channels and resolution
     set to the dataset's."""
-    from anynet.network import network_spec, with_input
-
     wanted = {
         "num_classes": data.num_classes,
         "in_channels": data.in_channels,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
 from search.spec.study import DatasetSpec
 
@@ -329,8 +330,6 @@ class ImageFolder(Source):
         return classes
 
     def _images(self, folder: Path, classes: list[str], res: int | None):
-        from PIL import Image, UnidentifiedImageError
-
         xs, ys = [], []
         for label, c in enumerate(classes):
             for p in sorted((folder / c).iterdir()):

@@ -38,9 +38,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from anynet.network import NetworkSpec
+from anynet.network import NetworkSpec, network
 from search.spec.recipe import resolve_recipe
 from search.spec.study import Recipe
+from worker import cpu
 from worker.augment import BatchAugment, Normalize
 from worker.data import Dataset
 
@@ -121,12 +122,10 @@ def cpu_bf16_gains(size: int = 256, repeats: int = 5) -> bool:
 
 def auto_precision(device: torch.device) -> str:
     """The training precision for `device` when the recipe says auto."""
-    from worker.cpu import has_amx
-
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "cpu":  # AMX: fp32 until bf16 is shown to give its answers (worker.cpu)
-        return "bf16" if not has_amx() and cpu_bf16_gains() else "fp32"
+        return "bf16" if not cpu.has_amx() and cpu_bf16_gains() else "fp32"
     return "fp32"  # mps and others: no autocast gain we have measured
 
 
@@ -136,14 +135,12 @@ def keep_onednn_off_amx() -> str:
     The `dse` training commands start with the cap (worker.allocator); a library caller gets
     it set here, which oneDNN honours if it has not dispatched a kernel yet in this process.
     """
-    from worker.cpu import AMX_CAP, ONEDNN_ISA_ENV, amx_capped, has_amx
-
-    if not has_amx():
+    if not cpu.has_amx():
         return ""
-    if not amx_capped():
-        os.environ[ONEDNN_ISA_ENV] = AMX_CAP
-    isa = os.environ.get(ONEDNN_ISA_ENV, "")
-    return f"oneDNN {isa}" if amx_capped() else "oneDNN AMX"
+    if not cpu.amx_capped():
+        os.environ[cpu.ONEDNN_ISA_ENV] = cpu.AMX_CAP
+    isa = os.environ.get(cpu.ONEDNN_ISA_ENV, "")
+    return f"oneDNN {isa}" if cpu.amx_capped() else "oneDNN AMX"
 
 
 class Engine:
@@ -240,8 +237,6 @@ def train(
 ) -> TrainResult:
     """Train `spec` (a NetSpec or a reference network) on `data` for `epochs` with `recipe`;
     failures come back as a status."""
-    from anynet.network import network
-
     if epochs < 1:
         raise ValueError(f"epochs: must be >= 1, got {epochs}")
     if spec.num_classes != data.num_classes:

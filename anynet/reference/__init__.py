@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from anynet.complexity import counts
 from anynet.layers import Net
 from anynet.reference import papers as P
 from anynet.reference import torchvision as T
@@ -232,8 +233,6 @@ def catalogue() -> list[dict]:
     """Every reference network: source, native input, exact complexity there (flops with bias
     adds, docs/method.md §2, and `macs` without them, as FLOP counters and torchvision's
     tables count) and the least input side its strides allow."""
-    from anynet.complexity import counts
-
     rows = []
     for ref in REFERENCES.values():
         inputs = {key: getattr(ref, key) for key in INPUT}

@@ -18,6 +18,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from anynet.regnet import RegNetParams
+from anynet.regnet_fit import REGNET_RANGES, fit_many, fit_regnet
+from anynet.spec import NetSpec
 from search.analysis.statistics import as_errors
 
 _EFIT: OrderedDict[tuple[int, ...], float] = OrderedDict()  # e_fit by block widths
@@ -27,8 +30,6 @@ _LOCK = threading.Lock()
 
 def net_of(value):
     """The NetSpec of a frame's `spec` cell (dict or JSON text), or None if it is not one."""
-    from anynet.spec import NetSpec
-
     try:
         return (
             NetSpec.from_dict(value) if isinstance(value, dict) else NetSpec.from_json(str(value))
@@ -53,8 +54,6 @@ def _block_widths(value) -> tuple[int, ...] | None:
 
 def efits(spec_values: list) -> np.ndarray:
     """e_fit of every network (NaN where the spec cell is not a network), DDS §3.3 / Fig. 8."""
-    from anynet.regnet_fit import fit_many
-
     widths = [_block_widths(value) for value in spec_values]
     with _LOCK:
         todo = list(dict.fromkeys(w for w in widths if w is not None and w not in _EFIT))
@@ -80,8 +79,6 @@ def clear_cache() -> None:
 @lru_cache(maxsize=4096)
 def _fit(widths: tuple[int, ...]) -> tuple[int, float, float, float]:
     """fit_regnet inside the RegNet space, memoised by widths (a pure function, ~0.2 s)."""
-    from anynet.regnet_fit import REGNET_RANGES, fit_regnet
-
     return fit_regnet(list(widths), ranges=REGNET_RANGES)
 
 
@@ -117,8 +114,6 @@ def fit_top_regnet(block_widths_list, errors, k: int = 3) -> dict | None:
 
 def _regnet_params(value, fit: dict) -> dict:
     """Export-ready RegNet params of a fitted network (g, b, se taken from the network)."""
-    from anynet.regnet import RegNetParams
-
     out = {k: fit[k] for k in ("depth", "w0", "wa", "wm")}
     net = net_of(value)
     out["group_width"] = int(Counter(net.group_widths).most_common(1)[0][0])

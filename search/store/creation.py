@@ -20,7 +20,10 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from anynet.network import network_complexity
+from anynet.spaces.sampling import sample
 from search.spec import fidelity
+from search.spec.reference import one_line
 from search.spec.status import StudyStatus
 from search.store import trial_params
 from search.store.db import Database
@@ -151,8 +154,6 @@ class StudyCreation:
 
     def _sample(self, study_id: int, budget: CreationBudget, deadline: float, beat: _Heartbeat):
         """Per space: (DesignSpace, samples); None if the study was cancelled meanwhile."""
-        from anynet.spaces.sampling import sample  # the sampler is only needed here
-
         spec = self.studies.spec(study_id)
         progress = CreationProgress(spaces=len(spec.spaces), budget_seconds=budget.seconds)
         beat.progress = progress
@@ -261,9 +262,6 @@ def reference_rows(study_id: int, spec, space) -> list[dict]:
     with every level's EDF); seed k is sample k (the worker seeds with study seed + sample).
     Their input is the one the spaces were sampled for (`space`: the first DesignSpace).
     """
-    from anynet.network import network_complexity
-    from search.spec.reference import one_line
-
     resolution = spec.dataset.resolution or space.resolution
     num_classes = spec.dataset.num_classes or space.num_classes
     rows = []

@@ -13,6 +13,7 @@ recipe, data, epochs or seed differ from the parent's trains as usual.
 
 from __future__ import annotations
 
+from optuna.trial import TrialState
 from sqlalchemy import select, update
 
 from search.spec.status import TrialStatus
@@ -40,8 +41,6 @@ def same_training(parent_spec, child_spec) -> bool:
 
 def reuse_parent_references(db, studies, study_id: int) -> int:
     """Copy the parent's finished reference results onto the child's waiting ones; how many."""
-    from optuna.trial import TrialState
-
     record = studies.get(study_id)
     if record.parent_id is None:
         return 0
