@@ -99,17 +99,17 @@ def test_one_space_allowed(smoke_spec):
 
 @pytest.mark.parametrize("preset", ["ResNet", "VGG"])
 def test_se_on_a_family_without_se_is_refused_at_the_door(smoke_spec, preset):
-    # one list of the families with SE (anynet.spec.SE_BLOCKS), read by the spec's check and
+    # one table of the families with SE (anynet.traits), read by the spec's check and
     # by the block builders: a space the spec accepts never fails later in the creation child
     smoke_spec["spaces"][0] = {"preset": preset, "se_ratio": 0.25}
     assert "has no SE" in _error(smoke_spec)
 
 
-def test_se_families_are_one_list():
+def test_se_families_are_one_table():
     from typing import get_args
 
-    from anynet import families, spec
+    from anynet import spec, traits
 
-    assert families.SE_BLOCKS is spec.SE_BLOCKS
+    assert spec.SE_BLOCKS is traits.SE_BLOCKS and spec.NO_SE_BLOCKS is traits.NO_SE_BLOCKS
     assert set(spec.SE_BLOCKS) | set(spec.NO_SE_BLOCKS) == set(get_args(spec.BlockType))
     assert not set(spec.SE_BLOCKS) & set(spec.NO_SE_BLOCKS)
