@@ -217,7 +217,7 @@ def _stage(*key) -> tuple[Counts, int, int]:
 def _head(w_in: int, head_width: int, num_classes: int, h: int, kind: str) -> Counts:
     family = F.rules(kind)
     layers = F.head_layers(
-        w_in, head_width, num_classes, h, kind == "convnext", family.act, family.norm_act
+        w_in, head_width, num_classes, h, family.final_norm, family.act, family.norm_act
     )
     return sum_counts(layers)
 

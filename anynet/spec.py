@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anynet.rounding import groups_of, inner_width, split_width
+from anynet.traits import (  # the views stay importable from here (re-exported)
+    BLOCK_NAMES,
+    BOTTLENECK_BLOCKS,  # noqa: F401
+    FAMILY_FIELDS,
+    NO_SE_BLOCKS,  # noqa: F401
+    SE_BLOCKS,  # noqa: F401
+    BlockTraits,
+    no_se_message,
+    traits,
+)
 
 StemType = Literal["cifar", "simple", "resnet", "convnext"]
-BlockType = Literal[
-    "vanilla", "res_basic", "res_bottleneck", "res_bottleneck_linear", "convnext",
-    "mbconv", "dense", "inception", "vgg",
-]  # fmt: skip
+# the block families of anynet.traits (a JSON-schema enum of the same names, in its order)
+BlockType = Literal[BLOCK_NAMES]  # type: ignore[valid-type]
 
 # Hard bounds on every size that multiplies a network's memory or time: far above any CNN a
 # design space describes (AnyNet d_i <= 16, w_i <= 1024, DDS §3.1; RegNet d < 64, DDS §3.3),
@@ -33,15 +41,6 @@ MAX_RESOLUTION = 1024
 MAX_IN_CHANNELS = 1024
 MAX_BOTTLENECK_MULTIPLIER = 64.0
 MAX_KERNEL = 31
-
-# Blocks whose transform has a grouped 3x3 (or depthwise) conv, so b and g matter.
-BOTTLENECK_BLOCKS = ("res_bottleneck", "res_bottleneck_linear")
-# Per-stage fields only some families read (docs/method.md §1); None elsewhere.
-FAMILY_FIELDS = {"kernel": "mbconv", "expansion": "mbconv", "branches": "inception"}
-# The one list of families with squeeze-excite (anynet.families builds SE only in these);
-# every other family refuses se_ratio > 0, never silently ignores it.
-SE_BLOCKS = (*BOTTLENECK_BLOCKS, "mbconv")
-NO_SE_BLOCKS = tuple(b for b in get_args(BlockType) if b not in SE_BLOCKS)
 
 
 class _Frozen(BaseModel):
@@ -107,13 +106,14 @@ class NetSpec(_Frozen):
 
     @model_validator(mode="after")
     def _buildable(self) -> NetSpec:
+        family = traits(self.block)
         for i, st in enumerate(self.stages):
             if st.inner_width > MAX_WIDTH:
                 raise ValueError(
                     f"stages[{i}]: inner width round({st.width} x {st.bottleneck_multiplier}) "
                     f"exceeds {MAX_WIDTH}"
                 )
-        if self.block in BOTTLENECK_BLOCKS:
+        if family.bottleneck:
             for i, st in enumerate(self.stages):
                 wb = st.inner_width
                 if wb < 1:
@@ -126,12 +126,13 @@ class NetSpec(_Frozen):
                         f"stages[{i}]: inner width {wb} is not divisible into "
                         f"{st.groups} groups of width {st.group_width}"
                     )
-        if self.block in NO_SE_BLOCKS and self.se_ratio:
-            raise ValueError(f"se_ratio: the {self.block} block has no SE; use 0")
-        foreign = [name for name, owner in FAMILY_FIELDS.items() if owner != self.block]
+        if not family.se and self.se_ratio:
+            raise ValueError(no_se_message(self.block))
+        foreign = [name for name in FAMILY_FIELDS if name not in family.stage_fields]
         w_in = self.stem.width
         for i, st in enumerate(self.stages):
-            if self.block == "mbconv" and max(w_in, st.width) * (st.expansion or 1) > MAX_WIDTH:
+            expanded = max(w_in, st.width) * (st.expansion or 1)
+            if "expansion" in family.stage_fields and expanded > MAX_WIDTH:
                 raise ValueError(
                     f"stages[{i}].expansion: expanded width {max(w_in, st.width)} x "
                     f"{st.expansion} exceeds {MAX_WIDTH}"
@@ -143,8 +144,7 @@ class NetSpec(_Frozen):
                         f"stages[{i}].{name}: only the {FAMILY_FIELDS[name]} block has {name}, "
                         f"not {self.block}"
                     )
-            if self.block in ("dense", "inception"):
-                _family_widths(self.block, i, st)
+            _family_widths(family, i, st)
         return self
 
     # --- convenient views, named as in the papers -------------------------------------
@@ -209,18 +209,20 @@ class NetSpec(_Frozen):
         return cls.model_validate_json(text)
 
 
-def _family_widths(block: str, i: int, st: StageSpec) -> None:
-    """Refuse a dense or inception stage whose bottleneck or branch widths vanish."""
+def _family_widths(family: BlockTraits, i: int, st: StageSpec) -> None:
+    """Refuse a stage whose dense bottleneck or inception branch widths vanish."""
     b = st.bottleneck_multiplier
-    if block == "dense" and (b != int(b) or st.inner_width < 1):
+    if family.whole_multiplier and (b != int(b) or st.inner_width < 1):
         # DenseNet's bottleneck is bn_size x growth rate, bn_size a whole number (4 in -BC)
-        raise ValueError(f"stages[{i}].bottleneck_multiplier: dense needs a whole number, got {b}")
-    if block == "inception":
+        raise ValueError(
+            f"stages[{i}].bottleneck_multiplier: {family.name} needs a whole number, got {b}"
+        )
+    if "branches" in family.stage_fields:
         weights = st.branches or (1, 1, 1, 1)
         c1, c3, c5, cp = split_width(st.width, weights)
         _, r3, r5, _ = split_width(st.inner_width, weights)
         if min(c1, c3, c5, cp, r3, r5) < 1:
             raise ValueError(
-                f"stages[{i}]: inception branch widths {[c1, c3, c5, cp]} (reductions "
+                f"stages[{i}]: {family.name} branch widths {[c1, c3, c5, cp]} (reductions "
                 f"{[r3, r5]}) of width {st.width} x {b} must all be >= 1"
             )

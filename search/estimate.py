@@ -22,6 +22,7 @@ import functools
 import statistics
 from typing import TYPE_CHECKING
 
+from search.spec.datasets import DATASETS
 from search.spec.fidelity import promote_count
 from search.spec.recipe import resolve_recipe
 from search.store.creation import space_seed
@@ -29,33 +30,6 @@ from search.store.creation import space_seed
 if TYPE_CHECKING:
     from search.spec.study import DatasetSpec, StudySpec
     from search.store.db import Database
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """A dataset's files as worker.sources reads them and worker.data splits them."""
-
-    train: int | None  # images of the official train split (synthetic: generated)
-    test: int | None  # of the official test split; None = carved from train
-    side: int | None  # native (or default) side in pixels
-    classes: int | None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.0
-
-
-# worker.sources: digits (scikit-learn, 1,797 8x8 images read at 16 px, no test split);
-# CIFAR-10/100 50,000 + 10,000; (Fashion-)MNIST 60,000 + 10,000 at 28 px; SVHN 73,257 +
-# 26,032. tests/test_form.py holds these equal to the sources and to load_dataset's sizes.
-SPLITS: dict[str, Split] = {
-    "digits": Split(1797, None, 16, 10, val_fraction=0.2, test_fraction=0.2),
-    "synthetic": Split(2000, 500, 32, 10, val_fraction=0.2),
-    "cifar10": Split(50_000, 10_000, 32, 10),
-    "cifar100": Split(50_000, 10_000, 32, 100),
-    "mnist": Split(60_000, 10_000, 28, 10),
-    "fashion-mnist": Split(60_000, 10_000, 28, 10),
-    "svhn": Split(73_257, 26_032, 32, 10),
-    "imagefolder": Split(None, None, None, None, test_fraction=0.2),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,11 +43,15 @@ class DataSizes:
 
 
 def data_sizes(dataset: DatasetSpec) -> DataSizes:
-    """Train and validation images, side and classes, as worker.data.load_dataset gives them."""
-    split = SPLITS[dataset.name]
+    """Train and validation images, side and classes, as worker.data.load_dataset gives them.
+
+    From the catalogue's splits (search.spec.datasets), as worker.sources reads them and
+    worker.data splits them; tests/test_form.py holds them equal to load_dataset's sizes.
+    """
+    split = DATASETS[dataset.name]
     resolution = dataset.resolution or split.side
     classes = dataset.num_classes or split.classes
-    if dataset.name == "synthetic":  # generated: train_size + a quarter for validation
+    if split.generated:  # generated: train_size + a quarter for validation
         n = dataset.train_size or split.train
         total = n + (dataset.val_size if dataset.val_size is not None else round(n / 4))
     else:

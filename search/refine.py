@@ -18,13 +18,12 @@ import re
 from pydantic import ValidationError
 
 from anynet.spaces import FLAG_CONSTRAINTS, get_space
+from anynet.traits import FAMILY_FIELDS, REGNET_BLOCKS, traits
 from search.spec.space import SpaceSpec
 from search.spec.study import StudySpec, space_label
 from search.store.trial_params import ANYNET_FIELDS, REGNET_FIELDS
 
 KINDS = ("constraint", "range")
-# blocks a RegNet (DDS §3.3) is made of: one width, b and g per stage, nothing else drawn
-REGNET_BLOCKS = ("vanilla", "res_basic", "res_bottleneck", "res_bottleneck_linear")
 _STAGED = re.compile(r"([a-z_]+?)(\d*)")
 _NAME_MAX = 200
 
@@ -93,7 +92,7 @@ def _regnet_space(space: SpaceSpec, ds, new_name: str) -> SpaceSpec:
     """An AnyNet space as its RegNet form (DDS §3.3): same stem, block, SE, stages, input."""
     if ds.kind == "regnet":
         raise NotApplicable(f"suggestion: {space_label(space)} is a RegNet space already")
-    if ds.block not in REGNET_BLOCKS:
+    if not traits(ds.block).regnet_form:  # anynet.traits: the blocks a RegNet is made of
         raise NotApplicable(
             f"suggestion: the RegNet form is for the blocks {', '.join(REGNET_BLOCKS)}; "
             f"this space has {ds.block} blocks"
@@ -160,7 +159,7 @@ def _range_space(
         data[field] = _narrow(getattr(ds, field), param, lo, hi)
         return _validated(data, param)
     base, stage = _STAGED.fullmatch(param).groups()
-    field = ANYNET_FIELDS.get(base) or (base if base in ("kernel", "expansion") else None)
+    field = ANYNET_FIELDS.get(base) or (base if base in FAMILY_FIELDS else None)
     if field is None or getattr(ds, field, None) is None:
         raise UnknownSuggestion(f"suggestion: {name} draws no parameter {param!r}")
     per = ds.per_stage(field)

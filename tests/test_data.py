@@ -222,6 +222,30 @@ def test_every_registered_source_states_its_layout():
     assert all(s.layout for s in SOURCES.values())
 
 
+def test_the_catalogue_and_the_sources_have_the_same_datasets():
+    """search.spec.datasets names every dataset worker.sources can load, and no other; each
+    source reads its row (a file dataset needs a root; the others load as the row says)."""
+    from typing import get_args
+
+    from search.spec.datasets import DATASETS
+    from search.spec.study import DatasetName
+
+    assert set(DATASETS) == set(SOURCES) and tuple(DATASETS) == get_args(DatasetName)
+    for name, info in DATASETS.items():
+        source = SOURCES[name]
+        assert source.name == name and source.info is info
+        if info.files:
+            with pytest.raises(DatasetError, match=f"dataset {name!r}: root is required"):
+                source.read(DatasetSpec(name=name))
+            continue
+        raw = source.read(DatasetSpec(name=name))
+        generated = round(info.train / 4) if info.generated else 0  # validation images
+        assert len(raw.train_y) == info.train + generated, name
+        assert (None if raw.test_y is None else len(raw.test_y)) == info.test, name
+        assert (raw.num_classes, raw.train_x.shape[-1]) == (info.classes, info.channels), name
+        assert load_dataset(DatasetSpec(name=name)).resolution == info.side, name
+
+
 # --- augmentation ---------------------------------------------------------------------------
 def test_random_crop_is_a_window_of_the_zero_padded_image():
     x = torch.randint(1, 256, (16, 3, 6, 6), dtype=torch.uint8)

@@ -284,6 +284,21 @@ def test_bad_family_spaces_name_the_field(over, needle):
         SpaceSpec.model_validate(over)
 
 
+def test_every_family_of_the_table_is_built_and_its_se_checked_from_it():
+    from anynet.traits import TRAITS
+
+    whole = {name for name, rules in F.FAMILY_RULES.items() if rules.stage is not None}
+    assert set(F.BLOCKS) | whole == set(TRAITS) and not set(F.BLOCKS) & whole
+    one = F.Stage(1, 16, 1, 16, 1)
+    for name, family in TRAITS.items():
+        args = ("simple", 16, 3, 32, name, 0.25, [one], 0, 10)
+        if family.se:
+            assert anynet_counts(*args)[0] > anynet_counts(*args[:5], 0.0, *args[6:])[0]
+        else:  # the builders refuse it with the spec's error, never ignore it
+            with pytest.raises(ValueError, match=f"se_ratio: the {name} block has no SE"):
+                anynet_counts(*args)
+
+
 def test_overrides_restage_the_family_fields():
     space = SpaceSpec.model_validate(
         {"preset": "EfficientNet", "stages": 3, "kernel": [3, 5], "expansion": {"choice": [4]}}

@@ -12,7 +12,8 @@ from anynet.spaces import PRESETS
 from anynet.spaces.catalog import INFO
 from api.http.app import create_app
 from api.http.routes.form import Estimate, Preset
-from search.estimate import SPLITS, data_sizes, level_counts
+from search.estimate import data_sizes, level_counts
+from search.spec.datasets import DATASETS
 from search.spec.study import DatasetSpec, StudySpec
 from search.store import Store, TrialOutcome
 
@@ -212,7 +213,7 @@ def test_split_sizes_are_those_the_worker_loads():
     from worker.data import load_dataset
     from worker.sources import SOURCES
 
-    for name, split in SPLITS.items():
+    for name, split in DATASETS.items():
         source = SOURCES[name]
         assert (split.val_fraction, split.test_fraction) == (
             source.val_fraction,

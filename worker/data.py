@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from search.spec.datasets import GENERATED_DATASETS, listed
 from search.spec.learning import chance_error
 from search.spec.study import DatasetSpec
 from worker.sources import SOURCES, DatasetError
@@ -66,8 +67,9 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     source = SOURCES.get(spec.name)
     if source is None:
         raise DatasetError(f"name: unknown dataset {spec.name!r}; choose from {sorted(SOURCES)}")
-    if spec.num_classes is not None and spec.name != "synthetic":
-        raise DatasetError(f"num_classes: only the synthetic dataset takes it, not {spec.name!r}")
+    if spec.num_classes is not None and not source.info.generated:
+        only = listed(GENERATED_DATASETS)
+        raise DatasetError(f"num_classes: only the {only} dataset takes it, not {spec.name!r}")
     raw = source.read(spec)
     rng = np.random.default_rng(spec.seed)
     x, y = raw.train_x, raw.train_y

@@ -2,7 +2,9 @@
 
 A registry of small objects of one shape (`Source.read(spec) -> Raw`); `worker.data` turns
 any of them into device tensors the same way. Each source states the layout it expects, so a
-missing or corrupt file is an error naming the path and the layout.
+missing or corrupt file is an error naming the path and the layout. What a dataset is (its
+sizes, side, classes, splits, whether it can be downloaded) is its row of the catalogue,
+search.spec.datasets, which each source reads: the sources say only how to read the files.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from search.spec.datasets import DATASETS, DatasetInfo
 from search.spec.study import DatasetSpec
 
 
@@ -63,13 +66,37 @@ def allowed_root(root: Path, env: dict[str, str] | None = None) -> Path:
 
 # --- sources ------------------------------------------------------------------------------
 class Source:
-    """One dataset: how to read it and what layout it expects on disk."""
+    """One dataset: how to read it and what layout it expects on disk; the rest is its row
+    of the catalogue (search.spec.datasets), `info`."""
 
-    name = ""
+    name = ""  # its name in the catalogue
     layout = ""  # printed in DatasetError so the user can fix their folder
-    default_resolution: int | None = None  # None = the images' own size
-    val_fraction = 0.1  # carved from train when val_size is not given
-    test_fraction = 0.0  # carved from all data when the dataset has no test split
+
+    @property
+    def info(self) -> DatasetInfo:
+        """The dataset's row of the catalogue."""
+        return DATASETS[self.name]
+
+    @property
+    def default_resolution(self) -> int | None:
+        """The side without a resolution: the catalogue's for data not read from files
+        (digits are read at 16 px, synthetic images generated at 32); None = the files'."""
+        return None if self.info.files else self.info.side
+
+    @property
+    def val_fraction(self) -> float:
+        """Carved from train when val_size is not given."""
+        return self.info.val_fraction
+
+    @property
+    def test_fraction(self) -> float:
+        """Carved from all data when the dataset has no test split."""
+        return self.info.test_fraction
+
+    @property
+    def download_supported(self) -> bool:
+        """Whether torchvision can download it into the root."""
+        return self.info.download
 
     def read(self, spec: DatasetSpec) -> Raw:
         """Read the files (or generate) into a Raw."""
@@ -87,17 +114,12 @@ class Source:
         hint = " (or set download to true)" if self.download_supported else ""
         return DatasetError(f"dataset {self.name!r}: {path} is {why}; expected {self.layout}{hint}")
 
-    download_supported = False
-
 
 class Digits(Source):
     """scikit-learn's 8x8 digits (1797 real images, ships with the package)."""
 
     name = "digits"
     layout = "nothing (embedded in scikit-learn)"
-    default_resolution = 16
-    val_fraction = 0.2
-    test_fraction = 0.2
 
     def read(self, spec: DatasetSpec) -> Raw:
         """Load the embedded digits, 0..16 grey levels scaled to 0..255."""
@@ -105,7 +127,7 @@ class Digits(Source):
 
         d = load_digits()
         x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-        return Raw(x, d.target.astype(np.int64), None, None, 10)
+        return Raw(x, d.target.astype(np.int64), None, None, self.info.classes)
 
 
 class Synthetic(Source):
@@ -113,16 +135,18 @@ class Synthetic(Source):
 
     name = "synthetic"
     layout = "nothing (generated from the seed)"
-    default_resolution = 32
-    val_fraction = 0.2  # = the train_size / 4 extra images generated for validation
 
     def read(self, spec: DatasetSpec) -> Raw:
-        """Generate train and test sets from spec.seed, num_classes, sizes and difficulty."""
-        k = spec.num_classes or 10
+        """Generate train and test sets from spec.seed, num_classes, sizes and difficulty.
+
+        The catalogue's sizes and classes unless the spec gives them; val_fraction 0.2 =
+        the train_size / 4 extra images generated for validation.
+        """
+        k = spec.num_classes or self.info.classes
         res = spec.resolution or self.default_resolution
-        n_train = spec.train_size or 2000
+        n_train = spec.train_size or self.info.train
         n_train += spec.val_size if spec.val_size is not None else round(n_train / 4)
-        n_test = spec.test_size if spec.test_size is not None else 500
+        n_test = spec.test_size if spec.test_size is not None else self.info.test
         g = torch.Generator().manual_seed(spec.seed)
         # Class prototypes: a 4x4 random colour grid upsampled = low-frequency patterns that
         # survive crops and flips; difficulty mixes in a shared pattern and adds noise.
@@ -149,12 +173,10 @@ class Synthetic(Source):
 class Cifar(Source):
     """CIFAR-10/100 in the python-pickle layout torchvision downloads."""
 
-    download_supported = True
-
-    def __init__(self, name: str, folder: str, train: list[str], label_key: bytes, k: int):
+    def __init__(self, name: str, folder: str, train: list[str], label_key: bytes):
         self.name, self.folder, self.train_files = name, folder, train
-        self.label_key, self.k = label_key, k
-        test = "test_batch" if k == 10 else "test"
+        self.label_key, self.k = label_key, self.info.classes
+        test = "test_batch" if self.k == 10 else "test"
         self.layout = f"ROOT/{folder}/{{{','.join(train)},{test}}} (python pickles)"
         self.test_file = test
 
@@ -224,7 +246,6 @@ class CifarUnpickler(pickle.Unpickler):
 class Mnist(Source):
     """MNIST / Fashion-MNIST idx files (raw or .gz) in torchvision's ROOT/<Name>/raw/."""
 
-    download_supported = True
     FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")  # fmt: skip
 
@@ -244,7 +265,8 @@ class Mnist(Source):
         for x, y, f in ((tx, ty, self.FILES[0]), (sx, sy, self.FILES[2])):
             if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
                 raise self.missing(raw / f, f"corrupt (images {x.shape}, labels {y.shape})")
-        return Raw(tx[..., None], ty.astype(np.int64), sx[..., None], sy.astype(np.int64), 10)
+        k = self.info.classes
+        return Raw(tx[..., None], ty.astype(np.int64), sx[..., None], sy.astype(np.int64), k)
 
     def _idx(self, path: Path) -> np.ndarray:
         gz = path.with_name(path.name + ".gz")
@@ -268,7 +290,6 @@ class Svhn(Source):
 
     name = "svhn"
     layout = "ROOT/{train_32x32.mat,test_32x32.mat} (MATLAB, X 32x32x3xN uint8, y Nx1)"
-    download_supported = True
 
     def read(self, spec: DatasetSpec) -> Raw:
         """Load both .mat files; label 10 means digit 0 (as torchvision maps it)."""
@@ -280,7 +301,7 @@ class Svhn(Source):
                 datasets.SVHN(str(root), split=split, download=True)
         tx, ty = self._mat(root / "train_32x32.mat")
         sx, sy = self._mat(root / "test_32x32.mat")
-        return Raw(tx, ty, sx, sy, 10)
+        return Raw(tx, ty, sx, sy, self.info.classes)
 
     def _mat(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         if not path.is_file():
@@ -303,7 +324,6 @@ class ImageFolder(Source):
 
     name = "imagefolder"
     layout = "ROOT/<class>/<image>.png|jpg|... or ROOT/train/<class>/... and ROOT/test/<class>/..."
-    test_fraction = 0.2
     EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
     def read(self, spec: DatasetSpec) -> Raw:
@@ -356,8 +376,8 @@ SOURCES: dict[str, Source] = {
         Digits(),
         Synthetic(),
         Cifar("cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)],
-              b"labels", 10),
-        Cifar("cifar100", "cifar-100-python", ["train"], b"fine_labels", 100),
+              b"labels"),
+        Cifar("cifar100", "cifar-100-python", ["train"], b"fine_labels"),
         Mnist("mnist", "MNIST", "MNIST"),
         Mnist("fashion-mnist", "FashionMNIST", "FashionMNIST"),
         Svhn(),

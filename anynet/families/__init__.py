@@ -11,8 +11,8 @@ walk these functions (docs/method.md §1–§2). No torch here.
 Conventions chosen where the references leave a choice:
 - Head (pycls AnyHead): [1x1 conv → BN → ReLU at the last resolution, iff head_width > 0]
   → global average pool → [LayerNorm, convnext block only: ConvNeXt's final norm] → Linear.
-- SE exists only in the bottleneck blocks (RegNetY); se_ratio > 0 with vanilla, res_basic
-  or convnext is a ValueError, never silently ignored.
+- SE exists only in the families anynet.traits says take it (the bottleneck blocks, as
+  RegNetY, and mbconv); se_ratio > 0 with any other is a ValueError, never silently ignored.
 - ConvNeXt block: 7x7 depthwise conv (bias) → LayerNorm → 1x1 (bias) to 4 x inner width →
   GELU → 1x1 (bias) back → + x. inner width = int(round(w x b)) as for every block, so the
   default b = 1 gives ConvNeXt's MLP ratio 4; g is ignored (always depthwise). No layer
@@ -55,7 +55,8 @@ from anynet.layers import (
     repeat,
     when,
 )
-from anynet.spec import FAMILY_FIELDS, SE_BLOCKS, NetSpec, StageSpec
+from anynet.spec import NetSpec, StageSpec
+from anynet.traits import FAMILY_FIELDS, no_se_message, traits
 
 CONVNEXT_MLP_RATIO = 4  # ConvNeXt's inverted-bottleneck MLP ratio
 
@@ -112,16 +113,13 @@ def _round(x):
     return np.round(x).astype(np.int64) if isinstance(x, np.ndarray) else int(round(x))
 
 
-def _no_se(kind: str, se_ratio: float) -> None:
-    need(
-        not se_ratio,
-        f"se_ratio: block {kind!r} has no SE (only {', '.join(SE_BLOCKS)}); use 0",
-    )
+def check_se(kind: str, se_ratio: float) -> None:
+    """Refuse se_ratio > 0 for a family without SE (anynet.traits), the spec's error."""
+    need(traits(kind).se or not se_ratio, no_se_message(kind))
 
 
 def _vanilla(w_in, stride, st: Stage, se_ratio, h) -> Block:
     """[3x3 conv(stride) → BN → ReLU] x2, no residual; ignores b and g."""
-    _no_se("vanilla", se_ratio)
     w = st.width
     a = Conv(w_in, w, 3, stride, 1, False, h)
     b = Conv(w, w, 3, 1, 1, False, a.h_out)
@@ -130,7 +128,6 @@ def _vanilla(w_in, stride, st: Stage, se_ratio, h) -> Block:
 
 def _res_basic(w_in, stride, st: Stage, se_ratio, h) -> Block:
     """relu(proj(x) + [3x3(stride) → BN → ReLU → 3x3 → BN](x)); ignores b and g."""
-    _no_se("res_basic", se_ratio)
     w = st.width
     a = Conv(w_in, w, 3, stride, 1, False, h)
     b = Conv(w, w, 3, 1, 1, False, a.h_out)
@@ -168,7 +165,6 @@ def _res_bottleneck_linear(w_in, stride, st: Stage, se_ratio, h) -> Block:
 
 def _convnext(w_in, stride, st: Stage, se_ratio, h) -> Block:
     """[downsample] then x + pw(GELU(pw(LN(dw7x7(x))))); see the module docstring."""
-    _no_se("convnext", se_ratio)
     w = st.width
     conv = Conv(w_in, w, 2 if stride == 2 else 1, stride, 1, True, h)
     down = when((w_in != w) | (stride != 1), (LayerNorm(w_in), conv))
@@ -197,6 +193,7 @@ BLOCKS: dict[str, Callable[..., Block]] = {
 
 def block_layers(kind: str, w_in, stride, st: Stage, se_ratio: float, h) -> Block:
     """Describe one block of family `kind` with the stage's values on an h x h input."""
+    check_se(kind, se_ratio)
     try:
         make = BLOCKS[kind]
     except KeyError:
@@ -253,16 +250,19 @@ class FamilyRules:
 
     act: the stem's and head conv's activation (mbconv: SiLU, as EfficientNet);
     norm_act: the head starts with BN → act (pre-activation families: dense);
+    final_norm: the head normalises the pooled features with LayerNorm (convnext);
     stage: describes a whole stage, (w_in, Stage, se_ratio, h) → (nodes, w_out, h_out),
     for families whose blocks differ within a stage (dense: every layer's input grows).
     """
 
     act: Act = RELU
     norm_act: bool = False
+    final_norm: bool = False
     stage: Callable | None = None
 
 
-FAMILY_RULES: dict[str, FamilyRules] = {}  # block family -> its rules (anynet.families.classic)
+# block family -> its rules (these, and anynet.families.classic's)
+FAMILY_RULES: dict[str, FamilyRules] = {"convnext": FamilyRules(final_norm=True)}
 _DEFAULT_RULES = FamilyRules()
 
 
@@ -292,6 +292,7 @@ def describe_anynet(
     num_classes: int,
 ) -> Net:
     """An AnyNet from its parts: stem → stages of one block family → head (docs/method.md §1)."""
+    check_se(block, se_ratio)
     family = rules(block)
     nodes, h = stem_layers(stem, stem_width, in_channels, resolution, family.act)
     w_in, out = stem_width, []
@@ -299,7 +300,7 @@ def describe_anynet(
         blocks, w_in, h = stage_nodes(block, w_in, st, se_ratio, h)
         out.append(blocks)
     head = head_layers(
-        w_in, head_width, num_classes, h, block == "convnext", family.act, family.norm_act
+        w_in, head_width, num_classes, h, family.final_norm, family.act, family.norm_act
     )
     return Net(nodes, tuple(out), head, in_channels, resolution, num_classes)
 

@@ -3,7 +3,9 @@
 Each family is described once, in the layer language, for ints (one network) and numpy
 arrays (a sampler batch), so `build`, `complexity` and the sampler's vectorised counts walk
 the same description (docs/method.md §1–§2). Importing this module registers the families
-in anynet.families (BLOCKS, FAMILY_RULES); anynet.families imports it.
+in anynet.families (BLOCKS, FAMILY_RULES); anynet.families imports it. What each family is
+(SE or not, its per-stage fields, ...) is its row of anynet.traits; families.check_se
+refuses se_ratio > 0 from that row before any builder here runs.
 
 - mbconv (EfficientNet, Tan & Le 2019; MobileNetV2): families.mbconv_block with the
   expanded width make_divisible(w_in·t, 8), the stage's depthwise k x k, SE on the expanded
@@ -34,10 +36,6 @@ from anynet.layers import BN, RELU, SILU, Block, Conv, MaxPool, need
 from anynet.rounding import make_divisible, split_width
 
 
-def _no_se(kind: str, se_ratio: float) -> None:
-    need(not se_ratio, f"se_ratio: the {kind} block has no SE; use 0")
-
-
 def _se_width(w_in, se_ratio):
     """max(1, ⌊w_in·se_ratio⌋): EfficientNet's SE width from the block's input width."""
     if isinstance(w_in, np.ndarray):
@@ -54,7 +52,6 @@ def _mbconv(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
 
 def _dense(w_in, st: F.Stage, se_ratio: float, h) -> tuple[tuple, object, object]:
     """[transition iff stride 2] then `depth` dense layers of growth k = the stage's width."""
-    _no_se("dense", se_ratio)
     nodes: tuple = ()
     if st.stride == 2:
         c = w_in // 2  # DenseNet-BC compression 0.5
@@ -68,7 +65,6 @@ def _dense(w_in, st: F.Stage, se_ratio: float, h) -> tuple[tuple, object, object
 
 def _inception(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
     """[3x3/2 ceil max-pool iff stride 2] then cat(1x1, 1x1→3x3, 1x1→5x5, pool→1x1)."""
-    _no_se("inception", se_ratio)
     down: tuple = ()
     if stride == 2:
         pool = MaxPool(w_in, 3, 2, h, padding=0, ceil_mode=True)
@@ -83,7 +79,6 @@ def _inception(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
 
 def _vgg(w_in, stride, st: F.Stage, se_ratio: float, h) -> Block:
     """[2x2/2 max-pool iff stride 2] then [3x3 conv → BN → ReLU] x2 at stride 1."""
-    _no_se("vgg", se_ratio)
     down: tuple = ()
     if stride == 2:
         pool = MaxPool(w_in, 2, 2, h)

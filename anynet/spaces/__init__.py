@@ -53,8 +53,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from anynet.rounding import Rounding
 from anynet.spaces.families import FAMILY_PRESETS
 from anynet.spec import (
-    BOTTLENECK_BLOCKS,
-    FAMILY_FIELDS,
     MAX_BOTTLENECK_MULTIPLIER,
     MAX_CLASSES,
     MAX_IN_CHANNELS,
@@ -63,10 +61,10 @@ from anynet.spec import (
     MAX_STAGE_DEPTH,
     MAX_STAGES,
     MAX_WIDTH,
-    NO_SE_BLOCKS,
     BlockType,
     StemSpec,
 )
+from anynet.traits import FAMILY_FIELDS, FAMILY_PER_STAGE, no_se_message, traits
 
 
 class _Data(BaseModel):
@@ -272,9 +270,8 @@ _MAX_VALUE = {
     "branches": MAX_WIDTH,
 }
 PER_STAGE = ("depth", "width", "bottleneck_multiplier", "group_width", "groups")
-# per-stage values only some families draw (anynet.spec.FAMILY_FIELDS); `branches` is
+# FAMILY_PER_STAGE (anynet.traits): per-stage values only some families draw; `branches` is
 # drawn four times per stage, one weight per inception branch
-FAMILY_PER_STAGE = ("kernel", "expansion", "branches")
 # fields each kind needs; the other kind's own fields are errors (regnet: set the stage
 # count with the {"num_stages": k} constraint, not `stages`)
 _NEEDS = {"anynet": ("stages", "width"), "regnet": ("w0", "wa", "wm", "group_width")}
@@ -339,7 +336,7 @@ class DesignSpace(_Data):
             raise ValueError("rounding: regnet spaces use 'pycls' or 'torchvision'")
         if not regnet and self.group_width is not None and self.groups is not None:
             raise ValueError("group_width/groups: give one of the two, not both")
-        if self.block in BOTTLENECK_BLOCKS and self.group_width is self.groups is None:
+        if traits(self.block).bottleneck and self.group_width is self.groups is None:
             raise ValueError(f"group_width: the {self.block} block needs group widths")
         if not regnet and self.num_stages not in (None, self.stages):
             raise ValueError(f"constraints: num_stages {self.num_stages} != stages {n}")
@@ -396,21 +393,22 @@ def _values(dist) -> list:
 
 
 def _check_family(space: DesignSpace) -> None:
-    """The per-stage fields and SE of the families beyond ResNeXt (anynet.families.classic)."""
+    """The per-stage fields, SE and b of the space's block family (its row of anynet.traits)."""
+    family = traits(space.block)
     for name, owner in FAMILY_FIELDS.items():
-        if getattr(space, name) is not None and space.block != owner:
+        if getattr(space, name) is not None and name not in family.stage_fields:
             raise ValueError(f"{name}: only the {owner} block draws {name}, not {space.block}")
-    if space.block in NO_SE_BLOCKS and space.se_ratio:
-        raise ValueError(f"se_ratio: the {space.block} block has no SE; use 0")
+    if not family.se and space.se_ratio:
+        raise ValueError(no_se_message(space.block))
     for d in _as_tuple(space.kernel):
         if any(int(k) != k or k % 2 == 0 for k in _values(d)):
             raise ValueError(f"kernel: kernel sizes must be odd integers, got {_values(d)}")
-    if space.block == "dense":
+    if family.whole_multiplier:
         for d in _as_tuple(space.bottleneck_multiplier):
             if any(b != int(b) for b in _values(d)) or not isinstance(d, Choice | UniformInt):
                 raise ValueError(
-                    "bottleneck_multiplier: dense bottlenecks are whole multiples of the "
-                    f"growth rate (bn_size); got {d.kind} over {support(d)}"
+                    f"bottleneck_multiplier: {space.block} bottlenecks are whole multiples of "
+                    f"the growth rate (bn_size); got {d.kind} over {support(d)}"
                 )
 
 

@@ -24,7 +24,8 @@ from anynet.families import Stage
 from anynet.regnet import QUANTUM, quantized_widths
 from anynet.rounding import group_rule, groups_of, inner_width
 from anynet.spaces import FAMILY_PER_STAGE, DesignSpace, support
-from anynet.spec import BOTTLENECK_BLOCKS, NetSpec
+from anynet.spec import NetSpec
+from anynet.traits import traits
 
 BOUND_KEYS = ("flops", "params", "acts")
 REASONS = (
@@ -156,7 +157,7 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
         codes[np.any(np.diff(d, axis=1) < 0, axis=1)] = CODE["increasing_depth"]
     alive = np.flatnonzero(codes == 0)
     wa, ga = w, g  # the network as built: the group rule first (docs/method.md §4)
-    if space.block in BOTTLENECK_BLOCKS:  # on the candidates still alive only
+    if traits(space.block).bottleneck:  # on the candidates still alive only
         wa, ga = w.copy(), np.array(g, copy=True)
         wa[alive], ga[alive], ok = group_rule(w[alive], m[alive], g[alive], space.rounding)
         codes[alive[~ok.all(axis=1)]] = CODE["group_compatibility"]

@@ -6,7 +6,7 @@ sources of the ranges are in anynet.spaces and anynet.spaces.families (docs/meth
 
 from __future__ import annotations
 
-from anynet.spaces import PRESETS, Choice, DesignSpace, support
+from anynet.spaces import FAMILY_PER_STAGE, PER_STAGE, PRESETS, Choice, DesignSpace, support
 
 # (family, description) per preset; tests hold this table and PRESETS to the same names
 _DDS = "DDS §3.2: 4 free stages, log-uniform d ≤ 16, w ≤ 1024 (÷8), b ∈ {1,2,4}, g ≤ 32"
@@ -33,8 +33,7 @@ INFO: dict[str, tuple[str, str]] = {
     "Inception": ("Inception", "GoogLeNet's inception stages 3–5, branch weights 1–4"),
     "VGG": ("VGG", "VGG-BN's 5 stages of 1–2 vanilla blocks, widths ½–2x VGG's"),
 }
-RANGE_FIELDS = ("depth", "width", "bottleneck_multiplier", "group_width", "groups",
-                "kernel", "expansion", "branches", "w0", "wa", "wm")  # fmt: skip
+RANGE_FIELDS = (*PER_STAGE, *FAMILY_PER_STAGE, "w0", "wa", "wm")
 
 
 def dist_range(dist) -> dict:

@@ -15,19 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-# The datasets of a fixed size: (images shipped, train + test; native side in pixels).
-# scikit-learn digits: 1,797 8x8 images (the worker reads them at 16 px); CIFAR-10/100:
-# 60,000; MNIST, Fashion-MNIST: 70,000 at 28 px; SVHN: 73,257 + 26,032 (without `extra`).
-FIXED_DATASETS = {
-    "digits": (1797, 16),
-    "cifar10": (60_000, 32),
-    "cifar100": (60_000, 32),
-    "mnist": (70_000, 28),
-    "fashion-mnist": (70_000, 28),
-    "svhn": (99_289, 32),
-}
-# worker.data's synthetic defaults: 2,000 train images (+ a quarter for validation), 500 test
-SYNTHETIC_DEFAULTS = {"train_size": 2000, "test_size": 500, "resolution": 32}
+from search.spec.datasets import DATASETS
 
 
 class SpecLimitError(ValueError):
@@ -195,16 +183,21 @@ class SpecLimits:
 
 
 def dataset_megabytes(dataset) -> float | None:
-    """About how many MB a dataset's images take as uint8 tensors (None: not known here)."""
-    fixed = FIXED_DATASETS.get(dataset.name)
-    if dataset.name == "synthetic":
-        train = dataset.train_size or SYNTHETIC_DEFAULTS["train_size"]
+    """About how many MB a dataset's images take as uint8 tensors (None: not known here).
+
+    The catalogue's sizes (search.spec.datasets): a dataset of a fixed size ships its train
+    and test splits (digits: 1,797 8x8 images, read at 16 px); a generated one its default
+    sizes (+ a quarter of train for validation), or those the spec gives.
+    """
+    info = DATASETS[dataset.name]
+    if info.generated:
+        train = dataset.train_size or info.train
         val = dataset.val_size if dataset.val_size is not None else round(train / 4)
         test = dataset.test_size
-        images = train + val + (SYNTHETIC_DEFAULTS["test_size"] if test is None else test)
-        side = dataset.resolution or SYNTHETIC_DEFAULTS["resolution"]
-    elif fixed is not None:
-        images, side = fixed[0], dataset.resolution or fixed[1]
+        images = train + val + (info.test if test is None else test)
+        side = dataset.resolution or info.side
+    elif info.train is not None:
+        images, side = info.train + (info.test or 0), dataset.resolution or info.side
     else:  # imagefolder: its folders decide; only sizes that were given can be counted
         sizes = (dataset.train_size, dataset.val_size, dataset.test_size)
         if dataset.resolution is None or any(s is None for s in sizes):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from search.spec.datasets import DATASETS, listed
+
 if TYPE_CHECKING:
     from search.spec.study import Recipe
 
@@ -23,21 +25,9 @@ MIN_STEPS_PER_EPOCH = 32  # a 1-epoch fidelity still takes this many SGD steps
 WARMUP_EPOCHS = 1.0  # linear warm-up, capped at a fifth of the schedule
 WARMUP_MAX_FRACTION = 0.2
 
-# (flip, crop padding as a fraction of the side): digits are centred and not mirror-symmetric,
-# so no flips and at most a small crop; scikit-learn's digits are 8x8 originals, where 1 px at
-# 16 px is half a digit pixel and slowed 5-epoch trainings in 6 of 7 paired runs
-# (docs/method.md §5), so none; CIFAR's standard 4 px at 32 (1/8) and flips; SVHN is digits
-# too (no flips); an image folder gets the CIFAR treatment, scaled to its resolution.
-AUGMENT: dict[str, tuple[bool, float]] = {
-    "digits": (False, 0.0),
-    "mnist": (False, 1 / 16),
-    "fashion-mnist": (False, 1 / 16),
-    "svhn": (False, 1 / 8),
-    "cifar10": (True, 1 / 8),
-    "cifar100": (True, 1 / 8),
-    "imagefolder": (True, 1 / 8),
-    "synthetic": (True, 1 / 8),
-}
+# (flip, crop padding as a fraction of the side) per dataset: the catalogue's (its reasons are
+# there, search.spec.datasets)
+AUGMENT: dict[str, tuple[bool, float]] = {n: (d.flip, d.crop) for n, d in DATASETS.items()}
 DEFAULT_AUGMENT = (True, 1 / 8)  # any other dataset
 
 # The text every interface shows for the defaults (CLI help, schema descriptions, README).
@@ -49,8 +39,31 @@ LR_RULE = f"{LR_PER_128} per 128 images of the batch (DDS sweeps; batch 32: {LR_
 WARMUP_RULE = (
     f"{WARMUP_EPOCHS:g} epoch, at most {WARMUP_MAX_FRACTION:g} of the schedule (1 epoch: 0.2)"
 )
-CROP_RULE = "0 for digits; resolution // 16 for mnist, fashion-mnist; resolution // 8 otherwise"
-FLIP_RULE = "off for digits, mnist, fashion-mnist and svhn; on otherwise"
+
+
+def _crop_rule() -> str:
+    """'0 for digits; resolution // 16 for mnist, fashion-mnist; resolution // 8 otherwise'."""
+    crops: dict[float, list[str]] = {}
+    for name, (_, crop) in AUGMENT.items():
+        if crop != DEFAULT_AUGMENT[1]:
+            crops.setdefault(crop, []).append(name)
+    rules = [f"{_padding(c)} for {', '.join(names)}" for c, names in crops.items()]
+    return "; ".join([*rules, f"{_padding(DEFAULT_AUGMENT[1])} otherwise"])
+
+
+def _padding(fraction: float) -> str:
+    return "0" if fraction == 0 else f"resolution // {round(1 / fraction)}"
+
+
+def _flip_rule() -> str:
+    """'off for digits, mnist, fashion-mnist and svhn; on otherwise' (or the other way round)."""
+    other = [name for name, (flip, _) in AUGMENT.items() if flip != DEFAULT_AUGMENT[0]]
+    theirs, default = ("off", "on") if DEFAULT_AUGMENT[0] else ("on", "off")
+    return f"{theirs} for {listed(other, 'and')}; {default} otherwise"
+
+
+CROP_RULE = _crop_rule()
+FLIP_RULE = _flip_rule()
 
 
 def default_batch_size(train_size: int | None) -> int:

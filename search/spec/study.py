@@ -14,6 +14,13 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from anynet.spaces import complexity_preset
 from anynet.spec import MAX_CLASSES, MAX_RESOLUTION
 from search.spec import recipe as defaults
+from search.spec.datasets import (
+    DATASET_NAMES,
+    DATASETS,
+    FILE_DATASETS,
+    GENERATED_DATASETS,
+    listed,
+)
 from search.spec.reference import (
     DEFAULT_REFERENCE_SEEDS,
     MAX_REFERENCE_SEEDS,
@@ -38,9 +45,8 @@ MAX_FIDELITIES = 20
 # keys the results use next to the space names (the pooled RegNet fit, the pooled rank
 # correlation): a space may not take them
 RESERVED_SPACE_NAMES = ("overall", "all")
-DatasetName = Literal[
-    "digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion-mnist", "svhn", "imagefolder"
-]
+# the datasets of search.spec.datasets (a JSON-schema enum of the same names, in its order)
+DatasetName = Literal[DATASET_NAMES]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
@@ -108,11 +114,7 @@ class Recipe(_Strict):
 class DatasetSpec(_Strict):
     """Which data a study trains on, at which resolution and split sizes."""
 
-    name: DatasetName = Field(
-        "digits",
-        description="digits, synthetic, cifar10, cifar100, mnist, "
-        "fashion-mnist, svhn or imagefolder",
-    )
+    name: DatasetName = Field("digits", description=listed(DATASET_NAMES))
     root: str | None = Field(
         None,
         min_length=1,
@@ -131,8 +133,11 @@ class DatasetSpec(_Strict):
     @model_validator(mode="after")
     def _classes_of_synthetic_only(self) -> DatasetSpec:
         # the other datasets have their own classes (worker.data refuses it at load time)
-        if self.num_classes is not None and self.name != "synthetic":
-            raise ValueError(f"num_classes: only the synthetic dataset takes it, not {self.name!r}")
+        if self.num_classes is not None and not DATASETS[self.name].generated:
+            raise ValueError(
+                f"num_classes: only the {listed(GENERATED_DATASETS)} dataset takes it, "
+                f"not {self.name!r}"
+            )
         return self
 
 
@@ -308,17 +313,15 @@ def printable(name: str, most: int = 200) -> bool:
     )
 
 
-# Datasets read from files: a study of one must say where they are (worker/sources.py).
-FILE_DATASETS = frozenset({"cifar10", "cifar100", "mnist", "fashion-mnist", "svhn", "imagefolder"})
-
-
 def check_dataset_root(spec: StudySpec) -> None:
     """ValueError naming dataset.root when the study's dataset is read from files and the
     spec says not where (else every trial would fail in the workers)."""
     d = spec.dataset
     if d.name in FILE_DATASETS and d.root is None:
         how = (
-            " (with download: true, the folder to download into)" if d.name != "imagefolder" else ""
+            " (with download: true, the folder to download into)"
+            if DATASETS[d.name].download
+            else ""
         )
         raise ValueError(
             f"dataset.root: {d.name} is read from files; give root, the folder that holds them{how}"
