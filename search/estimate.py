@@ -227,27 +227,10 @@ def trials_rate(db: Database, most: int = RATE_TRIALS) -> Rate | None:
     A trial records its training images/s; its flops are recomputed at the input it
     trained at (its study's dataset), since the sampler counts them at the space's.
     """
-    from sqlalchemy import select
-
-    from search.spec.status import TrialStatus
     from search.spec.study import StudySpec
-    from search.store.models import StudyRow, TrialRow
+    from search.store.reads import finished_speeds
 
-    query = (
-        select(TrialRow.net, TrialRow.images_per_s, TrialRow.study_id)
-        .where(TrialRow.status == TrialStatus.DONE, TrialRow.images_per_s > 0)
-        .order_by(TrialRow.trial_id.desc())  # the latest by the primary key's index
-        .limit(most)
-    )
-    with db.read() as session:
-        rows = session.execute(query).all()
-        ids = {r.study_id for r in rows}
-        specs = {
-            sid: raw
-            for sid, raw in session.execute(
-                select(StudyRow.id, StudyRow.spec).where(StudyRow.id.in_(ids))
-            )
-        }
+    rows, specs = finished_speeds(db, most)
     inputs = {}
     for study_id, raw in specs.items():  # the input each study's trials trained at
         try:

@@ -412,3 +412,75 @@ def test_pages_work_offline(client):
     assert body["application/json"]["schema"]["$ref"] == "#/components/schemas/StudySpec"
     assert "StudySpec" in schema["components"]["schemas"]
     assert client.get("/healthz").json()["status"] == "ok"
+
+
+# one example of each form a SpaceSpec distribution field takes, on a preset with that field:
+# (preset, value, [lo, hi], {"choice": [...]}, distribution object); per-stage lists below
+SPACE_FORMS = {
+    "depth": ("AnyNetX_A", 2, [1, 4], {"choice": [1, 2]}, {"kind": "uniform_int", "lo": 1, "hi": 4}),
+    "width": ("AnyNetX_A", 64, [16, 128], {"choice": [32, 64]},
+              {"kind": "log_uniform", "lo": 8, "hi": 256, "quantum": 8}),
+    "bottleneck_multiplier": ("AnyNetX_A", 0.5, [0.25, 0.5], {"choice": [0.5, 1]},
+                              {"kind": "power_of_two", "lo": 0.25, "hi": 1}),
+    "group_width": ("AnyNetX_A", 8, [1, 8], {"choice": [4, 8]},
+                    {"kind": "power2_or_log_uniform", "lo": 8, "hi": 32, "quantum": 8}),
+    "groups": ("ResNeXt_A", 2, [1, 2], {"choice": [1, 4]}, {"kind": "power_of_two", "lo": 1, "hi": 4}),
+    "w0": ("RegNetX", 24, [16, 64], {"choice": [16, 24]},
+           {"kind": "log_uniform", "lo": 8, "hi": 64, "quantum": 8}),
+    "wa": ("RegNetX", 20.5, [10, 30], {"choice": [10, 20.5]},
+           {"kind": "log_uniform", "lo": 8, "hi": 64, "quantum": 0.1}),
+    "wm": ("RegNetX", 2.5, [2, 3], {"choice": [2, 2.5]},
+           {"kind": "log_uniform", "lo": 2, "hi": 3, "quantum": 0.001}),
+    "kernel": ("EfficientNet", 5, [3, 5], {"choice": [3]},
+               {"kind": "uniform_int", "lo": 3, "hi": 7, "step": 2}),
+    "expansion": ("EfficientNet", 6, [1, 3], {"choice": [4, 6]}, {"kind": "uniform_int", "lo": 2, "hi": 6}),
+    "branches": ("Inception", 2, [1, 3], {"choice": [1, 2]}, {"kind": "uniform_int", "lo": 1, "hi": 4}),
+}  # fmt: skip
+REGNET_PARAMS = ("w0", "wa", "wm")  # one distribution for the network: no per-stage lists
+
+
+def test_openapi_types_every_space_field(client):
+    """Every SpaceSpec property is typed in /openapi.json, and each documented form of the
+    distribution fields validates both there (JSON Schema) and as a StudySpec."""
+    import jsonschema
+
+    from anynet.spaces import get_space
+    from search.spec.space import DIST_FIELDS
+    from search.spec.study import StudySpec
+
+    schema = client.get("/openapi.json").json()
+    props = schema["components"]["schemas"]["SpaceSpec"]["properties"]
+
+    def typed(node) -> bool:
+        if "type" in node or "$ref" in node or "const" in node or "enum" in node:
+            return True
+        alts = node.get("anyOf") or node.get("oneOf")
+        return bool(alts) and all(typed(alt) for alt in alts)
+
+    assert not [name for name, node in props.items() if not typed(node)]
+    assert set(SPACE_FORMS) == set(DIST_FIELDS)
+    space_schema = {**schema, "$ref": "#/components/schemas/SpaceSpec"}  # refs resolve in it
+    checker = jsonschema.Draft202012Validator(space_schema)
+
+    def both(entry) -> tuple[bool, bool]:  # (JSON Schema, StudySpec) accept the entry
+        try:
+            StudySpec.model_validate({**SPEC, "spaces": [entry]})
+            parsed = True
+        except ValueError:
+            parsed = False
+        return checker.is_valid(entry), parsed
+
+    for field, (preset, *forms) in SPACE_FORMS.items():
+        if field not in REGNET_PARAMS:  # one [lo, hi], choice or distribution per stage
+            n = get_space(preset).stages
+            forms.append([forms[1 + i % 3] for i in range(n)])
+        for form in forms:
+            entry = {"preset": preset, field: form}
+            checker.validate(entry)
+            assert both(entry) == (True, True), entry
+        # what neither takes: a bare list of values, an object without its kind, no entry
+        bad = [[1, 2, 4], {"lo": 1, "hi": 4}, []]
+        if field in REGNET_PARAMS:  # a RegNet parameter is one distribution for the network
+            bad.append([forms[1]] * 4)
+        for form in bad:
+            assert both({"preset": preset, field: form}) == (False, False), (field, form)

@@ -297,6 +297,52 @@ def test_refinement_and_parameter_ranges_present():
     assert lo <= depth["best"]["median"] <= hi
 
 
+# --- the body: api/http/schemas.py's Results is its one definition -------------------------
+# keys a body may leave out (the model's default stands): a refine child's test against its
+# parent, a fit that cannot be built; the results' progress rows count no not_learned (the
+# study's progress does)
+CONDITIONAL = {("KsTest", "parent"), ("RegNetFit", "invalid"), ("LevelCounts", "not_learned")}
+
+
+def _typed(body: dict):
+    """The body validated into the API's Results, as the API does (results_cache.py): no extra
+    key (`_Exact` forbids them), every required one, and the same JSON back."""
+    from api.http.schemas import Results
+
+    typed = Results.model_validate(body)
+    back = typed.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    assert back == json.loads(json.dumps(body, allow_nan=False))
+    return typed
+
+
+def _fields_set(node, found: dict) -> None:
+    """(model, field) → whether any body gave it, over every model inside `node`."""
+    from pydantic import BaseModel
+
+    if isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            key = (type(node).__name__, name)
+            found[key] = found.get(key, False) or name in node.model_fields_set
+            _fields_set(getattr(node, name), found)
+    elif isinstance(node, dict):
+        for value in node.values():
+            _fields_set(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _fields_set(value, found)
+
+
+def test_results_body_is_exactly_the_typed_model():
+    found: dict = {}
+    frame, spec = _frame(n=60), _spec()
+    for normalize in (None, "flops"):  # the KS rows differ: two-sample, or stratified
+        body = study_results(frame, spec, normalize=normalize)
+        assert {"study_id", "failures"}.isdisjoint(body)  # results_for adds them
+        _fields_set(_typed(body | {"study_id": 1, "failures": []}), found)
+    never = {key for key, given in found.items() if not given}
+    assert never <= CONDITIONAL, never - CONDITIONAL  # no model field the results never give
+
+
 # --- a real SQLite store and the `dse edf` command -----------------------------------------
 
 
@@ -320,7 +366,7 @@ def _finished_study(url, smoke_spec, samples=8):
 def test_results_from_a_real_store(sqlite_url, smoke_spec):
     store, study_id = _finished_study(sqlite_url, smoke_spec)
     r = results_for(store, study_id)
-    json.dumps(r, allow_nan=False)
+    assert _typed(r).study_id == study_id  # the whole body, failures included
     assert list(r["spaces"]) == ["AnyNetX_A", "AnyNetX_E"]
     spaces = r["spaces"].values()
     assert sum(s["n"] for s in spaces) == 16 and sum(s["n_diverged"] for s in spaces) == 1

@@ -11,6 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.spec.study import StudySpec
 from search.store import Store, StudyNotFound, TrialOutcome
 from worker.loop import outcome_of
 from worker.train import TrainResult
@@ -119,6 +120,24 @@ def test_life_cycle_progress_paging_version(sqlite_url, smoke_spec):
     assert store.count(study_id, space=claim.space, status="waiting") == 2
     totals = store.progress(study_id)["totals"]
     assert (totals["done"], totals["waiting"], totals["total"]) == (1, 5, 6)
+
+
+def test_finished_speeds_are_the_latest_done_trials(sqlite_url, smoke_spec):
+    # what search/estimate.py prices a spec from: done trials with a speed, newest first
+    store = Store(sqlite_url)
+    assert store.finished_speeds(10) == ([], {})
+    study_id = store.create_study(_tiny(smoke_spec, samples=2))
+    claims = [store.claim("w") for _ in range(4)]
+    speeds = [100.0, 200.0, None, 50.0]
+    for claim, speed in zip(claims[:3], speeds, strict=False):
+        assert store.finish(claim, TrialOutcome("done", 0.3, images_per_s=speed))
+    assert store.finish(claims[3], TrialOutcome("diverged", None, images_per_s=50.0))
+    rows, specs = store.finished_speeds(10)
+    timed = sorted(claims[:2], key=lambda c: -c.trial_id)
+    assert rows == [(c.net, speeds[claims.index(c)], study_id) for c in timed]
+    assert list(specs) == [study_id]
+    assert StudySpec.model_validate(specs[study_id]) == store.get_study(study_id).spec
+    assert store.finished_speeds(1)[0] == rows[:1]
 
 
 def test_diverged_and_oom(sqlite_url, smoke_spec):

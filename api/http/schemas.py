@@ -101,7 +101,7 @@ class FidelityLevel(_Exact):
 
 
 class Band(_Exact):
-    """The DKW confidence band of an EDF (docs/method.md §6)."""
+    """The DKW confidence band of an EDF (docs/method.md §6; with n_eff when weighted)."""
 
     lo: list[Number]
     hi: list[Number]
@@ -324,7 +324,9 @@ class ReferenceMarker(_Exact):
 
 
 class Results(_Exact):
-    """A study's results at one fidelity level (GET /api/studies/{id}/edf; docs/method.md §6)."""
+    """A study's results at one fidelity level (GET /api/studies/{id}/edf; docs/method.md §6).
+
+    The one definition of the results body (search.analysis.results.results_for's dict)."""
 
     study: str
     study_id: int
@@ -339,7 +341,9 @@ class Results(_Exact):
     spaces: dict[str, SpaceResults]
     ks: list[KsTest]
     vs_parent: KsTest | None = Field(
-        None, description="a refine child: its space against the parent's (also in ks)"
+        None,
+        description="a refine child: its space against the parent's (also the last ks row,"
+        " b = 'parent ID: SPACE')",
     )
     params: dict[str, ParamPlot]
     e_fit: Efit
@@ -357,7 +361,9 @@ class Results(_Exact):
         default_factory=list, description="why trials failed, commonest reason first"
     )
     references: dict[str, ReferenceMarker] = Field(
-        default_factory=dict, description="reference networks' markers (docs/method.md §6)"
+        default_factory=dict,
+        description="reference networks' markers (docs/method.md §6); reference trials enter"
+        " no space's statistics",
     )
 
 

@@ -23,25 +23,11 @@ Choices (documented here because the API and CLI inherit them):
   adjustment is needed). Benjamini–Hochberg q over the pairwise tests; refinement rows
   between spaces reuse them.
 
-Shape (every number finite or null): study, fidelity {level, epochs, levels}, normalize,
-bins, bins_auto, complexity_range, warnings [str]; spaces {name: {name, n, n_diverged,
-n_done, n_failed, n_cancelled, n_pending, n_outside, n_eff, min, q1, median, q3, mean, max,
-edf {x, F, band {lo, hi, epsilon, alpha} (DKW with n_eff when weighted), subsampled},
-random_search {m, expected_min}, regnet, n_not_learned, chance_error}}; ks [{a, b, D, p, q,
-test, adjusted, imbalance_p, refused, parent}]; vs_parent (a refine child: its refined
-space against the parent's original one, also the last ks row, b = 'parent ID: SPACE');
-params
-{column: {log, spaces {name: {x, error, best {lo, median, hi}}}}}; e_fit {ranges, spaces
-{name: {x (e_fit), error, best {lo, median, hi}, n}}} (DDS Fig. 8); rank_correlation
-[{space | "all", from_epochs, to_epochs, n, spearman, kendall}]; regnet {name | "overall":
-{space, sample, trial_id, error, depth, w0, wa, wm, e_fit, mean_e_fit, k, params {depth, w0,
-wa, wm, group_width, bottleneck_multiplier, se_ratio}, stage_depths, stage_widths, block}},
-regnet_top_k; refinement [{space, kind, ..., text}]; progress {name: [{level, epochs,
-waiting, running, done, diverged, failed, cancelled, total, not_learned}]}; not_learned
-[{space, n, of, text}] (spaces with > 10% of done trials at chance, search/spec/learning.py);
-references {label: {name, n, seeds, n_diverged, n_failed, n_pending, errors, mean, sd, lo, hi,
-band, flops, params, acts, percentile {space}, text {space}, n_reused, reused}} (search/analysis/markers.py;
-reference trials enter no space's statistics).
+Shape: api/http/schemas.py's `Results` (and the models it names) is the one definition of
+the body `results_for` returns (`study_results` gives it less `study_id` and `failures`,
+which results_for adds): every number finite or null, no key the models do not name (the
+API validates each answer into them, api/http/results_cache.py; tests/test_results.py
+checks the body against them key for key).
 """
 
 from __future__ import annotations

@@ -3,15 +3,26 @@
 The study format's override parser (docs/method.md §4): `[lo, hi]` keeps the preset's
 distribution kind (and its step or quantum) over the new range, a number fixes a value,
 `{"choice": [...]}` lists values, a distribution object is taken as it is, and a list of
-those gives one per stage. `stages` changes the stage count (per-stage lists are cut or
-padded with their last entry, new stages stride 2). Every error names its field.
+those (bare numbers aside) gives one per stage. `stages` changes the stage count (per-stage lists are cut or
+padded with their last entry, new stages stride 2). Every error names its field. The JSON
+schema (/openapi.json) types exactly these forms (`PerStageOverride`; w0, wa and wm, one
+distribution per network, take `OneOverride`: no per-stage list).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainValidator,
+    field_validator,
+    model_validator,
+)
 
 from anynet.rounding import Rounding
 from anynet.spaces import (
@@ -20,6 +31,7 @@ from anynet.spaces import (
     Choice,
     Constraint,
     DesignSpace,
+    Distribution,
     get_space,
 )
 from anynet.spec import (
@@ -72,6 +84,59 @@ def _first(base):
     return base[0] if isinstance(base, tuple) else base
 
 
+# --- the override forms as the JSON schema shows them ------------------------------------
+# Schema only: a field keeps the value as it was sent and `resolve` reads it with
+# `_distribution` above, so these types document exactly the forms it takes and change no
+# validation. Not expressible here (the parser still says): lo <= hi, a [lo, hi] needs the
+# preset to have the field, one per-stage entry per stage.
+class ChoiceShorthand(_Data):
+    """`{"choice": [...]}`: one of these values, each equally likely."""
+
+    choice: tuple[float, ...] = Field(min_length=1)
+
+
+class _DistributionObject:
+    """A distribution object (anynet.spaces.Distribution): its `kind` is required."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler):
+        return handler(Distribution)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler: GetJsonSchemaHandler):
+        schema = handler(core_schema)
+        for ref in schema["oneOf"]:  # the discriminator: without `kind` no kind is chosen
+            target = handler.resolve_ref_schema(ref)
+            target["required"] = ["kind", *(r for r in target.get("required", ()) if r != "kind")]
+        return {"title": "Distribution", "description": "a distribution object", **schema}
+
+
+_VALUE = Annotated[float, Field(title="Value", description="a fixed value")]
+_RANGE = Annotated[
+    tuple[float, float],
+    Field(title="Range", description="[lo, hi]: the preset's distribution kind over this range"),
+]
+_ONE = _VALUE | _RANGE | ChoiceShorthand | _DistributionObject
+_PER_STAGE = Annotated[
+    list[_RANGE | ChoiceShorthand | _DistributionObject],
+    Field(
+        min_length=1, title="PerStage", description="one [lo, hi], choice or distribution per stage"
+    ),
+]
+
+
+def _as_sent(value: Any) -> Any:
+    return value
+
+
+# an override of a per-stage field (one form for all stages, or a list, one per stage) and of
+# a RegNet parameter (one form)
+PerStageOverride = Annotated[
+    Any, PlainValidator(_as_sent, json_schema_input_type=_ONE | _PER_STAGE | None)
+]
+OneOverride = Annotated[Any, PlainValidator(_as_sent, json_schema_input_type=_ONE | None)]
+
+
 class SpaceSpec(_Data):
     """One space of a study: a preset plus overrides, or a full definition (`space`)."""
 
@@ -84,17 +149,17 @@ class SpaceSpec(_Data):
     head_width: int | None = Field(None, ge=0, le=MAX_WIDTH)
     stages: int | None = Field(None, ge=1, le=MAX_STAGES)
     strides: tuple[Literal[1, 2], ...] | None = Field(None, max_length=MAX_STAGES)
-    depth: Any = None
-    width: Any = None
-    bottleneck_multiplier: Any = None
-    group_width: Any = None
-    groups: Any = None
-    w0: Any = None
-    wa: Any = None
-    wm: Any = None
-    kernel: Any = None
-    expansion: Any = None
-    branches: Any = None
+    depth: PerStageOverride = None
+    width: PerStageOverride = None
+    bottleneck_multiplier: PerStageOverride = None
+    group_width: PerStageOverride = None
+    groups: PerStageOverride = None
+    w0: OneOverride = None
+    wa: OneOverride = None
+    wm: OneOverride = None
+    kernel: PerStageOverride = None
+    expansion: PerStageOverride = None
+    branches: PerStageOverride = None
     constraints: tuple[Constraint, ...] | None = None
     rounding: Rounding | None = None
     resolution: int | None = Field(None, ge=1, le=MAX_RESOLUTION)

@@ -9,7 +9,7 @@ seam, and forwards the calls the API, the CLI and the workers make:
 - `lifecycle` TrialLifecycle  trial_life   claim, heartbeat, report, finish, release
 - `promotion` Promotion       promotion    promote complete fidelity levels
 - `recovery`  Recovery        recovery     lost workers, crash windows, dead creations
-- `reads`     Reads           reads        progress, pages, the trial frame (no writes)
+- `reads`     Reads           reads        progress, pages, the trial frame, speeds (no writes)
 - `writer`    TrialWriter     trial_writer every new trial, Optuna's and ours at once
 Our tables are `models` (+ `migrations`); what a worker hands back is `outcome`; the Optuna
 internals this relies on sit in `optuna_rdb`.
@@ -219,3 +219,7 @@ class Store:
     def version(self, study_id: int) -> str:
         """A token that changes whenever any trial (or the study) changes."""
         return self.reads.version(study_id)
+
+    def finished_speeds(self, most: int) -> tuple[list[tuple], dict[int, dict]]:
+        """The latest `most` done trials' (net, images/s, study id), newest first; their specs."""
+        return self.reads.finished_speeds(most)

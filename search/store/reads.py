@@ -56,8 +56,26 @@ def status_grid(db: Database, study_id: int) -> dict[tuple[str, int], dict[str, 
     return grid
 
 
+def finished_speeds(db: Database, most: int) -> tuple[list[tuple], dict[int, dict]]:
+    """The latest `most` done trials' (net, images/s, study id), newest first; their specs."""
+    query = (
+        select(TrialRow.net, TrialRow.images_per_s, TrialRow.study_id)
+        .where(TrialRow.status == TrialStatus.DONE, TrialRow.images_per_s > 0)
+        .order_by(TrialRow.trial_id.desc())  # the latest by the primary key's index
+        .limit(most)
+    )
+    with db.read() as session:
+        rows = [tuple(r) for r in session.execute(query)]
+        ids = {study_id for _, _, study_id in rows}
+        specs = dict(
+            session.execute(select(StudyRow.id, StudyRow.spec).where(StudyRow.id.in_(ids))).all()
+        )
+    return rows, specs
+
+
 class Reads:
-    """Progress, pages, counts, the trial frame, the version token and `has_unfinished`."""
+    """Progress, pages, counts, the trial frame, the version token, `has_unfinished` and the
+    finished trials' speeds (search/estimate.py prices with them)."""
 
     def __init__(self, db: Database, studies: Studies) -> None:
         self.db, self.studies = db, studies
@@ -194,6 +212,10 @@ class Reads:
                 )
             ).one()
         return f"{n}-{_stamp(last)}-{_stamp(updated)}"
+
+    def finished_speeds(self, most: int) -> tuple[list[tuple], dict[int, dict]]:
+        """The latest `most` done trials' (net, images/s, study id), newest first; their specs."""
+        return finished_speeds(self.db, most)
 
     def has_unfinished(self, study_ids: list[int] | None = None) -> bool:
         """True when a running study (of `study_ids`, if given) has a waiting or running trial."""
