@@ -1,17 +1,34 @@
-"""What the routes are handed: the store, the operator's limits, the token check, the spec body."""
+"""What the routes are handed and share: the store, the operator's limits, the token check, the
+spec body, a study by its id (or a 404), and the error responses they document."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Path, Request
 
 from api.http.limits import SpecLimits
+from api.http.schemas import ErrorBody
 from search.spec.text import load_text
+from search.store.studies import StudyNotFound
 
 # A spec is a few kB; the operator's other limits (api/http/limits.py) bound what it may ask for.
 DEFAULT_MAX_BODY = 256 * 1024
+
+# ids are database integers: bounded here so an absurd id is a 422, not a driver overflow
+StudyId = Annotated[int, Path(ge=1, le=2_147_483_647, description="study id")]
+
+
+# the error answers the routes document (OpenAPI): those of a study id, those of a mutation
+ERRORS = {
+    404: {"model": ErrorBody, "description": "unknown study"},
+    422: {"model": ErrorBody, "description": "invalid input; the body names the field and why"},
+}
+MUTATING = {
+    401: {"model": ErrorBody, "description": "DSE_TOKEN is set and the bearer token is wrong"},
+    403: {"model": ErrorBody, "description": "a request from another origin (cross-site)"},
+}
 
 
 def get_store(request: Request):
@@ -46,7 +63,25 @@ def not_found(what: str, ident: Any) -> HTTPException:
     return HTTPException(status_code=404, detail=f"{what}: no {what} with id {ident}")
 
 
+def study_or_404(store, study_id: int):
+    """The study, or a 404 naming the id."""
+    try:
+        return store.get_study(study_id)
+    except StudyNotFound:
+        raise not_found("study", study_id) from None
+
+
 YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml")
+# the request body of the routes that read a study spec themselves (JSON or YAML)
+SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/StudySpec"}},
+            **{t: {"schema": {"type": "string"}} for t in YAML_TYPES[:1]},
+        },
+    }
+}
 
 
 def parse_spec_body(raw: bytes, content_type: str | None) -> dict:

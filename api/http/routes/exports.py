@@ -7,8 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from api.http.deps import get_store
-from api.http.routes.studies import ERRORS, StudyId, study_or_404
+from api.http.deps import ERRORS, StudyId, get_store, study_or_404
 from api.http.schemas import ErrorBody
 from search.exports import FormatUnavailable, NothingToExport, full_run_recipe, plan_export
 from search.spec.study import Recipe

@@ -19,9 +19,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.http.deps import get_limits, get_store, posted_spec, require_token
+from api.http.deps import (
+    ERRORS,
+    MUTATING,
+    SPEC_BODY,
+    get_limits,
+    get_store,
+    posted_spec,
+    require_token,
+)
 from api.http.limits import SpecLimits
-from api.http.routes.studies import ERRORS, MUTATING, SPEC_BODY
 from api.http.schemas import ErrorBody
 
 router = APIRouter(tags=["form"])

@@ -8,16 +8,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.http.deps import SpecLimits, get_limits, get_store, require_token
-from api.http.routes.studies import (
+from api.http.deps import (
     ERRORS,
     MUTATING,
-    Normalize,
+    SpecLimits,
     StudyId,
-    create_from_spec,
-    creation_of,
+    get_limits,
+    get_store,
+    require_token,
     study_or_404,
 )
+from api.http.routes.studies import Normalize, create_from_spec, creation_of
 from api.http.schemas import ErrorBody, StudyCreated
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.http.deps import (
-    YAML_TYPES,
+    ERRORS,
+    MUTATING,
+    SPEC_BODY,
     SpecLimits,
+    StudyId,
     get_limits,
     get_store,
-    not_found,
     posted_spec,
     require_token,
+    study_or_404,
 )
 from api.http.schemas import (
     ErrorBody,
@@ -28,31 +31,10 @@ from api.http.schemas import (
 )
 from search.exports import trials_csv
 from search.spec.study import StudySpec
-from search.store.studies import StudyNotFound
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
 Normalize = Literal["none", "flops", "params", "acts"]
-# ids are database integers: bounded here so an absurd id is a 422, not a driver overflow
-StudyId = Annotated[int, Path(ge=1, le=2_147_483_647, description="study id")]
-
-
-ERRORS = {
-    404: {"model": ErrorBody, "description": "unknown study"},
-    422: {"model": ErrorBody, "description": "invalid input; the body names the field and why"},
-}
-MUTATING = {
-    401: {"model": ErrorBody, "description": "DSE_TOKEN is set and the bearer token is wrong"},
-    403: {"model": ErrorBody, "description": "a request from another origin (cross-site)"},
-}
-
-
-def study_or_404(store, study_id: int):
-    """The study, or a 404 naming the id."""
-    try:
-        return store.get_study(study_id)
-    except StudyNotFound:
-        raise not_found("study", study_id) from None
 
 
 def _summary(study) -> dict:
@@ -74,17 +56,6 @@ def creation_of(study) -> dict | None:
     """A study's creation progress as JSON (None once created)."""
     progress = study.creation
     return None if progress is None else progress.to_json()
-
-
-SPEC_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/StudySpec"}},
-            **{t: {"schema": {"type": "string"}} for t in YAML_TYPES[:1]},
-        },
-    }
-}
 
 
 @router.post(
