@@ -23,6 +23,7 @@ from api.http.deps import (
 )
 from api.http.schemas import (
     ErrorBody,
+    Normalize,
     Results,
     StudyCreated,
     StudyDetail,
@@ -33,8 +34,6 @@ from search.exports import trials_csv
 from search.spec.study import StudySpec
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
-
-Normalize = Literal["none", "flops", "params", "acts"]
 
 
 def _summary(study) -> dict:
