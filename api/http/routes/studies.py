@@ -100,43 +100,40 @@ async def create_study(
     return await create_from_spec(request, store, spec)
 
 
+# search.create's outcomes as HTTP statuses
+CREATED_STATUS = {"created": 201, "creating": 202, "exists": 200}
+
+
 async def create_from_spec(
     request: Request, store, spec: StudySpec, parent_id: int | None = None, suggestion=None
 ) -> JSONResponse:
-    """Store the spec as `creating` and sample it in the background: 201, or 202 after the wait."""
+    """The creation (search/create.py) in HTTP: 201 created, 202 still creating after the
+    server's wait, 200 when a refine child exists already; 503 when the server is busy, and a
+    creation that failed within the wait is a ValueError: 422 naming the space."""
+    from search.create import create_study
     from search.creator import CreatorBusy
-    from search.spec.status import StudyStatus
-    from search.store.studies import ChildExists
 
-    creator = request.app.state.creator
-    busy = HTTPException(
-        503, detail="creation: too many studies are being created; retry in a few seconds",
-        headers={"Retry-After": "5"},
-    )  # fmt: skip
-    if creator.busy():
-        raise busy
-    try:  # never on the event loop
-        study_id = await run_in_threadpool(store.begin_study, spec, parent_id, suggestion)
-    except ChildExists as e:  # a concurrent refine request created it first: idempotent
-        child = await run_in_threadpool(store.get_study, e.study_id)
-        body = StudyCreated(id=e.study_id, status=child.status, creation=creation_of(child))
-        headers = {"Location": f"/api/studies/{e.study_id}"}
-        return JSONResponse(body.model_dump(mode="json"), status_code=200, headers=headers)
-    try:  # starting a child may wait for the forkserver: off the event loop too
-        job = await run_in_threadpool(creator.submit, study_id)
+    try:  # the database and the wait: never on the event loop
+        done = await run_in_threadpool(
+            create_study,
+            store,
+            request.app.state.creator,
+            spec,
+            request.app.state.create_wait,
+            parent_id,
+            suggestion,
+        )
     except CreatorBusy:
-        await run_in_threadpool(store.discard_study, study_id)
-        raise busy from None
-    finished = await run_in_threadpool(creator.wait, job, request.app.state.create_wait)
-    study = await run_in_threadpool(store.get_study, study_id)
-    if finished and study.status == StudyStatus.FAILED:
-        await run_in_threadpool(store.discard_study, study_id)
-        raise ValueError(study.reason or "creation failed")  # a 422 naming the space
-    body = StudyCreated(id=study_id, status=study.status, creation=creation_of(study))
+        raise HTTPException(
+            503, detail="creation: too many studies are being created; retry in a few seconds",
+            headers={"Retry-After": "5"},
+        ) from None  # fmt: skip
+    study = done.study
+    body = StudyCreated(id=study.id, status=study.status, creation=creation_of(study))
     return JSONResponse(
         body.model_dump(mode="json"),
-        status_code=201 if finished else 202,
-        headers={"Location": f"/api/studies/{study_id}"},
+        status_code=CREATED_STATUS[done.outcome],
+        headers={"Location": f"/api/studies/{study.id}"},
     )
 
 
