@@ -1,5 +1,6 @@
 """What the routes are handed and share: the store, the operator's limits, the token check, the
-spec body, a study by its id (or a 404), and the error responses they document."""
+spec body, a study by its id (or a 404), the error responses they document, and a study's
+creation answered in HTTP (POST /api/studies and its refine children)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from api.http.limits import SpecLimits
-from api.http.schemas import ErrorBody
+from api.http.schemas import ErrorBody, StudyCreated
+from search.spec.study import StudySpec
 from search.spec.text import load_text
 from search.store.studies import StudyNotFound
 
@@ -126,3 +130,46 @@ class UnsupportedMediaType(ValueError):
         super().__init__(f"content-type: {kind!r} is not supported; use JSON or YAML")
         self.field = "content-type"
         self.reason = f"{kind!r} is not supported; use application/json or application/x-yaml"
+
+
+def creation_of(study) -> dict | None:
+    """A study's creation progress as JSON (None once created)."""
+    progress = study.creation
+    return None if progress is None else progress.to_json()
+
+
+# search.create's outcomes as HTTP statuses
+CREATED_STATUS = {"created": 201, "creating": 202, "exists": 200}
+
+
+async def create_from_spec(
+    request: Request, store, spec: StudySpec, parent_id: int | None = None, suggestion=None
+) -> JSONResponse:
+    """The creation (search/create.py) in HTTP: 201 created, 202 still creating after the
+    server's wait, 200 when a refine child exists already; 503 when the server is busy, and a
+    creation that failed within the wait is a ValueError: 422 naming the space."""
+    from search.create import create_study
+    from search.creator import CreatorBusy
+
+    try:  # the database and the wait: never on the event loop
+        done = await run_in_threadpool(
+            create_study,
+            store,
+            request.app.state.creator,
+            spec,
+            request.app.state.create_wait,
+            parent_id,
+            suggestion,
+        )
+    except CreatorBusy:
+        raise HTTPException(
+            503, detail="creation: too many studies are being created; retry in a few seconds",
+            headers={"Retry-After": "5"},
+        ) from None  # fmt: skip
+    study = done.study
+    body = StudyCreated(id=study.id, status=study.status, creation=creation_of(study))
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=CREATED_STATUS[done.outcome],
+        headers={"Location": f"/api/studies/{study.id}"},
+    )

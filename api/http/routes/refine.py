@@ -12,12 +12,13 @@ from api.http.deps import (
     MUTATING,
     SpecLimits,
     StudyId,
+    create_from_spec,
+    creation_of,
     get_limits,
     get_store,
     require_token,
     study_or_404,
 )
-from api.http.routes.studies import create_from_spec, creation_of
 from api.http.schemas import ErrorBody, RefineBody, StudyCreated
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])

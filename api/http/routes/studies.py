@@ -7,7 +7,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 
 from api.http.deps import (
     ERRORS,
@@ -15,6 +15,8 @@ from api.http.deps import (
     SPEC_BODY,
     SpecLimits,
     StudyId,
+    create_from_spec,
+    creation_of,
     get_limits,
     get_store,
     posted_spec,
@@ -31,7 +33,6 @@ from api.http.schemas import (
     TrialsPage,
 )
 from search.exports import trials_csv
-from search.spec.study import StudySpec
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -49,12 +50,6 @@ def _summary(study) -> dict:
         "reason": study.reason,
         "creation": creation_of(study),
     }
-
-
-def creation_of(study) -> dict | None:
-    """A study's creation progress as JSON (None once created)."""
-    progress = study.creation
-    return None if progress is None else progress.to_json()
 
 
 @router.post(
@@ -100,49 +95,11 @@ async def create_study(
     return await create_from_spec(request, store, spec)
 
 
-# search.create's outcomes as HTTP statuses
-CREATED_STATUS = {"created": 201, "creating": 202, "exists": 200}
-
-
-async def create_from_spec(
-    request: Request, store, spec: StudySpec, parent_id: int | None = None, suggestion=None
-) -> JSONResponse:
-    """The creation (search/create.py) in HTTP: 201 created, 202 still creating after the
-    server's wait, 200 when a refine child exists already; 503 when the server is busy, and a
-    creation that failed within the wait is a ValueError: 422 naming the space."""
-    from search.create import create_study
-    from search.creator import CreatorBusy
-
-    try:  # the database and the wait: never on the event loop
-        done = await run_in_threadpool(
-            create_study,
-            store,
-            request.app.state.creator,
-            spec,
-            request.app.state.create_wait,
-            parent_id,
-            suggestion,
-        )
-    except CreatorBusy:
-        raise HTTPException(
-            503, detail="creation: too many studies are being created; retry in a few seconds",
-            headers={"Retry-After": "5"},
-        ) from None  # fmt: skip
-    study = done.study
-    body = StudyCreated(id=study.id, status=study.status, creation=creation_of(study))
-    return JSONResponse(
-        body.model_dump(mode="json"),
-        status_code=CREATED_STATUS[done.outcome],
-        headers={"Location": f"/api/studies/{study.id}"},
-    )
-
-
 _CHECKING = threading.Semaphore(1)  # a check is a training in this process: one at a time
 
 
 async def _check_recipe(spec) -> None:
     """Train the recipe check off the event loop; 422 with its numbers if it stays at chance."""
-    from fastapi.concurrency import run_in_threadpool
 
     from worker.check import check_recipe
 
