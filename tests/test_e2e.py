@@ -135,7 +135,7 @@ def wait_healthy(url: str, timeout: float = 60) -> None:
 
 def wait_finished(url: str, study_id: int, timeout: float = 600) -> dict:
     """Poll the study until it is sampled and no trial is waiting or running; its detail."""
-    from api.cli.serve import progress_counts
+    from api.cli.demo import progress_counts
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

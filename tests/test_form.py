@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from anynet.spaces import PRESETS
 from anynet.spaces.catalog import INFO
 from api.http.app import create_app
-from api.http.routes.form import Estimate, Preset
+from api.http.schemas import Estimate, Preset
 from search.estimate import data_sizes, level_counts
 from search.spec.datasets import DATASETS
 from search.spec.study import DatasetSpec, StudySpec

@@ -295,7 +295,7 @@ def cmd_edf(args) -> int:
         raise CliError("--bins/--range: they set up --normalize; give --normalize too")
     c_range = None
     if args.c_range:
-        from api.cli.anynet import parse_bounds
+        from api.cli.kit import parse_bounds
 
         c_range = parse_bounds(args.c_range, "--range")
     store = Store(args.db, create=False)

@@ -2,7 +2,8 @@
 
 Numbers with SI suffixes and LO:HI bounds, one RegNet from `D,W0,WA,WM,G`, a JSON or YAML file
 (search.spec.text's safe reader), and `network`: the one network a command is asked for by
---regnet, --spec or --space, at a resolution and number of classes.
+--regnet, --spec or --space, at a resolution and number of classes; `network_args` and
+`network_of`: the network options `dse model` and `dse export` share; `si`: counts as 360M.
 """
 
 from __future__ import annotations
@@ -165,3 +166,58 @@ def reference_network(
     inputs = {"resolution": resolution, "num_classes": num_classes, "in_channels": in_channels}
     given = {k: v for k, v in inputs.items() if v is not None}
     return ReferenceSpec(reference=name, options=parse_options(options), **given)
+
+
+def network_args(p):
+    """The network options of `dse model` and `dse export`; returns the exclusive group."""
+    net = p.add_mutually_exclusive_group(required=True)
+    net.add_argument("--regnet", metavar="D,W0,WA,WM,G", help="a RegNet by its parameters")
+    net.add_argument("--spec", metavar="FILE", help="a NetSpec (or dse JSON export) file")
+    net.add_argument("--reference", metavar="NAME", help="a reference network (resnet56, ...)")
+    p.add_argument("--se", type=float, help="SE ratio (RegNetY: 0.25)")
+    p.add_argument("--bot-mul", type=float, help="bottleneck multiplier b")
+    p.add_argument("--rounding", metavar="pycls|torchvision", help="RegNet rule (default pycls)")
+    p.add_argument("--resolution", type=int, help="input side (default: RegNet 224, a "
+                   "reference its native input)")  # fmt: skip
+    p.add_argument("--classes", type=int, help="number of classes (RegNet default 1000)")
+    p.add_argument("--in-channels", type=int, help="input channels (--reference only)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a reference network's option, e.g. shortcut=projection (repeatable)")  # fmt: skip
+    return net
+
+
+def only_with(args, flags: dict, allowed: str) -> None:
+    """A CliError naming the first flag given that only `allowed` takes."""
+    for flag, value in flags.items():
+        if value is not None:
+            raise CliError(f"--{flag}: applies to {allowed} only")
+
+
+def network_of(args):
+    """The network of `dse model` / `dse export`: (RegNetParams | None, NetSpec) for
+    --regnet/--spec (RegNets at 224 px, 1000 classes by default), (None, ReferenceSpec)
+    for --reference (its native input by default)."""
+    if args.reference:
+        only_with(args, {"se": args.se, "bot-mul": args.bot_mul, "rounding": args.rounding},
+                  "--regnet")  # fmt: skip
+        spec = reference_network(args.reference, args.option, args.resolution, args.classes,
+                                 args.in_channels)  # fmt: skip
+        return None, spec
+    only_with(args, {"in-channels": args.in_channels, "option": args.option}, "--reference")
+    return network(
+        regnet=args.regnet,
+        spec=args.spec,
+        se=args.se or 0.0,
+        bot_mul=1.0 if args.bot_mul is None else args.bot_mul,
+        rounding=args.rounding or "pycls",
+        resolution=args.resolution,
+        num_classes=args.classes,
+    )
+
+
+def si(x: float) -> str:
+    """A count in 3 significant digits with k, M or G: 360e6 → '360M'."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:g}"

@@ -10,15 +10,20 @@ import sys
 from api.errors import one_line
 from search.jsonable import json_safe
 
-# Each module defines register(subparsers); their handlers take the parsed args and
-# return an exit code (or None for 0).
+# One module per command, in `dse --help`'s order. Each defines register(subparsers); their
+# handlers take the parsed args and return an exit code (or None for 0).
 COMMAND_MODULES = (
-    "api.cli.anynet",
+    "api.cli.model",
+    "api.cli.sample",
+    "api.cli.export",
     "api.cli.scale",
     "api.cli.train",
+    "api.cli.bench",
     "api.cli.study",
+    "api.cli.worker",
     "api.cli.edf",
     "api.cli.serve",
+    "api.cli.demo",
     "api.cli.launch",
 )
 

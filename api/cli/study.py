@@ -1,4 +1,4 @@
-"""`dse study create|list|show|wait|cancel|refine` and `dse worker`, over one database URL."""
+"""`dse study create|list|show|wait|cancel|refine`, over one database URL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from search.spec.status import StudyStatus, TrialStatus
 
 
 def register(subparsers) -> None:
-    """Add the `study` and `worker` subcommands."""
+    """Add the `study` subcommand."""
     study = subparsers.add_parser("study", help="create, list, show, wait for or cancel studies")
     verbs = study.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -65,23 +65,6 @@ def register(subparsers) -> None:
     )
     _common(p, json_flag=True)
     p.set_defaults(func=cmd_refine)
-
-    w = subparsers.add_parser("worker", help="claim and train trials of running studies")
-    _common(w, json_flag=False)
-    w.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best found)")
-    w.add_argument("--max-trials", type=int, default=None, help="exit after N trials")
-    w.add_argument("--exit-when-idle", action="store_true", help="exit when nothing is left")
-    w.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: $DSE_THREADS or 1; run one worker per core)")  # fmt: skip
-    w.add_argument("--study", type=int, action="append", default=None, help="only these studies")
-    w.add_argument("--poll", type=float, default=1.0, help="seconds between polls when idle")
-    w.add_argument(
-        "--create-db",
-        action="store_true",
-        help="create the SQLite database if it is missing (default: refuse; a worker given a "
-        "mistyped path would otherwise wait forever on an empty one)",
-    )
-    w.set_defaults(func=cmd_worker)
 
 
 def _common(p, json_flag: bool) -> None:
@@ -420,29 +403,3 @@ def cmd_cancel(args) -> int:
     else:
         print(f"study {args.id}: {status}")
     return 0
-
-
-def cmd_worker(args) -> int:
-    """Run one worker until stopped (or idle / max trials)."""
-    from worker.loop import run_worker
-
-    device = args.device or _best_device()
-    if args.max_trials is not None and args.max_trials < 1:
-        raise CliError("--max-trials: must be >= 1")
-    run_worker(
-        args.db,
-        device=device,
-        max_trials=args.max_trials,
-        exit_when_idle=args.exit_when_idle,
-        threads=args.threads,
-        poll_seconds=args.poll,
-        study_ids=args.study,
-        create_db=args.create_db,
-    )
-    return 0
-
-
-def _best_device() -> str:
-    from worker.check import best_device
-
-    return best_device()

@@ -1,4 +1,4 @@
-"""`dse train` (one network, one budget, on a dataset) and `dse bench` (engine vs naive loop)."""
+"""`dse train`: one network, one budget, on a dataset; its error against chance."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from api.cli.parser import CliError, emit_json
 
 
 def register(subparsers) -> None:
-    """Add the train and bench subcommands."""
+    """Add the train subcommand."""
     from search.spec import recipe as defaults
 
     p = subparsers.add_parser(
@@ -49,18 +49,6 @@ def register(subparsers) -> None:
                    help="torch threads (default: $DSE_THREADS or 1: one training per core)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_train)
-
-    b = subparsers.add_parser(
-        "bench", help="this machine's peaks, the engine's fraction of them, workers per core"
-    )
-    b.add_argument(
-        "--quick",
-        action="store_true",
-        help="fewer images and repeats (the timings are medians either way; both take minutes, "
-        "more on a loaded machine)",
-    )
-    b.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    b.set_defaults(func=cmd_bench)
 
 
 def cmd_train(args) -> int:
@@ -170,15 +158,3 @@ class Progress:
         """End the bar's line."""
         if self.tty:
             sys.stderr.write("\n")
-
-
-def cmd_bench(args) -> int:
-    """Run the engine-vs-baseline benchmark and print its figures."""
-    from worker.bench import format_report, run_bench
-
-    report = run_bench(quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True))
-    if args.json:
-        emit_json(report)
-    else:
-        print(format_report(report))
-    return 0

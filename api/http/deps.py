@@ -1,17 +1,38 @@
-"""What the routes are handed: the store, the operator's limits, the token check, the spec body."""
+"""What the routes are handed and share: the store, the operator's limits, the token check, the
+spec body, a study by its id (or a 404), the error responses they document, and a study's
+creation answered in HTTP (POST /api/studies and its refine children)."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from api.http.limits import SpecLimits
+from api.http.schemas import ErrorBody, StudyCreated
+from search.spec.study import StudySpec
 from search.spec.text import load_text
+from search.store.studies import StudyNotFound
 
 # A spec is a few kB; the operator's other limits (api/http/limits.py) bound what it may ask for.
 DEFAULT_MAX_BODY = 256 * 1024
+
+# ids are database integers: bounded here so an absurd id is a 422, not a driver overflow
+StudyId = Annotated[int, Path(ge=1, le=2_147_483_647, description="study id")]
+
+
+# the error answers the routes document (OpenAPI): those of a study id, those of a mutation
+ERRORS = {
+    404: {"model": ErrorBody, "description": "unknown study"},
+    422: {"model": ErrorBody, "description": "invalid input; the body names the field and why"},
+}
+MUTATING = {
+    401: {"model": ErrorBody, "description": "DSE_TOKEN is set and the bearer token is wrong"},
+    403: {"model": ErrorBody, "description": "a request from another origin (cross-site)"},
+}
 
 
 def get_store(request: Request):
@@ -46,7 +67,25 @@ def not_found(what: str, ident: Any) -> HTTPException:
     return HTTPException(status_code=404, detail=f"{what}: no {what} with id {ident}")
 
 
+def study_or_404(store, study_id: int):
+    """The study, or a 404 naming the id."""
+    try:
+        return store.get_study(study_id)
+    except StudyNotFound:
+        raise not_found("study", study_id) from None
+
+
 YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml")
+# the request body of the routes that read a study spec themselves (JSON or YAML)
+SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/StudySpec"}},
+            **{t: {"schema": {"type": "string"}} for t in YAML_TYPES[:1]},
+        },
+    }
+}
 
 
 def parse_spec_body(raw: bytes, content_type: str | None) -> dict:
@@ -91,3 +130,46 @@ class UnsupportedMediaType(ValueError):
         super().__init__(f"content-type: {kind!r} is not supported; use JSON or YAML")
         self.field = "content-type"
         self.reason = f"{kind!r} is not supported; use application/json or application/x-yaml"
+
+
+def creation_of(study) -> dict | None:
+    """A study's creation progress as JSON (None once created)."""
+    progress = study.creation
+    return None if progress is None else progress.to_json()
+
+
+# search.create's outcomes as HTTP statuses
+CREATED_STATUS = {"created": 201, "creating": 202, "exists": 200}
+
+
+async def create_from_spec(
+    request: Request, store, spec: StudySpec, parent_id: int | None = None, suggestion=None
+) -> JSONResponse:
+    """The creation (search/create.py) in HTTP: 201 created, 202 still creating after the
+    server's wait, 200 when a refine child exists already; 503 when the server is busy, and a
+    creation that failed within the wait is a ValueError: 422 naming the space."""
+    from search.create import create_study
+    from search.creator import CreatorBusy
+
+    try:  # the database and the wait: never on the event loop
+        done = await run_in_threadpool(
+            create_study,
+            store,
+            request.app.state.creator,
+            spec,
+            request.app.state.create_wait,
+            parent_id,
+            suggestion,
+        )
+    except CreatorBusy:
+        raise HTTPException(
+            503, detail="creation: too many studies are being created; retry in a few seconds",
+            headers={"Retry-After": "5"},
+        ) from None  # fmt: skip
+    study = done.study
+    body = StudyCreated(id=study.id, status=study.status, creation=creation_of(study))
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=CREATED_STATUS[done.outcome],
+        headers={"Location": f"/api/studies/{study.id}"},
+    )

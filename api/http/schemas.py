@@ -1,8 +1,8 @@
-"""The typed shapes of the API's bodies: studies, progress and results, as /openapi.json
-documents them.
+"""The typed shapes of the API's bodies: studies, progress and results, the form's presets and
+estimates, exports, the refine request and the health check, as /openapi.json documents them.
 
-(Past 400 lines on purpose: every body the API answers, in one place, is what the OpenAPI
-schema and the schemathesis run check against.)
+(Past 400 lines on purpose: every body the API reads or answers, in one place, is what the
+OpenAPI schema and the schemathesis run check against; the routes define none.)
 
 They mirror what search hands out (`Store.progress`, `search.analysis.results.study_results`), with
 no `Any`: every number is finite or null (JSON has no NaN), and the results models forbid
@@ -13,14 +13,16 @@ validates responses against this schema) instead of reaching the page unannounce
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from anynet.spec import NetSpec
-from search.spec.study import StudySpec
+from search.spec.study import Recipe, StudySpec
 
 Number = float | None  # NaN and infinities are sent as null
+Normalize = Literal["none", "flops", "params", "acts"]  # what an EDF's errors are normalised by
+ExportFormat = Literal["pycls", "timm", "torchvision", "json"]  # what an export is written as
 
 
 class _Exact(BaseModel):
@@ -492,3 +494,178 @@ class TrialsPage(BaseModel):
     offset: int
     limit: int
     trials: list[Trial]
+
+
+# --- the study form: presets and a study's estimate (routes/form.py) -----------------------
+class ParamRange(BaseModel):
+    """The values a drawn parameter takes: its distribution's kind and support."""
+
+    kind: str
+    lo: float
+    hi: float
+    values: list[float] | None = Field(None, description="a choice's values")
+
+
+class Preset(BaseModel):
+    """One preset design space as the form shows it."""
+
+    name: str
+    family: str = Field(description="AnyNetX, AnyNetY, RegNet, NDS CIFAR, EfficientNet, …")
+    description: str
+    kind: Literal["anynet", "regnet"]
+    block: str
+    stages: int | None
+    stem: dict[str, str | int]
+    se_ratio: float
+    resolution: int
+    num_classes: int
+    constraints: list[str | dict[str, int]]
+    parameters: dict[str, ParamRange | list[ParamRange]] = Field(
+        description="per drawn parameter: one range for every stage, or one per stage"
+    )
+
+
+class LevelEstimate(BaseModel):
+    """One fidelity level: its trials and their images and time."""
+
+    level: int
+    epochs: int
+    trials_per_space: int
+    trials: int = Field(description="the spaces' trials and the reference networks'")
+    reference_trials: int = Field(0, description="reference networks x seeds (every level)")
+    train_images: int | None = Field(description="None when the dataset's size is unknown")
+    eval_images: int | None = Field(description="validation images, once per epoch")
+    seconds: float | None
+
+
+class SpaceEstimate(BaseModel):
+    """One space: the flops the estimate takes for its networks, and its time."""
+
+    name: str
+    flops: float
+    flops_source: Literal["sampled_mean", "bounds_midpoint", "sampled_median"] = Field(
+        description="sampled_mean: the first networks creation would sample (older servers: "
+        "bounds_midpoint, sampled_median)"
+    )
+    flops_note: str
+    seconds: float | None
+
+
+class ReferenceEstimate(BaseModel):
+    """One reference network: its flops at the study's input, its trials and their time."""
+
+    name: str
+    flops: float
+    trials: int = Field(description="its seeds at every level")
+    seconds: float | None
+
+
+class DataEstimate(BaseModel):
+    """The split sizes and input the trials train with."""
+
+    name: str
+    train_size: int | None
+    val_size: int | None
+    resolution: int | None
+    num_classes: int | None
+
+
+class RateEstimate(BaseModel):
+    """How fast this machine trains: images/s x forward flops, and where that comes from."""
+
+    source: Literal["trials", "measured"] = Field(
+        description="trials: finished trials in this store; measured: a short training here"
+    )
+    flop_per_s: float = Field(description="images/s x forward multiply-adds per image")
+    trials: int
+    device: str | None
+    note: str
+
+
+class Estimate(BaseModel):
+    """What a study costs before it is created."""
+
+    trials: int
+    levels: list[LevelEstimate]
+    spaces: list[SpaceEstimate]
+    references: list[ReferenceEstimate] = Field(default_factory=list)
+    dataset: DataEstimate
+    recipe: dict[str, float | int | bool | str | None] | None = Field(
+        description="the recipe every unset field resolved, at the lowest fidelity"
+    )
+    train_images: int | None
+    eval_images: int | None
+    rate: RateEstimate | None
+    workers: int
+    seconds: float | None = Field(description="on `workers` workers as fast as the rate")
+    note: str | None
+
+
+# --- a network for a full run elsewhere (routes/exports.py) -------------------------------
+class FullRunRecipe(Recipe):
+    """The study's recipe scaled for a full run (DDS §5)."""
+
+    epochs: int
+
+
+class ExportCandidate(BaseModel):
+    """One network a space's export offers: the trained winner or the fitted RegNet."""
+
+    network: Literal["winner", "fit"]
+    source: str
+    trial_id: int | None = None
+    error: float | None = Field(None, description="validation error (the winner only: trained)")
+    e_fit: float | None = Field(
+        None, description="winner: its distance to the nearest RegNet; fit: the winner's to it"
+    )
+    family: str = Field(description="'a RegNet', or the winner's block family")
+    regnet: dict[str, Any] | None = Field(None, description="the fit's RegNet parameters")
+    stage_depths: list[int]
+    stage_widths: list[int]
+    complexity: dict[str, int] = Field(description="flops, params, acts at the study's input")
+    formats: dict[str, str | None] = Field(
+        description="per format: null when it builds this network, else why not"
+    )
+
+
+class ExportOut(BaseModel):
+    """A network ready for a full run in another code base, and how to train it."""
+
+    study_id: int
+    space: str | None = Field(description="the space exported; None = best over all spaces")
+    format: ExportFormat
+    source: str = Field(description="what was exported: the RegNet fit of winners, or a trial")
+    trial_id: int | None = None
+    error: float | None = Field(None, description="validation error of the winning trial")
+    text: str = Field(description="the export itself: YAML, Python or JSON text")
+    structured: dict[str, Any] = Field(description="anynet.export.export_dict of the network")
+    complexity: dict[str, int] = Field(description="flops, params, acts of the exported network")
+    recipe: FullRunRecipe = Field(description="training recipe of the full run (DDS §5)")
+    scaled: dict[str, Any] | None = Field(
+        None, description="anynet.scaling's account when scale_flops was given: rule, factors"
+    )
+    notes: list[str]
+    network: Literal["winner", "fit"] = Field(
+        "winner", description="which candidate was exported: the trained winner or the fit"
+    )
+    candidates: list[ExportCandidate] = Field(
+        default_factory=list, description="the winner and the fitted RegNet, side by side"
+    )
+
+
+# --- requests, and the health check --------------------------------------------------------
+class RefineBody(BaseModel):
+    """Which suggestion to try, as read at which fidelity and normalisation."""
+
+    model_config = {"extra": "forbid"}
+    suggestion: str = Field(min_length=1, max_length=500, description="the suggestion's id")
+    fidelity: int | None = Field(None, ge=1, le=100_000, description="epochs; None = lowest")
+    normalize: Normalize = "none"
+
+
+class Health(BaseModel):
+    """Liveness and database reachability."""
+
+    status: str
+    database: str
+    studies: int | None = None

@@ -2,71 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, Field
 
-from api.http.deps import get_store
-from api.http.routes.studies import ERRORS, StudyId, study_or_404
-from api.http.schemas import ErrorBody
+from api.http.deps import ERRORS, StudyId, get_store, study_or_404
+from api.http.schemas import ErrorBody, ExportFormat, ExportOut
 from search.exports import FormatUnavailable, NothingToExport, full_run_recipe, plan_export
-from search.spec.study import Recipe
 
 router = APIRouter(prefix="/api/studies", tags=["export"])
-
-ExportFormat = Literal["pycls", "timm", "torchvision", "json"]
-
-
-class FullRunRecipe(Recipe):
-    """The study's recipe scaled for a full run (DDS §5)."""
-
-    epochs: int
-
-
-class ExportCandidate(BaseModel):
-    """One network a space's export offers: the trained winner or the fitted RegNet."""
-
-    network: Literal["winner", "fit"]
-    source: str
-    trial_id: int | None = None
-    error: float | None = Field(None, description="validation error (the winner only: trained)")
-    e_fit: float | None = Field(
-        None, description="winner: its distance to the nearest RegNet; fit: the winner's to it"
-    )
-    family: str = Field(description="'a RegNet', or the winner's block family")
-    regnet: dict[str, Any] | None = Field(None, description="the fit's RegNet parameters")
-    stage_depths: list[int]
-    stage_widths: list[int]
-    complexity: dict[str, int] = Field(description="flops, params, acts at the study's input")
-    formats: dict[str, str | None] = Field(
-        description="per format: null when it builds this network, else why not"
-    )
-
-
-class ExportOut(BaseModel):
-    """A network ready for a full run in another code base, and how to train it."""
-
-    study_id: int
-    space: str | None = Field(description="the space exported; None = best over all spaces")
-    format: ExportFormat
-    source: str = Field(description="what was exported: the RegNet fit of winners, or a trial")
-    trial_id: int | None = None
-    error: float | None = Field(None, description="validation error of the winning trial")
-    text: str = Field(description="the export itself: YAML, Python or JSON text")
-    structured: dict[str, Any] = Field(description="anynet.export.export_dict of the network")
-    complexity: dict[str, int] = Field(description="flops, params, acts of the exported network")
-    recipe: FullRunRecipe = Field(description="training recipe of the full run (DDS §5)")
-    scaled: dict[str, Any] | None = Field(
-        None, description="anynet.scaling's account when scale_flops was given: rule, factors"
-    )
-    notes: list[str]
-    network: Literal["winner", "fit"] = Field(
-        "winner", description="which candidate was exported: the trained winner or the fit"
-    )
-    candidates: list[ExportCandidate] = Field(
-        default_factory=list, description="the winner and the fitted RegNet, side by side"
-    )
 
 
 @router.get(

@@ -12,17 +12,22 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from typing import Literal
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 
-from api.http.deps import get_limits, get_store, posted_spec, require_token
+from api.http.deps import (
+    ERRORS,
+    MUTATING,
+    SPEC_BODY,
+    get_limits,
+    get_store,
+    posted_spec,
+    require_token,
+)
 from api.http.limits import SpecLimits
-from api.http.routes.studies import ERRORS, MUTATING, SPEC_BODY
-from api.http.schemas import ErrorBody
+from api.http.schemas import ErrorBody, Estimate, Preset
 
 router = APIRouter(tags=["form"])
 log = logging.getLogger("dse.api")
@@ -30,110 +35,6 @@ ESTIMATES = 2  # estimates priced at once (each samples at most PRICE_MAX_DRAWS 
 PRICE_SECONDS = 60.0  # a pricing child is stopped after this long
 PRICE_MEMORY = 1024 * 2**20  # or past this many resident bytes
 PRICES = 256  # the latest specs' prices kept
-
-
-class ParamRange(BaseModel):
-    """The values a drawn parameter takes: its distribution's kind and support."""
-
-    kind: str
-    lo: float
-    hi: float
-    values: list[float] | None = Field(None, description="a choice's values")
-
-
-class Preset(BaseModel):
-    """One preset design space as the form shows it."""
-
-    name: str
-    family: str = Field(description="AnyNetX, AnyNetY, RegNet, NDS CIFAR, EfficientNet, …")
-    description: str
-    kind: Literal["anynet", "regnet"]
-    block: str
-    stages: int | None
-    stem: dict[str, str | int]
-    se_ratio: float
-    resolution: int
-    num_classes: int
-    constraints: list[str | dict[str, int]]
-    parameters: dict[str, ParamRange | list[ParamRange]] = Field(
-        description="per drawn parameter: one range for every stage, or one per stage"
-    )
-
-
-class LevelEstimate(BaseModel):
-    """One fidelity level: its trials and their images and time."""
-
-    level: int
-    epochs: int
-    trials_per_space: int
-    trials: int = Field(description="the spaces' trials and the reference networks'")
-    reference_trials: int = Field(0, description="reference networks x seeds (every level)")
-    train_images: int | None = Field(description="None when the dataset's size is unknown")
-    eval_images: int | None = Field(description="validation images, once per epoch")
-    seconds: float | None
-
-
-class SpaceEstimate(BaseModel):
-    """One space: the flops the estimate takes for its networks, and its time."""
-
-    name: str
-    flops: float
-    flops_source: Literal["sampled_mean", "bounds_midpoint", "sampled_median"] = Field(
-        description="sampled_mean: the first networks creation would sample (older servers: "
-        "bounds_midpoint, sampled_median)"
-    )
-    flops_note: str
-    seconds: float | None
-
-
-class ReferenceEstimate(BaseModel):
-    """One reference network: its flops at the study's input, its trials and their time."""
-
-    name: str
-    flops: float
-    trials: int = Field(description="its seeds at every level")
-    seconds: float | None
-
-
-class DataEstimate(BaseModel):
-    """The split sizes and input the trials train with."""
-
-    name: str
-    train_size: int | None
-    val_size: int | None
-    resolution: int | None
-    num_classes: int | None
-
-
-class RateEstimate(BaseModel):
-    """How fast this machine trains: images/s x forward flops, and where that comes from."""
-
-    source: Literal["trials", "measured"] = Field(
-        description="trials: finished trials in this store; measured: a short training here"
-    )
-    flop_per_s: float = Field(description="images/s x forward multiply-adds per image")
-    trials: int
-    device: str | None
-    note: str
-
-
-class Estimate(BaseModel):
-    """What a study costs before it is created."""
-
-    trials: int
-    levels: list[LevelEstimate]
-    spaces: list[SpaceEstimate]
-    references: list[ReferenceEstimate] = Field(default_factory=list)
-    dataset: DataEstimate
-    recipe: dict[str, float | int | bool | str | None] | None = Field(
-        description="the recipe every unset field resolved, at the lowest fidelity"
-    )
-    train_images: int | None
-    eval_images: int | None
-    rate: RateEstimate | None
-    workers: int
-    seconds: float | None = Field(description="on `workers` workers as fast as the rate")
-    note: str | None
 
 
 @router.get("/api/presets", response_model=list[Preset])

@@ -6,20 +6,12 @@ import logging
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from api.http.deps import get_store
+from api.http.schemas import Health
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("dse.api")
-
-
-class Health(BaseModel):
-    """Liveness and database reachability."""
-
-    status: str
-    database: str
-    studies: int | None = None
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})

@@ -8,8 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, HTMLResponse
 
-from api.http.deps import get_store
-from api.http.routes.studies import StudyId, study_or_404
+from api.http.deps import StudyId, get_store, study_or_404
 
 router = APIRouter(include_in_schema=False)
 

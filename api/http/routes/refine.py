@@ -6,30 +6,22 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
-from api.http.deps import SpecLimits, get_limits, get_store, require_token
-from api.http.routes.studies import (
+from api.http.deps import (
     ERRORS,
     MUTATING,
-    Normalize,
+    SpecLimits,
     StudyId,
     create_from_spec,
     creation_of,
+    get_limits,
+    get_store,
+    require_token,
     study_or_404,
 )
-from api.http.schemas import ErrorBody, StudyCreated
+from api.http.schemas import ErrorBody, RefineBody, StudyCreated
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
-
-
-class RefineBody(BaseModel):
-    """Which suggestion to try, as read at which fidelity and normalisation."""
-
-    model_config = {"extra": "forbid"}
-    suggestion: str = Field(min_length=1, max_length=500, description="the suggestion's id")
-    fidelity: int | None = Field(None, ge=1, le=100_000, description="epochs; None = lowest")
-    normalize: Normalize = "none"
 
 
 @router.post(

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 
 from api.http.deps import (
-    YAML_TYPES,
+    ERRORS,
+    MUTATING,
+    SPEC_BODY,
     SpecLimits,
+    StudyId,
+    create_from_spec,
+    creation_of,
     get_limits,
     get_store,
-    not_found,
     posted_spec,
     require_token,
+    study_or_404,
 )
 from api.http.schemas import (
     ErrorBody,
+    Normalize,
     Results,
     StudyCreated,
     StudyDetail,
@@ -27,32 +33,8 @@ from api.http.schemas import (
     TrialsPage,
 )
 from search.exports import trials_csv
-from search.spec.study import StudySpec
-from search.store.studies import StudyNotFound
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
-
-Normalize = Literal["none", "flops", "params", "acts"]
-# ids are database integers: bounded here so an absurd id is a 422, not a driver overflow
-StudyId = Annotated[int, Path(ge=1, le=2_147_483_647, description="study id")]
-
-
-ERRORS = {
-    404: {"model": ErrorBody, "description": "unknown study"},
-    422: {"model": ErrorBody, "description": "invalid input; the body names the field and why"},
-}
-MUTATING = {
-    401: {"model": ErrorBody, "description": "DSE_TOKEN is set and the bearer token is wrong"},
-    403: {"model": ErrorBody, "description": "a request from another origin (cross-site)"},
-}
-
-
-def study_or_404(store, study_id: int):
-    """The study, or a 404 naming the id."""
-    try:
-        return store.get_study(study_id)
-    except StudyNotFound:
-        raise not_found("study", study_id) from None
 
 
 def _summary(study) -> dict:
@@ -68,23 +50,6 @@ def _summary(study) -> dict:
         "reason": study.reason,
         "creation": creation_of(study),
     }
-
-
-def creation_of(study) -> dict | None:
-    """A study's creation progress as JSON (None once created)."""
-    progress = study.creation
-    return None if progress is None else progress.to_json()
-
-
-SPEC_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/StudySpec"}},
-            **{t: {"schema": {"type": "string"}} for t in YAML_TYPES[:1]},
-        },
-    }
-}
 
 
 @router.post(
@@ -130,52 +95,11 @@ async def create_study(
     return await create_from_spec(request, store, spec)
 
 
-async def create_from_spec(
-    request: Request, store, spec: StudySpec, parent_id: int | None = None, suggestion=None
-) -> JSONResponse:
-    """Store the spec as `creating` and sample it in the background: 201, or 202 after the wait."""
-    from search.creator import CreatorBusy
-    from search.spec.status import StudyStatus
-    from search.store.studies import ChildExists
-
-    creator = request.app.state.creator
-    busy = HTTPException(
-        503, detail="creation: too many studies are being created; retry in a few seconds",
-        headers={"Retry-After": "5"},
-    )  # fmt: skip
-    if creator.busy():
-        raise busy
-    try:  # never on the event loop
-        study_id = await run_in_threadpool(store.begin_study, spec, parent_id, suggestion)
-    except ChildExists as e:  # a concurrent refine request created it first: idempotent
-        child = await run_in_threadpool(store.get_study, e.study_id)
-        body = StudyCreated(id=e.study_id, status=child.status, creation=creation_of(child))
-        headers = {"Location": f"/api/studies/{e.study_id}"}
-        return JSONResponse(body.model_dump(mode="json"), status_code=200, headers=headers)
-    try:  # starting a child may wait for the forkserver: off the event loop too
-        job = await run_in_threadpool(creator.submit, study_id)
-    except CreatorBusy:
-        await run_in_threadpool(store.discard_study, study_id)
-        raise busy from None
-    finished = await run_in_threadpool(creator.wait, job, request.app.state.create_wait)
-    study = await run_in_threadpool(store.get_study, study_id)
-    if finished and study.status == StudyStatus.FAILED:
-        await run_in_threadpool(store.discard_study, study_id)
-        raise ValueError(study.reason or "creation failed")  # a 422 naming the space
-    body = StudyCreated(id=study_id, status=study.status, creation=creation_of(study))
-    return JSONResponse(
-        body.model_dump(mode="json"),
-        status_code=201 if finished else 202,
-        headers={"Location": f"/api/studies/{study_id}"},
-    )
-
-
 _CHECKING = threading.Semaphore(1)  # a check is a training in this process: one at a time
 
 
 async def _check_recipe(spec) -> None:
     """Train the recipe check off the event loop; 422 with its numbers if it stays at chance."""
-    from fastapi.concurrency import run_in_threadpool
 
     from worker.check import check_recipe
 
