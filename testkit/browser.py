@@ -37,3 +37,13 @@ def launch(playwright):
 # the state is reached, so this costs nothing when the machine is quiet; it is long because
 # the suite must pass with another job busy beside it (issue 20 item 8: 30 s was not enough).
 WAIT_MS = 180_000
+
+
+def launch_or_fail(playwright):
+    """Debian's chromium for a test; a missing browser FAILS the test with the way to install it."""
+    import pytest
+
+    try:
+        return launch(playwright)
+    except RuntimeError as e:
+        pytest.fail(str(e))

@@ -15,8 +15,8 @@ import pytest
 
 from api.http.app import create_app
 from search.store import Store, TrialOutcome
-from testkit import browser as chromium
 from testkit.browser import WAIT_MS
+from testkit.browser import launch_or_fail as launch
 from testkit.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,14 +57,6 @@ def server(tmp_path):
     with serve(create_app(store=store)) as url:
         yield url, store
     store.close()
-
-
-def launch(playwright):
-    """Debian's chromium; a missing browser FAILS the test with the way to install it."""
-    try:
-        return chromium.launch(playwright)
-    except RuntimeError as e:
-        pytest.fail(str(e))
 
 
 POINTS = """() => {

@@ -9,12 +9,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import launch
 
 from api.http.app import create_app
 from search.spec.study import StudySpec
 from search.store import Store, TrialOutcome
 from testkit.browser import WAIT_MS
+from testkit.browser import launch_or_fail as launch
 from testkit.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent

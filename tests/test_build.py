@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from netspecs import net
 from torch import nn
 
 from anynet import families as F
@@ -14,6 +13,7 @@ from anynet import layers as L
 from anynet.blocks import AnyBlock, ChannelLayerNorm, SqueezeExcite
 from anynet.build import build
 from anynet.spec import NetSpec
+from testkit.nets import net
 
 torch.set_num_threads(1)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_cli_anynet import bad, run, run_json
 from torch.utils.flop_counter import FlopCounterMode
 
 from anynet.build import build
@@ -12,6 +11,7 @@ from anynet.complexity import counts
 from anynet.network import network_complexity
 from anynet.reference import REFERENCES, ReferenceSpec
 from anynet.reference.export import TIMM, TORCHVISION
+from testkit.cli import bad, run, run_json
 
 torch.set_num_threads(1)
 

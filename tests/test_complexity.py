@@ -10,7 +10,6 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from netspecs import net
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -19,6 +18,7 @@ from anynet import layers as L
 from anynet.build import build
 from anynet.complexity import bias_flops, complexity, layer_counts
 from anynet.spec import NetSpec
+from testkit.nets import net
 
 torch.set_num_threads(1)
 

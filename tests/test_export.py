@@ -327,10 +327,9 @@ def test_the_released_pycls_builds_every_yaml_export_as_the_same_network(tmp_pat
 # --- a study's export: its input, the winner and the fit side by side, formats that build ----
 def _study_with_trials(tmp_path):
     """A digits study (10 classes, 16 px) of two spaces stored at the space's 1000 classes."""
-    from test_api import finish_all
-
     from search.spec.study import StudySpec
     from search.store import Store
+    from testkit.api import finish_all
 
     url = f"sqlite:///{tmp_path / 'export.db'}"
     small = {"stem": {"type": "cifar", "width": 8}, "depth": [1, 2], "width": [8, 48]}
@@ -350,9 +349,8 @@ def _study_with_trials(tmp_path):
 
 
 def test_a_study_export_has_the_study_input_both_networks_and_only_formats_that_build(tmp_path):
-    from test_api import local_client
-
     from api.http.app import create_app
+    from testkit.api import local_client
 
     store, _, sid = _study_with_trials(tmp_path)
     try:
@@ -400,7 +398,7 @@ def test_dse_export_study_space_format_and_trials_csv(tmp_path, capsys):
     import csv
     import io
 
-    from test_cli_anynet import bad, run
+    from testkit.cli import bad, run
 
     store, url, sid = _study_with_trials(tmp_path)
     store.close()

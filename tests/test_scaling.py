@@ -6,9 +6,6 @@ import json
 import math
 
 import pytest
-from test_api import created, finish_all, local_client
-from test_cli_anynet import X400, bad, run, run_json
-from test_families import b0_spec
 
 from anynet.complexity import complexity
 from anynet.regnet import RegNetParams
@@ -28,6 +25,9 @@ from anynet.spaces.sampling import sample
 from anynet.spec import NetSpec
 from api.http.app import create_app
 from search.store import Store
+from testkit.api import created, finish_all, local_client
+from testkit.cli import X400, bad, run, run_json
+from testkit.nets import b0_spec
 
 X400_PARAMS = RegNetParams(depth=22, w0=24, wa=24.48, wm=2.54, group_width=16)
 

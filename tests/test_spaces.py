@@ -18,6 +18,7 @@ from anynet.spaces import (
     get_space,
 )
 from search.spec.space import SpaceSpec
+from testkit.spaces import NDS_SETS
 
 ISSUE_SPACE = {
     "preset": "AnyNetX_A",
@@ -114,18 +115,6 @@ def test_regnet_pycls_presets_follow_pycls_sampler():
     assert x.wm == LogUniform(lo=2, hi=3, quantum=0.001)
     assert x.group_width == PowerOfTwoOrLogUniform(lo=8, hi=128, quantum=8)
     assert x.bottleneck_multiplier == Choice(values=(1.0,))
-
-
-NDS_SETS = {  # NDS §3 value sets (docs/method.md §4)
-    "Vanilla": {"depth": {1, 2, 3, 4, 6, 8, 12, 16, 24},
-                "width": {16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256}},
-    "ResNet": {"depth": {1, 2, 3, 4, 6, 8, 12, 16, 24},
-               "width": {16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256}},
-    "ResNeXt_A": {"depth": {1, 2, 4, 8, 16}, "width": {16, 32, 64, 128, 256},
-                  "bottleneck_multiplier": {1.0, 0.5, 0.25}, "groups": {1, 2, 4}},
-    "ResNeXt_B": {"depth": {1, 2, 4, 8, 16}, "width": {64, 128, 256, 512, 1024},
-                  "bottleneck_multiplier": {1.0, 0.5, 0.25}, "groups": {1, 2, 4, 8, 16}},
-}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(NDS_SETS))
