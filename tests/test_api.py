@@ -14,17 +14,9 @@ from pydantic import BaseModel
 from api.http.app import create_app
 from api.http.limits import SpecLimits
 from api.http.results_cache import ResultsCache
-from search.store import Store
 from testkit.api import created, finish_all, local_client
 from testkit.server import CREATE_WAIT
 from testkit.specs import API_SPEC
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'api.db'}")
-    yield s
-    s.close()
 
 
 @pytest.fixture

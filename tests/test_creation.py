@@ -23,7 +23,6 @@ from optuna.trial import TrialState, create_trial
 from api.http.app import create_app
 from search.creator import Creator
 from search.spec.status import StudyStatus, TrialStatus
-from search.store import Store
 from search.store.creation import CreationBudget
 from search.store.models import CreationProgress
 from testkit.api import local_client
@@ -40,13 +39,6 @@ def _until(check, timeout: float = 300.0, every: float = 0.1):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s")
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'create.db'}")
-    yield s
-    s.close()
 
 
 @pytest.mark.slow

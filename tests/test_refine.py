@@ -146,13 +146,6 @@ def test_annotate_and_find():
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'refine.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def client(store):
     with local_client(create_app(store=store)) as c:
         yield c

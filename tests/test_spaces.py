@@ -19,14 +19,8 @@ from anynet.spaces import (
 )
 from search.spec.space import SpaceSpec
 from testkit.spaces import NDS_SETS
+from testkit.specs import TINY_SPACE
 
-ISSUE_SPACE = {
-    "preset": "AnyNetX_A",
-    "stem": {"type": "cifar", "width": 16},
-    "stages": 2,
-    "depth": [1, 2],
-    "width": [8, 32],
-}
 EXPECTED = [
     *(f"AnyNetX_{c}" for c in "ABCDE"),
     *(f"AnyNetY_{c}" for c in "ABCDE"),
@@ -136,10 +130,10 @@ def test_complexity_presets():
 
 def test_log_uniform_override_snaps_to_its_quantum():
     # pycls validate_rand: both ends of a log-uniform range are multiples of its quantum
-    s = SpaceSpec.model_validate({**ISSUE_SPACE, "width": [10, 30]}).resolve()
+    s = SpaceSpec.model_validate({**TINY_SPACE, "width": [10, 30]}).resolve()
     assert s.width == LogUniform(lo=16, hi=24, quantum=8)
     with pytest.raises(ValueError, match="width: log_uniform: no multiple of quantum 8"):
-        SpaceSpec.model_validate({**ISSUE_SPACE, "width": [9, 15]})
+        SpaceSpec.model_validate({**TINY_SPACE, "width": [9, 15]})
     wa = SpaceSpec.model_validate({"preset": "RegNetX", "wa": [10.04, 20.06]}).resolve().wa
     assert wa == LogUniform(lo=10.1, hi=20.0, quantum=0.1)
 
@@ -152,12 +146,12 @@ def test_nds_spaces_are_cifar(name):
 
 
 def test_issue_space_resolves():
-    space = SpaceSpec.model_validate(ISSUE_SPACE).resolve()
+    space = SpaceSpec.model_validate(TINY_SPACE).resolve()
     assert space.name == "AnyNetX_A" and space.stages == 2
     assert space.stem.type == "cifar" and space.stem.width == 16
     assert space.depth == LogUniform(lo=1, hi=2, quantum=1)  # the preset's kind is kept
     assert space.width == LogUniform(lo=8, hi=32, quantum=8)
-    e = SpaceSpec.model_validate({**ISSUE_SPACE, "preset": "AnyNetX_E", "name": "e"}).resolve()
+    e = SpaceSpec.model_validate({**TINY_SPACE, "preset": "AnyNetX_E", "name": "e"}).resolve()
     assert e.name == "e" and "increasing_depth" in e.constraints
 
 
@@ -213,7 +207,7 @@ def test_overrides_field_by_field():
 )
 def test_bad_overrides_name_the_field(patch, needle):
     with pytest.raises(ValueError, match=needle):
-        SpaceSpec.model_validate({**ISSUE_SPACE, **patch})
+        SpaceSpec.model_validate({**TINY_SPACE, **patch})
 
 
 @pytest.mark.parametrize(
