@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
+# screenshots the browser tests take: CI keeps them; the README's picture is of a real demo
+# (docs/screenshot.py), so running the tests leaves the work tree clean
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -47,3 +52,29 @@ def launch_or_fail(playwright):
         return launch(playwright)
     except RuntimeError as e:
         pytest.fail(str(e))
+
+
+@contextmanager
+def open_page(url: str, viewport: dict | None = None) -> Iterator[tuple]:
+    """A test's chromium showing `url`, closed after the block: (page, its script errors so far)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_or_fail(p)
+        try:
+            page = browser.new_page(**({"viewport": viewport} if viewport else {}))
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url, timeout=WAIT_MS)
+            yield page, errors
+        finally:
+            browser.close()
+
+
+def screenshot(page, name: str, full_page: bool = True, min_bytes: int | None = 20_000) -> None:
+    """Save the page as artifacts/<name>; with min_bytes, assert it is more than a blank page."""
+    out = ARTIFACTS / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out), full_page=full_page)
+    if min_bytes is not None:
+        assert out.stat().st_size > min_bytes
