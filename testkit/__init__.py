@@ -8,7 +8,7 @@
 - testkit.specs: small study specs (the smoke spec, the API tests' spec, one slow to sample);
 - testkit.nets: NetSpecs written by hand (stage-tuple shorthand, EfficientNet-B0);
 - testkit.spaces: what the NDS presets hold;
-- testkit.torch_counts: torch's own counts of a module (meta-device MACs, activations);
+- testkit.torch_counts: torch's own counts of a module (meta-device MACs; MACs and activations in one pass);
 - testkit.synthetic: synthetic errors with known answers;
 - testkit.settlers: racing settlers that finish each fidelity level of many studies at once;
 - testkit.fit_reference: the exhaustive RegNet fit the fit tests and benchmark compare with.

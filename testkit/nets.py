@@ -1,4 +1,4 @@
-"""NetSpecs written out by hand: a shorthand for stage tuples, and EfficientNet-B0."""
+"""NetSpecs written out by hand: a shorthand for stage tuples, ResNet-50 and EfficientNet-B0."""
 
 from __future__ import annotations
 
@@ -20,6 +20,20 @@ def net(block, stages, stem="simple", stem_width=8, resolution=17, **kw) -> NetS
         ],
         resolution=resolution,
         **kw,
+    )
+
+
+def resnet50_spec() -> NetSpec:
+    """torchvision's ResNet-50 as a NetSpec (res_bottleneck blocks, the ResNet stem)."""
+    return NetSpec(
+        stem={"type": "resnet", "width": 64},
+        block="res_bottleneck",
+        stages=[
+            dict(depth=d, width=w, stride=s, bottleneck_multiplier=0.25, group_width=w // 4)
+            for d, w, s in zip([3, 4, 6, 3], [256, 512, 1024, 2048], [1, 2, 2, 2], strict=True)
+        ],
+        num_classes=1000,
+        resolution=224,
     )
 
 

@@ -14,7 +14,6 @@ import torchvision
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from torch.utils.flop_counter import FlopCounterMode
 
 from anynet import families as F
 from anynet.build import build
@@ -30,7 +29,7 @@ from search.spec.space import SpaceSpec
 from search.spec.study import DatasetSpec, Recipe
 from testkit.cli import run_json
 from testkit.nets import B0, b0_spec
-from testkit.torch_counts import acts, meta_macs
+from testkit.torch_counts import forward_counts, meta_macs
 from worker.data import load_dataset
 from worker.train import train
 
@@ -213,11 +212,9 @@ def test_preset_samples_build_count_exactly_and_train_on_digits(name, digits):
         assert spec.block == space.block and s.complexity == complexity(spec)
         model = build(spec).eval()
         assert sum(p.numel() for p in model.parameters()) == s.complexity["params"]
-        x = torch.randn(1, 3, 16, 16)
-        assert acts(model, x) == s.complexity["acts"]
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
-        assert s.complexity["flops"] - bias_flops(spec) == counter.get_total_flops() // 2
+        _, macs, acts = forward_counts(model, torch.randn(1, 3, 16, 16))
+        assert acts == s.complexity["acts"]
+        assert s.complexity["flops"] - bias_flops(spec) == macs
     recipe = Recipe(batch_size=32, lr=0.05, warmup_epochs=0, crop_padding=0, flip=False,
                     precision="fp32")  # fmt: skip
     result = train(samples[0].spec, digits, recipe, epochs=1, seed=0)
