@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import optuna
@@ -30,6 +32,14 @@ from testkit.server import CREATE_WAIT, serve
 from testkit.specs import SLOW_SPEC
 
 
+@contextmanager
+def _served(store, create_wait: float, timeout: float) -> Iterator[tuple]:
+    """The app on a loopback port with this create_wait, and an httpx client of it: (app, client)."""
+    app = create_app(store=store, create_wait=create_wait)
+    with serve(app) as url, httpx.Client(base_url=url, timeout=timeout) as client:
+        yield app, client
+
+
 def _until(check, timeout: float = 300.0, every: float = 0.1):
     """Poll `check()` until it returns something truthy; that value (AssertionError on timeout)."""
     deadline = time.monotonic() + timeout
@@ -43,8 +53,7 @@ def _until(check, timeout: float = 300.0, every: float = 0.1):
 
 @pytest.mark.slow
 def test_post_answers_202_and_the_server_keeps_answering(store):
-    app = create_app(store=store, create_wait=0.3)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=120) as client:
+    with _served(store, create_wait=0.3, timeout=120) as (_, client):
         r = client.post("/api/studies", json=SLOW_SPEC)
         assert r.status_code == 202, r.text
         body = r.json()
@@ -74,8 +83,7 @@ def test_post_answers_202_and_the_server_keeps_answering(store):
 @pytest.mark.slow
 def test_small_study_answers_201(store):
     spec = {**SLOW_SPEC, "spaces": [{"preset": "AnyNetX_A"}], "samples": 3, "complexity": {}}
-    app = create_app(store=store, create_wait=CREATE_WAIT)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+    with _served(store, create_wait=CREATE_WAIT, timeout=60) as (_, client):
         r = client.post("/api/studies", json=spec)
         assert r.status_code == 201, r.text
         assert r.json()["status"] == "running" and store.count(r.json()["id"]) == 3
@@ -83,8 +91,7 @@ def test_small_study_answers_201(store):
 
 @pytest.mark.slow
 def test_cancel_during_creation_is_honoured(store):
-    app = create_app(store=store, create_wait=0.2)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with _served(store, create_wait=0.2, timeout=30) as (app, client):
         r = client.post("/api/studies", json=SLOW_SPEC)
         assert r.status_code == 202, r.text
         study_id = r.json()["id"]
@@ -106,8 +113,7 @@ def test_failed_background_creation_is_visible_with_its_reason(store, monkeypatc
     from api.cli import main
 
     monkeypatch.setenv("DSE_CREATE_SECONDS", "1")
-    app = create_app(store=store, create_wait=0.1)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with _served(store, create_wait=0.1, timeout=30) as (_, client):
         r = client.post("/api/studies", json=SLOW_SPEC)
         assert r.status_code == 202, r.text
         study_id = r.json()["id"]

@@ -53,14 +53,19 @@ def _n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _exported(args, rounding, fmt: str, num_classes: int) -> tuple:
+    """(NetSpec, export_dict, namespace its code built) of one RegNet exported to `fmt`."""
+    p = _params(args, rounding)
+    spec = p.spec(num_classes=num_classes)
+    out = export_dict(p, fmt, num_classes=num_classes)
+    return spec, out, _run(export(p, fmt, num_classes=num_classes))
+
+
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("args", REGNETS)
 def test_torchvision_builds_the_same_network(args, rounding):
-    p = _params(args, rounding)
-    spec = p.spec(num_classes=100)
-    out = export_dict(p, "torchvision", num_classes=100)
+    spec, out, ns = _exported(args, rounding, "torchvision", num_classes=100)
     assert out["rule"] == "torchvision"
-    ns = _run(export(p, "torchvision", num_classes=100))
     bp = ns["block_params"]
     assert list(bp.depths) == spec.stage_depths
     assert list(bp.widths) == spec.stage_widths
@@ -91,11 +96,9 @@ def test_torchvision_ours_built_equals_theirs():
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("args", REGNETS)
 def test_timm_builds_the_same_network(args, rounding):
-    p = _params(args, rounding)
-    spec = p.spec(num_classes=10)
-    out = export_dict(p, "timm", num_classes=10)
+    spec, out, ns = _exported(args, rounding, "timm", num_classes=10)
     assert out["config"]["cfg"]["group_min_ratio"] == (0.0 if rounding == "pycls" else 0.9)
-    model = _run(export(p, "timm", num_classes=10))["model"]
+    model = ns["model"]
     stages = [getattr(model, f"s{i}") for i in range(1, 5)]
     widths = [list(stage.children())[-1].conv3.conv.out_channels for stage in stages]
     depths = [len(list(stage.children())) for stage in stages]

@@ -86,14 +86,26 @@ def test_anynetx_steps_add_one_constraint_each():
     assert a.group_width.values == (1, 2, 4, 8, 16, 32)
 
 
-def test_regnet_presets_are_dds_regnet_space():
-    # DDS §3.3: d < 64, w0, wa < 256, 1.5 <= wm <= 3, b and g as AnyNetX; 4 stages
-    x, y = get_space("RegNetX"), get_space("RegNetY")
+# depth, w0, wa, wm of the RegNet presets: DDS §3.3 (d < 64, w0, wa < 256, 1.5 <= wm <= 3)
+# and pycls' sampler (12 <= d <= 28, w0, wa <= 256, 2 <= wm <= 3)
+REGNET_DRAWS = {
+    "RegNetX": (UniformInt(lo=1, hi=63), LogUniform(lo=8, hi=248, quantum=8),
+                LogUniform(lo=8, hi=255.9, quantum=0.1), LogUniform(lo=1.5, hi=3, quantum=0.001)),
+    "RegNetX_pycls": (UniformInt(lo=12, hi=28), LogUniform(lo=8, hi=256, quantum=8),
+                      LogUniform(lo=8, hi=256, quantum=0.1), LogUniform(lo=2, hi=3, quantum=0.001)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(REGNET_DRAWS))
+def test_regnet_presets_draw_depth_w0_wa_wm(name):
+    x, y = get_space(name), get_space(name.replace("RegNetX", "RegNetY"))
     assert x.kind == "regnet" and x.num_stages == 4 and y.se_ratio == 0.25
-    assert x.depth == UniformInt(lo=1, hi=63)
-    assert x.w0 == LogUniform(lo=8, hi=248, quantum=8)
-    assert x.wa == LogUniform(lo=8, hi=255.9, quantum=0.1)
-    assert x.wm == LogUniform(lo=1.5, hi=3, quantum=0.001)
+    assert (x.depth, x.w0, x.wa, x.wm) == REGNET_DRAWS[name]
+
+
+def test_regnet_presets_are_dds_regnet_space():
+    # DDS §3.3: b and g as AnyNetX; RegNetY is RegNetX with SE
+    x, y = get_space("RegNetX"), get_space("RegNetY")
     a = get_space("AnyNetX_A")
     assert x.group_width == a.group_width
     assert x.bottleneck_multiplier == a.bottleneck_multiplier
@@ -101,12 +113,7 @@ def test_regnet_presets_are_dds_regnet_space():
 
 
 def test_regnet_pycls_presets_follow_pycls_sampler():
-    x, y = get_space("RegNetX_pycls"), get_space("RegNetY_pycls")
-    assert x.kind == "regnet" and x.num_stages == 4 and y.se_ratio == 0.25
-    assert x.depth == UniformInt(lo=12, hi=28)
-    assert x.w0 == LogUniform(lo=8, hi=256, quantum=8)
-    assert x.wa == LogUniform(lo=8, hi=256, quantum=0.1)
-    assert x.wm == LogUniform(lo=2, hi=3, quantum=0.001)
+    x = get_space("RegNetX_pycls")
     assert x.group_width == PowerOfTwoOrLogUniform(lo=8, hi=128, quantum=8)
     assert x.bottleneck_multiplier == Choice(values=(1.0,))
 
