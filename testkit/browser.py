@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
+# screenshots the browser tests take: CI keeps them; the README's picture is of a real demo
+# (docs/screenshot.py), so running the tests leaves the work tree clean
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -37,3 +42,39 @@ def launch(playwright):
 # the state is reached, so this costs nothing when the machine is quiet; it is long because
 # the suite must pass with another job busy beside it (issue 20 item 8: 30 s was not enough).
 WAIT_MS = 180_000
+
+
+def launch_or_fail(playwright):
+    """Debian's chromium for a test; a missing browser FAILS the test with the way to install it."""
+    import pytest
+
+    try:
+        return launch(playwright)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+
+
+@contextmanager
+def open_page(url: str, viewport: dict | None = None) -> Iterator[tuple]:
+    """A test's chromium showing `url`, closed after the block: (page, its script errors so far)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_or_fail(p)
+        try:
+            page = browser.new_page(**({"viewport": viewport} if viewport else {}))
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url, timeout=WAIT_MS)
+            yield page, errors
+        finally:
+            browser.close()
+
+
+def screenshot(page, name: str, full_page: bool = True, min_bytes: int | None = 20_000) -> None:
+    """Save the page as artifacts/<name>; with min_bytes, assert it is more than a blank page."""
+    out = ARTIFACTS / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out), full_page=full_page)
+    if min_bytes is not None:
+        assert out.stat().st_size > min_bytes

@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh PostgreSQL database per test, a SQLite file per test, tiny specs.
+"""Shared fixtures: a fresh PostgreSQL database per test, a SQLite file (and a Store on one) per
+test, tiny specs.
 
 PostgreSQL is expected on 127.0.0.1:5432 with trust auth (user postgres or root, database
 `test` exists). If it is unreachable, tests that need it FAIL with the reason: a missing
@@ -45,6 +46,16 @@ def pg_url(pg_server):
 def sqlite_url(tmp_path):
     """URL of a SQLite file in the test's temporary directory."""
     return f"sqlite:///{tmp_path / 'dse.db'}"
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A Store on a fresh SQLite file in the test's temporary directory, closed after the test."""
+    from search.store import Store
+
+    s = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    yield s
+    s.close()
 
 
 @pytest.fixture

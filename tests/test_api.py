@@ -9,43 +9,14 @@ import time
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from api.http.app import create_app
 from api.http.limits import SpecLimits
 from api.http.results_cache import ResultsCache
-from search.store import Store, TrialOutcome
+from testkit.api import created, finish_all, local_client
 from testkit.server import CREATE_WAIT
-
-SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
-SPEC = {
-    "name": "api test",
-    "dataset": {"name": "synthetic", "resolution": 8, "num_classes": 4, "train_size": 128},
-    "spaces": [{"preset": "AnyNetX_A", **SPACE}, {"preset": "AnyNetX_E", **SPACE}],
-    "samples": 5,
-    "fidelities": [1, 2],
-}
-
-
-def finish_all(store: Store, error=lambda claim: 0.1 + 0.01 * claim.sample, limit=None) -> int:
-    """Finish waiting trials through the worker's Store API, without training."""
-    n = 0
-    while limit is None or n < limit:
-        claim = store.claim("test-filler")
-        if claim is None:
-            return n
-        result = TrialOutcome("done", error(claim), seconds=1.0, images_per_s=1.0)
-        assert store.finish(claim, result)
-        n += 1
-    return n
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'api.db'}")
-    yield s
-    s.close()
+from testkit.specs import API_SPEC
 
 
 @pytest.fixture
@@ -54,22 +25,11 @@ def client(store):
         yield c
 
 
-def local_client(app) -> TestClient:
-    """A test client that reaches the app as a browser on this machine does (Host 127.0.0.1)."""
-    return TestClient(app, base_url="http://127.0.0.1:8000")
-
-
-def created(client, spec=SPEC, **kw) -> int:
-    r = client.post("/api/studies", json=spec, **kw)
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
-
-
 def test_create_list_show_cancel(client):
     sid = created(client)
     r = client.post(
         "/api/studies",
-        content=yaml.safe_dump({**SPEC, "name": "from yaml"}),
+        content=yaml.safe_dump({**API_SPEC, "name": "from yaml"}),
         headers={"Content-Type": "application/x-yaml"},
     )
     assert r.status_code == 201, r.text
@@ -99,9 +59,9 @@ def test_unknown_ids_are_404_with_a_reason(client):
 
 
 def test_bad_input_names_the_field(client):
-    r = client.post("/api/studies", json={**SPEC, "samples": 0})
+    r = client.post("/api/studies", json={**API_SPEC, "samples": 0})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "samples"
-    r = client.post("/api/studies", json={**SPEC, "bogus": 1})
+    r = client.post("/api/studies", json={**API_SPEC, "bogus": 1})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "bogus"
     r = client.post(
         "/api/studies", content="{not json", headers={"Content-Type": "application/json"}
@@ -323,9 +283,9 @@ def test_a_busy_results_cache_is_a_503_with_retry_after(client):
 
 def test_token_guards_mutations(store):
     with local_client(create_app(create_wait=CREATE_WAIT, store=store, token="s3cret")) as c:
-        assert c.post("/api/studies", json=SPEC).status_code == 401
+        assert c.post("/api/studies", json=API_SPEC).status_code == 401
         bad = {"Authorization": "Bearer nope"}
-        assert c.post("/api/studies", json=SPEC, headers=bad).status_code == 401
+        assert c.post("/api/studies", json=API_SPEC, headers=bad).status_code == 401
         good = {"Authorization": "Bearer s3cret"}
         sid = created(c, headers=good)
         assert c.post(f"/api/studies/{sid}/cancel").status_code == 401
@@ -336,7 +296,7 @@ def test_token_guards_mutations(store):
 
 def test_body_size_limit(store):
     with local_client(create_app(create_wait=CREATE_WAIT, store=store, max_body=2048)) as c:
-        big = {**SPEC, "name": "x" * 4000}
+        big = {**API_SPEC, "name": "x" * 4000}
         r = c.post("/api/studies", json=big)
         assert r.status_code == 413 and r.json()["errors"][0]["field"] == "body"
 
@@ -354,10 +314,10 @@ def test_spec_limits_and_data_dirs(store, tmp_path):
     (data / "cifar").mkdir(parents=True)
     limits = SpecLimits(max_samples=4, max_epochs=3, max_spaces=1, data_dirs=(str(data),))
     with local_client(create_app(create_wait=CREATE_WAIT, store=store, limits=limits)) as c:
-        one = {**SPEC, "spaces": SPEC["spaces"][:1], "samples": 4, "fidelities": [1, 3]}
+        one = {**API_SPEC, "spaces": API_SPEC["spaces"][:1], "samples": 4, "fidelities": [1, 3]}
         cases = [
             ({**one, "samples": 5}, "samples"),
-            ({**SPEC, "samples": 4, "fidelities": [1]}, "spaces"),
+            ({**API_SPEC, "samples": 4, "fidelities": [1]}, "spaces"),
             ({**one, "fidelities": [1, 4]}, "fidelities.1"),
             (
                 {**one, "dataset": {"name": "cifar10", "root": str(data / ".." / "x")}},
@@ -374,7 +334,9 @@ def test_spec_limits_and_data_dirs(store, tmp_path):
     with local_client(
         create_app(create_wait=CREATE_WAIT, store=store)
     ) as c:  # default: no dataset roots at all
-        r = c.post("/api/studies", json={**SPEC, "dataset": {"name": "cifar10", "root": "/tmp"}})
+        r = c.post(
+            "/api/studies", json={**API_SPEC, "dataset": {"name": "cifar10", "root": "/tmp"}}
+        )
         assert r.status_code == 422 and "DSE_DATA_DIRS" in r.json()["detail"]
 
 

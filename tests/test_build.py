@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from netspecs import net
 from torch import nn
 
 from anynet import families as F
@@ -14,6 +13,7 @@ from anynet import layers as L
 from anynet.blocks import AnyBlock, ChannelLayerNorm, SqueezeExcite
 from anynet.build import build
 from anynet.spec import NetSpec
+from testkit.nets import net, resnet50_spec
 
 torch.set_num_threads(1)
 
@@ -133,17 +133,7 @@ def test_build_rejects_non_spec():
 def test_resnet50_equals_torchvision_resnet50():
     import torchvision
 
-    spec = NetSpec(
-        stem={"type": "resnet", "width": 64},
-        block="res_bottleneck",
-        stages=[
-            dict(depth=d, width=w, stride=s, bottleneck_multiplier=0.25, group_width=w // 4)
-            for d, w, s in zip([3, 4, 6, 3], [256, 512, 1024, 2048], [1, 2, 2, 2], strict=True)
-        ],
-        num_classes=1000,
-        resolution=224,
-    )
-    ours, ref = build(spec).eval(), torchvision.models.resnet50().eval()
+    ours, ref = build(resnet50_spec()).eval(), torchvision.models.resnet50().eval()
     mine = list(ours.state_dict().items())
     theirs = list(ref.state_dict().items())
     # same tensors in the same order: stem, blocks (conv1..bn3, projection), fc

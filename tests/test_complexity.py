@@ -10,7 +10,6 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from netspecs import net
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -19,6 +18,8 @@ from anynet import layers as L
 from anynet.build import build
 from anynet.complexity import bias_flops, complexity, layer_counts
 from anynet.spec import NetSpec
+from testkit.nets import net, resnet50_spec
+from testkit.torch_counts import forward_counts, meta_macs
 
 torch.set_num_threads(1)
 
@@ -147,30 +148,15 @@ def test_layer_counts_by_hand():
     assert layer_counts(L.MaxPool(4, 3, 2, 8)) == (0, 0, 4 * 16, 0)
 
 
-RESNET50 = dict(
-    stem={"type": "resnet", "width": 64},
-    block="res_bottleneck",
-    stages=[
-        dict(depth=d, width=w, stride=s, bottleneck_multiplier=0.25, group_width=w // 4)
-        for d, w, s in zip([3, 4, 6, 3], [256, 512, 1024, 2048], [1, 2, 2, 2], strict=True)
-    ],
-    num_classes=1000,
-    resolution=224,
-)
-
-
 def test_resnet50_matches_torchvision():
     import torchvision
 
-    spec = NetSpec.model_validate(RESNET50)
+    spec = resnet50_spec()
     c = complexity(spec)
     reference = torchvision.models.resnet50()
     assert c["params"] == 25_557_032 == sum(p.numel() for p in reference.parameters())
     # torchvision's FLOP count on meta tensors (no compute): bias adds are only the fc's 1000
-    x = torch.empty(1, 3, 224, 224, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        reference.to("meta")(x)
-    assert c["flops"] - bias_flops(spec) == counter.get_total_flops() // 2
+    assert c["flops"] - bias_flops(spec) == meta_macs(reference, (1, 3, 224, 224))
     assert bias_flops(spec) == 1000
 
 
@@ -257,10 +243,7 @@ def test_torchvision_regnets_counted_exactly(name, se_ratio):
     spec = _spec_of_torchvision_regnet(reference, se_ratio)
     c = complexity(spec)
     assert c["params"] == sum(p.numel() for p in reference.parameters())
-    x = torch.empty(1, 3, 224, 224, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        reference.to("meta")(x)
-    assert c["flops"] - bias_flops(spec) == counter.get_total_flops() // 2
+    assert c["flops"] - bias_flops(spec) == meta_macs(reference, (1, 3, 224, 224))
 
 
 def test_regnet_y_forward_equals_torchvision():
@@ -307,11 +290,8 @@ def test_convnext_counted_like_timm():
     )
     c = complexity(spec)
     assert c["params"] == sum(p.numel() for p in reference.parameters())
-    x = torch.empty(1, 3, 224, 224, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        reference.to("meta")(x)
     # timm's MLP runs as Linear here (mm, bias not counted), like our 1x1 convs with bias
-    assert c["flops"] - bias_flops(spec) == counter.get_total_flops() // 2
+    assert c["flops"] - bias_flops(spec) == meta_macs(reference, (1, 3, 224, 224))
 
 
 @settings(max_examples=150, deadline=None)
@@ -369,13 +349,7 @@ def test_every_layer_and_node_counts_as_built():
     model = build(net).eval()
     c = complexity(net)
     assert c["params"] == sum(p.numel() for p in model.parameters())
-    acts = [0]
-    kinds = nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d | nn.Linear
-    for m in model.modules():
-        if isinstance(m, kinds):
-            m.register_forward_hook(lambda _m, _i, out: acts.__setitem__(0, acts[0] + out.numel()))
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        out = model(torch.randn(1, 2, 12, 12))
+    out, macs, acts = forward_counts(model, torch.randn(1, 2, 12, 12))
     assert out.shape == (1, 5)
-    assert c["flops"] - bias_flops(net) == counter.get_total_flops() // 2
-    assert c["acts"] == acts[0]
+    assert c["flops"] - bias_flops(net) == macs
+    assert c["acts"] == acts

@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import optuna
@@ -23,20 +25,19 @@ from optuna.trial import TrialState, create_trial
 from api.http.app import create_app
 from search.creator import Creator
 from search.spec.status import StudyStatus, TrialStatus
-from search.store import Store
 from search.store.creation import CreationBudget
 from search.store.models import CreationProgress
+from testkit.api import local_client
 from testkit.server import CREATE_WAIT, serve
+from testkit.specs import SLOW_SPEC
 
-# A narrow 360-380 MF window on AnyNetX_D/E (docs/method.md §4): AnyNetX_E needs ~2e4
-# draws per network there, so sampling these takes several seconds; storing them is quick
-LOCAL = "http://127.0.0.1:8000"  # the front answers loopback Host names only
-SLOW = {
-    "name": "slow to sample",
-    "spaces": [{"preset": "AnyNetX_D"}, {"preset": "AnyNetX_E"}],
-    "samples": 400,
-    "complexity": {"flops": [360e6, 380e6]},
-}
+
+@contextmanager
+def _served(store, create_wait: float, timeout: float) -> Iterator[tuple]:
+    """The app on a loopback port with this create_wait, and an httpx client of it: (app, client)."""
+    app = create_app(store=store, create_wait=create_wait)
+    with serve(app) as url, httpx.Client(base_url=url, timeout=timeout) as client:
+        yield app, client
 
 
 def _until(check, timeout: float = 300.0, every: float = 0.1):
@@ -50,18 +51,10 @@ def _until(check, timeout: float = 300.0, every: float = 0.1):
     raise AssertionError(f"timed out after {timeout} s")
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'create.db'}")
-    yield s
-    s.close()
-
-
 @pytest.mark.slow
 def test_post_answers_202_and_the_server_keeps_answering(store):
-    app = create_app(store=store, create_wait=0.3)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=120) as client:
-        r = client.post("/api/studies", json=SLOW)
+    with _served(store, create_wait=0.3, timeout=120) as (_, client):
+        r = client.post("/api/studies", json=SLOW_SPEC)
         assert r.status_code == 202, r.text
         body = r.json()
         assert body["status"] == "creating"
@@ -82,16 +75,15 @@ def test_post_answers_202_and_the_server_keeps_answering(store):
         shown = client.get(f"/api/studies/{body['id']}").json()
         assert (
             shown["status"] == "running"
-            and shown["progress"]["totals"]["waiting"] == 2 * SLOW["samples"]
+            and shown["progress"]["totals"]["waiting"] == 2 * SLOW_SPEC["samples"]
         )
-        assert shown["creation"]["stored"] == shown["creation"]["total"] == 2 * SLOW["samples"]
+        assert shown["creation"]["stored"] == shown["creation"]["total"] == 2 * SLOW_SPEC["samples"]
 
 
 @pytest.mark.slow
 def test_small_study_answers_201(store):
-    spec = {**SLOW, "spaces": [{"preset": "AnyNetX_A"}], "samples": 3, "complexity": {}}
-    app = create_app(store=store, create_wait=CREATE_WAIT)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+    spec = {**SLOW_SPEC, "spaces": [{"preset": "AnyNetX_A"}], "samples": 3, "complexity": {}}
+    with _served(store, create_wait=CREATE_WAIT, timeout=60) as (_, client):
         r = client.post("/api/studies", json=spec)
         assert r.status_code == 201, r.text
         assert r.json()["status"] == "running" and store.count(r.json()["id"]) == 3
@@ -99,9 +91,8 @@ def test_small_study_answers_201(store):
 
 @pytest.mark.slow
 def test_cancel_during_creation_is_honoured(store):
-    app = create_app(store=store, create_wait=0.2)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
-        r = client.post("/api/studies", json=SLOW)
+    with _served(store, create_wait=0.2, timeout=30) as (app, client):
+        r = client.post("/api/studies", json=SLOW_SPEC)
         assert r.status_code == 202, r.text
         study_id = r.json()["id"]
         t0 = time.perf_counter()
@@ -122,9 +113,8 @@ def test_failed_background_creation_is_visible_with_its_reason(store, monkeypatc
     from api.cli import main
 
     monkeypatch.setenv("DSE_CREATE_SECONDS", "1")
-    app = create_app(store=store, create_wait=0.1)
-    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
-        r = client.post("/api/studies", json=SLOW)
+    with _served(store, create_wait=0.1, timeout=30) as (_, client):
+        r = client.post("/api/studies", json=SLOW_SPEC)
         assert r.status_code == 202, r.text
         study_id = r.json()["id"]
         failed = _until(
@@ -141,10 +131,8 @@ def test_failed_background_creation_is_visible_with_its_reason(store, monkeypatc
 
 
 def test_a_creation_failing_within_the_wait_is_a_422_and_stores_nothing(store):
-    from fastapi.testclient import TestClient
-
-    spec = {**SLOW, "spaces": [{"preset": "AnyNetX_A"}], "complexity": {"flops": [0, 10]}}
-    with TestClient(create_app(store=store, create_wait=CREATE_WAIT), base_url=LOCAL) as client:
+    spec = {**SLOW_SPEC, "spaces": [{"preset": "AnyNetX_A"}], "complexity": {"flops": [0, 10]}}
+    with local_client(create_app(store=store, create_wait=CREATE_WAIT)) as client:
         r = client.post("/api/studies", json=spec)
     assert r.status_code == 422, r.text
     assert "spaces[0] (AnyNetX_A)" in r.json()["detail"] and "flops" in r.json()["detail"]
@@ -152,13 +140,11 @@ def test_a_creation_failing_within_the_wait_is_a_422_and_stores_nothing(store):
 
 
 def test_creating_progress_in_the_api_and_the_cli(store, capsys):
-    from fastapi.testclient import TestClient
-
     from api.cli import main
 
-    study_id = store.begin_study({**SLOW, "samples": 2})
+    study_id = store.begin_study({**SLOW_SPEC, "samples": 2})
     store.studies.report_creation(study_id, CreationProgress(spaces=2, sampled=1))
-    with TestClient(create_app(store=store), base_url=LOCAL) as client:
+    with local_client(create_app(store=store)) as client:
         shown = client.get(f"/api/studies/{study_id}").json()
     assert shown["status"] == "creating"
     assert (shown["creation"]["sampled"], shown["creation"]["spaces"]) == (1, 2)
@@ -174,7 +160,7 @@ def test_creating_progress_in_the_api_and_the_cli(store, capsys):
 def test_killed_creation_is_reaped_with_its_trials(store, tmp_path):
     """kill -9 of `dse study create` mid-creation: the reaper fails the study (finding 6)."""
     path = tmp_path / "slow.json"
-    path.write_text(json.dumps(SLOW))
+    path.write_text(json.dumps(SLOW_SPEC))
     cmd = [sys.executable, "-m", "api.cli", "study", "create", str(path), "--db", store.url]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
     try:
@@ -228,7 +214,7 @@ def test_partly_stored_creation_is_reaped_and_orphans_failed(store, smoke_spec):
 def test_server_shutdown_fails_a_running_creation(store):
     creator = Creator(store, CreationBudget())
     creator.start()
-    study_id = store.begin_study(SLOW)
+    study_id = store.begin_study(SLOW_SPEC)
     job = creator.submit(study_id)
     assert not creator.wait(job, 0.2)
     creator.close()

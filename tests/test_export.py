@@ -53,14 +53,19 @@ def _n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _exported(args, rounding, fmt: str, num_classes: int) -> tuple:
+    """(NetSpec, export_dict, namespace its code built) of one RegNet exported to `fmt`."""
+    p = _params(args, rounding)
+    spec = p.spec(num_classes=num_classes)
+    out = export_dict(p, fmt, num_classes=num_classes)
+    return spec, out, _run(export(p, fmt, num_classes=num_classes))
+
+
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("args", REGNETS)
 def test_torchvision_builds_the_same_network(args, rounding):
-    p = _params(args, rounding)
-    spec = p.spec(num_classes=100)
-    out = export_dict(p, "torchvision", num_classes=100)
+    spec, out, ns = _exported(args, rounding, "torchvision", num_classes=100)
     assert out["rule"] == "torchvision"
-    ns = _run(export(p, "torchvision", num_classes=100))
     bp = ns["block_params"]
     assert list(bp.depths) == spec.stage_depths
     assert list(bp.widths) == spec.stage_widths
@@ -91,11 +96,9 @@ def test_torchvision_ours_built_equals_theirs():
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("args", REGNETS)
 def test_timm_builds_the_same_network(args, rounding):
-    p = _params(args, rounding)
-    spec = p.spec(num_classes=10)
-    out = export_dict(p, "timm", num_classes=10)
+    spec, out, ns = _exported(args, rounding, "timm", num_classes=10)
     assert out["config"]["cfg"]["group_min_ratio"] == (0.0 if rounding == "pycls" else 0.9)
-    model = _run(export(p, "timm", num_classes=10))["model"]
+    model = ns["model"]
     stages = [getattr(model, f"s{i}") for i in range(1, 5)]
     widths = [list(stage.children())[-1].conv3.conv.out_channels for stage in stages]
     depths = [len(list(stage.children())) for stage in stages]
@@ -327,10 +330,9 @@ def test_the_released_pycls_builds_every_yaml_export_as_the_same_network(tmp_pat
 # --- a study's export: its input, the winner and the fit side by side, formats that build ----
 def _study_with_trials(tmp_path):
     """A digits study (10 classes, 16 px) of two spaces stored at the space's 1000 classes."""
-    from test_api import finish_all
-
     from search.spec.study import StudySpec
     from search.store import Store
+    from testkit.api import finish_all
 
     url = f"sqlite:///{tmp_path / 'export.db'}"
     small = {"stem": {"type": "cifar", "width": 8}, "depth": [1, 2], "width": [8, 48]}
@@ -350,9 +352,8 @@ def _study_with_trials(tmp_path):
 
 
 def test_a_study_export_has_the_study_input_both_networks_and_only_formats_that_build(tmp_path):
-    from test_api import local_client
-
     from api.http.app import create_app
+    from testkit.api import local_client
 
     store, _, sid = _study_with_trials(tmp_path)
     try:
@@ -400,7 +401,7 @@ def test_dse_export_study_space_format_and_trials_csv(tmp_path, capsys):
     import csv
     import io
 
-    from test_cli_anynet import bad, run
+    from testkit.cli import bad, run
 
     store, url, sid = _study_with_trials(tmp_path)
     store.close()

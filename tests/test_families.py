@@ -14,9 +14,6 @@ import torchvision
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from test_cli_anynet import run_json
-from test_reference import _acts, _meta_macs
-from torch.utils.flop_counter import FlopCounterMode
 
 from anynet import families as F
 from anynet.build import build
@@ -30,6 +27,9 @@ from anynet.spaces.sampling import sample
 from anynet.spec import NetSpec
 from search.spec.space import SpaceSpec
 from search.spec.study import DatasetSpec, Recipe
+from testkit.cli import run_json
+from testkit.nets import B0, b0_spec
+from testkit.torch_counts import forward_counts, meta_macs
 from worker.data import load_dataset
 from worker.train import train
 
@@ -41,23 +41,6 @@ WEIGHTS = {
     "efficientnet_b2": "EfficientNet_B2_Weights",
     "densenet121": "DenseNet121_Weights",
 }
-
-# EfficientNet-B0 (Tan & Le 2019, Table 1): depth, width, stride, expansion, kernel
-B0 = [(1, 16, 1, 1, 3), (2, 24, 2, 6, 3), (2, 40, 2, 6, 5), (3, 80, 2, 6, 3),
-      (3, 112, 1, 6, 5), (4, 192, 2, 6, 5), (1, 320, 1, 6, 3)]  # fmt: skip
-
-
-def b0_spec(resolution: int = 224) -> NetSpec:
-    """EfficientNet-B0 as a NetSpec of the mbconv family."""
-    return NetSpec(
-        stem={"type": "simple", "width": 32},
-        block="mbconv",
-        se_ratio=0.25,
-        head_width=1280,
-        num_classes=1000,
-        resolution=resolution,
-        stages=[dict(depth=d, width=w, stride=s, expansion=t, kernel=k) for d, w, s, t, k in B0],
-    )
 
 
 def _same_network(spec: NetSpec, name: str) -> None:
@@ -75,7 +58,7 @@ def _same_network(spec: NetSpec, name: str) -> None:
     assert shapes == [v.shape for v in theirs.state_dict().values()]
     shape = (1, 3, spec.resolution, spec.resolution)
     # our count is held equal to our built modules' elsewhere (and below for the presets)
-    assert cx["flops"] - bias_flops(spec) == _meta_macs(theirs, shape)
+    assert cx["flops"] - bias_flops(spec) == meta_macs(theirs, shape)
 
 
 def test_efficientnet_b0_is_an_mbconv_netspec():
@@ -229,11 +212,9 @@ def test_preset_samples_build_count_exactly_and_train_on_digits(name, digits):
         assert spec.block == space.block and s.complexity == complexity(spec)
         model = build(spec).eval()
         assert sum(p.numel() for p in model.parameters()) == s.complexity["params"]
-        x = torch.randn(1, 3, 16, 16)
-        assert _acts(model, x) == s.complexity["acts"]
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
-        assert s.complexity["flops"] - bias_flops(spec) == counter.get_total_flops() // 2
+        _, macs, acts = forward_counts(model, torch.randn(1, 3, 16, 16))
+        assert acts == s.complexity["acts"]
+        assert s.complexity["flops"] - bias_flops(spec) == macs
     recipe = Recipe(batch_size=32, lr=0.05, warmup_epochs=0, crop_padding=0, flip=False,
                     precision="fp32")  # fmt: skip
     result = train(samples[0].spec, digits, recipe, epochs=1, seed=0)

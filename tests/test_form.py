@@ -6,7 +6,6 @@ import functools
 import statistics
 
 import pytest
-from fastapi.testclient import TestClient
 
 from anynet.spaces import PRESETS
 from anynet.spaces.catalog import INFO
@@ -16,6 +15,7 @@ from search.estimate import data_sizes, level_counts
 from search.spec.datasets import DATASETS
 from search.spec.study import DatasetSpec, StudySpec
 from search.store import Store, TrialOutcome
+from testkit.api import local_client
 
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
 SPEC = {
@@ -37,15 +37,8 @@ SPEC = {
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'form.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def client(store):
-    with TestClient(create_app(store=store), base_url="http://127.0.0.1:8000") as c:
+    with local_client(create_app(store=store)) as c:
         yield c
 
 
@@ -299,7 +292,7 @@ def test_the_speed_probe_runs_in_a_child_bounded_in_time(client):
 
 def test_estimate_needs_the_token_when_one_is_set(store):
     app = create_app(store=store, token="s3cret")
-    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+    with local_client(app) as c:
         r = c.post("/api/studies/estimate", json=SPEC)
         assert r.status_code == 401 and r.json()["errors"][0]["field"] == "authorization"
         assert app.state.speed_probe.probes == 0  # refused before any work

@@ -24,7 +24,6 @@ from api.cli import serve as cli_serve
 from api.http.app import create_app
 from api.http.limits import SpecLimits
 from api.http.server import access, bind, make_server
-from search.store import Store
 from testkit.server import CREATE_WAIT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,13 +35,6 @@ SPEC = {
     "samples": 3,
 }
 SECRET_URL = "postgresql://dse:hunter2@db.internal:5432/secretdb"
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'guard.db'}")
-    yield s
-    s.close()
 
 
 def local(app, **kw) -> TestClient:

@@ -9,14 +9,13 @@ import math
 import pytest
 import torch
 from pydantic import ValidationError
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from anynet.complexity import bias_flops
 from anynet.network import describe_network, network, network_spec, with_input
 from anynet.reference import REFERENCES, ReferenceSpec, least_resolution
 from anynet.spec import NetSpec
 from search.spec.study import DatasetSpec, Recipe
+from testkit.torch_counts import forward_counts
 from worker.data import load_dataset
 from worker.loop import fit_to_data
 from worker.train import train
@@ -51,16 +50,10 @@ def test_reference_complexity_equals_its_module_at_digits_size(name):
         model, cx = network(spec)
     assert model.spec == spec
     assert cx["params"] == sum(p.numel() for p in model.parameters())
-    acts = [0]
-    kinds = nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d | nn.Linear
-    for m in model.modules():
-        if isinstance(m, kinds):
-            m.register_forward_hook(lambda _m, _i, out: acts.__setitem__(0, acts[0] + out.numel()))
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        out = model.eval()(torch.empty(1, 1, side, side, device="meta"))
+    out, macs, acts = forward_counts(model.eval(), torch.empty(1, 1, side, side, device="meta"))
     assert out.shape == (1, 10)
-    assert cx["flops"] - bias_flops(describe_network(spec)) == counter.get_total_flops() // 2
-    assert cx["acts"] == acts[0]
+    assert cx["flops"] - bias_flops(describe_network(spec)) == macs
+    assert cx["acts"] == acts
 
 
 @pytest.mark.parametrize("name", _names())

@@ -13,19 +13,14 @@ import pytest
 
 from api.cli import main
 from search.store import Store, TrialOutcome
+from testkit.api import local_client
 from testkit.server import CREATE_WAIT
+from testkit.specs import TINY_SPACE
 
-TINY = {
-    "preset": "AnyNetX_A",
-    "stem": {"type": "cifar", "width": 16},
-    "stages": 2,
-    "depth": [1, 2],
-    "width": [8, 32],
-}
 CANNOT_LEARN = {
     "name": "lr 1e-6",
     "dataset": {"name": "digits", "resolution": 16},
-    "spaces": [TINY],
+    "spaces": [TINY_SPACE],
     "samples": 3,
     "fidelities": [1],
     "recipe": {"lr": 1e-6},
@@ -127,15 +122,12 @@ def test_check_refuses_a_recipe_at_chance_and_passes_the_defaults(
 @pytest.mark.slow
 def test_api_check_parameter_refuses_with_422_and_the_numbers(tmp_path, monkeypatch):
     monkeypatch.setenv("DSE_THREADS", "1")
-    from fastapi.testclient import TestClient
 
     from api.http.app import create_app
 
     store = Store(f"sqlite:///{tmp_path / 'api.db'}")
     try:
-        with TestClient(
-            create_app(create_wait=CREATE_WAIT, store=store), base_url="http://127.0.0.1:8000"
-        ) as client:
+        with local_client(create_app(create_wait=CREATE_WAIT, store=store)) as client:
             r = client.post("/api/studies?check=true", json=CANNOT_LEARN)
             assert r.status_code == 422, r.text
             error = r.json()["errors"][0]

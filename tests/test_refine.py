@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_api import SPEC, finish_all, local_client
 
 from api.http.app import create_app
 from search import refine as R
 from search.analysis.results import results_for
 from search.spec.study import StudySpec
 from search.store import Store
+from testkit.api import finish_all, local_client
+from testkit.specs import API_SPEC
 
 SMALL = {"resolution": 16, "num_classes": 10, "stages": 2}
 BASE = {
@@ -145,19 +146,12 @@ def test_annotate_and_find():
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'refine.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def client(store):
     with local_client(create_app(store=store)) as c:
         yield c
 
 
-def _created(client, spec=SPEC) -> int:
+def _created(client, spec=API_SPEC) -> int:
     r = client.post("/api/studies", json=spec)
     assert r.status_code in (201, 202), r.text
     assert _running(client, r.json()["id"])["status"] == "running"
@@ -191,14 +185,14 @@ def test_refine_route_creates_the_child_and_is_idempotent(client, store):
     assert r.headers["location"] == f"/api/studies/{child}"
     detail = _running(client, child)
     assert detail["spaces"] == ["AnyNetX_A+shared_bottleneck"]
-    assert detail["parent"] == {"id": parent, "name": SPEC["name"]}
-    assert detail["lineage"] == [{"id": parent, "name": SPEC["name"]}]
+    assert detail["parent"] == {"id": parent, "name": API_SPEC["name"]}
+    assert detail["lineage"] == [{"id": parent, "name": API_SPEC["name"]}]
     assert detail["suggestion"]["id"] == SB and detail["suggestion"]["space"] == "AnyNetX_A"
     assert detail["suggestion"]["refined"] == "AnyNetX_A+shared_bottleneck"
     assert detail["suggestion"]["text"] == row["text"]
-    assert detail["spec"]["seed"] == SPEC.get("seed", 0)
-    assert detail["spec"]["samples"] == SPEC["samples"]
-    assert detail["spec"]["fidelities"] == SPEC["fidelities"]
+    assert detail["spec"]["seed"] == API_SPEC.get("seed", 0)
+    assert detail["spec"]["samples"] == API_SPEC["samples"]
+    assert detail["spec"]["fidelities"] == API_SPEC["fidelities"]
     assert (
         detail["spec"]["dataset"] == client.get(f"/api/studies/{parent}").json()["spec"]["dataset"]
     )
@@ -232,7 +226,7 @@ def test_refine_route_errors(client, store):
     r = client.post(url, json={"suggestion": SB, "fidelity": 7})
     assert r.status_code == 422 and "fidelity" in r.json()["detail"]
     assert client.post("/api/studies/999/refine", json={"suggestion": SB}).status_code == 404
-    creating = store.begin_study(SPEC)  # a parent still being created
+    creating = store.begin_study(API_SPEC)  # a parent still being created
     r = client.post(f"/api/studies/{creating}/refine", json={"suggestion": SB})
     assert r.status_code == 409 and "still being created" in r.json()["detail"]
 
@@ -266,7 +260,7 @@ def test_cli_refine_and_show(tmp_path, capsys):
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     store = Store(url)
-    parent = store.create_study(StudySpec.model_validate(SPEC))
+    parent = store.create_study(StudySpec.model_validate(API_SPEC))
     assert main(["study", "refine", str(parent), SB, "--db", url]) == 2
     assert "no finished trials" in capsys.readouterr().err
     finish_all(store)
@@ -283,7 +277,7 @@ def test_cli_refine_and_show(tmp_path, capsys):
     assert err.count("\n") == 1 and "X" in err
     assert main(["study", "show", str(child), "--db", url, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["lineage"] == [{"id": parent, "name": SPEC["name"]}]
+    assert shown["lineage"] == [{"id": parent, "name": API_SPEC["name"]}]
     assert shown["suggestion"]["id"] == SB
     assert main(["study", "show", str(child), "--db", url]) == 0
     text = capsys.readouterr().out
@@ -297,7 +291,7 @@ def test_lineage_in_the_store_on_postgres(pg_url):
     """The same lineage on PostgreSQL (migration 0004's columns and foreign key)."""
     store = Store(pg_url)
     try:
-        a = store.create_study(StudySpec.model_validate(SPEC))
+        a = store.create_study(StudySpec.model_validate(API_SPEC))
         finish_all(store)
         spec, record = R.plan(store, a, SB)
         b = store.create_study(spec, parent_id=a, suggestion=record)
@@ -325,7 +319,12 @@ def test_dse_edf_prints_the_refine_command_of_each_finding(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'edf.db'}"
     store = Store(url)
     space = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 64]}
-    spec = {**SPEC, "spaces": [{"preset": "AnyNetX_A", **space}], "samples": 60, "fidelities": [1]}
+    spec = {
+        **API_SPEC,
+        "spaces": [{"preset": "AnyNetX_A", **space}],
+        "samples": 60,
+        "fidelities": [1],
+    }
     parent = store.create_study(spec)
     rng = random.Random(0)
     while (claim := store.claim("t")) is not None:  # wider last stages are better
@@ -390,11 +389,11 @@ def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent
     url = request.getfixturevalue("pg_url") if db == "postgres" else f"sqlite:///{tmp_path}/r.db"
     store = Store(url)
     try:
-        spec = {**SPEC, "references": ["resnet20"], "reference_seeds": 2, "fidelities": [1]}
+        spec = {**API_SPEC, "references": ["resnet20"], "reference_seeds": 2, "fidelities": [1]}
         parent = store.create_study(spec)
         n = finish_all(store, error=lambda c: 0.5 if c.space == "resnet20" else
                        (0.1 if c.space == "AnyNetX_A" else 0.3) + 0.001 * c.sample)  # fmt: skip
-        assert n == 2 * SPEC["samples"] + 2
+        assert n == 2 * API_SPEC["samples"] + 2
         pr = results_for(store, parent)
         assert pr["vs_parent"] is None and pr["references"]["resnet20"]["n_reused"] == 0
         child_spec, record = R.plan(store, parent, SB)
@@ -405,7 +404,7 @@ def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent
         assert all(t["reason"].startswith(f"reused from study {parent} trial") for t in refs)
         assert [t["error"] for t in refs] == [0.5, 0.5]
         left = finish_all(store, error=lambda c: 0.3 + 0.001 * c.sample)
-        assert left == SPEC["samples"]  # only the refined space's networks trained
+        assert left == API_SPEC["samples"]  # only the refined space's networks trained
         r = results_for(store, child)
         marker = r["references"]["resnet20"]
         assert marker["n"] == 2 and marker["n_reused"] == 2

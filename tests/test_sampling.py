@@ -463,7 +463,7 @@ def test_regnet_is_dds_regnet_space_and_pycls_is_restricted():
 
 @pytest.mark.parametrize("name", ["Vanilla", "ResNet", "ResNeXt_A", "ResNeXt_B"])
 def test_nds_spaces_draw_only_their_value_sets(name):
-    from test_spaces import NDS_SETS
+    from testkit.spaces import NDS_SETS
 
     sets = NDS_SETS[name]
     res = sample(get_space(name), 300, 2, bounds={"params": (0, 0.856e6), "flops": (0, 0.129e9)})

@@ -6,9 +6,6 @@ import json
 import math
 
 import pytest
-from test_api import created, finish_all, local_client
-from test_cli_anynet import X400, bad, run, run_json
-from test_families import b0_spec
 
 from anynet.complexity import complexity
 from anynet.regnet import RegNetParams
@@ -28,6 +25,10 @@ from anynet.spaces.sampling import sample
 from anynet.spec import NetSpec
 from api.http.app import create_app
 from search.store import Store
+from testkit.api import created, finish_all, local_client
+from testkit.cli import X400, bad, run, run_json
+from testkit.nets import b0_spec
+from testkit.server import CREATE_WAIT
 
 X400_PARAMS = RegNetParams(depth=22, w0=24, wa=24.48, wm=2.54, group_width=16)
 
@@ -145,7 +146,7 @@ def test_export_route_scales_and_refuses_what_the_target_cannot_build(tmp_path):
     }
     store = Store(f"sqlite:///{tmp_path / 'f.db'}")
     try:
-        with local_client(create_app(store=store)) as client:
+        with local_client(create_app(store=store, create_wait=CREATE_WAIT)) as client:
             sid = created(client, spec)
             assert finish_all(store) == 6
             url = f"/api/studies/{sid}/export"

@@ -18,14 +18,9 @@ from anynet.spaces import (
     get_space,
 )
 from search.spec.space import SpaceSpec
+from testkit.spaces import NDS_SETS
+from testkit.specs import TINY_SPACE
 
-ISSUE_SPACE = {
-    "preset": "AnyNetX_A",
-    "stem": {"type": "cifar", "width": 16},
-    "stages": 2,
-    "depth": [1, 2],
-    "width": [8, 32],
-}
 EXPECTED = [
     *(f"AnyNetX_{c}" for c in "ABCDE"),
     *(f"AnyNetY_{c}" for c in "ABCDE"),
@@ -91,14 +86,26 @@ def test_anynetx_steps_add_one_constraint_each():
     assert a.group_width.values == (1, 2, 4, 8, 16, 32)
 
 
-def test_regnet_presets_are_dds_regnet_space():
-    # DDS §3.3: d < 64, w0, wa < 256, 1.5 <= wm <= 3, b and g as AnyNetX; 4 stages
-    x, y = get_space("RegNetX"), get_space("RegNetY")
+# depth, w0, wa, wm of the RegNet presets: DDS §3.3 (d < 64, w0, wa < 256, 1.5 <= wm <= 3)
+# and pycls' sampler (12 <= d <= 28, w0, wa <= 256, 2 <= wm <= 3)
+REGNET_DRAWS = {
+    "RegNetX": (UniformInt(lo=1, hi=63), LogUniform(lo=8, hi=248, quantum=8),
+                LogUniform(lo=8, hi=255.9, quantum=0.1), LogUniform(lo=1.5, hi=3, quantum=0.001)),
+    "RegNetX_pycls": (UniformInt(lo=12, hi=28), LogUniform(lo=8, hi=256, quantum=8),
+                      LogUniform(lo=8, hi=256, quantum=0.1), LogUniform(lo=2, hi=3, quantum=0.001)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(REGNET_DRAWS))
+def test_regnet_presets_draw_depth_w0_wa_wm(name):
+    x, y = get_space(name), get_space(name.replace("RegNetX", "RegNetY"))
     assert x.kind == "regnet" and x.num_stages == 4 and y.se_ratio == 0.25
-    assert x.depth == UniformInt(lo=1, hi=63)
-    assert x.w0 == LogUniform(lo=8, hi=248, quantum=8)
-    assert x.wa == LogUniform(lo=8, hi=255.9, quantum=0.1)
-    assert x.wm == LogUniform(lo=1.5, hi=3, quantum=0.001)
+    assert (x.depth, x.w0, x.wa, x.wm) == REGNET_DRAWS[name]
+
+
+def test_regnet_presets_are_dds_regnet_space():
+    # DDS §3.3: b and g as AnyNetX; RegNetY is RegNetX with SE
+    x, y = get_space("RegNetX"), get_space("RegNetY")
     a = get_space("AnyNetX_A")
     assert x.group_width == a.group_width
     assert x.bottleneck_multiplier == a.bottleneck_multiplier
@@ -106,26 +113,9 @@ def test_regnet_presets_are_dds_regnet_space():
 
 
 def test_regnet_pycls_presets_follow_pycls_sampler():
-    x, y = get_space("RegNetX_pycls"), get_space("RegNetY_pycls")
-    assert x.kind == "regnet" and x.num_stages == 4 and y.se_ratio == 0.25
-    assert x.depth == UniformInt(lo=12, hi=28)
-    assert x.w0 == LogUniform(lo=8, hi=256, quantum=8)
-    assert x.wa == LogUniform(lo=8, hi=256, quantum=0.1)
-    assert x.wm == LogUniform(lo=2, hi=3, quantum=0.001)
+    x = get_space("RegNetX_pycls")
     assert x.group_width == PowerOfTwoOrLogUniform(lo=8, hi=128, quantum=8)
     assert x.bottleneck_multiplier == Choice(values=(1.0,))
-
-
-NDS_SETS = {  # NDS §3 value sets (docs/method.md §4)
-    "Vanilla": {"depth": {1, 2, 3, 4, 6, 8, 12, 16, 24},
-                "width": {16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256}},
-    "ResNet": {"depth": {1, 2, 3, 4, 6, 8, 12, 16, 24},
-               "width": {16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256}},
-    "ResNeXt_A": {"depth": {1, 2, 4, 8, 16}, "width": {16, 32, 64, 128, 256},
-                  "bottleneck_multiplier": {1.0, 0.5, 0.25}, "groups": {1, 2, 4}},
-    "ResNeXt_B": {"depth": {1, 2, 4, 8, 16}, "width": {64, 128, 256, 512, 1024},
-                  "bottleneck_multiplier": {1.0, 0.5, 0.25}, "groups": {1, 2, 4, 8, 16}},
-}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(NDS_SETS))
@@ -147,10 +137,10 @@ def test_complexity_presets():
 
 def test_log_uniform_override_snaps_to_its_quantum():
     # pycls validate_rand: both ends of a log-uniform range are multiples of its quantum
-    s = SpaceSpec.model_validate({**ISSUE_SPACE, "width": [10, 30]}).resolve()
+    s = SpaceSpec.model_validate({**TINY_SPACE, "width": [10, 30]}).resolve()
     assert s.width == LogUniform(lo=16, hi=24, quantum=8)
     with pytest.raises(ValueError, match="width: log_uniform: no multiple of quantum 8"):
-        SpaceSpec.model_validate({**ISSUE_SPACE, "width": [9, 15]})
+        SpaceSpec.model_validate({**TINY_SPACE, "width": [9, 15]})
     wa = SpaceSpec.model_validate({"preset": "RegNetX", "wa": [10.04, 20.06]}).resolve().wa
     assert wa == LogUniform(lo=10.1, hi=20.0, quantum=0.1)
 
@@ -163,12 +153,12 @@ def test_nds_spaces_are_cifar(name):
 
 
 def test_issue_space_resolves():
-    space = SpaceSpec.model_validate(ISSUE_SPACE).resolve()
+    space = SpaceSpec.model_validate(TINY_SPACE).resolve()
     assert space.name == "AnyNetX_A" and space.stages == 2
     assert space.stem.type == "cifar" and space.stem.width == 16
     assert space.depth == LogUniform(lo=1, hi=2, quantum=1)  # the preset's kind is kept
     assert space.width == LogUniform(lo=8, hi=32, quantum=8)
-    e = SpaceSpec.model_validate({**ISSUE_SPACE, "preset": "AnyNetX_E", "name": "e"}).resolve()
+    e = SpaceSpec.model_validate({**TINY_SPACE, "preset": "AnyNetX_E", "name": "e"}).resolve()
     assert e.name == "e" and "increasing_depth" in e.constraints
 
 
@@ -224,7 +214,7 @@ def test_overrides_field_by_field():
 )
 def test_bad_overrides_name_the_field(patch, needle):
     with pytest.raises(ValueError, match=needle):
-        SpaceSpec.model_validate({**ISSUE_SPACE, **patch})
+        SpaceSpec.model_validate({**TINY_SPACE, **patch})
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from api.http.limits import SpecLimits
 from search.spec.study import DatasetName, DatasetSpec, StudySpec
 from search.spec.text import MAX_NODES, load_text
 from search.store import Store
+from testkit.api import local_client
 from testkit.server import CREATE_WAIT
 
 SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
@@ -122,9 +123,7 @@ def client(request, tmp_path):
         else f"sqlite:///{tmp_path / 'bounds.db'}"
     )
     store = Store(url)
-    with TestClient(
-        create_app(create_wait=CREATE_WAIT, store=store), base_url="http://127.0.0.1:8000"
-    ) as c:
+    with local_client(create_app(create_wait=CREATE_WAIT, store=store)) as c:
         yield c
     store.close()
 

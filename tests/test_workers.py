@@ -20,15 +20,18 @@ from worker import loop
 WAIT = 300  # seconds any group of workers may take before the test fails
 
 
+def _dse(dse_bin, *args, timeout: float = 60, check: bool = False):
+    """`dse ARGS` as a process: the CompletedProcess (text stdout and stderr)."""
+    return subprocess.run(
+        [dse_bin, *args], capture_output=True, text=True, timeout=timeout, check=check
+    )
+
+
 def _create(dse_bin, url, spec, tmp_path) -> int:
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
-    out = subprocess.run(
-        [dse_bin, "study", "create", str(path), "--db", url, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+    out = _dse(
+        dse_bin, "study", "create", str(path), "--db", url, "--json", timeout=120, check=True
     )
     return json.loads(out.stdout)["id"]
 
@@ -107,24 +110,13 @@ def test_four_worker_processes_postgres(pg_url, smoke_spec, dse_bin, tmp_path):
     pids = {str(p.pid) for p in procs}
     assert {w.split(":")[1] for w in frame.worker} <= pids  # done by these four processes
     assert (frame.attempt == 1).all()
-    shown = subprocess.run(
-        [dse_bin, "study", "show", str(study_id), "--db", pg_url, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    shown = _dse(dse_bin, "study", "show", str(study_id), "--db", pg_url, "--json", check=True)
     progress = json.loads(shown.stdout)
     for space in ("AnyNetX_A", "AnyNetX_E"):
         assert progress["spaces"][space][0]["done"] == 20
         assert progress["spaces"][space][0]["waiting"] == 0
     assert progress["totals"]["failed"] == progress["totals"]["diverged"] == 0
-    waited = subprocess.run(
-        [dse_bin, "study", "wait", str(study_id), "--db", pg_url, "--timeout", "10"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    waited = _dse(dse_bin, "study", "wait", str(study_id), "--db", pg_url, "--timeout", "10")
     assert waited.returncode == 0
 
 
@@ -229,12 +221,7 @@ def test_sigterm_hands_back_and_cancel_stops(sqlite_url, smoke_spec, dse_bin, tm
     # a study cancelled while a trial trains: the trial stops at its next epoch
     second = _worker(dse_bin, sqlite_url, "--exit-when-idle")
     _wait_for(lambda: _running_after_an_epoch(store, study_id, second), what="an epoch")
-    out = subprocess.run(
-        [dse_bin, "study", "cancel", str(study_id), "--db", sqlite_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _dse(dse_bin, "study", "cancel", str(study_id), "--db", sqlite_url)
     assert out.returncode == 0, out.stderr
     _, err = second.communicate(timeout=WAIT)
     assert second.returncode == 0, err

@@ -8,9 +8,9 @@ import json
 from contextlib import closing
 
 import pytest
-from test_cli_anynet import bad, run, run_json
 
 from search.store import Store, TrialOutcome
+from testkit.cli import bad, run, run_json
 from testkit.specs import smoke_spec
 
 TINY = smoke_spec()["spaces"][0]  # the smoke study's AnyNetX_A: 2 stages, 8–32 wide
@@ -238,9 +238,8 @@ def test_eta_from_the_rate_measured():
 def test_failures_in_the_api_and_a_page_that_shows_them(tmp_path, sqlite_url):
     from pathlib import Path
 
-    from test_api import local_client
-
     from api.http.app import create_app
+    from testkit.api import local_client
 
     store = Store(sqlite_url)
     try:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from search.analysis import statistics as A
+from testkit.synthetic import bowl
 
 # --- EDF and summary -----------------------------------------------------------------------
 
@@ -236,15 +237,8 @@ def test_stratified_ks_power_beats_the_plain_test_on_equal_n_eff():
 # --- bootstrap ------------------------------------------------------------------------------
 
 
-def _bowl(seed, n=1000, best=20.0):
-    rng = np.random.default_rng(seed)
-    x = rng.integers(4, 60, n).astype(float)
-    err = 0.2 + 0.0004 * (x - best) ** 2 + rng.normal(0, 0.02, n)
-    return x, err
-
-
 def test_bootstrap_reproducible_and_contains_true_best():
-    x, err = _bowl(3)
+    x, err = bowl(3)
     r1 = A.bootstrap_best_range(x, err, seed=5)
     assert r1 == A.bootstrap_best_range(x, err, seed=5)
     d5, d6 = A.bootstrap_best_draws(err, seed=5), A.bootstrap_best_draws(err, seed=6)
@@ -255,7 +249,7 @@ def test_bootstrap_reproducible_and_contains_true_best():
 
 
 def test_bootstrap_law_matches_brute_force_resampling():
-    x, err = _bowl(4, n=200)
+    x, err = bowl(4, n=200)
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 200, size=(20_000, 50))
     brute = x[idx[np.arange(20_000), np.argmin(err[idx], axis=1)]]

@@ -13,36 +13,10 @@ from anynet.complexity import complexity
 from anynet.export import spec_from_pycls
 from anynet.regnet import RegNetParams, regnet_spec
 from anynet.spec import NetSpec
-from api.cli import main
 from api.cli.kit import parse_bounds, parse_number
+from testkit.cli import X400, bad, run, run_json
 
 ROOT = Path(__file__).resolve().parents[1]
-X400 = "22,24,24.48,2.54,16"
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *argv) -> dict:
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)  # exactly one JSON document
-
-
-def bad(capsys, *argv) -> str:
-    """A failing command: non-zero exit, nothing on stdout, one line on stderr."""
-    code, out, err = run(capsys, *argv)
-    assert code != 0
-    assert out == ""
-    assert len(err.strip().splitlines()) == 1, err
-    return err
 
 
 # --- model ---------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
-from test_analysis import _bowl  # errors with a known best depth
 
 from search.analysis import suggestions as R
+from testkit.synthetic import bowl  # errors with a known best depth
 
 
 def test_no_networks_no_suggestions():
@@ -34,7 +34,7 @@ def test_refinement_between_spaces_and_within_one():
     assert cd[0]["evidence"] == "spaces" and cd[0]["verdict"] == "better"
     assert cd[0]["p"] < 1e-6 and "C → D" in cd[0]["text"] and "KS D=" in cd[0]["text"]
     # within one space: networks meeting the constraint are better, depth has a known best
-    x, err = _bowl(1, n=600)
+    x, err = bowl(1, n=600)
     inc = rng.random(600) < 0.3
     err = err - 0.05 * inc
     rows = R.refinement_suggestions(

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 import anynet
 from anynet import layers as L
 from anynet.build import build
 from anynet.complexity import bias_flops, complexity
 from anynet.reference import REFERENCES, least_resolution, markdown_table, reference
+from testkit.torch_counts import meta_macs
 
 torch.set_num_threads(1)
 
@@ -65,29 +65,6 @@ def _torchvision(name: str) -> nn.Module:
         return getattr(torchvision.models, name)(**TORCHVISION[name]).eval()
 
 
-def _meta_macs(model: nn.Module, shape) -> int:
-    """Multiply-adds FlopCounterMode sees on meta tensors (no compute; bias adds left out)."""
-    with FlopCounterMode(display=False) as counter:
-        model.to("meta")(torch.empty(*shape, device="meta"))
-    return counter.get_total_flops() // 2
-
-
-def _acts(model: nn.Module, x: torch.Tensor) -> int:
-    """Output elements of every conv, non-global pool and linear (docs/method.md §2)."""
-    seen = [0]
-    kinds = nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d | nn.Linear
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out: seen.__setitem__(0, seen[0] + out.numel()))
-        for m in model.modules()
-        if isinstance(m, kinds)
-    ]
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return seen[0]
-
-
 @pytest.mark.parametrize("name", list(TORCHVISION))
 def test_params_and_flops_equal_torchvision(name):
     net = reference(name)
@@ -99,7 +76,7 @@ def test_params_and_flops_equal_torchvision(name):
         assert sum(p.numel() for p in build(net).parameters()) == cx["params"]
     # our convention counts bias adds (docs/method.md §2); FLOP counters leave them out. The
     # counts agree exactly, tighter than the 1% the issue asks.
-    assert cx["flops"] - bias_flops(net) == _meta_macs(theirs, (1, 3, 224, 224))
+    assert cx["flops"] - bias_flops(net) == meta_macs(theirs, (1, 3, 224, 224))
     assert least_resolution(name) == max(1, published["min_size"][0])
 
 
@@ -201,7 +178,7 @@ def test_lenet_and_nin_are_d2l_networks():
         x = torch.randn(2, 1, side, side)
         with torch.no_grad():
             torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-6)
-        assert complexity(small)["flops"] - bias_flops(small) == _meta_macs(
+        assert complexity(small)["flops"] - bias_flops(small) == meta_macs(
             theirs, (1, 1, side, side)
         )
 
@@ -255,7 +232,7 @@ def test_densenet_bc_100_k12_is_torchvisions_densenet_with_the_cifar_stem():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-5)
-    assert complexity(net)["flops"] - bias_flops(net) == _meta_macs(theirs, (1, 3, 32, 32))
+    assert complexity(net)["flops"] - bias_flops(net) == meta_macs(theirs, (1, 3, 32, 32))
 
 
 def test_vgg16_cifar_is_vgg16_bn_features_and_one_linear_layer():

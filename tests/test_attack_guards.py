@@ -87,10 +87,9 @@ def test_scaling_refuses_budgets_out_of_reach(budget):
 
 
 def test_export_route_names_scale_flops_for_a_budget_out_of_reach(tmp_path):
-    from test_api import finish_all, local_client
-
     from api.http.app import create_app
     from search.store import Store
+    from testkit.api import finish_all, local_client
 
     spec = {
         "name": "scale",
@@ -152,11 +151,11 @@ SERVER = textwrap.dedent(
     from search.store.creation import CreationBudget
     from search.creator import Creator
     from search.store import Store
-    from test_creation import SLOW
+    from testkit.specs import SLOW_SPEC
     store = Store(sys.argv[1])
     creator = Creator(store, CreationBudget())
     creator.start()
-    job = creator.submit(store.begin_study(SLOW))
+    job = creator.submit(store.begin_study(SLOW_SPEC))
     print(job.process.pid, flush=True)
     time.sleep(120)
     """
@@ -174,7 +173,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 def test_a_creation_child_dies_with_a_sigkilled_server(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, f"sqlite:///{tmp_path / 'c.db'}"],
         stdout=subprocess.PIPE, env=env, cwd=tmp_path, text=True,

@@ -13,19 +13,14 @@ from pydantic import ValidationError
 from search.analysis.markers import beats_text, percentile
 from search.spec.study import StudySpec
 from search.store import Store, TrialOutcome
+from testkit.api import local_client
+from testkit.specs import TINY_SPACE
 
-TINY = {
-    "preset": "AnyNetX_A",
-    "stem": {"type": "cifar", "width": 16},
-    "stages": 2,
-    "depth": [1, 2],
-    "width": [8, 32],
-}
 NETSPEC = {"stem": {"type": "cifar", "width": 8}, "stages": [{"depth": 1, "width": 8}]}
 SPEC = {
     "name": "with references",
     "dataset": {"name": "digits", "resolution": 16},
-    "spaces": [TINY, {**TINY, "preset": "AnyNetX_C", "name": "C"}],
+    "spaces": [TINY_SPACE, {**TINY_SPACE, "preset": "AnyNetX_C", "name": "C"}],
     "samples": 6,
     "fidelities": [1, 2],
     "promote": 0.5,
@@ -108,13 +103,12 @@ def test_operator_limits_bound_references_seeds_and_inline_sizes():
 
 
 def test_api_refuses_an_unknown_reference_with_a_422_naming_it(tmp_path):
-    from fastapi.testclient import TestClient
 
     from api.http.app import create_app
 
     store = Store(f"sqlite:///{tmp_path / 'api.db'}")
     try:
-        with TestClient(create_app(store=store), base_url="http://127.0.0.1:8000") as client:
+        with local_client(create_app(store=store)) as client:
             r = client.post("/api/studies", json=_spec(references=["nosuchnet"]))
             assert r.status_code == 422, r.text
             assert "references" in r.text and "nosuchnet" in r.text
@@ -227,7 +221,6 @@ def test_a_retried_reference_trial_stays_a_reference(store):
 
 # --- the API and the CLI ----------------------------------------------------------------------
 def test_edf_route_and_dse_edf_show_the_markers(store, tmp_path, capsys):
-    from fastapi.testclient import TestClient
 
     from api.cli import main
     from api.http.app import create_app
@@ -235,7 +228,7 @@ def test_edf_route_and_dse_edf_show_the_markers(store, tmp_path, capsys):
 
     study_id = store.create_study(SPEC)
     _finish_all(store)
-    with TestClient(create_app(store=store), base_url="http://127.0.0.1:8000") as client:
+    with local_client(create_app(store=store)) as client:
         r = client.get(f"/api/studies/{study_id}/edf")
         assert r.status_code == 200, r.text
         body = Results.model_validate(r.json())
@@ -272,7 +265,7 @@ def test_edf_route_and_dse_edf_show_the_markers(store, tmp_path, capsys):
 def test_a_worker_trains_reference_trials(sqlite_url):
     from worker.loop import run_worker
 
-    spec = _spec(samples=1, fidelities=[1], spaces=[TINY], references=["lenet"])
+    spec = _spec(samples=1, fidelities=[1], spaces=[TINY_SPACE], references=["lenet"])
     store = Store(sqlite_url)
     try:
         study_id = store.create_study(spec)
