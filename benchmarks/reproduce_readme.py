@@ -1,37 +1,41 @@
-"""Rerun a study README.md quotes, exactly as it says, and check the figures it quotes.
+"""Rerun a study README.md or docs/method.md quotes, exactly as they say, and check its figures.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/reproduce_readme.py --example first|families
-        [--keep DIR] [--results EDF.json --wall-minutes M] [--json]
+    PYTHONPATH=. .venv/bin/python benchmarks/reproduce_readme.py --example first|families|demo
+        [--exact] [--keep DIR] [--results EDF.json --wall-minutes M] [--json]
 
-`first` is "A study" (docs/first_study.json, README's inline spec), `families` is "Example:
-design-space families on digits" (docs/families_study.json). In a fresh temporary directory
-with a fresh SQLite database (`DSE_DB=sqlite:///…/dse.db`) it runs what the README says:
-`dse study create SPEC`, two `dse worker --exit-when-idle` processes with the default flags
-(one torch thread each, the best device: this is what `dse serve --workers 2` starts too),
-`dse study wait 1`, then `dse edf 1 --json`. It prints the figures the README quotes as the
-run measured them beside the README's, and exits 1 when one differs by more than its
-tolerance (2 on a failed run):
+`first` is README's "A study" (docs/first_study.json, the README's inline spec), `families`
+its "Example: design-space families on digits" (docs/families_study.json), `demo` the
+`dse demo` run of docs/method.md §6 (and the README's first paragraph, which quotes it). In a
+fresh temporary directory with a fresh SQLite database (`DSE_DB=sqlite:///…/dse.db`) it runs
+what the text says: `dse study create SPEC`, two `dse worker --exit-when-idle` processes with
+the default flags (one torch thread each, the best device: what `dse serve --workers 2`
+starts too) and `dse study wait 1`, or `dse demo --no-serve` (one worker per core); then
+`dse edf 1 --json`. It prints each quoted figure beside the one measured and exits 1 when one
+differs by more than its tolerance (or the run fails):
 
 - wall time (from `dse study create` to the end of `dse study wait`): within ×2 either way;
 - errors (mean, min, a reference's mean): ±0.02;
 - KS D: ±0.13 (two networks of 16);
-- KS p and q: within a factor of 10;
+- KS p: within a factor of 10; q: the same, and on the same side of 0.05 (the verdict);
+- "X → Y changes nothing" (the demo): q ≥ 0.05; "(q < Q)": below Q;
 - a reference's percentile in a space: ±13 points (two networks of 16);
 - trials at chance: ±1; trial counts: exactly;
 - the flops range of a space's networks (sampled, not trained: the same on every machine):
   to the digits quoted.
 
-Training is deterministic for a fixed seed, thread count and precision on one machine
-(docs/method.md §5), so on the machine README.md names the run reproduces its figures to the
-digits printed, whatever the load (only the wall time moves). The tolerances are for other
-machines: another CPU's or a GPU's kernels round differently, and a 2-epoch training moves
-as far under that as under a new seed; a figure outside them says the run tells another
-story, or that the machine trains differently, and is worth a look either way.
+On a CPU, training is deterministic for a fixed seed, thread count and precision
+(docs/method.md §5), so on the machine the text names a rerun gives its figures to the
+digits printed, whatever the load: only the wall time moves (`--exact` fails on any other
+difference). The tolerances are for other machines: another CPU's or a GPU's kernels round
+differently, and a 2-epoch training moves as far under that as under a new seed; a figure
+outside them says the run tells another story, or that the machine trains differently, and
+is worth a look either way.
 
-The README's figures are read from its text (`readme_figures`; tests/test_readme_numbers.py
-holds that parsing to README.md as it stands), so the numbers live in one place.
-`--results` checks a saved `dse edf --json` document instead of training (with
-`--wall-minutes`, the wall time that run took).
+The figures are read from the text (`readme_figures`; tests/test_quoted_numbers.py holds
+that reading to README.md and docs/method.md as they stand), so each number lives in one
+place. `--results` checks a saved `dse edf --json` document instead of training (with
+`--wall-minutes`, the wall time that run took); `--keep DIR` runs in DIR and leaves the
+database, the logs and edf.json there.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ SECTIONS = {
     "families": "## Example: design-space families on digits",
     "demo": "- **The demo**",
 }
+VERDICT_Q = 0.05  # a difference is a finding at q < 0.05 (docs/method.md §6)
 NAME = r"[A-Za-z][\w.-]*[\w]"  # a space or reference name (AnyNetX_E, DenseNet-style)
 NUM = r"\d+(?:\.\d+)?(?:e-?\d+)?"
 
@@ -175,16 +180,21 @@ def readme_figures(text: str, example: str, method: str | None = None) -> dict[s
 
 
 def _demo_figures(readme: str, method: str) -> dict[str, Quoted]:
-    """The README's claim about the demo (A → B → C: no verdict, q ≥ 0.05, the threshold of
-    docs/method.md §6; C → D: q below the bound it names) and method.md's measured run."""
+    """The README's claims about the demo ("X → Y changes nothing": q ≥ 0.05, the threshold of
+    docs/method.md §6; "X → Y … (q = Q)" or "(q < Q)") and method.md's measured run."""
     out: dict[str, Quoted] = {}
     where = "README.md (first paragraph)"
     s = " ".join(readme[: readme.index("\n## ")].split())
-    _need(s, r"steps A → B → C change nothing", where, "A → B → C claim")
-    for a, b in ("AB", "BC"):
-        out[f"q>=:{_pair(f'AnyNetX_{a}', f'AnyNetX_{b}')}"] = Quoted.bound(0.05)
-    m = _need(s, rf"C → D improves the EDF \(q < ({NUM})", where, "C → D claim")
-    out[f"q<:{_pair('AnyNetX_C', 'AnyNetX_D')}"] = Quoted.parse(m[1])
+
+    def pair(a: str, b: str) -> str:
+        return _pair(f"AnyNetX_{a}", f"AnyNetX_{b}")
+
+    for a, b in re.findall(r"\b([A-E]) → ([A-E]) changes nothing", s):
+        out[f"q>=:{pair(a, b)}"] = Quoted.bound(0.05)
+    for a, b, op, q in re.findall(rf"\b([A-E]) → ([A-E])\b(?:(?!→)[^;()])*?\(q (=|<) ({NUM})\)", s):
+        out[f"{'q' if op == '=' else 'q<'}:{pair(a, b)}"] = Quoted.parse(q)
+    if not out:
+        raise ValueError(f"{where}: no claim about the demo (X → Y changes nothing, (q = Q))")
     where = "docs/method.md (§6, The demo)"
     s = section(method, SECTIONS["demo"])
     m = _need(s, rf"(\d+) trainings in ({NUM}) minutes", where, "trainings, wall time")
@@ -194,11 +204,19 @@ def _demo_figures(readme: str, method: str) -> dict[str, Quoted]:
     found = re.findall(rf"\b([A-E]) → ([A-E]) (?:D = ({NUM}), p = ({NUM}), )?q = ({NUM})", s)
     if not found:
         raise ValueError(f"{where}: no KS pairs (X → Y q = …)")
+    quoted = {}
     for a, b, d, p, q in found:
-        pair = _pair(f"AnyNetX_{a}", f"AnyNetX_{b}")
-        out[f"q:{pair}"] = Quoted.parse(q)
+        quoted[f"q:{pair(a, b)}"] = Quoted.parse(q)
         if d:
-            out[f"D:{pair}"], out[f"p:{pair}"] = Quoted.parse(d), Quoted.parse(p)
+            quoted[f"D:{pair(a, b)}"], quoted[f"p:{pair(a, b)}"] = Quoted.parse(d), Quoted.parse(p)
+    m = re.search(rf"mean error ({NUM}) → ({NUM}) → ({NUM}) from ([A-E]) to ([A-E]) to ([A-E])", s)
+    if m:
+        for value, space in zip(m.groups()[:3], m.groups()[3:], strict=True):
+            quoted[f"mean:AnyNetX_{space}"] = Quoted.parse(value)
+    for key, value in quoted.items():
+        if key in out and out[key] != value:
+            raise ValueError(f"README.md and {where} quote {key} as {out[key]} and {value}")
+        out[key] = value
     return out
 
 
@@ -271,6 +289,8 @@ def tolerance(figure: str, quoted: float, measured: float) -> tuple[bool, str]:
         return abs(measured - quoted) <= 0.13, "±0.13"
     if kind in ("p", "q"):
         ok = abs(math.log10(max(measured, 1e-12)) - math.log10(max(quoted, 1e-12))) <= 1
+        if kind == "q":  # and the same verdict (docs/method.md §6: q < 0.05)
+            return ok and (measured < VERDICT_Q) == (quoted < VERDICT_Q), "x10, same side of 0.05"
         return ok, "x10"
     if kind == "q<":
         return measured < quoted, f"< {quoted:g}"
