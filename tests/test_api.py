@@ -426,7 +426,7 @@ def test_openapi_types_every_space_field(client):
 
     def both(entry) -> tuple[bool, bool]:  # (JSON Schema, StudySpec) accept the entry
         try:
-            StudySpec.model_validate({**SPEC, "spaces": [entry]})
+            StudySpec.model_validate({**API_SPEC, "spaces": [entry]})
             parsed = True
         except ValueError:
             parsed = False
