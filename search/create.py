@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from search.analysis.results import results_for
 from search.creator import Creator, CreatorBusy
+from search.refine import NotApplicable, child_spec, find, parse_id
 from search.spec.status import StudyStatus
 from search.spec.study import StudySpec
 from search.store.creation import CreationFailed
@@ -60,3 +62,37 @@ def create_study(
         store.discard_study(study_id)
         raise CreationFailed(study.reason or "creation failed")
     return Created(study, "created" if finished else "creating")
+
+
+def refine_plan(
+    store, parent_id: int, sid: str, results: dict | None = None
+) -> tuple[StudySpec, dict]:
+    """The child spec and lineage record of refining study `parent_id` by suggestion `sid`.
+
+    `results` are the parent's results the suggestion is read from (default: its lowest
+    fidelity, not normalised, read from `store`). NotApplicable when the parent is still
+    being created, failed, or has no finished trials; UnknownSuggestion / NotApplicable as
+    refine.find.
+    """
+    parent = store.get_study(parent_id)
+    if parent.status == StudyStatus.CREATING:
+        raise NotApplicable(f"study: {parent_id} is still being created; refine it once it runs")
+    if parent.status == StudyStatus.FAILED:
+        raise NotApplicable(f"study: {parent_id} failed ({parent.reason}); it has no results")
+    parse_id(sid)
+    if results is None:
+        results = results_for(store, parent_id)
+    rows = results.get("refinement") or []
+    if not rows:
+        raise NotApplicable(
+            f"study: {parent_id} has no finished trials yet, so nothing to refine; retry later"
+        )
+    row = find(rows, sid, parent.spec)
+    spec = child_spec(parent.spec, row)
+    record = {
+        "id": sid,
+        "text": row.get("text", ""),
+        "space": parse_id(sid)[1],
+        "refined": spec.space_names()[0],
+    }
+    return spec, record

@@ -241,38 +241,3 @@ def find(rows: list[dict], sid: str, spec: StudySpec) -> dict:
     raise NotApplicable(
         f"suggestion: {sid} is not among the study's current suggestions (no longer applies)"
     )
-
-
-def plan(store, parent_id: int, sid: str, results: dict | None = None) -> tuple[StudySpec, dict]:
-    """The child spec and lineage record of refining study `parent_id` by suggestion `sid`.
-
-    `results` are the parent's results the suggestion is read from (default: its lowest
-    fidelity, not normalised, read from `store`). NotApplicable when the parent is still
-    being created, failed, or has no finished trials; UnknownSuggestion / NotApplicable as
-    `find`.
-    """
-    from search.analysis.results import results_for
-    from search.spec.status import StudyStatus
-
-    parent = store.get_study(parent_id)
-    if parent.status == StudyStatus.CREATING:
-        raise NotApplicable(f"study: {parent_id} is still being created; refine it once it runs")
-    if parent.status == StudyStatus.FAILED:
-        raise NotApplicable(f"study: {parent_id} failed ({parent.reason}); it has no results")
-    parse_id(sid)
-    if results is None:
-        results = results_for(store, parent_id)
-    rows = results.get("refinement") or []
-    if not rows:
-        raise NotApplicable(
-            f"study: {parent_id} has no finished trials yet, so nothing to refine; retry later"
-        )
-    row = find(rows, sid, parent.spec)
-    spec = child_spec(parent.spec, row)
-    record = {
-        "id": sid,
-        "text": row.get("text", ""),
-        "space": parse_id(sid)[1],
-        "refined": spec.space_names()[0],
-    }
-    return spec, record

@@ -9,6 +9,7 @@ import pytest
 from api.http.app import create_app
 from search import refine as R
 from search.analysis.results import results_for
+from search.create import refine_plan
 from search.spec.study import StudySpec
 from search.store import Store
 from testkit.api import finish_all, local_client
@@ -293,10 +294,12 @@ def test_lineage_in_the_store_on_postgres(pg_url):
     try:
         a = store.create_study(StudySpec.model_validate(API_SPEC))
         finish_all(store)
-        spec, record = R.plan(store, a, SB)
+        spec, record = refine_plan(store, a, SB)
         b = store.create_study(spec, parent_id=a, suggestion=record)
         finish_all(store)
-        spec, record = R.plan(store, b, "constraint:AnyNetX_A+shared_bottleneck:increasing_width")
+        spec, record = refine_plan(
+            store, b, "constraint:AnyNetX_A+shared_bottleneck:increasing_width"
+        )
         c = store.create_study(spec, parent_id=b, suggestion=record)
         assert [x["id"] for x in store.lineage(c)] == [a, b]
         assert store.child_trying(a, SB) == b and store.child_trying(b, SB) is None
@@ -396,7 +399,7 @@ def test_a_child_reuses_finished_reference_runs_and_is_tested_against_its_parent
         assert n == 2 * API_SPEC["samples"] + 2
         pr = results_for(store, parent)
         assert pr["vs_parent"] is None and pr["references"]["resnet20"]["n_reused"] == 0
-        child_spec, record = R.plan(store, parent, SB)
+        child_spec, record = refine_plan(store, parent, SB)
         child = store.create_study(child_spec, parent_id=parent, suggestion=record)
         refs = store.trials(child, space="resnet20")
         assert [t["status"] for t in refs] == ["done", "done"]  # copied, not queued

@@ -211,6 +211,7 @@ def failure_lines(failures: list[dict]) -> list[str]:
 def cmd_refine(args) -> int:
     """Create the child study that tries one of a study's refinement suggestions."""
     from search import refine
+    from search.create import refine_plan
     from search.store.studies import ChildExists
 
     store = _store(args)
@@ -219,7 +220,7 @@ def cmd_refine(args) -> int:
     created = existing is None
     if created:
         try:
-            spec, record = refine.plan(store, args.id, args.suggestion)
+            spec, record = refine_plan(store, args.id, args.suggestion)
         except (refine.UnknownSuggestion, refine.NotApplicable) as e:
             raise CliError(str(e)) from None
         try:

@@ -8,12 +8,14 @@ default". The rules and the runs that chose them are in docs/method.md §5 ("Rec
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from search.spec.datasets import DATASETS, listed
 
-if TYPE_CHECKING:
-    from search.spec.study import Recipe
+# search.spec.study's Recipe, which takes its field descriptions from here (so not imported)
+Recipe = TypeVar("Recipe", bound=BaseModel)
 
 # DDS §5's sweeps train at lr 0.05 per batch of 128, and lr scales linearly with the batch
 # (Goyal et al., as DDS §5 does for its final models). 0.1 per 128 fails on digits in short

@@ -57,6 +57,7 @@ async def refine_study(
     if a child trying this suggestion exists (and did not fail), it is answered (200).
     """
     from search import refine
+    from search.create import refine_plan
 
     study_or_404(store, study_id)
     try:
@@ -83,7 +84,7 @@ async def refine_study(
         results = typed.model_dump(mode="json", by_alias=True)
     try:
         spec, record = await run_in_threadpool(
-            refine.plan, store, study_id, body.suggestion, results
+            refine_plan, store, study_id, body.suggestion, results
         )
     except refine.UnknownSuggestion as e:
         raise HTTPException(404, detail=str(e)) from None
