@@ -18,6 +18,7 @@ import re
 from pydantic import ValidationError
 
 from anynet.spaces import FLAG_CONSTRAINTS, get_space
+from anynet.spaces.candidates import PARAM
 from anynet.traits import FAMILY_FIELDS, REGNET_BLOCKS, traits
 from search.spec.space import SpaceSpec
 from search.spec.study import StudySpec, space_label
@@ -26,6 +27,7 @@ from search.store.trial_params import ANYNET_FIELDS, REGNET_FIELDS
 KINDS = ("constraint", "range")
 _STAGED = re.compile(r"([a-z_]+?)(\d*)")
 _NAME_MAX = 200
+SAMPLED_AS = {sampled: field for field, sampled in PARAM.items()}  # exp -> expansion
 
 
 class UnknownSuggestion(LookupError):
@@ -158,7 +160,14 @@ def _range_space(
         field = REGNET_FIELDS[param]
         data[field] = _narrow(getattr(ds, field), param, lo, hi)
         return _validated(data, param)
-    base, stage = _STAGED.fullmatch(param).groups()
+    staged = _STAGED.fullmatch(param)
+    if staged is None:  # inception's branch weights (br1_1x1 ...): a stage draws them together
+        raise NotApplicable(
+            f"suggestion: {param} is one of a stage's branch weights, drawn together; not "
+            "narrowed alone"
+        )
+    base, stage = staged.groups()
+    base = SAMPLED_AS.get(base, base)  # the sampler's name of a family field (exp: expansion)
     field = ANYNET_FIELDS.get(base) or (base if base in FAMILY_FIELDS else None)
     if field is None or getattr(ds, field, None) is None:
         raise UnknownSuggestion(f"suggestion: {name} draws no parameter {param!r}")

@@ -103,6 +103,17 @@ def test_ranges_of_what_the_space_does_not_draw_do_not_apply(space, param, why):
         R.child_spec(_spec(), _row("range", space, param, lo=1.0, hi=2.0))
 
 
+def test_family_fields_refine_by_their_sampled_names_and_branch_weights_say_why_not():
+    effnet = StudySpec.model_validate({**BASE, "spaces": [{"preset": "EfficientNet"}]})
+    child = R.child_spec(effnet, _row("range", "EfficientNet", "exp2", lo=4.0, hi=6.0))
+    assert child.spaces[0].resolve().expansion[1].values == (6.0,)  # stage 2's t, narrowed
+    inception = StudySpec.model_validate({**BASE, "spaces": [{"preset": "Inception"}]})
+    with pytest.raises(R.NotApplicable, match="branch weights"):
+        R.child_spec(inception, _row("range", "Inception", "br1_1x1", lo=1.0, hi=2.0))
+    rows = R.annotate([_row("range", "Inception", "br1_1x1", lo=1.0, hi=2.0)], inception)
+    assert rows[0]["applies"] is False and "branch weights" in rows[0]["why_not"]
+
+
 def test_a_too_wide_or_empty_range_does_not_apply():
     with pytest.raises(R.NotApplicable, match="too wide"):
         R.child_spec(_spec(), _row("range", "R", "wa", lo=9.0, hi=200.0, narrows=False))
