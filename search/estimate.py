@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import statistics
 from typing import TYPE_CHECKING
 
+from anynet.network import network_complexity, network_spec, with_input
+from anynet.spaces import DesignSpace
+from anynet.spaces.sampling import InfeasibleError, sample
 from search.spec.datasets import DATASETS
 from search.spec.fidelity import promote_count
 from search.spec.recipe import resolve_recipe
+from search.spec.study import StudySpec
 from search.store.creation import space_seed
+from search.store.reads import finished_speeds
 
 if TYPE_CHECKING:
     from search.spec.study import DatasetSpec, StudySpec
@@ -143,8 +149,6 @@ def space_flops(spec: StudySpec, index: int, sizes: DataSizes) -> SpaceFlops:
 
 def reference_flops(spec: StudySpec, sizes: DataSizes) -> dict[str, float]:
     """Flops of each reference network (search/spec/reference.py) at the input it trains at."""
-    from anynet.network import network_complexity
-
     if not spec.references:
         return {}
     side = sizes.resolution or spec.dataset.resolution or spec.spaces[0].resolve().resolution
@@ -171,10 +175,6 @@ def _priced(
 ) -> tuple:
     """(mean flops at the training input, networks priced, draws) of the first n samples,
     or (field, reason) of the bound that no draw met."""
-    from anynet.network import network_complexity, with_input
-    from anynet.spaces import DesignSpace
-    from anynet.spaces.sampling import InfeasibleError, sample
-
     space = DesignSpace.model_validate_json(space_json)
     limits = {k: (lo, hi) for k, lo, hi in bounds} or None
     kw = dict(seed=seed, bounds=limits, resolution=resolution, num_classes=num_classes,
@@ -227,9 +227,6 @@ def trials_rate(db: Database, most: int = RATE_TRIALS) -> Rate | None:
     A trial records its training images/s; its flops are recomputed at the input it
     trained at (its study's dataset), since the sampler counts them at the space's.
     """
-    from search.spec.study import StudySpec
-    from search.store.reads import finished_speeds
-
     rows, specs = finished_speeds(db, most)
     inputs = {}
     for study_id, raw in specs.items():  # the input each study's trials trained at
@@ -260,18 +257,12 @@ def trials_rate(db: Database, most: int = RATE_TRIALS) -> Rate | None:
 
 
 def _freeze(net: dict) -> str:
-    import json
-
     return json.dumps(net, sort_keys=True)
 
 
 @functools.lru_cache(maxsize=4096)
 def _trained_flops(net_json: str, resolution, classes) -> float:
     """A stored network's flops at the input its trial trained at."""
-    import json
-
-    from anynet.network import network_complexity, network_spec, with_input
-
     spec = network_spec(json.loads(net_json))
     inputs = {"in_channels": 3}
     if resolution:
@@ -299,8 +290,6 @@ def prices(spec: StudySpec) -> list[SpaceFlops]:
 def prices_or_error(spec_json: str) -> dict:
     """In a child (api/http/routes/form.py): {"prices": [SpaceFlops fields]}, or {"error": message,
     "field", "reason"}: a ValueError comes back as data, and the server answers its 422."""
-    from search.spec.study import StudySpec
-
     try:
         found = prices(StudySpec.model_validate_json(spec_json))
     except ValueError as e:

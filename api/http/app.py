@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
@@ -21,6 +22,9 @@ from api.http.deps import DEFAULT_MAX_BODY, SpecLimits
 from api.http.middleware import LOOPBACK_NAMES, BodyLimit, HostOriginGuard
 from api.http.results_cache import ResultsBusy, ResultsCache
 from api.http.routes import exports, form, health, pages, refine, studies
+from search.creator import Creator
+from search.spec.study import StudySpec
+from search.store.creation import CreationBudget
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("dse.api")
@@ -71,12 +75,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _offline_openapi(app: FastAPI) -> None:
     """Put the StudySpec model into the schema: POST /api/studies reads JSON or YAML itself."""
-    from search.spec.study import StudySpec
 
     def openapi():
         if app.openapi_schema:
             return app.openapi_schema
-        from fastapi.openapi.utils import get_openapi
 
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
         spec_schema = StudySpec.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -105,9 +107,6 @@ def create_app(
     allowed_origins: origins other than the server's own that may send mutating requests.
     create_wait: seconds a POST of a study waits for its creation before answering 202.
     """
-    from search.creator import Creator
-    from search.store.creation import CreationBudget
-
     if store is None:
         from search.store import Store
 

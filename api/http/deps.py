@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from api.http.limits import SpecLimits
 from api.http.schemas import ErrorBody, StudyCreated
+from search.creator import CreatorBusy
 from search.spec.study import StudySpec
 from search.spec.text import load_text
 from search.store.studies import StudyNotFound
@@ -112,8 +113,6 @@ def parse_spec_body(raw: bytes, content_type: str | None) -> dict:
 async def posted_spec(request: Request, limits: SpecLimits):
     """The request's study spec, validated and within the operator's limits (415 if neither
     JSON nor YAML; a ValueError, answered 422 naming the field, if invalid)."""
-    from search.spec.study import StudySpec
-
     try:
         data = parse_spec_body(await request.body(), request.headers.get("content-type"))
     except UnsupportedMediaType as e:
@@ -149,7 +148,6 @@ async def create_from_spec(
     server's wait, 200 when a refine child exists already; 503 when the server is busy, and a
     creation that failed within the wait is a ValueError: 422 naming the space."""
     from search.create import create_study
-    from search.creator import CreatorBusy
 
     try:  # the database and the wait: never on the event loop
         done = await run_in_threadpool(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from anynet.spaces import support
 from search.spec.datasets import DATASETS
 
 
@@ -107,8 +108,6 @@ class SpecLimits:
 
     def check_space(self, space, dataset, where: str) -> None:
         """The sizes of one design space's networks, as the study's dataset sets them."""
-        from anynet.spaces import support
-
         regnet = space.kind == "regnet"
         stages = space.num_stages if regnet else space.stages
         if stages is not None:

@@ -39,6 +39,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from anynet.regnet_fit import REGNET_RANGES
 from search.analysis import statistics as A
 from search.analysis.fits import efits, fit_winners
 from search.analysis.markers import reference_markers
@@ -48,6 +49,7 @@ from search.jsonable import Ready as _Ready
 from search.jsonable import json_safe as _jsonable
 from search.refine import annotate
 from search.spec.learning import not_learned_spaces, space_learning
+from search.store.studies import StudyNotFound
 
 NORMALIZE = ("flops", "params", "acts")
 PLOT_POINTS = 500  # EDF step points sent per space; statistics always use every trial
@@ -346,8 +348,6 @@ def _split_references(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _efit_ranges() -> dict:
-    from anynet.regnet_fit import REGNET_RANGES
-
     return {k: list(v) for k, v in REGNET_RANGES.items()}
 
 
@@ -508,8 +508,6 @@ def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, 
 
 def _parent_of(store, study) -> dict | None:
     """A refine child's parent as study_results takes it (None: not a child, or gone)."""
-    from search.store.studies import StudyNotFound
-
     tried = study.suggestion or {}
     if study.parent_id is None or not tried.get("space") or not tried.get("refined"):
         return None

@@ -14,9 +14,10 @@ import time
 from collections import OrderedDict
 
 from anyio import CapacityLimiter, to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from anynet.spaces.catalog import catalog
 from api.http.deps import (
     ERRORS,
     MUTATING,
@@ -28,6 +29,8 @@ from api.http.deps import (
 )
 from api.http.limits import SpecLimits
 from api.http.schemas import ErrorBody, Estimate, Preset
+from search.creator import ChildFailed
+from search.estimate import Rate, estimate, prices_or_error, raise_or_prices, trials_rate
 
 router = APIRouter(tags=["form"])
 log = logging.getLogger("dse.api")
@@ -40,8 +43,6 @@ PRICES = 256  # the latest specs' prices kept
 @router.get("/api/presets", response_model=list[Preset])
 def list_presets():
     """Every preset design space: name, family, description, block, input and ranges."""
-    from anynet.spaces.catalog import catalog
-
     return catalog()
 
 
@@ -72,8 +73,6 @@ async def estimate_study(
     child process); a bound no network met within the estimate's draws is a 422 naming
     it. Needs the token when one is set.
     """
-    from search.estimate import estimate, trials_rate
-
     spec = await posted_spec(request, limits)
     # prices first: a bound no network meets is a 422 before any probe starts
     flops = await _prices(request, spec)
@@ -100,11 +99,6 @@ async def _prices(request: Request, spec) -> list:
     ESTIMATES children at once, each stopped past PRICE_SECONDS; answers (and errors) are
     kept for the same spec, the PRICES latest.
     """
-    from fastapi import HTTPException
-
-    from search.creator import ChildFailed
-    from search.estimate import prices_or_error, raise_or_prices
-
     state = request.app.state
     if getattr(state, "estimates", None) is None:  # made in the event loop of the first one
         state.estimates, state.prices = CapacityLimiter(ESTIMATES), OrderedDict()
@@ -165,8 +159,6 @@ class SpeedProbe:
         return await asyncio.shield(self._running)
 
     async def _probe(self):
-        from search.estimate import Rate
-
         self.probes += 1
         try:
             m = await run_in_threadpool(

@@ -20,6 +20,7 @@ from api.http.deps import (
     study_or_404,
 )
 from api.http.schemas import ErrorBody, RefineBody, StudyCreated
+from search import refine
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -56,7 +57,6 @@ async def refine_study(
     the suggestion's space with that constraint added or that range narrowed. Idempotent:
     if a child trying this suggestion exists (and did not fail), it is answered (200).
     """
-    from search import refine
     from search.create import refine_plan
 
     study_or_404(store, study_id)

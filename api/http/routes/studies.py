@@ -33,6 +33,7 @@ from api.http.schemas import (
     TrialsPage,
 )
 from search.exports import trials_csv
+from worker.check import check_recipe
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -100,8 +101,6 @@ _CHECKING = threading.Semaphore(1)  # a check is a training in this process: one
 
 async def _check_recipe(spec) -> None:
     """Train the recipe check off the event loop; 422 with its numbers if it stays at chance."""
-
-    from worker.check import check_recipe
 
     if not _CHECKING.acquire(blocking=False):
         raise HTTPException(429, detail="check: another recipe check is training; retry later")
