@@ -9,17 +9,21 @@ prediction at (w0, wa, wm), and what each guarantees:
   fitted RegNet of a study's winners.
 - `recognise_regnet`: only that first step, for exports: (w0, wa, wm) that regenerate the
   widths exactly, or None.
-- `fit_many`: DDS' grid search for every network of a study at once (DDS Fig. 8 plots
-  e_fit against error for all of them), about 2 ms a network. With wa = r·w0 the exponent
-  of every block depends on (r, wm) only, and the best w0 for given exponents is a median,
-  so the coarse grid is 2-D; its best points are refined on small local grids, then on
-  kinks (a level put on a block's width, the exponents kept: `_kinks`). It returns
-  a real RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
-  REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
-  other networks it is an upper bound that may miss the optimum by a few hundredths
-  (benchmarks/bench_fit.py measures by how much). With tol, fit_regnet's branch and bound
-  follows for every network of a depth at once (`_bound_many`): each e_fit is then within
-  tol of the global optimum, at 20-30 ms a network.
+- `fit_many`: a search for every network of a study at once (DDS Fig. 8 plots e_fit
+  against error for all of them). A grid: with wa = r·w0 the exponent of every block
+  depends on (r, wm) only, and the best w0 for given exponents is a median, so the coarse
+  grid is 2-D; its best points are refined on small local grids, then on kinks (a level put
+  on a block's width, the exponents kept: `_kinks`). Then a descent (`_descend`): from a
+  few starts, two exact 1-D moves in turn, the best wa for fixed (w0, wm) and the best wm
+  for fixed w0 and exponents (e_fit steps where a level does). It returns a real RegNet's
+  e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of REGNET_RANGES
+  whose stages are consecutive exponents (every RegNetX/RegNetY sample); on other networks
+  it is an upper bound that can still miss the optimum: more than 0.005 above the
+  exhaustive reference on 2-4% of AnyNetX_A and 7-8% of AnyNetX_E networks, by up to 0.05
+  and 0.07 (the grid alone: 9-11% and 31%), at about 2.4 ms of CPU a network, 2.6-2.9x the
+  grid alone (benchmarks/bench_fit.py; docs/method.md §3). With tol, fit_regnet's branch
+  and bound follows for every network of a depth at once (`_bound_many`): each e_fit is
+  then within tol of the global optimum, at 20-30 ms a network.
 The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
 w0 and wa below 256), so a fit never calls a network a "RegNet" that the space does not
 hold (wm 1.1 and 20 stages).
@@ -1072,10 +1076,12 @@ def _bound_many(obs: np.ndarray, best: np.ndarray, e: np.ndarray, tol: float) ->
 
 
 def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, float, float, float]]:
-    """(w0, wa, wm, e_fit) per network by DDS §3.3's grid search inside REGNET_RANGES.
+    """(w0, wa, wm, e_fit) per network inside REGNET_RANGES: DDS §3.3's grid search, then
+    the descent (`_descend`); an upper bound of the global minimum, exactly 0 on a RegNet.
 
     With tol (e.g. 0.004), a branch and bound then brings each e_fit within tol of the
-    global minimum over REGNET_RANGES (`_bound_many`; 24-26x the grid's time in bench_fit.py).
+    global minimum over REGNET_RANGES (`_bound_many`; 9.5x the default's time in
+    bench_fit.py).
     """
     if tol is not None and not tol >= 0:
         raise ValueError(f"tol: need a number >= 0, got {tol}")
