@@ -748,9 +748,12 @@ def _e_fit(obs: np.ndarray, params: np.ndarray) -> np.ndarray:
 # the edges where a level round(w0·wm^k / 8)·8 steps, inside the interval where those
 # exponents stay realisable (`_wm_polish`). They alternate from a few starts per network
 # (`_descend`): the grid's fit, the coarse points of least e_fit in the 4 best wm rows of the
-# grid, and the best point of a wm scan at each of a few w0 (`_scan_starts`).
+# grid, and 8 points of wm scans at the fit's w0 and its neighbours, the two best coarse
+# points' w0 and the first width (`_scan_starts`).
 _PER_WM = 4  # coarse wm rows whose best point is descended
 _SCAN_WM = np.linspace(*REGNET_RANGES["wm"], 11)  # wm scanned at each candidate w0: step 0.15
+_SCAN_NEAR = (-16, -8, 8, 16)  # the fit's w0 moved by these is scanned too
+_SCAN_STARTS = 8  # scan points descended per network
 _SCAN_SLACK = 0.1  # a scan point may move its wm by up to 10% to the relaxed best (ranking)
 _DESCENT_ROUNDS = 2  # wa sweep then wm polish, this many times
 _POLISH_SPAN = 0.03  # the wm polish looks within ±3% of the current wm
@@ -799,20 +802,25 @@ def _wa_sweep_rows(L, w0, lw, r_eff, k_row):
     init = err[:, :, 0].sum(axis=1)
     if d == 1:
         return init, np.zeros(n), r_eff
-    j = np.arange(1, d, dtype=np.float64)
-    t = np.expm1(lw[:, None] * (ks[:-1] + 0.5))[:, None, :] / j[None, :, None]  # (n, d-1, K)
-    t = np.where(ks[None, None, :-1] < k_row[:, None, None], t, np.inf).reshape(n, -1)
-    delta = np.diff(err[:, 1:, :], axis=2).reshape(n, -1)
+    # events k -> k + 1 of block j at r = (wm^(k+1/2) − 1)/j, laid out by k, then j from the
+    # last block down: runs already in order, which the stable sort (timsort) merges
+    j = np.arange(d - 1, 0, -1, dtype=np.float64)
+    t = np.expm1(lw[:, None] * (ks[:-1] + 0.5))[:, :, None] / j  # (n, K, d-1)
+    t = np.where(ks[None, :-1, None] < k_row[:, None, None], t, np.inf).reshape(n, -1)
+    delta = np.diff(err[:, :0:-1, :], axis=2).transpose(0, 2, 1).reshape(n, -1)
     order = np.argsort(t, axis=1, kind="stable")
-    t = np.take_along_axis(t, order, axis=1)
-    total = init[:, None] + np.cumsum(np.take_along_axis(delta, order, axis=1), axis=1)
-    starts = np.concatenate([np.zeros((n, 1)), t], axis=1)
-    ends = np.minimum(np.concatenate([t, np.full((n, 1), np.inf)], axis=1), r_eff[:, None])
-    values = np.concatenate([init[:, None], total], axis=1)
-    values = np.where(ends - starts > _EPS * np.maximum(1.0, ends), values, np.inf)
-    best = np.argmin(values, axis=1)
+    order += (np.arange(n) * t.shape[1])[:, None]
+    t = t.ravel()[order]
+    total = init[:, None] + np.cumsum(delta.ravel()[order], axis=1)
+    # piece i is [t_i, t_(i+1)) with the value after event i; before the first, [0, t_0)
+    ends = np.minimum(np.concatenate([t[:, 1:], np.full((n, 1), np.inf)], axis=1), r_eff[:, None])
+    total = np.where(ends - t > _EPS * np.maximum(1.0, ends), total, np.inf)
+    best = np.argmin(total, axis=1)
     rows = np.arange(n)
-    return values[rows, best], starts[rows, best], ends[rows, best]
+    v, lo, hi = total[rows, best], t[rows, best], ends[rows, best]
+    end0 = np.minimum(t[:, 0], r_eff)
+    first = (init <= v) & (end0 > _EPS * np.maximum(1.0, end0))  # ties: the earlier piece
+    return np.where(first, init, v), np.where(first, 0.0, lo), np.where(first, end0, hi)
 
 
 def _window(s: np.ndarray, wm: np.ndarray, r_cap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -923,15 +931,18 @@ def _wm_polish(L, s, w0, wm0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _scan_starts(obs: np.ndarray, best: np.ndarray, coarse: np.ndarray) -> np.ndarray:
-    """(n, 4, 3) starts: at each distinct w0 of the grid's fit, the two best coarse points and
-    the first width (to 8), the point of a wm scan (_SCAN_WM, wa by `_wa_sweep`) of least
-    summed error, a point moved first to the relaxed best wm of its exponents (the weighted
-    median of (log w_j − log w0)/s_j, weights s_j: e_fit without the rounding to 8 is convex
-    in log wm for fixed w0 and exponents) where it is realisable there and fits better.
-    Repeated w0 repeat the grid's fit."""
+    """(n, _SCAN_STARTS, 3) starts from a wm scan (_SCAN_WM, wa by `_wa_sweep`) at each
+    distinct w0 of: the grid's fit and its neighbours (_SCAN_NEAR), the two best coarse
+    points and the first width (to 8). A scan point first moves to the relaxed best wm of
+    its exponents (the weighted median of (log w_j − log w0)/s_j, weights s_j: e_fit without
+    the rounding to 8 is convex in log wm for fixed w0 and exponents, and its minimum is at
+    such a kink) where they are realisable there and it fits better. The starts are the best
+    point of each w0 (the least summed error first), then the second best of each, ..."""
     n, d = obs.shape
-    first = np.clip(np.round(obs[:, :1] / QUANTUM) * QUANTUM, *REGNET_RANGES["w0"])
-    w0c = np.sort(np.concatenate([best[:, :1], coarse[:, :2, 0], first], axis=1), axis=1)
+    lo8, hi8 = REGNET_RANGES["w0"]
+    near = [np.clip(best[:, :1] + step, lo8, hi8) for step in _SCAN_NEAR]
+    first = np.clip(np.round(obs[:, :1] / QUANTUM) * QUANTUM, lo8, hi8)
+    w0c = np.sort(np.concatenate([best[:, :1], *near, coarse[:, :2, 0], first], axis=1), axis=1)
     nw, m = w0c.shape[1], _SCAN_WM.size
     distinct = np.ones(w0c.shape, dtype=bool)
     distinct[:, 1:] = w0c[:, 1:] != w0c[:, :-1]
@@ -955,16 +966,16 @@ def _scan_starts(obs: np.ndarray, best: np.ndarray, coarse: np.ndarray) -> np.nd
     v_moved = np.cumsum(np.abs(np.log(np.maximum(level, 1.0)) - L), axis=1)[:, -1]
     lo_m, hi_m = _window(s, moved, r_cap)
     use = (hi_m - lo_m > _EPS * np.maximum(1.0, np.abs(hi_m))) & (v_moved < v)
-    v, wm, r = (
-        np.where(use, v_moved, v),
-        np.where(use, moved, wm),
-        np.where(use, (lo_m + hi_m) / 2, r),
-    )
-    order = np.lexsort((v, group))  # the least per (network, w0); ties: the first point
-    first_of = order[np.r_[True, group[order][1:] != group[order][:-1]]]
-    out = np.repeat(best[:, None, :], nw, axis=1)
-    k = first_of
-    out[net[k], group[k] % nw] = np.stack([w0[k], r[k] * w0[k], wm[k]], axis=1)
+    v, wm, r = np.where(use, v_moved, v), np.where(use, moved, wm), np.where(use, (lo_m + hi_m) / 2, r)  # fmt: skip
+    # rank of each point within its (network, w0), then per network by (rank, value)
+    order = np.lexsort((v, group))
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size) - np.searchsorted(group[order], group[order])
+    order = np.lexsort((v, rank, net))
+    pos = np.arange(order.size) - np.searchsorted(net[order], net[order])
+    k, slot = order[pos < _SCAN_STARTS], pos[pos < _SCAN_STARTS]
+    out = np.repeat(best[:, None, :], _SCAN_STARTS, axis=1)
+    out[net[k], slot] = np.stack([w0[k], r[k] * w0[k], wm[k]], axis=1)
     return out
 
 
@@ -985,11 +996,14 @@ def _descend(obs: np.ndarray, best: np.ndarray, e: np.ndarray, starts: np.ndarra
         s = np.round(np.log1p(r[:, None] * np.arange(d)) / np.log(cur[:, 2:3]))
         med = np.exp(np.median(L[net] - s * np.log(cur[:, 2:3]), axis=1))
         w0_med = np.clip(np.round(med / QUANTUM) * QUANTUM, *REGNET_RANGES["w0"])
-        w0 = np.concatenate([cur[:, 0], w0_med])
-        twice = np.tile(rows, 2)
-        v, wm, r = _wm_polish(L[net[twice]], s[twice], w0, cur[twice, 2])
-        v = np.where(np.isfinite(r), v, np.inf).reshape(2, -1)
-        sel = np.argmin(v, axis=0) * rows.size + rows
+        other = np.flatnonzero(w0_med != cur[:, 0])  # the median w0 where it is another
+        item = np.concatenate([rows, other])
+        w0 = np.concatenate([cur[:, 0], w0_med[other]])
+        v, wm, r = _wm_polish(L[net[item]], s[item], w0, cur[item, 2])
+        v = np.where(np.isfinite(r), v, np.inf)
+        sel = rows.copy()
+        win = v[rows.size :] < v[other]  # ties: the current w0
+        sel[other[win]] = rows.size + np.flatnonzero(win)
         cur = np.stack([w0[sel], np.clip(r[sel] * w0[sel], 0.0, wa_hi), wm[sel]], axis=1)
     real = np.full(cur.shape[0], np.inf)
     ok = np.isfinite(cur).all(axis=1)

@@ -373,21 +373,20 @@ def test_recognise_regnet_only_answers_exact_regnets():
     assert recognise_regnet([256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3) is None
 
 
-@pytest.mark.parametrize(("space", "beyond"), [("AnyNetX_A", 1), ("AnyNetX_E", 2)])
-def test_fit_many_default_against_the_reference(space, beyond):
-    # issue 21 asks for fit_many within 0.005 of testkit's exhaustive reference on every
-    # network at about 1 ms a network. The default (the grid, then the descent: docs/method.md
-    # §3) is not there yet: on these 20 seeded networks 1 (AnyNetX_A) and 2 (AnyNetX_E) are
-    # more than 0.005 above the reference (the grid alone: 2 and 9, up to 0.061), none by 0.02;
-    # this pins that, so a change that loses ground fails. Each e_fit is a real RegNet's.
+@pytest.mark.parametrize("space", ["AnyNetX_A", "AnyNetX_E"])
+def test_fit_many_default_is_within_0005_of_the_reference(space):
+    # issue 21: the default fit_many (the grid, then the descent: docs/method.md §3) within
+    # 0.005 of testkit's exhaustive reference. On these 20 seeded networks of each space it
+    # is on every one (the grid alone: 2 and 9 beyond 0.005, up to 0.061); on larger samples
+    # it is not yet (benchmarks/bench_fit.py: a few percent beyond). Each e_fit is a real
+    # RegNet's.
     nets = [s.spec.block_widths for s in sample(get_space(space), 20, 21).samples]
     fits = fit_many(nets)
     gaps = []
     for widths, (w0, wa, wm, e) in zip(nets, fits, strict=True):
         assert _in_ranges(w0, wa, wm) and e == pytest.approx(e_fit(widths, w0, wa, wm), abs=1e-12)
         gaps.append(e - reference_fit(widths, REGNET_RANGES, wm_step=0.005)[3])
-    assert max(gaps) < 0.02
-    assert sum(g > 0.005 for g in gaps) <= beyond
+    assert max(gaps) <= 0.005
     for k in range(5):  # a network's fit does not depend on the batch (the descent's rows)
         assert fit_many([nets[k]]) == [fits[k]]
 
