@@ -19,9 +19,9 @@ prediction at (w0, wa, wm), and what each guarantees:
   e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of REGNET_RANGES
   whose stages are consecutive exponents (every RegNetX/RegNetY sample); on other networks
   it is an upper bound that can still miss the optimum: more than 0.005 above the
-  exhaustive reference on 2-4% of AnyNetX_A and 7-8% of AnyNetX_E networks, by up to 0.05
-  and 0.07 (the grid alone: 9-11% and 31%), at about 2.4 ms of CPU a network, 2.6-2.9x the
-  grid alone (benchmarks/bench_fit.py; docs/method.md §3). With tol, fit_regnet's branch
+  exhaustive reference on 1-2% of AnyNetX_A and 4-5% of AnyNetX_E networks, by up to 0.05
+  and 0.055 (the grid alone: 9-11% and 31%), at about 2.3 ms of CPU a network, 3.0-3.2x
+  the grid alone (benchmarks/bench_fit.py; docs/method.md §3). With tol, fit_regnet's branch
   and bound follows for every network of a depth at once (`_bound_many`): each e_fit is
   then within tol of the global optimum, at 20-30 ms a network.
 The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
@@ -1094,7 +1094,7 @@ def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, flo
     the descent (`_descend`); an upper bound of the global minimum, exactly 0 on a RegNet.
 
     With tol (e.g. 0.004), a branch and bound then brings each e_fit within tol of the
-    global minimum over REGNET_RANGES (`_bound_many`; 9.5x the default's time in
+    global minimum over REGNET_RANGES (`_bound_many`; 7.6x the default's time in
     bench_fit.py).
     """
     if tol is not None and not tol >= 0:
