@@ -1,14 +1,16 @@
 """Benchmark: the RegNet fits against the exhaustive reference, old against new (issue 21).
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py [--n 150] [--wm-step 0.005]
-     [--old 0a52c34] [--regnets 200] [--tol 0.004] [--many-only]
+     [--old 0a52c34] [--grid c341310] [--regnets 200] [--tol 0.004] [--many-only]
 On n AnyNetX_A and n AnyNetX_E networks (seeded) it prints, for the old fits (anynet/
 regnet_fit.py at git revision --old, loaded from git) and the current ones: the largest
 amount and the share of networks by which each fit is worse than testkit.fit_reference
 (every w0, every wa piece, wm every --wm-step inside DDS §3.3's ranges), and the time per
-network, with the new/old ratio measured in this one run; the same for fit_many with
---tol (its branch and bound, against the grid alone). Then e_fit of the quantised widths of
---regnets RegNetX and RegNetY samples, which is 0 for each.
+network, with the new/old ratio measured in this one run. fit_many is timed in CPU time
+(the machine is shared), three times in turn, against the old fits and against the grid
+alone (--grid, the revision before the descent); then fit_many with --tol (its branch and
+bound). Then e_fit of the quantised widths of --regnets RegNetX and RegNetY samples, which
+is 0 for each.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def old_module(rev: str) -> types.ModuleType:
         ["git", "show", f"{rev}:anynet/regnet_fit.py"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    mod = types.ModuleType("regnet_fit_old")
+    mod = types.ModuleType(f"regnet_fit_{rev}")
     sys.modules[mod.__name__] = mod
     exec(compile(text, f"{rev}:anynet/regnet_fit.py", "exec"), mod.__dict__)
     return mod
@@ -50,12 +52,13 @@ def timed(fn, *args):
     return out, time.perf_counter() - t
 
 
-def report(name: str, e: np.ndarray, ref: np.ndarray, tol: float) -> None:
-    """Largest gap to the reference and the share of networks worse than it by more than tol."""
+def report(name: str, e: np.ndarray, ref: np.ndarray) -> None:
+    """Largest gap to the reference and the share of networks worse than it by more than
+    0.001, 0.005 and 0.01."""
     gap = e - ref
     print(
-        f"  {name:<18} max gap {gap.max():+.4f}   worse by > {tol:g}: "
-        f"{(gap > tol).mean():6.1%}   worse by > 0.01: {(gap > 0.01).mean():6.1%}"
+        f"  {name:<18} max gap {gap.max():+.4f}   worse by > 0.001: {(gap > 1e-3).mean():6.1%}"
+        f"   > 0.005: {(gap > 5e-3).mean():6.1%}   > 0.01: {(gap > 0.01).mean():6.1%}"
     )
 
 
@@ -66,30 +69,38 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--wm-step", type=float, default=0.005, help="the reference's wm grid")
     ap.add_argument("--old", default="0a52c34", help="git revision of the old fits")
+    ap.add_argument("--grid", default="c341310", help="git revision of fit_many's grid alone")
     ap.add_argument("--regnets", type=int, default=200, help="RegNet samples per space")
     ap.add_argument("--tol", type=float, default=0.004, help="fit_many's tol")
     ap.add_argument("--many-only", action="store_true", help="only fit_many's time")
     args = ap.parse_args()
     old = old_module(args.old)
+    grid = old_module(args.grid)
     ranges = new.REGNET_RANGES
     spaces = ("AnyNetX_A", "AnyNetX_E")
     nets = {s: [x.spec.block_widths for x in sample(get_space(s), args.n, args.seed).samples]
             for s in spaces}  # fmt: skip
     every = [w for s in spaces for w in nets[s]]
 
-    # fit_many: the same networks, old and new in turn twice (the machine is shared)
-    t_old = t_new = 0.0
-    for _ in range(2):
-        many_old, dt = timed(old.fit_many, every)
-        t_old += dt
-        many_new, dt = timed(new.fit_many, every)
-        t_new += dt
-    print(f"fit_many: {1e3 * t_old / 2 / len(every):.2f} ms a network old, "
-          f"{1e3 * t_new / 2 / len(every):.2f} new (new/old {t_new / t_old:.2f})")  # fmt: skip
-    many_tol, t_tol = timed(new.fit_many, every, args.tol)
-    _, t_grid = timed(new.fit_many, every)
-    print(f"fit_many tol={args.tol:g}: {1e3 * t_tol / len(every):.2f} ms a network, "
-          f"{t_tol / t_grid:.1f}x the grid alone ({1e3 * t_grid / len(every):.2f})")  # fmt: skip
+    # fit_many: the same networks, old, grid alone and new in turn three times, CPU time
+    fits = {"old": old.fit_many, "grid": grid.fit_many, "new": new.fit_many}
+    cpu = dict.fromkeys(fits, 0.0)
+    many = {}
+    for _ in range(3):
+        for name, fit in fits.items():
+            t = time.process_time()
+            many[name] = fit(every)
+            cpu[name] += time.process_time() - t
+    ms = {k: 1e3 * v / 3 / len(every) for k, v in cpu.items()}
+    print(f"fit_many, CPU ms a network: old {ms['old']:.2f}, grid alone {ms['grid']:.2f}, "
+          f"new {ms['new']:.2f} (new/grid {cpu['new'] / cpu['grid']:.2f}, "
+          f"new/old {cpu['new'] / cpu['old']:.2f})")  # fmt: skip
+    many_old, many_grid, many_new = many["old"], many["grid"], many["new"]
+    t = time.process_time()
+    many_tol = new.fit_many(every, args.tol)
+    t_tol = time.process_time() - t
+    print(f"fit_many tol={args.tol:g}: {1e3 * t_tol / len(every):.2f} CPU ms a network, "
+          f"{1e3 * t_tol / len(every) / ms['new']:.1f}x the default")  # fmt: skip
     if args.many_only:
         return
 
@@ -105,6 +116,7 @@ def main() -> None:
         rows.append((a[3], b[3], r[3]))
     e = np.asarray(rows)
     m_old = np.array([f[3] for f in many_old])
+    m_grid = np.array([f[3] for f in many_grid])
     m_new = np.array([f[3] for f in many_new])
     m_tol = np.array([f[3] for f in many_tol])
     n = len(every)
@@ -114,19 +126,20 @@ def main() -> None:
     for k, s in enumerate(spaces):
         sl = slice(k * args.n, (k + 1) * args.n)
         print(f"{s} ({args.n} networks), against the reference:")
-        report("fit_regnet old", e[sl, 0], e[sl, 2], 1e-3)
-        report("fit_regnet new", e[sl, 1], e[sl, 2], 1e-3)
-        report("fit_many old", m_old[sl], e[sl, 2], 0.005)
-        report("fit_many new", m_new[sl], e[sl, 2], 0.005)
-        report("fit_many new*", m_new[sl], e[sl, 1], 0.005)
-        report(f"fit_many tol={args.tol:g}", m_tol[sl], e[sl, 2], 0.005)
-        report(f"fit_many tol={args.tol:g}*", m_tol[sl], e[sl, 1], 0.005)
+        report("fit_regnet old", e[sl, 0], e[sl, 2])
+        report("fit_regnet new", e[sl, 1], e[sl, 2])
+        report("fit_many old", m_old[sl], e[sl, 2])
+        report("fit_many grid", m_grid[sl], e[sl, 2])
+        report("fit_many new", m_new[sl], e[sl, 2])
+        report("fit_many new*", m_new[sl], e[sl, 1])
+        report(f"fit_many tol={args.tol:g}", m_tol[sl], e[sl, 2])
+        report(f"fit_many tol={args.tol:g}*", m_tol[sl], e[sl, 1])
     print("  (* against the new fit_regnet, the global optimum, instead of the reference)")
 
     for s in ("RegNetX", "RegNetY"):
         params = [x.params for x in sample(get_space(s), args.regnets, args.seed).samples]
         widths = [quantized_block_widths(p["depth"], p["w0"], p["wa"], p["wm"]) for p in params]
-        for name, fit in (("old", old.fit_many), ("new", new.fit_many)):
+        for name, fit in (("old", old.fit_many), ("grid", grid.fit_many), ("new", new.fit_many)):
             e_fit = np.array([f[3] for f in fit(widths)])
             print(f"{s} ({len(widths)} samples), fit_many {name}: e_fit > 0 on {(e_fit > 0).sum()}, "
                   f"median {np.median(e_fit):.4f}, max {e_fit.max():.4f}")  # fmt: skip

@@ -373,10 +373,28 @@ def test_recognise_regnet_only_answers_exact_regnets():
     assert recognise_regnet([256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3) is None
 
 
+@pytest.mark.parametrize("space", ["AnyNetX_A", "AnyNetX_E"])
+def test_fit_many_default_is_within_0005_of_the_reference(space):
+    # issue 21: the default fit_many (the grid, then the descent: docs/method.md §3) within
+    # 0.005 of testkit's exhaustive reference. On these 20 seeded networks of each space it
+    # is on every one (the grid alone: 2 and 9 beyond 0.005, up to 0.061); on larger samples
+    # it is not yet (benchmarks/bench_fit.py: a few percent beyond). Each e_fit is a real
+    # RegNet's.
+    nets = [s.spec.block_widths for s in sample(get_space(space), 20, 21).samples]
+    fits = fit_many(nets)
+    gaps = []
+    for widths, (w0, wa, wm, e) in zip(nets, fits, strict=True):
+        assert _in_ranges(w0, wa, wm) and e == pytest.approx(e_fit(widths, w0, wa, wm), abs=1e-12)
+        gaps.append(e - reference_fit(widths, REGNET_RANGES, wm_step=0.005)[3])
+    assert max(gaps) <= 0.005
+    for k in range(5):  # a network's fit does not depend on the batch (the descent's rows)
+        assert fit_many([nets[k]]) == [fits[k]]
+
+
 @pytest.mark.slow
 def test_fit_many_is_close_to_the_reference():
-    # the grid search (2-D coarse grid, local refinement) is an upper bound: a real RegNet's
-    # e_fit, never below the global optimum, within 0.05 of the exhaustive reference on these
+    # the default fit (the grid, then the descent) is an upper bound: a real RegNet's e_fit,
+    # never below the global optimum, within 0.05 of the exhaustive reference on these
     # AnyNetX_E networks (docs/method.md §3; benchmarks/bench_fit.py measures 300); with
     # tol = 0.004, within 0.004 of the global optimum, so within 0.005 of the reference
     nets = [s.spec.block_widths for s in sample(get_space("AnyNetX_E"), 6, 5).samples]
