@@ -67,13 +67,15 @@ from anynet.spec import (
 from anynet.traits import FAMILY_FIELDS, FAMILY_PER_STAGE, no_se_message, traits
 
 
-class _Data(BaseModel):
-    # finite floats only: JSON has no Infinity/NaN, so a space must round-trip without them
+class SpaceData(BaseModel):
+    """A design space's data, and a study's space spec: strict, frozen, finite numbers only
+    (JSON has no Infinity/NaN, so a space must round-trip without them)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --- distributions ---------------------------------------------------------------------
-class _Range(_Data):
+class _Range(SpaceData):
     """A distribution over [lo, hi]; `with_range` keeps its kind and quantum."""
 
     @model_validator(mode="after")
@@ -146,7 +148,7 @@ class LogUniform(_Range):
         return LogUniform(lo=first, hi=last, quantum=q)
 
 
-class Choice(_Data):
+class Choice(SpaceData):
     """One of `values`, each equally likely."""
 
     kind: Literal["choice"] = "choice"
@@ -278,7 +280,7 @@ _NEEDS = {"anynet": ("stages", "width"), "regnet": ("w0", "wa", "wm", "group_wid
 _OWN = {"anynet": ("stages", "width", "groups", *FAMILY_PER_STAGE), "regnet": ("w0", "wa", "wm")}
 
 
-class DesignSpace(_Data):
+class DesignSpace(SpaceData):
     """One design space, entirely as data (DDS §3; docs/method.md §4)."""
 
     name: str = Field(max_length=200)

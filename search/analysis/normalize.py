@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from search.analysis.statistics import bin_index
+from search.analysis.statistics import bin_index, empty_bin
 
 DEFAULT_BINS = 40  # NDS Figs. 1 and 3 (20 in Figs. 9-11): the most bins chosen from the data
 MIN_PER_BIN = 3  # networks of each space a bin needs for the within-bin KS test (§6 table)
@@ -162,12 +162,12 @@ def normalise(groups: dict[str, np.ndarray], key: str, bins=None, c_range=None):
             continue
         k = bin_index(c[inside], lo, hi, bins)
         counts = np.bincount(k, minlength=bins)
-        empty = np.flatnonzero(counts == 0)
-        if empty.size:
-            j, step = int(empty[0]), (hi - lo) / bins
+        empty = empty_bin(counts, lo, hi)
+        if empty:
+            number, a, b, n_empty = empty
             raise ValueError(
-                f"bins: space {name} has no network in bin {j + 1} of {bins} ({key}"
-                f" [{_number(lo + j * step)}, {_number(lo + (j + 1) * step)}); {empty.size}"
+                f"bins: space {name} has no network in bin {number} of {bins} ({key}"
+                f" [{_number(a)}, {_number(b)}); {n_empty}"
                 f" empty bins, {int(inside.sum())} of its {c.size} networks in the range"
                 f" [{_number(lo)}, {_number(hi)}]); {_honest_advice(within, lo, hi)}"
             )

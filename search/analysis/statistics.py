@@ -115,16 +115,26 @@ def normalized_weights(complexity, bins: int, c_range=None) -> np.ndarray:
         raise ValueError(f"complexity: {outside} values lie outside c_range [{lo:.6g}, {hi:.6g}]")
     if hi == lo:  # one complexity value: a single bin holds everything
         return np.full(c.size, 1.0 / c.size)
-    counts = np.bincount(bin_index(c, lo, hi, bins), minlength=bins)
-    empty = np.flatnonzero(counts == 0)
-    if empty.size:
-        k, step = int(empty[0]), (hi - lo) / bins
+    k = bin_index(c, lo, hi, bins)
+    counts = np.bincount(k, minlength=bins)
+    empty = empty_bin(counts, lo, hi)
+    if empty:
+        number, a, b, n_empty = empty
         raise ValueError(
-            f"bins: bin {k} of {bins}, complexity [{lo + k * step:.6g}, {lo + (k + 1) * step:.6g}),"
-            f" holds no network ({empty.size} empty bins); use fewer bins or a narrower"
-            " complexity range"
+            f"bins: bin {number} of {bins}, complexity [{a:.6g}, {b:.6g}), holds no network"
+            f" ({n_empty} empty bins); use fewer bins or a narrower complexity range"
         )
-    return 1.0 / (bins * counts[bin_index(c, lo, hi, bins)])
+    return 1.0 / (bins * counts[k])
+
+
+def empty_bin(counts: np.ndarray, lo: float, hi: float) -> tuple[int, float, float, int] | None:
+    """The first bin holding no network, as errors name it: (number from 1, its lower and
+    upper edge, how many bins are empty); None when every bin holds one."""
+    empty = np.flatnonzero(counts == 0)
+    if not empty.size:
+        return None
+    j, step = int(empty[0]), (hi - lo) / counts.size
+    return j + 1, lo + j * step, lo + (j + 1) * step, int(empty.size)
 
 
 def effective_n(weights) -> float:

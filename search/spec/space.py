@@ -14,8 +14,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
@@ -32,6 +30,7 @@ from anynet.spaces import (
     Constraint,
     DesignSpace,
     Distribution,
+    SpaceData,
     get_space,
 )
 from anynet.spec import (
@@ -43,12 +42,6 @@ from anynet.spec import (
     BlockType,
     StemSpec,
 )
-
-
-class _Data(BaseModel):
-    # finite floats only: JSON has no Infinity/NaN, so a space must round-trip without them
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
 
 DIST_FIELDS = ("depth", "width", "bottleneck_multiplier", "group_width", "groups", "w0", "wa", "wm",
                *FAMILY_PER_STAGE)  # fmt: skip
@@ -89,7 +82,7 @@ def _first(base):
 # `_distribution` above, so these types document exactly the forms it takes and change no
 # validation. Not expressible here (the parser still says): lo <= hi, a [lo, hi] needs the
 # preset to have the field, one per-stage entry per stage.
-class ChoiceShorthand(_Data):
+class ChoiceShorthand(SpaceData):
     """`{"choice": [...]}`: one of these values, each equally likely."""
 
     choice: tuple[float, ...] = Field(min_length=1)
@@ -137,7 +130,7 @@ PerStageOverride = Annotated[
 OneOverride = Annotated[Any, PlainValidator(_as_sent, json_schema_input_type=_ONE | None)]
 
 
-class SpaceSpec(_Data):
+class SpaceSpec(SpaceData):
     """One space of a study: a preset plus overrides, or a full definition (`space`)."""
 
     preset: str | None = Field(None, max_length=200)
