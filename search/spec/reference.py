@@ -32,7 +32,8 @@ MAX_REFERENCES = 20  # reference networks per study
 MAX_REFERENCE_SEEDS = 20  # training repeats per reference and level
 DEFAULT_REFERENCE_SEEDS = 3
 _KINDS = ("reference", "regnet", "net")
-REGNET_FIELDS = ("depth", "w0", "wa", "wm", "group_width")
+# the `--regnet D,W0,WA,WM,G` string, in order
+REGNET_ARGS = ("depth", "w0", "wa", "wm", "group_width")
 
 
 def stem_for(resolution: int) -> str:
@@ -83,10 +84,10 @@ class StudyReference(BaseModel):
             except ValueError:
                 raise ValueError(f"D,W0,WA,WM,G must be numbers, got {value!r}") from None
         if isinstance(value, dict):
-            missing = [k for k in REGNET_FIELDS if k not in value]
-            if missing or set(value) - set(REGNET_FIELDS):
-                raise ValueError(f"expected the keys {list(REGNET_FIELDS)}, got {sorted(value)}")
-            return tuple(value[k] for k in REGNET_FIELDS)
+            missing = [k for k in REGNET_ARGS if k not in value]
+            if missing or set(value) - set(REGNET_ARGS):
+                raise ValueError(f"expected the keys {list(REGNET_ARGS)}, got {sorted(value)}")
+            return tuple(value[k] for k in REGNET_ARGS)
         return value
 
     @model_validator(mode="after")
