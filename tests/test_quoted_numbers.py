@@ -134,10 +134,9 @@ def test_the_demo_claims_are_read_from_both_files_and_q_keeps_its_verdict():
 # --- docs/method.md's sampling figures (seed 0, so the same on every machine) ------------------
 def test_the_rounding_rules_disagree_as_often_as_method_md_says():
     # §3: "on 37% of 1,000 RegNetX_pycls samples and 29% of RegNetX samples"
-    from anynet.sampling import sample
-
     from anynet.regnet import regnet_widths
     from anynet.spaces import get_space
+    from anynet.spaces.sampling import sample
 
     for space, share in (("RegNetX_pycls", 0.37), ("RegNetX", 0.29)):
         nets = [s.params for s in sample(get_space(space), 1000, 0).samples]
@@ -149,9 +148,8 @@ def test_the_rounding_rules_disagree_as_often_as_method_md_says():
 def test_the_regnet_presets_are_as_method_md_says():
     # §4: 13.3% / 22.5% of draws kept (4 stages); RegNetX in 360–400 MF: 27% wm < 2, 73% b ≠ 1,
     # 50% g < 8
-    from anynet.sampling import sample
-
     from anynet.spaces import get_space
+    from anynet.spaces.sampling import sample
 
     for space, kept in (("RegNetX", 0.133), ("RegNetX_pycls", 0.225)):
         assert sample(get_space(space), 1000, 0).acceptance == pytest.approx(kept, abs=0.015)
@@ -168,8 +166,7 @@ def test_the_demo_spaces_share_the_networks_method_md_says():
     # §4 Seeding: with a stream each, D and E share 2 of 32 networks, C 1 with each, no others
     from itertools import combinations
 
-    from anynet.sampling import sample
-
+    from anynet.spaces.sampling import sample
     from api.cli.demo import demo_spec
     from search.store.creation import space_seed
 
