@@ -265,9 +265,6 @@ class Repeat:
     nodes: tuple
 
 
-Node = Layer | Block | Concat | Repeat
-
-
 def repeat(n, node) -> tuple:
     """The node n times: n copies for one network, one Repeat node for a batch."""
     if isinstance(n, np.ndarray):

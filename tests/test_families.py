@@ -22,7 +22,7 @@ from anynet.export import export_dict
 from anynet.rounding import inner_width
 from anynet.scaling import compound
 from anynet.spaces import DesignSpace, get_space
-from anynet.spaces.families import EFFICIENTNET_B0_NET, FAMILY_PRESETS, efficientnet_b0_stages
+from anynet.spaces.families import EFFICIENTNET_B0, EFFICIENTNET_B0_NET, FAMILY_PRESETS
 from anynet.spaces.sampling import sample
 from anynet.spec import NetSpec
 from search.spec.space import SpaceSpec
@@ -63,7 +63,7 @@ def _same_network(spec: NetSpec, name: str) -> None:
 
 def test_efficientnet_b0_is_an_mbconv_netspec():
     spec = b0_spec()
-    assert spec == NetSpec(**EFFICIENTNET_B0_NET, stages=efficientnet_b0_stages(),
+    assert spec == NetSpec(**EFFICIENTNET_B0_NET, stages=[dict(depth=d, width=w, stride=s, expansion=t, kernel=k) for d, w, s, t, k in EFFICIENTNET_B0],
                            num_classes=1000, resolution=224)  # fmt: skip
     _same_network(spec, "efficientnet_b0")
     space = get_space("EfficientNet")  # B0 lies in the preset space

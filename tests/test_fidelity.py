@@ -48,11 +48,6 @@ def test_interleave_round_robin():
     assert [(s, i) for s, i, _ in order] == [("A", 0), ("B", 0), ("A", 1), ("A", 2)]
 
 
-def test_next_level():
-    assert fidelity.next_level(0, [1, 3, 9]) == 1
-    assert fidelity.next_level(2, [1, 3, 9]) is None
-
-
 def _error_of(space: str, sample: int) -> float | None:
     """A fixed, scrambled error per network; every 5th diverges."""
     if sample % 5 == 4:

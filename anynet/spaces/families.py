@@ -51,14 +51,6 @@ EFFICIENTNET_B0_NET = {  # the rest of B0: stem, SE, head (torchvision efficient
 MNASNET_WIDTH_SCALES = (0.75, 1.0, 1.25)  # MnasNet §4.1: filter sizes relative to the base
 
 
-def efficientnet_b0_stages() -> list[dict]:
-    """EfficientNet-B0's seven stages as StageSpec dicts of the mbconv family."""
-    return [
-        {"depth": d, "width": w, "stride": s, "expansion": t, "kernel": k}
-        for d, w, s, t, k in EFFICIENTNET_B0
-    ]
-
-
 def _choice(values) -> dict:
     return {"kind": "choice", "values": sorted(set(values))}
 

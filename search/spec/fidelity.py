@@ -64,11 +64,6 @@ def select_promoted(trials: Iterable[LevelTrial], fraction: float) -> list[int]:
     return [t.sample for t in done[: promote_count(len(trials), fraction)]]
 
 
-def next_level(level: int, fidelities: list[int]) -> int | None:
-    """The level promoted into from `level`, or None at the last fidelity."""
-    return level + 1 if level + 1 < len(fidelities) else None
-
-
 def interleave(per_space: dict[str, list]) -> list[tuple[str, int, object]]:
     """(space, index, item) in round-robin order A0, B0, A1, B1, … so spaces fill evenly."""
     out: list[tuple[str, int, object]] = []
