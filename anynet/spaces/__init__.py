@@ -13,33 +13,10 @@ spec writes it.
 The paper's bottleneck *ratio* b is the inverse of our `bottleneck_multiplier`:
 b ∈ {1, 2, 4} is multiplier ∈ {1, 1/2, 1/4}.
 
-Preset ranges and their sources (docs/method.md §4; `dse sample --space NAME` shows draws):
-- AnyNetX_A…E (DDS §3.1–3.2): 4 stages; log-uniform d_i ≤ 16 and w_i ≤ 1024 divisible by 8
-  (pycls `log_uniform` with quanta 1 and 8, so P(d_i = 1) = 1/5, median d_i 3, median w_i
-  64), b_i ∈ {1, 2, 4}, g_i ∈ {1, 2, 4, 8, 16, 32}, simple stem 32, 224 px, 1000 classes;
-  B shares b, C also g, D adds w_{i+1} ≥ w_i, E adds d_{i+1} ≥ d_i. AnyNetY_*: SE 1/4.
-- RegNetX / RegNetY (DDS §3.3, Fig. 9): d < 64, w0 < 256, wa < 256, 1.5 ≤ wm ≤ 3, b and g
-  as in AnyNetX, one b and one g drawn per network (built, pycls' rule lowers g in narrow
-  stages of 12.9% of RegNetX networks: docs/method.md §4), exactly 4 stages. Distribution kinds and quanta
-  are pycls `regnet_sampler`'s (d uniform; w0, wa, wm log-uniform with quanta 8, 0.1, 0.001);
-  the lower ends w0, wa ≥ 8 are pycls' defaults; the strict upper bounds are read as
-  d ≤ 63, w0 ≤ 248, wa ≤ 255.9 (the largest values below them on those quanta).
-- RegNetX_pycls / RegNetY_pycls: pycls sweep/config.py REGNET_SAMPLER defaults (DDS §4's
-  restricted space): d ∈ [12, 28], w0 log-uniform [8, 256] q 8, wa log-uniform [8, 256]
-  q 0.1, wm log-uniform [2, 3] q 0.001, group width power2_or_log_uniform [8, 128] q 8,
-  b = 1, exactly 4 stages.
-- NDS CIFAR (NDS §3; value sets from the best public evidence, a reconstruction consistent
-  with NDS' released sweep records): cifar stem 16, 3 stages, strides 1, 2, 2, 32 px, 10
-  classes; every value drawn uniformly from its set. Vanilla, ResNet:
-  d_i ∈ {1, 2, 3, 4, 6, 8, 12, 16, 24}, w_i ∈ {16, 24, 32, 40, 48, 64, 80, 96, 128, 160,
-  192, 256}. ResNeXt_A: d_i ∈ {1, 2, 4, 8, 16}, w_i ∈ {16, 32, 64, 128, 256},
-  b_i ∈ {1, 2, 4}, groups g_i ∈ {1, 2, 4}. ResNeXt_B: as A with w_i ∈ {64, 128, 256, 512,
-  1024}, g_i ∈ {1, 2, 4, 8, 16}. NDS samples the *number* of groups.
-- Complexity presets (`COMPLEXITY_PRESETS`, a study spec's `"complexity": "nds_r56"` or
-  `dse sample --complexity nds_r56`): NDS' cap at the size of ResNet-56, params ≤ 0.856 M
-  and flops ≤ 0.129 G.
-- EfficientNet, DenseNet, Inception, VGG (issue 16): anynet.spaces.families says what each
-  range follows (docs/method.md §4).
+The presets' ranges, distributions and the sources of each (DDS §3.1–3.3, pycls'
+samplers, NDS §3, NDS' ResNet-56 complexity cap) are docs/method.md §4, and PRESETS below
+is that table as data; `dse sample --space NAME` shows draws. The family presets
+(EfficientNet, DenseNet, Inception, VGG) are anynet.spaces.families.
 """
 
 from __future__ import annotations
