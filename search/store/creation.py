@@ -49,24 +49,26 @@ class CreationBudget:
         """From $DSE_CREATE_SECONDS and $DSE_CREATE_DRAWS (the operator's settings)."""
         env = os.environ if env is None else env
         base = cls()
-        seconds, draws = base.seconds, base.draws
-        raw = env.get("DSE_CREATE_SECONDS")
-        if raw:
-            try:
-                seconds = float(raw)
-            except ValueError:
-                raise ValueError(f"DSE_CREATE_SECONDS: expected seconds, got {raw!r}") from None
-            if not 0 < seconds < 1e6:
-                raise ValueError(f"DSE_CREATE_SECONDS: must be in (0, 1e6), got {raw}")
-        raw = env.get("DSE_CREATE_DRAWS")
-        if raw:
-            try:
-                draws = int(raw)
-            except ValueError:
-                raise ValueError(f"DSE_CREATE_DRAWS: expected an integer, got {raw!r}") from None
-            if draws < 1:
-                raise ValueError(f"DSE_CREATE_DRAWS: must be at least 1, got {draws}")
+        seconds = _env_number(env, "DSE_CREATE_SECONDS", float, "seconds", base.seconds)
+        if not 0 < seconds < 1e6:
+            raise ValueError(
+                f"DSE_CREATE_SECONDS: must be in (0, 1e6), got {env['DSE_CREATE_SECONDS']}"
+            )
+        draws = _env_number(env, "DSE_CREATE_DRAWS", int, "an integer", base.draws)
+        if draws < 1:
+            raise ValueError(f"DSE_CREATE_DRAWS: must be at least 1, got {draws}")
         return cls(seconds=seconds, draws=draws)
+
+
+def _env_number(env: Mapping[str, str], name: str, kind, what: str, default):
+    """$name read as `kind` (float or int), `default` when unset or empty; a ValueError naming it."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}: expected {what}, got {raw!r}") from None
 
 
 def space_seed(seed: int, label: str) -> int:
