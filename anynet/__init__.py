@@ -11,6 +11,11 @@ anynet.scaling.{compound, widen, widen_regnet} (the scaling rules `scale` search
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
 from anynet.build import build
 from anynet.complexity import complexity
 from anynet.export import export
@@ -51,3 +56,41 @@ __all__ = [
     "sample",
     "scale",
 ]
+
+# Module paths from before anynet's spaces/, reference/ and families/ packages (2026-12):
+# `import anynet.sampling` and `from anynet.candidates import ...` load the module's new home.
+MOVED = {
+    "anynet.sampling": "anynet.spaces.sampling",
+    "anynet.candidates": "anynet.spaces.candidates",
+    "anynet.family_spaces": "anynet.spaces.families",
+    "anynet.preset_catalog": "anynet.spaces.catalog",
+    "anynet.classic_families": "anynet.families.classic",
+    "anynet.reference_torchvision": "anynet.reference.torchvision",
+    "anynet.reference_papers": "anynet.reference.papers",
+    "anynet.reference_export": "anynet.reference.export",
+}
+
+
+class _MovedLoader(importlib.abc.Loader):
+    """Loads an old module path as the module at its new one (the same module object)."""
+
+    def __init__(self, new: str) -> None:
+        self.new = new
+
+    def create_module(self, spec):
+        return importlib.import_module(self.new)
+
+    def exec_module(self, module) -> None:
+        pass  # already executed under its new name
+
+
+class _MovedFinder(importlib.abc.MetaPathFinder):
+    """Finds the old module paths of MOVED."""
+
+    def find_spec(self, name, path=None, target=None):
+        new = MOVED.get(name)
+        return importlib.util.spec_from_loader(name, _MovedLoader(new)) if new else None
+
+
+if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
+    sys.meta_path.append(_MovedFinder())

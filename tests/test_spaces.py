@@ -315,3 +315,12 @@ def test_uniform_choice_power_of_two():
         UniformInt(lo=5, hi=2)
     with pytest.raises(ValueError, match="no value"):
         Choice(values=(1, 2)).with_range(5, 9)
+
+
+@pytest.mark.parametrize("old", sorted(__import__("anynet").MOVED))
+def test_old_anynet_module_paths_load_their_new_homes(old):
+    import importlib
+
+    import anynet
+
+    assert importlib.import_module(old) is importlib.import_module(anynet.MOVED[old])
