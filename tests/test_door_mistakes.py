@@ -5,6 +5,9 @@ root, missing or unreachable databases, bad URLs, unknown studies; failed trials
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from contextlib import closing
 
 import pytest
@@ -276,3 +279,14 @@ def test_optuna_study_names_are_readable_and_unique(sqlite_url):
         assert store.get_study(again).optuna_name != name
         names = [s.study_name for s in optuna.get_all_study_summaries(store.optuna)]
         assert names == [store.get_study(again).optuna_name]
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    read, write = os.pipe()
+    os.close(read)  # `dse … | head` after head has exited
+    try:
+        done = subprocess.run([sys.executable, "-m", "api.cli", "model", "--reference", "resnet20"],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from api.errors import one_line
@@ -85,9 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         reexec_with_tuned_malloc()
     try:
         code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except KeyboardInterrupt:
         print(f"dse {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dse study show 1 | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 141  # as a shell reports a process ended by SIGPIPE
     except (CliError, ValueError, OSError) as e:  # ValueError includes pydantic's errors
         print(f"dse {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
@@ -101,8 +106,6 @@ def main(argv: list[str] | None = None) -> int:
 def unexpected(e: Exception) -> tuple[str, int]:
     """(one line, exit code) for an error no command caught: an unreachable database is the
     user's to fix (2); anything else is ours (1), its traceback shown with DSE_TRACEBACK=1."""
-    import os
-
     if os.environ.get(TRACEBACK_ENV):
         raise e
     from sqlalchemy.exc import SQLAlchemyError
