@@ -25,9 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from search.store import Store
 from worker.launch import FleetProgress, WorkerCommand
-from worker.loop import Stop, run_worker
 
 ACTOR_RESTARTS = 3  # Ray restarts a dead actor this many times, then gives up on it
 PING_SECONDS = 10.0  # an actor that answered a ping this recently counts as alive
@@ -57,12 +55,18 @@ class WorkerActor:
     """The body of one Ray actor: run_worker in a thread of the actor, stoppable."""
 
     def __init__(self, run_kwargs: dict) -> None:
+        # Ray imports this module in every worker process that unpickles the actor class;
+        # the worker loop (the store, and torch once it trains) only where an actor runs
+        from worker.loop import Stop
+
         self.run_kwargs = run_kwargs
         self.stop_event = Stop()
         self.worker = ray_worker_id()
 
     def run(self) -> int:
         """Claim and train trials until stopped or (with exit_when_idle) idle; count."""
+        from worker.loop import run_worker
+
         return run_worker(  # the database URL is $DSE_DB, set by the launcher's runtime_env
             None,
             **self.run_kwargs,
@@ -232,6 +236,8 @@ def launch(
     started: Callable[[RayFleet], None] | None = None,
 ) -> dict[int, object]:
     """Start the fleet, show its progress until it ends; Ctrl-C stops it (a second kills it)."""
+    from search.store import Store
+
     show = show or (lambda line: print(f"dse launch ray: {line}", file=sys.stderr, flush=True))
     t0 = time.monotonic()
     ours = connect(address)
