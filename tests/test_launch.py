@@ -242,10 +242,11 @@ def test_ray_killed_actor_is_restarted_and_its_trial_retried_once(ray_runtime, p
 
     ray = ray_runtime
     store = Store(pg_url)
-    # 6 epochs a trial, so the kill lands mid-trial; a lost trial is noticed after 30 s (a
-    # live worker's heartbeats may be late on a busy machine: a short grace reaps them too)
+    # 100 epochs a trial, so the kill lands mid-trial on a quiet machine too (6 finished before
+    # it there); a lost trial is noticed after 30 s (a live worker's heartbeats may be late on a
+    # busy machine: a short grace reaps them too)
     limits = {"heartbeat_seconds": 1, "grace_seconds": 30, "max_attempts": 3}
-    study_id = store.create_study(_two_level_spec(samples=2, fidelities=[6], limits=limits))
+    study_id = store.create_study(_two_level_spec(samples=2, fidelities=[100], limits=limits))
     fleet = RayFleet(pg_url, 2, WorkerCommand(threads=1, exit_when_idle=True, poll_seconds=0.5))
     fleet.start()
     try:
@@ -324,8 +325,11 @@ def test_ray_ctrl_c_hands_trials_back_and_leaves_no_process(pg_url):
     import tempfile
 
     store = Store(pg_url)
-    # 40 epochs a trial: still training when Ctrl-C lands
-    study_id = store.create_study(_two_level_spec(samples=1, fidelities=[40]))
+    # 1,000 epochs a trial: still training when Ctrl-C lands (it stops at the next epoch), and
+    # epochs reported every second: with the default 10 s heartbeat a quiet machine finished
+    # 40-epoch trials before one was ever seen running after an epoch
+    limits = {"heartbeat_seconds": 1}
+    study_id = store.create_study(_two_level_spec(samples=1, fidelities=[1000], limits=limits))
     temp = tempfile.mkdtemp(prefix="dse-ray-", dir="/tmp")  # short: Ray's socket paths
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": temp, "DSE_DB": pg_url}
     env.setdefault("RAY_AUTH_MODE", "disabled")
@@ -342,6 +346,7 @@ def test_ray_ctrl_c_hands_trials_back_and_leaves_no_process(pg_url):
         deadline = time.monotonic() + WAIT
         while _running_after_an_epoch(store, study_id) is None:
             assert time.monotonic() < deadline and proc.poll() is None, "no trial started"
+            assert store.progress(study_id)["totals"]["done"] == 0, "trials ended before Ctrl-C"
             time.sleep(0.5)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
         _, err = proc.communicate(timeout=WAIT)
