@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -139,6 +139,22 @@ def creation_of(study) -> dict | None:
 
 # search.create's outcomes as HTTP statuses
 CREATED_STATUS = {"created": 201, "creating": 202, "exists": 200}
+
+
+def creating_route(accepted: str, responses: dict) -> dict:
+    """The decorator arguments every route that creates a study shares (201, 202, 503, token)."""
+    return {
+        "status_code": 201,
+        "response_model": StudyCreated,
+        "dependencies": [Depends(require_token)],
+        "responses": {
+            **ERRORS,
+            **MUTATING,
+            202: {"model": StudyCreated, "description": accepted},
+            503: {"model": ErrorBody, "description": "too many studies are being created; retry"},
+            **responses,
+        },
+    }
 
 
 async def create_from_spec(

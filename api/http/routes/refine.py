@@ -8,15 +8,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.http.deps import (
-    ERRORS,
-    MUTATING,
     SpecLimits,
     StudyId,
     create_from_spec,
+    creating_route,
     creation_of,
     get_limits,
     get_store,
-    require_token,
     study_or_404,
 )
 from api.http.schemas import ErrorBody, RefineBody, StudyCreated
@@ -27,22 +25,18 @@ router = APIRouter(prefix="/api/studies", tags=["studies"])
 
 @router.post(
     "/{study_id}/refine",
-    status_code=201,
-    response_model=StudyCreated,
-    dependencies=[Depends(require_token)],
-    responses={
-        **ERRORS,
-        **MUTATING,
-        200: {"model": StudyCreated, "description": "this suggestion's child exists: it"},
-        202: {"model": StudyCreated, "description": "accepted; the child is being created"},
-        404: {"model": ErrorBody, "description": "unknown study or suggestion"},
-        409: {
-            "model": ErrorBody,
-            "description": "the parent is being created, failed or has no results yet, or the "
-            "suggestion no longer applies",
+    **creating_route(
+        "accepted; the child is being created",
+        {
+            200: {"model": StudyCreated, "description": "this suggestion's child exists: it"},
+            404: {"model": ErrorBody, "description": "unknown study or suggestion"},
+            409: {
+                "model": ErrorBody,
+                "description": "the parent is being created, failed or has no results yet, or the "
+                "suggestion no longer applies",
+            },
         },
-        503: {"model": ErrorBody, "description": "too many studies are being created; retry"},
-    },
+    ),
 )
 async def refine_study(
     study_id: StudyId,

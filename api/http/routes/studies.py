@@ -16,6 +16,7 @@ from api.http.deps import (
     SpecLimits,
     StudyId,
     create_from_spec,
+    creating_route,
     creation_of,
     get_limits,
     get_store,
@@ -27,7 +28,6 @@ from api.http.schemas import (
     ErrorBody,
     Normalize,
     Results,
-    StudyCreated,
     StudyDetail,
     StudySummary,
     TrialsPage,
@@ -55,21 +55,17 @@ def _summary(study) -> dict:
 
 @router.post(
     "",
-    status_code=201,
-    response_model=StudyCreated,
-    dependencies=[Depends(require_token)],
-    responses={
-        **ERRORS,
-        **MUTATING,
-        202: {"model": StudyCreated, "description": "accepted; the study is being created"},
-        413: {"model": ErrorBody, "description": "body too large"},
-        415: {"model": ErrorBody, "description": "neither JSON nor YAML"},
-        429: {
-            "model": ErrorBody,
-            "description": "check=true while another recipe check is training",
+    **creating_route(
+        "accepted; the study is being created",
+        {
+            413: {"model": ErrorBody, "description": "body too large"},
+            415: {"model": ErrorBody, "description": "neither JSON nor YAML"},
+            429: {
+                "model": ErrorBody,
+                "description": "check=true while another recipe check is training",
+            },
         },
-        503: {"model": ErrorBody, "description": "too many studies are being created; retry"},
-    },
+    ),
     openapi_extra=SPEC_BODY,
 )
 async def create_study(
