@@ -73,6 +73,18 @@ class RecipeCheck:
         return f"{what}: {numbers}: stays at chance (p >= {ALPHA:g}); {CAUSES}"
 
 
+# what the check reports of the training's result as it is
+CHECK_FROM_RESULT = (
+    "status",
+    "val_error",
+    "chance_error",
+    "val_size",
+    "recipe",
+    "seconds",
+    "message",
+)
+
+
 def check_recipe(
     spec: StudySpec,
     device: str | None = None,
@@ -106,13 +118,7 @@ def check_recipe(
         network=name or "the given network",
         dataset=spec.dataset.name,
         epochs=epochs,
-        status=result.status,
-        val_error=result.val_error,
-        chance_error=result.chance_error,
-        val_size=result.val_size,
         p_value=p,
         learned=bool(verdict),
-        recipe=result.recipe,
-        seconds=result.seconds,
-        message=result.message,
+        **{f: getattr(result, f) for f in CHECK_FROM_RESULT},
     )

@@ -12,6 +12,7 @@ step safe to race (see search/store/__init__.py); this loop adds what a process 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -147,6 +148,13 @@ def fit_to_data(net: dict, data):
     return with_input(network_spec(net), **wanted)
 
 
+# what a trial's outcome takes from the training's result as it is: every field but the two
+# outcome_of decides (errors, speed, validation size, the recipe as it ran)
+OUTCOME_FROM_RESULT = tuple(
+    f.name for f in dataclasses.fields(TrialOutcome) if f.name not in ("status", "reason")
+)
+
+
 def outcome_of(result: TrainResult) -> TrialOutcome:
     """What the store records of a worker.train TrainResult (its statuses → the trial's)."""
     message = result.message or None
@@ -161,17 +169,8 @@ def outcome_of(result: TrainResult) -> TrialOutcome:
     else:
         status = TrialStatus.FAILED
         reason = message or f"training ended with status {result.status}"
-    return TrialOutcome(
-        status=status,
-        val_error=result.val_error,
-        test_error=result.test_error,
-        seconds=result.seconds,
-        images_per_s=result.images_per_s,
-        reason=reason,
-        chance_error=result.chance_error,
-        val_size=result.val_size,
-        recipe=result.recipe,
-    )
+    measured = {f: getattr(result, f) for f in OUTCOME_FROM_RESULT}
+    return TrialOutcome(status=status, reason=reason, **measured)
 
 
 def run_trial(store: Store, claim: Claim, datasets: DatasetCache, stop: Stop, threads=None):

@@ -242,19 +242,18 @@ class Reads:
             return list(session.scalars(query))
 
 
+# a trial's dict beyond the frame: its key → the row's column
+DICT_COLUMNS = {
+    "spec": "net",
+    "params_sampled": "sampled",
+    **{c: c for c in ("epochs_done", "last_val_error", "retried_as", "recipe", "history")},
+}
+
+
 def _trial_dict(row: TrialRow) -> dict:
     out = {c: getattr(row, c) for c in FRAME_COLUMNS}
-    out.update(
-        spec=row.net,
-        params_sampled=row.sampled,
-        epochs_done=row.epochs_done,
-        last_val_error=row.last_val_error,
-        retried_as=row.retried_as,
-        recipe=row.recipe,
-        started=_stamp(row.started_at),
-        finished=_stamp(row.finished_at),
-        history=row.history,
-    )
+    out.update({key: getattr(row, column) for key, column in DICT_COLUMNS.items()})
+    out.update(started=_stamp(row.started_at), finished=_stamp(row.finished_at))
     return out
 
 

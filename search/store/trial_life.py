@@ -29,6 +29,9 @@ from search.store.studies import Studies
 
 OUTCOME_ATTR = "dse_outcome"  # Optuna trial system attribute: the outcome of a failed trial
 
+# the claim fields copied from the trial row as they are
+CLAIM_ROW_FIELDS = ("trial_id", "study_id", "space", "sample", "level", "epochs", "attempt", "net")
+
 
 class TrialLifecycle:
     """What a worker does with trials: `claim`, `heartbeat`, `report_epoch`, `finish`, `release`."""
@@ -82,16 +85,10 @@ class TrialLifecycle:
 
     def _claim_of(self, row: TrialRow, worker: str) -> Claim:
         spec = self.studies.spec(row.study_id)
+        from_row = {f: getattr(row, f) for f in CLAIM_ROW_FIELDS}
         return Claim(
-            trial_id=row.trial_id,
-            study_id=row.study_id,
+            **from_row,
             worker=worker,
-            space=row.space,
-            sample=row.sample,
-            level=row.level,
-            epochs=row.epochs,
-            attempt=row.attempt,
-            net=row.net,
             dataset=spec.dataset,
             recipe=spec.recipe,
             seed=spec.seed + row.sample,
