@@ -26,13 +26,18 @@ StudyId = Annotated[int, Path(ge=1, le=2_147_483_647, description="study id")]
 
 
 # the error answers the routes document (OpenAPI): those of a study id, those of a mutation
+def error_body(description: str) -> dict:
+    """An OpenAPI response entry whose body is an ErrorBody saying `description`."""
+    return {"model": ErrorBody, "description": description}
+
+
 ERRORS = {
-    404: {"model": ErrorBody, "description": "unknown study"},
-    422: {"model": ErrorBody, "description": "invalid input; the body names the field and why"},
+    404: error_body("unknown study"),
+    422: error_body("invalid input; the body names the field and why"),
 }
 MUTATING = {
-    401: {"model": ErrorBody, "description": "DSE_TOKEN is set and the bearer token is wrong"},
-    403: {"model": ErrorBody, "description": "a request from another origin (cross-site)"},
+    401: error_body("DSE_TOKEN is set and the bearer token is wrong"),
+    403: error_body("a request from another origin (cross-site)"),
 }
 
 
@@ -151,7 +156,7 @@ def creating_route(accepted: str, responses: dict) -> dict:
             **ERRORS,
             **MUTATING,
             202: {"model": StudyCreated, "description": accepted},
-            503: {"model": ErrorBody, "description": "too many studies are being created; retry"},
+            503: error_body("too many studies are being created; retry"),
             **responses,
         },
     }

@@ -6,8 +6,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from api.http.deps import ERRORS, StudyId, get_store, study_or_404
-from api.http.schemas import ErrorBody, ExportFormat, ExportOut
+from api.http.deps import ERRORS, StudyId, error_body, get_store, study_or_404
+from api.http.schemas import ExportFormat, ExportOut
 from search.exports import FormatUnavailable, NothingToExport, full_run_recipe, plan_export
 
 router = APIRouter(prefix="/api/studies", tags=["export"])
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/studies", tags=["export"])
 @router.get(
     "/{study_id}/export",
     response_model=ExportOut,
-    responses={**ERRORS, 409: {"model": ErrorBody, "description": "no finished trial yet"}},
+    responses={**ERRORS, 409: error_body("no finished trial yet")},
 )
 def export_network(
     study_id: StudyId,

@@ -22,13 +22,14 @@ from api.http.deps import (
     ERRORS,
     MUTATING,
     SPEC_BODY,
+    error_body,
     get_limits,
     get_store,
     posted_spec,
     require_token,
 )
 from api.http.limits import SpecLimits
-from api.http.schemas import ErrorBody, Estimate, Preset
+from api.http.schemas import Estimate, Preset
 from search.creator import ChildFailed
 from search.estimate import Rate, estimate, prices_or_error, raise_or_prices, trials_rate
 
@@ -52,8 +53,8 @@ def list_presets():
     responses={
         422: ERRORS[422],
         401: MUTATING[401],
-        415: {"model": ErrorBody, "description": "neither JSON nor YAML"},
-        503: {"model": ErrorBody, "description": "pricing the spaces failed; Retry-After"},
+        415: error_body("neither JSON nor YAML"),
+        503: error_body("pricing the spaces failed; Retry-After"),
     },
     openapi_extra=SPEC_BODY,
     dependencies=[Depends(require_token)],  # it samples and may start the speed probe

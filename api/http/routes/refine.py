@@ -13,11 +13,12 @@ from api.http.deps import (
     create_from_spec,
     creating_route,
     creation_of,
+    error_body,
     get_limits,
     get_store,
     study_or_404,
 )
-from api.http.schemas import ErrorBody, RefineBody, StudyCreated
+from api.http.schemas import RefineBody, StudyCreated
 from search import refine
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
@@ -29,12 +30,11 @@ router = APIRouter(prefix="/api/studies", tags=["studies"])
         "accepted; the child is being created",
         {
             200: {"model": StudyCreated, "description": "this suggestion's child exists: it"},
-            404: {"model": ErrorBody, "description": "unknown study or suggestion"},
-            409: {
-                "model": ErrorBody,
-                "description": "the parent is being created, failed or has no results yet, or the "
-                "suggestion no longer applies",
-            },
+            404: error_body("unknown study or suggestion"),
+            409: error_body(
+                "the parent is being created, failed or has no results yet, or the "
+                "suggestion no longer applies"
+            ),
         },
     ),
 )

@@ -18,6 +18,7 @@ from api.http.deps import (
     create_from_spec,
     creating_route,
     creation_of,
+    error_body,
     get_limits,
     get_store,
     posted_spec,
@@ -25,7 +26,6 @@ from api.http.deps import (
     study_or_404,
 )
 from api.http.schemas import (
-    ErrorBody,
     Normalize,
     Results,
     StudyDetail,
@@ -58,12 +58,9 @@ def _summary(study) -> dict:
     **creating_route(
         "accepted; the study is being created",
         {
-            413: {"model": ErrorBody, "description": "body too large"},
-            415: {"model": ErrorBody, "description": "neither JSON nor YAML"},
-            429: {
-                "model": ErrorBody,
-                "description": "check=true while another recipe check is training",
-            },
+            413: error_body("body too large"),
+            415: error_body("neither JSON nor YAML"),
+            429: error_body("check=true while another recipe check is training"),
         },
     ),
     openapi_extra=SPEC_BODY,
@@ -174,7 +171,7 @@ def list_trials(
         **ERRORS,
         200: {"model": Results, "description": "the study's results at one fidelity level"},
         304: {"description": "unchanged"},
-        503: {"model": ErrorBody, "description": "too many analyses outstanding; Retry-After"},
+        503: error_body("too many analyses outstanding; Retry-After"),
     },
 )
 def study_edf(
