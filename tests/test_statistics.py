@@ -117,7 +117,7 @@ def test_empty_bin_message_names_bin_range_and_remedy():
     with pytest.raises(ValueError) as err:
         A.normalized_weights([0.0, 0.1, 0.2, 10.0], bins=4)
     msg = str(err.value)
-    assert "bin 2 of 4" in msg  # counted from 1, as normalise names bins and "[2.5, 5)" in msg
+    assert "bin 2 of 4" in msg and "[2.5, 5)" in msg  # counted from 1, as normalise names bins
     assert "fewer bins" in msg and "narrower" in msg
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from search.analysis.statistics import bin_index, empty_bin
+from search.analysis.statistics import bin_index, filled_bins
 
 DEFAULT_BINS = 40  # NDS Figs. 1 and 3 (20 in Figs. 9-11): the most bins chosen from the data
 MIN_PER_BIN = 3  # networks of each space a bin needs for the within-bin KS test (§6 table)
@@ -160,17 +160,15 @@ def normalise(groups: dict[str, np.ndarray], key: str, bins=None, c_range=None):
         if not c.size:
             out.bin_of[name], out.weights[name] = np.zeros(0, np.int64), np.zeros(0)
             continue
-        k = bin_index(c[inside], lo, hi, bins)
-        counts = np.bincount(k, minlength=bins)
-        empty = empty_bin(counts, lo, hi)
-        if empty:
-            number, a, b, n_empty = empty
-            raise ValueError(
+        k, counts = filled_bins(
+            c[inside], lo, hi, bins,
+            lambda number, a, b, n_empty, name=name, c=c, inside=inside: (
                 f"bins: space {name} has no network in bin {number} of {bins} ({key}"
-                f" [{_number(a)}, {_number(b)}); {n_empty}"
-                f" empty bins, {int(inside.sum())} of its {c.size} networks in the range"
-                f" [{_number(lo)}, {_number(hi)}]); {_honest_advice(within, lo, hi)}"
-            )
+                f" [{_number(a)}, {_number(b)}); {n_empty} empty bins, {int(inside.sum())} of"
+                f" its {c.size} networks in the range [{_number(lo)}, {_number(hi)}]);"
+                f" {_honest_advice(within, lo, hi)}"
+            ),
+        )  # fmt: skip
         out.bin_of[name] = k
         out.weights[name] = 1.0 / (bins * counts[k])
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
@@ -115,26 +116,27 @@ def normalized_weights(complexity, bins: int, c_range=None) -> np.ndarray:
         raise ValueError(f"complexity: {outside} values lie outside c_range [{lo:.6g}, {hi:.6g}]")
     if hi == lo:  # one complexity value: a single bin holds everything
         return np.full(c.size, 1.0 / c.size)
-    k = bin_index(c, lo, hi, bins)
-    counts = np.bincount(k, minlength=bins)
-    empty = empty_bin(counts, lo, hi)
-    if empty:
-        number, a, b, n_empty = empty
-        raise ValueError(
-            f"bins: bin {number} of {bins}, complexity [{a:.6g}, {b:.6g}), holds no network"
-            f" ({n_empty} empty bins); use fewer bins or a narrower complexity range"
-        )
+    k, counts = filled_bins(
+        c, lo, hi, bins,
+        lambda number, a, b, n_empty: f"bins: bin {number} of {bins}, complexity [{a:.6g},"
+        f" {b:.6g}), holds no network ({n_empty} empty bins); use fewer bins or a narrower"
+        " complexity range",
+    )  # fmt: skip
     return 1.0 / (bins * counts[k])
 
 
-def empty_bin(counts: np.ndarray, lo: float, hi: float) -> tuple[int, float, float, int] | None:
-    """The first bin holding no network, as errors name it: (number from 1, its lower and
-    upper edge, how many bins are empty); None when every bin holds one."""
+def filled_bins(
+    c: np.ndarray, lo: float, hi: float, bins: int, refuse: Callable[[int, float, float, int], str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's bin and the count of every bin; ValueError(refuse(number from 1, lower
+    edge, upper edge, how many bins are empty)) naming the first bin that holds no network."""
+    k = bin_index(c, lo, hi, bins)
+    counts = np.bincount(k, minlength=bins)
     empty = np.flatnonzero(counts == 0)
-    if not empty.size:
-        return None
-    j, step = int(empty[0]), (hi - lo) / counts.size
-    return j + 1, lo + j * step, lo + (j + 1) * step, int(empty.size)
+    if empty.size:
+        j, step = int(empty[0]), (hi - lo) / bins
+        raise ValueError(refuse(j + 1, lo + j * step, lo + (j + 1) * step, int(empty.size)))
+    return k, counts
 
 
 def effective_n(weights) -> float:
