@@ -14,7 +14,7 @@ def register(subparsers) -> None:
     study = subparsers.add_parser("study", help="create, list, show, wait for or cancel studies")
     verbs = study.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = verbs.add_parser("create", help="create a study from a YAML or JSON spec; prints its id")
+    p = _verb(verbs, "create", cmd_create, "create a study from a YAML or JSON spec; prints its id")
     p.add_argument("file", help="study spec (.yaml, .yml or .json; - for stdin)")
     p.add_argument(
         "--check",
@@ -23,20 +23,9 @@ def register(subparsers) -> None:
         "fidelity with the study's recipe and data; refuse the study if it stays at chance",
     )
     p.add_argument("--device", default=None, help="device of the --check training (default: best)")
-    _common(p, json_flag=True)
-    p.set_defaults(func=cmd_create)
-
-    p = verbs.add_parser("list", help="every study with its status")
-    _common(p, json_flag=True)
-    p.set_defaults(func=cmd_list)
-
-    p = verbs.add_parser("show", help="trial counts per space and fidelity level")
-    p.add_argument("id", type=int)
-    _common(p, json_flag=True)
-    p.set_defaults(func=cmd_show)
-
-    p = verbs.add_parser("wait", help="wait until a study is done or cancelled")
-    p.add_argument("id", type=int)
+    _verb(verbs, "list", cmd_list, "every study with its status")
+    _verb(verbs, "show", cmd_show, "trial counts per space and fidelity level", study_id=True)
+    p = _verb(verbs, "wait", cmd_wait, "wait until a study is done or cancelled", study_id=True)
     p.add_argument("--timeout", type=float, default=None, help="seconds; exit 1 on timeout")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
     p.add_argument(
@@ -46,31 +35,26 @@ def register(subparsers) -> None:
         help="seconds between progress lines on stderr when it is not a terminal (a terminal "
         "gets one line redrawn at every poll)",
     )
-    _common(p, json_flag=True)
-    p.set_defaults(func=cmd_wait)
-
-    p = verbs.add_parser("cancel", help="cancel a study (running trials stop at their next epoch)")
-    p.add_argument("id", type=int)
-    _common(p, json_flag=True)
-    p.set_defaults(func=cmd_cancel)
-
-    p = verbs.add_parser(
-        "refine",
-        help="try a refinement suggestion: create the child study (the parent's spec with it "
-        "applied); prints the child's id",
-    )
+    cancel = "cancel a study (running trials stop at their next epoch)"
+    _verb(verbs, "cancel", cmd_cancel, cancel, study_id=True)
+    refine = "try a refinement suggestion: create the child study (the parent's spec with it "
+    refine += "applied); prints the child's id"
+    p = _verb(verbs, "refine", cmd_refine, refine)
     p.add_argument("id", type=int, help="the parent study")
     p.add_argument(
         "suggestion", help="the suggestion's id, e.g. constraint:AnyNetX_A:shared_bottleneck"
     )
-    _common(p, json_flag=True)
-    p.set_defaults(func=cmd_refine)
 
 
-def _common(p, json_flag: bool) -> None:
+def _verb(verbs, name: str, func, help: str, study_id: bool = False):
+    """A `dse study` verb: its parser with --db and --json, the study id if it takes one."""
+    p = verbs.add_parser(name, help=help)
+    if study_id:
+        p.add_argument("id", type=int)
     db_option(p)
-    if json_flag:
-        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=func)
+    return p
 
 
 def _store(args, create: bool = False):
