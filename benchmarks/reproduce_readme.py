@@ -336,6 +336,12 @@ def _dse(*args: str) -> list[str]:
     return [sys.executable, "-m", "api.cli", *args]
 
 
+def _git(*args: str) -> str:
+    """The output of `git ARGS` in this checkout (CalledProcessError when it fails)."""
+    cmd = ["git", "-C", str(REPO), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def machine() -> dict:
     """What the figures depend on: the CPU, cores, load, torch, the commit."""
     cpu = platform.processor() or platform.machine()
@@ -347,18 +353,8 @@ def machine() -> dict:
     except OSError:
         pass
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
         commit += "+changes" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
