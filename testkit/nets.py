@@ -48,3 +48,14 @@ def b0_spec(resolution: int = 224) -> NetSpec:
         resolution=resolution,
         stages=[dict(depth=d, width=w, stride=s, expansion=t, kernel=k) for d, w, s, t, k in B0],
     )
+
+
+def assert_same_function(ours, reference, rename, atol: float) -> None:
+    """Load `reference`'s weights into `ours` under rename(key) (strict: every tensor has its
+    counterpart) and check both compute the same on a random 64 px image."""
+    import torch  # heavy: only the tests that compare modules pay for it
+
+    ours.load_state_dict({rename(k): v for k, v in reference.state_dict().items()})
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=atol)
