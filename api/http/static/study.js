@@ -245,18 +245,20 @@ function bestStrips(entries) {
   const bottom = entries.length * STRIP + 0.02;
   return { shapes, traces, yDomain: [Math.min(bottom, 0.5), 1], xAxis: { anchor: "free", position: 0 } };
 }
+// error against x, one marker trace per space, with each space's bootstrap best-range strip
+function scatterWithStrips(bySpace, meta) {
+  // thousands of SVG markers per plot stall the page; WebGL draws them at once (a few plots
+  // only: browsers keep ~16 WebGL contexts, which is why plots are chosen with the chips)
+  const many = bySpace.reduce((n, [, d]) => n + (d.x || []).length, 0) > 1500;
+  const traces = bySpace.map(([space, d]) => ({ x: d.x, y: d.error, mode: "markers", type: many ? "scattergl" : "scatter",
+    name: plotlyText(space), marker: { size: 5, color: colorOf(space), opacity: 0.6 }, meta }));
+  const strips = bestStrips(bySpace.map(([space, d]) => [space, d.best]));
+  return { traces: [...traces, ...strips.traces], shapes: strips.shapes, strips };
+}
 // DDS Fig. 8: e_fit (distance to the nearest RegNet) against error, every network of a space
 function renderEfit(r) {
   const fits = Object.entries((r.e_fit || {}).spaces || {});
-  const traces = [], shapes = [];
-  const many = fits.reduce((n, [, f]) => n + f.x.length, 0) > 1500;
-  for (const [space, f] of fits) {
-    const color = colorOf(space);
-    traces.push({ x: f.x, y: f.error, mode: "markers", type: many ? "scattergl" : "scatter", name: plotlyText(space),
-      marker: { size: 5, color, opacity: 0.6 }, meta: "efit" });
-  }
-  const strips = bestStrips(fits.map(([space, f]) => [space, f.best]));
-  shapes.push(...strips.shapes); traces.push(...strips.traces);
+  const { traces, shapes, strips } = scatterWithStrips(fits, "efit");
   Plotly.react("efit", traces, {
     margin: { t: 10, r: 10, b: 45, l: 55 }, shapes,
     xaxis: { title: { text: "e_fit (mean |log(w_pred / w)| of the nearest RegNet)" }, ...strips.xAxis },
@@ -286,18 +288,7 @@ function renderParams(r) {
   for (const p of shown) {
     let div = box.querySelector(`[data-param="${CSS.escape(p)}"]`);
     if (!div) { div = el("div", null, "small-plot"); div.dataset.param = p; box.append(div); }
-    const traces = [], shapes = [];
-    const bySpace = Object.entries(params[p].spaces || {});
-    // thousands of SVG markers per plot stall the page; WebGL draws them at once (a few plots
-    // only: browsers keep ~16 WebGL contexts, which is why plots are chosen with the chips)
-    const many = bySpace.reduce((n, [, d]) => n + (d.x || []).length, 0) > 1500;
-    for (const [space, d] of bySpace) {
-      const color = colorOf(space);
-      traces.push({ x: d.x, y: d.error, mode: "markers", type: many ? "scattergl" : "scatter", name: plotlyText(space),
-        marker: { size: 5, color, opacity: 0.6 }, meta: "param" });
-    }
-    const strips = bestStrips(bySpace.map(([space, d]) => [space, d.best]));
-    shapes.push(...strips.shapes); traces.push(...strips.traces);
+    const { traces, shapes, strips } = scatterWithStrips(Object.entries(params[p].spaces || {}), "param");
     Plotly.react(div, traces, {
       margin: { t: 28, r: 10, b: 40, l: 50 }, title: { text: plotlyText(p.replace(/^p_/, "")), font: { size: 13 } }, shapes,
       xaxis: { type: params[p].log ? "log" : "linear", ...strips.xAxis }, yaxis: { title: { text: "error" }, tickformat: ".0%", domain: strips.yDomain },
