@@ -171,6 +171,8 @@ def outcome_of(result: TrainResult) -> TrialOutcome:
         chance_error=result.chance_error,
         val_size=result.val_size,
         recipe=result.recipe,
+        threads=result.threads or None,
+        device=result.device or None,
     )
 
 
