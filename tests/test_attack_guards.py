@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,6 +143,116 @@ def test_a_root_replaced_by_a_symlink_outward_is_refused(tmp_path):
             SOURCES["imagefolder"].read(spec)
     finally:
         del os.environ["DSE_DATA_DIRS"]
+
+
+def _classes(folder: Path, names=("cat", "dog"), n: int = 3) -> None:
+    """An image folder: n 8x8 PNGs in each class folder."""
+    from PIL import Image
+
+    for k, name in enumerate(names):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (255 * k, 0, 255 - 255 * k)).save(folder / name / f"{i}.png")
+
+
+@pytest.fixture
+def data_dirs(tmp_path, monkeypatch):
+    """(an allowed data directory, a folder outside it) with DSE_DATA_DIRS set to the first."""
+    data, outside = tmp_path / "data", tmp_path / "secrets"
+    data.mkdir()
+    _classes(outside, names=("etc",))
+    monkeypatch.setenv("DSE_DATA_DIRS", str(data))
+    return data, outside
+
+
+@pytest.mark.parametrize("link", ["dog", "cat/9.png", "train", "test"])
+def test_a_symlink_inside_an_allowed_root_leading_outward_is_refused(data_dirs, monkeypatch, link):
+    from search.spec.study import DatasetSpec
+    from worker.sources import SOURCES, DatasetError
+
+    data, outside = data_dirs
+    split = link in ("train", "test")
+    _classes(data / "set" / "train" if split else data / "set")
+    if split:
+        _classes(data / "set" / "test")
+    spec = DatasetSpec(name="imagefolder", root=str(data / "set"))
+    assert SOURCES["imagefolder"].read(spec).num_classes == 2  # as posted: read
+    path = data / "set" / link
+    target = {"cat/9.png": outside / "etc" / "0.png", "dog": outside / "etc"}.get(link)
+    if split:  # a folder of class folders
+        _classes(target := outside / "split")
+    if path.exists():
+        shutil.rmtree(path)
+    path.symlink_to(target)  # later, inside the root the server checked
+    with pytest.raises(DatasetError) as refused:
+        SOURCES["imagefolder"].read(spec)
+    assert str(refused.value) == (
+        f"dataset 'imagefolder': {path} resolves to {target.resolve()}, outside the allowed "
+        "data directories (DSE_DATA_DIRS)"
+    )
+    monkeypatch.delenv("DSE_DATA_DIRS")  # no DSE_DATA_DIRS: any path, as for the root
+    assert SOURCES["imagefolder"].read(spec).num_classes == 2
+
+
+def test_a_symlink_inside_the_allowed_directories_is_read(data_dirs):
+    from search.spec.study import DatasetSpec
+    from worker.sources import SOURCES
+
+    data, _ = data_dirs
+    _classes(data / "set", names=("cat",))
+    _classes(data / "elsewhere", names=("dogs",))
+    (data / "set" / "dog").symlink_to(data / "elsewhere" / "dogs")
+    (data / "set" / "cat" / "9.png").symlink_to(data / "set" / "cat" / "0.png")
+    raw = SOURCES["imagefolder"].read(DatasetSpec(name="imagefolder", root=str(data / "set")))
+    assert raw.num_classes == 2 and raw.train_y.tolist() == [0, 0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize(("name", "file"), [
+    ("cifar10", "cifar-10-batches-py/data_batch_1"),
+    ("cifar100", "cifar-100-python/train"),
+    ("mnist", "MNIST/raw/train-images-idx3-ubyte"),
+    ("fashion-mnist", "FashionMNIST/raw/train-images-idx3-ubyte.gz"),
+    ("svhn", "train_32x32.mat"),
+])  # fmt: skip
+def test_a_dataset_file_symlinked_outward_is_refused_before_it_is_opened(data_dirs, name, file):
+    from search.spec.study import DatasetSpec
+    from worker.sources import SOURCES, DatasetError
+
+    data, outside = data_dirs
+    secret = outside / "secret"
+    secret.write_bytes(b"not yours")
+    path = data / "set" / file
+    path.parent.mkdir(parents=True)
+    path.symlink_to(secret)
+    with pytest.raises(DatasetError, match="outside the allowed data directories") as refused:
+        SOURCES[name].read(DatasetSpec(name=name, root=str(data / "set")))
+    assert str(refused.value).startswith(f"dataset {name!r}: {path} resolves to {secret}")
+
+
+@pytest.mark.slow
+def test_a_worker_fails_the_trial_naming_the_link(data_dirs, sqlite_url):
+    from search.store import Store
+    from worker.loop import run_worker
+
+    data, outside = data_dirs
+    _classes(data / "set", names=("cat",))
+    (data / "set" / "dog").symlink_to(outside / "etc")
+    spec = {"name": "linked", "samples": 2, "fidelities": [1],
+            "dataset": {"name": "imagefolder", "root": str(data / "set"), "resolution": 8},
+            "spaces": [{"preset": "AnyNetX_A", "stem": {"type": "cifar", "width": 8},
+                        "stages": 1, "depth": [1, 1], "width": [8, 8]}]}  # fmt: skip
+    store = Store(sqlite_url)
+    try:
+        study_id = store.create_study(spec)
+        assert run_worker(sqlite_url, exit_when_idle=True, threads=1, poll_seconds=0.1,
+                          install_signals=False) == 2  # fmt: skip
+        reasons = {t["status"]: t["reason"] for t in store.trials(study_id)}
+        assert reasons == {"failed": (
+            f"DatasetError: dataset 'imagefolder': {data / 'set' / 'dog'} resolves to "
+            f"{(outside / 'etc').resolve()}, outside the allowed data directories (DSE_DATA_DIRS)"
+        )}  # fmt: skip
+    finally:
+        store.close()
 
 
 # --- creation children die with their server --------------------------------------------------

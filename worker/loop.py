@@ -170,6 +170,7 @@ def outcome_of(result: TrainResult) -> TrialOutcome:
         status = TrialStatus.FAILED
         reason = message or f"training ended with status {result.status}"
     measured = {f: getattr(result, f) for f in OUTCOME_FROM_RESULT}
+    measured.update(threads=result.threads or None, device=result.device or None)  # 0, "": unknown
     return TrialOutcome(status=status, reason=reason, **measured)
 
 

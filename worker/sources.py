@@ -49,18 +49,23 @@ def allowed_root(root: Path, env: dict[str, str] | None = None) -> Path:
     The server checks a root when the study is posted (api.http.limits); this is the check where
     the files are opened, so a directory replaced later by a symlink outward is not read.
     The worker reads the resolved path, not the link."""
+    return allowed_path(root, f"dataset root {root}", env)
+
+
+def allowed_path(path: Path, what: str, env: dict[str, str] | None = None) -> Path:
+    """`path` resolved, refused with DatasetError ("<what> resolves to …, outside …") when
+    DSE_DATA_DIRS is set in `env` (default: the process's) and it resolves outside all of them."""
     env = os.environ if env is None else env
     dirs = [d for d in env.get(DATA_DIRS_ENV, "").split(os.pathsep) if d.strip()]
-    path = root.resolve()
+    resolved = path.resolve()
     if not dirs:
-        return path
+        return resolved
     for allowed in dirs:
         base = Path(allowed).expanduser().resolve()
-        if path == base or base in path.parents:
-            return path
+        if resolved == base or base in resolved.parents:
+            return resolved
     raise DatasetError(
-        f"dataset root {root} resolves to {path}, outside the allowed data directories "
-        f"({DATA_DIRS_ENV})"
+        f"{what} resolves to {resolved}, outside the allowed data directories ({DATA_DIRS_ENV})"
     )
 
 
@@ -108,6 +113,12 @@ class Source:
         if spec.root is None:
             raise DatasetError(f"dataset {self.name!r}: root is required; expected {self.layout}")
         return allowed_root(Path(spec.root).expanduser())
+
+    def allowed(self, path: Path) -> Path:
+        """A path under the checked root, resolved and refused (DatasetError naming it) when a
+        symlink inside the root leads it outside DSE_DATA_DIRS: each file or folder read is
+        checked where it is opened, not only the root."""
+        return allowed_path(path, f"dataset {self.name!r}: {path}")
 
     def missing(self, path: Path, why: str = "missing") -> DatasetError:
         """The error for a missing or unreadable file."""
@@ -195,8 +206,9 @@ class Cifar(Source):
     def _batch(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         if not path.is_file():
             raise self.missing(path)
+        read = self.allowed(path)
         try:
-            with open(path, "rb") as f:
+            with open(read, "rb") as f:
                 d = CifarUnpickler(f, encoding="bytes").load()
             x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             y = np.asarray(d[self.label_key], dtype=np.int64)
@@ -272,8 +284,10 @@ class Mnist(Source):
         gz = path.with_name(path.name + ".gz")
         if not path.is_file() and not gz.is_file():
             raise self.missing(path)
+        gzipped = not path.is_file()
+        read = self.allowed(gz if gzipped else path)
         try:
-            data = path.read_bytes() if path.is_file() else gzip.decompress(gz.read_bytes())
+            data = gzip.decompress(read.read_bytes()) if gzipped else read.read_bytes()
             # idx header: two zero bytes, type code 0x08 (uint8), number of dims, then dims.
             if data[:3] != b"\x00\x00\x08":
                 raise ValueError(f"bad magic {data[:4].hex()}")
@@ -306,10 +320,11 @@ class Svhn(Source):
     def _mat(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         if not path.is_file():
             raise self.missing(path)
+        read = self.allowed(path)
         try:
             from scipy.io import loadmat
 
-            m = loadmat(str(path))
+            m = loadmat(str(read))
             x = np.ascontiguousarray(np.asarray(m["X"], dtype=np.uint8).transpose(3, 0, 1, 2))
             y = np.asarray(m["y"], dtype=np.int64).reshape(-1) % 10
         except Exception as e:
@@ -332,11 +347,12 @@ class ImageFolder(Source):
         if not root.is_dir():
             raise self.missing(root)
         if (root / "train").is_dir():
-            classes = self._classes(root / "train")
-            tx, ty = self._images(root / "train", classes, spec.resolution)
+            train = self.allowed(root / "train")
+            classes = self._classes(train)
+            tx, ty = self._images(train, classes, spec.resolution)
             res = tx.shape[1]
             if (root / "test").is_dir():
-                sx, sy = self._images(root / "test", classes, res)
+                sx, sy = self._images(self.allowed(root / "test"), classes, res)
                 return Raw(tx, ty, sx, sy, len(classes))
             return Raw(tx, ty, None, None, len(classes))
         classes = self._classes(root)
@@ -349,12 +365,25 @@ class ImageFolder(Source):
             raise self.missing(folder, f"not a dataset ({len(classes)} class folders)")
         return classes
 
+    def _files(self, folder: Path) -> list[Path]:
+        """The image files of a class folder, in name order, each as it will be opened: the
+        folder and every symlink among its entries checked (self.allowed); a plain entry of
+        a checked folder is inside it, so only links cost a resolve."""
+        folder = self.allowed(folder)
+        if not folder.is_dir():  # a test/ without one of train/'s classes
+            raise self.missing(folder)
+        with os.scandir(folder) as entries:
+            found = [(e.name, e.is_symlink()) for e in entries]
+        return [
+            self.allowed(folder / name) if link else folder / name
+            for name, link in sorted(found)
+            if Path(name).suffix.lower() in self.EXTS
+        ]
+
     def _images(self, folder: Path, classes: list[str], res: int | None):
         xs, ys = [], []
         for label, c in enumerate(classes):
-            for p in sorted((folder / c).iterdir()):
-                if p.suffix.lower() not in self.EXTS:
-                    continue
+            for p in self._files(folder / c):
                 try:
                     with Image.open(p) as im:
                         im = im.convert("RGB")

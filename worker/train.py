@@ -64,6 +64,8 @@ class TrainResult:
     recipe: dict | None = None  # every field resolved, precision as it ran
     chance_error: float | None = None  # of the validation split (search.spec.learning)
     val_size: int = 0
+    threads: int = 0  # torch intra-op threads it trained with (0: it never started)
+    device: str = ""  # where it trained: "cpu", "cuda:0"
 
 
 def default_threads() -> int:
@@ -244,7 +246,7 @@ def train(
             f"num_classes: the network has {spec.num_classes}, dataset "
             f"{data.name!r} has {data.num_classes}"
         )
-    set_threads(threads)
+    threads = set_threads(threads)
     device = torch.device(device)
     data = data.to(device)
     torch.manual_seed(seed)  # the initial weights
@@ -276,6 +278,8 @@ def train(
             recipe=ran_recipe,
             chance_error=data.chance_error(),
             val_size=len(data.val_y),
+            threads=threads,
+            device=str(device),
         )
 
     try:

@@ -6,6 +6,7 @@ import sys
 import time
 
 from api.cli.parser import CliError, db_option, emit_json
+from search.spec.reproducibility import ran_with_notes
 from search.spec.status import StudyStatus, TrialStatus
 
 
@@ -180,9 +181,25 @@ def cmd_show(args) -> int:
             )
     for line in failure_lines(progress.get("failures", [])):
         print(f"  {line}")
-    for warning in not_learned_warnings(progress):
+    if line := ran_with_line(progress.get("ran_with", {})):
+        print(f"  {line}")
+    for warning in not_learned_warnings(progress) + ran_with_notes(progress.get("ran_with", {})):
         print(f"warning: {warning}")
     return 0
+
+
+def ran_with_line(ran_with: dict[str, dict]) -> str:
+    """What the done trials ran with, e.g. 'ran with: 1 thread (3), 2 threads (1); fp32 (4)'."""
+
+    def word(name: str, value) -> str:
+        return f"{value} thread{'' if value == 1 else 's'}" if name == "threads" else str(value)
+
+    parts = [
+        ", ".join(f"{word(name, v)} ({n})" for v, n in sorted(counts.items()))
+        for name, counts in ran_with.items()
+        if counts
+    ]
+    return f"ran with: {'; '.join(parts)}" if parts else ""
 
 
 def failure_lines(failures: list[dict]) -> list[str]:

@@ -74,6 +74,14 @@ class Failure(_Exact):
     trials: int
 
 
+class RanWith(_Exact):
+    """Done trials per thread count, precision and device they ran with (docs/method.md §5)."""
+
+    threads: dict[int, int] = Field(default_factory=dict)
+    precision: dict[str, int] = Field(default_factory=dict)
+    device: dict[str, int] = Field(default_factory=dict)
+
+
 class Progress(_Exact):
     """A study's trials per space and fidelity level, and over all of them."""
 
@@ -91,6 +99,10 @@ class Progress(_Exact):
         description="per reference network (all its seeds), one entry per level",
     )
     totals: StatusCounts = Field(description="every trial: the spaces' and the references'")
+    ran_with: RanWith = Field(
+        default_factory=RanWith,
+        description="done trials per setting; results can differ with each (docs/method.md §5)",
+    )
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -474,6 +486,8 @@ class Trial(BaseModel):
     seconds: Number
     images_per_s: Number
     reason: str | None
+    threads: int | None = Field(None, description="torch intra-op threads it trained with")
+    device: str | None = Field(None, description="where it trained: cpu, cuda:0")
     spec: NetSpec
     params_sampled: dict[str, int | float | None] = Field(description="the values drawn")
     epochs_done: int

@@ -49,6 +49,7 @@ from search.jsonable import Ready as _Ready
 from search.jsonable import json_safe as _jsonable
 from search.refine import annotate
 from search.spec.learning import not_learned_spaces, space_learning
+from search.spec.reproducibility import mixed_setting
 from search.store.studies import StudyNotFound
 
 NORMALIZE = ("flops", "params", "acts")
@@ -303,6 +304,8 @@ def study_results(
     notes = list(notes_parent)
     if mixed := mixed_precisions(here):
         notes.append(mixed)
+    if mixed := mixed_threads(here):
+        notes.append(mixed)
     if norm is not None and sum(norm.outside.values()):
         left = ", ".join(f"{n} {k}" for n, k in norm.outside.items() if k)
         notes.append(
@@ -490,6 +493,15 @@ def mixed_precisions(trials: pd.DataFrame) -> str | None:
         "bf16 and fp32 errors of one network can differ by more than a change of seed "
         "(docs/method.md §5)"
     )
+
+
+def mixed_threads(trials: pd.DataFrame) -> str | None:
+    """A warning when the done trials of one level ran with more than one thread count."""
+    if not len(trials) or "threads" not in trials:
+        return None
+    done = trials[(trials["status"] == "done") & trials["threads"].notna()]
+    counts = {int(t): int(n) for t, n in done["threads"].value_counts().items()}
+    return mixed_setting(counts, "threads", "this level's trials")
 
 
 def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, c_range=None):

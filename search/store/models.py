@@ -116,6 +116,10 @@ class TrialRow(Base):
     val_size: Mapped[int | None] = mapped_column(Integer)
     not_learned: Mapped[bool | None] = mapped_column(Boolean)
     recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # what it trained on: torch's intra-op threads and the device ("cpu", "cuda:0"); with the
+    # seed and the recipe's precision they fix its result (docs/method.md §5)
+    threads: Mapped[int | None] = mapped_column(Integer)
+    device: Mapped[str | None] = mapped_column(String(64))
     # the label of the study's reference network this trial trains (search/spec/reference.py);
     # None for a space's sample. Reference trials never enter a space's statistics.
     reference: Mapped[str | None] = mapped_column(String(200))

@@ -39,6 +39,8 @@ class TrialOutcome:
     chance_error: float | None = None  # of the validation split (search/spec/learning.py)
     val_size: int | None = None  # validation images the error was measured on
     recipe: dict | None = None  # the recipe as it ran, every default resolved
+    threads: int | None = None  # torch intra-op threads it trained with
+    device: str | None = None  # where it trained: "cpu", "cuda:0"
 
     def __post_init__(self) -> None:
         status = TrialStatus(self.status)

@@ -39,6 +39,8 @@ FRAME_COLUMNS = (
     "val_size",
     "not_learned",
     "reference",
+    "threads",
+    "device",
 )
 
 
@@ -93,6 +95,26 @@ class Reads:
         with self.db.read() as session:
             return {(space, level): n for space, level, n in session.execute(query)}
 
+    def ran_with(self, study_id: int) -> dict[str, dict]:
+        """How many done trials (retried attempts left out) ran with each thread count,
+        precision and device: {"threads": {1: 12}, "precision": {"fp32": 12}, "device": …}."""
+        settings = {
+            "threads": TrialRow.threads,
+            "precision": TrialRow.recipe["precision"].as_string(),  # as it ran
+            "device": TrialRow.device,
+        }
+        done = (
+            TrialRow.study_id == study_id,
+            TrialRow.retried_as.is_(None),
+            TrialRow.status == TrialStatus.DONE,
+        )
+        out: dict[str, dict] = {}
+        with self.db.read() as session:
+            for name, column in settings.items():
+                query = select(column, func.count()).where(*done, column.is_not(None))
+                out[name] = dict(session.execute(query.group_by(column)).all())
+        return out
+
     def progress(self, study_id: int) -> dict:
         """Trial counts per space and fidelity level (waiting, running, done, failed, …).
 
@@ -131,6 +153,7 @@ class Reads:
             "references": references,
             "totals": body,
             "failures": self.studies.failures(study_id),
+            "ran_with": self.ran_with(study_id),
         }
 
     def _filtered(self, study_id: int, space, level, status, include_retried: bool):

@@ -25,8 +25,8 @@ REUSED_PREFIX = "reused from study"  # a reused trial's reason starts with this
 FINISHED = (TrialStatus.DONE.value, TrialStatus.DIVERGED.value)
 # what a copy takes from the parent's trial: the training's outcome and its record
 COPIED = ("status", "error", "test_error", "last_val_error", "epochs_done", "seconds",
-          "images_per_s", "chance_error", "val_size", "not_learned", "recipe", "history",
-          "started_at", "finished_at")  # fmt: skip
+          "images_per_s", "chance_error", "val_size", "not_learned", "recipe", "threads",
+          "device", "history", "started_at", "finished_at")  # fmt: skip
 
 
 def same_training(parent_spec, child_spec) -> bool:
