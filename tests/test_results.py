@@ -297,6 +297,54 @@ def test_refinement_and_parameter_ranges_present():
     assert lo <= depth["best"]["median"] <= hi
 
 
+BODY_KEYS = [
+    "study", "fidelity", "normalize", "bins", "bins_auto", "complexity_range", "warnings",
+    "spaces", "ks", "vs_parent", "params", "e_fit", "rank_correlation", "regnet",
+    "regnet_top_k", "refinement", "progress", "not_learned", "references",
+]  # fmt: skip
+SPACE_KEYS = [
+    "name", "n", "n_diverged", "min", "q1", "median", "q3", "mean", "max", "n_eff",
+    "n_outside", "n_done", "n_not_learned", "chance_error", "n_failed", "n_cancelled",
+    "n_pending", "edf", "random_search", "regnet",
+]  # fmt: skip
+
+
+def test_body_order_and_the_test_against_a_refine_parent():
+    # a golden check of the body as clients read it: its keys in order, and a refine child's
+    # test against its parent joining the KS table (one Benjamini–Hochberg over both rows)
+    from search.analysis.suggestions import benjamini_hochberg
+
+    refined = "AnyNetX_A (refined)"
+    frame = _frame(spaces=("AnyNetX_A", refined), n=60, seed=3)
+    theirs = _frame(spaces=("AnyNetX_A",), n=60, seed=5)
+    parent = {"study_id": 7, "space": "AnyNetX_A", "refined": refined, "frame": theirs}
+    r = study_results(frame, _spec(spaces=("AnyNetX_A",)), parent=parent)
+    json.dumps(r, allow_nan=False)
+    assert list(r) == BODY_KEYS and list(r["spaces"]) == ["AnyNetX_A", refined]
+    assert all(list(row) == SPACE_KEYS for row in r["spaces"].values())
+    assert list(r["regnet"]) == ["AnyNetX_A", refined, "overall"]
+    pair, vs = r["ks"]
+    assert list(pair) == ["a", "b", "D", "p", "test", "q"] and r["vs_parent"] == vs
+    assert (vs["a"], vs["b"], vs["parent"]) == (refined, "parent 7: AnyNetX_A", 7)
+    level0 = frame.level == 0
+    mine = frame[(frame.space == refined) & level0 & frame.status.isin(["done", "diverged"])]
+    ref = theirs[(theirs.level == 0) & theirs.status.isin(["done", "diverged"])]
+    mine_e, ref_e = (np.where(f.status == "diverged", np.nan, f.error) for f in (mine, ref))
+    assert (vs["D"], vs["p"]) == pytest.approx(A.ks_test(mine_e, ref_e))
+    q = benjamini_hochberg([pair["p"], vs["p"]])
+    assert [pair["q"], vs["q"]] == pytest.approx(q.tolist())
+    assert r["warnings"] == []
+    # normalised, with the parent's networks outside the child's range: no test, a note
+    # first among the warnings
+    far = parent | {"frame": theirs.assign(params=theirs["params"] + 10**7)}
+    norm = study_results(frame, _spec(spaces=("AnyNetX_A",)), normalize="params", parent=far)
+    assert norm["vs_parent"] is None and len(norm["ks"]) == 1
+    assert norm["warnings"][0].startswith("vs parent: no normalised test (range: ")
+    assert norm["warnings"][1:] == [
+        f"normalize: 3 networks outside the params range [960, 4576] are left out ({refined} 3)"
+    ]
+
+
 # --- the body: api/http/schemas.py's Results is its one definition -------------------------
 # keys a body may leave out (the model's default stands): a refine child's test against its
 # parent, a fit that cannot be built; the results' progress rows count no not_learned (the
