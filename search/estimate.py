@@ -315,7 +315,6 @@ def estimate(
     `flops`: the spaces' prices when already known (prices(spec), e.g. from a child)."""
     sizes = data_sizes(spec.dataset)
     per_space = level_counts(spec.samples, list(spec.fidelities), spec.promote)
-    n_spaces = len(spec.spaces)
     flops = prices(spec) if flops is None else flops
     known = sizes.train is not None and sizes.val is not None and sizes.train > 0
     recipe = None
@@ -324,28 +323,9 @@ def estimate(
                                sizes.resolution or 32, spec.fidelities[0])  # fmt: skip
         recipe = first.model_dump(mode="json")
     refs = reference_flops(spec, sizes)
-    n_refs = len(refs) * spec.reference_seeds  # every seed of every reference, at every level
-    levels, space_seconds, ref_seconds = [], [0.0] * n_spaces, [0.0] * len(refs)
-    for level, (epochs, n) in enumerate(zip(spec.fidelities, per_space, strict=True)):
-        row = {"level": level, "epochs": epochs, "trials_per_space": n,
-               "trials": n * n_spaces + n_refs, "reference_trials": n_refs,
-               "train_images": None, "eval_images": None, "seconds": None}  # fmt: skip
-        if known:
-            batch = resolve_recipe(spec.recipe, spec.dataset.name, sizes.train,
-                                   sizes.resolution or 32, epochs).batch_size  # fmt: skip
-            train, val = images_per_trial(sizes.train, sizes.val, batch, epochs)
-            row["train_images"] = (n * n_spaces + n_refs) * train
-            row["eval_images"] = (n * n_spaces + n_refs) * val
-            if rate is not None:
-                seconds = [n * (train + val) / rate.images_per_s(f.flops) for f in flops]
-                for i, s in enumerate(seconds):
-                    space_seconds[i] += s
-                by_ref = [spec.reference_seeds * (train + val) / rate.images_per_s(f)
-                          for f in refs.values()]  # fmt: skip
-                for i, s in enumerate(by_ref):
-                    ref_seconds[i] += s
-                row["seconds"] = (sum(seconds) + sum(by_ref)) / workers
-        levels.append(row)
+    levels, space_seconds, ref_seconds = _levels(
+        spec, sizes, rate, per_space, flops, refs, known, workers
+    )
     timed = known and rate is not None
     names = spec.space_names()
     notes = []
@@ -391,3 +371,34 @@ def estimate(
         "seconds": sum(r["seconds"] for r in levels) if timed else None,
         "note": "; ".join(notes) or None,
     }
+
+
+def _levels(spec, sizes, rate, per_space, flops, refs, known, workers):
+    """(one row per level: trials, images, seconds; each space's seconds; each reference's).
+
+    Images only where the split sizes are `known`, seconds only with a `rate` too; a
+    level's seconds are shared among `workers`, the per-space sums are not."""
+    n_spaces = len(spec.spaces)
+    n_refs = len(refs) * spec.reference_seeds  # every seed of every reference, at every level
+    levels, space_seconds, ref_seconds = [], [0.0] * n_spaces, [0.0] * len(refs)
+    for level, (epochs, n) in enumerate(zip(spec.fidelities, per_space, strict=True)):
+        row = {"level": level, "epochs": epochs, "trials_per_space": n,
+               "trials": n * n_spaces + n_refs, "reference_trials": n_refs,
+               "train_images": None, "eval_images": None, "seconds": None}  # fmt: skip
+        if known:
+            batch = resolve_recipe(spec.recipe, spec.dataset.name, sizes.train,
+                                   sizes.resolution or 32, epochs).batch_size  # fmt: skip
+            train, val = images_per_trial(sizes.train, sizes.val, batch, epochs)
+            row["train_images"] = (n * n_spaces + n_refs) * train
+            row["eval_images"] = (n * n_spaces + n_refs) * val
+            if rate is not None:
+                seconds = [n * (train + val) / rate.images_per_s(f.flops) for f in flops]
+                for i, s in enumerate(seconds):
+                    space_seconds[i] += s
+                by_ref = [spec.reference_seeds * (train + val) / rate.images_per_s(f)
+                          for f in refs.values()]  # fmt: skip
+                for i, s in enumerate(by_ref):
+                    ref_seconds[i] += s
+                row["seconds"] = (sum(seconds) + sum(by_ref)) / workers
+        levels.append(row)
+    return levels, space_seconds, ref_seconds

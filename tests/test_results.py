@@ -297,6 +297,54 @@ def test_refinement_and_parameter_ranges_present():
     assert lo <= depth["best"]["median"] <= hi
 
 
+BODY_KEYS = [
+    "study", "fidelity", "normalize", "bins", "bins_auto", "complexity_range", "warnings",
+    "spaces", "ks", "vs_parent", "params", "e_fit", "rank_correlation", "regnet",
+    "regnet_top_k", "refinement", "progress", "not_learned", "references",
+]  # fmt: skip
+SPACE_KEYS = [
+    "name", "n", "n_diverged", "min", "q1", "median", "q3", "mean", "max", "n_eff",
+    "n_outside", "n_done", "n_not_learned", "chance_error", "n_failed", "n_cancelled",
+    "n_pending", "edf", "random_search", "regnet",
+]  # fmt: skip
+
+
+def test_body_order_and_the_test_against_a_refine_parent():
+    # a golden check of the body as clients read it: its keys in order, and a refine child's
+    # test against its parent joining the KS table (one Benjamini–Hochberg over both rows)
+    from search.analysis.suggestions import benjamini_hochberg
+
+    refined = "AnyNetX_A (refined)"
+    frame = _frame(spaces=("AnyNetX_A", refined), n=60, seed=3)
+    theirs = _frame(spaces=("AnyNetX_A",), n=60, seed=5)
+    parent = {"study_id": 7, "space": "AnyNetX_A", "refined": refined, "frame": theirs}
+    r = study_results(frame, _spec(spaces=("AnyNetX_A",)), parent=parent)
+    json.dumps(r, allow_nan=False)
+    assert list(r) == BODY_KEYS and list(r["spaces"]) == ["AnyNetX_A", refined]
+    assert all(list(row) == SPACE_KEYS for row in r["spaces"].values())
+    assert list(r["regnet"]) == ["AnyNetX_A", refined, "overall"]
+    pair, vs = r["ks"]
+    assert list(pair) == ["a", "b", "D", "p", "test", "q"] and r["vs_parent"] == vs
+    assert (vs["a"], vs["b"], vs["parent"]) == (refined, "parent 7: AnyNetX_A", 7)
+    level0 = frame.level == 0
+    mine = frame[(frame.space == refined) & level0 & frame.status.isin(["done", "diverged"])]
+    ref = theirs[(theirs.level == 0) & theirs.status.isin(["done", "diverged"])]
+    mine_e, ref_e = (np.where(f.status == "diverged", np.nan, f.error) for f in (mine, ref))
+    assert (vs["D"], vs["p"]) == pytest.approx(A.ks_test(mine_e, ref_e))
+    q = benjamini_hochberg([pair["p"], vs["p"]])
+    assert [pair["q"], vs["q"]] == pytest.approx(q.tolist())
+    assert r["warnings"] == []
+    # normalised, with the parent's networks outside the child's range: no test, a note
+    # first among the warnings
+    far = parent | {"frame": theirs.assign(params=theirs["params"] + 10**7)}
+    norm = study_results(frame, _spec(spaces=("AnyNetX_A",)), normalize="params", parent=far)
+    assert norm["vs_parent"] is None and len(norm["ks"]) == 1
+    assert norm["warnings"][0].startswith("vs parent: no normalised test (range: ")
+    assert norm["warnings"][1:] == [
+        f"normalize: 3 networks outside the params range [960, 4576] are left out ({refined} 3)"
+    ]
+
+
 # --- the body: api/http/schemas.py's Results is its one definition -------------------------
 # keys a body may leave out (the model's default stands): a refine child's test against its
 # parent, a fit that cannot be built; the results' progress rows count no not_learned (the
@@ -451,3 +499,94 @@ def test_refinement_evidence_reads_the_widths_as_built():
     assert np.count_nonzero(drawn != built) > 0  # the rule reorders some networks' widths
     shared = np.array([len(set(s.group_widths)) == 1 for s in specs])
     assert np.array_equal(got["shared_group_width"], shared)
+
+
+def test_edf_table_text_is_pinned():
+    # every section of `dse edf`'s text, on a hand-written body: the exact lines users read
+    from api.cli.edf import table
+
+    def space(name, n, mean, outside):
+        edf = {"band": {"epsilon": 0.2}}
+        return {"name": name, "n": n, "n_not_learned": 1, "n_diverged": 0, "n_failed": 2,
+                "n_pending": 3, "min": 0.1, "mean": mean, "median": None, "edf": edf,
+                "n_outside": outside}  # fmt: skip
+
+    best = {"lo": 0.01, "median": 0.02, "hi": None}
+    body = {
+        "study_id": 4, "study": "t", "normalize": "flops", "bins": 3, "bins_auto": True,
+        "complexity_range": [1e6, 2.5e7],
+        "fidelity": {"level": 1, "epochs": 3, "levels": [1, 3]},
+        "spaces": {"A": space("A", 12, 0.25, 1), "AnyNetX_B": space("AnyNetX_B", 7, None, 0)},
+        "failures": [{"trials": 2, "reason": "boom"}],
+        "ks": [
+            {"a": "A", "b": "AnyNetX_B", "D": 0.5, "p": 0.01234, "q": 0.02, "adjusted": True,
+             "test": "stratified permutation KS"},
+            {"a": "A", "b": "C", "D": None, "p": None, "refused": "too few"},
+        ],
+        "e_fit": {"spaces": {"A": {"best": best, "n": 3, "x": [0.3, None, 0.1, 0.2]}}},
+        "references": {
+            "r20": {"name": "r20", "flops": 4.1e7, "params": 2.7e5, "mean": 0.5, "lo": 0.4,
+                    "hi": 0.6, "n": 2, "seeds": 3, "n_pending": 1, "text": {"A": "beats A"},
+                    "reused": "2 seeds reused"},
+            "r56": {"name": "r56", "flops": None, "params": None, "mean": None,
+                    "n_pending": 3},
+        },
+        "rank_correlation": [
+            {"space": "all", "n": 5, "from_epochs": 1, "to_epochs": 3, "spearman": 0.5,
+             "kendall": None},
+            {"space": "A", "n": 5, "from_epochs": 1, "to_epochs": 3, "spearman": 1,
+             "kendall": 1},
+        ],
+        "regnet": {"overall": {"space": "A", "error": 0.1, "e_fit": 0.05, "params": {
+            "depth": 13, "w0": 24, "wa": 36.44, "wm": 2.49, "group_width": 8,
+            "bottleneck_multiplier": 1.0, "se_ratio": 0.0}}},
+        "refinement": [
+            {"verdict": "better", "text": "X is better", "applies": True, "id": "range:A:w 1"},
+            {"verdict": "worse", "text": "Y is worse"},
+            {"verdict": "no difference", "text": "Z"},
+        ],
+        "warnings": ["w1"],
+        "not_learned": [{"text": "nl"}],
+    }  # fmt: skip
+    assert table(body).split("\n") == [
+        "study 4 't': 3 epochs (level 1 of [1, 3]), normalised by flops (3 bins chosen from"
+        " the data over [1e+06, 2.5e+07])",
+        "",
+        "space       n  at chance  diverged  failed  pending     min    mean  median  DKW ±"
+        "  outside",
+        "A          12          1         0       2        3  0.1000  0.2500       -  0.200"
+        "        1",
+        "AnyNetX_B   7          1         0       2        3  0.1000       -       -  0.200"
+        "        0",
+        "",
+        "failed trials:",
+        "      2 x boom",
+        "",
+        "KS tests (stratified permutation KS; D, p, Benjamini–Hochberg q over the pairs):",
+        "  (p: residuals of an error-vs-complexity fit permuted within bins)",
+        "  A vs AnyNetX_B: D=0.500 p=0.0123 q=0.02",
+        "  A vs C: D=- p refused: too few",
+        "",
+        "e_fit, distance to the nearest RegNet (DDS Fig. 8; --png draws it):",
+        "  A: best networks' e_fit 0.020 (95% bootstrap [0.010, -]), all 3: median 0.200",
+        "",
+        "reference networks (mean error over seeds, band min–max; beats = the share of a"
+        " space's networks with a higher error):",
+        "  r20 (41 MF, 0.27 M params): error 0.5000 [0.4000, 0.6000] over 2 of 3 seeds (1 pending)",
+        "    beats A",
+        "    2 seeds reused",
+        "  r56 (- MF, - M params): no finished seed yet (3 pending)",
+        "",
+        "rank correlation between levels (networks trained at both):",
+        "  1 → 3 epochs: n=5 Spearman 0.500 Kendall -",
+        "",
+        "best network (A, error 0.1000) as a RegNet: depth=13 w0=24 wa=36.44 wm=2.49"
+        " group_width=8 b=1 se=0, e_fit=0.050",
+        "",
+        "what the data say (q < 0.05; 2 findings, --json for all):",
+        "  - X is better",
+        "    try it: dse study refine 4 'range:A:w 1'",
+        "  - Y is worse",
+        "warning: w1",
+        "warning: nl",
+    ]

@@ -294,6 +294,23 @@ def test_regnet_stage_count_check_matches_regnet_spec():
     assert 0.15 < np.mean(codes4 == 0) < 0.35
 
 
+@pytest.mark.parametrize(
+    "name, bounds",
+    [("AnyNetX_E", {"flops": (2e8, 4e8)}), ("AnyNetX_C", {"params": (1e6, 3e6)}),
+     ("RegNetX", {"flops": (2e8, 4e8)}), ("ResNeXt_A", {"params": (0, 2e5)})],
+)  # fmt: skip
+def test_every_draw_is_accounted_for(name, bounds):
+    # the bookkeeping: each draw up to the last sample broke a constraint, missed the one
+    # bound, or is a sample (a pure count, pinned so that the sampler's split keeps it)
+    res = sample(get_space(name), 30, 1, bounds=bounds)
+    (key,) = bounds
+    assert set(res.bound_rejects) <= {key} and "" not in res.constraint_rejects
+    rejected = sum(res.constraint_rejects.values()) + res.bound_rejects.get(key, 0)
+    assert res.draws == rejected + len(res.samples) and res.acceptance == 30 / res.draws
+    free = sample(get_space(name), 10, 1)
+    assert free.draws == sum(free.constraint_rejects.values()) + 10 and not free.bound_rejects
+
+
 def test_infeasible_bounds_say_which_and_what_the_space_covers():
     with pytest.raises(InfeasibleError) as info:
         sample(get_space("AnyNetX_A"), 5, 0, bounds={"flops": (1e13, 2e13)}, max_draws=20_000)

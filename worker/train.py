@@ -251,83 +251,124 @@ def train(
     data = data.to(device)
     torch.manual_seed(seed)  # the initial weights
     gen = torch.Generator(device=device).manual_seed(seed)  # order, crops, flips
-    n = len(data.train_y)
-    recipe = resolve_recipe(recipe, data.name, n, data.resolution, epochs)
-    batch_size = recipe.batch_size
-    steps_per_epoch = n // batch_size  # drop the ragged last batch: fixed shapes, no tiny BN
-    total = epochs * steps_per_epoch
-    warmup = min(total, round(recipe.warmup_epochs * steps_per_epoch))
-
-    records: list[dict] = []
-    start = time.perf_counter()
-    train_seconds = 0.0
-    ran = ""
-    ran_recipe = recipe.model_dump(mode="json")
-
-    def result(status: str, message: str = "", val=None, test=None) -> TrainResult:
-        images = sum(r["images"] for r in records)
-        return TrainResult(
-            status=status,
-            val_error=val,
-            test_error=test,
-            epochs=[{k: v for k, v in r.items() if k != "images"} for r in records],
-            images_per_s=images / train_seconds if train_seconds else 0.0,
-            seconds=time.perf_counter() - start,
-            message=message,
-            precision=ran,
-            recipe=ran_recipe,
-            chance_error=data.chance_error(),
-            val_size=len(data.val_y),
-            threads=threads,
-            device=str(device),
-        )
-
+    recipe = resolve_recipe(recipe, data.name, len(data.train_y), data.resolution, epochs)
+    run = _Run(data, recipe, threads, str(device))
     try:
         engine = Engine(network(spec)[0], recipe, device)
-        ran = engine.describe()
-        ran_recipe.update(precision=engine.precision, channels_last=engine.channels_last)
-        normalize = Normalize(data.mean, data.std, device, engine.channels_last)
-        augment = BatchAugment(recipe.crop_padding, recipe.flip, normalize, gen)
-        step = 0
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            order = torch.randperm(n, device=device, generator=gen)
-            loss_sum = torch.zeros((), device=device)
-            for i in range(steps_per_epoch):
-                idx = order[i * batch_size : (i + 1) * batch_size]
-                lr = lr_at(step, total, warmup, recipe.lr)
-                loss_sum += train_step(engine, augment, data.train_x[idx], data.train_y[idx], lr)
-                step += 1
-            train_loss = loss_sum.item() / steps_per_epoch  # the epoch's one host sync
-            seconds = time.perf_counter() - t0
-            train_seconds += seconds
-            images = steps_per_epoch * batch_size
-            if not math.isfinite(train_loss):
-                return result("diverged", f"loss became {train_loss} in epoch {epoch} (lr {lr:g})")
-            val_error = evaluate(engine, normalize, data.val_x, data.val_y, recipe.eval_batch_size)
-            record = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_error": val_error,
-                "seconds": seconds,
-                "images_per_s": images / seconds,
-                "lr": lr,
-                "images": images,
-            }
-            records.append(record)
-            if (
-                on_epoch is not None
-                and on_epoch({k: v for k, v in record.items() if k != "images"}) is False
-            ):
-                return result("cancelled", f"stopped after epoch {epoch}", val=val_error)
-        test_error = None
-        if eval_test:
-            test_error = evaluate(
-                engine, normalize, data.test_x, data.test_y, recipe.eval_batch_size
-            )
-        return result("done", val=records[-1]["val_error"], test=test_error)
+        run.precision = engine.describe()
+        run.recipe.update(precision=engine.precision, channels_last=engine.channels_last)
+        return _train_epochs(engine, data, recipe, epochs, gen, run, on_epoch, eval_test)
     except torch.OutOfMemoryError as e:
         if device.type == "cuda":
             torch.cuda.empty_cache()
         first = str(e).splitlines()[0] if str(e) else "out of memory"
-        return result("oom", f"out of memory at batch size {batch_size} on {device}: {first}")
+        return run.result(
+            "oom", f"out of memory at batch size {recipe.batch_size} on {device}: {first}"
+        )
+
+
+class _Run:
+    """What one training has done so far (epochs, time, precision) and its TrainResult."""
+
+    def __init__(self, data: Dataset, recipe: Recipe, threads: int, device: str) -> None:
+        self.data = data
+        self.threads, self.device = threads, device  # what it trains with
+        self.records: list[dict] = []  # per epoch, with the images it trained on
+        self.start = time.perf_counter()
+        self.train_seconds = 0.0
+        self.precision = ""  # what ran, once the engine has chosen
+        self.recipe = recipe.model_dump(mode="json")  # every field, precision as it ran
+
+    def result(self, status: str, message: str = "", val=None, test=None) -> TrainResult:
+        """The run so far as a TrainResult that ends with `status`."""
+        images = sum(r["images"] for r in self.records)
+        return TrainResult(
+            status=status,
+            val_error=val,
+            test_error=test,
+            epochs=[{k: v for k, v in r.items() if k != "images"} for r in self.records],
+            images_per_s=images / self.train_seconds if self.train_seconds else 0.0,
+            seconds=time.perf_counter() - self.start,
+            message=message,
+            precision=self.precision,
+            recipe=self.recipe,
+            chance_error=self.data.chance_error(),
+            val_size=len(self.data.val_y),
+            threads=self.threads,
+            device=self.device,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+    """A run's steps: whole batches per epoch, linear warm-up, then half-period cosine."""
+
+    batch_size: int
+    steps_per_epoch: int
+    total: int
+    warmup: int
+    peak: float
+
+    @classmethod
+    def of(cls, recipe: Recipe, n: int, epochs: int) -> _Schedule:
+        """The schedule of `epochs` over `n` training images with `recipe`."""
+        steps_per_epoch = (
+            n // recipe.batch_size
+        )  # drop the ragged last batch: fixed shapes, no tiny BN
+        total = epochs * steps_per_epoch
+        warmup = min(total, round(recipe.warmup_epochs * steps_per_epoch))
+        return cls(recipe.batch_size, steps_per_epoch, total, warmup, recipe.lr)
+
+    def lr(self, step: int) -> float:
+        """The learning rate of step `step` (counted from 0 over the whole run)."""
+        return lr_at(step, self.total, self.warmup, self.peak)
+
+
+def _train_epochs(engine, data, recipe, epochs, gen, run: _Run, on_epoch, eval_test):
+    """Every epoch trained then validated; a NaN loss or on_epoch's False ends the run early."""
+    normalize = Normalize(data.mean, data.std, engine.device, engine.channels_last)
+    augment = BatchAugment(recipe.crop_padding, recipe.flip, normalize, gen)
+    schedule = _Schedule.of(recipe, len(data.train_y), epochs)
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        train_loss, lr = _train_epoch(engine, augment, data, gen, schedule, epoch)
+        seconds = time.perf_counter() - t0
+        run.train_seconds += seconds
+        images = schedule.steps_per_epoch * schedule.batch_size
+        if not math.isfinite(train_loss):
+            return run.result("diverged", f"loss became {train_loss} in epoch {epoch} (lr {lr:g})")
+        val_error = evaluate(engine, normalize, data.val_x, data.val_y, recipe.eval_batch_size)
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_error": val_error,
+            "seconds": seconds,
+            "images_per_s": images / seconds,
+            "lr": lr,
+            "images": images,
+        }
+        run.records.append(record)
+        if (
+            on_epoch is not None
+            and on_epoch({k: v for k, v in record.items() if k != "images"}) is False
+        ):
+            return run.result("cancelled", f"stopped after epoch {epoch}", val=val_error)
+    test_error = None
+    if eval_test:
+        test_error = evaluate(engine, normalize, data.test_x, data.test_y, recipe.eval_batch_size)
+    return run.result("done", val=run.records[-1]["val_error"], test=test_error)
+
+
+def _train_epoch(engine, augment, data, gen, schedule: _Schedule, epoch: int):
+    """One pass over the shuffled training set: (its mean loss, the last step's rate)."""
+    n = len(data.train_y)
+    order = torch.randperm(n, device=engine.device, generator=gen)
+    loss_sum = torch.zeros((), device=engine.device)
+    step = (epoch - 1) * schedule.steps_per_epoch
+    batch_size = schedule.batch_size
+    for i in range(schedule.steps_per_epoch):
+        idx = order[i * batch_size : (i + 1) * batch_size]
+        lr = schedule.lr(step)
+        loss_sum += train_step(engine, augment, data.train_x[idx], data.train_y[idx], lr)
+        step += 1
+    return loss_sum.item() / schedule.steps_per_epoch, lr  # the epoch's one host sync

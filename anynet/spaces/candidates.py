@@ -14,6 +14,7 @@ wm, g, bot_mul and the resulting d1.., w1...
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
@@ -134,6 +135,38 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
         "group_width": space.has("shared_group_width"),
         "groups": space.has("shared_group_width"),
     }
+    dr = _draw_stages(space, rng, size, k, shared)
+    d, w, m = dr["depth"], dr["width"], dr["bottleneck_multiplier"].astype(np.float64)
+    if "groups" in dr:  # NDS ResNeXt: number of groups → group width of the inner conv
+        g = groups_of(inner_width(w, m), dr["groups"])
+    else:
+        g = dr.get("group_width", np.ones_like(w))
+    group_key = "groups" if "groups" in dr else "group_width" if "group_width" in dr else None
+    codes = np.zeros(size, dtype=np.int64)
+    strides = space.stage_strides(k)
+    if space.has("increasing_depth"):  # the group rule keeps depths: checked first, cheaply
+        codes[np.any(np.diff(d, axis=1) < 0, axis=1)] = CODE["increasing_depth"]
+    wa, ga = _apply_group_rule(space, codes, w, m, g)
+    # the value recorded per stage: group width g_i, or number of groups (NDS ResNeXt)
+    gb = groups_of(inner_width(wa, m), ga) if "groups" in dr else ga
+    _reject_built(space, codes, wa, gb, group_key)
+    rows = np.flatnonzero(codes == 0)
+    stages = []
+    for j in range(k):
+        inner = inner_width(wa[rows, j], m[rows, j])
+        family = {name: _family_value(name, dr[name][rows, j]) for name in FAMILY if name in dr}
+        stages.append(
+            Stage(d[rows, j], wa[rows, j], strides[j], inner, groups_of(inner, ga[rows, j]),
+                  **family)
+        )  # fmt: skip
+    built = _AnyNetBuilt(net, dr, d, wa, m, ga, gb, strides, group_key, shared)
+    drawn = {"width": w, "group_width": g}
+    return Batch(codes, rows, [(np.ones(rows.size, bool), stages)], built.spec, drawn=drawn)
+
+
+def _draw_stages(space: DesignSpace, rng, size: int, k: int, shared: dict) -> dict:
+    """Every free per-stage value of `size` candidates, by name: (size, k) arrays, drawn in a
+    fixed order (a seed reproduces them); a shared value is drawn once per network."""
     dr: dict[str, np.ndarray] = {}
     for name in ("depth", "width", "bottleneck_multiplier", "group_width", "groups", *FAMILY):
         if getattr(space, name) is None:
@@ -145,32 +178,33 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
             dr[name] = np.stack([d.draw(rng, (size, len(BRANCHES))) for d in dists], axis=1)
         else:
             dr[name] = np.stack([d.draw(rng, size) for d in dists], axis=1)
-    d, w, m = dr["depth"], dr["width"], dr["bottleneck_multiplier"].astype(np.float64)
-    if "groups" in dr:  # NDS ResNeXt: number of groups → group width of the inner conv
-        g = groups_of(inner_width(w, m), dr["groups"])
-    else:
-        g = dr.get("group_width", np.ones_like(w))
-    group_key = "groups" if "groups" in dr else "group_width" if "group_width" in dr else None
-    codes = np.zeros(size, dtype=np.int64)
-    strides = space.stage_strides(k)
-    if space.has("increasing_depth"):  # the group rule keeps depths: checked first, cheaply
-        codes[np.any(np.diff(d, axis=1) < 0, axis=1)] = CODE["increasing_depth"]
+    return dr
+
+
+def _apply_group_rule(space: DesignSpace, codes, w, m, g) -> tuple[np.ndarray, np.ndarray]:
+    """(widths, group widths) as built: the space's group rule on the candidates still
+    alive (docs/method.md §4); those it cannot build get code group_compatibility."""
     alive = np.flatnonzero(codes == 0)
-    wa, ga = w, g  # the network as built: the group rule first (docs/method.md §4)
+    wa, ga = w, g
     if traits(space.block).bottleneck:  # on the candidates still alive only
         wa, ga = w.copy(), np.array(g, copy=True)
         wa[alive], ga[alive], ok = group_rule(w[alive], m[alive], g[alive], space.rounding)
         codes[alive[~ok.all(axis=1)]] = CODE["group_compatibility"]
-    # the value recorded per stage: group width g_i, or number of groups (NDS ResNeXt)
-    gb = groups_of(inner_width(wa, m), ga) if "groups" in dr else ga
-    # every range and constraint is checked on the built values, so it holds on the network
-    # trained: a width the rule moves out of its stage's range is rejected, not kept
+    return wa, ga
+
+
+def _reject_built(space: DesignSpace, codes, wa, gb, group_key: str | None) -> None:
+    """Set the code of every alive candidate whose built values break a range or constraint.
+
+    Every range and constraint is checked on the built values, so it holds on the network
+    trained: a width the rule moves out of its stage's range is rejected, not kept.
+    """
     checks = [("out_of_range", "width", wa), ("out_of_range", group_key, gb)]
     checks += [("increasing_width", "", wa), ("shared_group_width", "", gb)]
     for reason, name, arr in checks:
         if name is None or (not name and not space.has(reason)):
             continue
-        at = alive[codes[alive] == 0]
+        at = np.flatnonzero(codes == 0)
         x = arr[at]
         if name:
             lo, hi = np.array([support(dist) for dist in space.per_stage(name)]).T
@@ -180,39 +214,51 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
         else:
             bad = np.any(np.diff(x, axis=1) < 0, axis=1)
         codes[at[bad]] = CODE[reason]
-    rows = np.flatnonzero(codes == 0)
-    stages = []
-    for j in range(k):
-        inner = inner_width(wa[rows, j], m[rows, j])
-        family = {name: _family_value(name, dr[name][rows, j]) for name in FAMILY if name in dr}
-        stages.append(
-            Stage(d[rows, j], wa[rows, j], strides[j], inner, groups_of(inner, ga[rows, j]),
-                  **family)
-        )  # fmt: skip
 
-    family = [name for name in FAMILY if name in dr]
-    gkey = {"groups": "groups", "group_width": "g"}.get(group_key)  # its name in params
+
+@functools.cache
+def _param_keys(k: int) -> dict:
+    """The names in Sample.params of each per-stage value of a k-stage AnyNet."""
     keys = {n: [f"{n}{j + 1}" for j in range(k)] for n in ("d", "w", "bot_mul", "groups", "g")}
     keys.update({n: [f"{PARAM[n]}{j + 1}" for j in range(k)] for n in PARAM})
     keys["branches"] = [[f"br{j + 1}_{b}" for b in BRANCHES] for j in range(k)]
+    return keys
 
-    def spec(i: int):
+
+@dataclass(frozen=True)
+class _AnyNetBuilt:
+    """A batch of AnyNet candidates as built (after the group rule), by candidate row."""
+
+    net: dict  # the fields every network of the space shares (stem, block, input, head)
+    drawn: dict[str, np.ndarray]  # every drawn per-stage value, by name
+    depth: np.ndarray
+    width: np.ndarray  # as built
+    bottleneck_multiplier: np.ndarray
+    group_width: np.ndarray  # as built
+    recorded: np.ndarray  # the value recorded per stage: group width, or number of groups
+    strides: list[int]
+    group_key: str | None  # "groups", "group_width" or None: which of them the space draws
+    shared: dict[str, bool]  # per name: drawn once for all stages
+
+    def spec(self, i: int):
         """Candidate i's NetSpec and its values as built (after the group rule)."""
-        di, wi, mi = d[i].tolist(), wa[i].tolist(), m[i].tolist()
-        params: dict = {"depth": sum(di)}
-        params.update(zip(keys["d"], di, strict=True))
-        params.update(zip(keys["w"], wi, strict=True))
-        params.update(zip(keys["bot_mul"], mi, strict=True))
+        d, wa, m = (a[i].tolist() for a in (self.depth, self.width, self.bottleneck_multiplier))
+        keys = _param_keys(len(d))
+        gkey = {"groups": "groups", "group_width": "g"}.get(self.group_key)  # its params name
+        params: dict = {"depth": sum(d)}
+        params.update(zip(keys["d"], d, strict=True))
+        params.update(zip(keys["w"], wa, strict=True))
+        params.update(zip(keys["bot_mul"], m, strict=True))
         if gkey is not None:
-            params.update(zip(keys[gkey], gb[i].tolist(), strict=True))
-        if shared["bottleneck_multiplier"]:  # one value: also under its plain name
-            params["bot_mul"] = mi[0]
-        if shared["group_width"]:
+            params.update(zip(keys[gkey], self.recorded[i].tolist(), strict=True))
+        if self.shared["bottleneck_multiplier"]:  # one value: also under its plain name
+            params["bot_mul"] = m[0]
+        if self.shared["group_width"]:
             params[gkey or "g"] = params.get(f"{gkey or 'g'}1", 1)
-        rows_ = zip(di, wi, strides, mi, ga[i].tolist(), strict=True)
-        stages = [dict(zip(STAGE_KEYS, row, strict=True)) for row in rows_]
-        for name in family:
-            values = dr[name][i].tolist()
+        rows = zip(d, wa, self.strides, m, self.group_width[i].tolist(), strict=True)
+        stages = [dict(zip(STAGE_KEYS, row, strict=True)) for row in rows]
+        for name in [name for name in FAMILY if name in self.drawn]:
+            values = self.drawn[name][i].tolist()
             for st, value in zip(stages, values, strict=True):
                 st[name] = value
             if name == "branches":
@@ -220,10 +266,7 @@ def anynet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: d
                     params.update(zip(names, value, strict=True))
             else:
                 params.update(zip(keys[name], values, strict=True))
-        return NetSpec.model_validate({**net, "stages": stages}), params
-
-    drawn = {"width": w, "group_width": g}
-    return Batch(codes, rows, [(np.ones(rows.size, bool), stages)], spec, drawn=drawn)
+        return NetSpec.model_validate({**self.net, "stages": stages}), params
 
 
 def regnet_batch(space: DesignSpace, rng: np.random.Generator, size: int, net: dict) -> Batch:

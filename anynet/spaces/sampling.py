@@ -98,21 +98,7 @@ def sample(
     `interrupt` is asked before each batch; True stops sampling with InfeasibleError (a
     caller's time budget or a cancel).
     """
-    if not isinstance(space, DesignSpace):
-        raise ValueError(f"space: expected a DesignSpace, got {type(space).__name__}")
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError(f"n: need an integer >= 1, got {n!r}")
-    n = int(n)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: need an integer >= 0, got {seed!r}")
-    limits = check_bounds(bounds)
-    # Default budget: at least pycls' 1e6 attempts, 1e5 per network (DDS' AnyNetX_E in
-    # 360-400 MF needs ~3e7 for 500), at most 1e8; without an explicit budget the sampler
-    # also stops once 1e6 draws show that the budget cannot be enough (see below).
-    projected = max_draws is None
-    max_draws = int(max_draws) if max_draws is not None else min(10**8, max(EARLY, 10**5 * n))
-    if max_draws < 1:
-        raise ValueError(f"max_draws: need >= 1, got {max_draws}")
+    n, limits, max_draws, projected = _checked(space, n, seed, bounds, max_draws)
     net = {
         "stem": space.stem,
         "block": space.block,
@@ -125,9 +111,7 @@ def sample(
     make = anynet_batch if space.kind == "anynet" else regnet_batch
     rng = np.random.default_rng(seed)
     samples: list[Sample] = []
-    broke = np.zeros(len(REASONS), dtype=np.int64)
-    missed = dict.fromkeys(BOUND_KEYS, 0)
-    seen = {key: [math.inf, -math.inf] for key in BOUND_KEYS}
+    tally = _Tally()
     draws, ahead, pending, used = 0, 1, [], 0
     while len(samples) < n and draws < max_draws:
         if interrupt is not None and interrupt():
@@ -143,37 +127,83 @@ def sample(
             count_batches(net, pending)
         batch = pending.pop(0)
         used += 1
-        take = min(BATCH, max_draws - draws)
-        inside = batch.rows < take
-        rows, values = batch.rows[inside], {k: v[inside] for k, v in batch.counts.items()}
-        fit = np.ones(rows.size, bool)
-        for key, (lo, hi) in limits.items():
-            fit &= (values[key] >= lo) & (values[key] <= hi)
-        stop = take
-        for at in np.flatnonzero(fit)[: n - len(samples)].tolist():
-            spec, params = batch.spec(int(rows[at]))
-            cx = {key: int(values[key][at]) for key in BOUND_KEYS}
-            samples.append(Sample(spec=spec, complexity=cx, params=params))
-            if len(samples) == n:
-                stop = int(rows[at]) + 1
-        broke += np.bincount(batch.codes[:stop], minlength=len(REASONS))
-        met = rows < stop
-        for key in BOUND_KEYS:
-            v = values[key][met]
-            if v.size:
-                seen[key] = [min(seen[key][0], float(v.min())), max(seen[key][1], float(v.max()))]
-            if key in limits:
-                lo, hi = limits[key]
-                missed[key] += int(np.count_nonzero((v < lo) | (v > hi)))
-        draws += stop
+        draws += _accept(batch, min(BATCH, max_draws - draws), limits, n, samples, tally)
         got = len(samples)
         if projected and got < n and draws >= EARLY and (not got or draws * n / got > max_draws):
             break  # deterministic early stop: at this acceptance the budget cannot suffice
-    broke_named = {REASONS[i]: int(c) for i, c in enumerate(broke) if i and c}
+    return _sampled(space, n, samples, draws, limits, tally)
+
+
+def _checked(space, n, seed, bounds, max_draws) -> tuple[int, dict, int, bool]:
+    """The arguments checked: (n, bounds, the draw budget, whether it is the default one)."""
+    if not isinstance(space, DesignSpace):
+        raise ValueError(f"space: expected a DesignSpace, got {type(space).__name__}")
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n: need an integer >= 1, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: need an integer >= 0, got {seed!r}")
+    limits = check_bounds(bounds)
+    # Default budget: at least pycls' 1e6 attempts, 1e5 per network (DDS' AnyNetX_E in
+    # 360-400 MF needs ~3e7 for 500), at most 1e8; without an explicit budget the sampler
+    # also stops once 1e6 draws show that the budget cannot be enough (see sample).
+    projected = max_draws is None
+    n = int(n)
+    max_draws = int(max_draws) if max_draws is not None else min(10**8, max(EARLY, 10**5 * n))
+    if max_draws < 1:
+        raise ValueError(f"max_draws: need >= 1, got {max_draws}")
+    return n, limits, max_draws, projected
+
+
+@dataclass
+class _Tally:
+    """The rejections so far, by constraint and by bound, and the complexity the space reached."""
+
+    broke: np.ndarray = field(default_factory=lambda: np.zeros(len(REASONS), dtype=np.int64))
+    missed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOUND_KEYS, 0))
+    seen: dict[str, list[float]] = field(
+        default_factory=lambda: {key: [math.inf, -math.inf] for key in BOUND_KEYS}
+    )
+
+    def add(self, codes, values: dict, met: np.ndarray, limits: dict) -> None:
+        """Count a batch's draws: constraint `codes`, and the `met` networks' complexity."""
+        self.broke += np.bincount(codes, minlength=len(REASONS))
+        for key in BOUND_KEYS:
+            v = values[key][met]
+            if v.size:
+                lo, hi = self.seen[key]
+                self.seen[key] = [min(lo, float(v.min())), max(hi, float(v.max()))]
+            if key in limits:
+                lo, hi = limits[key]
+                self.missed[key] += int(np.count_nonzero((v < lo) | (v > hi)))
+
+
+def _accept(batch, take: int, limits: dict, n: int, samples: list, tally: _Tally) -> int:
+    """Keep the batch's networks inside `limits` (of its first `take` draws) until there
+    are n samples, tally the draws used, and return how many draws that was."""
+    inside = batch.rows < take
+    rows, values = batch.rows[inside], {k: v[inside] for k, v in batch.counts.items()}
+    fit = np.ones(rows.size, bool)
+    for key, (lo, hi) in limits.items():
+        fit &= (values[key] >= lo) & (values[key] <= hi)
+    stop = take
+    for at in np.flatnonzero(fit)[: n - len(samples)].tolist():
+        spec, params = batch.spec(int(rows[at]))
+        cx = {key: int(values[key][at]) for key in BOUND_KEYS}
+        samples.append(Sample(spec=spec, complexity=cx, params=params))
+        if len(samples) == n:
+            stop = int(rows[at]) + 1
+    tally.add(batch.codes[:stop], values, rows < stop, limits)
+    return stop
+
+
+def _sampled(space, n: int, samples: list, draws: int, limits: dict, tally: _Tally):
+    """The SampleResult, or the InfeasibleError that says why fewer than n networks came."""
+    broke_named = {REASONS[i]: int(c) for i, c in enumerate(tally.broke) if i and c}
+    missed = tally.missed
     if len(samples) < n:
         worst = max(missed, key=missed.get) if any(missed.values()) else None
         raise InfeasibleError(
-            _explain(space, n, len(samples), draws, limits, broke_named, missed, seen),
+            _explain(space, n, len(samples), draws, limits, broke_named, missed, tally.seen),
             got=len(samples),
             bound=worst,
         )

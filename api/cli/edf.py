@@ -69,6 +69,24 @@ def _median(values) -> float | None:
 
 def table(results: dict) -> str:
     """The results as plain text: one row per space, the KS table, warnings, the RegNet fit."""
+    lines = [_heading(results), "", *_space_rows(results)]
+    if results.get("failures"):
+        from api.cli.study import failure_lines
+
+        lines += ["", *failure_lines(results["failures"])]
+    lines += _ks_lines(results["ks"])
+    lines += _efit_lines(results.get("e_fit", {}).get("spaces", {}))
+    lines += _reference_lines(results.get("references", {}))
+    lines += _rank_lines(results["rank_correlation"])
+    lines += _best_lines(results["regnet"]["overall"])
+    lines += _finding_lines(results["refinement"], results.get("study_id"))
+    lines += [f"warning: {w}" for w in results["warnings"]]
+    lines += [f"warning: {w['text']}" for w in results.get("not_learned", [])]
+    return "\n".join(lines)
+
+
+def _heading(results: dict) -> str:
+    """The first line: study, fidelity level, and the normalisation if any."""
     fid = results["fidelity"]
     norm = results["normalize"]
     sid = results.get("study_id")
@@ -78,7 +96,12 @@ def table(results: dict) -> str:
         lo, hi = results["complexity_range"]
         chosen = " chosen from the data" if results.get("bins_auto") else ""
         head += f", normalised by {norm} ({results['bins']} bins{chosen} over [{lo:.4g}, {hi:.4g}])"
-    lines = [head, ""]
+    return head
+
+
+def _space_rows(results: dict) -> list[str]:
+    """One aligned row per space: trial counts, min, mean and median error, DKW band."""
+    norm = results["normalize"]
     cols = ("space", "n", "at chance", "diverged", "failed", "pending", "min", "mean", "median",
             "DKW ±")  # fmt: skip
     if norm:
@@ -100,67 +123,86 @@ def table(results: dict) -> str:
         for s in results["spaces"].values()
     ]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-    for r in (cols, *rows):
-        lines.append(
-            "  ".join(
-                v.ljust(w) if i == 0 else v.rjust(w)
-                for i, (v, w) in enumerate(zip(r, widths, strict=True))
-            )
+    return [
+        "  ".join(
+            v.ljust(w) if i == 0 else v.rjust(w)
+            for i, (v, w) in enumerate(zip(r, widths, strict=True))
         )
-    if results.get("failures"):
-        from api.cli.study import failure_lines
+        for r in (cols, *rows)
+    ]
 
-        lines += ["", *failure_lines(results["failures"])]
-    if results["ks"]:
-        test = results["ks"][0].get("test", "two-sample KS")
-        lines += ["", f"KS tests ({test}; D, p, Benjamini–Hochberg q over the pairs):"]
-        if results["ks"][0].get("adjusted"):
-            lines.append("  (p: residuals of an error-vs-complexity fit permuted within bins)")
-        for k in results["ks"]:
-            line = f"  {k['a']} vs {k['b']}: D={_fmt(k['D'], '.3f')}"
-            if k.get("refused"):  # no p to trust: say why (search.analysis.normalize.ks_refusal)
-                lines.append(f"{line} p refused: {k['refused']}")
-                continue
-            lines.append(f"{line} p={_fmt(k['p'], '.3g')} q={_fmt(k.get('q'), '.3g')}")
-    fits = results.get("e_fit", {}).get("spaces", {})
-    if fits:
-        lines += ["", "e_fit, distance to the nearest RegNet (DDS Fig. 8; --png draws it):"]
-        for name, f in fits.items():
-            b = f["best"]
-            lines.append(
-                f"  {name}: best networks' e_fit {_fmt(b['median'], '.3f')}"
-                f" (95% bootstrap [{_fmt(b['lo'], '.3f')}, {_fmt(b['hi'], '.3f')}]),"
-                f" all {f['n']}: median {_fmt(_median(f['x']), '.3f')}"
-            )
-    lines += _reference_lines(results.get("references", {}))
-    rank = [r for r in results["rank_correlation"] if r["space"] == "all" and r["n"]]
-    if rank:
-        lines += ["", "rank correlation between levels (networks trained at both):"]
-        for r in rank:
-            lines.append(
-                f"  {r['from_epochs']} → {r['to_epochs']} epochs: n={r['n']}"
-                f" Spearman {_fmt(r['spearman'], '.3f')} Kendall {_fmt(r['kendall'], '.3f')}"
-            )
-    best = results["regnet"]["overall"]
-    if best:
-        p = best["params"]
-        lines += [
-            "",
-            f"best network ({best['space']}, error {best['error']:.4f}) as a RegNet: "
-            f"depth={p['depth']} w0={p['w0']} wa={p['wa']:g} wm={p['wm']:g} "
-            f"group_width={p['group_width']} b={p['bottleneck_multiplier']:g} "
-            f"se={p['se_ratio']:g}, e_fit={best['e_fit']:.3f}",
-        ]
-    found = [r for r in results["refinement"] if r.get("verdict") in ("better", "worse")]
-    if found:
-        lines += ["", f"what the data say (q < 0.05; {len(found)} findings, --json for all):"]
-        for r in found:
-            lines.append(f"  - {r['text']}")
-            if r.get("applies") and sid is not None:  # the refine loop (search/refine.py)
-                lines.append(f"    try it: dse study refine {sid} {shlex.quote(r['id'])}")
-    lines += [f"warning: {w}" for w in results["warnings"]]
-    lines += [f"warning: {w['text']}" for w in results.get("not_learned", [])]
-    return "\n".join(lines)
+
+def _ks_lines(ks: list[dict]) -> list[str]:
+    """The KS table: D, p and q of each pair, or why no p was given."""
+    if not ks:
+        return []
+    test = ks[0].get("test", "two-sample KS")
+    lines = ["", f"KS tests ({test}; D, p, Benjamini–Hochberg q over the pairs):"]
+    if ks[0].get("adjusted"):
+        lines.append("  (p: residuals of an error-vs-complexity fit permuted within bins)")
+    for k in ks:
+        line = f"  {k['a']} vs {k['b']}: D={_fmt(k['D'], '.3f')}"
+        if k.get("refused"):  # no p to trust: say why (search.analysis.normalize.ks_refusal)
+            lines.append(f"{line} p refused: {k['refused']}")
+            continue
+        lines.append(f"{line} p={_fmt(k['p'], '.3g')} q={_fmt(k.get('q'), '.3g')}")
+    return lines
+
+
+def _efit_lines(fits: dict) -> list[str]:
+    """Each space's e_fit: of its best networks (bootstrap band) and median of all."""
+    if not fits:
+        return []
+    lines = ["", "e_fit, distance to the nearest RegNet (DDS Fig. 8; --png draws it):"]
+    for name, f in fits.items():
+        b = f["best"]
+        lines.append(
+            f"  {name}: best networks' e_fit {_fmt(b['median'], '.3f')}"
+            f" (95% bootstrap [{_fmt(b['lo'], '.3f')}, {_fmt(b['hi'], '.3f')}]),"
+            f" all {f['n']}: median {_fmt(_median(f['x']), '.3f')}"
+        )
+    return lines
+
+
+def _rank_lines(rank_correlation: list[dict]) -> list[str]:
+    """Spearman and Kendall between consecutive levels, over all spaces."""
+    rank = [r for r in rank_correlation if r["space"] == "all" and r["n"]]
+    if not rank:
+        return []
+    lines = ["", "rank correlation between levels (networks trained at both):"]
+    for r in rank:
+        lines.append(
+            f"  {r['from_epochs']} → {r['to_epochs']} epochs: n={r['n']}"
+            f" Spearman {_fmt(r['spearman'], '.3f')} Kendall {_fmt(r['kendall'], '.3f')}"
+        )
+    return lines
+
+
+def _best_lines(best: dict | None) -> list[str]:
+    """The best network's RegNet fit, export-ready parameters."""
+    if not best:
+        return []
+    p = best["params"]
+    return [
+        "",
+        f"best network ({best['space']}, error {best['error']:.4f}) as a RegNet: "
+        f"depth={p['depth']} w0={p['w0']} wa={p['wa']:g} wm={p['wm']:g} "
+        f"group_width={p['group_width']} b={p['bottleneck_multiplier']:g} "
+        f"se={p['se_ratio']:g}, e_fit={best['e_fit']:.3f}",
+    ]
+
+
+def _finding_lines(refinement: list[dict], sid) -> list[str]:
+    """The refinement findings (q < 0.05), each with its `dse study refine` command."""
+    found = [r for r in refinement if r.get("verdict") in ("better", "worse")]
+    if not found:
+        return []
+    lines = ["", f"what the data say (q < 0.05; {len(found)} findings, --json for all):"]
+    for r in found:
+        lines.append(f"  - {r['text']}")
+        if r.get("applies") and sid is not None:  # the refine loop (search/refine.py)
+            lines.append(f"    try it: dse study refine {sid} {shlex.quote(r['id'])}")
+    return lines
 
 
 def _reference_lines(refs: dict) -> list[str]:

@@ -3,7 +3,7 @@
 `study_results` is a pure function of the store's trial frame and the study spec;
 `results_for` reads both from a store (the API caches its answers: api/http/results_cache.py).
 The statistics live in search.analysis.statistics, .normalize (NDS), .fits (RegNet), .refinement and
-.learning; this file (~420 lines) has the one job of assembling them into the results dict.
+.learning; this file (~590 lines) has the one job of assembling them into the results dict.
 
 Choices (documented here because the API and CLI inherit them):
 - `fidelity` is given in epochs (one of the spec's `fidelities`); None = the lowest level,
@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ from anynet.regnet_fit import REGNET_RANGES
 from search.analysis import statistics as A
 from search.analysis.fits import efits, fit_winners
 from search.analysis.markers import reference_markers
-from search.analysis.normalize import ks_refusal, normalise
+from search.analysis.normalize import Normalisation, ks_refusal, normalise
 from search.analysis.suggestions import benjamini_hochberg, refinement_suggestions
 from search.jsonable import Ready as _Ready
 from search.jsonable import json_safe as _jsonable
@@ -214,105 +215,13 @@ def study_results(
     frame, refs = _split_references(frame)
     names += sorted(set(frame["space"]) - set(names)) if len(frame) else []
     info = _space_info(spec)
-    here = frame[frame["level"] == level] if len(frame) else frame
-    counted = here[here["status"].isin(["done", "diverged"])] if len(here) else here
-    err_all = counted["error"].to_numpy(np.float64) if len(counted) else np.zeros(0)
-    err_all = np.where(counted["status"].to_numpy() == "diverged", np.nan, err_all)
-    by_space = {n: np.flatnonzero(counted["space"].to_numpy() == n) for n in names}
-    norm = _normalisation(counted, by_space, normalize, bins, c_range)
-    if norm is not None:  # NDS: networks outside the range are left out (and counted)
-        by_space = {n: i[norm.inside[n]] for n, i in by_space.items()}
-    weights = {n: norm.weights[n] if norm else None for n in names}
-    bin_of = {n: norm.bin_of[n] if norm else None for n in names}
-    spaces, params, refine_in, fits, e_fit, marked = {}, {}, {}, {}, {}, {}
-    numeric = _numeric_columns(counted)
-    all_specs = counted["spec"].tolist() if "spec" in counted else None
-    efit_all = efits(all_specs) if all_specs is not None else np.full(len(counted), np.nan)
-    for n in names:
-        idx = by_space[n]
-        e_raw, w = err_all[idx], weights[n]
-        e = A.as_errors(e_raw)
-        marked[n] = (e, w)
-        st = here[here["space"] == n]["status"].value_counts() if len(here) else {}
-        s = A.summary(e_raw, w)
-        n_eff = A.effective_n(w) if w is not None else float(e.size)
-        row = {"name": n, **s, "n_eff": n_eff, "n_outside": norm.outside[n] if norm else 0}
-        row |= {
-            "n_done": int(st.get("done", 0)),
-            **space_learning(here, n),  # n_not_learned, chance_error (search/spec/learning.py)
-            "n_failed": int(st.get("failed", 0)),
-            "n_cancelled": int(st.get("cancelled", 0)),
-            "n_pending": int(st.get("waiting", 0) + st.get("running", 0)),
-            "edf": _edf_payload(e, w, n_eff),
-            "random_search": {
-                "m": list(A.DEFAULT_M),
-                "expected_min": _floats(A.random_search_efficiency(e, w)),
-            },
-        }
-        draws = A.bootstrap_best_draws(e) if e.size else np.zeros(0, dtype=np.int64)
-        xs = {c: x[idx] for c, x in numeric.items() if np.isfinite(x[idx]).any()}
-        errors = _floats(e, PLOT_DECIMALS)
-        for c, x in xs.items():
-            entry = params.setdefault(c, {"log": True, "spaces": {}})
-            entry["log"] &= bool(np.nanmin(x) > 0 and np.nanmax(x) >= 20 * np.nanmin(x))
-            entry["spaces"][n] = {
-                "x": _floats(x, PLOT_DECIMALS),
-                "error": errors,
-                "best": _best(x, draws),
-            }
-        if np.isfinite(efit_all[idx]).any():  # DDS Fig. 8: e_fit vs error, best e_fit's band
-            e_fit[n] = {
-                "x": _floats(efit_all[idx], PLOT_DECIMALS),
-                "error": errors,
-                "best": _best(efit_all[idx], draws),
-                "n": int(np.isfinite(efit_all[idx]).sum()),
-            }
-        refine_in[n] = info.get(n, {}) | {
-            "errors": e,
-            "weights": w,
-            "bins": bin_of[n],
-            "complexity": norm.complexity.get(n) if norm else None,
-            "satisfies": _satisfies(xs),
-            "params": {c[2:] if c.startswith("p_") else c: x for c, x in xs.items()},
-        }
-        fits[n] = None
-        if all_specs is not None and e.size:
-            fits[n] = fit_winners([all_specs[i] for i in idx], e, top_k)
-            _identify(fits[n], counted, idx)
-        row["regnet"] = fits[n]
-        spaces[n] = row
-    ks = _pairwise(names, err_all, by_space, norm)
-    vs_parent = None
-    if parent is not None:
-        vs_parent, note = _vs_parent(parent, counted, err_all, spec.fidelities[level], level,
-                                     normalize, bins, c_range, len(ks))  # fmt: skip
-        notes_parent = [note] if note else []
-        if vs_parent is not None:
-            ks.append(vs_parent)  # one more test: Benjamini–Hochberg over all of them
-            for row, q in zip(ks, benjamini_hochberg([k["p"] for k in ks]), strict=True):
-                row["q"] = q
-    else:
-        notes_parent = []
+    lv = _level_trials(frame, names, level, normalize, bins, c_range)
+    per = _space_results(lv, names, info, top_k)
+    ks, vs_parent, notes = _ks_table(lv, names, spec, level, normalize, bins, c_range, parent)
     pairwise = {(k["a"], k["b"]): k for k in ks}
-    counted_idx = np.sort(np.concatenate([by_space[n] for n in names])) if names else []
-    overall = None
-    if all_specs is not None and len(counted_idx):
-        overall = fit_winners(
-            [all_specs[i] for i in counted_idx], A.as_errors(err_all[counted_idx]), top_k
-        )
-        _identify(overall, counted, counted_idx)
-    notes = list(notes_parent)
-    if mixed := mixed_precisions(here):
-        notes.append(mixed)
-    if mixed := mixed_threads(here):
-        notes.append(mixed)
-    if norm is not None and sum(norm.outside.values()):
-        left = ", ".join(f"{n} {k}" for n, k in norm.outside.items() if k)
-        notes.append(
-            f"normalize: {sum(norm.outside.values())} networks outside the {normalize} range"
-            f" [{norm.c_range[0]:.4g}, {norm.c_range[1]:.4g}] are left out ({left})"
-        )
-    notes += _ks_notes(ks, normalize)
+    overall = _overall_fit(lv, names, top_k)
+    notes += _level_notes(lv, normalize, ks)
+    norm = lv.norm
     return _jsonable(
         {
             "study": spec.name,
@@ -326,20 +235,173 @@ def study_results(
             "bins_auto": norm.auto if norm else None,
             "complexity_range": list(norm.c_range) if norm else None,
             "warnings": notes,
-            "spaces": spaces,
+            "spaces": per.rows,
             "ks": ks,
             "vs_parent": vs_parent,
-            "params": params,
-            "e_fit": {"ranges": _efit_ranges(), "spaces": e_fit},
+            "params": per.params,
+            "e_fit": {"ranges": _efit_ranges(), "spaces": per.e_fit},
             "rank_correlation": _rank_correlations(frame, spec, names),
-            "regnet": {**fits, "overall": overall},
+            "regnet": {**per.fits, "overall": overall},
             "regnet_top_k": top_k,
-            "refinement": annotate(refinement_suggestions(refine_in, pairwise=pairwise), spec),
+            "refinement": annotate(refinement_suggestions(per.refine_in, pairwise=pairwise), spec),
             "progress": _progress(frame, spec, names),
-            "not_learned": not_learned_spaces(spaces, spec.fidelities[level]),
-            "references": reference_markers(refs, spec, level, marked),
+            "not_learned": not_learned_spaces(per.rows, spec.fidelities[level]),
+            "references": reference_markers(refs, spec, level, per.marked),
         }
     )
+
+
+@dataclass(frozen=True)
+class _Level:
+    """The trials of the level shown that the statistics count, read once for every space."""
+
+    here: pd.DataFrame  # every trial of the level, whatever its status
+    counted: pd.DataFrame  # its done and diverged trials
+    errors: np.ndarray  # counted's errors, NaN where diverged
+    by_space: dict[str, np.ndarray]  # positions in counted of each space's (inside the range)
+    norm: Normalisation | None  # NDS normalisation (search.analysis.normalize), or None
+    weights: dict[str, np.ndarray | None]  # NDS weights of each space's networks
+    bin_of: dict[str, np.ndarray | None]  # complexity bin of each space's networks
+    numeric: dict[str, np.ndarray]  # sampled parameters and complexity columns, as floats
+    specs: list | None  # counted's network specs (None: the frame has none)
+    efit: np.ndarray  # e_fit of every counted network (DDS Fig. 8)
+
+
+def _level_trials(frame, names, level, normalize, bins, c_range) -> _Level:
+    """The counted trials of one level, by space, normalised when asked (NDS §4)."""
+    here = frame[frame["level"] == level] if len(frame) else frame
+    counted = here[here["status"].isin(["done", "diverged"])] if len(here) else here
+    err_all = counted["error"].to_numpy(np.float64) if len(counted) else np.zeros(0)
+    err_all = np.where(counted["status"].to_numpy() == "diverged", np.nan, err_all)
+    by_space = {n: np.flatnonzero(counted["space"].to_numpy() == n) for n in names}
+    norm = _normalisation(counted, by_space, normalize, bins, c_range)
+    if norm is not None:  # NDS: networks outside the range are left out (and counted)
+        by_space = {n: i[norm.inside[n]] for n, i in by_space.items()}
+    weights = {n: norm.weights[n] if norm else None for n in names}
+    bin_of = {n: norm.bin_of[n] if norm else None for n in names}
+    numeric = _numeric_columns(counted)
+    specs = counted["spec"].tolist() if "spec" in counted else None
+    efit = efits(specs) if specs is not None else np.full(len(counted), np.nan)
+    return _Level(here, counted, err_all, by_space, norm, weights, bin_of, numeric, specs, efit)
+
+
+@dataclass
+class _Spaces:
+    """What study_results gives per space, each keyed by space name in the spec's order."""
+
+    rows: dict[str, dict] = field(default_factory=dict)  # summary, counts, EDF, RegNet fit
+    params: dict[str, dict] = field(default_factory=dict)  # per parameter: its data per space
+    e_fit: dict[str, dict] = field(default_factory=dict)  # e_fit vs error (DDS Fig. 8)
+    refine_in: dict[str, dict] = field(default_factory=dict)  # refinement_suggestions' input
+    fits: dict[str, dict | None] = field(default_factory=dict)  # the winners' RegNet fit
+    marked: dict[str, tuple] = field(default_factory=dict)  # (errors, weights) for markers
+
+
+def _space_results(lv: _Level, names: list[str], info: dict, top_k: int) -> _Spaces:
+    """Every space's row, parameter data, e_fit, refinement input and RegNet fit."""
+    out = _Spaces()
+    for n in names:
+        idx, w = lv.by_space[n], lv.weights[n]
+        e = A.as_errors(lv.errors[idx])
+        out.marked[n] = (e, w)
+        row = _space_row(lv, n, lv.errors[idx], w)
+        draws = A.bootstrap_best_draws(e) if e.size else np.zeros(0, dtype=np.int64)
+        xs = {c: x[idx] for c, x in lv.numeric.items() if np.isfinite(x[idx]).any()}
+        errors = _floats(e, PLOT_DECIMALS)
+        for c, x in xs.items():
+            entry = out.params.setdefault(c, {"log": True, "spaces": {}})
+            entry["log"] &= bool(np.nanmin(x) > 0 and np.nanmax(x) >= 20 * np.nanmin(x))
+            entry["spaces"][n] = {
+                "x": _floats(x, PLOT_DECIMALS),
+                "error": errors,
+                "best": _best(x, draws),
+            }
+        if np.isfinite(lv.efit[idx]).any():  # DDS Fig. 8: e_fit vs error, best e_fit's band
+            e_fit = lv.efit[idx]
+            out.e_fit[n] = {
+                "x": _floats(e_fit, PLOT_DECIMALS),
+                "error": errors,
+                "best": _best(e_fit, draws),
+                "n": int(np.isfinite(e_fit).sum()),
+            }
+        out.refine_in[n] = info.get(n, {}) | {
+            "errors": e,
+            "weights": w,
+            "bins": lv.bin_of[n],
+            "complexity": lv.norm.complexity.get(n) if lv.norm else None,
+            "satisfies": _satisfies(xs),
+            "params": {c[2:] if c.startswith("p_") else c: x for c, x in xs.items()},
+        }
+        out.fits[n] = _winner_fit(lv, idx, top_k)
+        out.rows[n] = row | {"regnet": out.fits[n]}
+    return out
+
+
+def _space_row(lv: _Level, n: str, e_raw: np.ndarray, w) -> dict:
+    """A space's row: error summary, trials by status, EDF with its band, random search."""
+    e = A.as_errors(e_raw)
+    st = lv.here[lv.here["space"] == n]["status"].value_counts() if len(lv.here) else {}
+    n_eff = A.effective_n(w) if w is not None else float(e.size)
+    row = {"name": n, **A.summary(e_raw, w), "n_eff": n_eff}
+    return row | {
+        "n_outside": lv.norm.outside[n] if lv.norm else 0,
+        "n_done": int(st.get("done", 0)),
+        **space_learning(lv.here, n),  # n_not_learned, chance_error (search/spec/learning.py)
+        "n_failed": int(st.get("failed", 0)),
+        "n_cancelled": int(st.get("cancelled", 0)),
+        "n_pending": int(st.get("waiting", 0) + st.get("running", 0)),
+        "edf": _edf_payload(e, w, n_eff),
+        "random_search": {
+            "m": list(A.DEFAULT_M),
+            "expected_min": _floats(A.random_search_efficiency(e, w)),
+        },
+    }
+
+
+def _winner_fit(lv: _Level, idx: np.ndarray, top_k: int) -> dict | None:
+    """The RegNet fit of the best networks among `idx` (DDS §3.3), named; None without any."""
+    if lv.specs is None or not len(idx):
+        return None
+    fit = fit_winners([lv.specs[i] for i in idx], A.as_errors(lv.errors[idx]), top_k)
+    _identify(fit, lv.counted, idx)
+    return fit
+
+
+def _ks_table(lv: _Level, names, spec, level, normalize, bins, c_range, parent):
+    """(KS rows between spaces, the row against a refine child's parent or None, its notes)."""
+    ks = _pairwise(names, lv.errors, lv.by_space, lv.norm)
+    if parent is None:
+        return ks, None, []
+    vs_parent, note = _vs_parent(parent, lv.counted, lv.errors, spec.fidelities[level], level,
+                                 normalize, bins, c_range, len(ks))  # fmt: skip
+    if vs_parent is not None:
+        ks.append(vs_parent)  # one more test: Benjamini–Hochberg over all of them
+        for row, q in zip(ks, benjamini_hochberg([k["p"] for k in ks]), strict=True):
+            row["q"] = q
+    return ks, vs_parent, [note] if note else []
+
+
+def _overall_fit(lv: _Level, names: list[str], top_k: int) -> dict | None:
+    """The RegNet fit of the best networks of all spaces together."""
+    counted_idx = np.sort(np.concatenate([lv.by_space[n] for n in names])) if names else []
+    return _winner_fit(lv, counted_idx, top_k)
+
+
+def _level_notes(lv: _Level, normalize, ks: list[dict]) -> list[str]:
+    """Warnings of the level: mixed precisions or threads, networks outside the range, the KS table's."""
+    notes = []
+    if mixed := mixed_precisions(lv.here):
+        notes.append(mixed)
+    if mixed := mixed_threads(lv.here):
+        notes.append(mixed)
+    norm = lv.norm
+    if norm is not None and sum(norm.outside.values()):
+        left = ", ".join(f"{n} {k}" for n, k in norm.outside.items() if k)
+        notes.append(
+            f"normalize: {sum(norm.outside.values())} networks outside the {normalize} range"
+            f" [{norm.c_range[0]:.4g}, {norm.c_range[1]:.4g}] are left out ({left})"
+        )
+    return notes + _ks_notes(ks, normalize)
 
 
 def _split_references(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
