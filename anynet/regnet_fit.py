@@ -13,17 +13,20 @@ prediction at (w0, wa, wm), and what each guarantees:
   against error for all of them). A grid: with wa = r·w0 the exponent of every block
   depends on (r, wm) only, and the best w0 for given exponents is a median, so the coarse
   grid is 2-D; its best points are refined on small local grids, then on kinks (a level put
-  on a block's width, the exponents kept: `_kinks`). Then a descent (`_descend`): from a
-  few starts, two exact 1-D moves in turn, the best wa for fixed (w0, wm) and the best wm
-  for fixed w0 and exponents (e_fit steps where a level does). It returns a real RegNet's
-  e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of REGNET_RANGES
-  whose stages are consecutive exponents (every RegNetX/RegNetY sample); on other networks
-  it is an upper bound that can still miss the optimum: more than 0.005 above the
-  exhaustive reference on 1-2% of AnyNetX_A and 4-5% of AnyNetX_E networks, by up to 0.05
-  and 0.055 (the grid alone: 9-11% and 31%), at about 2.3 ms of CPU a network, 3.0-3.2x
-  the grid alone (benchmarks/bench_fit.py; docs/method.md §3). With tol, fit_regnet's branch
-  and bound follows for every network of a depth at once (`_bound_many`): each e_fit is
-  then within tol of the global optimum, at 20-30 ms a network.
+  on a block's width, the exponents kept: `_kinks`). Then a descent (`_descend`): from
+  starts of wm scans and of points that put a level on one of the network's two most
+  frequent widths at every w0 (`_matched_starts`; rows a cheap monotone lower bound rules
+  out are not swept), two exact 1-D moves in turn, the best wa for fixed (w0, wm) and the
+  best wm for fixed w0 and exponents (e_fit steps where a level does). It returns a real
+  RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
+  REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
+  other networks it is an upper bound that can still miss the optimum: more than 0.005
+  above the exhaustive reference on 0.3-1.3% of AnyNetX_A and 0.7-2.7% of AnyNetX_E
+  networks, by up to 0.05, at 1.1x the previous descent's CPU time (1.4-1.9 ms a network,
+  with the machine's load; benchmarks/bench_fit.py; docs/method.md §3). With tol,
+  fit_regnet's branch and bound follows for every network of a depth at once
+  (`_bound_many`): each e_fit is then within tol of the global optimum, at 20-30 ms a
+  network.
 The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
 w0 and wa below 256), so a fit never calls a network a "RegNet" that the space does not
 hold (wm 1.1 and 20 stages).
@@ -1182,7 +1185,7 @@ def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, flo
     the descent (`_descend`); an upper bound of the global minimum, exactly 0 on a RegNet.
 
     With tol (e.g. 0.004), a branch and bound then brings each e_fit within tol of the
-    global minimum over REGNET_RANGES (`_bound_many`; 7.6x the default's time in
+    global minimum over REGNET_RANGES (`_bound_many`; about 7x the default's time in
     bench_fit.py).
     """
     if tol is not None and not tol >= 0:

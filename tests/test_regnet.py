@@ -378,7 +378,7 @@ def test_fit_many_default_is_within_0005_of_the_reference(space):
     # issue 21: the default fit_many (the grid, then the descent: docs/method.md §3) within
     # 0.005 of testkit's exhaustive reference. On these 20 seeded networks of each space it
     # is on every one (the grid alone: 2 and 9 beyond 0.005, up to 0.061); on larger samples
-    # it is not yet (benchmarks/bench_fit.py: a few percent beyond). Each e_fit is a real
+    # it is not yet (benchmarks/bench_fit.py: about 1% beyond). Each e_fit is a real
     # RegNet's.
     nets = [s.spec.block_widths for s in sample(get_space(space), 20, 21).samples]
     fits = fit_many(nets)
