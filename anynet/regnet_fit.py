@@ -13,17 +13,20 @@ prediction at (w0, wa, wm), and what each guarantees:
   against error for all of them). A grid: with wa = r·w0 the exponent of every block
   depends on (r, wm) only, and the best w0 for given exponents is a median, so the coarse
   grid is 2-D; its best points are refined on small local grids, then on kinks (a level put
-  on a block's width, the exponents kept: `_kinks`). Then a descent (`_descend`): from a
-  few starts, two exact 1-D moves in turn, the best wa for fixed (w0, wm) and the best wm
-  for fixed w0 and exponents (e_fit steps where a level does). It returns a real RegNet's
-  e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of REGNET_RANGES
-  whose stages are consecutive exponents (every RegNetX/RegNetY sample); on other networks
-  it is an upper bound that can still miss the optimum: more than 0.005 above the
-  exhaustive reference on 1-2% of AnyNetX_A and 4-5% of AnyNetX_E networks, by up to 0.05
-  and 0.055 (the grid alone: 9-11% and 31%), at about 2.3 ms of CPU a network, 3.0-3.2x
-  the grid alone (benchmarks/bench_fit.py; docs/method.md §3). With tol, fit_regnet's branch
-  and bound follows for every network of a depth at once (`_bound_many`): each e_fit is
-  then within tol of the global optimum, at 20-30 ms a network.
+  on a block's width, the exponents kept: `_kinks`). Then a descent (`_descend`): from
+  starts of wm scans and of points that put a level on one of the network's two most
+  frequent widths at every w0 (`_matched_starts`; rows a cheap monotone lower bound rules
+  out are not swept), two exact 1-D moves in turn, the best wa for fixed (w0, wm) and the
+  best wm for fixed w0 and exponents (e_fit steps where a level does). It returns a real
+  RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
+  REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
+  other networks it is an upper bound that can still miss the optimum: more than 0.005
+  above the exhaustive reference on 0.3-1.3% of AnyNetX_A and 0.7-2.7% of AnyNetX_E
+  networks, by up to 0.05, at 1.1x the previous descent's CPU time (1.4-1.9 ms a network,
+  with the machine's load; benchmarks/bench_fit.py; docs/method.md §3). With tol,
+  fit_regnet's branch and bound follows for every network of a depth at once
+  (`_bound_many`): each e_fit is then within tol of the global optimum, at 20-30 ms a
+  network.
 The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
 w0 and wa below 256), so a fit never calls a network a "RegNet" that the space does not
 hold (wm 1.1 and 20 stages).
@@ -755,6 +758,8 @@ _SCAN_WM = np.linspace(*REGNET_RANGES["wm"], 11)  # wm scanned at each candidate
 _SCAN_NEAR = (-16, -8, 8, 16)  # the fit's w0 moved by these is scanned too
 _SCAN_STARTS = 8  # scan points descended per network
 _SCAN_SLACK = 0.1  # a scan point may move its wm by up to 10% to the relaxed best (ranking)
+_MATCH_WIDTHS = 2  # a network's most frequent widths that a level is put on (`_matched_starts`)
+_MATCH_STARTS = 8  # matched points descended per network
 _DESCENT_ROUNDS = 2  # wa sweep then wm polish, this many times
 _POLISH_SPAN = 0.03  # the wm polish looks within ±3% of the current wm
 _EDGE_CAP = 64  # at most this many level edges per exponent (evenly thinned beyond)
@@ -930,7 +935,9 @@ def _wm_polish(L, s, w0, wm0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return best_v, best_wm, (lo + hi) / 2
 
 
-def _scan_starts(obs: np.ndarray, best: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+def _scan_starts(
+    obs: np.ndarray, best: np.ndarray, e: np.ndarray, coarse: np.ndarray
+) -> np.ndarray:
     """(n, _SCAN_STARTS, 3) starts from a wm scan (_SCAN_WM, wa by `_wa_sweep`) at each
     distinct w0 of: the grid's fit and its neighbours (_SCAN_NEAR), the two best coarse
     points and the first width (to 8). A scan point first moves to the relaxed best wm of
@@ -951,7 +958,8 @@ def _scan_starts(obs: np.ndarray, best: np.ndarray, coarse: np.ndarray) -> np.nd
     w0, wm = np.repeat(w0c[net0, col], m), np.tile(_SCAN_WM, net0.size)
     L = np.log(obs)[net]
     r_cap = REGNET_RANGES["wa"][1] / w0
-    v, lo, hi = _wa_sweep(L, w0, wm, obs.max(axis=1)[net])
+    v, lo, hi = _sweep_below(L, w0, wm, obs.max(axis=1)[net], (e * d)[net])
+    live = np.isfinite(v)
     r = (lo + np.minimum(hi, r_cap)) / 2
     s = np.round(np.log1p(r[:, None] * np.arange(d)) / np.log(wm)[:, None])
     x = np.where(s > 0, (L - np.log(w0)[:, None]) / np.maximum(s, 1.0), np.inf)
@@ -967,15 +975,97 @@ def _scan_starts(obs: np.ndarray, best: np.ndarray, coarse: np.ndarray) -> np.nd
     lo_m, hi_m = _window(s, moved, r_cap)
     use = (hi_m - lo_m > _EPS * np.maximum(1.0, np.abs(hi_m))) & (v_moved < v)
     v, wm, r = np.where(use, v_moved, v), np.where(use, moved, wm), np.where(use, (lo_m + hi_m) / 2, r)  # fmt: skip
+    v = np.where(live, v, np.inf)
     # rank of each point within its (network, w0), then per network by (rank, value)
     order = np.lexsort((v, group))
     rank = np.empty(order.size, dtype=np.int64)
     rank[order] = np.arange(order.size) - np.searchsorted(group[order], group[order])
     order = np.lexsort((v, rank, net))
     pos = np.arange(order.size) - np.searchsorted(net[order], net[order])
-    k, slot = order[pos < _SCAN_STARTS], pos[pos < _SCAN_STARTS]
+    take = (pos < _SCAN_STARTS) & np.isfinite(v[order])
+    k, slot = order[take], pos[take]
     out = np.repeat(best[:, None, :], _SCAN_STARTS, axis=1)
     out[net[k], slot] = np.stack([w0[k], r[k] * w0[k], wm[k]], axis=1)
+    return out
+
+
+def _monotone_bound(L: np.ndarray, w0: np.ndarray, wm: np.ndarray) -> np.ndarray:
+    """Per row (log widths L (m, d), w0, wm): a lower bound of the summed error over every wa.
+
+    Block 0 is at level 0 (w0); the exponents never fall and stay at most the last block's at
+    the largest wa; each block otherwise takes its best level: a small dynamic programme
+    over the blocks (a running minimum over the levels), no sweep (docs/method.md §3)."""
+    m, d = L.shape
+    lw = np.log(wm)
+    k_cap = np.round(np.log1p(REGNET_RANGES["wa"][1] / w0 * max(d - 1, 0)) / lw)
+    ks = np.arange(int(k_cap.max(initial=0)) + 1, dtype=np.float64)
+    level = np.round(w0[:, None] * np.exp(lw[:, None] * ks) / QUANTUM) * QUANTUM
+    level = np.where(ks <= k_cap[:, None], np.log(np.maximum(level, 1.0)), np.inf)
+    # a run of equal widths takes one level at no loss (the better of any two it spans keeps
+    # the exponents non-decreasing), so the programme steps over runs, not blocks
+    rest = L[:, 1:]
+    new = np.ones(rest.shape, dtype=bool)
+    new[:, 1:] = rest[:, 1:] != rest[:, :-1]
+    run = np.cumsum(new, axis=1) - 1
+    n_runs = int(run.max(initial=-1)) + 1
+    flat = (np.arange(m)[:, None] * n_runs + run).ravel()
+    count = np.bincount(flat, minlength=m * n_runs).reshape(m, n_runs)
+    width = np.zeros(m * n_runs)
+    width[flat] = rest.ravel()
+    width = width.reshape(m, n_runs)
+    cost = np.zeros(level.shape)
+    with np.errstate(invalid="ignore"):  # 0 blocks × an unreachable level: 0
+        for i in range(n_runs):
+            err = count[:, i : i + 1] * np.abs(level - width[:, i : i + 1])
+            cost = np.minimum.accumulate(cost, axis=1) + np.where(count[:, i : i + 1] > 0, err, 0)
+    return np.abs(np.log(w0) - L[:, 0]) + cost.min(axis=1)
+
+
+def _sweep_below(L, w0, wm, w_max, incumbent):
+    """`_wa_sweep` of the rows whose `_monotone_bound` is below incumbent (a summed error per
+    row); the others (value inf) cannot beat it at their (w0, wm), so their sweep is saved."""
+    v, lo, hi = np.full(w0.size, np.inf), np.zeros(w0.size), np.zeros(w0.size)
+    live = np.flatnonzero(_monotone_bound(L, w0, wm) < incumbent)
+    if live.size:
+        v[live], lo[live], hi[live] = _wa_sweep(L[live], w0[live], wm[live], w_max[live])
+    return v, lo, hi
+
+
+def _matched_starts(obs: np.ndarray, best: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """(n, _MATCH_STARTS, 3) starts that put a level round(w0·wm^k / 8)·8 on one of the
+    network's _MATCH_WIDTHS most frequent widths: every w0 of the range, every k that leaves
+    wm in it, wm the middle of the interval where the level is that width; wa by
+    `_wa_sweep` (rows `_monotone_bound` rules out are skipped), the least summed error first.
+
+    Where the grid misses, the optimum mostly has a w0 far from the grid's and a level on the
+    width of the network's longest stage (docs/method.md §3)."""
+    n, d = obs.shape
+    (w0_lo, w0_hi), (wm_lo, wm_hi) = REGNET_RANGES["w0"], REGNET_RANGES["wm"]
+    nets, widths = [], []
+    for i, row in enumerate(obs):
+        u, c = np.unique(row, return_counts=True)
+        top = u[np.argsort(-c, kind="stable")[:_MATCH_WIDTHS]]
+        nets += [i] * top.size
+        widths += top.tolist()
+    net, width = np.asarray(nets), np.asarray(widths, dtype=np.float64)
+    w0s = np.arange(w0_lo, w0_hi + 1, QUANTUM, dtype=np.float64)
+    k_max = math.ceil(math.log(width.max() / w0_lo + 1.0) / math.log(wm_lo))
+    p, w0, k = (g.ravel() for g in np.meshgrid(
+        np.arange(net.size), w0s, np.arange(1.0, k_max + 1), indexing="ij"))  # fmt: skip
+    lo = np.maximum(np.power(np.maximum(width[p] - QUANTUM / 2, 1.0) / w0, 1.0 / k), wm_lo)
+    hi = np.minimum(np.power((width[p] + QUANTUM / 2) / w0, 1.0 / k), wm_hi)
+    ok = lo < hi
+    p, w0, wm = p[ok], w0[ok], np.sqrt(lo[ok] * hi[ok])
+    rows = net[p]
+    v, r_lo, r_hi = _sweep_below(np.log(obs)[rows], w0, wm, obs.max(axis=1)[rows], (e * d)[rows])
+    r_cap = REGNET_RANGES["wa"][1] / w0
+    r = np.where(np.isfinite(r_hi), (r_lo + np.minimum(r_hi, r_cap)) / 2, r_lo)
+    order = np.lexsort((v, rows))
+    pos = np.arange(order.size) - np.searchsorted(rows[order], rows[order])
+    take = (pos < _MATCH_STARTS) & np.isfinite(v[order])
+    i, slot = order[take], pos[take]
+    out = np.repeat(best[:, None, :], _MATCH_STARTS, axis=1)
+    out[rows[i], slot] = np.stack([w0[i], r[i] * w0[i], wm[i]], axis=1)
     return out
 
 
@@ -986,8 +1076,11 @@ def _descend(obs: np.ndarray, best: np.ndarray, e: np.ndarray, starts: np.ndarra
     n, d = obs.shape
     k = starts.shape[1]
     L, w_max = np.log(obs), obs.max(axis=1)
-    net = np.repeat(np.arange(n), k)
-    cur = starts.reshape(-1, 3).copy()
+    # a start equal to an earlier one of its network (the padding of the scans) is left out
+    same = (starts[:, :, None, :] == starts[:, None, :, :]).all(axis=3)
+    first = ~np.tril(same, -1).any(axis=2).ravel()
+    net = np.repeat(np.arange(n), k)[first]
+    cur = starts.reshape(-1, 3)[first].copy()
     rows = np.arange(cur.shape[0])
     wa_hi = REGNET_RANGES["wa"][1]
     for _ in range(_DESCENT_ROUNDS):
@@ -1008,12 +1101,10 @@ def _descend(obs: np.ndarray, best: np.ndarray, e: np.ndarray, starts: np.ndarra
     real = np.full(cur.shape[0], np.inf)
     ok = np.isfinite(cur).all(axis=1)
     real[ok] = _e_fit(obs[net[ok]], cur[ok])
-    real = real.reshape(n, k)
-    i = np.argmin(real, axis=1)
-    at = np.arange(n)
-    win = real[at, i] < e
-    best[win] = cur.reshape(n, k, 3)[at, i][win]
-    e[win] = real[at, i][win]
+    order = np.lexsort((real, net))  # the least per network; ties: the earlier start
+    top = order[np.r_[True, net[order][1:] != net[order][:-1]]]
+    win = top[real[top] < e[net[top]]]
+    best[net[win]], e[net[win]] = cur[win], real[win]
 
 
 def _bound_many(obs: np.ndarray, best: np.ndarray, e: np.ndarray, tol: float) -> None:
@@ -1094,17 +1185,24 @@ def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, flo
     the descent (`_descend`); an upper bound of the global minimum, exactly 0 on a RegNet.
 
     With tol (e.g. 0.004), a branch and bound then brings each e_fit within tol of the
-    global minimum over REGNET_RANGES (`_bound_many`; 7.6x the default's time in
+    global minimum over REGNET_RANGES (`_bound_many`; about 7x the default's time in
     bench_fit.py).
     """
     if tol is not None and not tol >= 0:
         raise ValueError(f"tol: need a number >= 0, got {tol}")
     out: list = [None] * len(block_widths_list)
     groups: dict[int, list[int]] = {}
+    seen: dict[tuple, int] = {}  # a study repeats networks: each distinct one is fitted once
+    copies: list[tuple[int, int]] = []
     for i, widths in enumerate(block_widths_list):
         w = np.asarray(widths, dtype=np.float64)
         if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0):
             raise ValueError(f"block_widths_list[{i}]: need positive widths, got {list(widths)}")
+        key = tuple(w.tolist())
+        if key in seen:
+            copies.append((i, seen[key]))
+            continue
+        seen[key] = i
         groups.setdefault(w.size, []).append(i)
     for idx in groups.values():
         obs = np.asarray([block_widths_list[i] for i in idx], dtype=np.float64)
@@ -1116,8 +1214,9 @@ def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, flo
         if obs.shape[1] > 1:
             _improve(obs, best, e)
             # the descent (docs/method.md §3): it replaces a fit only by a better one
-            scan = _scan_starts(obs, best, coarse)
-            _descend(obs, best, e, np.concatenate([best[:, None], per_wm, scan], axis=1))
+            scan = _scan_starts(obs, best, e, coarse)
+            match = _matched_starts(obs, best, e)
+            _descend(obs, best, e, np.concatenate([best[:, None], per_wm, scan, match], axis=1))
         # the network's own RegNet parameters where they may regenerate it
         own, rows = _exact_candidates(obs)
         if rows.size:
@@ -1133,4 +1232,6 @@ def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, flo
             # np.power in a batch can be an ulp off at such a tie (16·2.5^2 = 100 + 1e-14)
             ek = float(_e_fit(obs[k : k + 1], best[k : k + 1])[0])
             out[i] = (int(w0), float(wa), float(wm), ek)
+    for i, j in copies:
+        out[i] = out[j]
     return out
