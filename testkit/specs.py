@@ -37,12 +37,13 @@ def smoke_spec(**changes) -> dict:
     return spec
 
 
-_API_SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
+# two stages of depth 1-2, width 8-24 behind an 8-wide CIFAR stem (the API and e2e tests)
+API_SPACE = {"stem": {"type": "cifar", "width": 8}, "stages": 2, "depth": [1, 2], "width": [8, 24]}
 # the API tests' study: AnyNetX_A and AnyNetX_E, 5 networks each, two levels, 8 px synthetic data
 API_SPEC = {
     "name": "api test",
     "dataset": {"name": "synthetic", "resolution": 8, "num_classes": 4, "train_size": 128},
-    "spaces": [{"preset": "AnyNetX_A", **_API_SPACE}, {"preset": "AnyNetX_E", **_API_SPACE}],
+    "spaces": [{"preset": "AnyNetX_A", **API_SPACE}, {"preset": "AnyNetX_E", **API_SPACE}],
     "samples": 5,
     "fidelities": [1, 2],
 }

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testkit.specs import API_SPACE
+
 ROOT = Path(__file__).resolve().parent.parent
 DSE = [sys.executable, "-m", "api.cli"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -23,14 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 def tiny_spec(name: str) -> dict:
     """2 spaces x 6 samples on synthetic 8 px data (128 train images), 1 epoch."""
-    space = {
-        "stem": {"type": "cifar", "width": 8},
-        "stages": 2,
-        "depth": [1, 2],
-        "width": [8, 24],
-        "resolution": 8,
-        "num_classes": 4,
-    }
+    space = {**API_SPACE, "resolution": 8, "num_classes": 4}
     return {
         "name": name,
         "dataset": {

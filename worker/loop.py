@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from anynet.network import network_spec, with_input
 from search.store import TRANSIENT_ERRORS, Claim, Store, TrialOutcome, TrialStatus
+from search.store.beats import Beats
 from worker.allocator import malloc_tuned
 
 if TYPE_CHECKING:
@@ -92,32 +93,23 @@ def retrying(call: Callable[[], T], what: str, stop: Stop | None = None, give_up
             delay = min(BACKOFF_MAX, delay * 2)
 
 
-class Heartbeat:
+class Heartbeat(Beats):
     """A thread recording the claim's heartbeat every limits.heartbeat_seconds."""
 
     def __init__(self, store: Store, claim: Claim) -> None:
+        super().__init__(claim.limits.heartbeat_seconds, "dse-heartbeat")
         self.store, self.claim = store, claim
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="dse-heartbeat", daemon=True)
 
-    def _run(self) -> None:
-        while not self.done.wait(self.claim.limits.heartbeat_seconds):
-            try:
-                self.store.heartbeat(self.claim)
-            except TRANSIENT_ERRORS as e:
-                print(
-                    f"dse worker: heartbeat failed ({type(e).__name__}); will retry",
-                    file=sys.stderr,
-                    flush=True,
-                )
-
-    def __enter__(self) -> Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.done.set()
-        self.thread.join()
+    def beat(self) -> None:
+        """Record one heartbeat; a transient database error is said and retried next beat."""
+        try:
+            self.store.heartbeat(self.claim)
+        except TRANSIENT_ERRORS as e:
+            print(
+                f"dse worker: heartbeat failed ({type(e).__name__}); will retry",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 class DatasetCache:

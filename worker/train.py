@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from anynet.network import NetworkSpec, network
+from search.spec.environ import env_number
 from search.spec.recipe import resolve_recipe
 from search.spec.study import Recipe
 from worker import cpu
@@ -70,13 +71,7 @@ class TrainResult:
 
 def default_threads() -> int:
     """Torch threads of a training process not told otherwise: $DSE_THREADS, else 1."""
-    raw = os.environ.get(THREADS_ENV)
-    if not raw:
-        return DEFAULT_THREADS
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{THREADS_ENV}: expected a number of threads, got {raw!r}") from None
+    return env_number(THREADS_ENV, int, "a number of threads", DEFAULT_THREADS)
 
 
 def set_threads(threads: int | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from api.cli.parser import CliError, db_option
+from api.cli.parser import CliError, db_option, from_args
 
 
 def register(subparsers) -> None:
@@ -96,16 +96,8 @@ def cmd_ray(args) -> int:
     from worker.launch_ray import launch
 
     command = ray_command(args)
-    results = launch(
-        url,
-        args.workers,
-        command,
-        address=args.address,
-        cpus_per_worker=args.cpus_per_worker,
-        gpus_per_worker=args.gpus_per_worker,
-        show=_show("ray"),
-        interval=args.interval,
-    )
+    options = from_args(args, "address", "cpus_per_worker", "gpus_per_worker", "interval")
+    results = launch(url, args.workers, command, show=_show("ray"), **options)
     failed = {i: r for i, r in results.items() if isinstance(r, BaseException)}
     for i, error in failed.items():
         print(f"dse launch ray: worker {i} failed: {error!r}"[:500], file=sys.stderr)
@@ -124,18 +116,9 @@ def cmd_slurm(args) -> int:
     from worker.launch_slurm import submit
 
     command = slurm_command(args)
-    jobs = submit(
-        url,
-        args.workers,
-        command,
-        folder=args.folder,
-        cluster=args.cluster,
-        partition=args.partition,
-        gpus_per_worker=args.gpus_per_worker,
-        cpus_per_worker=args.cpus_per_worker,
-        minutes=args.time,
-        array_parallelism=args.array_parallelism,
-    )
+    options = from_args(args, "folder", "cluster", "partition", "array_parallelism")
+    options |= from_args(args, "gpus_per_worker", "cpus_per_worker")
+    jobs = submit(url, args.workers, command, minutes=args.time, **options)
     print("\n".join(str(j.job_id) for j in jobs), flush=True)  # no loop variable keeps one
     logs = jobs[0].paths.folder if jobs else args.folder
     print(f"dse launch slurm: {len(jobs)} tasks; logs in {logs}", file=sys.stderr, flush=True)

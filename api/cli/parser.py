@@ -44,6 +44,11 @@ def emit_json(obj) -> None:
     sys.stdout.flush()
 
 
+def from_args(args: argparse.Namespace, *names: str) -> dict:
+    """The named options of parsed `args` as keyword arguments of the call they configure."""
+    return {name: getattr(args, name) for name in names}
+
+
 def db_option(parser: argparse.ArgumentParser) -> None:
     """Add --db (the one database URL; None falls back to search.store.default_url())."""
     parser.add_argument(

@@ -10,6 +10,7 @@ import sys
 import time
 
 from api.cli.parser import db_option
+from search.spec.environ import env_number
 
 
 def register(subparsers) -> None:
@@ -24,11 +25,7 @@ def register(subparsers) -> None:
 
 def env_port() -> int:
     """The default --port: $DSE_PORT, else 8000."""
-    raw = os.environ.get("DSE_PORT", "8000")
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"DSE_PORT: expected a port number, got {raw!r}") from None
+    return env_number("DSE_PORT", int, "a port number", 8000)
 
 
 def server_args(p: argparse.ArgumentParser) -> None:

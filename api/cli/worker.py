@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.cli.parser import CliError, db_option
+from api.cli.parser import CliError, db_option, from_args
 
 
 def register(subparsers) -> None:
@@ -32,16 +32,8 @@ def cmd_worker(args) -> int:
     device = args.device or _best_device()
     if args.max_trials is not None and args.max_trials < 1:
         raise CliError("--max-trials: must be >= 1")
-    run_worker(
-        args.db,
-        device=device,
-        max_trials=args.max_trials,
-        exit_when_idle=args.exit_when_idle,
-        threads=args.threads,
-        poll_seconds=args.poll,
-        study_ids=args.study,
-        create_db=args.create_db,
-    )
+    options = from_args(args, "max_trials", "exit_when_idle", "threads", "create_db")
+    run_worker(args.db, device=device, poll_seconds=args.poll, study_ids=args.study, **options)
     return 0
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anynet.spec import NetSpec
 from search.spec.study import Recipe, StudySpec
+from search.store.models import CreationProgress
 
 Number = float | None  # NaN and infinities are sent as null
 Normalize = Literal["none", "flops", "params", "acts"]  # what an EDF's errors are normalised by
@@ -382,18 +383,6 @@ class Results(_Exact):
 
 
 # --- studies: what /api/studies answers -------------------------------------------
-
-
-class CreationProgress(BaseModel):
-    """How far a study's creation got: spaces sampled, trials stored."""
-
-    spaces: int = Field(description="spaces to sample")
-    sampled: int = Field(description="spaces sampled so far")
-    total: int | None = Field(description="trials to store (known once all are sampled)")
-    stored: int = Field(description="trials stored so far")
-    budget_seconds: float | None = Field(description="the creation's time budget")
-    sampling_seconds: float | None = Field(None, description="how long sampling took")
-    storing_seconds: float | None = Field(None, description="how long storing took")
 
 
 class StudyCreated(BaseModel):

@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from anynet.network import network_complexity
 from anynet.spaces.sampling import sample
 from search.spec import fidelity
+from search.spec.environ import env_number
 from search.spec.reference import one_line
 from search.spec.status import StudyStatus
 from search.store import trial_params
+from search.store.beats import Beats
 from search.store.db import Database
 from search.store.models import CreationProgress, new_trial_values
 from search.store.reference_reuse import reuse_parent_references
@@ -49,26 +50,15 @@ class CreationBudget:
         """From $DSE_CREATE_SECONDS and $DSE_CREATE_DRAWS (the operator's settings)."""
         env = os.environ if env is None else env
         base = cls()
-        seconds = _env_number(env, "DSE_CREATE_SECONDS", float, "seconds", base.seconds)
+        seconds = env_number("DSE_CREATE_SECONDS", float, "seconds", base.seconds, env)
         if not 0 < seconds < 1e6:
             raise ValueError(
                 f"DSE_CREATE_SECONDS: must be in (0, 1e6), got {env['DSE_CREATE_SECONDS']}"
             )
-        draws = _env_number(env, "DSE_CREATE_DRAWS", int, "an integer", base.draws)
+        draws = env_number("DSE_CREATE_DRAWS", int, "an integer", base.draws, env)
         if draws < 1:
             raise ValueError(f"DSE_CREATE_DRAWS: must be at least 1, got {draws}")
         return cls(seconds=seconds, draws=draws)
-
-
-def _env_number(env: Mapping[str, str], name: str, kind, what: str, default):
-    """$name read as `kind` (float or int), `default` when unset or empty; a ValueError naming it."""
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ValueError(f"{name}: expected {what}, got {raw!r}") from None
 
 
 def space_seed(seed: int, label: str) -> int:
@@ -88,30 +78,21 @@ class CreationFailed(ValueError):
     """A study's creation failed; the study is marked failed with this reason."""
 
 
-class _Heartbeat:
+class _Heartbeat(Beats):
     """Touches the study's progress every HEARTBEAT_SECONDS while a creation runs."""
 
     def __init__(self, studies: Studies, study_id: int) -> None:
+        super().__init__(HEARTBEAT_SECONDS, "dse-creation")
         self.studies, self.study_id = studies, study_id
         self.progress: CreationProgress | None = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="dse-creation", daemon=True)
 
-    def _run(self) -> None:
-        while not self.done.wait(HEARTBEAT_SECONDS):
-            if self.progress is not None:
-                try:
-                    self.studies.report_creation(self.study_id, self.progress)
-                except Exception:  # a missed beat is harmless; the next one retries
-                    pass
-
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.done.set()
-        self.thread.join()
+    def beat(self) -> None:
+        """Report the progress so far, if any (a missed beat is harmless; the next retries)."""
+        if self.progress is not None:
+            try:
+                self.studies.report_creation(self.study_id, self.progress)
+            except Exception:
+                pass
 
 
 class StudyCreation:
@@ -136,10 +117,11 @@ class StudyCreation:
                     return self.studies.status(study_id)
                 sampled = time.monotonic()
                 self._store(study_id, per_space, sampling, beat)
-                progress = replace(
-                    beat.progress,
-                    sampling_seconds=round(sampled - start, 3),
-                    storing_seconds=round(time.monotonic() - sampled, 3),
+                progress = beat.progress.model_copy(
+                    update={
+                        "sampling_seconds": round(sampled - start, 3),
+                        "storing_seconds": round(time.monotonic() - sampled, 3),
+                    }
                 )
                 beat.progress = progress
                 self.studies.report_creation(study_id, progress)

@@ -12,10 +12,11 @@ transitions; `dse_trials` is written right after each transition it won.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -156,28 +157,32 @@ def new_trial_values(
 # --- what the store hands out ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CreationProgress:
-    """How far the creation of a study got: spaces sampled, trials stored."""
+class CreationProgress(BaseModel):
+    """How far a study's creation got: spaces sampled, trials stored."""
 
-    spaces: int  # spaces to sample
-    sampled: int = 0  # spaces sampled so far
-    total: int | None = None  # trials to store, known once every space is sampled
-    stored: int = 0  # trials stored so far
-    budget_seconds: float | None = None  # the creation's time budget
-    sampling_seconds: float | None = None  # how long sampling took, once done
-    storing_seconds: float | None = None  # how long storing the trials took, once done
+    # stored as JSON in dse_studies.creation; the API serves it as it is, every field present
+    # (the schema's required list is the one the API has always published)
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={"required": ["spaces", "sampled", "total", "stored", "budget_seconds"]},
+    )
+
+    spaces: int = Field(description="spaces to sample")
+    sampled: int = Field(0, description="spaces sampled so far")
+    total: int | None = Field(None, description="trials to store (known once all are sampled)")
+    stored: int = Field(0, description="trials stored so far")
+    budget_seconds: float | None = Field(None, description="the creation's time budget")
+    sampling_seconds: float | None = Field(None, description="how long sampling took")
+    storing_seconds: float | None = Field(None, description="how long storing took")
 
     def to_json(self) -> dict[str, Any]:
         """As stored in dse_studies.creation."""
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> CreationProgress | None:
         """From dse_studies.creation (None stays None; unknown keys are ignored)."""
-        if not data:
-            return None
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        return cls.model_validate(data) if data else None
 
 
 @dataclass(frozen=True)
