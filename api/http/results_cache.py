@@ -9,16 +9,18 @@ is validated into api.http.schemas.Results (the documented shape) and serialised
 infinities as null); exports read the same cached answers.
 
 Hostile reads (issue 23: 8 clients each asking a new `range` of a 2,000-trial study held
-/healthz up to a second): the analysis runs in a pool of forkserver children (the Creator's,
-niced), not in this process, so it never holds this process's GIL; at most `parallel` run
-at once, at most `pending` distinct analyses are outstanding and at most `waiting` requests
-wait for one (more are refused with ResultsBusy, a 503, rather than holding the server's
-threads); the cache keeps at most `size` answers and `max_bytes` bytes, least recently used
-first out.
+/healthz up to a second): the analysis runs in a pool of forkserver children (the Creator's),
+not in this process, so it never holds this process's GIL; the children analyse at the lowest
+CPU priority (nice 19, below a creation's 10) and at most `parallel` run at once, one fewer
+than the cores (at least one, at most two), so a core is left to the server's requests; at
+most `pending` distinct analyses are outstanding and at most `waiting` requests wait for one
+(more are refused with ResultsBusy, a 503, rather than holding the server's threads); the
+cache keeps at most `size` answers and `max_bytes` bytes, least recently used first out.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from concurrent.futures.process import BrokenProcessPool
@@ -33,6 +35,20 @@ class ResultsBusy(RuntimeError):
 
 
 _STORES: dict = {}  # in a pool's child: one Store per database URL, kept between analyses
+ANALYSIS_NICENESS = 19  # the lowest: an analysis any client may ask for yields to everything else
+MOST_PARALLEL = 2  # analyses at once on a large machine (each child holds its own imports)
+
+
+def analysis_slots() -> int:
+    """Analyses run at once by default: one fewer than this process's cores, from 1 to 2."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MOST_PARALLEL, (cores or 1) - 1))
+
+
+def lowest_priority() -> None:
+    """In a pool's child: run at ANALYSIS_NICENESS (a no-op when already as low)."""
+    if os.getpriority(os.PRIO_PROCESS, 0) < ANALYSIS_NICENESS:
+        os.setpriority(os.PRIO_PROCESS, 0, ANALYSIS_NICENESS)
 
 
 def results_json(url: str, study_id, fidelity, normalize, bins, c_range) -> bytes:
@@ -40,6 +56,7 @@ def results_json(url: str, study_id, fidelity, normalize, bins, c_range) -> byte
     from search.analysis.results import results_for
     from search.store import Store
 
+    lowest_priority()  # the pool's initializer niced the child to a creation's 10
     store = _STORES.get(url)
     if store is None:
         store = _STORES[url] = Store(url)
@@ -53,8 +70,8 @@ class ResultsCache:
 
     The normalisation is (normalize, bins, c_range): each setting is its own entry and ETag.
     `pool` (a callable making a concurrent.futures executor, e.g. Creator.pool) runs the
-    analysis out of this process; without it (or with `compute`) it runs in the caller's
-    thread.
+    analysis out of this process, `parallel` at once (default analysis_slots()); without it
+    (or with `compute`) it runs in the caller's thread.
     """
 
     def __init__(
@@ -64,7 +81,7 @@ class ResultsCache:
         size: int = 64,
         model: type[BaseModel] = Results,
         pool=None,
-        parallel: int = 2,
+        parallel: int | None = None,
         pending: int = 16,
         waiting: int = 24,
         max_bytes: int = 256 * 2**20,
@@ -76,7 +93,7 @@ class ResultsCache:
         self.max_bytes = max_bytes
         self.pending, self.waiting = pending, waiting
         self._make_pool = pool
-        self.parallel = parallel
+        self.parallel = parallel or analysis_slots()
         self._pool = None
         self._entries: OrderedDict[tuple, list] = OrderedDict()
         self._bytes = 0
