@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from testkit.settlers import in_threads
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 8
 BINS = 5  # few enough that every space has networks in each bin of every range asked
@@ -116,11 +118,7 @@ def hammer(url: str, study_id: int, seconds: float, max_requests: int, clients: 
     ours, theirs = context.Pipe(duplex=False)
     probe = context.Process(target=prober, args=(url, stop, theirs))
     probe.start()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(client, clients)
     health = ours.recv()
     probe.join()
     return {
@@ -146,15 +144,11 @@ def impossible_estimates(url: str, pid: int, n: int = 12) -> dict:
 
     context = multiprocessing.get_context("fork")
     ours, theirs = context.Pipe(duplex=False)
-    threads = [threading.Thread(target=post, args=(k,)) for k in range(n)]
-    t0 = time.perf_counter()
     stop_file = Path(f"/tmp/dse-bench-stop-{os.getpid()}")
     probe = context.Process(target=_probe_until, args=(url, stop_file, theirs))
     probe.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    t0 = time.perf_counter()
+    in_threads(post, n)
     wall = time.perf_counter() - t0
     stop_file.touch()
     health = ours.recv()
