@@ -271,6 +271,35 @@ def test_edf_is_analysed_in_a_child_process(client, store):
     assert cache.computed == 2
 
 
+def test_a_child_reads_the_trials_of_a_version_once(client, store, monkeypatch):
+    from collections import OrderedDict
+
+    from api.http import results_cache
+
+    sid = created(client)
+    finish_all(store)
+    reads = []
+
+    class Counting:
+        def trial_frame(self, study_id):
+            reads.append(study_id)
+            return store.trial_frame(study_id)
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+    monkeypatch.setattr(results_cache, "_STORES", {"db": Counting()})
+    monkeypatch.setattr(results_cache, "_FRAMES", OrderedDict())
+    monkeypatch.setattr(results_cache, "lowest_priority", lambda: None)  # not this process
+
+    def ask(lo, version):
+        return results_cache.results_json("db", sid, 1, "flops", 1, (lo, 1e12), version)
+
+    first, other = ask(1, "v1"), ask(2, "v1")  # hostile reads: another range, same trials
+    assert reads == [sid] and other != first
+    assert ask(1, "v2") == first == ask(1, None) and reads == [sid] * 3  # a new version reads
+
+
 def test_analyses_leave_a_core_to_the_server(monkeypatch):
     import os
 
