@@ -10,6 +10,7 @@
 - testkit.spaces: what the NDS presets hold;
 - testkit.torch_counts: torch's own counts of a module (meta-device MACs; MACs and activations in one pass);
 - testkit.synthetic: synthetic errors with known answers;
-- testkit.settlers: racing settlers that finish each fidelity level of many studies at once;
+- testkit.settlers: racing settlers that finish each fidelity level of many studies at once
+  (and in_threads: n calls at once, each in its own thread);
 - testkit.fit_reference: the exhaustive RegNet fit the fit tests and benchmark compare with.
 """

@@ -4,7 +4,8 @@ Used by tests/test_promotion.py (and usable from a benchmark): each settler is a
 process with its own Store, as real workers are; for every study and level they all claim a
 share of the level's trials, wait for each other, and finish them together, so the last
 finishes of a level (and the settles they trigger) race. Errors are fixed per network, so
-which networks are promoted is known in advance.
+which networks are promoted is known in advance. `in_threads` starts the thread settlers
+(and benchmarks/bench_hostile_reads.py's clients) all at once.
 """
 
 from __future__ import annotations
@@ -66,6 +67,15 @@ def settle_levels(
     return finished
 
 
+def in_threads(target, n: int) -> None:
+    """Call target(k) for k in range(n), each in its own thread, all at once; wait for all."""
+    threads = [threading.Thread(target=target, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def _settle_in_process(url, study_ids, k, settlers, barrier, results, fail) -> None:
     try:
         results.put((k, settle_levels(url, study_ids, k, settlers, barrier, fail)))
@@ -90,11 +100,7 @@ def race(
                 errors.append(e)
                 barrier.abort()
 
-        pool = [threading.Thread(target=run, args=(k,)) for k in range(settlers)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
+        in_threads(run, settlers)
         if errors:
             raise errors[0]
         return sum(counts)
