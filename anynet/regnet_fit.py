@@ -980,13 +980,7 @@ def _scan_starts(
     order = np.lexsort((v, group))
     rank = np.empty(order.size, dtype=np.int64)
     rank[order] = np.arange(order.size) - np.searchsorted(group[order], group[order])
-    order = np.lexsort((v, rank, net))
-    pos = np.arange(order.size) - np.searchsorted(net[order], net[order])
-    take = (pos < _SCAN_STARTS) & np.isfinite(v[order])
-    k, slot = order[take], pos[take]
-    out = np.repeat(best[:, None, :], _SCAN_STARTS, axis=1)
-    out[net[k], slot] = np.stack([w0[k], r[k] * w0[k], wm[k]], axis=1)
-    return out
+    return _starts_per_net(best, net, np.lexsort((v, rank, net)), v, (w0, r * w0, wm), _SCAN_STARTS)
 
 
 def _monotone_bound(L: np.ndarray, w0: np.ndarray, wm: np.ndarray) -> np.ndarray:
@@ -1060,12 +1054,17 @@ def _matched_starts(obs: np.ndarray, best: np.ndarray, e: np.ndarray) -> np.ndar
     v, r_lo, r_hi = _sweep_below(np.log(obs)[rows], w0, wm, obs.max(axis=1)[rows], (e * d)[rows])
     r_cap = REGNET_RANGES["wa"][1] / w0
     r = np.where(np.isfinite(r_hi), (r_lo + np.minimum(r_hi, r_cap)) / 2, r_lo)
-    order = np.lexsort((v, rows))
-    pos = np.arange(order.size) - np.searchsorted(rows[order], rows[order])
-    take = (pos < _MATCH_STARTS) & np.isfinite(v[order])
-    i, slot = order[take], pos[take]
-    out = np.repeat(best[:, None, :], _MATCH_STARTS, axis=1)
-    out[rows[i], slot] = np.stack([w0[i], r[i] * w0[i], wm[i]], axis=1)
+    return _starts_per_net(best, rows, np.lexsort((v, rows)), v, (w0, r * w0, wm), _MATCH_STARTS)
+
+
+def _starts_per_net(best, net, order, v, point, starts: int) -> np.ndarray:
+    """(networks, starts, 3) descent starts: per network its first `starts` points (w0, wa, wm)
+    in `order` (sorted by network first) with a finite value; `best` fills the slots left."""
+    pos = np.arange(order.size) - np.searchsorted(net[order], net[order])
+    take = (pos < starts) & np.isfinite(v[order])
+    k, slot = order[take], pos[take]
+    out = np.repeat(best[:, None, :], starts, axis=1)
+    out[net[k], slot] = np.stack([x[k] for x in point], axis=1)
     return out
 
 
