@@ -1,18 +1,11 @@
 """Analytic complexity: flops (multiply-adds), params, acts of a NetSpec or Net (docs/method.md §2).
 
 Counts are sums over the layer descriptions (anynet.layers), the same ones `build` turns into
-modules, so they equal the built network exactly. No torch. One network: NetSpec stems,
-stages and heads are memoised on their plain values, and a stage counts its first block plus
-(depth-1) x its repeated block, so a cached network costs a handful of dictionary look-ups.
-A batch (`anynet_counts` with numpy arrays, as the sampler calls it) walks the same
-descriptions with one value per candidate.
-
-Conventions (docs/method.md §2): conv flops k²·c_in·c_out·h'²/groups (+ c_out·h'² with bias);
-BN, LayerNorm 2·C params; layer scale C params; no flops for normalisation, activations,
-pools, adds, concatenation, dropout, the SE or layer-scale multiply (not multiply-adds); SE
-counted at 1x1; Linear flops = params = in·out (+ out with bias). acts = output elements of
-every conv, pool (max, average, adaptive; the global average pool of a head counts none, as
-in pycls) and linear.
+modules, so they equal the built network exactly; what each layer counts is §2. No torch.
+One network: NetSpec stems, stages and heads are memoised on their plain values, and a stage
+counts its first block plus (depth-1) x its repeated block, so a cached network costs a
+handful of dictionary look-ups. A batch (`anynet_counts` with numpy arrays, as the sampler
+calls it) walks the same descriptions with one value per candidate.
 
 Public API: `complexity`, `counts`, `bias_flops` (the bias-addition part of flops, which FLOP
 counters leave out), `layer_counts` (one layer), `node_counts` and `anynet_counts` (batches).

@@ -1,20 +1,14 @@
 """Export a RegNet or a NetSpec to pycls YAML, timm, torchvision or our JSON (docs/method.md §3).
 
+An export is honest only if the target builds *the same network*: each export names the
+group-compatibility rule its target applies and checks the stages the target will build
+against ours (with the target's own code when it is importable, else with our copy of its
+rule); where the target's rule would build another network, pycls and torchvision get the
+stages written out and timm, which builds 4-stage RegNets only, a refusal saying why
+(docs/method.md §3, "Exports").
+
 (Past 400 lines on purpose: the three targets' rules, their checks against ours and the
 reader of pycls configs back into a NetSpec are one round trip, tested as one.)
-
-An export is honest only if the target builds *the same network*. Each target applies its own
-group-compatibility rule to RegNet parameters, so every export names the rule the target
-applies and checks the stages the target will build against ours (with the target's own code
-when it is importable, else with our copy of its rule):
-- pycls applies the pycls rule. A RegNet whose rule differs (torchvision-rounded) and gives a
-  different network is written as an explicit ANYNET config, which pycls builds as given.
-- timm applies the pycls rule with group_min_ratio=0 and the torchvision rule with 0.9, so it
-  can carry either; it only builds 4-stage RegNets (timm 1.0's RegNet.__init__ asserts four
-  stage configs, forward_features runs s1..s4) and refuses anything else, saying so.
-- torchvision applies its rule in BlockParams.from_init_params. If that gives a different
-  network (a pycls-rounded RegNet, ~40% of sampled ones), the export uses explicit
-  BlockParams(depths=…, widths=…) instead, which torchvision builds as given, and says so.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """The layer language: layer descriptions, the nodes that combine them, and whole networks.
 
-A network is described once, as frozen data (docs/design.md "one description per network"):
-`build` turns each description into a torch module (anynet.blocks) and `complexity` counts
-it (docs/method.md §2), so the two cannot disagree. No torch here.
-
-A value in a description is a Python int for one network, or a numpy array with one value
-per candidate when the sampler describes a whole batch at once (anynet.families are written
-for both). Structure that depends on the values is written with three helpers:
+A network is described once, as frozen data: `build` turns each description into a torch
+module (anynet.blocks) and `complexity` counts it (docs/method.md §1–§2), so the two cannot
+disagree. No torch here. A value in a description is a Python int for one network, or a
+numpy array with one value per candidate when the sampler describes a whole batch at once.
+Structure that depends on the values is written with three helpers:
 - `when(on, nodes)`: the nodes exist where `on` (a projection shortcut, an expand conv);
 - `repeat(n, node)`: the node n times (a stage's repeated block; n = depth - 1);
 - `need(ok, message)`: for one network, ValueError(message) unless ok; a batch never raises

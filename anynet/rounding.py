@@ -46,7 +46,7 @@ def groups_of(inner, group_width):
 def make_divisible(v, divisor, min_value=None):
     """Nearest multiple of `divisor` >= min_value, never more than 10% below v.
 
-    torchvision/_utils.py `_make_divisible` (from the TF MobileNet code): EfficientNet and
+    torchvision.models._utils._make_divisible (from the TF MobileNet code): EfficientNet and
     MobileNet round channels with it, and torchvision's RegNet group rule is this with the
     group width as divisor (docs/method.md §3).
     """

@@ -1,21 +1,13 @@
 """Scaling a network to another flop budget: EfficientNet's compound rule and DDS' RegNet rule.
 
-- `efficientnet` (Tan & Le 2019, §3.3, eq. 3): depth α^φ, width β^φ, resolution γ^φ with
-  α = 1.2, β = 1.1, γ = 1.15 (α·β²·γ² ≈ 2, so flops grow about 2^φ), rounded as
-  EfficientNet's code rounds (torchvision `_efficientnet_conf`): every width (stem, stages,
-  head conv) make_divisible(w·β^φ, 8), every depth ceil(d·α^φ), the resolution
-  round(r·γ^φ). `compound` applies given multipliers, e.g. B1's published (1.0, 1.1, 240).
-- `dds` (DDS §5, "RegNet trends", Fig. 11): across flop regimes the best RegNets keep their
-  depth (about 20 blocks), b = 1 and wm ≈ 2.5, while g, wa and w0 grow with the flops. A
-  RegNet is scaled by s: w0 → a multiple of 8 near w0·s, wa → wa·s, g → g·s (quantised as
-  the pycls sampler draws g); d, wm, b, SE, stem and resolution are kept, so the stages
-  keep their depths and every width grows by about s. A network that is not given as a
-  RegNet keeps its depths, block and stem and has every stage width (and group width)
-  scaled by s, in multiples of 8.
-Bottleneck families then apply the pycls group rule (docs/method.md §3). `scale` searches
-the rule's one free variable (φ or s) for the network whose *exact* flops (anynet.complexity)
-are closest to the target: rounding makes flops a step function of it, so a geometric grid
-is refined around the best point until no new network turns up.
+`efficientnet` (Tan & Le 2019, §3.3) scales depth, width and resolution by α^φ, β^φ, γ^φ,
+rounded as EfficientNet's code rounds; `compound` applies given multipliers, e.g. B1's
+published (1.0, 1.1, 240). `dds` (DDS §5, Fig. 11) scales a RegNet's w0, wa and g by s and
+keeps its depth, wm and b; another network keeps its depths and scales its widths by s.
+The rules and their rounding are docs/method.md §8. `scale` searches the rule's one free
+variable (φ or s) for the network whose *exact* flops (anynet.complexity) are closest to
+the target: rounding makes flops a step function of it, so a geometric grid is refined
+around the best point until no new network turns up.
 """
 
 from __future__ import annotations

@@ -7,23 +7,9 @@ anynet.families.classic, whose builders and rules BLOCKS and FAMILY_RULES take i
 
 Every function takes ints (one network) or numpy arrays (a sampler batch) and returns the
 nodes of anynet.layers, so `build`, `complexity` and the sampler's vectorised counts all
-walk these functions (docs/method.md §1–§2). No torch here.
-
-Conventions chosen where the references leave a choice:
-- Head (pycls AnyHead): [1x1 conv → BN → ReLU at the last resolution, iff head_width > 0]
-  → global average pool → [LayerNorm, convnext block only: ConvNeXt's final norm] → Linear.
-- SE exists only in the families anynet.traits says take it (the bottleneck blocks, as
-  RegNetY, and mbconv); se_ratio > 0 with any other is a ValueError, never silently ignored.
-- ConvNeXt block: 7x7 depthwise conv (bias) → LayerNorm → 1x1 (bias) to 4 x inner width →
-  GELU → 1x1 (bias) back → + x. inner width = int(round(w x b)) as for every block, so the
-  default b = 1 gives ConvNeXt's MLP ratio 4; g is ignored (always depthwise). No layer
-  scale, no drop path. Entering a stage whose width or stride differs, the first block
-  starts with a downsample: LayerNorm → 2x2 conv stride 2 (bias), or 1x1 conv (bias) when
-  only the width changes. With this, the convnext family equals timm's ConvNeXt with
-  ls_init_value=None (tested against convnext_atto's configuration).
-- The classic pieces (anynet.families.pieces: conv_norm_act, mbconv_block, dense_stage, transition,
-  inception_block) follow torchvision's modules layer for layer, so reference networks
-  written with them load torchvision's weights (anynet.reference).
+walk these functions. No torch here. The stems, blocks, SE and head, with the conventions
+chosen where the references leave a choice (the head, ConvNeXt's block, which families
+take SE), are docs/method.md §1.
 """
 
 from __future__ import annotations

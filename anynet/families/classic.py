@@ -2,29 +2,11 @@
 
 Each family is described once, in the layer language, for ints (one network) and numpy
 arrays (a sampler batch), so `build`, `complexity` and the sampler's vectorised counts walk
-the same description (docs/method.md §1–§2). anynet.families takes CLASSIC_BLOCKS and
-CLASSIC_RULES into its BLOCKS and FAMILY_RULES. What each family is
-(SE or not, its per-stage fields, ...) is its row of anynet.traits; families.check_se
-refuses se_ratio > 0 from that row before any builder here runs.
-
-- mbconv (EfficientNet, Tan & Le 2019; MobileNetV2): families.mbconv_block with the
-  expanded width make_divisible(w_in·t, 8), the stage's depthwise k x k, SE on the expanded
-  width with max(1, ⌊w_in·se_ratio⌋) channels (torchvision: input_channels // 4 at 0.25),
-  SiLU in the blocks, the stem and the head conv, + x when the stride is 1 and the widths
-  agree. No stochastic depth or dropout: those are training regularisers, not structure.
-- dense (DenseNet-BC, Huang et al. 2017): a stage's width is its growth rate k; each of its
-  `depth` layers is cat(x, 3x3 → k of a 1x1 bottleneck to b·k, pre-activation), b a whole
-  number (bn_size; 4 in DenseNet-BC); a stage of stride 2 opens with a transition BN → ReLU
-  → 1x1 conv to ⌊c/2⌋ (compression 0.5) → 2x2 average pool; its output width is
-  c_in + depth·k; the head starts with BN → ReLU (DenseNet's norm5).
-- inception (GoogLeNet, Szegedy et al. 2015): each block is cat(1x1, 1x1 → 3x3, 1x1 → 5x5,
-  3x3 max-pool → 1x1) of output width w split by the stage's branch weights
-  (rounding.split_width); the 1x1 reductions before the 3x3 and 5x5 take the same shares of
-  the inner width round(w·b); a stage of stride 2 opens with GoogLeNet's 3x3 max-pool,
-  stride 2, ceil mode. The 5x5 is the paper's (torchvision's GoogLeNet uses 3x3).
-- vgg (VGG, Simonyan & Zisserman 2015, with NDS' Vanilla block): vanilla blocks [3x3 conv
-  → BN → ReLU] x2 at stride 1; a stage of stride 2 opens with a 2x2 max-pool, stride 2, the
-  way VGG downsamples.
+the same description; what each family builds, after which paper, is docs/method.md §1
+("Families beyond ResNeXt"). anynet.families takes CLASSIC_BLOCKS and CLASSIC_RULES into its
+BLOCKS and FAMILY_RULES. What each family is (SE or not, its per-stage fields, ...) is its
+row of anynet.traits; families.check_se refuses se_ratio > 0 from that row before any
+builder here runs.
 """
 
 from __future__ import annotations

@@ -1,17 +1,13 @@
 """Reference networks by name: the classic networks, each described once in the layer language.
 
 `reference(name, **overrides)` gives the Net of a named network; `build` makes its module and
-`complexity` counts it, exactly (docs/method.md §2). `ReferenceSpec` is the same request as
-data (a name, the input, the options), the form studies and workers pass around
-(anynet.network). Every network takes num_classes, in_channels and resolution (its native
-input by default) and fails with a ValueError naming the smallest resolution its strides
-allow when the feature map would vanish.
-
-The networks themselves live in anynet.reference.torchvision (torchvision's constructors, the
-same network: parameters, flops, logits with torchvision's weights) and
-anynet.reference.papers (d2l's LeNet and NiN; the CIFAR ResNets, DenseNet-BC and VGG-16 of
-the papers NDS and DDS compare against). Adding a network means describing it there and
-adding a row to REFERENCES.
+`complexity` counts it, exactly. `ReferenceSpec` is the same request as data (a name, the
+input, the options), the form studies and workers pass around. Every network takes
+num_classes, in_channels and resolution (its native input by default) and fails with a
+ValueError naming the smallest resolution its strides allow when the feature map would
+vanish. The networks and their sources are docs/method.md §1 ("Reference networks"); they
+live in anynet.reference.torchvision and anynet.reference.papers, and adding one means
+describing it there and adding a row to REFERENCES.
 """
 
 from __future__ import annotations

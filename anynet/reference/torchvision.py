@@ -3,7 +3,7 @@
 Every function is the same network as the torchvision constructor of the same name: the same
 layers in the same order (so torchvision's state dict maps onto ours tensor for tensor), the
 same parameter count and the same multiply-adds as torch.utils.flop_counter
-(tests/test_reference.py). Each takes num_classes, in_channels and resolution (anynet.reference
+(tests/test_reference_networks.py). Each takes num_classes, in_channels and resolution (anynet.reference
 supplies the native 1000, 3, 224) and the constructor's own regularisation options. No torch.
 """
 

@@ -1,22 +1,15 @@
 """Design spaces as data: distributions, constraints, presets and the study-spec format.
 
-(Past 400 lines on purpose: distributions, constraints, the DesignSpace model and the
-preset table are one vocabulary that study specs write; the family presets' data live in
-anynet.spaces.families.)
+A `DesignSpace` is plain JSON (DDS §3, NDS §3): per-stage distributions of depth, width,
+bottleneck multiplier and group width (or, for RegNet spaces, of d, w0, wa, wm), a list of
+constraints, and the fixed parts of every network (stem, block, SE, strides, input,
+classes, group-compatibility rule). PRESETS is docs/method.md §4's presets as data (their
+ranges, distributions and sources are there; the family presets' data are
+anynet.spaces.families); search.spec.space.SpaceSpec is a preset plus overrides, as a
+study spec writes it. Our `bottleneck_multiplier` is the inverse of the paper's ratio b.
 
-A `DesignSpace` is plain JSON (DDS §3, NDS §3; docs/method.md §4): per-stage distributions of
-depth, width, bottleneck multiplier and group width (or, for RegNet spaces, of d, w0, wa,
-wm), a list of constraints, and the fixed parts of every network (stem, block, SE, strides,
-input, classes, group-compatibility rule). Presets are entries of one table (docs/design.md,
-"presets are data"); search.spec.space.SpaceSpec is a preset plus overrides, as a study
-spec writes it.
-The paper's bottleneck *ratio* b is the inverse of our `bottleneck_multiplier`:
-b ∈ {1, 2, 4} is multiplier ∈ {1, 1/2, 1/4}.
-
-The presets' ranges, distributions and the sources of each (DDS §3.1–3.3, pycls'
-samplers, NDS §3, NDS' ResNet-56 complexity cap) are docs/method.md §4, and PRESETS below
-is that table as data; `dse sample --space NAME` shows draws. The family presets
-(EfficientNet, DenseNet, Inception, VGG) are anynet.spaces.families.
+Past 400 lines on purpose: distributions, constraints, the DesignSpace model and the preset
+table are one vocabulary that study specs write.
 """
 
 from __future__ import annotations

@@ -1,19 +1,15 @@
 """Joint rejection sampling of whole networks from a design space (DDS §3, docs/method.md §4).
 
-Every free value of a network is drawn from its distribution; a candidate that breaks a
-constraint or whose complexity falls outside the bounds is rejected, and drawing goes on.
-Rejection (never sorting or repairing) keeps the paper's distribution conditioned on the
-constraints. "Shared" values are drawn once per network (DDS §3.2: one b, one g for all
-stages). Draws are vectorised with numpy in fixed-size batches from one seeded Generator,
-so a seed gives the same networks and the first k of n samples are the k a smaller request
-gives. Every bound is decided on exact complexity: anynet.spaces.candidates counts each batch by
-the network descriptions themselves (one value per candidate), so neither module holds a
-network rule of its own.
-The space's group-compatibility rule is applied before any constraint is checked, so every
-constraint holds on the network a worker trains (docs/method.md §4). `Sample.params` holds
-the network's values as built, the ones its spec has (d1.., w1.., bot_mul1.., g1.. or
-groups1..; for RegNets the drawn depth, w0, wa, wm, g, bot_mul and the resulting d1..,
-w1..), so the refinement evidence reads what was trained.
+A candidate that breaks a constraint or whose exact complexity falls outside the bounds is
+rejected and drawing goes on (never sorting or repairing), so a sample keeps the paper's
+distribution conditioned on the constraints; the space's group-compatibility rule is
+applied first, so every constraint holds on the network a worker trains. Draws are
+vectorised with numpy in fixed-size batches from one seeded Generator, so a seed gives the
+same networks and the first k of n samples are the k a smaller request gives.
+anynet.spaces.candidates counts each batch by the network descriptions themselves, so
+neither module holds a network rule of its own. `Sample.params` holds the values as built
+(d1.., w1.., bot_mul1.., g1.. or groups1..; for RegNets also the drawn depth, w0, wa, wm, g,
+bot_mul), so the refinement evidence reads what was trained.
 """
 
 from __future__ import annotations
