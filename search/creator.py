@@ -1,18 +1,15 @@
 """Creator: runs study creations in child processes, so no request waits for sampling.
 
 The same children run other CPU-bound work of the server: `call` (the estimate's sampling
-and speed probe, bounded in time and memory: api/http/routes/form.py) and `pool` (the results of
-a study: api/http/results_cache.py).
-
-Why processes and not threads: sampling is CPU-bound Python and numpy, and a thread of the
-API process would hold the GIL; a pure-Python millisecond of request work took up to 40 ms
-next to a sampling thread (measured here), so `/healthz` could not promise 100 ms (issue 15
-finding 1). Children are forked from a forkserver whose one process imported the store and
-the sampler once: each creation starts in milliseconds, with no thread, lock or database
-connection inherited from the server. A child that dies leaves its study `creating`; its
-heartbeat stops and the reaper fails it (search/store/recovery.py), or at once here when this
-process sees the child end. At most `parallel` creations run at once; more are refused
-(CreatorBusy) rather than queued, so one client cannot pile up work behind the server.
+and speed probe, bounded in time and memory: api.http.routes.form) and `pool` (a study's
+results: api.http.results_cache). Processes, not threads: sampling is CPU-bound Python and
+numpy, and a pure-Python millisecond of request work took up to 40 ms next to a sampling
+thread (measured here), so `/healthz` could not promise 100 ms (issue 15 finding 1).
+Children are forked from a forkserver that imported the store and the sampler once: each
+creation starts in milliseconds, inheriting no thread, lock or database connection. A
+child that dies leaves its study `creating`: the reaper fails it when its heartbeat stops
+(search.store.recovery), or this process at once when it sees the child end. At most
+`parallel` creations run at once; more are refused (CreatorBusy), never queued.
 """
 
 from __future__ import annotations
@@ -33,9 +30,9 @@ from search.store import Store
 from search.store.creation import CreationBudget, CreationFailed
 
 log = logging.getLogger("dse.creator")
-# What the forkserver imports once (search/forkserver_main.py says why the first).
+# What the forkserver imports once (search.forkserver_main says why the first).
 PRELOAD = ["search.forkserver_main", "search.store", "anynet.spaces.sampling"]
-MAIN_ENV = "DSE_FORKSERVER_MAIN"  # read by search/forkserver_main.py in the forkserver
+MAIN_ENV = "DSE_FORKSERVER_MAIN"  # read by search.forkserver_main in the forkserver
 NICENESS = 10  # a creation yields the CPU to the server's requests
 PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
 PARENT_CHECK_SECONDS = 1.0  # how often a creation child checks that its parent lives
@@ -97,7 +94,7 @@ def exit_with_parent(server: int | None = None, every: float = PARENT_CHECK_SECO
     """In a creation child: end when the server (pid `server`) or the child's parent, the
     forkserver, ends: at once by SIGKILL on Linux, else within `every` s. No creation runs
     on after its server died, uncounted by the next one; its study stays `creating` and the
-    next server's reaper fails it (search/store/recovery.py).
+    next server's reaper fails it (search.store.recovery).
 
     multiprocessing hands every forkserver child the forkserver's "alive" pipe, and the
     forkserver lives until the last holder closes it: the child closes its copy (it starts
@@ -173,7 +170,7 @@ class Creator:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
         main = spawn.get_preparation_data("dse").get("init_main_from_path")
-        if main:  # the path children would import again (search/forkserver_main.py)
+        if main:  # the path children would import again (search.forkserver_main)
             os.environ[MAIN_ENV] = main
 
     def start(self, warm_timeout: float = 120.0) -> None:

@@ -1,18 +1,11 @@
 """What a study will cost before it is created: trials per level, images, time on this machine.
 
-The counts are exact: every sample of every space trains at the lowest fidelity, and each
-next level gets search.spec.fidelity.promote_count(n, promote) of the n trials of the level below
-(per space; docs/method.md §9). The images are the worker's: each epoch trains
-⌊train / batch⌋ full batches and evaluates the validation split once. The time divides each
-trial's images by the images/s a network of its flops trains at, from a throughput in
-multiply-adds per second (images/s x forward flops): measured by finished trials in this
-store, or by a short training on this server's device (worker.bench.measured_rate).
-
-Reference networks (search/spec/reference.py) train every seed at every level; their flops
-are exact. A space's networks are priced by their mean flops (the time is a sum over trials):
-the first few networks creation would sample, drawn the way it draws them (same sampler,
-seed, bounds and input; bounded draws), priced at the input they train at. Issue 23: the
-midpoint of the flops bounds priced 6.5 MF for networks of about 1.4 MF.
+How each figure is counted, and why a space is priced by its sampled networks' mean flops,
+is docs/method.md §9: trials and images are exact; the time divides each trial's images by
+the images/s a network of its flops trains at, from a throughput measured by finished
+trials in this store or by a short training on this server's device
+(worker.bench.measured_rate). Reference networks train every seed at every level; their
+flops are exact.
 """
 
 from __future__ import annotations
@@ -148,7 +141,7 @@ def space_flops(spec: StudySpec, index: int, sizes: DataSizes) -> SpaceFlops:
 
 
 def reference_flops(spec: StudySpec, sizes: DataSizes) -> dict[str, float]:
-    """Flops of each reference network (search/spec/reference.py) at the input it trains at."""
+    """Flops of each reference network (search.spec.reference) at the input it trains at."""
     if not spec.references:
         return {}
     side = sizes.resolution or spec.dataset.resolution or spec.spaces[0].resolve().resolution
@@ -288,7 +281,7 @@ def prices(spec: StudySpec) -> list[SpaceFlops]:
 
 
 def prices_or_error(spec_json: str) -> dict:
-    """In a child (api/http/routes/form.py): {"prices": [SpaceFlops fields]}, or {"error": message,
+    """In a child (api.http.routes.form): {"prices": [SpaceFlops fields]}, or {"error": message,
     "field", "reason"}: a ValueError comes back as data, and the server answers its 422."""
     try:
         found = prices(StudySpec.model_validate_json(spec_json))

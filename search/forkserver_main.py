@@ -1,4 +1,4 @@
-"""Imported only by the creation forkserver (search/creator.py), before it forks children.
+"""Imported only by the creation forkserver (search.creator), before it forks children.
 
 multiprocessing makes every forkserver child import the parent's main script again unless
 the forkserver preloaded it, and Python 3.11's forkserver never does (it looks for the

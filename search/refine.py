@@ -1,13 +1,13 @@
 """The refine loop (DDS §3 as a product): a refinement suggestion becomes a child study.
 
-A suggestion (search/analysis/suggestions.py) has a stable id, readable and the same on every read:
+A suggestion (search.analysis.suggestions) has a stable id, readable and the same on every read:
 `constraint:<space>:<constraint>` or `range:<space>:<param>`. `child_spec` turns a parent
 study's spec and one suggestion into the child's spec: the same dataset, recipe, samples,
 fidelities, promotion, complexity bounds, limits and seed, and one space, the refined one
 (the parent's space plus that constraint, or with that parameter's range narrowed to the
 suggestion's bootstrap interval). The parent's EDF of the original space is the baseline
 the child is compared against, so the child does not sample the original space again.
-Pure functions: no database (search/store/studies.py stores the lineage).
+Pure functions: no database (search.store.studies stores the lineage).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ deviation (ddof 1), the seeds counted and pending, and its complexity. Per space
 percentile, the fraction of the space's networks at that level whose error is above the
 reference's mean error (with NDS normalisation the weighted fraction, over the networks
 inside the range); "resnet20 beats 62% of AnyNetX_E" reads percentile 0.62. A refine child's
-seeds copied from its parent (search/store/reference_reuse.py) count as trained and are counted
+seeds copied from its parent (search.store.reference_reuse) count as trained and are counted
 apart as n_reused, with a line saying so (`reused`).
 """
 
@@ -87,7 +87,7 @@ def reference_markers(refs: pd.DataFrame, spec, level: int, spaces: dict) -> dic
 
 
 def _reused(counted: pd.DataFrame) -> dict:
-    """How many counted seeds a refine child copied from its parent (search/store/reference_reuse.py)."""
+    """How many counted seeds a refine child copied from its parent."""
     from search.store.reference_reuse import REUSED_PREFIX, REUSED_WORKER
 
     if not len(counted) or "worker" not in counted:

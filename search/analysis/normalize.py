@@ -1,16 +1,11 @@
 """NDS normalisation of a study's spaces over one complexity range (NDS §4, docs/method.md §6).
 
-NDS compares design spaces at equal complexity: a fixed number of equal bins (40 in its main
-figures) over a fixed range, every bin weighing the same within each space, networks outside
-the range left out. The range defaults to the overlap of the spaces' complexity (largest
-per-space minimum to smallest per-space maximum), where every space has networks; a bin some
-space does not reach is an error that names the bin and the space, since that space's
-normalised EDF would not exist.
-
-The bin count defaults to one chosen from the data (`choose_bins`): the largest up to NDS'
-40 that leaves every space at least MIN_PER_BIN networks in every bin, the fewest the
-within-bin KS test is calibrated for (docs/method.md §6). `ks_refusal` says why a pair of
-spaces cannot be tested under a given bin count; the weights stay NDS' either way.
+Equal bins over one range, every bin weighing the same within each space, networks outside
+the range left out. The range defaults to the overlap of the spaces' complexity; a bin some
+space does not reach is an error naming the bin and the space, since that space's
+normalised EDF would not exist. `choose_bins` picks the default bin count (the most, up to
+NDS' 40, that leave every space MIN_PER_BIN networks a bin); `ks_refusal` says why a pair
+of spaces cannot be tested under a given bin count; the weights stay NDS' either way.
 """
 
 from __future__ import annotations

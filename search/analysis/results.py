@@ -1,33 +1,15 @@
 """A study's results: the numbers docs/method.md §6 compares design spaces by, as one JSON-able dict.
 
 `study_results` is a pure function of the store's trial frame and the study spec;
-`results_for` reads both from a store (the API caches its answers: api/http/results_cache.py).
-The statistics live in search.analysis.statistics, .normalize (NDS), .fits (RegNet), .refinement and
-.learning; this file (~590 lines) has the one job of assembling them into the results dict.
-
-Choices (documented here because the API and CLI inherit them):
-- `fidelity` is given in epochs (one of the spec's `fidelities`); None = the lowest level,
-  the only one whose EDF is an unbiased sample of each space (docs/design.md, fidelity plan).
-- Trials counted: `done` (their error) and `diverged` (error 1.0, also counted apart as
-  n_diverged). `failed` and `cancelled` trials are left out and counted as n_failed /
-  n_cancelled; `waiting` and `running` ones as n_pending.
-- Normalisation (NDS §4): `bins` equal bins (default: chosen from the data,
-  search.analysis.normalize.choose_bins, at most 40) over `range` (default: the overlap of the
-  spaces' complexity); networks outside are left out of every statistic and counted as
-  n_outside; a bin a space does not reach is a ValueError naming both.
-- KS table: scipy's two-sample KS unnormalised; with normalisation the stratified
-  permutation test with residuals of an error-vs-complexity fit permuted within bins
-  (search.analysis.statistics.stratified_ks_test, calibrated by docs/method.md §6's table, seeded),
-  or no p and `refused` saying why (search.analysis.normalize.ks_refusal: too few networks a bin).
-  `imbalance_p` tests whether the two spaces' complexity differs inside bins (why the
-  adjustment is needed). Benjamini–Hochberg q over the pairwise tests; refinement rows
-  between spaces reuse them.
-
-Shape: api/http/schemas.py's `Results` (and the models it names) is the one definition of
-the body `results_for` returns (`study_results` gives it less `study_id` and `failures`,
-which results_for adds): every number finite or null, no key the models do not name (the
-API validates each answer into them, api/http/results_cache.py; tests/test_results.py
-checks the body against them key for key).
+`results_for` reads both from a store (the API caches its answers: api.http.results_cache).
+The statistics live in search.analysis.statistics, .normalize, .fits, .refinement and
+.learning; this module assembles them as §6 says. `fidelity` is in epochs, None = the lowest
+level (the only unbiased sample of each space, search.spec.fidelity). Trials counted: `done`
+and `diverged` (error 1.0, also n_diverged); `failed`, `cancelled` and unfinished ones are
+left out and counted (n_failed, n_cancelled, n_pending). api.http.schemas.Results is the
+one definition of what `results_for` returns (`study_results` less `study_id` and
+`failures`): every number finite or null, no key it does not name (the API validates each
+answer; tests/test_results.py checks key for key).
 """
 
 from __future__ import annotations
@@ -346,7 +328,7 @@ def _space_row(lv: _Level, n: str, e_raw: np.ndarray, w) -> dict:
     return row | {
         "n_outside": lv.norm.outside[n] if lv.norm else 0,
         "n_done": int(st.get("done", 0)),
-        **space_learning(lv.here, n),  # n_not_learned, chance_error (search/spec/learning.py)
+        **space_learning(lv.here, n),  # n_not_learned, chance_error
         "n_failed": int(st.get("failed", 0)),
         "n_cancelled": int(st.get("cancelled", 0)),
         "n_pending": int(st.get("waiting", 0) + st.get("running", 0)),
@@ -567,7 +549,7 @@ def mixed_threads(trials: pd.DataFrame) -> str | None:
 
 
 def results_for(store, study_id: int, fidelity=None, normalize=None, bins=None, c_range=None):
-    """study_results of a study in a store (the API caches them: api/http/results_cache.py)."""
+    """study_results of a study in a store (the API caches them: api.http.results_cache)."""
     c_range = tuple(c_range) if c_range is not None else None
     study = store.get_study(study_id)
     spec = study.spec

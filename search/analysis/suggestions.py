@@ -1,16 +1,12 @@
 """Refinement: what a study's errors say about the next constraint or range (DDS §3).
 
-Pure functions over the per-space arrays that search.analysis.results gathers; the statistics come
-from search.analysis.statistics (means, KS tests, permutation tests, bootstrap best ranges).
-
-As DDS does, a constraint is judged by the EDF of the whole space against the EDF of the
-space with the constraint: another space that differs by exactly that constraint, or else
-the subset of the space's networks that meet it. D is reported for whole vs subset; its
-test is subset vs the rest, the same test (D_whole = (1 − k/n)·D_rest unweighted) with
-independent samples. With NDS normalisation (`bins` given) the tests are
-search.analysis.statistics.stratified_ks_test, complexity-adjusted where `complexity` is given.
-Space-vs-space rows reuse the study's pairwise KS table (same test, same Benjamini–Hochberg family, so the page and `dse edf`
-agree); the within-space tests form their own family.
+Pure functions over the per-space arrays that search.analysis.results gathers; the statistics
+come from search.analysis.statistics (means, KS tests, permutation tests, bootstrap best
+ranges). How a constraint or a range is judged, and which tests form one Benjamini–Hochberg
+family, is docs/method.md §6 ("Refinement", "Multiple tests"): space-vs-space rows reuse the
+study's pairwise KS table, so the page and `dse edf` agree; with NDS normalisation (`bins`
+given) the tests are search.analysis.statistics.stratified_ks_test, complexity-adjusted
+where `complexity` is given.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ DATASETS: dict[str, DatasetInfo] = {
     )
 }  # fmt: skip
 DATASET_NAMES = tuple(DATASETS)
-# Datasets read from files: a study of one must say where they are (worker/sources.py).
+# Datasets read from files: a study of one must say where they are (worker.sources).
 FILE_DATASETS = frozenset(n for n, d in DATASETS.items() if d.files)
 GENERATED_DATASETS = tuple(n for n, d in DATASETS.items() if d.generated)
 

@@ -1,28 +1,14 @@
 """The fidelity plan: every sample at the lowest level, the best fraction promoted upwards.
 
-Levels are complete short schedules (docs/design.md: e.g. 1, 3, 9 epochs, each with its own full
-cosine schedule), so a promoted network is retrained from scratch at the next level with the
-same NetSpec; nothing is resumed.
-
-Why level-complete (synchronous successive halving) and not ASHA:
-- The EDFs compared across spaces must be unbiased samples of each space (DDS §3, NDS §4).
-  Level 0 trains every sample, so its EDF is. A higher level's EDF is "the top fraction of
-  level 0", which is only well defined once level 0 is complete; ASHA promotes whatever is
-  best among the results that happen to have arrived, so which networks reach level 1
-  depends on worker timing, not on the space, and the level-1 EDFs of two spaces would not
-  be comparable (nor reproducible run to run).
-- The cost ASHA saves is idle workers at the level boundary. Here a level of a space is
-  hundreds of short trials and spaces of one study (and other studies) keep workers busy
-  while one space waits for its stragglers, so that idle time is small.
-- Rank correlation between levels (does a short training predict a long one?) needs the same
-  well-defined subset at both levels.
-
-Promotion is decided per space: when every trial of space S at level L has finished (done,
-diverged, failed or cancelled), the best ceil(n × fraction) done trials (lowest val error;
-ties broken by sample index, so the choice is deterministic) are enqueued at level L + 1,
-where n is the number of samples at level L. Diverged and failed trials are never promoted.
-Any worker may compute this at any time; the store's unique key (study, space, sample,
-level, attempt) makes concurrent promotions of the same level idempotent.
+Levels are complete short schedules (e.g. 1, 3, 9 epochs, each with its own full cosine
+schedule), so a promoted network is retrained from scratch at the next level with the same
+NetSpec. Promotion is level-complete successive halving, not ASHA, so that each level's EDF
+is a well-defined sample of its space (the rule and why: docs/method.md §5). It is decided
+per space: once every trial of a level has finished, the best ceil(n × fraction) done
+trials (ties broken by sample index, so the choice is deterministic; diverged and failed
+never) are enqueued at the next level, n the samples at the level. Any worker may compute
+this at any time; the store's unique key (study, space, sample, level, attempt) makes
+concurrent promotions of the same level idempotent.
 """
 
 from __future__ import annotations

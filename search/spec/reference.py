@@ -4,7 +4,7 @@ A study spec may list `references` (docs/method.md §6, reference markers). Each
 with the study's recipe at every fidelity level, `reference_seeds` times, and drawn on every
 EDF as a vertical line with its band and its percentile in each space. An item is one of:
 
-- a name of anynet/reference/__init__.py (`"resnet20"`), or {"reference": name, "options": {...}};
+- a name of anynet.reference (`"resnet20"`), or {"reference": name, "options": {...}};
 - {"regnet": "D,W0,WA,WM,G"} (or five numbers), the `--regnet` parameters of the CLI;
 - a NetSpec (as `dse model --json` prints one), or {"net": NetSpec, "name": label}.
 

@@ -57,7 +57,7 @@ class _Strict(BaseModel):
 class Recipe(_Strict):
     """How one network is trained at one fidelity; unset fields get their dataset's defaults."""
 
-    # None = the default for the dataset, resolved in one place: search/spec/recipe.py
+    # None = the default for the dataset, resolved in one place: search.spec.recipe
 
     lr: float | None = Field(
         None, gt=0, description=f"peak learning rate (after warm-up); default {defaults.LR_RULE}"

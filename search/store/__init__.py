@@ -104,7 +104,7 @@ class Store:
     ) -> int:
         """Store a validated spec as a `creating` study (fill_study samples it); its id.
 
-        `parent_id` and `suggestion` record a refine-loop child's lineage (search/refine.py).
+        `parent_id` and `suggestion` record a refine-loop child's lineage (search.refine).
         """
         return self.studies.begin(spec, parent_id, suggestion)
 

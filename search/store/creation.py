@@ -2,10 +2,10 @@
 
 A study is sampled space by space (anynet.spaces.sampling, joint rejection; docs/method.md §4),
 each space from its own seed stream (`space_seed`), then its level-0 trials are stored in round-robin order A0, B0, A1, … (so spaces fill
-evenly) in chunks, each chunk one transaction (search/store/trial_writer.py). Progress is written
+evenly) in chunks, each chunk one transaction (search.store.trial_writer). Progress is written
 to the study after each space and chunk, and a heartbeat thread touches it every few
 seconds meanwhile, so a reaper can tell a live creation from one whose process died
-(search/store/recovery.py). The budget bounds the time and the draws one creation may take
+(search.store.recovery). The budget bounds the time and the draws one creation may take
 (issue 15: one POST may not hold the service); a cancel stops sampling at the sampler's
 next batch. On any failure the study ends `failed` with the reason, its trials removed.
 """

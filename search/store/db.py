@@ -1,6 +1,6 @@
 """One database URL: Optuna's RDB storage and our tables, their engines and sessions.
 
-Optuna's RDB storage is the trial engine; our tables (search/store/models.py) sit next to its
+Optuna's RDB storage is the trial engine; our tables (search.store.models) sit next to its
 tables in the same database and are written on the same engine, so one transaction can
 cover both. SQLite: WAL, a busy timeout and `BEGIN IMMEDIATE` on the writing engine (a
 deferred transaction that reads and then writes fails at once with "database is locked"

@@ -64,7 +64,7 @@ class StudyRow(Base):
     creation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    # lineage (the refine loop, search/refine.py): the study this one refines, and the
+    # lineage (the refine loop, search.refine): the study this one refines, and the
     # suggestion it tries ({id, text, space, refined}); None for a study made from a spec
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("dse_studies.id", ondelete="SET NULL"), index=True
@@ -111,7 +111,7 @@ class TrialRow(Base):
     retried_as: Mapped[int | None] = mapped_column(Integer)
     images_per_s: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float | None] = mapped_column(Float)
-    # did it learn? (search/spec/learning.py): the validation split's chance error and size, and
+    # did it learn? (search.spec.learning): the validation split's chance error and size, and
     # whether a done trial's error is not clearly below chance; the recipe as it ran
     chance_error: Mapped[float | None] = mapped_column(Float)
     val_size: Mapped[int | None] = mapped_column(Integer)
@@ -121,7 +121,7 @@ class TrialRow(Base):
     # seed and the recipe's precision they fix its result (docs/method.md §5)
     threads: Mapped[int | None] = mapped_column(Integer)
     device: Mapped[str | None] = mapped_column(String(64))
-    # the label of the study's reference network this trial trains (search/spec/reference.py);
+    # the label of the study's reference network this trial trains (search.spec.reference);
     # None for a space's sample. Reference trials never enter a space's statistics.
     reference: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -199,7 +199,7 @@ class StudyRecord:
     sampling: dict
     reason: str | None = None  # why it failed, when it did
     creation: CreationProgress | None = None  # how far its creation got
-    parent_id: int | None = None  # the study it refines (search/refine.py)
+    parent_id: int | None = None  # the study it refines (search.refine)
     suggestion: dict | None = None  # the suggestion it tries: {id, text, space, refined}
 
 

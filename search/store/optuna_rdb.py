@@ -20,7 +20,7 @@
 4. Per-study heartbeat limits. `fail_stale_trials` reads the grace period from the storage
    object, but studies differ in theirs; `heartbeat_view` is a shallow copy of the storage
    (same engine and sessions) carrying one study's limits.
-Optuna stores datetimes as naive UTC (optuna/storages/_rdb/models.py); so do we here.
+Optuna stores datetimes as naive UTC (optuna.storages._rdb.models); so do we here.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def prepare(trials: Sequence[NewTrial]) -> PreparedTrials:
     """Check the trials' params (create_trial's validation) and serialise every row.
 
     Pure work, no database: a caller may do it for the next batch while the database
-    stores the last (search/store/creation.py).
+    stores the last (search.store.creation).
     """
     seen: dict = {}
     as_json: dict[tuple[str, int], str] = {}  # a study's trials share distribution objects

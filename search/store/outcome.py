@@ -1,7 +1,7 @@
 """TrialOutcome: what a worker hands back to the store when a trial ends.
 
 The store depends on this type only; a worker adapts its own training result to it
-(worker/loop.py). Every field other than `status` and `val_error` is stored in the
+(worker.loop). Every field other than `status` and `val_error` is stored in the
 `dse_trials` column of the same name (val_error becomes `error` of a done trial), so
 adding a recorded field is: a field here with a default, a column of that name (a
 migration in search/store/migrations/versions), nothing in the store.
@@ -36,7 +36,7 @@ class TrialOutcome:
     seconds: float | None = None
     images_per_s: float | None = None
     reason: str | None = None
-    chance_error: float | None = None  # of the validation split (search/spec/learning.py)
+    chance_error: float | None = None  # of the validation split
     val_size: int | None = None  # validation images the error was measured on
     recipe: dict | None = None  # the recipe as it ran, every default resolved
     threads: int | None = None  # torch intra-op threads it trained with
@@ -62,7 +62,7 @@ class TrialOutcome:
         values["error"] = val_error if self.status == TrialStatus.DONE else None
         values["status"] = self.status.value
         values["val_size"] = self.val_size or None
-        # a done trial not clearly below chance is marked, never dropped (search/spec/learning.py)
+        # a done trial not clearly below chance is marked, never dropped
         verdict = (
             learned(self.val_error, self.chance_error, self.val_size)
             if values["error"] is not None

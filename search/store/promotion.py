@@ -1,12 +1,12 @@
 """Promotion: when a space's level is complete, enqueue its best fraction at the next level.
 
-The rule is search/spec/fidelity.py's (level-complete successive halving); this applies it to
+The rule is search.spec.fidelity's (level-complete successive halving); this applies it to
 the store. Any worker may call `settle` at any time, and every decision is taken inside
 one transaction that holds the study row's lock (the lock TrialWriter and cancelling
 take): it reads the study's trials with a statement issued after the lock was granted,
 enqueues the missing promotions in that same transaction, and marks the study done only
 when that read shows no unfinished trial and no complete level still to promote (or
-failed, when its lowest level learned nothing: search/store/studies.py). Settlers
+failed, when its lowest level learned nothing: search.store.studies). Settlers
 racing on PostgreSQL (read committed: each statement sees what was committed before it
 began) or SQLite (BEGIN IMMEDIATE: one writer at a time) are thereby serialised, so no
 study is closed from a stale read while promoted trials wait (issue 20).
@@ -54,8 +54,8 @@ def promotions_due(
     """{(space, level + 1): samples to enqueue there}: complete levels not yet promoted.
 
     `rows` are (space, sample, level, status, error) of the study's space trials (retried
-    attempts left out). A level counts once it is complete (search/spec/fidelity.py); samples
-    already present at the next level are not enqueued again.
+    attempts left out). A level counts once it is complete; samples already present at the
+    next level are not enqueued again.
     """
     by_level: dict[tuple[str, int], list[tuple[int, str, float | None]]] = defaultdict(list)
     for space, sample, level, status, error in rows:

@@ -1,7 +1,7 @@
 """Reads for the API, the CLI and the analysis, aggregated and paged in the database.
 
 Nothing here writes. Counts are GROUP BY queries and pages are LIMIT/OFFSET over
-`dse_trials` (see search/store/models.py for why that index exists next to Optuna's tables);
+`dse_trials` (see search.store.models for why that index exists next to Optuna's tables);
 retried attempts are left out unless asked for, so each network counts once per level.
 """
 
@@ -77,7 +77,7 @@ def finished_speeds(db: Database, most: int) -> tuple[list[tuple], dict[int, dic
 
 class Reads:
     """Progress, pages, counts, the trial frame, the version token, `has_unfinished` and the
-    finished trials' speeds (search/estimate.py prices with them)."""
+    finished trials' speeds (search.estimate prices with them)."""
 
     def __init__(self, db: Database, studies: Studies) -> None:
         self.db, self.studies = db, studies
@@ -119,7 +119,7 @@ class Reads:
         """Trial counts per space and fidelity level (waiting, running, done, failed, …).
 
         `not_learned` counts the done trials whose error is not clearly below chance
-        (search/spec/learning.py); they are among `done`, not apart from it.
+        (search.spec.learning); they are among `done`, not apart from it.
         """
         study = self.studies.get(study_id)
         grid = status_grid(self.db, study_id)

@@ -7,13 +7,11 @@ conditional update, or an insert guarded by the unique key of `dse_trials`.
   the study's grace period; each is retried as a new WAITING trial (attempt + 1) up to
   `limits.max_attempts`, then left failed with the reason.
 - Crash windows: a row still `running` long after its Optuna trial finished is repaired.
-- Studies closed early (issue 20): versions before the locked done transition
-  (search/store/promotion.py) could mark a study done while promoted trials waited; such a study
-  is reopened, its trials stopped or created `cancelled` by the early close retried.
-- Dead creations (issue 15 finding 6): a `creating` study whose creation stopped beating
-  (search/store/creation.py touches it every few seconds) is failed with the reason and its
-  trials removed; WAITING Optuna trials without a `dse_trials` row (left by a crash in
-  older versions, which created the two in separate transactions) are failed.
+- Studies closed early (issue 20) by versions before promotion's locked done transition
+  are reopened, their trials stopped or created `cancelled` by the early close retried.
+- Dead creations (issue 15 finding 6): a `creating` study whose creation stopped beating is
+  failed and its trials removed; WAITING Optuna trials without a `dse_trials` row (a crash
+  in older versions, which created the two in separate transactions) are failed.
 """
 
 from __future__ import annotations

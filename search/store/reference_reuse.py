@@ -1,13 +1,13 @@
 """A refine child reuses its parent's finished reference runs instead of training them again.
 
-A refine child (search/refine.py) has its parent's dataset, recipe, fidelities and seed, so
+A refine child (search.refine) has its parent's dataset, recipe, fidelities and seed, so
 each of its reference trials (label, seed k, level) trains the very network the parent
 trained with the same data, recipe, epochs and seed (study seed + k): a second training
 would only repeat it. `reuse_parent_references` copies the parent's finished result (done
 or diverged, the attempt that counts) onto the child's waiting reference trial, Optuna
 state included, once the child's trials are stored and before it runs. The copy says where
 it came from: `worker` is "reused", `reason` names the parent study and trial, and the
-results count them (search/analysis/markers.py: n_reused). A reference whose network,
+results count them (search.analysis.markers: n_reused). A reference whose network,
 recipe, data, epochs or seed differ from the parent's trains as usual.
 """
 

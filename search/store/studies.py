@@ -2,7 +2,7 @@
 failed), each study paired with one Optuna study holding its trials.
 
 Creating a study is two steps so that nobody waits for sampling: `begin` stores the spec
-with status `creating` (fast, validated), and search/store/creation.py samples and stores the
+with status `creating` (fast, validated), and search.store.creation samples and stores the
 trials, reporting progress here (`report_creation`) and finally `mark_running`. A creation
 that fails ends `failed` with the reason (`fail`), its trials removed; never silently gone.
 """
@@ -56,7 +56,7 @@ class Studies:
     ) -> int:
         """Store a validated spec as a `creating` study with an empty Optuna study; its id.
 
-        A child of the refine loop (search/refine.py) also records its parent and suggestion.
+        A child of the refine loop (search.refine) also records its parent and suggestion.
         """
         if not isinstance(spec, StudySpec):
             spec = StudySpec.model_validate(spec)

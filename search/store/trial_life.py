@@ -8,7 +8,7 @@ conditional update of our `dse_trials` row second:
   complete a trial the reaper already failed, so a result from a lost worker whose trial
   was retried is dropped, never counted twice;
 - release: RUNNING → WAITING, the trial handed back untrained.
-A crash between the two steps is repaired by search/store/recovery.py.
+A crash between the two steps is repaired by search.store.recovery.
 """
 
 from __future__ import annotations

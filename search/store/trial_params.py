@@ -2,22 +2,17 @@
 distributions, so Optuna's (and optuna-dashboard's) importance, slice and parallel-coordinate
 views work on a dse study.
 
-Each trial records: `space` (categorical over the study's spaces); `epochs`, its fidelity
-(categorical over the study's levels: a trained-longer network's error is lower, and the
-views should see why); every value the sampler
-recorded (`anynet.spaces.sampling.Sample.params`, the network's values as built, after the group
-rule: d1.., w1.., bot_mul1.., g1.. or groups1.., a shared bot_mul / g once, and for RegNet
-spaces depth, w0, wa, wm, g, bot_mul, plus the stage depths and widths they give); and the
-network's complexity (flops, params, acts; docs/method.md §2, §4).
-
-A param's distribution is the one the space drew it from (docs/method.md §4): a `choice` is
-categorical; uniform_int is an int range with its step; log_uniform and the power-of-two
-kinds are log-scaled ranges. Values the sampler derives rather than draws (a RegNet's stage
-depths and widths, an AnyNet's total depth) and the complexity get the range the study's
-networks span (widened to the complexity bounds). Optuna requires one distribution kind per
-param name within a study, so where spaces of one study disagree the param becomes a numeric
-range covering them all. The distributions are computed once per study, stored as an Optuna
-study system attribute, and reused for the trials added later (promotions, retries).
+Each trial records `space` and `epochs` (categorical over the study's spaces and levels: a
+network trained longer has a lower error, and the views should see why), every value of
+`anynet.spaces.sampling.Sample.params` (as built, docs/method.md §4) and the network's
+flops, params and acts. A param's distribution is the one the space drew it from: a `choice`
+is categorical, uniform_int an int range with its step, log_uniform and the power-of-two
+kinds log-scaled ranges. Derived values (a RegNet's stage depths and widths, an AnyNet's
+total depth) and the complexity get the range the study's networks span (widened to the
+complexity bounds). Optuna requires one distribution kind per param name within a study,
+so where spaces disagree the param becomes a numeric range covering them all. The
+distributions are computed once per study, stored as an Optuna study system attribute, and
+reused for the trials added later (promotions, retries).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every trial dse creates goes through here: a new study's networks, a promotion to the next
 fidelity level, a retry after a lost worker. One transaction holds the study row's lock,
-reads the study's status, inserts the Optuna trials (search/store/optuna_rdb.py: as Optuna's
+reads the study's status, inserts the Optuna trials (search.store.optuna_rdb: as Optuna's
 `create_new_trial` would) and their `dse_trials` rows, so there is never an Optuna trial
 without its row, and a trial added after its study was cancelled is created cancelled
 (Optuna FAIL, ours `cancelled`): cancelling takes the same lock (issue 15 finding 6).
@@ -53,7 +53,7 @@ class TrialWriter:
         self._stored: dict[str, dict[str, BaseDistribution]] = {}
 
     def distributions(self, study_id: int) -> dict[str, BaseDistribution]:
-        """The study's param distributions (search/store/trial_params.py), read once per study.
+        """The study's param distributions (search.store.trial_params), read once per study.
 
         Read outside any write transaction: Optuna's storage opens its own connection,
         which on SQLite would wait for ours.

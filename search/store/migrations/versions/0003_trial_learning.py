@@ -17,7 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add the did-it-learn columns (search/spec/learning.py) and the resolved recipe."""
+    """Add the did-it-learn columns (search.spec.learning) and the resolved recipe."""
     with op.batch_alter_table("dse_trials") as batch:
         batch.add_column(sa.Column("chance_error", sa.Float))
         batch.add_column(sa.Column("val_size", sa.Integer))

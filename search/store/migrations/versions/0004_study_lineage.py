@@ -17,7 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add the parent study and the suggestion a child study tries (search/refine.py)."""
+    """Add the parent study and the suggestion a child study tries (search.refine)."""
     with op.batch_alter_table("dse_studies") as batch:
         batch.add_column(sa.Column("parent_id", sa.Integer))
         batch.add_column(sa.Column("suggestion", sa.JSON))

@@ -17,7 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add the reference label column (search/spec/reference.py)."""
+    """Add the reference label column (search.spec.reference)."""
     with op.batch_alter_table("dse_trials") as batch:
         batch.add_column(sa.Column("reference", sa.String(200)))
 
