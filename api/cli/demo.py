@@ -47,7 +47,7 @@ def demo_spec(samples: int, epochs: int) -> dict:
         # space's networks comparable and each training a few seconds on one core
         "complexity": {"flops": [1_000_000, 12_000_000]},
         "fidelities": [epochs],
-        # no recipe: digits' defaults (search/spec/recipe.py) learn in a few epochs
+        # no recipe: digits' defaults (search.spec.recipe) learn in a few epochs
         "seed": 0,
     }
 

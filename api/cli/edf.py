@@ -200,7 +200,7 @@ def _finding_lines(refinement: list[dict], sid) -> list[str]:
     lines = ["", f"what the data say (q < 0.05; {len(found)} findings, --json for all):"]
     for r in found:
         lines.append(f"  - {r['text']}")
-        if r.get("applies") and sid is not None:  # the refine loop (search/refine.py)
+        if r.get("applies") and sid is not None:  # the refine loop (search.refine)
             lines.append(f"    try it: dse study refine {sid} {shlex.quote(r['id'])}")
     return lines
 

@@ -163,7 +163,7 @@ def cmd_show(args) -> int:
         print(f"  tries: {study.suggestion['id']} ({study.suggestion['text']})")
     for c in lin["children"]:
         print(f"  child: {c['id']} {c['name']!r} [{c['status']}] tries {c['suggestion']}")
-    columns = (*(s.value for s in TrialStatus), "not_learned")  # at chance: search/spec/learning.py
+    columns = (*(s.value for s in TrialStatus), "not_learned")  # at chance: search.spec.learning
     print(f"  {'space':<16} {'level':>5} {'epochs':>6} " + " ".join(f"{c:>11}" for c in columns))
     for space, levels in progress["spaces"].items():
         for e in levels:
@@ -252,8 +252,8 @@ def not_learned_warnings(progress: dict) -> list[str]:
 
 def level_work(progress: dict, promote: float) -> list[dict]:
     """Per fidelity level, over spaces and references: epochs, finished, running and total
-    trials, and `expected`: the total once the levels below promote (ceil(n x promote) of a
-    space's trials, search/spec/fidelity.py), for levels not yet filled."""
+    trials, and `expected`: the total once the levels below promote (promote_count: ceil(n x
+    promote) of a space's trials), for levels not yet filled."""
     from search.spec.fidelity import promote_count
 
     groups = [*progress["spaces"].values(), *progress.get("references", {}).values()]

@@ -18,7 +18,7 @@ from search.spec.study import StudySpec
 from search.spec.text import load_text
 from search.store.studies import StudyNotFound
 
-# A spec is a few kB; the operator's other limits (api/http/limits.py) bound what it may ask for.
+# A spec is a few kB; the operator's other limits (SpecLimits) bound what it may ask for.
 DEFAULT_MAX_BODY = 256 * 1024
 
 # ids are database integers: bounded here so an absurd id is a 422, not a driver overflow
@@ -165,7 +165,7 @@ def creating_route(accepted: str, responses: dict) -> dict:
 async def create_from_spec(
     request: Request, store, spec: StudySpec, parent_id: int | None = None, suggestion=None
 ) -> JSONResponse:
-    """The creation (search/create.py) in HTTP: 201 created, 202 still creating after the
+    """The creation (search.create) in HTTP: 201 created, 202 still creating after the
     server's wait, 200 when a refine child exists already; 503 when the server is busy, and a
     creation that failed within the wait is a ValueError: 422 naming the space."""
     from search.create import create_study

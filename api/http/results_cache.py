@@ -1,21 +1,14 @@
 """The one cache of study results: typed, serialised once per store version, refreshed in the background.
 
-The analysis of a large study takes about a second (bootstraps, KS tests); a page polls
-every second. So: the first request computes and waits; once a version is cached, a newer
-store version is computed by one background thread while requests keep getting the last
-answer (with its own ETag) for up to `wait` seconds; the page picks the new one up at its
-next poll. Polls never queue behind the analysis and never run it twice at once. Each answer
-is validated into api.http.schemas.Results (the documented shape) and serialised by it (NaN and
-infinities as null); exports read the same cached answers.
-
-Hostile reads (issue 23: 8 clients each asking a new `range` of a 2,000-trial study held
-/healthz up to a second): the analysis runs in a pool of forkserver children (the Creator's),
-not in this process, so it never holds this process's GIL; the children analyse at the lowest
-CPU priority (nice 19, below a creation's 10) and at most `parallel` run at once, one fewer
-than the cores (at least one, at most two), so a core is left to the server's requests; at
-most `pending` distinct analyses are outstanding and at most `waiting` requests wait for one
-(more are refused with ResultsBusy, a 503, rather than holding the server's threads); the
-cache keeps at most `size` answers and `max_bytes` bytes, least recently used first out.
+The analysis of a large study takes about a second; a page polls every second. So the first
+request computes and waits; once a version is cached, a newer store version is computed in
+the background while requests keep getting the last answer (with its own ETag) for up to
+`wait` seconds. Polls never queue behind the analysis and never run it twice at once. Each
+answer is validated into api.http.schemas.Results and serialised by it (NaN and infinities
+as null); exports read the same cached answers. The analysis runs in the Creator's
+forkserver children, never in this process, bounded by `parallel`, `pending`, `waiting`
+(more are refused with ResultsBusy, a 503), `size` and `max_bytes` (why, and what it
+measured: docs/design.md, "No analysis runs in the server process").
 """
 
 from __future__ import annotations

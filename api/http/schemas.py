@@ -499,7 +499,7 @@ class TrialsPage(BaseModel):
     trials: list[Trial]
 
 
-# --- the study form: presets and a study's estimate (routes/form.py) -----------------------
+# --- the study form: presets and a study's estimate (api.http.routes.form) ----------------
 class ParamRange(BaseModel):
     """The values a drawn parameter takes: its distribution's kind and support."""
 
@@ -604,7 +604,7 @@ class Estimate(BaseModel):
     note: str | None
 
 
-# --- a network for a full run elsewhere (routes/exports.py) -------------------------------
+# --- a network for a full run elsewhere (api.http.routes.exports) ------------------------
 class FullRunRecipe(Recipe):
     """The study's recipe scaled for a full run (DDS §5)."""
 

@@ -2,7 +2,7 @@
 
 GET /api/presets lists every preset design space with its family, description and ranges;
 POST /api/studies/estimate takes the same spec as POST /api/studies and answers the trials
-per level, the images and the time it would take here (search/estimate.py), creating nothing.
+per level, the images and the time it would take here (search.estimate), creating nothing.
 """
 
 from __future__ import annotations
