@@ -2,8 +2,8 @@
 
 `dse study create --check` and `POST /api/studies?check=true` train one network once at the
 study's lowest fidelity, with its recipe, dataset and seed, and refuse a study whose check
-stays at chance (search/spec/learning.py), so a study never spends its budget drawing EDFs of
-noise. The network is the study's first reference network (search/spec/reference.py) when
+stays at chance (search.spec.learning), so a study never spends its budget drawing EDFs of
+noise. The network is the study's first reference network (search.spec.reference) when
 its spec lists any, else RegNetX-200MF (DDS, pycls's model zoo), unless a caller names another.
 """
 

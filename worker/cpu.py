@@ -1,14 +1,10 @@
 """What this CPU can do for training, and the oneDNN setting bf16 needs on CPUs with AMX.
 
 bf16 on a CPU runs natively with AVX512-BF16 or AMX; without either (AVX2-only CPUs such as
-this AMD EPYC) oneDNN emulates it, ~10x slower than fp32. On a CPU with AMX (issue 24), short
-trainings in bf16 diverged at random where fp32 trained: `dse train --space AnyNetX_E --seed 1
---dataset digits --resolution 16 --epochs 2 --threads 1` ended `diverged` for seeds 1, 2, 4
-and 5, and the same bf16 run repeated ended either `done` (val error 0.46875) or `diverged`;
-fp32 gave 0.45486 every time. NCHW diverged 3/3, SGD without `fused` 3/3; with oneDNN's AMX
-kernels switched off (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) it was done 3/3. So some AMX bf16
-kernel yields NaN on some shapes, not always. Until bf16 is shown to give fp32's answers
-there (benchmarks/bench_precision.py), on CPUs with AMX:
+this AMD EPYC) oneDNN emulates it, ~10x slower than fp32. On a CPU with AMX some oneDNN bf16
+kernel yields NaN on some shapes, not always (issue 24; the runs that showed it, and the
+rule bf16 must pass there, are docs/method.md §5 "Precision never changes the answer"). So
+on CPUs with AMX:
 - `precision: auto` trains in fp32 (worker.train.auto_precision);
 - training processes start with oneDNN capped below AMX (`onednn_env`: the `dse` training
   commands re-execute themselves with it, worker.allocator), so an explicit bf16 runs on the

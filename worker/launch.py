@@ -6,7 +6,7 @@ the same `dse worker` (tests/test_launch.py compares them with `WorkerCommand`):
 - the database URL travels in the environment (`DSE_DB`), never on a command line, where
   `ps` shows it to every user of the host;
 - glibc's malloc thresholds are set in the environment the process starts with
-  (worker/allocator.py), so the worker need not re-execute itself;
+  (worker.allocator), so the worker need not re-execute itself;
 - a CPU worker gets an explicit thread count (`--threads`, `OMP_NUM_THREADS`,
   `MKL_NUM_THREADS`), one per CPU it was given; a GPU worker leaves torch's default.
 """

@@ -2,20 +2,15 @@
 
 Each actor runs worker.loop.run_worker in its own Ray worker process, with the same claim,
 heartbeat and retry rules as a `dse worker` process and the environment of
-worker.launch.WorkerCommand (the database URL and glibc's malloc settings arrive in the
-process's environment through Ray's `runtime_env`). Its worker id names Ray, its node and
-the actor: `ray:<node ip>:node-<id>:actor-<id>:<pid>`.
-
+worker.launch.WorkerCommand (through Ray's `runtime_env`). Its worker id names Ray, its node
+and the actor: `ray:<node ip>:node-<id>:actor-<id>:<pid>`.
 - Resources: each actor asks Ray for `cpus_per_worker` CPUs and `gpus_per_worker` GPUs; a
-  fraction (0.25) lets Ray put that many actors (4) on one GPU, which it makes visible to
-  each of them (CUDA_VISIBLE_DEVICES); a CPU worker trains with one thread per CPU.
-- An actor that dies (killed, its node lost) is restarted by Ray (`max_restarts`) and its
-  `run` call retried (`max_task_retries`); the trial it held stops heartbeating and the
-  store's lease rules fail it and retry it once (search/store/recovery.py), like a crashed
-  `dse worker`.
-- `stop` asks every actor to stop at its next epoch boundary and hand its trial back (what
-  SIGTERM does to `dse worker`); `kill` ends them at once (their trials are then retried by
-  the lease rules).
+  fraction (0.25) puts that many actors (4) on one GPU, visible to each as
+  CUDA_VISIBLE_DEVICES; a CPU worker trains with one thread per CPU.
+- An actor that dies is restarted by Ray (`max_restarts`, `max_task_retries`); the trial it
+  held stops heartbeating and the store's lease rules fail and retry it, as for a crashed
+  `dse worker`. `stop` asks every actor to hand its trial back at its next epoch boundary
+  (SIGTERM to `dse worker`); `kill` ends them at once (their trials retried by the lease).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The worker loop: claim a trial, train it, report each epoch, heartbeat, finish; repeat.
 
 Any number of these run on any machines against one database URL. The store makes every
-step safe to race (see search/store/__init__.py); this loop adds what a process must do itself:
+step safe to race (see search.store); this loop adds what a process must do itself:
 - a heartbeat thread while a trial trains, so a crashed worker's trial is reaped and retried;
 - cancellation: each epoch's report says whether to go on (study cancelled → stop);
 - SIGTERM/SIGINT: stop at the next epoch boundary and hand the trial back untrained
