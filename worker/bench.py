@@ -206,8 +206,8 @@ def op_category(name: str) -> str:
     return "elementwise"  # activations, adds, pooling, linear head, loss, copies
 
 
-def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
-    """Seconds per step of the engine on `spec`, split into CATEGORIES.
+def step_split(spec, data, batch_size: int, steps: int = 3, small_bn: bool | None = None) -> dict:
+    """Seconds per step of the engine on `spec`, split into CATEGORIES (small_bn: Engine's).
 
     Data (crop, flip, normalise) and optimiser (step, zero_grad) are timed directly; the
     forward + backward time is split between convolutions, normalisation and elementwise
@@ -215,7 +215,7 @@ def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
     """
     recipe = resolve_recipe(Recipe(batch_size=batch_size), data.name, len(data.train_y),
                             data.resolution, 2)  # fmt: skip
-    engine = Engine(network(spec)[0], recipe, torch.device("cpu"))
+    engine = Engine(network(spec)[0], recipe, torch.device("cpu"), small_bn)
     normalize = Normalize(data.mean, data.std, "cpu", engine.channels_last)
     augment = BatchAugment(recipe.crop_padding, recipe.flip, normalize,
                            torch.Generator().manual_seed(0))  # fmt: skip
@@ -257,10 +257,11 @@ def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
 
 
 # --- training, each way in a fresh process ---------------------------------------------------
-def engine_images_per_s(spec, data, batch_size: int, epochs: int = 2, threads=None) -> float:
+def engine_images_per_s(spec, data, batch_size: int, epochs: int = 2, threads=None,
+                        small_bn: bool | None = None) -> float:  # fmt: skip
     """Steady images/s of worker.train: the last epoch (the first pays for warm-up)."""
     result = train(spec, data, Recipe(batch_size=batch_size), epochs=epochs, seed=0,
-                   threads=threads)  # fmt: skip
+                   threads=threads, small_bn=small_bn)  # fmt: skip
     if result.status != "done":
         raise RuntimeError(f"bench network failed: {result.status} {result.message}")
     return result.epochs[-1]["images_per_s"]
@@ -318,9 +319,12 @@ def child_main(job: dict) -> dict:
         return {**reply, **conv_peaks(specs, job["batch_size"], dtypes, job.get("repeats", 3))}
     data = bench_data(job["train_size"])
     if job["way"] == "split":
-        return {**reply, "splits": [step_split(s, data, job["batch_size"]) for s in specs]}
+        splits = [step_split(s, data, job["batch_size"], small_bn=job.get("small_bn"))
+                  for s in specs]  # fmt: skip
+        return {**reply, "splits": splits}
     if job["way"] == "engine":
-        rates = [engine_images_per_s(s, data, job["batch_size"], threads=threads) for s in specs]
+        rates = [engine_images_per_s(s, data, job["batch_size"], threads=threads,
+                                     small_bn=job.get("small_bn")) for s in specs]  # fmt: skip
     else:
         steps = job["train_size"] // job["batch_size"]  # the engine's epoch: warm-up, timed
         rates = [baseline_images_per_s(s, data, job["batch_size"], steps, steps) for s in specs]
@@ -376,6 +380,26 @@ class BusyCore:
     def __exit__(self, *exc) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+def with_and_without(job: dict, rounds: int, log=print) -> dict[bool, list]:
+    """The replies of `job` with the engine's small-channel batch norm (worker.small_bn) and
+    without, alternating which runs first in each of `rounds`: {True: [...], False: [...]}."""
+    replies: dict[bool, list] = {True: [], False: []}
+    for r in range(rounds):
+        for small_bn in (True, False) if r % 2 == 0 else (False, True):
+            log(f"bench: {job['way']}, {'with' if small_bn else 'without'} the small-channel BN")
+            replies[small_bn] += run_children({**job, "small_bn": small_bn}, 1, tuned_malloc=True)
+    return replies
+
+
+def mean_split(splits: list[dict]) -> dict:
+    """The mean of several step_split results of one network."""
+    return {
+        "seconds": statistics.fmean(s["seconds"] for s in splits),
+        "split": {k: statistics.fmean(s["split"][k] for s in splits) for k in splits[0]["split"]},
+        "precision": splits[0]["precision"],
+    }
 
 
 def harmonic(rates: list[float]) -> float:
@@ -444,19 +468,40 @@ def run_bench(quick: bool = False, log=print) -> dict:
         + ("" if info["native_bf16"] else " (fp32 only: bf16 is emulated here)"))  # fmt: skip
     convs = run_children({**job, "way": "convs", "threads": 1, "bf16": info["native_bf16"],
                           "repeats": repeats}, 1, tuned_malloc=True)[0]  # fmt: skip
+    rounds = 1 if quick else 2
     log("bench: engine, one worker as `dse worker` starts it")
-    engine = in_processes({**job, "way": "engine"}, 1, tuned_malloc=True)
+    runs = with_and_without({**job, "way": "engine"}, rounds, log)
+    rates = {k: [statistics.fmean(x) for x in zip(*(r["images_per_s"] for r in v), strict=True)]
+             for k, v in runs.items()}  # fmt: skip
     log("bench: the engine's step, split")
-    split = run_children({**job, "way": "split", "threads": 1}, 1, tuned_malloc=True)[0]
-    split = split["splits"][0]
+    splits = with_and_without({**job, "way": "split", "threads": 1}, rounds, log)
+    splits = {k: mean_split([r["splits"][0] for r in v]) for k, v in splits.items()}
+    engine, split = rates[True], splits[True]
     log("bench: naive loop, one thread, glibc's malloc defaults")
     baseline = in_processes({**job, "way": "baseline", "threads": 1}, 1, tuned_malloc=False)
     workers = workers_under_load({**job, "way": "engine", "train_size": train_size // 2}, cores,
                                  log, rounds=1 if quick else 2)  # fmt: skip
     dtype, fmt = (p.strip() for p in split["precision"].split(",")[:2])
     fmt = "nchw" if fmt == "NCHW" else fmt
-    engine_fps = sum(6 * f * e for f, e in zip(flops, engine, strict=True)) / len(flops)
     conv_peak = convs["flop_per_s"].get(dtype, {}).get(fmt)
+
+    def engine_figures(rates: list[float], split: dict) -> dict:
+        fps = sum(6 * f * e for f, e in zip(flops, rates, strict=True)) / len(flops)
+        return {
+            "images_per_s": harmonic(rates),
+            "flop_per_s": fps,
+            "precision": split["precision"],
+            "fraction_of_gemm_peak": fps / gemm[dtype]["flop_per_s"],
+            "fraction_of_conv_peak": fps / conv_peak if conv_peak else None,
+            "speedup": harmonic(rates) / harmonic(baseline),
+            "step": {
+                "seconds": split["seconds"],
+                "split": split["split"],
+                "shares": {k: v / split["seconds"] for k, v in split["split"].items()},
+            },
+        }
+
+    figures = {k: engine_figures(rates[k], splits[k]) for k in (True, False)}
     return {
         "machine": info,
         "peak": {"gemm": gemm, "conv": convs["flop_per_s"], "conv_shapes": convs["shapes"]},
@@ -471,18 +516,11 @@ def run_bench(quick: bool = False, log=print) -> dict:
             }
             for s, f, e, b in zip(specs, flops, engine, baseline, strict=True)
         ],  # fmt: skip
-        "engine": {
-            "images_per_s": harmonic(engine),
-            "flop_per_s": engine_fps,
-            "precision": split["precision"],
-            "fraction_of_gemm_peak": engine_fps / gemm[dtype]["flop_per_s"],
-            "fraction_of_conv_peak": engine_fps / conv_peak if conv_peak else None,
-        },
-        "step": {
-            "seconds": split["seconds"],
-            "split": split["split"],
-            "shares": {k: v / split["seconds"] for k, v in split["split"].items()},
-        },  # fmt: skip
+        "engine": {k: v for k, v in figures[True].items() if k not in ("step", "speedup")},
+        "step": figures[True]["step"],
+        # the same engine with torch's batch norm everywhere (worker.small_bn off), same run
+        "engine_without_small_bn": figures[False],
+        "small_bn_speedup": figures[True]["images_per_s"] / figures[False]["images_per_s"],
         "baseline": {
             "images_per_s": harmonic(baseline),
             "flop_per_s": sum(6 * f * b for f, b in zip(flops, baseline, strict=True)) / len(flops),
@@ -497,6 +535,7 @@ def run_bench(quick: bool = False, log=print) -> dict:
             "batch_size": BATCH_SIZE,
             "threads": 1,
             "repeats": repeats,
+            "rounds": rounds,
         },  # fmt: skip
     }
 
@@ -612,8 +651,22 @@ def format_report(r: dict) -> str:
         f"{e['precision']}: {100 * e['fraction_of_gemm_peak']:.1f}% of the GEMM peak, "
         + (f"{100 * conv_frac:.1f}% of the conv-shape peak" if conv_frac else "conv peak n/a"),
         f"step     {r['step']['seconds'] * 1e3:.0f} ms: {shares}",
+    ]
+    o = r.get("engine_without_small_bn")
+    if o:  # the same run, torch's batch norm everywhere
+        o_frac = o["fraction_of_conv_peak"]
+        o_shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in o["step"]["shares"].items())
+        lines += [
+            f"without  the small-channel batch norm (worker.small_bn): {o['images_per_s']:.0f} "
+            f"images/s, {100 * o['fraction_of_gemm_peak']:.1f}% of the GEMM peak, "
+            + (f"{100 * o_frac:.1f}% of the conv-shape peak" if o_frac else "conv peak n/a")
+            + f"; step {o['step']['seconds'] * 1e3:.0f} ms: {o_shares}",
+            f"cut      {r['small_bn_speedup']:.2f}x (engine with / without it, alternating runs)",
+        ]
+    lines += [
         f"baseline {r['baseline']['images_per_s']:8.0f} images/s (naive DataLoader loop, 1 thread)",
-        f"speedup  {r['speedup']:.2f}x (engine / naive loop, same network)",
+        f"speedup  {r['speedup']:.2f}x (engine / naive loop, same network)"
+        + (f"; without the small-channel BN {o['speedup']:.2f}x" if o else ""),
     ]
     for key, label in (("free", "free"), ("with_busy_core", "one core busy")):
         x = w[key]
