@@ -59,6 +59,7 @@ from worker.augment import BatchAugment, Normalize
 from worker.check import best_device, check_network
 from worker.cpu import cpu_features, cpu_model, onednn_env
 from worker.data import load_dataset
+from worker.small_bn import SMALL_BN_OP
 from worker.train import Engine, cpu_bf16_gains, set_threads, train
 
 SPACE, BOUNDS, RESOLUTION = "ResNeXt_A", (30e6, 80e6), 32  # NDS CIFAR sweeps (docs/method.md §4)
@@ -206,6 +207,16 @@ def op_category(name: str) -> str:
     return "elementwise"  # activations, adds, pooling, linear head, loss, copies
 
 
+def in_small_bn(event) -> bool:
+    """Whether a profiler event ran inside worker.small_bn's batch norm (forward or backward),
+    whose sums, subtractions and scalings are its normalisation, not elementwise work."""
+    while event is not None:
+        if SMALL_BN_OP in event.name:
+            return True
+        event = event.cpu_parent
+    return False
+
+
 def step_split(spec, data, batch_size: int, steps: int = 3, small_bn: bool | None = None) -> dict:
     """Seconds per step of the engine on `spec`, split into CATEGORIES (small_bn: Engine's).
 
@@ -246,9 +257,10 @@ def step_split(spec, data, batch_size: int, steps: int = 3, small_bn: bool | Non
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fwd_bwd(inputs)
     self_time = dict.fromkeys(CATEGORIES[:3], 0.0)
-    for event in prof.key_averages():
-        if event.key.startswith("aten::"):
-            self_time[op_category(event.key)] += event.self_cpu_time_total
+    for event in prof.events():
+        if event.name.startswith("aten::"):
+            category = "normalisation" if in_small_bn(event) else op_category(event.name)
+            self_time[category] += event.self_cpu_time_total
     profiled = sum(self_time.values()) or 1.0
     per_step = {k: v / steps for k, v in totals.items()}
     split = {k: per_step["forward_backward"] * v / profiled for k, v in self_time.items()}

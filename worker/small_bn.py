@@ -98,6 +98,9 @@ class _BatchNormReLU(torch.autograd.Function):
         return _image(dx.to(x.dtype), x), grad_weight, grad_bias.to(weight.dtype), None, None
 
 
+SMALL_BN_OP = _BatchNormReLU.__name__  # in the profiler's names of its forward and backward
+
+
 class SmallChannelBatchNorm(nn.BatchNorm2d):
     """nn.BatchNorm2d (same parameters, buffers and state_dict), optionally with the ReLU after
     it; training on tensors that `folds` runs the wide passes above, anything else torch's."""
