@@ -67,7 +67,7 @@ def test_bad_regnet_argument_names_the_flag():
     assert main(["train", "--regnet", "a,b,c,d,e", "--dataset", "digits", "--epochs", "1"]) == 2
 
 
-def test_bench_report_names_the_machine_peaks_split_and_workers():
+def _bench_report() -> dict:
     workers = {
         "default": 300.0,
         "one_thread": 310.0,
@@ -90,13 +90,43 @@ def test_bench_report_names_the_machine_peaks_split_and_workers():
         "workers": {"cores": 2, "goal": 0.8, "free": workers, "with_busy_core": workers,
                     "default_threads": [1]},
     }  # fmt: skip
-    text = format_report(report)
+    return report
+
+
+def test_bench_report_names_the_machine_peaks_split_and_workers():
+    text = format_report(_bench_report())
     assert "AMD EPYC, 2 cores: avx2 (torch AVX2)" in text
     assert "fp32 60.0, bf16 0.3" in text and "fp32 channels_last 30.0, nchw 20.0" in text
     assert "20.0% of the GEMM peak, 40.0% of the conv-shape peak" in text
     assert "convolution 60%, normalisation 25%" in text and "3.00x" in text
     assert "default / 1 thread 0.97, goal >= 0.8; default threads [1]" in text
     assert "one core busy" in text
+    assert "without" not in text  # a report from before the small-channel batch norm
+
+
+def test_bench_report_shows_the_engine_without_the_small_channel_bn_beside_it():
+    report = _bench_report()
+    report["engine_without_small_bn"] = {
+        "images_per_s": 120.0, "fraction_of_gemm_peak": 0.16, "fraction_of_conv_peak": 0.32,
+        "speedup": 2.4, "step": {"seconds": 1.0, "shares": {"convolution": 0.5,
+                                                            "normalisation": 0.35}},
+    }  # fmt: skip
+    report["small_bn_speedup"] = 1.25
+    text = format_report(report)
+    assert "16.0% of the GEMM peak, 32.0% of the conv-shape peak; step 1000 ms" in text
+    assert "normalisation 35%" in text and "1.25x (engine with / without it" in text
+    assert "3.00x (engine / naive loop, same network); without the small-channel BN 2.40x" in text
+
+
+def test_bench_alternates_with_and_without_the_small_channel_bn(monkeypatch):
+    from worker import bench
+
+    order = []
+    monkeypatch.setattr(bench, "run_children", lambda job, n, tuned_malloc: order.append(
+        job["small_bn"]) or [{"small_bn": job["small_bn"]}])  # fmt: skip
+    replies = bench.with_and_without({"way": "engine"}, 3, log=lambda s: None)
+    assert order == [True, False, False, True, True, False]
+    assert all(r["small_bn"] is k for k, v in replies.items() for r in v)
 
 
 def test_bench_conv_shapes_count_each_distinct_convolution():

@@ -19,14 +19,30 @@ training in a fresh subprocess with the worker's settings (worker.allocator):
   worker using all cores), each with and without a competing process busy on one core.
 Totals over networks add the time per image (a sweep's view). Effective training FLOP/s =
 3 x forward multiply-adds x 2 x images/s (forward + 2x backward).
-Measured here (AMD EPYC, AVX2, one thread, fp32 channels_last, a 38 MF ResNeXt-A at batch
-128; two runs): the whole step at 64-81% of the conv-shape peak (24-41% of the GEMM peak);
-convolutions 52-61% of the step, normalisation 29-37%, elementwise 9-10%, optimiser and
-data under 1%. Normalisation is the
-share left to cut: torch's CPU batch norm, forward + backward, took 15-57 ms on a 2-8 MB
-activation where one elementwise pass takes 0.2-1 ms. Tried and not kept: batch norm as tensor
-ops (var_mean, addcmul; 1.1-3.5x slower), and with its sums as matrix-vector products
-(2x faster at 4 channels, 1.6-1.9x slower from 16 up, and less exact: E[x^2] - E[x]^2).
+Also the engine without worker.small_bn (torch's batch norm everywhere), in alternating
+processes of the same run: its images/s, engine / naive ratio and fractions of both peaks.
+Measured here (AMD EPYC with AVX-512 and AVX512-BF16, no AMX, so `auto` trains in bf16,
+channels_last; one thread; a 38 MF ResNeXt-A at batch 128, 16 of its 36 batch norms at 4
+channels; two `dse bench --quick` runs, other users' load average 1-10): the engine at
+70-77% of the bf16 conv-shape peak (21% of the bf16 GEMM peak), 4.3-4.4x the naive loop;
+without worker.small_bn 65-75% and 3.9-4.3x (the cut: 1.03x and 1.08x images/s; the step
+0.92-0.94x in CPU time, interleaved, fp32 and bf16). Convolutions 53% of the step,
+normalisation 31% (34% without), elementwise 15%, optimiser and data under 1%.
+Normalisation is the largest share a CPU kernel could still cut, but without a compiler only
+its few-channel part: torch's channels_last batch norm runs almost scalar below 8 channels
+(3.2-3.7 ms forward + backward on a 128x4x32x32 activation, one elementwise pass 0.02-0.05
+ms), where worker.small_bn's wide passes are 2-5x faster. Only 33 of 100 sampled networks
+have such layers (about 1% of their batch-norm activations; 0.95-0.97x the step on another
+one), so most sweeps gain little. From 16 channels up torch's kernels stand at 8-40
+elementwise passes' time and everything tried was slower (one interleaved run each):
+- NCHW instead of channels_last: the whole step 1.27-1.71x slower in fp32, 1.35-2.0x in bf16;
+- batch norm + ReLU as tensor ops at every width (worker.small_bn's passes): 1.5-1.8x slower
+  than torch in fp32, 2.1-2.9x in bf16; before: var_mean and addcmul 1.1-3.5x slower, the
+  sums as matrix-vector products less exact (E[x^2] - E[x]^2); the sums as a depthwise
+  convolution's weight gradient no faster than multiply + sum, and rounded to bf16;
+- torch.compile (inductor) of the model: 84 s (fp32) and 126 s (bf16) to compile each
+  network, then 0.91x and 1.14x the eager step; of batch norm + ReLU alone, compiled once for
+  all shapes (dynamic): 1.6-30x slower; and the service's image has no C compiler for it.
 """
 
 from __future__ import annotations
@@ -59,6 +75,7 @@ from worker.augment import BatchAugment, Normalize
 from worker.check import best_device, check_network
 from worker.cpu import cpu_features, cpu_model, onednn_env
 from worker.data import load_dataset
+from worker.small_bn import SMALL_BN_OP
 from worker.train import Engine, cpu_bf16_gains, set_threads, train
 
 SPACE, BOUNDS, RESOLUTION = "ResNeXt_A", (30e6, 80e6), 32  # NDS CIFAR sweeps (docs/method.md §4)
@@ -206,8 +223,18 @@ def op_category(name: str) -> str:
     return "elementwise"  # activations, adds, pooling, linear head, loss, copies
 
 
-def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
-    """Seconds per step of the engine on `spec`, split into CATEGORIES.
+def in_small_bn(event) -> bool:
+    """Whether a profiler event ran inside worker.small_bn's batch norm (forward or backward),
+    whose sums, subtractions and scalings are its normalisation, not elementwise work."""
+    while event is not None:
+        if SMALL_BN_OP in event.name:
+            return True
+        event = event.cpu_parent
+    return False
+
+
+def step_split(spec, data, batch_size: int, steps: int = 3, small_bn: bool | None = None) -> dict:
+    """Seconds per step of the engine on `spec`, split into CATEGORIES (small_bn: Engine's).
 
     Data (crop, flip, normalise) and optimiser (step, zero_grad) are timed directly; the
     forward + backward time is split between convolutions, normalisation and elementwise
@@ -215,7 +242,7 @@ def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
     """
     recipe = resolve_recipe(Recipe(batch_size=batch_size), data.name, len(data.train_y),
                             data.resolution, 2)  # fmt: skip
-    engine = Engine(network(spec)[0], recipe, torch.device("cpu"))
+    engine = Engine(network(spec)[0], recipe, torch.device("cpu"), small_bn)
     normalize = Normalize(data.mean, data.std, "cpu", engine.channels_last)
     augment = BatchAugment(recipe.crop_padding, recipe.flip, normalize,
                            torch.Generator().manual_seed(0))  # fmt: skip
@@ -246,9 +273,10 @@ def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fwd_bwd(inputs)
     self_time = dict.fromkeys(CATEGORIES[:3], 0.0)
-    for event in prof.key_averages():
-        if event.key.startswith("aten::"):
-            self_time[op_category(event.key)] += event.self_cpu_time_total
+    for event in prof.events():
+        if event.name.startswith("aten::"):
+            category = "normalisation" if in_small_bn(event) else op_category(event.name)
+            self_time[category] += event.self_cpu_time_total
     profiled = sum(self_time.values()) or 1.0
     per_step = {k: v / steps for k, v in totals.items()}
     split = {k: per_step["forward_backward"] * v / profiled for k, v in self_time.items()}
@@ -257,10 +285,11 @@ def step_split(spec, data, batch_size: int, steps: int = 3) -> dict:
 
 
 # --- training, each way in a fresh process ---------------------------------------------------
-def engine_images_per_s(spec, data, batch_size: int, epochs: int = 2, threads=None) -> float:
+def engine_images_per_s(spec, data, batch_size: int, epochs: int = 2, threads=None,
+                        small_bn: bool | None = None) -> float:  # fmt: skip
     """Steady images/s of worker.train: the last epoch (the first pays for warm-up)."""
     result = train(spec, data, Recipe(batch_size=batch_size), epochs=epochs, seed=0,
-                   threads=threads)  # fmt: skip
+                   threads=threads, small_bn=small_bn)  # fmt: skip
     if result.status != "done":
         raise RuntimeError(f"bench network failed: {result.status} {result.message}")
     return result.epochs[-1]["images_per_s"]
@@ -318,9 +347,12 @@ def child_main(job: dict) -> dict:
         return {**reply, **conv_peaks(specs, job["batch_size"], dtypes, job.get("repeats", 3))}
     data = bench_data(job["train_size"])
     if job["way"] == "split":
-        return {**reply, "splits": [step_split(s, data, job["batch_size"]) for s in specs]}
+        splits = [step_split(s, data, job["batch_size"], small_bn=job.get("small_bn"))
+                  for s in specs]  # fmt: skip
+        return {**reply, "splits": splits}
     if job["way"] == "engine":
-        rates = [engine_images_per_s(s, data, job["batch_size"], threads=threads) for s in specs]
+        rates = [engine_images_per_s(s, data, job["batch_size"], threads=threads,
+                                     small_bn=job.get("small_bn")) for s in specs]  # fmt: skip
     else:
         steps = job["train_size"] // job["batch_size"]  # the engine's epoch: warm-up, timed
         rates = [baseline_images_per_s(s, data, job["batch_size"], steps, steps) for s in specs]
@@ -376,6 +408,26 @@ class BusyCore:
     def __exit__(self, *exc) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+def with_and_without(job: dict, rounds: int, log=print) -> dict[bool, list]:
+    """The replies of `job` with the engine's small-channel batch norm (worker.small_bn) and
+    without, alternating which runs first in each of `rounds`: {True: [...], False: [...]}."""
+    replies: dict[bool, list] = {True: [], False: []}
+    for r in range(rounds):
+        for small_bn in (True, False) if r % 2 == 0 else (False, True):
+            log(f"bench: {job['way']}, {'with' if small_bn else 'without'} the small-channel BN")
+            replies[small_bn] += run_children({**job, "small_bn": small_bn}, 1, tuned_malloc=True)
+    return replies
+
+
+def mean_split(splits: list[dict]) -> dict:
+    """The mean of several step_split results of one network."""
+    return {
+        "seconds": statistics.fmean(s["seconds"] for s in splits),
+        "split": {k: statistics.fmean(s["split"][k] for s in splits) for k in splits[0]["split"]},
+        "precision": splits[0]["precision"],
+    }
 
 
 def harmonic(rates: list[float]) -> float:
@@ -444,19 +496,40 @@ def run_bench(quick: bool = False, log=print) -> dict:
         + ("" if info["native_bf16"] else " (fp32 only: bf16 is emulated here)"))  # fmt: skip
     convs = run_children({**job, "way": "convs", "threads": 1, "bf16": info["native_bf16"],
                           "repeats": repeats}, 1, tuned_malloc=True)[0]  # fmt: skip
+    rounds = 1 if quick else 2
     log("bench: engine, one worker as `dse worker` starts it")
-    engine = in_processes({**job, "way": "engine"}, 1, tuned_malloc=True)
+    runs = with_and_without({**job, "way": "engine"}, rounds, log)
+    rates = {k: [statistics.fmean(x) for x in zip(*(r["images_per_s"] for r in v), strict=True)]
+             for k, v in runs.items()}  # fmt: skip
     log("bench: the engine's step, split")
-    split = run_children({**job, "way": "split", "threads": 1}, 1, tuned_malloc=True)[0]
-    split = split["splits"][0]
+    splits = with_and_without({**job, "way": "split", "threads": 1}, rounds, log)
+    splits = {k: mean_split([r["splits"][0] for r in v]) for k, v in splits.items()}
+    engine, split = rates[True], splits[True]
     log("bench: naive loop, one thread, glibc's malloc defaults")
     baseline = in_processes({**job, "way": "baseline", "threads": 1}, 1, tuned_malloc=False)
     workers = workers_under_load({**job, "way": "engine", "train_size": train_size // 2}, cores,
                                  log, rounds=1 if quick else 2)  # fmt: skip
     dtype, fmt = (p.strip() for p in split["precision"].split(",")[:2])
     fmt = "nchw" if fmt == "NCHW" else fmt
-    engine_fps = sum(6 * f * e for f, e in zip(flops, engine, strict=True)) / len(flops)
     conv_peak = convs["flop_per_s"].get(dtype, {}).get(fmt)
+
+    def engine_figures(rates: list[float], split: dict) -> dict:
+        fps = sum(6 * f * e for f, e in zip(flops, rates, strict=True)) / len(flops)
+        return {
+            "images_per_s": harmonic(rates),
+            "flop_per_s": fps,
+            "precision": split["precision"],
+            "fraction_of_gemm_peak": fps / gemm[dtype]["flop_per_s"],
+            "fraction_of_conv_peak": fps / conv_peak if conv_peak else None,
+            "speedup": harmonic(rates) / harmonic(baseline),
+            "step": {
+                "seconds": split["seconds"],
+                "split": split["split"],
+                "shares": {k: v / split["seconds"] for k, v in split["split"].items()},
+            },
+        }
+
+    figures = {k: engine_figures(rates[k], splits[k]) for k in (True, False)}
     return {
         "machine": info,
         "peak": {"gemm": gemm, "conv": convs["flop_per_s"], "conv_shapes": convs["shapes"]},
@@ -471,18 +544,11 @@ def run_bench(quick: bool = False, log=print) -> dict:
             }
             for s, f, e, b in zip(specs, flops, engine, baseline, strict=True)
         ],  # fmt: skip
-        "engine": {
-            "images_per_s": harmonic(engine),
-            "flop_per_s": engine_fps,
-            "precision": split["precision"],
-            "fraction_of_gemm_peak": engine_fps / gemm[dtype]["flop_per_s"],
-            "fraction_of_conv_peak": engine_fps / conv_peak if conv_peak else None,
-        },
-        "step": {
-            "seconds": split["seconds"],
-            "split": split["split"],
-            "shares": {k: v / split["seconds"] for k, v in split["split"].items()},
-        },  # fmt: skip
+        "engine": {k: v for k, v in figures[True].items() if k not in ("step", "speedup")},
+        "step": figures[True]["step"],
+        # the same engine with torch's batch norm everywhere (worker.small_bn off), same run
+        "engine_without_small_bn": figures[False],
+        "small_bn_speedup": figures[True]["images_per_s"] / figures[False]["images_per_s"],
         "baseline": {
             "images_per_s": harmonic(baseline),
             "flop_per_s": sum(6 * f * b for f, b in zip(flops, baseline, strict=True)) / len(flops),
@@ -497,6 +563,7 @@ def run_bench(quick: bool = False, log=print) -> dict:
             "batch_size": BATCH_SIZE,
             "threads": 1,
             "repeats": repeats,
+            "rounds": rounds,
         },  # fmt: skip
     }
 
@@ -612,8 +679,22 @@ def format_report(r: dict) -> str:
         f"{e['precision']}: {100 * e['fraction_of_gemm_peak']:.1f}% of the GEMM peak, "
         + (f"{100 * conv_frac:.1f}% of the conv-shape peak" if conv_frac else "conv peak n/a"),
         f"step     {r['step']['seconds'] * 1e3:.0f} ms: {shares}",
+    ]
+    o = r.get("engine_without_small_bn")
+    if o:  # the same run, torch's batch norm everywhere
+        o_frac = o["fraction_of_conv_peak"]
+        o_shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in o["step"]["shares"].items())
+        lines += [
+            f"without  the small-channel batch norm (worker.small_bn): {o['images_per_s']:.0f} "
+            f"images/s, {100 * o['fraction_of_gemm_peak']:.1f}% of the GEMM peak, "
+            + (f"{100 * o_frac:.1f}% of the conv-shape peak" if o_frac else "conv peak n/a")
+            + f"; step {o['step']['seconds'] * 1e3:.0f} ms: {o_shares}",
+            f"cut      {r['small_bn_speedup']:.2f}x (engine with / without it, alternating runs)",
+        ]
+    lines += [
         f"baseline {r['baseline']['images_per_s']:8.0f} images/s (naive DataLoader loop, 1 thread)",
-        f"speedup  {r['speedup']:.2f}x (engine / naive loop, same network)",
+        f"speedup  {r['speedup']:.2f}x (engine / naive loop, same network)"
+        + (f"; without the small-channel BN {o['speedup']:.2f}x" if o else ""),
     ]
     for key, label in (("free", "free"), ("with_busy_core", "one core busy")):
         x = w[key]

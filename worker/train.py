@@ -7,7 +7,8 @@ the speed tricks are chosen once in `Engine` and named there:
   matmul once, since without it bf16 is ~10x slower than fp32 (AVX2 machines like this one);
   never on a CPU with AMX, whose oneDNN bf16 kernels produced NaN at random (worker.cpu);
 - channels_last on CPUs (fp32 here: 1.0-1.5x NCHW on sampled nets) and with mixed precision
-  on CUDA; cudnn.benchmark on CUDA;
+  on CUDA; cudnn.benchmark on CUDA; on a CPU in channels_last, batch norms of fewer than 8
+  channels (and the ReLU after them) in wide passes (worker.small_bn: 2-5x torch's kernels);
 - the dataset stays on the device as uint8; crops and flips run on whole batches
   (worker.augment); one fused multiply-add turns uint8 into normalised floats;
 - one fused SGD kernel for all parameters; no host sync inside an epoch (the loss is summed
@@ -45,6 +46,7 @@ from search.spec.study import Recipe
 from worker import cpu
 from worker.augment import BatchAugment, Normalize
 from worker.data import Dataset
+from worker.small_bn import use_small_channel_bn
 
 THREADS_ENV = "DSE_THREADS"  # torch intra-op threads of a training process
 DEFAULT_THREADS = 1  # one worker per core, each single-threaded (README: how many workers)
@@ -143,7 +145,7 @@ def keep_onednn_off_amx() -> str:
 class Engine:
     """Device-dependent choices for one run: precision, memory format, optimiser, scaler."""
 
-    def __init__(self, model, recipe: Recipe, device: torch.device):
+    def __init__(self, model, recipe: Recipe, device: torch.device, small_bn: bool | None = None):
         cuda = device.type == "cuda"
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[
             auto_precision(device) if recipe.precision == "auto" else recipe.precision
@@ -159,6 +161,10 @@ class Engine:
         if device.type == "cpu" and self.dtype is not None:
             self.isa_note = keep_onednn_off_amx()
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        auto_small_bn = device.type == "cpu" and self.channels_last
+        self.small_bn = auto_small_bn if small_bn is None else small_bn
+        if self.small_bn:  # `dse bench` times the step with and without
+            use_small_channel_bn(model)
         self.model = model.to(device=device, memory_format=fmt)
         self.device = device
         self.optimizer = torch.optim.SGD(
@@ -231,9 +237,10 @@ def train(
     on_epoch: Callable[[dict], bool | None] | None = None,
     eval_test: bool = False,
     threads: int | None = None,
+    small_bn: bool | None = None,
 ) -> TrainResult:
     """Train `spec` (a NetSpec or a reference network) on `data` for `epochs` with `recipe`;
-    failures come back as a status."""
+    failures come back as a status. small_bn: Engine's (None: on CPUs in channels_last)."""
     if epochs < 1:
         raise ValueError(f"epochs: must be >= 1, got {epochs}")
     if spec.num_classes != data.num_classes:
@@ -249,7 +256,7 @@ def train(
     recipe = resolve_recipe(recipe, data.name, len(data.train_y), data.resolution, epochs)
     run = _Run(data, recipe, threads, str(device))
     try:
-        engine = Engine(network(spec)[0], recipe, device)
+        engine = Engine(network(spec)[0], recipe, device, small_bn)
         run.precision = engine.describe()
         run.recipe.update(precision=engine.precision, channels_last=engine.channels_last)
         return _train_epochs(engine, data, recipe, epochs, gen, run, on_epoch, eval_test)
