@@ -1,7 +1,7 @@
 """What this CPU can do for training, and the oneDNN setting bf16 needs on CPUs with AMX.
 
-bf16 on a CPU runs natively with AVX512-BF16 or AMX; without either (AVX2-only CPUs such as
-this AMD EPYC) oneDNN emulates it, ~10x slower than fp32. On a CPU with AMX some oneDNN bf16
+bf16 on a CPU runs natively with AVX512-BF16 or AMX; without either (AVX2-only CPUs, e.g.
+some AMD EPYC machines) oneDNN emulates it, ~10x slower than fp32. On a CPU with AMX some oneDNN bf16
 kernel yields NaN on some shapes, not always (issue 24; the runs that showed it, and the
 rule bf16 must pass there, are docs/method.md §5 "Precision never changes the answer"). So
 on CPUs with AMX:

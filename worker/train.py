@@ -4,7 +4,7 @@ The whole step is `train_step` (augment, forward under autocast, loss, backward,
 the speed tricks are chosen once in `Engine` and named there:
 - bf16 autocast where the device gains: on CUDA bf16 if supported (else fp16 with a
   GradScaler); on a CPU only with native bf16 (AVX512-BF16: 2-3x), found by timing a
-  matmul once, since without it bf16 is ~10x slower than fp32 (AVX2 machines like this one);
+  matmul once, since without it bf16 is ~10x slower than fp32 (AVX2-only machines);
   never on a CPU with AMX, whose oneDNN bf16 kernels produced NaN at random (worker.cpu);
 - channels_last on CPUs (fp32 here: 1.0-1.5x NCHW on sampled nets) and with mixed precision
   on CUDA; cudnn.benchmark on CUDA; on a CPU in channels_last, batch norms of fewer than 8
@@ -97,10 +97,10 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
 def cpu_bf16_gains(size: int = 256, repeats: int = 5) -> bool:
     """Whether bf16 matmuls beat fp32 on this CPU (native bf16: AVX512-BF16/AMX), timed once.
 
-    Without native bf16 (AVX2-only CPUs such as this AMD EPYC) oneDNN emulates it and bf16
-    autocast trains ~10x slower than fp32 (measured here: 0.3 vs 174 GFLOP/s on a matmul);
+    Without native bf16 (AVX2-only CPUs) oneDNN emulates it and bf16 autocast trains
+    ~10x slower than fp32 (measured on an AVX2-only AMD EPYC: 0.3 vs 174 GFLOP/s on a matmul);
     with it, bf16 + channels_last trains 2-3x faster. Six 256x256 products tell them apart
-    in well under a second (~0.15 s here, where bf16 is the slow one).
+    in well under a second (~0.15 s on that machine).
     """
     a = torch.randn(size, size)
     b = torch.randn(size, size)
