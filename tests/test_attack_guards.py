@@ -72,7 +72,9 @@ def test_every_plotly_label_escapes_what_it_interpolates(script):
 def test_the_efit_legend_escapes_space_names():
     text = (ROOT / "api" / "http" / "static" / "study.js").read_text()
     efit = text[text.index("function renderEfit") : text.index("function renderParams")]
-    names = [v for k, v in _plotly_labels(efit) if k == "name"]
+    assert "scatterWithStrips(" in efit  # its markers and their legend names come from there
+    scatter = text[text.index("function scatterWithStrips") : text.index("function renderEfit")]
+    names = [v for k, v in _plotly_labels(scatter) if k == "name"]
     assert names and all(v.startswith("plotlyText(") for v in names)
 
 
