@@ -757,10 +757,15 @@ _PER_WM = 4  # coarse wm rows whose best point is descended
 _SCAN_WM = np.linspace(*REGNET_RANGES["wm"], 11)  # wm scanned at each candidate w0: step 0.15
 _SCAN_NEAR = (-16, -8, 8, 16)  # the fit's w0 moved by these is scanned too
 _SCAN_STARTS = 8  # scan points descended per network
+# every network is also scanned at these w0, finer in wm: where a small w0 fits best, e_fit
+# is a sawtooth in wm with teeth a few hundredths wide (docs/method.md §3)
+_SCAN_SMALL = (8.0, 16.0, 24.0, 32.0)
+_SCAN_FINE = np.linspace(*REGNET_RANGES["wm"], 21)  # step 0.075
+_SCAN_BISECT = 5  # bisection steps for a scan point's tooth ends (3%/32 of wm)
 _SCAN_SLACK = 0.1  # a scan point may move its wm by up to 10% to the relaxed best (ranking)
 _MATCH_WIDTHS = 2  # a network's most frequent widths that a level is put on (`_matched_starts`)
-_MATCH_STARTS = 8  # matched points descended per network
-_DESCENT_ROUNDS = 2  # wa sweep then wm polish, this many times
+_MATCH_STARTS = 4  # matched points descended per network
+_DESCENT_ROUNDS = 1  # wa sweep then wm polish, this many times
 _POLISH_SPAN = 0.03  # the wm polish looks within ±3% of the current wm
 _EDGE_CAP = 64  # at most this many level edges per exponent (evenly thinned beyond)
 _BISECT = 10  # bisection steps for the ends of the interval of realisable wm
@@ -849,7 +854,7 @@ def _open(s, wm, r_cap) -> np.ndarray:
     return hi - lo > _EPS * np.maximum(1.0, np.abs(hi))
 
 
-def _wm_interval(s, wm0, r_cap) -> tuple[np.ndarray, np.ndarray]:
+def _wm_interval(s, wm0, r_cap, steps: int = _BISECT) -> tuple[np.ndarray, np.ndarray]:
     """Ends of the wm interval around wm0 (within ±_POLISH_SPAN and the range) where the
     exponents s stay realisable, by bisection (the realisable wm of given exponents are one
     interval: each pair of blocks bounds wm on one side)."""
@@ -862,7 +867,7 @@ def _wm_interval(s, wm0, r_cap) -> tuple[np.ndarray, np.ndarray]:
     done = _open(s2, target, cap2)
     good, bad = np.concatenate([wm0, wm0]), target.copy()
     todo = np.flatnonzero(~done)
-    for _ in range(_BISECT):
+    for _ in range(steps):
         if not todo.size:
             break
         mid = (good[todo] + bad[todo]) / 2
@@ -940,25 +945,35 @@ def _scan_starts(
 ) -> np.ndarray:
     """(n, _SCAN_STARTS, 3) starts from a wm scan (_SCAN_WM, wa by `_wa_sweep`) at each
     distinct w0 of: the grid's fit and its neighbours (_SCAN_NEAR), the two best coarse
-    points and the first width (to 8). A scan point first moves to the relaxed best wm of
-    its exponents (the weighted median of (log w_j − log w0)/s_j, weights s_j: e_fit without
-    the rounding to 8 is convex in log wm for fixed w0 and exponents, and its minimum is at
-    such a kink) where they are realisable there and it fits better. The starts are the best
-    point of each w0 (the least summed error first), then the second best of each, ..."""
+    points and the first width (to 8), and at _SCAN_SMALL (finer: _SCAN_FINE). Rows whose
+    `_monotone_bound` over wm ± _POLISH_SPAN reaches the grid's fit are not swept. Each swept
+    point also offers, with its exponents kept, the relaxed best wm (the weighted median of
+    (log w_j − log w0)/s_j, weights s_j: e_fit without the rounding to 8 is convex in log wm
+    for fixed w0 and exponents, and its minimum is at such a kink) where they are realisable
+    there and it fits better, and the two ends of the wm interval (within ±_POLISH_SPAN)
+    where they stay realisable: at small w0 the best fit is often a tooth's end, where the
+    exponents stop being realisable (docs/method.md §3). Points that land on the same wm are
+    one. The starts are the best point of each w0 (the least summed error first), then the
+    second best of each, ..."""
     n, d = obs.shape
     lo8, hi8 = REGNET_RANGES["w0"]
     near = [np.clip(best[:, :1] + step, lo8, hi8) for step in _SCAN_NEAR]
     first = np.clip(np.round(obs[:, :1] / QUANTUM) * QUANTUM, lo8, hi8)
     w0c = np.sort(np.concatenate([best[:, :1], *near, coarse[:, :2, 0], first], axis=1), axis=1)
-    nw, m = w0c.shape[1], _SCAN_WM.size
+    small = np.broadcast_to(np.asarray(_SCAN_SMALL, dtype=np.float64), (n, len(_SCAN_SMALL)))
+    w0c = np.sort(np.concatenate([w0c, small], axis=1), axis=1)
+    nw = w0c.shape[1]
     distinct = np.ones(w0c.shape, dtype=bool)
     distinct[:, 1:] = w0c[:, 1:] != w0c[:, :-1]
     net0, col = np.nonzero(distinct)
-    net, group = np.repeat(net0, m), np.repeat(net0 * nw + col, m)
-    w0, wm = np.repeat(w0c[net0, col], m), np.tile(_SCAN_WM, net0.size)
+    w0u = w0c[net0, col]
+    fine = np.isin(w0u, _SCAN_SMALL)
+    m = np.where(fine, _SCAN_FINE.size, _SCAN_WM.size)
+    net, group, w0 = np.repeat(net0, m), np.repeat(net0 * nw + col, m), np.repeat(w0u, m)
+    wm = np.concatenate([_SCAN_FINE if f else _SCAN_WM for f in fine]) if fine.size else np.zeros(0)
     L = np.log(obs)[net]
     r_cap = REGNET_RANGES["wa"][1] / w0
-    v, lo, hi = _sweep_below(L, w0, wm, obs.max(axis=1)[net], (e * d)[net])
+    v, lo, hi = _sweep_below(L, w0, wm, obs.max(axis=1)[net], (e * d)[net], _POLISH_SPAN)
     live = np.isfinite(v)
     r = (lo + np.minimum(hi, r_cap)) / 2
     s = np.round(np.log1p(r[:, None] * np.arange(d)) / np.log(wm)[:, None])
@@ -974,8 +989,28 @@ def _scan_starts(
     v_moved = np.cumsum(np.abs(np.log(np.maximum(level, 1.0)) - L), axis=1)[:, -1]
     lo_m, hi_m = _window(s, moved, r_cap)
     use = (hi_m - lo_m > _EPS * np.maximum(1.0, np.abs(hi_m))) & (v_moved < v)
-    v, wm, r = np.where(use, v_moved, v), np.where(use, moved, wm), np.where(use, (lo_m + hi_m) / 2, r)  # fmt: skip
-    v = np.where(live, v, np.inf)
+    cands = [(v, wm, r), (np.where(use, v_moved, np.inf), moved, (lo_m + hi_m) / 2)]
+    # the ends of the wm interval where the exponents stay realisable (a tooth's ends)
+    k = np.flatnonzero(live)
+    if k.size:
+        a, b = _wm_interval(s[k], wm[k], r_cap[k], _SCAN_BISECT)
+        for end in (a, b):
+            level = np.round(w0[k, None] * np.power(end[:, None], s[k]) / QUANTUM) * QUANTUM
+            v_end = np.full(v.size, np.inf)
+            v_end[k] = np.cumsum(np.abs(np.log(np.maximum(level, 1.0)) - L[k]), axis=1)[:, -1]
+            w_end, r_end = wm.copy(), r.copy()
+            w_end[k] = end
+            r_end[k] = np.sum(_window(s[k], end, r_cap[k]), axis=0) / 2
+            cands.append((v_end, w_end, r_end))
+    c = len(cands)
+    v = np.where(np.tile(live, c), np.concatenate([x[0] for x in cands]), np.inf)
+    wm, r = np.concatenate([x[1] for x in cands]), np.concatenate([x[2] for x in cands])
+    net, group, w0 = np.tile(net, c), np.tile(group, c), np.tile(w0, c)
+    # points that moved to the same wm are one start: the later ones are left out
+    same = np.lexsort((v, wm, group))
+    dup = np.zeros(v.size, dtype=bool)
+    dup[same[1:]] = (group[same][1:] == group[same][:-1]) & (wm[same][1:] == wm[same][:-1])
+    v = np.where(dup, np.inf, v)
     # rank of each point within its (network, w0), then per network by (rank, value)
     order = np.lexsort((v, group))
     rank = np.empty(order.size, dtype=np.int64)
@@ -983,18 +1018,27 @@ def _scan_starts(
     return _starts_per_net(best, net, np.lexsort((v, rank, net)), v, (w0, r * w0, wm), _SCAN_STARTS)
 
 
-def _monotone_bound(L: np.ndarray, w0: np.ndarray, wm: np.ndarray) -> np.ndarray:
-    """Per row (log widths L (m, d), w0, wm): a lower bound of the summed error over every wa.
+def _monotone_bound(L: np.ndarray, w0: np.ndarray, wm: np.ndarray, span: float = 0.0):
+    """Per row (log widths L (m, d), w0, wm): a lower bound of the summed error over every wa,
+    and with span over every wm in [wm·(1 − span), wm·(1 + span)] too.
 
     Block 0 is at level 0 (w0); the exponents never fall and stay at most the last block's at
-    the largest wa; each block otherwise takes its best level: a small dynamic programme
-    over the blocks (a running minimum over the levels), no sweep (docs/method.md §3)."""
+    the largest wa; each block otherwise takes its best level (with span, the nearest point
+    of the range of level k over the wm interval): a small dynamic programme over the blocks
+    (a running minimum over the levels), no sweep (docs/method.md §3)."""
     m, d = L.shape
-    lw = np.log(wm)
-    k_cap = np.round(np.log1p(REGNET_RANGES["wa"][1] / w0 * max(d - 1, 0)) / lw)
+    wm_lo, wm_hi = REGNET_RANGES["wm"]
+    a, b = np.maximum(wm * (1.0 - span), wm_lo), np.minimum(wm * (1.0 + span), wm_hi)
+    if not span:
+        a = b = wm
+    k_cap = np.round(np.log1p(REGNET_RANGES["wa"][1] / w0 * max(d - 1, 0)) / np.log(a))
     ks = np.arange(int(k_cap.max(initial=0)) + 1, dtype=np.float64)
-    level = np.round(w0[:, None] * np.exp(lw[:, None] * ks) / QUANTUM) * QUANTUM
-    level = np.where(ks <= k_cap[:, None], np.log(np.maximum(level, 1.0)), np.inf)
+    out = ks > k_cap[:, None]
+    low, high = (
+        np.where(out, np.inf, np.log(np.maximum(
+            np.round(w0[:, None] * np.exp(np.log(x)[:, None] * ks) / QUANTUM) * QUANTUM, 1.0)))
+        for x in (a, b)
+    )  # fmt: skip
     # a run of equal widths takes one level at no loss (the better of any two it spans keeps
     # the exponents non-decreasing), so the programme steps over runs, not blocks
     rest = L[:, 1:]
@@ -1007,19 +1051,21 @@ def _monotone_bound(L: np.ndarray, w0: np.ndarray, wm: np.ndarray) -> np.ndarray
     width = np.zeros(m * n_runs)
     width[flat] = rest.ravel()
     width = width.reshape(m, n_runs)
-    cost = np.zeros(level.shape)
+    cost = np.zeros(low.shape)
     with np.errstate(invalid="ignore"):  # 0 blocks × an unreachable level: 0
         for i in range(n_runs):
-            err = count[:, i : i + 1] * np.abs(level - width[:, i : i + 1])
+            x = width[:, i : i + 1]
+            err = count[:, i : i + 1] * np.maximum(np.maximum(low - x, x - high), 0.0)
             cost = np.minimum.accumulate(cost, axis=1) + np.where(count[:, i : i + 1] > 0, err, 0)
     return np.abs(np.log(w0) - L[:, 0]) + cost.min(axis=1)
 
 
-def _sweep_below(L, w0, wm, w_max, incumbent):
+def _sweep_below(L, w0, wm, w_max, incumbent, span=0.0):
     """`_wa_sweep` of the rows whose `_monotone_bound` is below incumbent (a summed error per
-    row); the others (value inf) cannot beat it at their (w0, wm), so their sweep is saved."""
+    row) at wm or, with span, at wm·(1 ± span); the others (value inf) cannot beat it at
+    their (w0, wm), so their sweep is saved."""
     v, lo, hi = np.full(w0.size, np.inf), np.zeros(w0.size), np.zeros(w0.size)
-    live = np.flatnonzero(_monotone_bound(L, w0, wm) < incumbent)
+    live = np.flatnonzero(_monotone_bound(L, w0, wm, span) < incumbent)
     if live.size:
         v[live], lo[live], hi[live] = _wa_sweep(L[live], w0[live], wm[live], w_max[live])
     return v, lo, hi
