@@ -15,14 +15,15 @@ prediction at (w0, wa, wm), and what each guarantees:
   grid is 2-D; its best points are refined on small local grids, then on kinks (a level put
   on a block's width, the exponents kept: `_kinks`). Then a descent (`_descend`): from
   starts of wm scans and of points that put a level on one of the network's two most
-  frequent widths at every w0 (`_matched_starts`; rows a cheap monotone lower bound rules
-  out are not swept), two exact 1-D moves in turn, the best wa for fixed (w0, wm) and the
+  frequent widths at every w0 (`_matched_starts`), and of a finer wm scan at w0 8-32 with
+  each scan point's tooth ends (`_scan_starts`; rows a cheap monotone lower bound rules out
+  are not swept), two exact 1-D moves in turn, the best wa for fixed (w0, wm) and the
   best wm for fixed w0 and exponents (e_fit steps where a level does). It returns a real
   RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
   REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
   other networks it is an upper bound that can still miss the optimum: more than 0.005
-  above the exhaustive reference on 0.3-1.3% of AnyNetX_A and 0.7-2.7% of AnyNetX_E
-  networks, by up to 0.05, at 1.1x the previous descent's CPU time (1.4-1.9 ms a network,
+  above the exhaustive reference on 6 of 1200 held-out AnyNetX_A/E networks (0.5%), by up
+  to 0.013, at 1.3-1.4x the previous version's CPU time (1.6-1.8 ms a network,
   with the machine's load; benchmarks/bench_fit.py; docs/method.md §3). With tol,
   fit_regnet's branch and bound follows for every network of a depth at once
   (`_bound_many`): each e_fit is then within tol of the global optimum, at 20-30 ms a
@@ -751,8 +752,8 @@ def _e_fit(obs: np.ndarray, params: np.ndarray) -> np.ndarray:
 # the edges where a level round(w0·wm^k / 8)·8 steps, inside the interval where those
 # exponents stay realisable (`_wm_polish`). They alternate from a few starts per network
 # (`_descend`): the grid's fit, the coarse points of least e_fit in the 4 best wm rows of the
-# grid, and 8 points of wm scans at the fit's w0 and its neighbours, the two best coarse
-# points' w0 and the first width (`_scan_starts`).
+# grid, 8 points of wm scans at the fit's w0 and its neighbours, the two best coarse points'
+# w0, the first width and (finer) w0 8-32 (`_scan_starts`), and 4 matched points.
 _PER_WM = 4  # coarse wm rows whose best point is descended
 _SCAN_WM = np.linspace(*REGNET_RANGES["wm"], 11)  # wm scanned at each candidate w0: step 0.15
 _SCAN_NEAR = (-16, -8, 8, 16)  # the fit's w0 moved by these is scanned too
