@@ -193,7 +193,7 @@ _TOL = 1e-9  # a box is dropped when its bound is within this of the best e_fit 
 _BOX_SPAN = 2.0  # initial wm boxes per w0: log b / log a at most this (more boxes cost more
 # sweeps up front than they prune; wider ones have long exponent ranges)
 _MIN_WIDTH = 1e-7  # boxes are not halved below this relative width (wm to 7 decimals)
-_SWEEP_EVENTS = 1 << 20  # events swept at once (memory)
+_SWEEP_EVENTS = 1 << 15  # events swept at once (cache: 1 << 20 took 1.7x the time)
 
 
 def _range_min(e: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -770,7 +770,7 @@ _DESCENT_ROUNDS = 1  # wa sweep then wm polish, this many times
 _POLISH_SPAN = 0.03  # the wm polish looks within ±3% of the current wm
 _EDGE_CAP = 64  # at most this many level edges per exponent (evenly thinned beyond)
 _BISECT = 10  # bisection steps for the ends of the interval of realisable wm
-_SWEEP_FLOATS = 1 << 21  # floats of (rows × blocks × levels) swept at once
+_SWEEP_FLOATS = 1 << 15  # floats of (rows × blocks × levels) swept at once (cache)
 
 
 def _wa_sweep(L, w0, wm, w_max):
