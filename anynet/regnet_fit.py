@@ -759,9 +759,12 @@ _SCAN_WM = np.linspace(*REGNET_RANGES["wm"], 11)  # wm scanned at each candidate
 _SCAN_NEAR = (-16, -8, 8, 16)  # the fit's w0 moved by these is scanned too
 _SCAN_STARTS = 8  # scan points descended per network
 # every network is also scanned at these w0, finer in wm: where a small w0 fits best, e_fit
-# is a sawtooth in wm with teeth a few hundredths wide (docs/method.md §3)
-_SCAN_SMALL = (8.0, 16.0, 24.0, 32.0)
-_SCAN_FINE = np.linspace(*REGNET_RANGES["wm"], 21)  # step 0.075
+# is a sawtooth in wm with teeth a few hundredths wide, the narrowest at w0 8, where the
+# levels are 8·round(wm^k) (docs/method.md §3); w0: its wm grid (steps 0.025 and 0.075)
+_SCAN_SMALL = {
+    8.0: np.linspace(*REGNET_RANGES["wm"], 61),
+    **dict.fromkeys((16.0, 24.0, 32.0), np.linspace(*REGNET_RANGES["wm"], 21)),
+}
 _SCAN_BISECT = 5  # bisection steps for a scan point's tooth ends (3%/32 of wm)
 _SCAN_SLACK = 0.1  # a scan point may move its wm by up to 10% to the relaxed best (ranking)
 _MATCH_WIDTHS = 2  # a network's most frequent widths that a level is put on (`_matched_starts`)
@@ -946,7 +949,7 @@ def _scan_starts(
 ) -> np.ndarray:
     """(n, _SCAN_STARTS, 3) starts from a wm scan (_SCAN_WM, wa by `_wa_sweep`) at each
     distinct w0 of: the grid's fit and its neighbours (_SCAN_NEAR), the two best coarse
-    points and the first width (to 8), and at _SCAN_SMALL (finer: _SCAN_FINE). Rows whose
+    points and the first width (to 8), and at _SCAN_SMALL (finer in wm). Rows whose
     `_monotone_bound` over wm ± _POLISH_SPAN reaches the grid's fit are not swept. Each swept
     point also offers, with its exponents kept, the relaxed best wm (the weighted median of
     (log w_j − log w0)/s_j, weights s_j: e_fit without the rounding to 8 is convex in log wm
@@ -961,17 +964,17 @@ def _scan_starts(
     near = [np.clip(best[:, :1] + step, lo8, hi8) for step in _SCAN_NEAR]
     first = np.clip(np.round(obs[:, :1] / QUANTUM) * QUANTUM, lo8, hi8)
     w0c = np.sort(np.concatenate([best[:, :1], *near, coarse[:, :2, 0], first], axis=1), axis=1)
-    small = np.broadcast_to(np.asarray(_SCAN_SMALL, dtype=np.float64), (n, len(_SCAN_SMALL)))
+    small = np.broadcast_to(np.asarray(list(_SCAN_SMALL), dtype=np.float64), (n, len(_SCAN_SMALL)))
     w0c = np.sort(np.concatenate([w0c, small], axis=1), axis=1)
     nw = w0c.shape[1]
     distinct = np.ones(w0c.shape, dtype=bool)
     distinct[:, 1:] = w0c[:, 1:] != w0c[:, :-1]
     net0, col = np.nonzero(distinct)
     w0u = w0c[net0, col]
-    fine = np.isin(w0u, _SCAN_SMALL)
-    m = np.where(fine, _SCAN_FINE.size, _SCAN_WM.size)
+    grids = [_SCAN_SMALL.get(float(w), _SCAN_WM) for w in w0u]
+    m = np.array([g.size for g in grids], dtype=np.int64)
     net, group, w0 = np.repeat(net0, m), np.repeat(net0 * nw + col, m), np.repeat(w0u, m)
-    wm = np.concatenate([_SCAN_FINE if f else _SCAN_WM for f in fine]) if fine.size else np.zeros(0)
+    wm = np.concatenate(grids) if grids else np.zeros(0)
     L = np.log(obs)[net]
     r_cap = REGNET_RANGES["wa"][1] / w0
     v, lo, hi = _sweep_below(L, w0, wm, obs.max(axis=1)[net], (e * d)[net], _POLISH_SPAN)
@@ -1273,10 +1276,19 @@ def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, flo
             best[rows[better]], e[rows[better]] = own[better], e_own[better]
         if tol is not None:
             _bound_many(obs, best, e, float(tol))
-        for k, (i, (w0, wa, wm)) in enumerate(zip(idx, best, strict=True)):
+        for k, i in enumerate(idx):
             # e_fit once more as quantized_block_widths computes it, one network at a time:
-            # np.power in a batch can be an ulp off at such a tie (16·2.5^2 = 100 + 1e-14)
+            # np.power in a batch can be an ulp off at such a tie (16·2.5^2 = 100 + 1e-14);
+            # where that loses, wm a hair above or below gives the batch's level alone
+            w0, wa, wm = best[k]
             ek = float(_e_fit(obs[k : k + 1], best[k : k + 1])[0])
+            if ek > e[k] + 1e-12:
+                for nudged in (wm * (1 + 1e-9), wm * (1 - 1e-9)):
+                    if not REGNET_RANGES["wm"][0] <= nudged <= REGNET_RANGES["wm"][1]:
+                        continue
+                    en = float(_e_fit(obs[k : k + 1], np.array([[w0, wa, nudged]]))[0])
+                    if en < ek:
+                        wm, ek = nudged, en
             out[i] = (int(w0), float(wa), float(wm), ek)
     for i, j in copies:
         out[i] = out[j]
