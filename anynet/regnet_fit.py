@@ -22,11 +22,11 @@ prediction at (w0, wa, wm), and what each guarantees:
   RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
   REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
   other networks it is an upper bound that can still miss the optimum: more than 0.005
-  above the exhaustive reference on 6 of 1200 held-out AnyNetX_A/E networks (0.5%), by up
-  to 0.013, at 1.3-1.4x the previous version's CPU time (1.6-1.8 ms a network,
-  with the machine's load; benchmarks/bench_fit.py; docs/method.md §3). With tol,
-  fit_regnet's branch and bound follows for every network of a depth at once
-  (`_bound_many`): each e_fit is then within tol of the global optimum, at 20-30 ms a
+  above the exhaustive reference on 14 of 3600 held-out AnyNetX_A/E networks (0.4%; 47 at
+  commit 9320adc), by up to 0.030, at 1.0-1.2x that commit's CPU time (1.4-1.7 ms a
+  network at a load of about 5; benchmarks/bench_fit.py; docs/method.md §3).
+  With tol, fit_regnet's branch and bound follows for every network of a depth at once
+  (`_bound_many`): each e_fit is then within tol of the global optimum, at 6-8 ms a
   network.
 The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
 w0 and wa below 256), so a fit never calls a network a "RegNet" that the space does not
