@@ -978,8 +978,10 @@ def _scan_starts(
     L = np.log(obs)[net]
     r_cap = REGNET_RANGES["wa"][1] / w0
     v, lo, hi = _sweep_below(L, w0, wm, obs.max(axis=1)[net], (e * d)[net], _POLISH_SPAN)
-    live = np.isfinite(v)
-    r = (lo + np.minimum(hi, r_cap)) / 2
+    # only the swept rows go on (the others cannot beat the grid's fit)
+    k = np.flatnonzero(np.isfinite(v))
+    net, group, w0, wm, L, r_cap, v = net[k], group[k], w0[k], wm[k], L[k], r_cap[k], v[k]
+    r = (lo[k] + np.minimum(hi[k], r_cap)) / 2
     s = np.round(np.log1p(r[:, None] * np.arange(d)) / np.log(wm)[:, None])
     x = np.where(s > 0, (L - np.log(w0)[:, None]) / np.maximum(s, 1.0), np.inf)
     order = np.argsort(x, axis=1, kind="stable")
@@ -995,19 +997,12 @@ def _scan_starts(
     use = (hi_m - lo_m > _EPS * np.maximum(1.0, np.abs(hi_m))) & (v_moved < v)
     cands = [(v, wm, r), (np.where(use, v_moved, np.inf), moved, (lo_m + hi_m) / 2)]
     # the ends of the wm interval where the exponents stay realisable (a tooth's ends)
-    k = np.flatnonzero(live)
-    if k.size:
-        a, b = _wm_interval(s[k], wm[k], r_cap[k], _SCAN_BISECT)
-        for end in (a, b):
-            level = np.round(w0[k, None] * np.power(end[:, None], s[k]) / QUANTUM) * QUANTUM
-            v_end = np.full(v.size, np.inf)
-            v_end[k] = np.cumsum(np.abs(np.log(np.maximum(level, 1.0)) - L[k]), axis=1)[:, -1]
-            w_end, r_end = wm.copy(), r.copy()
-            w_end[k] = end
-            r_end[k] = np.sum(_window(s[k], end, r_cap[k]), axis=0) / 2
-            cands.append((v_end, w_end, r_end))
+    for end in _wm_interval(s, wm, r_cap, _SCAN_BISECT):
+        level = np.round(w0[:, None] * np.power(end[:, None], s) / QUANTUM) * QUANTUM
+        v_end = np.cumsum(np.abs(np.log(np.maximum(level, 1.0)) - L), axis=1)[:, -1]
+        cands.append((v_end, end, np.sum(_window(s, end, r_cap), axis=0) / 2))
     c = len(cands)
-    v = np.where(np.tile(live, c), np.concatenate([x[0] for x in cands]), np.inf)
+    v = np.concatenate([x[0] for x in cands])
     wm, r = np.concatenate([x[1] for x in cands]), np.concatenate([x[2] for x in cands])
     net, group, w0 = np.tile(net, c), np.tile(group, c), np.tile(w0, c)
     # points that moved to the same wm are one start: the later ones are left out
