@@ -23,8 +23,8 @@ prediction at (w0, wa, wm), and what each guarantees:
   REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
   other networks it is an upper bound that can still miss the optimum: more than 0.005
   above the exhaustive reference on 14 of 3600 held-out AnyNetX_A/E networks (0.4%; 47 at
-  commit 9320adc), by up to 0.030, at 1.0-1.2x that commit's CPU time (1.4-1.7 ms a
-  network at a load of about 5; benchmarks/bench_fit.py; docs/method.md §3).
+  commit 9320adc), by up to 0.030, at 1.04-1.13x that commit's CPU time (1.3-1.5 ms a
+  network at a load of about 4; benchmarks/bench_fit.py; docs/method.md §3).
   With tol, fit_regnet's branch and bound follows for every network of a depth at once
   (`_bound_many`): each e_fit is then within tol of the global optimum, at 6-8 ms a
   network.
