@@ -15,17 +15,18 @@ prediction at (w0, wa, wm), and what each guarantees:
   grid is 2-D; its best points are refined on small local grids, then on kinks (a level put
   on a block's width, the exponents kept: `_kinks`). Then a descent (`_descend`): from
   starts of wm scans and of points that put a level on one of the network's two most
-  frequent widths at every w0 (`_matched_starts`; rows a cheap monotone lower bound rules
-  out are not swept), two exact 1-D moves in turn, the best wa for fixed (w0, wm) and the
+  frequent widths at every w0 (`_matched_starts`), and of a finer wm scan at w0 8-32 with
+  each scan point's tooth ends (`_scan_starts`; rows a cheap monotone lower bound rules out
+  are not swept), two exact 1-D moves in turn, the best wa for fixed (w0, wm) and the
   best wm for fixed w0 and exponents (e_fit steps where a level does). It returns a real
   RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
   REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
   other networks it is an upper bound that can still miss the optimum: more than 0.005
-  above the exhaustive reference on 0.3-1.3% of AnyNetX_A and 0.7-2.7% of AnyNetX_E
-  networks, by up to 0.05, at 1.1x the previous descent's CPU time (1.4-1.9 ms a network,
-  with the machine's load; benchmarks/bench_fit.py; docs/method.md §3). With tol,
-  fit_regnet's branch and bound follows for every network of a depth at once
-  (`_bound_many`): each e_fit is then within tol of the global optimum, at 20-30 ms a
+  above the exhaustive reference on 14 of 3600 held-out AnyNetX_A/E networks (0.4%; 47 at
+  commit 9320adc), by up to 0.030, at 1.04-1.13x that commit's CPU time (1.3-1.5 ms a
+  network at a load of about 4; benchmarks/bench_fit.py; docs/method.md §3).
+  With tol, fit_regnet's branch and bound follows for every network of a depth at once
+  (`_bound_many`): each e_fit is then within tol of the global optimum, at 6-8 ms a
   network.
 The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
 w0 and wa below 256), so a fit never calls a network a "RegNet" that the space does not
@@ -192,7 +193,7 @@ _TOL = 1e-9  # a box is dropped when its bound is within this of the best e_fit 
 _BOX_SPAN = 2.0  # initial wm boxes per w0: log b / log a at most this (more boxes cost more
 # sweeps up front than they prune; wider ones have long exponent ranges)
 _MIN_WIDTH = 1e-7  # boxes are not halved below this relative width (wm to 7 decimals)
-_SWEEP_EVENTS = 1 << 20  # events swept at once (memory)
+_SWEEP_EVENTS = 1 << 15  # events swept at once (cache: 1 << 20 took 1.7x the time)
 
 
 def _range_min(e: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -751,20 +752,28 @@ def _e_fit(obs: np.ndarray, params: np.ndarray) -> np.ndarray:
 # the edges where a level round(w0·wm^k / 8)·8 steps, inside the interval where those
 # exponents stay realisable (`_wm_polish`). They alternate from a few starts per network
 # (`_descend`): the grid's fit, the coarse points of least e_fit in the 4 best wm rows of the
-# grid, and 8 points of wm scans at the fit's w0 and its neighbours, the two best coarse
-# points' w0 and the first width (`_scan_starts`).
+# grid, 8 points of wm scans at the fit's w0 and its neighbours, the two best coarse points'
+# w0, the first width and (finer) w0 8-32 (`_scan_starts`), and 4 matched points.
 _PER_WM = 4  # coarse wm rows whose best point is descended
 _SCAN_WM = np.linspace(*REGNET_RANGES["wm"], 11)  # wm scanned at each candidate w0: step 0.15
 _SCAN_NEAR = (-16, -8, 8, 16)  # the fit's w0 moved by these is scanned too
 _SCAN_STARTS = 8  # scan points descended per network
+# every network is also scanned at these w0, finer in wm: where a small w0 fits best, e_fit
+# is a sawtooth in wm with teeth a few hundredths wide, the narrowest at w0 8, where the
+# levels are 8·round(wm^k) (docs/method.md §3); w0: its wm grid (steps 0.025 and 0.075)
+_SCAN_SMALL = {
+    8.0: np.linspace(*REGNET_RANGES["wm"], 61),
+    **dict.fromkeys((16.0, 24.0, 32.0), np.linspace(*REGNET_RANGES["wm"], 21)),
+}
+_SCAN_BISECT = 5  # bisection steps for a scan point's tooth ends (3%/32 of wm)
 _SCAN_SLACK = 0.1  # a scan point may move its wm by up to 10% to the relaxed best (ranking)
 _MATCH_WIDTHS = 2  # a network's most frequent widths that a level is put on (`_matched_starts`)
-_MATCH_STARTS = 8  # matched points descended per network
-_DESCENT_ROUNDS = 2  # wa sweep then wm polish, this many times
+_MATCH_STARTS = 4  # matched points descended per network
+_DESCENT_ROUNDS = 1  # wa sweep then wm polish, this many times
 _POLISH_SPAN = 0.03  # the wm polish looks within ±3% of the current wm
 _EDGE_CAP = 64  # at most this many level edges per exponent (evenly thinned beyond)
 _BISECT = 10  # bisection steps for the ends of the interval of realisable wm
-_SWEEP_FLOATS = 1 << 21  # floats of (rows × blocks × levels) swept at once
+_SWEEP_FLOATS = 1 << 15  # floats of (rows × blocks × levels) swept at once (cache)
 
 
 def _wa_sweep(L, w0, wm, w_max):
@@ -849,7 +858,7 @@ def _open(s, wm, r_cap) -> np.ndarray:
     return hi - lo > _EPS * np.maximum(1.0, np.abs(hi))
 
 
-def _wm_interval(s, wm0, r_cap) -> tuple[np.ndarray, np.ndarray]:
+def _wm_interval(s, wm0, r_cap, steps: int = _BISECT) -> tuple[np.ndarray, np.ndarray]:
     """Ends of the wm interval around wm0 (within ±_POLISH_SPAN and the range) where the
     exponents s stay realisable, by bisection (the realisable wm of given exponents are one
     interval: each pair of blocks bounds wm on one side)."""
@@ -862,7 +871,7 @@ def _wm_interval(s, wm0, r_cap) -> tuple[np.ndarray, np.ndarray]:
     done = _open(s2, target, cap2)
     good, bad = np.concatenate([wm0, wm0]), target.copy()
     todo = np.flatnonzero(~done)
-    for _ in range(_BISECT):
+    for _ in range(steps):
         if not todo.size:
             break
         mid = (good[todo] + bad[todo]) / 2
@@ -940,27 +949,39 @@ def _scan_starts(
 ) -> np.ndarray:
     """(n, _SCAN_STARTS, 3) starts from a wm scan (_SCAN_WM, wa by `_wa_sweep`) at each
     distinct w0 of: the grid's fit and its neighbours (_SCAN_NEAR), the two best coarse
-    points and the first width (to 8). A scan point first moves to the relaxed best wm of
-    its exponents (the weighted median of (log w_j − log w0)/s_j, weights s_j: e_fit without
-    the rounding to 8 is convex in log wm for fixed w0 and exponents, and its minimum is at
-    such a kink) where they are realisable there and it fits better. The starts are the best
-    point of each w0 (the least summed error first), then the second best of each, ..."""
+    points and the first width (to 8), and at _SCAN_SMALL (finer in wm). Rows whose
+    `_monotone_bound` over wm ± _POLISH_SPAN reaches the grid's fit are not swept. Each swept
+    point also offers, with its exponents kept, the relaxed best wm (the weighted median of
+    (log w_j − log w0)/s_j, weights s_j: e_fit without the rounding to 8 is convex in log wm
+    for fixed w0 and exponents, and its minimum is at such a kink) where they are realisable
+    there and it fits better, and the two ends of the wm interval (within ±_POLISH_SPAN)
+    where they stay realisable: at small w0 the best fit is often a tooth's end, where the
+    exponents stop being realisable (docs/method.md §3). Points that land on the same wm are
+    one. The starts are the best point of each w0 (the least summed error first), then the
+    second best of each, ..."""
     n, d = obs.shape
     lo8, hi8 = REGNET_RANGES["w0"]
     near = [np.clip(best[:, :1] + step, lo8, hi8) for step in _SCAN_NEAR]
     first = np.clip(np.round(obs[:, :1] / QUANTUM) * QUANTUM, lo8, hi8)
     w0c = np.sort(np.concatenate([best[:, :1], *near, coarse[:, :2, 0], first], axis=1), axis=1)
-    nw, m = w0c.shape[1], _SCAN_WM.size
+    small = np.broadcast_to(np.asarray(list(_SCAN_SMALL), dtype=np.float64), (n, len(_SCAN_SMALL)))
+    w0c = np.sort(np.concatenate([w0c, small], axis=1), axis=1)
+    nw = w0c.shape[1]
     distinct = np.ones(w0c.shape, dtype=bool)
     distinct[:, 1:] = w0c[:, 1:] != w0c[:, :-1]
     net0, col = np.nonzero(distinct)
-    net, group = np.repeat(net0, m), np.repeat(net0 * nw + col, m)
-    w0, wm = np.repeat(w0c[net0, col], m), np.tile(_SCAN_WM, net0.size)
+    w0u = w0c[net0, col]
+    grids = [_SCAN_SMALL.get(float(w), _SCAN_WM) for w in w0u]
+    m = np.array([g.size for g in grids], dtype=np.int64)
+    net, group, w0 = np.repeat(net0, m), np.repeat(net0 * nw + col, m), np.repeat(w0u, m)
+    wm = np.concatenate(grids) if grids else np.zeros(0)
     L = np.log(obs)[net]
     r_cap = REGNET_RANGES["wa"][1] / w0
-    v, lo, hi = _sweep_below(L, w0, wm, obs.max(axis=1)[net], (e * d)[net])
-    live = np.isfinite(v)
-    r = (lo + np.minimum(hi, r_cap)) / 2
+    v, lo, hi = _sweep_below(L, w0, wm, obs.max(axis=1)[net], (e * d)[net], _POLISH_SPAN)
+    # only the swept rows go on (the others cannot beat the grid's fit)
+    k = np.flatnonzero(np.isfinite(v))
+    net, group, w0, wm, L, r_cap, v = net[k], group[k], w0[k], wm[k], L[k], r_cap[k], v[k]
+    r = (lo[k] + np.minimum(hi[k], r_cap)) / 2
     s = np.round(np.log1p(r[:, None] * np.arange(d)) / np.log(wm)[:, None])
     x = np.where(s > 0, (L - np.log(w0)[:, None]) / np.maximum(s, 1.0), np.inf)
     order = np.argsort(x, axis=1, kind="stable")
@@ -974,8 +995,21 @@ def _scan_starts(
     v_moved = np.cumsum(np.abs(np.log(np.maximum(level, 1.0)) - L), axis=1)[:, -1]
     lo_m, hi_m = _window(s, moved, r_cap)
     use = (hi_m - lo_m > _EPS * np.maximum(1.0, np.abs(hi_m))) & (v_moved < v)
-    v, wm, r = np.where(use, v_moved, v), np.where(use, moved, wm), np.where(use, (lo_m + hi_m) / 2, r)  # fmt: skip
-    v = np.where(live, v, np.inf)
+    cands = [(v, wm, r), (np.where(use, v_moved, np.inf), moved, (lo_m + hi_m) / 2)]
+    # the ends of the wm interval where the exponents stay realisable (a tooth's ends)
+    for end in _wm_interval(s, wm, r_cap, _SCAN_BISECT):
+        level = np.round(w0[:, None] * np.power(end[:, None], s) / QUANTUM) * QUANTUM
+        v_end = np.cumsum(np.abs(np.log(np.maximum(level, 1.0)) - L), axis=1)[:, -1]
+        cands.append((v_end, end, np.sum(_window(s, end, r_cap), axis=0) / 2))
+    c = len(cands)
+    v = np.concatenate([x[0] for x in cands])
+    wm, r = np.concatenate([x[1] for x in cands]), np.concatenate([x[2] for x in cands])
+    net, group, w0 = np.tile(net, c), np.tile(group, c), np.tile(w0, c)
+    # points that moved to the same wm are one start: the later ones are left out
+    same = np.lexsort((v, wm, group))
+    dup = np.zeros(v.size, dtype=bool)
+    dup[same[1:]] = (group[same][1:] == group[same][:-1]) & (wm[same][1:] == wm[same][:-1])
+    v = np.where(dup, np.inf, v)
     # rank of each point within its (network, w0), then per network by (rank, value)
     order = np.lexsort((v, group))
     rank = np.empty(order.size, dtype=np.int64)
@@ -983,18 +1017,27 @@ def _scan_starts(
     return _starts_per_net(best, net, np.lexsort((v, rank, net)), v, (w0, r * w0, wm), _SCAN_STARTS)
 
 
-def _monotone_bound(L: np.ndarray, w0: np.ndarray, wm: np.ndarray) -> np.ndarray:
-    """Per row (log widths L (m, d), w0, wm): a lower bound of the summed error over every wa.
+def _monotone_bound(L: np.ndarray, w0: np.ndarray, wm: np.ndarray, span: float = 0.0):
+    """Per row (log widths L (m, d), w0, wm): a lower bound of the summed error over every wa,
+    and with span over every wm in [wm·(1 − span), wm·(1 + span)] too.
 
     Block 0 is at level 0 (w0); the exponents never fall and stay at most the last block's at
-    the largest wa; each block otherwise takes its best level: a small dynamic programme
-    over the blocks (a running minimum over the levels), no sweep (docs/method.md §3)."""
+    the largest wa; each block otherwise takes its best level (with span, the nearest point
+    of the range of level k over the wm interval): a small dynamic programme over the blocks
+    (a running minimum over the levels), no sweep (docs/method.md §3)."""
     m, d = L.shape
-    lw = np.log(wm)
-    k_cap = np.round(np.log1p(REGNET_RANGES["wa"][1] / w0 * max(d - 1, 0)) / lw)
+    wm_lo, wm_hi = REGNET_RANGES["wm"]
+    a, b = np.maximum(wm * (1.0 - span), wm_lo), np.minimum(wm * (1.0 + span), wm_hi)
+    if not span:
+        a = b = wm
+    k_cap = np.round(np.log1p(REGNET_RANGES["wa"][1] / w0 * max(d - 1, 0)) / np.log(a))
     ks = np.arange(int(k_cap.max(initial=0)) + 1, dtype=np.float64)
-    level = np.round(w0[:, None] * np.exp(lw[:, None] * ks) / QUANTUM) * QUANTUM
-    level = np.where(ks <= k_cap[:, None], np.log(np.maximum(level, 1.0)), np.inf)
+    out = ks > k_cap[:, None]
+    low, high = (
+        np.where(out, np.inf, np.log(np.maximum(
+            np.round(w0[:, None] * np.exp(np.log(x)[:, None] * ks) / QUANTUM) * QUANTUM, 1.0)))
+        for x in (a, b)
+    )  # fmt: skip
     # a run of equal widths takes one level at no loss (the better of any two it spans keeps
     # the exponents non-decreasing), so the programme steps over runs, not blocks
     rest = L[:, 1:]
@@ -1007,19 +1050,21 @@ def _monotone_bound(L: np.ndarray, w0: np.ndarray, wm: np.ndarray) -> np.ndarray
     width = np.zeros(m * n_runs)
     width[flat] = rest.ravel()
     width = width.reshape(m, n_runs)
-    cost = np.zeros(level.shape)
+    cost = np.zeros(low.shape)
     with np.errstate(invalid="ignore"):  # 0 blocks × an unreachable level: 0
         for i in range(n_runs):
-            err = count[:, i : i + 1] * np.abs(level - width[:, i : i + 1])
+            x = width[:, i : i + 1]
+            err = count[:, i : i + 1] * np.maximum(np.maximum(low - x, x - high), 0.0)
             cost = np.minimum.accumulate(cost, axis=1) + np.where(count[:, i : i + 1] > 0, err, 0)
     return np.abs(np.log(w0) - L[:, 0]) + cost.min(axis=1)
 
 
-def _sweep_below(L, w0, wm, w_max, incumbent):
+def _sweep_below(L, w0, wm, w_max, incumbent, span=0.0):
     """`_wa_sweep` of the rows whose `_monotone_bound` is below incumbent (a summed error per
-    row); the others (value inf) cannot beat it at their (w0, wm), so their sweep is saved."""
+    row) at wm or, with span, at wm·(1 ± span); the others (value inf) cannot beat it at
+    their (w0, wm), so their sweep is saved."""
     v, lo, hi = np.full(w0.size, np.inf), np.zeros(w0.size), np.zeros(w0.size)
-    live = np.flatnonzero(_monotone_bound(L, w0, wm) < incumbent)
+    live = np.flatnonzero(_monotone_bound(L, w0, wm, span) < incumbent)
     if live.size:
         v[live], lo[live], hi[live] = _wa_sweep(L[live], w0[live], wm[live], w_max[live])
     return v, lo, hi
@@ -1226,10 +1271,19 @@ def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, flo
             best[rows[better]], e[rows[better]] = own[better], e_own[better]
         if tol is not None:
             _bound_many(obs, best, e, float(tol))
-        for k, (i, (w0, wa, wm)) in enumerate(zip(idx, best, strict=True)):
+        for k, i in enumerate(idx):
             # e_fit once more as quantized_block_widths computes it, one network at a time:
-            # np.power in a batch can be an ulp off at such a tie (16·2.5^2 = 100 + 1e-14)
+            # np.power in a batch can be an ulp off at such a tie (16·2.5^2 = 100 + 1e-14);
+            # where that loses, wm a hair above or below gives the batch's level alone
+            w0, wa, wm = best[k]
             ek = float(_e_fit(obs[k : k + 1], best[k : k + 1])[0])
+            if ek > e[k] + 1e-12:
+                for nudged in (wm * (1 + 1e-9), wm * (1 - 1e-9)):
+                    if not REGNET_RANGES["wm"][0] <= nudged <= REGNET_RANGES["wm"][1]:
+                        continue
+                    en = float(_e_fit(obs[k : k + 1], np.array([[w0, wa, nudged]]))[0])
+                    if en < ek:
+                        wm, ek = nudged, en
             out[i] = (int(w0), float(wa), float(wm), ek)
     for i, j in copies:
         out[i] = out[j]

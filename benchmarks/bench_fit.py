@@ -1,7 +1,7 @@
 """Benchmark: the RegNet fits against the exhaustive reference, old against new (issue 21).
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py [--n 150] [--wm-step 0.005]
-     [--old d2ec83f] [--grid c341310] [--regnets 200] [--tol 0.004] [--many-only]
+     [--old 9320adc] [--grid c341310] [--regnets 200] [--tol 0.004] [--many-only]
 On n AnyNetX_A and n AnyNetX_E networks (seeded) it prints, for the old fits (anynet/
 regnet_fit.py at git revision --old, loaded from git) and the current ones: the largest
 amount and the share of networks by which each fit is worse than testkit.fit_reference
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=150, help="networks per space")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--wm-step", type=float, default=0.005, help="the reference's wm grid")
-    ap.add_argument("--old", default="d2ec83f", help="git revision of the old fits")
+    ap.add_argument("--old", default="9320adc", help="git revision of the old fits")
     ap.add_argument("--grid", default="c341310", help="git revision of fit_many's grid alone")
     ap.add_argument("--regnets", type=int, default=200, help="RegNet samples per space")
     ap.add_argument("--tol", type=float, default=0.004, help="fit_many's tol")
