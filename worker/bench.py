@@ -473,17 +473,46 @@ def workers_under_load(job: dict, cores: int, log=print, rounds: int = 1) -> dic
     return result
 
 
+def _say_machine(info: dict, log) -> None:
+    """Log the CPU (its features), the cores, torch's CPU capability and the GPU if any."""
+    feats = ", ".join(k for k, v in info["features"].items() if v) or "none of " + ", ".join(
+        info["features"]
+    )
+    log(f"bench: {info['cpu']} ({info['cores']} cores; {feats}; "
+        f"torch {info['torch_cpu_capability']})"
+        + (f", GPU {info['gpu']}" if info["gpu"] else ""))  # fmt: skip
+
+
+def _engine_figures(flops, rates: list[float], split: dict, gemm: dict, convs: dict,
+                    baseline: list[float]) -> dict:  # fmt: skip
+    """The engine's images/s, FLOP/s, fractions of the GEMM and conv-shape peaks of its
+    dtype and memory format, speed-up over the naive loop and the step's split."""
+    dtype, fmt = (p.strip() for p in split["precision"].split(",")[:2])
+    fmt = "nchw" if fmt == "NCHW" else fmt
+    conv_peak = convs["flop_per_s"].get(dtype, {}).get(fmt)
+    fps = sum(6 * f * e for f, e in zip(flops, rates, strict=True)) / len(flops)
+    return {
+        "images_per_s": harmonic(rates),
+        "flop_per_s": fps,
+        "precision": split["precision"],
+        "fraction_of_gemm_peak": fps / gemm[dtype]["flop_per_s"],
+        "fraction_of_conv_peak": fps / conv_peak if conv_peak else None,
+        "speedup": harmonic(rates) / harmonic(baseline),
+        "step": {
+            "seconds": split["seconds"],
+            "split": split["split"],
+            "shares": {k: v / split["seconds"] for k, v in split["split"].items()},
+        },
+    }
+
+
 def run_bench(quick: bool = False, log=print) -> dict:
     """Measure everything above; a dict of figures (JSON-able)."""
     info = machine()
     cores = info["cores"]
     set_threads(1)  # peaks per core: the service runs one single-threaded worker per core
     train_size, repeats = (256, 3) if quick else (512, 5)
-    feats = ", ".join(k for k, v in info["features"].items() if v) or "none of " + ", ".join(
-        info["features"]
-    )
-    log(f"bench: {info['cpu']} ({cores} cores; {feats}; torch {info['torch_cpu_capability']})"
-        + (f", GPU {info['gpu']}" if info["gpu"] else ""))  # fmt: skip
+    _say_machine(info, log)
     log("bench: GEMM peak, 1 thread, median of repeated runs")
     gemm = {"fp32": matmul_peak(torch.float32, repeats=repeats),
             "bf16": matmul_peak(torch.bfloat16, repeats=repeats)}  # fmt: skip
@@ -504,32 +533,13 @@ def run_bench(quick: bool = False, log=print) -> dict:
     log("bench: the engine's step, split")
     splits = with_and_without({**job, "way": "split", "threads": 1}, rounds, log)
     splits = {k: mean_split([r["splits"][0] for r in v]) for k, v in splits.items()}
-    engine, split = rates[True], splits[True]
+    engine = rates[True]
     log("bench: naive loop, one thread, glibc's malloc defaults")
     baseline = in_processes({**job, "way": "baseline", "threads": 1}, 1, tuned_malloc=False)
     workers = workers_under_load({**job, "way": "engine", "train_size": train_size // 2}, cores,
                                  log, rounds=1 if quick else 2)  # fmt: skip
-    dtype, fmt = (p.strip() for p in split["precision"].split(",")[:2])
-    fmt = "nchw" if fmt == "NCHW" else fmt
-    conv_peak = convs["flop_per_s"].get(dtype, {}).get(fmt)
-
-    def engine_figures(rates: list[float], split: dict) -> dict:
-        fps = sum(6 * f * e for f, e in zip(flops, rates, strict=True)) / len(flops)
-        return {
-            "images_per_s": harmonic(rates),
-            "flop_per_s": fps,
-            "precision": split["precision"],
-            "fraction_of_gemm_peak": fps / gemm[dtype]["flop_per_s"],
-            "fraction_of_conv_peak": fps / conv_peak if conv_peak else None,
-            "speedup": harmonic(rates) / harmonic(baseline),
-            "step": {
-                "seconds": split["seconds"],
-                "split": split["split"],
-                "shares": {k: v / split["seconds"] for k, v in split["split"].items()},
-            },
-        }
-
-    figures = {k: engine_figures(rates[k], splits[k]) for k in (True, False)}
+    figures = {k: _engine_figures(flops, rates[k], splits[k], gemm, convs, baseline)
+               for k in (True, False)}  # fmt: skip
     return {
         "machine": info,
         "peak": {"gemm": gemm, "conv": convs["flop_per_s"], "conv_shapes": convs["shapes"]},
