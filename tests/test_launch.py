@@ -341,6 +341,9 @@ def test_ray_ctrl_c_hands_trials_back_and_leaves_no_process(pg_url):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # Ctrl-C's default action even when this suite runs with SIGINT ignored (a shell's
+        # background job: `make test &`), which the child would inherit and keep
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + WAIT
