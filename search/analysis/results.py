@@ -523,12 +523,17 @@ def _progress(frame: pd.DataFrame, spec, names: list[str]) -> dict:
     return out
 
 
+def _done_counts(trials: pd.DataFrame, column: str) -> dict:
+    """How many done trials of a level ran with each value of `column` (unknown ones left out)."""
+    if not len(trials) or column not in trials:
+        return {}
+    done = trials[(trials["status"] == "done") & trials[column].notna()]
+    return {value: int(n) for value, n in done[column].value_counts().items()}
+
+
 def mixed_precisions(trials: pd.DataFrame) -> str | None:
     """A warning when the done trials of one level ran in more than one precision."""
-    if not len(trials) or "precision" not in trials:
-        return None
-    done = trials[(trials["status"] == "done") & trials["precision"].notna()]
-    counts = done["precision"].value_counts()
+    counts = _done_counts(trials, "precision")
     if len(counts) < 2:
         return None
     parts = ", ".join(f"{n} in {p}" for p, n in sorted(counts.items()))
@@ -541,10 +546,7 @@ def mixed_precisions(trials: pd.DataFrame) -> str | None:
 
 def mixed_threads(trials: pd.DataFrame) -> str | None:
     """A warning when the done trials of one level ran with more than one thread count."""
-    if not len(trials) or "threads" not in trials:
-        return None
-    done = trials[(trials["status"] == "done") & trials["threads"].notna()]
-    counts = {int(t): int(n) for t, n in done["threads"].value_counts().items()}
+    counts = {int(t): n for t, n in _done_counts(trials, "threads").items()}
     return mixed_setting(counts, "threads", "this level's trials")
 
 
