@@ -92,6 +92,11 @@ class StageSpec(_Frozen):
         return groups_of(self.inner_width, self.group_width)
 
 
+def _per_stage(field: str, doc: str) -> property:
+    """A read-only view of one StageSpec field across the stages, as a list."""
+    return property(lambda self: [getattr(s, field) for s in self.stages], doc=doc)
+
+
 class NetSpec(_Frozen):
     """One AnyNet, exactly: stem, block family, stages, SE ratio, head, input and classes."""
 
@@ -148,25 +153,12 @@ class NetSpec(_Frozen):
         return self
 
     # --- convenient views, named as in the papers -------------------------------------
-    @property
-    def stage_depths(self) -> list[int]:
-        """Blocks per stage."""
-        return [s.depth for s in self.stages]
-
-    @property
-    def stage_widths(self) -> list[int]:
-        """Output width of each stage."""
-        return [s.width for s in self.stages]
-
-    @property
-    def group_widths(self) -> list[int]:
-        """Group width of each stage."""
-        return [s.group_width for s in self.stages]
-
-    @property
-    def bottleneck_multipliers(self) -> list[float]:
-        """Bottleneck multiplier (inner width / width) of each stage."""
-        return [s.bottleneck_multiplier for s in self.stages]
+    stage_depths = _per_stage("depth", "Blocks per stage.")
+    stage_widths = _per_stage("width", "Output width of each stage.")
+    group_widths = _per_stage("group_width", "Group width of each stage.")
+    bottleneck_multipliers = _per_stage(
+        "bottleneck_multiplier", "Bottleneck multiplier (inner width / width) of each stage."
+    )
 
     @property
     def depth(self) -> int:
