@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from api.http.limits import SpecLimits
 from api.http.schemas import ErrorBody, StudyCreated
+from search.create import create_study
 from search.creator import CreatorBusy
 from search.spec.study import StudySpec
 from search.spec.text import load_text
@@ -168,8 +169,6 @@ async def create_from_spec(
     """The creation (search.create) in HTTP: 201 created, 202 still creating after the
     server's wait, 200 when a refine child exists already; 503 when the server is busy, and a
     creation that failed within the wait is a ValueError: 422 naming the space."""
-    from search.create import create_study
-
     try:  # the database and the wait: never on the event loop
         done = await run_in_threadpool(
             create_study,

@@ -7,31 +7,22 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.http.deps import (
-    SpecLimits,
-    StudyId,
-    create_from_spec,
-    creating_route,
-    creation_of,
-    error_body,
-    get_limits,
-    get_store,
-    study_or_404,
-)
+from api.http import deps
 from api.http.schemas import RefineBody, StudyCreated
 from search import refine
+from search.create import refine_plan
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
 
 @router.post(
     "/{study_id}/refine",
-    **creating_route(
+    **deps.creating_route(
         "accepted; the child is being created",
         {
             200: {"model": StudyCreated, "description": "this suggestion's child exists: it"},
-            404: error_body("unknown study or suggestion"),
-            409: error_body(
+            404: deps.error_body("unknown study or suggestion"),
+            409: deps.error_body(
                 "the parent is being created, failed or has no results yet, or the "
                 "suggestion no longer applies"
             ),
@@ -39,11 +30,11 @@ router = APIRouter(prefix="/api/studies", tags=["studies"])
     ),
 )
 async def refine_study(
-    study_id: StudyId,
+    study_id: deps.StudyId,
     body: RefineBody,
     request: Request,
-    store=Depends(get_store),
-    limits: SpecLimits = Depends(get_limits),
+    store=Depends(deps.get_store),
+    limits: deps.SpecLimits = Depends(deps.get_limits),
 ):
     """Try a refinement suggestion: a child study, the parent's spec with it applied.
 
@@ -51,9 +42,7 @@ async def refine_study(
     the suggestion's space with that constraint added or that range narrowed. Idempotent:
     if a child trying this suggestion exists (and did not fail), it is answered (200).
     """
-    from search.create import refine_plan
-
-    study_or_404(store, study_id)
+    deps.study_or_404(store, study_id)
     try:
         refine.parse_id(body.suggestion)
     except refine.UnknownSuggestion as e:
@@ -61,7 +50,7 @@ async def refine_study(
     existing = await run_in_threadpool(store.child_trying, study_id, body.suggestion)
     if existing is not None:
         child = await run_in_threadpool(store.get_study, existing)
-        done = StudyCreated(id=existing, status=child.status, creation=creation_of(child))
+        done = StudyCreated(id=existing, status=child.status, creation=deps.creation_of(child))
         headers = {"Location": f"/api/studies/{existing}"}
         return JSONResponse(done.model_dump(mode="json"), status_code=200, headers=headers)
     parent = await run_in_threadpool(store.get_study, study_id)
@@ -85,4 +74,4 @@ async def refine_study(
     except refine.NotApplicable as e:
         raise HTTPException(409, detail=str(e)) from None
     limits.check(spec)
-    return await create_from_spec(request, store, spec, study_id, record)
+    return await deps.create_from_spec(request, store, spec, study_id, record)
