@@ -397,10 +397,15 @@ def test_limits_from_env():
 
 def test_pages_work_offline(client):
     sid = created(client)
-    for path in ("/", f"/studies/{sid}", "/docs"):
+    for path, title in (("/", "studies"), (f"/studies/{sid}", "study"), ("/docs", "API")):
         r = client.get(path)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
         assert not re.search(r"(src|href)=[\"']?(https?:)?//", r.text), path  # no CDN
+        # the shared head (static/page.html) around the page's own body, once
+        assert r.text.startswith("<!doctype html>") and r.text.count("<head>") == 1, path
+        assert f"<title>dse — {title}</title>" in r.text and "{body}" not in r.text, path
+        assert '<link rel="stylesheet" href="/static/dse.css">' in r.text, path
+        assert r.text.count("<header>") == 1 and r.text.rstrip().endswith("</html>"), path
     page = client.get(f"/studies/{sid}").text
     assert '<script src="/static/study.js">' in page  # which loads Plotly from the app:
     assert '"/vendor/plotly.min.js"' in client.get("/static/study.js").text

@@ -260,7 +260,7 @@ def test_failures_in_the_api_and_a_page_that_shows_them(tmp_path, sqlite_url):
     finally:
         store.close()
     static = Path(__file__).parents[1] / "api" / "http" / "static"
-    assert 'id="failures"' in (static / "study.html").read_text()
+    assert 'id="failures"' in (static / "study.body.html").read_text()
     assert "renderFailures(study.progress.failures" in (static / "study.js").read_text()
 
 

@@ -26,8 +26,11 @@ def plotly_js_path() -> Path:
     return path
 
 
-def _page(name: str) -> HTMLResponse:
-    return HTMLResponse((STATIC_DIR / name).read_text(encoding="utf-8"))
+def _page(name: str, title: str) -> HTMLResponse:
+    """static/page.html (the head every page shares) around the body in static/{name}.body.html."""
+    frame = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
+    body = (STATIC_DIR / f"{name}.body.html").read_text(encoding="utf-8")
+    return HTMLResponse(frame.replace("{title}", title).replace("{body}", body))
 
 
 @router.get("/vendor/plotly.min.js")
@@ -43,17 +46,17 @@ def plotly_js():
 @router.get("/", response_class=HTMLResponse)
 def index_page():
     """The study listing with a form to post a new study."""
-    return _page("index.html")
+    return _page("index", "studies")
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
 def study_page(study_id: StudyId, store=Depends(get_store)):
     """The live page of one study (404 for an unknown id)."""
     study_or_404(store, study_id)
-    return _page("study.html")
+    return _page("study", "study")
 
 
 @router.get("/docs", response_class=HTMLResponse)
 def docs_page():
     """API reference rendered in the browser from /openapi.json, with no CDN."""
-    return _page("docs.html")
+    return _page("docs", "API")
