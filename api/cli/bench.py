@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from api.cli.parser import emit_json
+from api.cli.parser import emit_json, json_option
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         help="fewer images and repeats (the timings are medians either way; both take minutes, "
         "more on a loaded machine)",
     )
-    b.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    json_option(b)
     b.set_defaults(func=cmd_bench)
 
 

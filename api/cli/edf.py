@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from api.cli.parser import CliError, db_option, emit_json
+from api.cli.parser import CliError, db_option, emit_json, json_option
 
 NORMALIZE = ("flops", "params", "acts")
 
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         help="complexity range of --normalize, e.g. 2M:12M (default: the spaces' overlap)",
     )
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="the full results as one JSON document")
+    json_option(out, "the full results as one JSON document")
     out.add_argument("--png", metavar="FILE", default=None, help="draw the EDFs to a PNG file")
     p.set_defaults(func=cmd_edf)
 

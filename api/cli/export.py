@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from api.cli.kit import network_args, network_of, one_line_errors, only_with, si
-from api.cli.parser import CliError, db_option, emit_json
+from api.cli.parser import CliError, db_option, emit_json, json_option
 
 
 def register(subparsers) -> None:
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
                    help="--study: every trial as CSV on stdout (no --format)")  # fmt: skip
     db_option(e)
     e.add_argument("--format", metavar="pycls|timm|torchvision|json")
-    e.add_argument("--json", action="store_true", help="the structured export as JSON")
+    json_option(e, "the structured export as JSON")
     e.add_argument("--scale-flops", metavar="4x|1.6G", help="export it scaled (dse scale)")
     e.add_argument("--rule", choices=("efficientnet", "dds"), help="the scaling rule")
     e.set_defaults(func=cmd_export)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.cli.kit import network_args, network_of, one_line_errors, only_with, si
-from api.cli.parser import CliError, emit_json
+from api.cli.parser import CliError, emit_json, json_option
 
 
 def register(subparsers) -> None:
@@ -12,7 +12,7 @@ def register(subparsers) -> None:
     network_args(m).add_argument(
         "--references", action="store_true", help="list the reference networks"
     )
-    m.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    json_option(m)
     m.set_defaults(func=cmd_model)
     one_line_errors(m)
 

@@ -44,6 +44,11 @@ def emit_json(obj) -> None:
     sys.stdout.flush()
 
 
+def json_option(parser: argparse.ArgumentParser, help: str = "one JSON document on stdout") -> None:
+    """Add --json: the command prints one JSON document (emit_json) instead of text."""
+    parser.add_argument("--json", action="store_true", help=help)
+
+
 def from_args(args: argparse.Namespace, *names: str) -> dict:
     """The named options of parsed `args` as keyword arguments of the call they configure."""
     return {name: getattr(args, name) for name in names}

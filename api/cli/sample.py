@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.cli.kit import one_line_errors, parse_bounds, read_data, si
-from api.cli.parser import CliError, emit_json
+from api.cli.parser import CliError, emit_json, json_option
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     s.add_argument("--classes", type=int, help="number of classes (default: the space's)")
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--max-draws", type=int, help="attempt limit of the rejection sampler")
-    s.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    json_option(s)
     s.set_defaults(func=cmd_sample)
     one_line_errors(s)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.cli.kit import network, one_line_errors
-from api.cli.parser import emit_json
+from api.cli.parser import emit_json, json_option
 
 
 def register(subparsers) -> None:
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--rounding", default="pycls", metavar="pycls|torchvision")
     p.add_argument("--resolution", type=int, help="input side before scaling (RegNet: 224)")
     p.add_argument("--classes", type=int, help="number of classes (RegNet default 1000)")
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    json_option(p)
     p.set_defaults(func=cmd_scale)
     one_line_errors(p)
 

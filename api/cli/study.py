@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from api.cli.parser import CliError, db_option, emit_json
+from api.cli.parser import CliError, db_option, emit_json, json_option
 from search.spec.reproducibility import ran_with_notes
 from search.spec.status import StudyStatus, TrialStatus
 
@@ -53,7 +53,7 @@ def _verb(verbs, name: str, func, help: str, study_id: bool = False):
     if study_id:
         p.add_argument("id", type=int)
     db_option(p)
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    json_option(p)
     p.set_defaults(func=func)
     return p
 

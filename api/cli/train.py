@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from api.cli.kit import network, reference_network
-from api.cli.parser import CliError, emit_json
+from api.cli.parser import CliError, emit_json, json_option
 
 
 def register(subparsers) -> None:
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
                    "without AMX), else fp32")  # fmt: skip
     p.add_argument("--threads", type=int,
                    help="torch threads (default: $DSE_THREADS or 1: one training per core)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    json_option(p)
     p.set_defaults(func=cmd_train)
 
 
