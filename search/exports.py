@@ -25,6 +25,7 @@ from anynet.network import with_input
 from anynet.regnet import RegNetParams
 from anynet.scaling import scale_to
 from anynet.spec import NetSpec
+from search.analysis.fits import efits
 from search.estimate import data_sizes
 from search.store.reads import FRAME_COLUMNS
 
@@ -160,8 +161,6 @@ def _formats(candidate: dict) -> dict[str, str | None]:
 
 def _candidates(fit: dict | None, net, trial_id: int, error: float, notes: list[str]) -> list:
     """The trained winner and (when it builds) the RegNet fitted to the winners."""
-    from search.analysis.fits import efits
-
     # e_fit (DDS §3.3) says how far a network is from a RegNet: only X-block networks have one
     e_win = float(efits([net.to_dict()])[0]) if net.block == "res_bottleneck" else math.nan
     out = [{

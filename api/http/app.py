@@ -24,6 +24,7 @@ from api.http.results_cache import ResultsBusy, ResultsCache
 from api.http.routes import exports, form, health, pages, refine, studies
 from search.creator import Creator
 from search.spec.study import StudySpec
+from search.store import Store
 from search.store.creation import CreationBudget
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -108,8 +109,6 @@ def create_app(
     create_wait: seconds a POST of a study waits for its creation before answering 202.
     """
     if store is None:
-        from search.store import Store
-
         store = Store(db_url)
     creator = Creator(store, CreationBudget.from_env())
     results = ResultsCache(pool=creator.pool)  # analyses in forkserver children

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from search.analysis import statistics as A
+from search.store.reference_reuse import REUSED_PREFIX, REUSED_WORKER
 
 COUNTED = ("done", "diverged")
 
@@ -88,8 +89,6 @@ def reference_markers(refs: pd.DataFrame, spec, level: int, spaces: dict) -> dic
 
 def _reused(counted: pd.DataFrame) -> dict:
     """How many counted seeds a refine child copied from its parent."""
-    from search.store.reference_reuse import REUSED_PREFIX, REUSED_WORKER
-
     if not len(counted) or "worker" not in counted:
         return {"n_reused": 0, "reused": None}
     reused = counted[counted["worker"] == REUSED_WORKER]

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from anynet.reference import REFERENCES, ReferenceSpec
+from anynet.regnet import check_regnet_params, regnet_spec
 from anynet.spec import NetSpec
 
 MAX_REFERENCES = 20  # reference networks per study
@@ -110,8 +111,6 @@ class StudyReference(BaseModel):
                 )
             ReferenceSpec.model_validate({"reference": self.reference, "options": self.options})
         elif self.regnet is not None:
-            from anynet.regnet import check_regnet_params
-
             d, w0, wa, wm, g = self.regnet
             try:
                 check_regnet_params(d, w0, wa, wm, g)
@@ -143,8 +142,6 @@ class StudyReference(BaseModel):
             data = {"reference": self.reference, "options": self.options, **inputs}
             return ReferenceSpec.model_validate(data)
         if self.regnet is not None:
-            from anynet.regnet import regnet_spec
-
             d, w0, wa, wm, g = self.regnet
             return regnet_spec(int(d), w0, wa, wm, int(g), stem_type=stem_for(resolution),
                                **inputs)  # fmt: skip
