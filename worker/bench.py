@@ -1,48 +1,12 @@
-"""How fast the engine trains sampled networks here, against this machine's limits and the loop
-most sweep scripts use.
+"""`dse bench`: how fast the engine trains sampled networks here, against this machine's limits
+and the loop most sweep scripts use.
 
 Everything is measured in one run on the same networks, data and batch size, one thread per
-process (how the service runs: one worker per core, worker.train.DEFAULT_THREADS), each
-training in a fresh subprocess with the worker's settings (worker.allocator):
-- the machine: CPU model and features (AVX2, AVX-512, AVX512-BF16, AMX; worker.cpu) or GPU;
-- peaks, each the median of repeated timed runs: a large GEMM per dtype, and the convolution
-  shapes of the bench's own networks, forward + backward (input and weight gradients), per
-  dtype and memory format; bf16 only where the CPU has it natively (emulated bf16 is ~10x
-  slower than fp32 and never chosen by `auto`);
-- the engine (worker.train) in images/s and as a fraction of both peaks, with its step's time
-  split into convolutions, normalisation, elementwise (activations, adds, pooling, loss),
-  optimiser and data (crop, flip, normalise);
-- a naive baseline as a user's script runs (DataLoader over PIL images with per-sample
-  torchvision transforms, fp32, NCHW, glibc's malloc defaults): the engine / naive ratio;
-- workers: one per core started as `dse worker` starts them (no thread setting: the
-  default), against one thread each set explicitly and against the old default (every
-  worker using all cores), each with and without a competing process busy on one core.
-Totals over networks add the time per image (a sweep's view). Effective training FLOP/s =
-3 x forward multiply-adds x 2 x images/s (forward + 2x backward).
-Also the engine without worker.small_bn (torch's batch norm everywhere), in alternating
-processes of the same run: its images/s, engine / naive ratio and fractions of both peaks.
-Measured here (AMD EPYC with AVX-512 and AVX512-BF16, no AMX, so `auto` trains in bf16,
-channels_last; one thread; a 38 MF ResNeXt-A at batch 128, 16 of its 36 batch norms at 4
-channels; two `dse bench --quick` runs, other users' load average 1-10): the engine at
-70-77% of the bf16 conv-shape peak (21% of the bf16 GEMM peak), 4.3-4.4x the naive loop;
-without worker.small_bn 65-75% and 3.9-4.3x (the cut: 1.03x and 1.08x images/s; the step
-0.92-0.94x in CPU time, interleaved, fp32 and bf16). Convolutions 53% of the step,
-normalisation 31% (34% without), elementwise 15%, optimiser and data under 1%.
-Normalisation is the largest share a CPU kernel could still cut, but without a compiler only
-its few-channel part: torch's channels_last batch norm runs almost scalar below 8 channels
-(3.2-3.7 ms forward + backward on a 128x4x32x32 activation, one elementwise pass 0.02-0.05
-ms), where worker.small_bn's wide passes are 2-5x faster. Only 33 of 100 sampled networks
-have such layers (about 1% of their batch-norm activations; 0.95-0.97x the step on another
-one), so most sweeps gain little. From 16 channels up torch's kernels stand at 8-40
-elementwise passes' time and everything tried was slower (one interleaved run each):
-- NCHW instead of channels_last: the whole step 1.27-1.71x slower in fp32, 1.35-2.0x in bf16;
-- batch norm + ReLU as tensor ops at every width (worker.small_bn's passes): 1.5-1.8x slower
-  than torch in fp32, 2.1-2.9x in bf16; before: var_mean and addcmul 1.1-3.5x slower, the
-  sums as matrix-vector products less exact (E[x^2] - E[x]^2); the sums as a depthwise
-  convolution's weight gradient no faster than multiply + sum, and rounded to bf16;
-- torch.compile (inductor) of the model: 84 s (fp32) and 126 s (bf16) to compile each
-  network, then 0.91x and 1.14x the eager step; of batch norm + ReLU alone, compiled once for
-  all shapes (dynamic): 1.6-30x slower; and the service's image has no C compiler for it.
+process, each training in a fresh subprocess with the worker's settings: the machine, GEMM
+and conv-shape peaks per dtype, the engine's images/s, fraction of both peaks and step split
+(with and without worker.small_bn), a naive DataLoader loop, and workers per core with and
+without a competing process. docs/performance.md lists what each figure is, what was
+measured on which CPU, and what was tried and left out.
 """
 
 from __future__ import annotations

@@ -1,30 +1,13 @@
 """Train one network for one budget: a complete short schedule on data kept on the device.
 
 The whole step is `train_step` (augment, forward under autocast, loss, backward, optimiser);
-the speed tricks are chosen once in `Engine` and named there:
-- bf16 autocast where the device gains: on CUDA bf16 if supported (else fp16 with a
-  GradScaler); on a CPU only with native bf16 (AVX512-BF16: 2-3x), found by timing a
-  matmul once, since without it bf16 is ~10x slower than fp32 (AVX2-only machines);
-  never on a CPU with AMX, whose oneDNN bf16 kernels produced NaN at random (worker.cpu);
-- channels_last on CPUs (fp32 here: 1.0-1.5x NCHW on sampled nets) and with mixed precision
-  on CUDA; cudnn.benchmark on CUDA; on a CPU in channels_last, batch norms of fewer than 8
-  channels (and the ReLU after them) in wide passes (worker.small_bn: 2-5x torch's kernels);
-- the dataset stays on the device as uint8; crops and flips run on whole batches
-  (worker.augment); one fused multiply-add turns uint8 into normalised floats;
-- one fused SGD kernel for all parameters; no host sync inside an epoch (the loss is summed
-  on the device and checked for NaN/inf once per epoch);
-- outside this module, set when the process starts: glibc keeps activations mapped between
-  steps (worker.allocator: no page faults per step, 1.2-2x here) and oneDNN kept off AMX
-  (worker.cpu);
-- one torch thread unless told otherwise ($DSE_THREADS, `threads`): the service runs one
-  worker per core, and a process using every core collapses as soon as another one runs
-  (issue 24: 8-13 images/s against 170-380 with one thread; `dse bench` measures it).
-Each call is a full schedule: linear warm-up then half-period cosine, per step (docs/design.md:
-fidelities are complete short schedules; docs/method.md §5). Unset recipe fields get their
-dataset's defaults from search.spec.recipe.resolve_recipe, and the result carries the recipe as it
-ran, with the chance error and size of the validation split (did it learn? search.spec.learning).
-Weight decay applies to every parameter, BN and biases included, as pycls does by default
-(the DDS/NDS sweeps were run that way).
+its speed choices (bf16 autocast where the device gains, channels_last, small-channel batch
+norm, uint8 data on the device, one fused SGD, one thread) are made once in `Engine`;
+docs/performance.md says why each and what it gained. Each call is a full schedule: linear
+warm-up then half-period cosine, per step (docs/method.md §5). Unset recipe fields get their
+dataset's defaults (search.spec.recipe.resolve_recipe); the result carries the recipe as it
+ran, with the chance error and size of the validation split (search.spec.learning). Weight
+decay applies to every parameter, BN and biases included, as pycls does by default.
 """
 
 from __future__ import annotations
