@@ -8,6 +8,7 @@ Numbers with SI suffixes and LO:HI bounds, one RegNet from `D,W0,WA,WM,G`, a JSO
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -137,8 +138,6 @@ def network(
 def parse_options(pairs: list[str] | None) -> dict:
     """--option KEY=VALUE pairs → {key: value}; a value is read as JSON where it parses
     (0.3, [6, 12, 24, 16], true), else kept as text (projection)."""
-    import json
-
     options = {}
     for pair in pairs or ():
         key, sep, text = pair.partition("=")
