@@ -760,11 +760,9 @@ _SCAN_NEAR = (-16, -8, 8, 16)  # the fit's w0 moved by these is scanned too
 _SCAN_STARTS = 8  # scan points descended per network
 # every network is also scanned at these w0, finer in wm: where a small w0 fits best, e_fit
 # is a sawtooth in wm with teeth a few hundredths wide, the narrowest at w0 8, where the
-# levels are 8·round(wm^k) (docs/method.md §3); w0: its wm grid (steps 0.025 and 0.075)
-_SCAN_SMALL = {
-    8.0: np.linspace(*REGNET_RANGES["wm"], 61),
-    **dict.fromkeys((16.0, 24.0, 32.0), np.linspace(*REGNET_RANGES["wm"], 21)),
-}
+# levels are 8·round(wm^k) (docs/method.md §3); w0: its wm grid (step 0.075; at w0 8 the
+# edge points below find the narrow teeth that a step of 0.025 found, and more)
+_SCAN_SMALL = dict.fromkeys((8.0, 16.0, 24.0, 32.0), np.linspace(*REGNET_RANGES["wm"], 21))
 # at w0 8 the teeth can be narrower than any scan step (a few thousandths): the scan there
 # also tries each wm where a level steps onto a width of the network (`_edge_wms`)
 _EDGE_W0 = (8.0,)
