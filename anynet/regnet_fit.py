@@ -760,11 +760,13 @@ _SCAN_NEAR = (-16, -8, 8, 16)  # the fit's w0 moved by these is scanned too
 _SCAN_STARTS = 8  # scan points descended per network
 # every network is also scanned at these w0, finer in wm: where a small w0 fits best, e_fit
 # is a sawtooth in wm with teeth a few hundredths wide, the narrowest at w0 8, where the
-# levels are 8·round(wm^k) (docs/method.md §3); w0: its wm grid (steps 0.025 and 0.075)
-_SCAN_SMALL = {
-    8.0: np.linspace(*REGNET_RANGES["wm"], 61),
-    **dict.fromkeys((16.0, 24.0, 32.0), np.linspace(*REGNET_RANGES["wm"], 21)),
-}
+# levels are 8·round(wm^k) (docs/method.md §3); w0: its wm grid (step 0.075; at w0 8 the
+# edge points below find the narrow teeth that a step of 0.025 found, and more)
+_SCAN_SMALL = dict.fromkeys((8.0, 16.0, 24.0, 32.0), np.linspace(*REGNET_RANGES["wm"], 21))
+# at w0 8 the teeth can be narrower than any scan step (a few thousandths): the scan there
+# also tries each wm where a level steps onto a width of the network (`_edge_wms`)
+_EDGE_W0 = (8.0,)
+_EDGE_MORE = 1  # level edges at W ± 4 and at this many multiples of 8 further out
 _SCAN_BISECT = 5  # bisection steps for a scan point's tooth ends (3%/32 of wm)
 _SCAN_SLACK = 0.1  # a scan point may move its wm by up to 10% to the relaxed best (ranking)
 _MATCH_WIDTHS = 2  # a network's most frequent widths that a level is put on (`_matched_starts`)
@@ -949,7 +951,8 @@ def _scan_starts(
 ) -> np.ndarray:
     """(n, _SCAN_STARTS, 3) starts from a wm scan (_SCAN_WM, wa by `_wa_sweep`) at each
     distinct w0 of: the grid's fit and its neighbours (_SCAN_NEAR), the two best coarse
-    points and the first width (to 8), and at _SCAN_SMALL (finer in wm). Rows whose
+    points and the first width (to 8), and at _SCAN_SMALL (finer in wm; at w0 8 also the
+    edge points of `_edge_points`, which join that w0's ranking as they are). Rows whose
     `_monotone_bound` over wm ± _POLISH_SPAN reaches the grid's fit are not swept. Each swept
     point also offers, with its exponents kept, the relaxed best wm (the weighted median of
     (log w_j − log w0)/s_j, weights s_j: e_fit without the rounding to 8 is convex in log wm
@@ -1005,6 +1008,11 @@ def _scan_starts(
     v = np.concatenate([x[0] for x in cands])
     wm, r = np.concatenate([x[1] for x in cands]), np.concatenate([x[2] for x in cands])
     net, group, w0 = np.tile(net, c), np.tile(group, c), np.tile(w0, c)
+    ev, ewm, er, enet, ew0 = _edge_points(obs, e)
+    v, wm, r = np.concatenate([v, ev]), np.concatenate([wm, ewm]), np.concatenate([r, er])
+    ecol = np.argmax(w0c[enet] == ew0[:, None], axis=1)
+    net, group = np.concatenate([net, enet]), np.concatenate([group, enet * nw + ecol])
+    w0 = np.concatenate([w0, ew0])
     # points that moved to the same wm are one start: the later ones are left out
     same = np.lexsort((v, wm, group))
     dup = np.zeros(v.size, dtype=bool)
@@ -1015,6 +1023,40 @@ def _scan_starts(
     rank = np.empty(order.size, dtype=np.int64)
     rank[order] = np.arange(order.size) - np.searchsorted(group[order], group[order])
     return _starts_per_net(best, net, np.lexsort((v, rank, net)), v, (w0, r * w0, wm), _SCAN_STARTS)
+
+
+def _edge_wms(widths: np.ndarray, w0: float) -> np.ndarray:
+    """wm where a level round(w0·wm^k / 8)·8 (any k) steps onto one of the network's widths
+    W or a multiple of 8 up to _EDGE_MORE steps from it: w0·wm^k = W ∓ 4 ∓ 8i, on the side
+    where the level is the nearer to W (docs/method.md §3)."""
+    wm_lo, wm_hi = REGNET_RANGES["wm"]
+    u = np.unique(widths)
+    u = u[u > w0][:, None]
+    q = QUANTUM / 2 + QUANTUM * np.arange(_EDGE_MORE + 1, dtype=np.float64)
+    edge = np.concatenate([u - q, u + q]).ravel()  # level edges w0·wm^k = m·8 + 4
+    side = np.repeat([1.0, -1.0], u.size * q.size)  # above an edge below W, below one above
+    keep = edge > w0
+    edge, side = edge[keep], side[keep]
+    if not edge.size:
+        return np.zeros(0)
+    k = np.arange(1.0, math.ceil(math.log(edge.max() / w0) / math.log(wm_lo)) + 1)
+    wm = np.power(edge[:, None] / w0, 1.0 / k) * (1.0 + side[:, None] * _EPS)
+    return np.unique(wm[(wm > wm_lo) & (wm < wm_hi)])
+
+
+def _edge_points(obs: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(summed error, wm, r, network, w0) of the edge points (`_edge_wms`) at each w0 of
+    _EDGE_W0 that `_sweep_below` sweeps (the others cannot beat the grid's fit e)."""
+    n, d = obs.shape
+    wms = [_edge_wms(row, w) for row in obs for w in _EDGE_W0]
+    m = [x.size for x in wms]
+    net = np.repeat(np.repeat(np.arange(n), len(_EDGE_W0)), m)
+    w0 = np.repeat(np.tile(np.asarray(_EDGE_W0, dtype=np.float64), n), m)
+    wm = np.concatenate(wms) if wms else np.zeros(0)
+    v, lo, hi = _sweep_below(np.log(obs)[net], w0, wm, obs.max(axis=1)[net], (e * d)[net])
+    k = np.flatnonzero(np.isfinite(v))
+    r = (lo[k] + np.minimum(hi[k], REGNET_RANGES["wa"][1] / w0[k])) / 2
+    return v[k], wm[k], r, net[k], w0[k]
 
 
 def _monotone_bound(L: np.ndarray, w0: np.ndarray, wm: np.ndarray, span: float = 0.0):

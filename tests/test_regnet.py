@@ -444,6 +444,17 @@ def test_fit_many_finds_the_small_w0_optima_it_missed_before():
         assert e <= reference_fit(widths, REGNET_RANGES, wm_step=0.005)[3] + 0.005
 
 
+def test_fit_many_finds_an_optimum_in_a_tooth_narrower_than_any_scan():
+    # issue 21: at w0 8 the best wm lies in a tooth [1.5315, 1.5341] where 8·round(wm^4) is
+    # 48 and 8·round(wm^5) is 64; the scan (0.025 apart) missed it by 0.041 (seed 18 of
+    # benchmarks/bench_fit.py). The edge points (`_edge_wms`) put a level on 48 and 64
+    widths = [w for n, w in [(1, 8), (4, 16), (12, 48), (13, 64)] for _ in range(n)]
+    w0, wa, wm, e = fit_many([widths])[0]
+    assert _in_ranges(w0, wa, wm) and e == pytest.approx(e_fit(widths, w0, wa, wm), abs=1e-12)
+    assert e <= fit_regnet(widths, ranges=REGNET_RANGES)[3] + 0.001
+    assert e == pytest.approx(0.11378, abs=1e-4)
+
+
 def test_fit_many_keeps_a_fit_that_only_a_batch_saw_at_a_rounding_tie():
     # at w0 16, wm 2.5 the search saw level 2 as 104 (16·2.5^2 = 100 + 1e-14 in a batch, / 8
     # rounds up) and stopped at e_fit 0.0446; alone 100 / 8 = 12.5 rounds to even, 96, e_fit
