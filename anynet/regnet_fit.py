@@ -1,36 +1,14 @@
-"""Fitting RegNets to per-block widths (DDS §3.3, docs/method.md §3).
+"""Fitting RegNets to per-block widths (DDS §3.3); docs/method.md §3 says how each fit works,
+what it guarantees and what was measured.
 
-Fits of e_fit = mean over blocks of |log(w_pred / w_observed)|, w_pred the quantised linear
-prediction at (w0, wa, wm), and what each guarantees:
-- `fit_regnet`: the global minimum of e_fit over every multiple of 8 for w0 and every
-  (wa, wm) inside the ranges it is given (to 1e-9), by branch and bound over (w0, wm)
-  boxes with the best wa of each found exactly from its breakpoints. An exact RegNet is
-  recognised first from its own widths. About 0.2 s an AnyNetX network; used for the
+e_fit = mean over blocks of |log(w_pred / w_observed)|, w_pred the quantised linear
+prediction at (w0, wa, wm), inside `REGNET_RANGES` (DDS §3.3's RegNet space) where asked:
+- `fit_regnet`: the global minimum (to 1e-9), by branch and bound over (w0, wm) boxes; the
   fitted RegNet of a study's winners.
-- `recognise_regnet`: only that first step, for exports: (w0, wa, wm) that regenerate the
-  widths exactly, or None.
-- `fit_many`: a search for every network of a study at once (DDS Fig. 8 plots e_fit
-  against error for all of them). A grid: with wa = r·w0 the exponent of every block
-  depends on (r, wm) only, and the best w0 for given exponents is a median, so the coarse
-  grid is 2-D; its best points are refined on small local grids, then on kinks (a level put
-  on a block's width, the exponents kept: `_kinks`). Then a descent (`_descend`): from
-  starts of wm scans and of points that put a level on one of the network's two most
-  frequent widths at every w0 (`_matched_starts`), and of a finer wm scan at w0 8-32 with
-  each scan point's tooth ends (`_scan_starts`; rows a cheap monotone lower bound rules out
-  are not swept), two exact 1-D moves in turn, the best wa for fixed (w0, wm) and the
-  best wm for fixed w0 and exponents (e_fit steps where a level does). It returns a real
-  RegNet's e_fit, so never less than fit_regnet's, and exactly 0 for every RegNet of
-  REGNET_RANGES whose stages are consecutive exponents (every RegNetX/RegNetY sample); on
-  other networks it is an upper bound that can still miss the optimum: more than 0.005
-  above the exhaustive reference on 14 of 3600 held-out AnyNetX_A/E networks (0.4%; 47 at
-  commit 9320adc), by up to 0.030, at 1.04-1.13x that commit's CPU time (1.3-1.5 ms a
-  network at a load of about 4; benchmarks/bench_fit.py; docs/method.md §3).
-  With tol, fit_regnet's branch and bound follows for every network of a depth at once
-  (`_bound_many`): each e_fit is then within tol of the global optimum, at 6-8 ms a
-  network.
-The fits stay inside DDS §3.3's RegNet space where asked (`REGNET_RANGES`: 1.5 ≤ wm ≤ 3,
-w0 and wa below 256), so a fit never calls a network a "RegNet" that the space does not
-hold (wm 1.1 and 20 stages).
+- `recognise_regnet`: (w0, wa, wm) that regenerate the widths exactly, or None (exports).
+- `fit_many`: every network of a study at once (DDS Fig. 8): a grid, then a descent; a real
+  RegNet's e_fit, exactly 0 on every RegNet sample, otherwise an upper bound that can miss
+  the optimum on a few networks in a thousand; with tol, within tol of the optimum.
 """
 
 from __future__ import annotations
