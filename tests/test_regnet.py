@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from anynet import regnet_fit
 from anynet.regnet import (
     RegNetParams,
     adjust_widths_groups,
@@ -497,3 +498,36 @@ def test_fit_many_with_tol_is_within_tol_of_the_optimum():
     assert fit_many([regnet], tol=0.004)[0][3] == 0.0
     with pytest.raises(ValueError, match="tol"):
         fit_many([regnet], tol=-1.0)
+
+
+def test_box_bounds_never_exceed_the_fit_at_a_point_of_the_box():
+    # fit_many(tol)'s branch and bound drops a box of wm when a lower bound over it reaches
+    # the best fit found: the monotone bound first, then the sweep of the box
+    # (docs/method.md §3). Each is at most the exact best over wa at every wm of the box,
+    # its ends included. At w0 16, wm 2.5 the generator's 16·2.5^2 / 8 = 12.5 rounds to even
+    # (96); exp(2·log 2.5) is an ulp above and rounds to 104, which made the monotone bound
+    # 0.32 where the fit is exactly 0.
+    tie = quantized_block_widths(6, 16, 24, 2.5)
+    assert tie == [16, 40, 96, 96, 96, 96]
+    nets = [tie] + [s.spec.block_widths for s in sample(get_space("AnyNetX_E"), 6, 2).samples]
+    rng = np.random.default_rng(3)
+    wa_hi, (wm_lo, wm_hi) = REGNET_RANGES["wa"][1], REGNET_RANGES["wm"]
+    for k, widths in enumerate(nets):
+        obs = np.asarray(widths, dtype=np.float64)
+        n = 40
+        w0 = rng.choice(np.arange(8.0, 257.0, 8.0), n)
+        a = np.minimum(rng.uniform(wm_lo, wm_hi, n), wm_hi - 0.05)
+        a[:4] = wm_lo
+        b = np.minimum(a * (1 + rng.choice([1e-3, 0.01, 0.05], n)), wm_hi)
+        if k == 0:
+            w0[:2], a[:2], b[:2] = 16.0, 2.5, (2.5, 2.6)
+        box, _, _ = regnet_fit._sweep(w0, a, b, 0 / w0, wa_hi / w0, obs, None, obs.max(), False)
+        mono = regnet_fit._monotone_bound(np.log(obs)[None].repeat(n, 0), w0, a, box=(a, b))
+        inside = [a, b, *(a + (b - a) * t for t in (0.25, 0.5, 0.9))]
+        point = np.min(
+            [regnet_fit._sweep(w0, x, x, 0 / w0, wa_hi / w0, obs, None, obs.max(), True)[0]
+             for x in inside], axis=0,
+        )  # fmt: skip
+        assert np.all(box <= point + 1e-9) and np.all(mono <= point + 1e-9)
+        if k == 0:
+            assert point[0] == pytest.approx(0.0, abs=1e-12) and mono[0] == 0.0
