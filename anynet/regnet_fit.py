@@ -1257,8 +1257,8 @@ def fit_many(block_widths_list, tol: float | None = None) -> list[tuple[int, flo
     the descent (`_descend`); an upper bound of the global minimum, exactly 0 on a RegNet.
 
     With tol (e.g. 0.004), a branch and bound then brings each e_fit within tol of the
-    global minimum over REGNET_RANGES (`_bound_many`; about 7x the default's time in
-    bench_fit.py).
+    global minimum over REGNET_RANGES (`_bound_many`; about 3x the default's time,
+    docs/method.md §3).
     """
     if tol is not None and not tol >= 0:
         raise ValueError(f"tol: need a number >= 0, got {tol}")
