@@ -112,6 +112,8 @@ def test_a_run_that_measures_the_quoted_figures_passes_and_a_moved_one_fails():
     assert row.ok and not row.same  # within the other machines' tolerance, not this one's digits
     slow = dict(measured, wall_minutes=measured["wall_minutes"] * 2.5)
     assert [r.figure for r in rr.compare(quoted, slow) if not r.ok] == ["wall_minutes"]
+    fast = dict(measured, wall_minutes=measured["wall_minutes"] / 5)  # a GPU, a quiet machine
+    assert all(r.ok for r in rr.compare(quoted, fast))
     missing = {k: v for k, v in measured.items() if k != "error:resnet20"}
     assert [r.tolerance for r in rr.compare(quoted, missing) if not r.ok] == ["missing"]
 
@@ -129,6 +131,35 @@ def test_the_demo_claims_are_read_from_both_files_and_q_keeps_its_verdict():
     with pytest.raises(ValueError, match="quote q:AnyNetX_C vs AnyNetX_D as 0.036 and 0.5"):
         rr.readme_figures(README, "demo", METHOD.replace("C → D D = 0.375, p = 0.021, q = 0.036",
                                                          "C → D D = 0.375, p = 0.021, q = 0.5"))  # fmt: skip
+
+
+def test_each_example_is_held_to_the_run_in_its_precision():
+    # README.md and docs/method.md quote each example's run in one precision and the same
+    # command in the other (auto is bf16 on AVX512-BF16 CPUs and GPUs): a bf16 run of "first"
+    # is held to the bf16 figures, which the fp32 ones would fail (0.421 vs 0.399 > 0.02)
+    fp32 = rr.readme_figures(README, "first")
+    bf16 = rr.readme_figures(README, "first", precision="bf16")
+    assert rr.other_run(README, "first")[0] == "bf16" and set(bf16) == set(fp32)
+    assert bf16["mean:AnyNetX_E"] == 0.421 and bf16["q:AnyNetX_A vs AnyNetX_E"] == 0.21
+    assert bf16["beats:resnet20:AnyNetX_A"] == 1.0 and bf16["beats:resnet20:AnyNetX_E"] == 0.88
+    assert bf16["trials"] == fp32["trials"]  # not restated: as first quoted
+    measured = rr.measured_figures(_results(bf16), float(bf16["wall_minutes"]))
+    assert all(r.ok and r.same for r in rr.compare(bf16, measured))
+    assert "mean:AnyNetX_E" in [r.figure for r in rr.compare(fp32, measured) if not r.ok]
+    # the demo's bf16 run (method.md) moves B → C and C → D to q = 0.075, as the README says
+    demo = rr.readme_figures(README, "demo", METHOD, precision="bf16")
+    assert demo["q:AnyNetX_B vs AnyNetX_C"] == demo["q:AnyNetX_C vs AnyNetX_D"] == 0.075
+    assert demo["q>=:AnyNetX_D vs AnyNetX_E"] == 0.05 and demo["mean:AnyNetX_D"] == 0.331
+    with pytest.raises(ValueError, match="bf16 steps' q as 0.08 and 0.075"):
+        rr.readme_figures(re.sub(r"q = 0.075(\s+)for both", r"q = 0.08\1for both", README), "demo",
+                          METHOD, precision="bf16")  # fmt: skip
+    # families quotes bf16 first and one pair of its fp32 run; that pair's p is not checked
+    fam = rr.readme_figures(README, "families", METHOD, precision="fp32")
+    pair = "AnyNetX_E vs DenseNet-style"
+    assert fam[f"q:{pair}"] == 0.063 and f"p:{pair}" not in fam
+    assert set(fam) == set(rr.readme_figures(README, "families")) - {f"p:{pair}"}
+    with pytest.raises(ValueError, match="no run in fp16"):
+        rr.readme_figures(README, "first", precision="fp16")
 
 
 # --- docs/method.md's sampling figures (seed 0, so the same on every machine) ------------------
