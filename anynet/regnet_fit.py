@@ -1032,23 +1032,15 @@ def _edge_points(obs: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, ...]:
     return v[k], wm[k], r, net[k], w0[k]
 
 
-def _monotone_bound(L: np.ndarray, w0: np.ndarray, wm: np.ndarray, span: float = 0.0, box=None):
-    """Per row (log widths L (m, d), w0, wm): a lower bound of the summed error over every wa,
-    and with span over every wm in [wm·(1 − span), wm·(1 + span)] too; with box = (a, b)
-    (per row, inside REGNET_RANGES) over every wm in [a, b] instead.
+def _monotone_bound(L: np.ndarray, w0: np.ndarray, a: np.ndarray, b: np.ndarray):
+    """Per row (log widths L (m, d), w0, a <= b inside REGNET_RANGES' wm): a lower bound of
+    the summed error over every wa and every wm in [a, b] (a = b: at that wm).
 
     Block 0 is at level 0 (w0); the exponents never fall and stay at most the last block's at
-    the largest wa; each block otherwise takes its best level (with span, the nearest point
-    of the range of level k over the wm interval): a small dynamic programme over the blocks
-    (a running minimum over the levels), no sweep (docs/method.md §3)."""
+    the largest wa; each block otherwise takes its best level (the nearest point of the range
+    of level k over [a, b]): a small dynamic programme over the blocks (a running minimum over
+    the levels), no sweep (docs/method.md §3)."""
     m, d = L.shape
-    wm_lo, wm_hi = REGNET_RANGES["wm"]
-    if box is not None:
-        a, b = box  # exactly: a box's end may be the point that fits best (a tie at wm 2.5)
-    elif span:
-        a, b = np.maximum(wm * (1.0 - span), wm_lo), np.minimum(wm * (1.0 + span), wm_hi)
-    else:
-        a = b = wm
     # one exponent more than the last block's at the largest wa: the generator's
     # log(u / w0) can round up where log1p rounds down
     k_cap = np.round(np.log1p(REGNET_RANGES["wa"][1] / w0 * max(d - 1, 0)) / np.log(a)) + 1
@@ -1086,7 +1078,11 @@ def _sweep_below(L, w0, wm, w_max, incumbent, span=0.0):
     row) at wm or, with span, at wm·(1 ± span); the others (value inf) cannot beat it at
     their (w0, wm), so their sweep is saved."""
     v, lo, hi = np.full(w0.size, np.inf), np.zeros(w0.size), np.zeros(w0.size)
-    live = np.flatnonzero(_monotone_bound(L, w0, wm, span) < incumbent)
+    a = b = wm
+    if span:
+        wm_lo, wm_hi = REGNET_RANGES["wm"]
+        a, b = np.maximum(wm * (1.0 - span), wm_lo), np.minimum(wm * (1.0 + span), wm_hi)
+    live = np.flatnonzero(_monotone_bound(L, w0, a, b) < incumbent)
     if live.size:
         v[live], lo[live], hi[live] = _wa_sweep(L[live], w0[live], wm[live], w_max[live])
     return v, lo, hi
@@ -1208,7 +1204,7 @@ def _bound_many(obs: np.ndarray, best: np.ndarray, e: np.ndarray, tol: float) ->
 
     while W0.size:
         # the monotone bound first: about a tenth of a sweep's cost, it drops half the boxes
-        mb = _monotone_bound(L[net], W0, A, box=(A, B))
+        mb = _monotone_bound(L[net], W0, A, B)  # exactly: an end may fit best (wm 2.5)
         keep = mb < inc[net] - tol * d
         net, W0, A, B = net[keep], W0[keep], A[keep], B[keep]
         if not W0.size:

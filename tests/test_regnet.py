@@ -522,7 +522,7 @@ def test_box_bounds_never_exceed_the_fit_at_a_point_of_the_box():
         if k == 0:
             w0[:2], a[:2], b[:2] = 16.0, 2.5, (2.5, 2.6)
         box, _, _ = regnet_fit._sweep(w0, a, b, 0 / w0, wa_hi / w0, obs, None, obs.max(), False)
-        mono = regnet_fit._monotone_bound(np.log(obs)[None].repeat(n, 0), w0, a, box=(a, b))
+        mono = regnet_fit._monotone_bound(np.log(obs)[None].repeat(n, 0), w0, a, b)
         inside = [a, b, *(a + (b - a) * t for t in (0.25, 0.5, 0.9))]
         point = np.min(
             [regnet_fit._sweep(w0, x, x, 0 / w0, wa_hi / w0, obs, None, obs.max(), True)[0]
