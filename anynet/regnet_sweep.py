@@ -1,0 +1,304 @@
+"""Compiled inner loops of the RegNet fits (anynet/regnet_fit.py), one row at a time.
+
+A row is one network at one w0 and one interval [a, b] of wm (a = b: a point). The branch
+and bound of the fits evaluates a few hundred rows a network, each a short loop with a
+sort: numba compiles them (cached on disk after the first call), where numpy's whole-batch
+arrays spent most of their time sorting padded events (docs/method.md §3).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+QUANTUM = 8.0  # anynet.regnet.QUANTUM (imported by regnet_fit, checked equal there)
+EPS = 1e-9  # a piece of r narrower than this (relative) holds no float that rounds alike
+
+
+@numba.njit(cache=True, inline="always")
+def _level(w0: float, wm: float, k: float) -> float:
+    """round(w0·wm^k / 8)·8 as the generator computes it (pow, ties to even)."""
+    return np.rint(w0 * wm ** float(k) / QUANTUM) * QUANTUM
+
+
+@numba.njit(cache=True, inline="always")
+def _same(x, y) -> bool:
+    """Whether two NaN-padded rows of allowed widths are the same."""
+    for i in range(x.size):
+        if x[i] != y[i] and not (math.isnan(x[i]) and math.isnan(y[i])):
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def _sweep_row(w0, a, b, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, point):
+    """(value, lo, hi): the least summed block error over r = wa / w0 in [r_lo, r_hi] at w0
+    and wm in [a, b], and its piece of r. A lower bound of e_fit·d over the box; exact over
+    realisable pieces when `point` (a = b). allowed: (d, m) widths that count as exact per
+    block, NaN-padded (m = 0: none)."""
+    d = obs.size
+    la, lb = math.log(a), math.log(b)
+    # past r_cap every block j >= 1 has a level above every width: more r only raises them
+    k_cap = max(math.ceil(math.log((w_max + QUANTUM) / w0) / la), 0.0)
+    r_eff = max(r_lo, min(r_hi, math.expm1(lb * (k_cap + 0.5))))
+    K = int(np.rint(math.log1p(r_eff * max(d - 1, 0)) / la)) + 1
+    # blocks 1.. in runs of equal widths and allowed sets, which share their errors; row 0
+    # of err is block 0, row r + 1 run r (first block starts[r])
+    starts = np.empty(d, dtype=np.int64)
+    n_runs = 0
+    for j in range(1, d):
+        if j == 1 or obs[j] != obs[j - 1] or not _same(allowed[j], allowed[j - 1]):
+            starts[n_runs] = j
+            n_runs += 1
+    starts[n_runs] = d
+    # err[r, k]: least |log(level / w)| over the multiples of 8 between the levels of
+    # exponent k at a and at b; 0 where an allowed width lies there
+    err = np.empty((n_runs + 1, K + 1))
+    for k in range(K + 1):
+        lo_k, hi_k = _level(w0, a, k), _level(w0, b, k)
+        log_lo, log_hi = math.log(lo_k), math.log(hi_k)
+        for r in range(n_runs + 1):
+            j = 0 if r == 0 else starts[r - 1]
+            w, lw = obs[j], log_obs[j]
+            if w <= lo_k:
+                e = log_lo - lw
+            elif w >= hi_k:
+                e = lw - log_hi
+            else:  # the multiples of 8 around w (both inside [lo_k, hi_k])
+                m = math.floor(w / QUANTUM)
+                e = lw - log_q[m]
+                if m * QUANTUM != w:
+                    e = min(e, log_q[m + 1] - lw)
+            for x in allowed[j]:
+                if x >= lo_k and x <= hi_k:
+                    e = 0.0
+            err[r, k] = e
+    init = err[0, 0]
+    for r in range(n_runs):
+        init += (starts[r + 1] - starts[r]) * err[r + 1, 0]
+    if d == 1:
+        return init, r_lo, max(r_lo, r_eff)
+    # the exponent range [klo, khi] of block j changes at r = c / j: c = expm1((k + 1/2)·log
+    # of an end of the box); the same order of c for every block (ties: khi first)
+    c = np.empty(2 * K)
+    for k in range(K):
+        c[k] = math.expm1(la * (k + 0.5))
+        c[K + k] = math.expm1(lb * (k + 0.5))
+    order = np.argsort(c, kind="mergesort")
+    # least[r, i]: run r's least error over [klo, khi] after the i-th c
+    least = np.empty((n_runs, 2 * K))
+    n_lo = n_hi = 0
+    for i in range(2 * K):
+        if order[i] >= K:
+            n_lo += 1
+        else:
+            n_hi += 1
+        for r in range(n_runs):
+            v = err[r + 1, n_lo]
+            for k in range(n_lo + 1, n_hi + 1):
+                v = min(v, err[r + 1, k])
+            least[r, i] = v
+    # events past r_eff only start pieces outside [r_lo, r_eff], and an event that leaves
+    # the block's least error as it was only splits a piece: both are left out
+    t = np.empty((d - 1) * 2 * K)
+    delta = np.empty((d - 1) * 2 * K)
+    n_ev = 0
+    for r in range(n_runs):
+        for j in range(starts[r], starts[r + 1]):
+            prev = err[r + 1, 0]
+            for i in range(2 * K):
+                x = c[order[i]] / j
+                if x > r_eff:
+                    break
+                v = least[r, i]
+                if v != prev:
+                    t[n_ev] = x
+                    delta[n_ev] = v - prev
+                    n_ev += 1
+                prev = v
+    ev = np.argsort(t[:n_ev], kind="mergesort")
+    # piece 0 is [0, t_0) at init; piece i + 1 is [t_i, t_(i+1)) after event i
+    best_v, best_lo, best_hi = math.inf, 0.0, 0.0
+    total = init
+    start = 0.0
+    for i in range(n_ev + 1):
+        if i > 0:
+            total += delta[ev[i - 1]]
+            start = t[ev[i - 1]]
+        end = t[ev[i]] if i < n_ev else math.inf
+        lo, hi = max(start, r_lo), min(end, r_eff)
+        if point:
+            ok = hi - lo > EPS * max(1.0, hi) or (r_lo == r_eff and start <= r_lo < end)
+        else:
+            ok = hi >= lo
+        if ok and total < best_v:
+            best_v, best_lo, best_hi = total, lo, hi
+        elif i == 0:
+            best_lo, best_hi = lo, hi
+    return best_v, best_lo, best_hi
+
+
+@numba.njit(cache=True)
+def sweep(w0, a, b, r_lo, r_hi, net, obs, allowed, w_max, point):
+    """`_sweep_row` of each row (network net[i] of obs (N, d), w_max (N,))."""
+    n = w0.size
+    v, lo, hi = np.empty(n), np.empty(n), np.empty(n)
+    log_obs = np.log(obs)
+    log_q = np.log(QUANTUM * np.arange(max(2.0, obs.max() / QUANTUM + 2.0)))  # log(8m)
+    for i in range(n):
+        g = net[i]
+        v[i], lo[i], hi[i] = _sweep_row(
+            w0[i], a[i], b[i], r_lo[i], r_hi[i], obs[g], log_obs[g], log_q, allowed,
+            w_max[g], point,
+        )  # fmt: skip
+    return v, lo, hi
+
+
+@numba.njit(cache=True)
+def _monotone_row(log_obs, w0, a, b, r_top, w_max):
+    """A lower bound of the summed error over every wa up to r_top·w0 (inf: any) and every
+    wm in [a, b] at w0, from log widths alone (docs/method.md §3): no sweep, a tenth of its
+    cost.
+
+    Block 0 is at level 0 (w0); the exponents never fall and stay at most the last block's
+    at the largest wa (one more: the generator's log(u / w0) can round up where log1p rounds
+    down), and at most the first whose level at a is above every width (higher ones only
+    cost more); each block otherwise takes its best level (the nearest point of the range of
+    level k over [a, b]): a dynamic programme over runs of equal widths (a run takes one
+    level at no loss), a running minimum over the levels."""
+    d = log_obs.size
+    k_cap = 0
+    while _level(w0, a, k_cap) <= w_max:
+        k_cap += 1
+    if r_top < math.inf:
+        k_cap = min(k_cap, int(np.rint(math.log1p(r_top * max(d - 1, 0)) / math.log(a))) + 1)
+    low, high = np.empty(k_cap + 1), np.empty(k_cap + 1)
+    for k in range(k_cap + 1):
+        low[k] = math.log(max(_level(w0, a, k), 1.0))
+        high[k] = math.log(max(_level(w0, b, k), 1.0))
+    cost = np.zeros(k_cap + 1)
+    j = 1
+    while j < d:
+        x, count = log_obs[j], 0
+        while j < d and log_obs[j] == x:
+            count += 1
+            j += 1
+        run_min = math.inf
+        for k in range(k_cap + 1):
+            run_min = min(run_min, cost[k])
+            cost[k] = run_min + count * max(low[k] - x, x - high[k], 0.0)
+    return abs(math.log(w0) - log_obs[0]) + cost.min()
+
+
+@numba.njit(cache=True)
+def _push(keys, boxes, n, key, swept, w0, a, b):
+    """Put a box in the heap (keys, boxes) of n boxes, grown when full: (keys, boxes, n)."""
+    if n == keys.size:
+        keys = np.concatenate((keys, np.empty(n)))
+        boxes = np.concatenate((boxes, np.empty((n, 4))))
+    i = n
+    while i > 0 and keys[(i - 1) // 2] > key:  # sift up
+        p = (i - 1) // 2
+        keys[i], boxes[i] = keys[p], boxes[p]
+        i = p
+    keys[i] = key
+    boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3] = swept, w0, a, b
+    return keys, boxes, n + 1
+
+
+@numba.njit(cache=True)
+def _pop(keys, boxes, n):
+    """Take the box of least key (slot 0, read before) out of the heap: the new n."""
+    n -= 1
+    key, box = keys[n], boxes[n].copy()
+    i = 0
+    while 2 * i + 1 < n:  # sift down
+        c = 2 * i + 1
+        if c + 1 < n and keys[c + 1] < keys[c]:
+            c += 1
+        if keys[c] >= key:
+            break
+        keys[i], boxes[i] = keys[c], boxes[c]
+        i = c
+    keys[i], boxes[i] = key, box
+    return n
+
+
+@numba.njit(cache=True)
+def branch_and_bound(obs, allowed, w0s, edges, wa_lo, wa_hi, incumbent, slack, min_width):
+    """Best-first branch and bound of one network over (w0, wm) boxes (docs/method.md §3):
+    (summed error, w0, wm, r_lo, r_hi) of the best point found, w0 = 0 if none beats the
+    incumbent, and how much a box left unresolved (narrower than min_width) could still
+    beat it. Boxes start as each w0 of w0s times each interval of edges; the box of least
+    bound is taken first, its middle swept exactly, and it is halved unless its bound is
+    within slack of the best (then every box left is, and the search ends).
+
+    A box's key is the monotone bound (no allowed sets) until it is taken the first time,
+    then the box sweep's bound; a half keeps its parent's bound where that is higher."""
+    log_obs = np.log(obs)
+    log_q = np.log(QUANTUM * np.arange(max(2.0, obs.max() / QUANTUM + 2.0)))
+    w_max = obs.max()
+    for j in range(allowed.shape[0]):
+        for x in allowed[j]:
+            if x > w_max:
+                w_max = x
+    mono = allowed.shape[1] == 0
+    best = (incumbent, 0.0, 0.0, 0.0, 0.0)
+    unresolved = 0.0
+    keys = np.empty(2 * w0s.size * edges.size + 16)  # a binary heap of boxes by key
+    boxes = np.empty((keys.size, 4))  # swept (0 or 1), w0, a, b
+    n = 0
+    for w0 in w0s:
+        for i in range(edges.size - 1):
+            a, b = edges[i], edges[i + 1]
+            key = _monotone_row(log_obs, w0, a, b, wa_hi / w0, w_max) if mono else -math.inf
+            if key < best[0] - slack:
+                keys, boxes, n = _push(keys, boxes, n, key, 0.0, w0, a, b)
+    while n:
+        key, swept, w0, a, b = keys[0], boxes[0, 0], boxes[0, 1], boxes[0, 2], boxes[0, 3]
+        n = _pop(keys, boxes, n)
+        if key >= best[0] - slack:
+            break
+        r_lo, r_hi = wa_lo / w0, wa_hi / w0
+        if swept == 0.0:  # the box sweep's bound, then back in line
+            lb, _, _ = _sweep_row(w0, a, b, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, False)
+            lb = max(lb, key)
+            if lb < best[0] - slack:
+                keys, boxes, n = _push(keys, boxes, n, lb, 1.0, w0, a, b)
+            continue
+        mid = math.sqrt(a * b)
+        v, lo, hi = _sweep_row(w0, mid, mid, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, True)
+        if v < best[0]:
+            best = (v, w0, mid, lo, hi)
+        if key >= best[0] - slack:
+            continue
+        if b / a - 1.0 < min_width:
+            # a box that stays below the best while it shrinks holds a point that fits better
+            # than any piece around it: a level w0·wm^k / 8 exactly m + 1/2, rounded to even,
+            # at wm a multiple of 1/32 (for w0 <= 248, the denominators it can be at), or an end
+            dyadic = min(max(np.rint(mid * 32.0) / 32.0, a), b)
+            for x in (a, b, dyadic):
+                v, lo, hi = _sweep_row(
+                    w0, x, x, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, True
+                )
+                if v < best[0]:
+                    best = (v, w0, x, lo, hi)
+            unresolved = max(unresolved, best[0] - key)
+            continue
+        for x, y in ((a, mid), (mid, b)):
+            k = max(key, _monotone_row(log_obs, w0, x, y, wa_hi / w0, w_max)) if mono else key
+            if k < best[0] - slack:
+                keys, boxes, n = _push(keys, boxes, n, k, 0.0, w0, x, y)
+    return best, max(unresolved, 0.0)
+
+
+@numba.njit(cache=True)
+def monotone_bound(L, net, w0, a, b, r_top):
+    """`_monotone_row` of each row (log widths L[net[i]] of (N, d))."""
+    out = np.empty(w0.size)
+    for i in range(w0.size):
+        row = L[net[i]]
+        out[i] = _monotone_row(row, w0[i], a[i], b[i], r_top[i], math.exp(row.max()))
+    return out
