@@ -33,6 +33,44 @@ def _same(x, y) -> bool:
 
 
 @numba.njit(cache=True)
+def _merge(t, delta, seg):
+    """(t, delta) sorted by t, stably, from sorted segments t[seg[i]:seg[i + 1]]: merged in
+    pairs, then pairs of pairs (log2 of the segments passes, not log2 of the events)."""
+    n_seg = seg.size - 1
+    bounds = seg.copy()
+    t2, d2 = np.empty_like(t), np.empty_like(delta)
+    while n_seg > 1:
+        out = 0
+        m = 0
+        for s in range(0, n_seg, 2):
+            lo, mid = bounds[s], bounds[s + 1]
+            hi = bounds[s + 2] if s + 2 <= n_seg else mid
+            i, j = lo, mid
+            while i < mid and j < hi:
+                if t[j] < t[i]:
+                    t2[out], d2[out] = t[j], delta[j]
+                    j += 1
+                else:
+                    t2[out], d2[out] = t[i], delta[i]
+                    i += 1
+                out += 1
+            while i < mid:
+                t2[out], d2[out] = t[i], delta[i]
+                i += 1
+                out += 1
+            while j < hi:
+                t2[out], d2[out] = t[j], delta[j]
+                j += 1
+                out += 1
+            bounds[m] = lo
+            m += 1
+        bounds[m] = out
+        n_seg = m
+        t, t2, delta, d2 = t2, t, d2, delta
+    return t, delta
+
+
+@numba.njit(cache=True)
 def _sweep_row(w0, a, b, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, point):
     """(value, lo, hi): the least summed block error over r = wa / w0 in [r_lo, r_hi] at w0
     and wm in [a, b], and its piece of r. A lower bound of e_fit·d over the box; exact over
@@ -80,24 +118,32 @@ def _sweep_row(w0, a, b, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, point)
         init += (starts[r + 1] - starts[r]) * err[r + 1, 0]
     if d == 1:
         return init, r_lo, max(r_lo, r_eff)
-    # the exponent range [klo, khi] of block j changes at r = c / j: c = expm1((k + 1/2)·log
-    # of an end of the box); the same order of c for every block (ties: khi first)
-    c = np.empty(2 * K)
-    for k in range(K):
-        c[k] = math.expm1(la * (k + 0.5))
-        c[K + k] = math.expm1(lb * (k + 0.5))
-    order = np.argsort(c, kind="mergesort")
-    # least[r, i]: run r's least error over [klo, khi] after the i-th c
-    least = np.empty((n_runs, 2 * K))
+    # the exponent range [klo, khi] of block j changes at r = c / j, c = expm1((k + 1/2)·log
+    # of an end of the box), in the same order for every block: the two ends' sequences
+    # merged (ties: khi first); at a point both ends step together, once
+    n_c = K if a == b else 2 * K
+    cs = np.empty(n_c)
+    klo = np.empty(n_c, dtype=np.int64)
+    khi = np.empty(n_c, dtype=np.int64)
     n_lo = n_hi = 0
-    for i in range(2 * K):
-        if order[i] >= K:
+    for i in range(n_c):
+        x_hi = math.expm1(la * (n_hi + 0.5)) if n_hi < K else math.inf
+        x_lo = math.expm1(lb * (n_lo + 0.5)) if n_lo < K else math.inf
+        if n_c == K:
             n_lo += 1
-        else:
             n_hi += 1
+        elif x_hi <= x_lo:
+            n_hi += 1
+        else:
+            n_lo += 1
+        cs[i] = min(x_hi, x_lo)
+        klo[i], khi[i] = n_lo, n_hi
+    # least[r, i]: run r's least error over [klo, khi] after the i-th c
+    least = np.empty((n_runs, n_c))
+    for i in range(n_c):
         for r in range(n_runs):
-            v = err[r + 1, n_lo]
-            for k in range(n_lo + 1, n_hi + 1):
+            v = err[r + 1, klo[i]]
+            for k in range(klo[i] + 1, khi[i] + 1):
                 v = min(v, err[r + 1, k])
             least[r, i] = v
     # events past r_eff only start pieces outside [r_lo, r_eff], and an event that leaves
@@ -105,11 +151,13 @@ def _sweep_row(w0, a, b, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, point)
     t = np.empty((d - 1) * 2 * K)
     delta = np.empty((d - 1) * 2 * K)
     n_ev = 0
+    seg = np.empty(d, dtype=np.int64)  # block j's events are t[seg[j - 1]:seg[j]], sorted
+    seg[0] = 0
     for r in range(n_runs):
         for j in range(starts[r], starts[r + 1]):
             prev = err[r + 1, 0]
-            for i in range(2 * K):
-                x = c[order[i]] / j
+            for i in range(n_c):
+                x = cs[i] / j
                 if x > r_eff:
                     break
                 v = least[r, i]
@@ -118,16 +166,17 @@ def _sweep_row(w0, a, b, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, point)
                     delta[n_ev] = v - prev
                     n_ev += 1
                 prev = v
-    ev = np.argsort(t[:n_ev], kind="mergesort")
+            seg[j] = n_ev
+    t, delta = _merge(t, delta, seg)
     # piece 0 is [0, t_0) at init; piece i + 1 is [t_i, t_(i+1)) after event i
     best_v, best_lo, best_hi = math.inf, 0.0, 0.0
     total = init
     start = 0.0
     for i in range(n_ev + 1):
         if i > 0:
-            total += delta[ev[i - 1]]
-            start = t[ev[i - 1]]
-        end = t[ev[i]] if i < n_ev else math.inf
+            total += delta[i - 1]
+            start = t[i - 1]
+        end = t[i] if i < n_ev else math.inf
         lo, hi = max(start, r_lo), min(end, r_eff)
         if point:
             ok = hi - lo > EPS * max(1.0, hi) or (r_lo == r_eff and start <= r_lo < end)
