@@ -13,17 +13,32 @@ import math
 import numba
 import numpy as np
 
-QUANTUM = 8.0  # anynet.regnet.QUANTUM (imported by regnet_fit, checked equal there)
+from anynet.regnet import QUANTUM
+
 EPS = 1e-9  # a piece of r narrower than this (relative) holds no float that rounds alike
 
 
-@numba.njit(cache=True, inline="always")
+def _compiled(**options):
+    """numba.njit, its machine code cached on disk where numba finds a writable place
+    (beside this file, else the user's cache); compiled in each process where it finds none
+    (a read-only install and home)."""
+
+    def wrap(function):
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+            return numba.njit(**options)(function)
+
+    return wrap
+
+
+@_compiled(inline="always")
 def _level(w0: float, wm: float, k: float) -> float:
     """round(w0·wm^k / 8)·8 as the generator computes it (pow, ties to even)."""
     return np.rint(w0 * wm ** float(k) / QUANTUM) * QUANTUM
 
 
-@numba.njit(cache=True, inline="always")
+@_compiled(inline="always")
 def _same(x, y) -> bool:
     """Whether two NaN-padded rows of allowed widths are the same."""
     for i in range(x.size):
@@ -32,7 +47,7 @@ def _same(x, y) -> bool:
     return True
 
 
-@numba.njit(cache=True)
+@_compiled()
 def _merge(t, delta, seg):
     """(t, delta) sorted by t, stably, from sorted segments t[seg[i]:seg[i + 1]]: merged in
     pairs, then pairs of pairs (log2 of the segments passes, not log2 of the events)."""
@@ -70,7 +85,7 @@ def _merge(t, delta, seg):
     return t, delta
 
 
-@numba.njit(cache=True)
+@_compiled()
 def _sweep_row(w0, a, b, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, point):
     """(value, lo, hi): the least summed block error over r = wa / w0 in [r_lo, r_hi] at w0
     and wm in [a, b], and its piece of r. A lower bound of e_fit·d over the box; exact over
@@ -189,7 +204,7 @@ def _sweep_row(w0, a, b, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, point)
     return best_v, best_lo, best_hi
 
 
-@numba.njit(cache=True)
+@_compiled()
 def sweep(w0, a, b, r_lo, r_hi, net, obs, allowed, w_max, point):
     """`_sweep_row` of each row (network net[i] of obs (N, d), w_max (N,))."""
     n = w0.size
@@ -205,7 +220,7 @@ def sweep(w0, a, b, r_lo, r_hi, net, obs, allowed, w_max, point):
     return v, lo, hi
 
 
-@numba.njit(cache=True)
+@_compiled()
 def _monotone_row(log_obs, w0, a, b, r_top, w_max):
     """A lower bound of the summed error over every wa up to r_top·w0 (inf: any) and every
     wm in [a, b] at w0, from log widths alone (docs/method.md §3): no sweep, a tenth of its
@@ -241,7 +256,7 @@ def _monotone_row(log_obs, w0, a, b, r_top, w_max):
     return abs(math.log(w0) - log_obs[0]) + cost.min()
 
 
-@numba.njit(cache=True)
+@_compiled()
 def _push(keys, boxes, n, key, swept, w0, a, b):
     """Put a box in the heap (keys, boxes) of n boxes, grown when full: (keys, boxes, n)."""
     if n == keys.size:
@@ -257,7 +272,7 @@ def _push(keys, boxes, n, key, swept, w0, a, b):
     return keys, boxes, n + 1
 
 
-@numba.njit(cache=True)
+@_compiled()
 def _pop(keys, boxes, n):
     """Take the box of least key (slot 0, read before) out of the heap: the new n."""
     n -= 1
@@ -275,7 +290,7 @@ def _pop(keys, boxes, n):
     return n
 
 
-@numba.njit(cache=True)
+@_compiled()
 def branch_and_bound(obs, allowed, w0s, edges, wa_lo, wa_hi, incumbent, slack, min_width):
     """Best-first branch and bound of one network over (w0, wm) boxes (docs/method.md §3):
     (summed error, w0, wm, r_lo, r_hi) of the best point found, w0 = 0 if none beats the
@@ -343,7 +358,7 @@ def branch_and_bound(obs, allowed, w0s, edges, wa_lo, wa_hi, incumbent, slack, m
     return best, max(unresolved, 0.0)
 
 
-@numba.njit(cache=True)
+@_compiled()
 def monotone_bound(L, net, w0, a, b, r_top):
     """`_monotone_row` of each row (log widths L[net[i]] of (N, d))."""
     out = np.empty(w0.size)

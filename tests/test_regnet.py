@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -533,3 +536,18 @@ def test_box_bounds_never_exceed_the_fit_at_a_point_of_the_box():
         assert np.all(box <= point + 1e-9) and np.all(mono <= point + 1e-9)
         if k == 0:
             assert point[0] == pytest.approx(0.0, abs=1e-12) and mono[0] == 0.0
+
+
+def test_the_fits_run_where_numba_cannot_cache_them():
+    # anynet/regnet_sweep.py compiles the branch and bound and caches it on disk; where no
+    # place is writable (a read-only install and home: numba finds no cache locator, which
+    # here the environment forces) it compiles in the process instead of failing to import
+    widths = [16, 32, 32, 64, 64, 80]
+    code = f"from anynet.regnet_fit import fit_many; print(repr(fit_many([{widths!r}])[0]))"
+    env = os.environ | {"NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == repr(fit_many([widths])[0])
