@@ -171,6 +171,7 @@ def _fit_w0(
 _TOL = 1e-9  # the search ends when no box can beat the best e_fit found by more than this
 _BOX_SPAN = 2.0  # initial wm boxes per w0: log b / log a at most this
 _MIN_WIDTH = 1e-7  # boxes are not halved below this relative width (wm to 7 decimals)
+_EDGE_WIDTH = 1e-2  # boxes narrower than this are cut at a level edge they hold (if any)
 
 
 def _edges(wm_range, boxes: int) -> np.ndarray:
@@ -194,6 +195,7 @@ def _global_fit(obs, allowed, w0s, wa_range, incumbent, tol, edges):
     best, unresolved = regnet_sweep.branch_and_bound(
         np.ascontiguousarray(obs, np.float64), allowed, np.asarray(w0s, np.float64), edges,
         float(wa_range[0]), float(wa_range[1]), float(incumbent), tol * d, _MIN_WIDTH,
+        _EDGE_WIDTH,
     )  # fmt: skip
     return best, unresolved / d
 

@@ -291,7 +291,9 @@ def _pop(keys, boxes, n):
 
 
 @_compiled()
-def branch_and_bound(obs, allowed, w0s, edges, wa_lo, wa_hi, incumbent, slack, min_width):
+def branch_and_bound(
+    obs, allowed, w0s, edges, wa_lo, wa_hi, incumbent, slack, min_width, edge_width
+):
     """Best-first branch and bound of one network over (w0, wm) boxes (docs/method.md §3):
     (summed error, w0, wm, r_lo, r_hi) of the best point found, w0 = 0 if none beats the
     incumbent, and how much a box left unresolved (narrower than min_width) could still
@@ -351,11 +353,57 @@ def branch_and_bound(obs, allowed, w0s, edges, wa_lo, wa_hi, incumbent, slack, m
                     best = (v, w0, x, lo, hi)
             unresolved = max(unresolved, best[0] - key)
             continue
-        for x, y in ((a, mid), (mid, b)):
+        left, right = mid, mid
+        if b / a - 1.0 < edge_width:
+            # a narrow box that holds a level edge bounds the levels on both sides of it at
+            # once, however narrow: it is cut there instead, and the floats between the two
+            # sides (the tie itself) are swept as points
+            left, right = _edge_cut(w0, a, b, w_max)
+            if left == 0.0:
+                left, right = mid, mid
+            # the floats between the sides, and a side that is one point (an edge at an end
+            # of the box: a tie of the rounding at wm 1.5, 216·1.5 / 8 = 40.5 -> 320, 328
+            # above)
+            x = left if left == a else np.nextafter(left, math.inf)
+            while x < right or (x == right and right == b):
+                v, lo, hi = _sweep_row(
+                    w0, x, x, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, True
+                )
+                if v < best[0]:
+                    best = (v, w0, x, lo, hi)
+                x = np.nextafter(x, math.inf)
+        for x, y in ((a, left), (right, b)):
+            if x == y:
+                continue
             k = max(key, _monotone_row(log_obs, w0, x, y, wa_hi / w0, w_max)) if mono else key
             if k < best[0] - slack:
                 keys, boxes, n = _push(keys, boxes, n, k, 0.0, w0, x, y)
     return best, max(unresolved, 0.0)
+
+
+@_compiled()
+def _edge_cut(w0, a, b, w_max):
+    """(left, right): the last float of [a, b] below a level edge and the first above it
+    (the first exponent whose level steps inside the box, at its first step), or (0, 0)."""
+    k = 1
+    while k < 64 and _level(w0, a, k) <= 2.0 * w_max + 2.0 * QUANTUM:
+        below = _level(w0, a, k)
+        if _level(w0, b, k) != below:
+            edge = ((below + QUANTUM / 2) / w0) ** (1.0 / k)
+            left, right = min(edge, b), max(edge, a)
+            for _ in range(16):
+                if _level(w0, left, k) == below:
+                    break
+                left = np.nextafter(left, 0.0)
+            for _ in range(16):
+                if _level(w0, right, k) == below + QUANTUM:
+                    break
+                right = np.nextafter(right, math.inf)
+            ok = _level(w0, left, k) == below and _level(w0, right, k) == below + QUANTUM
+            if ok and a <= left < right <= b:
+                return left, right
+        k += 1
+    return 0.0, 0.0
 
 
 @_compiled()
