@@ -228,6 +228,17 @@ def _prepare(block_widths, allowed, ranges) -> tuple:
         else:
             runs.append([j, j + 1, a])
     bounds = {"w0": (QUANTUM, np.inf), "wa": (0.0, np.inf), "wm": FIT_WM_RANGE} | (ranges or {})
+    unknown = sorted(set(bounds) - {"w0", "wa", "wm"})
+    if unknown:
+        raise ValueError(f"ranges: unknown parameter {unknown[0]!r} (w0, wa and wm have ranges)")
+    for name in ("w0", "wa", "wm"):
+        lo, hi = (float(v) for v in bounds[name])
+        if name == "wm":  # levels w0·wm^k grow with k, up to a finite wm
+            ok, need = 1.0 < lo <= hi < math.inf, "1 < lo <= hi < inf"
+        else:
+            ok, need = 0.0 <= lo <= hi, "0 <= lo <= hi"
+        if not ok:
+            raise ValueError(f"ranges: {name} range {bounds[name]} is not an interval {need}")
     lo8 = max(QUANTUM, math.ceil(bounds["w0"][0] / QUANTUM) * QUANTUM)
     hi8 = math.floor(min(bounds["w0"][1], 1e9) / QUANTUM) * QUANTUM
     if lo8 > hi8:

@@ -197,6 +197,25 @@ def test_fit_rejects_bad_widths(bad):
 
 # --- with the other parts of anynet -------------------------------------------------------
 @pytest.mark.skipif(not HAVE_COMPLEXITY, reason="anynet/complexity.py not written yet")
+@pytest.mark.parametrize(
+    ("ranges", "message"),
+    [
+        ({"wm": (0.5, 2.0)}, "wm range"),
+        ({"wm": (1.0, 2.0)}, "wm range"),
+        ({"wm": (2.0, 1.5)}, "wm range"),
+        ({"wm": (1.5, math.inf)}, "wm range"),
+        ({"wa": (5.0, 1.0)}, "wa range"),
+        ({"wa": (-1.0, 1.0)}, "wa range"),
+        ({"w0": (16, math.nan)}, "w0 range"),
+        ({"depth": (1, 2)}, "unknown parameter 'depth'"),
+    ],
+)
+def test_fit_rejects_bad_ranges(ranges, message):
+    # an impossible range names itself (it gave a math domain error or an overflow)
+    with pytest.raises(ValueError, match=message):
+        fit_regnet([16, 32, 48, 96], ranges=ranges)
+
+
 def test_pycls_regnetx_400mf_params():
     from anynet.complexity import complexity
 
