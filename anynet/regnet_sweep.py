@@ -223,8 +223,8 @@ def sweep(w0, a, b, r_lo, r_hi, net, obs, allowed, w_max, point):
 @_compiled()
 def _monotone_row(log_obs, w0, a, b, r_top, w_max):
     """A lower bound of the summed error over every wa up to r_top·w0 (inf: any) and every
-    wm in [a, b] at w0, from log widths alone (docs/method.md §3): no sweep, a tenth of its
-    cost.
+    wm in [a, b] at w0, from log widths alone (docs/method.md §3): no sweep, a seventh of
+    its cost.
 
     Block 0 is at level 0 (w0); the exponents never fall and stay at most the last block's
     at the largest wa (one more: the generator's log(u / w0) can round up where log1p rounds

@@ -580,7 +580,7 @@ def test_the_search_leaves_no_box_at_a_level_edge_unresolved():
     # bound stayed 0.004 below the optimum down to 1e-7 of wm
     widths = [416] * 10 + [8] + [312] * 9 + [16] * 3
     obs = np.asarray(widths, dtype=np.float64)
-    edges = regnet_fit._edges(REGNET_RANGES["wm"], regnet_fit._MANY_BOXES)
+    edges = regnet_fit._edges(REGNET_RANGES["wm"])
     w0s = np.arange(8.0, 249.0, 8.0)
     best, unresolved = regnet_fit._global_fit(
         obs, None, w0s, REGNET_RANGES["wa"], np.inf, 1e-9, edges
