@@ -290,6 +290,14 @@ def _pop(keys, boxes, n):
     return n
 
 
+@_compiled(inline="always")
+def _at_point(best, w0, wm, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max):
+    """best (summed error, w0, wm, r_lo, r_hi), or the point (w0, wm) swept exactly where it
+    fits better."""
+    v, lo, hi = _sweep_row(w0, wm, wm, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, True)
+    return (v, w0, wm, lo, hi) if v < best[0] else best
+
+
 @_compiled()
 def branch_and_bound(
     obs, allowed, w0s, edges, wa_lo, wa_hi, incumbent, slack, min_width, edge_width
@@ -335,9 +343,7 @@ def branch_and_bound(
                 keys, boxes, n = _push(keys, boxes, n, lb, 1.0, w0, a, b)
             continue
         mid = math.sqrt(a * b)
-        v, lo, hi = _sweep_row(w0, mid, mid, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, True)
-        if v < best[0]:
-            best = (v, w0, mid, lo, hi)
+        best = _at_point(best, w0, mid, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max)
         if key >= best[0] - slack:
             continue
         if b / a - 1.0 < min_width:
@@ -346,11 +352,7 @@ def branch_and_bound(
             # at wm a multiple of 1/32 (for w0 <= 248, the denominators it can be at), or an end
             dyadic = min(max(np.rint(mid * 32.0) / 32.0, a), b)
             for x in (a, b, dyadic):
-                v, lo, hi = _sweep_row(
-                    w0, x, x, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, True
-                )
-                if v < best[0]:
-                    best = (v, w0, x, lo, hi)
+                best = _at_point(best, w0, x, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max)
             unresolved = max(unresolved, best[0] - key)
             continue
         left, right = mid, mid
@@ -366,11 +368,7 @@ def branch_and_bound(
             # above)
             x = left if left == a else np.nextafter(left, math.inf)
             while x < right or (x == right and right == b):
-                v, lo, hi = _sweep_row(
-                    w0, x, x, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max, True
-                )
-                if v < best[0]:
-                    best = (v, w0, x, lo, hi)
+                best = _at_point(best, w0, x, r_lo, r_hi, obs, log_obs, log_q, allowed, w_max)
                 x = np.nextafter(x, math.inf)
         for x, y in ((a, left), (right, b)):
             if x == y:
