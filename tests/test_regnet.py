@@ -528,10 +528,10 @@ def _sweep(rows, a, b, point):
 
 def test_box_bounds_never_exceed_the_fit_at_a_point_of_the_box():
     # the branch and bound drops a box of wm when a lower bound over it reaches the best fit
-    # found: the monotone bound first, then the sweep of the box (docs/method.md §3). Each is at most the exact best over wa at every wm of the box,
-    # its ends included. At w0 16, wm 2.5 the generator's 16·2.5^2 / 8 = 12.5 rounds to even
-    # (96); exp(2·log 2.5) is an ulp above and rounds to 104, which made the monotone bound
-    # 0.32 where the fit is exactly 0.
+    # found: the monotone bound first, then the sweep of the box (docs/method.md §3). Each
+    # is at most the exact best over wa at every wm of the box, its ends included. At w0 16,
+    # wm 2.5 the generator's 16·2.5^2 / 8 = 12.5 rounds to even (96); exp(2·log 2.5) is an
+    # ulp above and rounds to 104, which made the monotone bound 0.32 where the fit is 0.
     tie = quantized_block_widths(6, 16, 24, 2.5)
     assert tie == [16, 40, 96, 96, 96, 96]
     nets = [tie] + [s.spec.block_widths for s in sample(get_space("AnyNetX_E"), 6, 2).samples]
