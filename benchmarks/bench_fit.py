@@ -2,6 +2,7 @@
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py [--n 150] [--wm-step 0.005]
      [--old cc594e0] [--grid c341310] [--regnets 200] [--tol 0.004] [--many-only]
+     [--seeds 0-21 --judge-tol 0.0005]
 On n AnyNetX_A and n AnyNetX_E networks (seeded) it prints, for the old fits (anynet/
 regnet_fit.py at git revision --old, loaded from git) and the current ones: the largest
 amount and the share of networks by which each fit is worse than testkit.fit_reference
@@ -12,6 +13,10 @@ a descent, before the branch and bound became the default) and against the grid 
 (--grid, DDS's search); then fit_many with --tol. The first fit of the process, which
 loads or compiles the branch and bound (numba), is timed apart. Then e_fit of the
 quantised widths of --regnets RegNetX and RegNetY samples, which is 0 for each.
+With --seeds A-B (networks of every seed from A to B) and --judge-tol, fit_many is held,
+network by network, to the old revision's fit_many with that tol (its branch and bound,
+within tol of the optimum) instead of to the reference, which takes too long for
+thousands of networks (docs/method.md §3: seeds 0-21, tol 0.0005).
 """
 
 from __future__ import annotations
@@ -63,6 +68,33 @@ def report(name: str, e: np.ndarray, ref: np.ndarray) -> None:
     )
 
 
+def judge(args) -> None:
+    """fit_many on the networks of seeds A-B against --old's fit_many(tol=--judge-tol)."""
+    if not args.seeds or args.judge_tol is None:
+        raise SystemExit("bench_fit: --seeds and --judge-tol go together")
+    first, last = (int(x) for x in args.seeds.split("-"))
+    every = [
+        x.spec.block_widths
+        for seed in range(first, last + 1)
+        for s in ("AnyNetX_A", "AnyNetX_E")
+        for x in sample(get_space(s), args.n, seed).samples
+    ]
+    new.fit_many(every[:5])  # the compiled search loaded (or compiled) before the clock
+    t = time.process_time()
+    e_new = np.array([f[3] for f in new.fit_many(every)])
+    t_new = time.process_time() - t
+    t = time.process_time()
+    e_old = np.array([f[3] for f in old_module(args.old).fit_many(every, args.judge_tol)])
+    t_old = time.process_time() - t
+    gap = e_new - e_old
+    print(f"{len(every)} networks (seeds {first}-{last}): fit_many {1e3 * t_new / len(every):.2f}"
+          f" CPU ms a network; the judge ({args.old}, tol {args.judge_tol:g}) "
+          f"{1e3 * t_old / len(every):.2f}")  # fmt: skip
+    print(f"  above the judge by > 1e-6: {(gap > 1e-6).sum()} (largest {gap.max():+.2e}); "
+          f"below it by > 1e-6: {(gap < -1e-6).sum()} (largest {-gap.min():.2e}, "
+          f"within its tol: {bool(-gap.min() <= args.judge_tol)})")  # fmt: skip
+
+
 def main() -> None:
     """Run the comparison and print it."""
     ap = argparse.ArgumentParser()
@@ -74,7 +106,12 @@ def main() -> None:
     ap.add_argument("--regnets", type=int, default=200, help="RegNet samples per space")
     ap.add_argument("--tol", type=float, default=0.004, help="fit_many's tol")
     ap.add_argument("--many-only", action="store_true", help="only fit_many's time")
+    ap.add_argument("--seeds", help="A-B: the networks of seeds A to B (with --judge-tol)")
+    ap.add_argument("--judge-tol", type=float, help="hold fit_many to --old's fit_many(tol)")
     args = ap.parse_args()
+    if args.seeds or args.judge_tol is not None:
+        judge(args)
+        return
     old = old_module(args.old)
     grid = old_module(args.grid)
     ranges = new.REGNET_RANGES
