@@ -304,7 +304,7 @@ def fit_regnet(
     if cap - lo8 > 1e5 * QUANTUM:
         raise ValueError("ranges: give w0 an upper end when wa's range does not start at 0")
     w0s = list(range(lo8, max(lo8, cap) + 1, QUANTUM))
-    padded = None
+    padded = np.empty((obs.size, 0))  # no allowed widths
     if allowed is not None:
         m = max(s.size for s in sets)
         padded = np.full((obs.size, m), np.nan)
@@ -326,7 +326,7 @@ def fit_regnet(
             v, lo, hi = regnet_sweep.sweep(
                 np.array([float(w0)]), x, x, np.array([bounds["wa"][0] / w0]),
                 np.array([bounds["wa"][1] / w0]), np.zeros(1, np.int64), obs[None],
-                np.empty((obs.size, 0)) if padded is None else padded, np.array([top]), True,
+                padded, np.array([top]), True,
             )  # fmt: skip
             if v[0] <= found[0] + 1e-12:
                 wm, r_lo, r_hi = wr, float(lo[0]), float(hi[0])

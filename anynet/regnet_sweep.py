@@ -402,13 +402,3 @@ def _edge_cut(w0, a, b, w_max):
                 return left, right
         k += 1
     return 0.0, 0.0
-
-
-@_compiled()
-def monotone_bound(L, net, w0, a, b, r_top):
-    """`_monotone_row` of each row (log widths L[net[i]] of (N, d))."""
-    out = np.empty(w0.size)
-    for i in range(w0.size):
-        row = L[net[i]]
-        out[i] = _monotone_row(row, w0[i], a[i], b[i], r_top[i], math.exp(row.max()))
-    return out

@@ -549,7 +549,10 @@ def test_box_bounds_never_exceed_the_fit_at_a_point_of_the_box():
         net, top = np.zeros(n, np.int64), obs.max(keepdims=True)
         rows = (w0, 0 / w0, wa_hi / w0, net, obs[None], np.empty((obs.size, 0)), top)
         box = _sweep(rows, a, b, point=False)
-        mono = regnet_sweep.monotone_bound(np.log(obs)[None], net, w0, a, b, wa_hi / w0)
+        mono = np.array([
+            regnet_sweep._monotone_row(np.log(obs), w0[i], a[i], b[i], wa_hi / w0[i], obs.max())
+            for i in range(n)
+        ])  # fmt: skip
         inside = [a, b, *(a + (b - a) * t for t in (0.25, 0.5, 0.9))]
         point = np.min([_sweep(rows, x, x, point=True) for x in inside], axis=0)
         assert np.all(box <= point + 1e-9) and np.all(mono <= point + 1e-9)
